@@ -1,0 +1,168 @@
+"""Checkpoints: one .safetensors file holding weights, a bank of real start contexts and JSON metadata.
+
+safetensors stores tensors and a str->str metadata map and executes nothing on load, unlike
+pickles. The metadata key ``gym_diamond`` holds a JSON document: format version, game, action
+meanings, the full WorldModelConfig and provenance (how the model was trained).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+
+from gym_diamond.config import WorldModelConfig
+from gym_diamond.world_model import WorldModel
+
+FORMAT_VERSION = 1
+METADATA_KEY = "gym_diamond"
+START_FRAMES = "start.frames"
+START_ACTIONS = "start.actions"
+
+
+@dataclass
+class StartBank:
+    """Real contexts to start dreams from: frames uint8 (k, L, h, w, c) and the actions taken at them (k, L)."""
+
+    frames: np.ndarray
+    actions: np.ndarray
+
+    def __post_init__(self) -> None:
+        if self.frames.dtype != np.uint8 or self.frames.ndim != 5:
+            raise ValueError(f"start frames must be uint8 (k, L, h, w, c), got {self.frames.dtype} "
+                             f"{self.frames.shape}")
+        if self.actions.shape != self.frames.shape[:2]:
+            raise ValueError(f"start actions must be (k, L) = {self.frames.shape[:2]}, got {self.actions.shape}")
+        if len(self.frames) == 0:
+            raise ValueError("the start bank is empty: a dream needs at least one real context to start from")
+        self.actions = self.actions.astype(np.int64)
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+
+@dataclass
+class Checkpoint:
+    world_model: WorldModel
+    game: str
+    action_meanings: list[str]
+    start_bank: StartBank
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def config(self) -> WorldModelConfig:
+        return self.world_model.config
+
+
+def _library_versions() -> dict[str, str]:
+    import gymnasium
+    import safetensors
+
+    return {"torch": torch.__version__, "gymnasium": gymnasium.__version__, "safetensors": safetensors.__version__,
+            "numpy": np.__version__}
+
+
+def save_checkpoint(path: str | Path, world_model: WorldModel, *, game: str, action_meanings: list[str],
+                    start_bank: StartBank, provenance: dict[str, Any] | None = None,
+                    half: bool = False) -> Path:
+    """Write a checkpoint atomically (temp file, then rename). ``half`` stores weights as float16."""
+    path = Path(path)
+    k, L = start_bank.actions.shape
+    cfg = world_model.config
+    if len(action_meanings) != cfg.num_actions:
+        raise ValueError(f"{len(action_meanings)} action meanings for a model of {cfg.num_actions} actions")
+    expected = (cfg.denoiser.image_size, cfg.denoiser.image_size, cfg.denoiser.image_channels)
+    if L != cfg.denoiser.context_length or start_bank.frames.shape[2:] != expected:
+        raise ValueError(f"start bank frames {start_bank.frames.shape} do not fit the model: expected "
+                         f"(k, {cfg.denoiser.context_length}, {', '.join(map(str, expected))})")
+    tensors: dict[str, torch.Tensor] = {}
+    for name, tensor in world_model.state_dict().items():
+        t = tensor.detach().cpu()
+        if half and t.is_floating_point():
+            t = t.half()
+        tensors[name] = t.contiguous()
+    tensors[START_FRAMES] = torch.from_numpy(np.ascontiguousarray(start_bank.frames))
+    tensors[START_ACTIONS] = torch.from_numpy(np.ascontiguousarray(start_bank.actions))
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "game": game,
+        "action_meanings": list(action_meanings),
+        "config": cfg.to_dict(),
+        "provenance": {"library_versions": _library_versions(), **(provenance or {})},
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(tensors, str(tmp), metadata={METADATA_KEY: json.dumps(meta)})
+    os.replace(tmp, path)
+    return path
+
+
+def read_metadata(path: str | Path) -> dict[str, Any]:
+    """The checkpoint's JSON metadata, validated, without loading any tensor."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            raw = (f.metadata() or {}).get(METADATA_KEY)
+    except (SafetensorError, OSError, ValueError) as e:
+        raise ValueError(f"{path} is not a readable safetensors file (truncated or corrupt?): {e}") from e
+    if raw is None:
+        raise ValueError(
+            f"{path} is a safetensors file but not a gym-diamond checkpoint (no '{METADATA_KEY}' metadata)")
+    try:
+        meta = json.loads(raw)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: the checkpoint metadata is not valid JSON: {e}") from e
+    version = meta.get("format_version")
+    if version != FORMAT_VERSION:
+        raise ValueError(f"{path}: checkpoint format version {version!r}, but this gym-diamond reads version "
+                         f"{FORMAT_VERSION}")
+    for key in ("game", "action_meanings", "config"):
+        if key not in meta:
+            raise ValueError(f"{path}: the checkpoint metadata has no '{key}'")
+    return meta
+
+
+def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> Checkpoint:
+    """Load and validate a checkpoint; every problem names the file and what is wrong."""
+    path = Path(path)
+    meta = read_metadata(path)
+    try:
+        config = WorldModelConfig.from_dict(meta["config"])
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{path}: invalid world model config: {e}") from e
+    if len(meta["action_meanings"]) != config.num_actions:
+        raise ValueError(f"{path}: {len(meta['action_meanings'])} action meanings but the config has "
+                         f"{config.num_actions} actions")
+    world_model = WorldModel(config)
+    expected = world_model.state_dict()
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            names = set(f.keys())
+            missing = sorted(set(expected) - names)
+            if missing:
+                raise ValueError(f"{path}: missing tensor(s) {missing[:5]}{' ...' if len(missing) > 5 else ''}")
+            for required in (START_FRAMES, START_ACTIONS):
+                if required not in names:
+                    raise ValueError(f"{path}: missing tensor '{required}' (the start-context bank)")
+            state = {}
+            for name, ref in expected.items():
+                t = f.get_tensor(name)
+                if t.shape != ref.shape:
+                    raise ValueError(f"{path}: tensor '{name}' has shape {tuple(t.shape)} but the config "
+                                     f"implies {tuple(ref.shape)}: config and weights do not match")
+                state[name] = t.to(ref.dtype)
+            bank = StartBank(f.get_tensor(START_FRAMES).numpy(), f.get_tensor(START_ACTIONS).numpy())
+    except SafetensorError as e:
+        raise ValueError(f"{path} could not be read (truncated or corrupt?): {e}") from e
+    world_model.load_state_dict(state)
+    world_model.to(device).eval()
+    return Checkpoint(world_model, meta["game"], list(meta["action_meanings"]), bank, meta.get("provenance", {}))

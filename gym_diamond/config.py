@@ -1,0 +1,199 @@
+"""Configuration dataclasses for the DIAMOND world model.
+
+Defaults are the paper's (``shared/REFERENCE.md``), so ``WorldModelConfig(num_actions=6)`` is the
+published model. Every config validates itself on construction and round-trips through plain dicts,
+which is how checkpoints store it (JSON, never pickles).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+GROUP_SIZE = 32  # group norm uses groups of 32 channels (at least one group)
+
+
+def _check(condition: bool, cls: str, name: str, value: Any, expected: str) -> None:
+    if not condition:
+        raise ValueError(f"{cls}.{name}={value!r} is invalid: expected {expected}")
+
+
+def _check_channels(cls: str, name: str, channels: tuple[int, ...]) -> None:
+    _check(len(channels) > 0, cls, name, channels, "at least one level")
+    for c in channels:
+        _check(isinstance(c, int) and c > 0, cls, name, channels, "positive integers")
+        _check(c < GROUP_SIZE or c % GROUP_SIZE == 0, cls, name, channels,
+               f"channel counts below {GROUP_SIZE} or divisible into groups of {GROUP_SIZE}")
+
+
+class _DictMixin:
+    """``to_dict``/``from_dict`` for (nested) config dataclasses; tuples survive JSON as lists."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)  # type: ignore[arg-type]
+
+    @classmethod
+    def from_dict(cls: type[T], data: dict[str, Any]) -> T:
+        if not isinstance(data, dict):
+            raise TypeError(f"{cls.__name__}.from_dict expects a dict, got {type(data).__name__}")
+        fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        unknown = sorted(set(data) - set(fields))
+        if unknown:
+            raise ValueError(f"{cls.__name__} has no field(s) {unknown}; known: {sorted(fields)}")
+        kwargs = {}
+        for name, value in data.items():
+            sub = _NESTED.get((cls.__name__, name))
+            if sub is not None:
+                value = sub.from_dict(value)
+            elif isinstance(value, list):
+                value = tuple(value)
+            kwargs[name] = value
+        return cls(**kwargs)
+
+
+@dataclass(frozen=True)
+class UNetConfig(_DictMixin):
+    """The denoiser's network F: a conditional U-Net with adaptive group norm."""
+
+    channels: tuple[int, ...] = (64, 64, 64, 64)
+    blocks_per_level: int = 2
+    cond_channels: int = 256
+    attn_head_dim: int = 8
+    mid_attention: bool = True
+
+    def __post_init__(self) -> None:
+        n = type(self).__name__
+        _check_channels(n, "channels", self.channels)
+        _check(self.blocks_per_level >= 1, n, "blocks_per_level", self.blocks_per_level, ">= 1")
+        _check(self.cond_channels >= 2 and self.cond_channels % 2 == 0, n, "cond_channels",
+               self.cond_channels, "an even integer >= 2")
+        _check(self.attn_head_dim >= 1 and self.channels[-1] % self.attn_head_dim == 0, n,
+               "attn_head_dim", self.attn_head_dim, f"a divisor of the last level's {self.channels[-1]} channels")
+
+
+@dataclass(frozen=True)
+class DenoiserConfig(_DictMixin):
+    """EDM preconditioning and training noise distribution for next-frame diffusion."""
+
+    context_length: int = 4
+    image_channels: int = 3
+    image_size: int = 64
+    sigma_data: float = 0.5
+    sigma_offset_noise: float = 0.3
+    train_sigma_loc: float = -0.4
+    train_sigma_scale: float = 1.2
+    train_sigma_min: float = 2e-3
+    train_sigma_max: float = 20.0
+    unet: UNetConfig = field(default_factory=UNetConfig)
+
+    def __post_init__(self) -> None:
+        n = type(self).__name__
+        _check(self.context_length >= 1, n, "context_length", self.context_length, ">= 1")
+        _check(self.image_channels >= 1, n, "image_channels", self.image_channels, ">= 1")
+        levels = len(self.unet.channels)
+        _check(self.image_size % 2 ** (levels - 1) == 0, n, "image_size", self.image_size,
+               f"divisible by 2**{levels - 1} for a {levels}-level U-Net")
+        _check(self.sigma_data > 0, n, "sigma_data", self.sigma_data, "> 0")
+        _check(self.sigma_offset_noise >= 0, n, "sigma_offset_noise", self.sigma_offset_noise, ">= 0")
+        _check(self.train_sigma_scale > 0, n, "train_sigma_scale", self.train_sigma_scale, "> 0")
+        _check(0 < self.train_sigma_min < self.train_sigma_max, n, "train_sigma_min",
+               self.train_sigma_min, f"in (0, train_sigma_max={self.train_sigma_max})")
+        _check(self.unet.cond_channels % self.context_length == 0, n, "context_length", self.context_length,
+               f"a divisor of unet.cond_channels={self.unet.cond_channels} (one action embedding per step)")
+
+
+SAMPLER_ORDERS = (1, 2)
+
+
+@dataclass(frozen=True)
+class SamplerConfig(_DictMixin):
+    """Karras-schedule sampler: order 1 is Euler (DIAMOND's default), 2 is Heun."""
+
+    num_steps: int = 3
+    sigma_min: float = 2e-3
+    sigma_max: float = 5.0
+    rho: float = 7.0
+    order: int = 1
+    s_churn: float = 0.0
+    s_tmin: float = 0.0
+    s_tmax: float = float("inf")
+    s_noise: float = 1.0
+
+    def __post_init__(self) -> None:
+        n = type(self).__name__
+        _check(isinstance(self.num_steps, int) and self.num_steps >= 1, n, "num_steps", self.num_steps,
+               "an integer >= 1 denoising steps")
+        _check(0 < self.sigma_min < self.sigma_max, n, "sigma_min", self.sigma_min,
+               f"in (0, sigma_max={self.sigma_max})")
+        _check(self.rho > 0, n, "rho", self.rho, "> 0")
+        _check(self.order in SAMPLER_ORDERS, n, "order", self.order, f"one of {SAMPLER_ORDERS} (Euler, Heun)")
+        _check(self.s_churn >= 0, n, "s_churn", self.s_churn, ">= 0")
+        _check(self.s_noise >= 0, n, "s_noise", self.s_noise, ">= 0")
+
+
+@dataclass(frozen=True)
+class RewEndConfig(_DictMixin):
+    """Reward (sign: -1/0/+1) and termination classifier: CNN encoder + LSTM."""
+
+    channels: tuple[int, ...] = (32, 32, 32, 32)
+    blocks_per_level: int = 2
+    cond_channels: int = 128
+    lstm_dim: int = 512
+    attn_head_dim: int = 8
+
+    def __post_init__(self) -> None:
+        n = type(self).__name__
+        _check_channels(n, "channels", self.channels)
+        _check(self.blocks_per_level >= 1, n, "blocks_per_level", self.blocks_per_level, ">= 1")
+        _check(self.cond_channels >= 1, n, "cond_channels", self.cond_channels, ">= 1")
+        _check(self.lstm_dim >= 1, n, "lstm_dim", self.lstm_dim, ">= 1")
+        _check(self.channels[-1] % self.attn_head_dim == 0, n, "attn_head_dim", self.attn_head_dim,
+               f"a divisor of the last level's {self.channels[-1]} channels")
+
+
+@dataclass(frozen=True)
+class WorldModelConfig(_DictMixin):
+    """Everything needed to rebuild a world model: its networks and how it samples."""
+
+    num_actions: int = 18
+    denoiser: DenoiserConfig = field(default_factory=DenoiserConfig)
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    rew_end: RewEndConfig = field(default_factory=RewEndConfig)
+
+    def __post_init__(self) -> None:
+        _check(isinstance(self.num_actions, int) and self.num_actions >= 1, type(self).__name__,
+               "num_actions", self.num_actions, "an integer >= 1")
+
+    def replace(self, **changes: Any) -> WorldModelConfig:
+        return dataclasses.replace(self, **changes)
+
+
+def small_world_model_config(num_actions: int = 18) -> WorldModelConfig:
+    """A sixth of the paper model's compute per step (3.1 vs 18.7 GFLOP): half the channels, one block per level."""
+    return WorldModelConfig(
+        num_actions=num_actions,
+        denoiser=DenoiserConfig(unet=UNetConfig(channels=(32, 32, 32, 32), blocks_per_level=1, cond_channels=128)),
+        rew_end=RewEndConfig(channels=(16, 16, 16, 16), blocks_per_level=1, cond_channels=64, lstm_dim=128),
+    )
+
+
+def tiny_world_model_config(num_actions: int = 3, image_size: int = 64) -> WorldModelConfig:
+    """A world model of a few thousand parameters, for tests and smoke runs."""
+    return WorldModelConfig(
+        num_actions=num_actions,
+        denoiser=DenoiserConfig(image_size=image_size, unet=UNetConfig(
+            channels=(8, 8, 8), blocks_per_level=1, cond_channels=16, attn_head_dim=4)),
+        rew_end=RewEndConfig(channels=(4, 4, 4, 4), blocks_per_level=1, cond_channels=8, lstm_dim=16,
+                             attn_head_dim=4),
+    )
+
+
+_NESTED: dict[tuple[str, str], type[_DictMixin]] = {
+    ("DenoiserConfig", "unet"): UNetConfig,
+    ("WorldModelConfig", "denoiser"): DenoiserConfig,
+    ("WorldModelConfig", "sampler"): SamplerConfig,
+    ("WorldModelConfig", "rew_end"): RewEndConfig,
+}

@@ -1,0 +1,96 @@
+"""EDM maths for next-frame diffusion (Karras et al. 2022, as DIAMOND uses it).
+
+Small functions named after the paper's symbols: the preconditioners, the training noise
+distribution, the Karras sigma schedule, and the Euler/Heun sampler with optional churn.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from gym_diamond.config import DenoiserConfig, SamplerConfig
+from gym_diamond.rng import Generator, randn
+
+
+@dataclass(frozen=True)
+class Conditioners:
+    """EDM's c_in, c_skip, c_out, c_noise, each shaped to broadcast against (n, c, h, w) except c_noise (n,)."""
+
+    c_in: Tensor
+    c_skip: Tensor
+    c_out: Tensor
+    c_noise: Tensor
+
+
+def effective_sigma(sigma: Tensor, sigma_offset_noise: float) -> Tensor:
+    """sigma' = sqrt(sigma^2 + sigma_offset^2): offset noise adds variance the preconditioner must see."""
+    return (sigma**2 + sigma_offset_noise**2).sqrt()
+
+
+def conditioners(sigma: Tensor, sigma_data: float, sigma_offset_noise: float) -> Conditioners:
+    """The preconditioning of REFERENCE.md for noise levels ``sigma``: (n,)."""
+    s = effective_sigma(sigma, sigma_offset_noise)
+    c_in = 1 / (s**2 + sigma_data**2).sqrt()
+    c_skip = sigma_data**2 / (s**2 + sigma_data**2)
+    c_out = s * c_skip.sqrt()
+    c_noise = s.log() / 4
+    view = (-1, 1, 1, 1)
+    return Conditioners(c_in.view(view), c_skip.view(view), c_out.view(view), c_noise)
+
+
+def sample_training_sigma(n: int, config: DenoiserConfig, generator: torch.Generator | None = None,
+                          device: torch.device | str = "cpu") -> Tensor:
+    """log sigma ~ Normal(loc, scale), clipped: most training effort where the denoiser is uncertain."""
+    log_sigma = torch.randn(n, generator=generator, device=device) * config.train_sigma_scale
+    sigma = (log_sigma + config.train_sigma_loc).exp()
+    return sigma.clamp(config.train_sigma_min, config.train_sigma_max)
+
+
+def karras_sigmas(config: SamplerConfig, device: torch.device | str = "cpu") -> Tensor:
+    """num_steps sigmas from sigma_max down to sigma_min, spaced in sigma^(1/rho), then a final 0."""
+    ramp = torch.linspace(0, 1, config.num_steps, dtype=torch.float64)
+    max_inv, min_inv = config.sigma_max ** (1 / config.rho), config.sigma_min ** (1 / config.rho)
+    sigmas = (max_inv + ramp * (min_inv - max_inv)) ** config.rho
+    return torch.cat([sigmas, sigmas.new_zeros(1)]).to(device=device, dtype=torch.float32)
+
+
+def quantize(frames: Tensor) -> Tensor:
+    """Clamp to [-1, 1] and round to the 256 levels a uint8 frame can hold."""
+    return frames.clamp(-1, 1).add(1).mul(127.5).round().div(127.5).sub(1)
+
+
+Denoise = Callable[[Tensor, Tensor], Tensor]
+"""denoise(x, sigma) -> the denoised frame D(x; sigma), for x: (n, c, h, w) and sigma: (n,)."""
+
+
+def sample(denoise: Denoise, shape: tuple[int, ...], config: SamplerConfig,
+           generator: Generator | None = None, device: torch.device | str = "cpu") -> Tensor:
+    """Draw frames by integrating the probability-flow ODE from pure noise (times 1, as DIAMOND does).
+
+    Euler (order 1) or Heun (order 2) steps on the Karras schedule; with s_churn > 0, each step first
+    adds noise to climb to sigma_hat = sigma * (1 + gamma) (EDM's stochastic sampler).
+    """
+    sigmas = karras_sigmas(config, device)
+    x = randn(shape, generator, device)
+    n = shape[0]
+    gamma_max = min(config.s_churn / config.num_steps, 2**0.5 - 1)
+    for i in range(config.num_steps):
+        sigma, next_sigma = float(sigmas[i]), float(sigmas[i + 1])
+        gamma = gamma_max if config.s_tmin <= sigma <= config.s_tmax else 0.0
+        sigma_hat = sigma * (1 + gamma)
+        if gamma > 0:
+            eps = randn(shape, generator, device) * config.s_noise
+            x = x + eps * (sigma_hat**2 - sigma**2) ** 0.5
+        denoised = denoise(x, torch.full((n,), sigma_hat, device=device))
+        d = (x - denoised) / sigma_hat
+        x_next = x + d * (next_sigma - sigma_hat)
+        if config.order == 2 and next_sigma > 0:
+            denoised_2 = denoise(x_next, torch.full((n,), next_sigma, device=device))
+            d_2 = (x_next - denoised_2) / next_sigma
+            x_next = x + (d + d_2) / 2 * (next_sigma - sigma_hat)
+        x = x_next
+    return x

@@ -1,0 +1,70 @@
+"""The EDM denoiser D for the next frame, conditioned on the last L frames and actions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from gym_diamond.config import DenoiserConfig
+from gym_diamond.diffusion import conditioners, quantize, sample_training_sigma
+from gym_diamond.nn.unet import UNet
+
+
+@dataclass(frozen=True)
+class DenoiserLoss:
+    loss: Tensor
+    sigma: Tensor
+
+
+class Denoiser(nn.Module):
+    """D(x; sigma) = c_skip * x + c_out * F(c_in * x, c_noise, context / sigma_data, actions)."""
+
+    def __init__(self, config: DenoiserConfig, num_actions: int) -> None:
+        super().__init__()
+        self.config = config
+        c, L = config.image_channels, config.context_length
+        self.net = UNet(config.unet, (L + 1) * c, c, num_actions, L)
+
+    def _check(self, context: Tensor, actions: Tensor) -> None:
+        cfg = self.config
+        expected = (cfg.context_length, cfg.image_channels, cfg.image_size, cfg.image_size)
+        if context.ndim != 5 or tuple(context.shape[1:]) != expected:
+            raise ValueError(f"context frames must be (n, {', '.join(map(str, expected))}), got {tuple(context.shape)}")
+        if actions.shape != context.shape[:2]:
+            raise ValueError(f"actions must be (n, {cfg.context_length}), got {tuple(actions.shape)}")
+
+    def forward(self, noisy: Tensor, sigma: Tensor, context: Tensor, actions: Tensor) -> Tensor:
+        """The network's raw output F for noisy next frames: (n, c, h, w) at levels sigma: (n,)."""
+        cs = conditioners(sigma, self.config.sigma_data, self.config.sigma_offset_noise)
+        return self.net(noisy * cs.c_in, cs.c_noise, context.flatten(1, 2) / self.config.sigma_data, actions)
+
+    def denoise(self, noisy: Tensor, sigma: Tensor, context: Tensor, actions: Tensor) -> Tensor:
+        """The estimate of the clean next frame, clamped and quantised to 256 levels (sampling time)."""
+        cs = conditioners(sigma, self.config.sigma_data, self.config.sigma_offset_noise)
+        out = self.net(noisy * cs.c_in, cs.c_noise, context.flatten(1, 2) / self.config.sigma_data, actions)
+        return quantize(cs.c_skip * noisy + cs.c_out * out.float())
+
+    def loss(self, next_frame: Tensor, context: Tensor, actions: Tensor,
+             generator: torch.Generator | None = None, mask: Tensor | None = None) -> DenoiserLoss:
+        """EDM training loss on clean next frames (n, c, h, w) in [-1, 1] given their context.
+
+        Offset noise (a per-image, per-channel constant) teaches the model to change a frame's mean
+        colour, which plain Gaussian noise at small sigma cannot; ``mask`` (n,) drops padded samples.
+        """
+        self._check(context, actions)
+        n, c = next_frame.shape[:2]
+        device = next_frame.device
+        sigma = sample_training_sigma(n, self.config, generator, device)
+        offset = self.config.sigma_offset_noise * torch.randn(n, c, 1, 1, generator=generator, device=device)
+        noise = torch.randn(next_frame.shape, generator=generator, device=device)
+        noisy = next_frame + offset + noise * sigma.view(-1, 1, 1, 1)
+        cs = conditioners(sigma, self.config.sigma_data, self.config.sigma_offset_noise)
+        target = (next_frame - cs.c_skip * noisy) / cs.c_out
+        out = self.net(noisy * cs.c_in, cs.c_noise, context.flatten(1, 2) / self.config.sigma_data, actions)
+        per_sample = F.mse_loss(out.float(), target, reduction="none").mean(dim=(1, 2, 3))
+        if mask is not None:
+            per_sample = per_sample[mask]
+        return DenoiserLoss(per_sample.mean(), sigma)

@@ -1,0 +1,104 @@
+"""WorldModel: the denoiser, the reward/termination model and the sampler, as one batched step."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from gym_diamond.config import SamplerConfig, WorldModelConfig
+from gym_diamond.diffusion import sample
+from gym_diamond.nn.denoiser import Denoiser
+from gym_diamond.nn.rew_end import LSTMState, RewEndModel
+from gym_diamond.rng import Generator, rand
+
+
+@dataclass(frozen=True)
+class ImaginedStep:
+    next_frame: Tensor  # (n, c, h, w), float in [-1, 1], quantised to 256 levels
+    reward: Tensor  # (n,) float32 in {-1, 0, 1}
+    terminated: Tensor  # (n,) bool
+    state: LSTMState  # the reward/termination model's LSTM state after this step
+
+
+def sample_categorical(logits: Tensor, uniform: Tensor) -> Tensor:
+    """Inverse-CDF sampling: class per row of logits (n, k) from uniforms (n,), so any generator works."""
+    cdf = logits.float().softmax(-1).cumsum(-1)
+    return (uniform[:, None] > cdf).sum(-1).clamp(max=logits.shape[-1] - 1)
+
+
+class WorldModel(nn.Module):
+    """Imagines the next frame, reward and termination for a batch of environments in one call."""
+
+    def __init__(self, config: WorldModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        d = config.denoiser
+        self.denoiser = Denoiser(d, config.num_actions)
+        self.rew_end = RewEndModel(config.rew_end, config.num_actions, d.image_channels, d.image_size)
+
+    @property
+    def device(self) -> torch.device:
+        return self.rew_end.action_emb.weight.device
+
+    @property
+    def frame_shape(self) -> tuple[int, int, int]:
+        d = self.config.denoiser
+        return d.image_channels, d.image_size, d.image_size
+
+    def check_inputs(self, frames: Tensor, actions: Tensor) -> None:
+        """Raise a clear error unless frames: (n, L, c, h, w) float and actions: (n, L) integer, one device."""
+        L = self.config.denoiser.context_length
+        if not isinstance(frames, Tensor) or not isinstance(actions, Tensor):
+            raise TypeError(f"frames and actions must be torch tensors, got {type(frames).__name__} "
+                            f"and {type(actions).__name__}")
+        if frames.ndim != 5 or tuple(frames.shape[1:]) != (L, *self.frame_shape):
+            raise ValueError(f"frames must be (n, {L}, {', '.join(map(str, self.frame_shape))}), "
+                             f"got {tuple(frames.shape)}")
+        if not frames.is_floating_point():
+            raise TypeError(f"frames must be float in [-1, 1], got {frames.dtype}")
+        if tuple(actions.shape) != tuple(frames.shape[:2]):
+            raise ValueError(f"actions must be (n, {L}) = {tuple(frames.shape[:2])}, got {tuple(actions.shape)}")
+        if actions.dtype not in (torch.int64, torch.int32):
+            raise TypeError(f"actions must be int64, got {actions.dtype}")
+        if frames.device != self.device or actions.device != self.device:
+            raise ValueError(f"frames ({frames.device}) and actions ({actions.device}) must be on the "
+                             f"world model's device {self.device}")
+
+    @torch.no_grad()
+    def burn_in(self, frames: Tensor, actions: Tensor) -> LSTMState:
+        """The reward/termination LSTM state after the real context frames: (n, L, c, h, w), actions (n, L)."""
+        self.check_inputs(frames, actions)
+        return self.rew_end.burn_in(frames, actions)
+
+    @torch.no_grad()
+    def imagine_step(self, frames: Tensor, actions: Tensor, lstm_state: LSTMState | None = None,
+                     generator: Generator | None = None, sampler: SamplerConfig | None = None) -> ImaginedStep:
+        """One imagined step for n environments: one sampler call and one reward/termination call.
+
+        frames: (n, L, c, h, w) in [-1, 1], the last L frames; actions: (n, L), the action taken at each,
+        the last one being the action to imagine. ``generator`` (a torch.Generator or a
+        BatchedGenerator with one stream per environment) makes the step reproducible.
+        """
+        self.check_inputs(frames, actions)
+        n = frames.shape[0]
+        actions = actions.long()
+        if lstm_state is None:
+            lstm_state = self.burn_in(frames, actions)
+        config = sampler if sampler is not None else self.config.sampler
+
+        def denoise(x: Tensor, sigma: Tensor) -> Tensor:
+            return self.denoiser.denoise(x, sigma, frames, actions)
+
+        next_frame = sample(denoise, (n, *self.frame_shape), config, generator, self.device)
+        out = self.rew_end(frames[:, -1:], actions[:, -1:], next_frame[:, None], lstm_state)
+        reward_class = sample_categorical(out.reward_logits[:, 0], rand((n,), generator, self.device))
+        end_class = sample_categorical(out.end_logits[:, 0], rand((n,), generator, self.device))
+        return ImaginedStep(next_frame, (reward_class - 1).float(), end_class.bool(), out.state)
+
+    def num_parameters(self) -> dict[str, int]:
+        return {
+            "denoiser": sum(p.numel() for p in self.denoiser.parameters()),
+            "rew_end": sum(p.numel() for p in self.rew_end.parameters()),
+        }

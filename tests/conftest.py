@@ -1,0 +1,17 @@
+import numpy as np
+import pytest
+import torch
+
+from gym_diamond import StartBank, WorldModel, tiny_world_model_config
+
+
+@pytest.fixture
+def tiny_world_model() -> WorldModel:
+    torch.manual_seed(0)
+    return WorldModel(tiny_world_model_config(num_actions=3)).eval()
+
+
+@pytest.fixture
+def start_bank() -> StartBank:
+    rng = np.random.default_rng(0)
+    return StartBank(rng.integers(0, 256, (5, 4, 64, 64, 3), dtype=np.uint8), rng.integers(0, 3, (5, 4)))
