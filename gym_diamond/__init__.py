@@ -16,14 +16,21 @@ from gym_diamond.config import (
     small_world_model_config,
     tiny_world_model_config,
 )
+from gym_diamond.envs import DreamCore, DreamEnv, DreamVectorEnv
+from gym_diamond.registration import register_envs
 from gym_diamond.rng import BatchedGenerator
 from gym_diamond.world_model import ImaginedStep, WorldModel
 
 __version__ = "0.1.0"
 
+register_envs()
+
 __all__ = [
     "BatchedGenerator",
     "Checkpoint",
+    "DreamCore",
+    "DreamEnv",
+    "DreamVectorEnv",
     "DenoiserConfig",
     "ImaginedStep",
     "RewEndConfig",
@@ -33,6 +40,7 @@ __all__ = [
     "WorldModel",
     "WorldModelConfig",
     "load_checkpoint",
+    "register_envs",
     "save_checkpoint",
     "small_world_model_config",
     "tiny_world_model_config",

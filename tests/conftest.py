@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import torch
+from helpers import make_tiny_checkpoint
 
 from gym_diamond import StartBank, WorldModel, tiny_world_model_config
 
@@ -15,3 +16,9 @@ def tiny_world_model() -> WorldModel:
 def start_bank() -> StartBank:
     rng = np.random.default_rng(0)
     return StartBank(rng.integers(0, 256, (5, 4, 64, 64, 3), dtype=np.uint8), rng.integers(0, 3, (5, 4)))
+
+
+
+@pytest.fixture(scope="session")
+def pong_checkpoint(tmp_path_factory):
+    return make_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "Pong.safetensors")

@@ -1,0 +1,7 @@
+"""The dream as environments: one batched core and its gymnasium and stable-baselines3 faces."""
+
+from gym_diamond.envs.core import DreamCore, DreamStep
+from gym_diamond.envs.dream_env import DreamEnv
+from gym_diamond.envs.vector import DreamVectorEnv
+
+__all__ = ["DreamCore", "DreamEnv", "DreamStep", "DreamVectorEnv"]

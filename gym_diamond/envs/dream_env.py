@@ -1,0 +1,115 @@
+"""DreamEnv: one dream as a gymnasium environment (``gym.make("DiamondDream/Pong-v0")``)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium import spaces
+
+from gym_diamond.envs.core import DreamCore, StartSource, resolve_device
+from gym_diamond.registration import load_dream
+from gym_diamond.render import HumanWindow, upscale
+
+START_MODES = ("bank", "ale")
+
+
+class DreamEnv(gym.Env[np.ndarray, np.int64]):
+    """A DIAMOND world model of an Atari game, played one imagined step at a time.
+
+    Observations are the dreamed 64x64 RGB frames (uint8), actions the game's minimal action set,
+    rewards the reward model's sign in {-1, 0, 1}; an episode terminates when the termination model
+    says so. ``gym.make`` adds a 1,000-step time limit. ``reset(options={"start": "ale"})`` (or
+    ``start="ale"``) starts the dream from the real game instead of the checkpoint's start bank.
+    """
+
+    metadata = {"render_modes": ["rgb_array", "human"], "render_fps": 15}
+
+    def __init__(self, game: str | None = None, checkpoint: str | os.PathLike | None = None, *,
+                 device: torch.device | str | None = None, render_mode: str | None = None,
+                 render_size: int = 256, max_episode_steps: int | None = None, start: str = "bank") -> None:
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
+        upscale(np.zeros((1, 1, 3), np.uint8), render_size)  # validates render_size
+        ckpt = load_dream(game, checkpoint, resolve_device(device))
+        self.game = ckpt.game
+        self.action_meanings = list(ckpt.action_meanings)
+        self.core = DreamCore(ckpt.world_model, ckpt.start_bank, num_envs=1,
+                              max_episode_steps=max_episode_steps, autoreset=False)
+        self._sources: dict[str, StartSource] = {"bank": self.core.start_source}
+        self.start = self._source_name(start)
+        h, _, c = ckpt.start_bank.frames.shape[2:]
+        self.observation_space = spaces.Box(0, 255, (h, h, c), np.uint8)
+        self.action_space = spaces.Discrete(ckpt.world_model.config.num_actions)
+        self.render_mode = render_mode
+        self.render_size = render_size
+        self._window: HumanWindow | None = None
+        self._obs: np.ndarray | None = None
+
+    @staticmethod
+    def _source_name(start: str) -> str:
+        if start not in START_MODES:
+            raise ValueError(f"start must be one of {START_MODES}, got {start!r}")
+        return start
+
+    def _use_start(self, start: str) -> None:
+        start = self._source_name(start)
+        if start not in self._sources:
+            from gym_diamond.envs.ale_starts import AleStarts
+
+            self._sources[start] = AleStarts(self.game, 1, self.core.frames.shape[1], self.core.device)
+        self.core.start_source = self._sources[start]
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None
+              ) -> tuple[np.ndarray, dict[str, Any]]:
+        super().reset(seed=seed)
+        options = options or {}
+        unknown = set(options) - {"start"}
+        if unknown:
+            raise ValueError(f"unknown reset option(s) {sorted(unknown)}; known: ['start']")
+        self._use_start(options.get("start", self.start))
+        self._obs = self.core.reset(seed=seed)[0].cpu().numpy()
+        if self.render_mode == "human":
+            self.render()
+        return self._obs, {"episode_step": 0}
+
+    def step(self, action: int | np.integer) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        if isinstance(action, np.ndarray) and action.shape == ():
+            action = action.item()
+        if isinstance(action, (bool, float, np.floating)) or not isinstance(action, (int, np.integer)):
+            raise TypeError(f"action must be an integer in [0, {self.action_space.n}), got {action!r}")
+        if not 0 <= action < self.action_space.n:
+            raise ValueError(f"action must be in [0, {self.action_space.n}), got {action}")
+        out = self.core.step(torch.tensor([int(action)], device=self.core.device))
+        self._obs = out.final_obs[0].cpu().numpy()
+        info = {"episode_step": int(out.episode_length[0])}
+        if self.render_mode == "human":
+            self.render()
+        return self._obs, float(out.reward[0]), bool(out.terminated[0]), bool(out.truncated[0]), info
+
+    def render(self) -> np.ndarray | None:
+        if self.render_mode is None:
+            gym.logger.warn("render() called without a render_mode; pass render_mode='rgb_array' to gym.make")
+            return None
+        frame = upscale(self._obs if self._obs is not None else np.zeros(self.observation_space.shape, np.uint8),
+                        self.render_size)
+        if self.render_mode == "rgb_array":
+            return frame
+        if self._window is None:
+            self._window = HumanWindow(self.render_size, self.metadata["render_fps"], f"DiamondDream {self.game}")
+        self._window.show(frame)
+        return None
+
+    def get_action_meanings(self) -> list[str]:
+        return list(self.action_meanings)
+
+    def close(self) -> None:
+        if self._window is not None:
+            self._window.close()
+            self._window = None
+        for source in self._sources.values():
+            if hasattr(source, "close"):
+                source.close()

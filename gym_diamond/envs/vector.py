@@ -1,0 +1,116 @@
+"""DreamVectorEnv: n dreams as one gymnasium VectorEnv, stepped in one batched forward pass."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium import spaces
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
+
+from gym_diamond.envs.core import DreamCore, resolve_device
+from gym_diamond.envs.dream_env import START_MODES
+from gym_diamond.registration import load_dream
+from gym_diamond.render import upscale
+
+OUTPUTS = ("numpy", "torch")
+
+
+class DreamVectorEnv(VectorEnv):
+    """``gym.make_vec("DiamondDream/<Game>-v0", num_envs=n, device=...)``: all n step in one call.
+
+    Autoreset is SAME_STEP: an environment that ends restarts within the same ``step``; the returned
+    observation is its new first frame, and ``infos["final_obs"]`` / ``infos["final_info"]`` (masked
+    by ``infos["_final_obs"]``) hold what it ended on, as gymnasium 1.x defines them.
+    ``output="torch"`` returns tensors on the device and never copies to the host: then
+    ``infos["final_obs"]`` is a (n, h, w, c) uint8 tensor, valid where the ``infos["_final_obs"]``
+    tensor is true, present on every step.
+    """
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 15, "autoreset_mode": AutoresetMode.SAME_STEP}
+
+    def __init__(self, num_envs: int = 1, game: str | None = None, checkpoint: str | os.PathLike | None = None, *,
+                 device: torch.device | str | None = None, max_episode_steps: int | None = None,
+                 output: str = "numpy", render_mode: str | None = None, render_size: int = 256,
+                 start: str = "bank") -> None:
+        if output not in OUTPUTS:
+            raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
+        if start not in START_MODES:
+            raise ValueError(f"start must be one of {START_MODES}, got {start!r}")
+        upscale(np.zeros((1, 1, 3), np.uint8), render_size)
+        ckpt = load_dream(game, checkpoint, resolve_device(device))
+        self.game = ckpt.game
+        self.action_meanings = list(ckpt.action_meanings)
+        source = None
+        if start == "ale":
+            from gym_diamond.envs.ale_starts import AleStarts
+
+            L = ckpt.world_model.config.denoiser.context_length
+            source = AleStarts(ckpt.game, num_envs, L, ckpt.world_model.device)
+        self.core = DreamCore(ckpt.world_model, ckpt.start_bank, num_envs=num_envs,
+                              max_episode_steps=max_episode_steps, start_source=source)
+        self.num_envs = num_envs
+        self.device = self.core.device
+        self.output = output
+        self.render_mode = render_mode
+        self.render_size = render_size
+        h, _, c = ckpt.start_bank.frames.shape[2:]
+        self.single_observation_space = spaces.Box(0, 255, (h, h, c), np.uint8)
+        self.single_action_space = spaces.Discrete(self.core.num_actions)
+        self.observation_space = batch_space(self.single_observation_space, num_envs)
+        self.action_space = batch_space(self.single_action_space, num_envs)
+        self._obs: torch.Tensor | None = None
+
+    def reset(self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None
+              ) -> tuple[Any, dict[str, Any]]:
+        """``options={"reset_mask": mask}`` resets only the environments where ``mask`` (n,) bool is true."""
+        super().reset(seed=seed if isinstance(seed, int) else None)
+        options = options or {}
+        unknown = set(options) - {"reset_mask"}
+        if unknown:
+            raise ValueError(f"unknown reset option(s) {sorted(unknown)}; known: ['reset_mask']")
+        self._obs = self.core.reset(seed=seed, mask=options.get("reset_mask"))
+        return self._out(self._obs), {}
+
+    def step(self, actions: Any) -> tuple[Any, Any, Any, Any, dict[str, Any]]:
+        out = self.core.step(actions)
+        self._obs = out.obs
+        done = out.done
+        if self.output == "torch":
+            infos = {"final_obs": out.final_obs, "_final_obs": done, "final_info": {}, "_final_info": done}
+            return out.obs, out.reward, out.terminated, out.truncated, infos
+        done_np = done.cpu().numpy()
+        infos: dict[str, Any] = {}
+        if done_np.any():
+            final_obs = np.empty(self.num_envs, dtype=object)
+            final_frames = out.final_obs.cpu().numpy()
+            for i in np.flatnonzero(done_np):  # only building gymnasium's per-env object array
+                final_obs[i] = final_frames[i]
+            infos = {"final_obs": final_obs, "_final_obs": done_np, "final_info": {}, "_final_info": done_np}
+        return (out.obs.cpu().numpy(), out.reward.cpu().numpy().astype(np.float64), out.terminated.cpu().numpy(),
+                out.truncated.cpu().numpy(), infos)
+
+    def _out(self, obs: torch.Tensor) -> Any:
+        return obs if self.output == "torch" else obs.cpu().numpy()
+
+    def render(self) -> tuple[np.ndarray, ...] | None:
+        if self.render_mode is None:
+            gym.logger.warn("render() called without a render_mode; pass render_mode='rgb_array' to gym.make_vec")
+            return None
+        if self._obs is None:
+            raise RuntimeError("call reset() before render()")
+        return tuple(upscale(self._obs.cpu().numpy(), self.render_size))
+
+    def get_action_meanings(self) -> list[str]:
+        return list(self.action_meanings)
+
+    def close_extras(self, **kwargs: Any) -> None:
+        source = self.core.start_source
+        if hasattr(source, "close"):
+            source.close()

@@ -1,0 +1,77 @@
+"""``DiamondDream/<Game>-v0`` ids for every ALE game, and where each finds its world model."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import gymnasium as gym
+import torch
+
+from gym_diamond.checkpoint import Checkpoint, load_checkpoint
+
+NAMESPACE = "DiamondDream"
+HOME_VARIABLE = "GYM_DIAMOND_HOME"
+PRETRAINED_DIR = Path(__file__).parent / "pretrained"
+DEFAULT_MAX_EPISODE_STEPS = 1000
+
+
+def env_id(game: str) -> str:
+    return f"{NAMESPACE}/{game}-v0"
+
+
+def _same_game(a: str, b: str) -> bool:
+    def norm(s: str) -> str:
+        return s.lower().removeprefix("ale/").removesuffix("-v5").replace("_", "").replace("-", "")
+    return norm(a) == norm(b)
+
+
+def find_checkpoint(game: str, checkpoint: str | os.PathLike | None = None) -> Path:
+    """The checkpoint for ``game``: the ``checkpoint`` argument, else $GYM_DIAMOND_HOME/<Game>.safetensors,
+    else one shipped in the package; otherwise a FileNotFoundError naming all three."""
+    if checkpoint is not None:
+        path = Path(checkpoint).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"checkpoint={str(checkpoint)!r} does not exist")
+        return path
+    home = os.environ.get(HOME_VARIABLE)
+    candidates = ([Path(home).expanduser() / f"{game}.safetensors"] if home else []) + [
+        PRETRAINED_DIR / f"{game}.safetensors"]
+    for path in candidates:
+        if path.is_file():
+            return path
+    home_text = f"${HOME_VARIABLE}={home!r} has no {game}.safetensors" if home else f"${HOME_VARIABLE} is not set"
+    raise FileNotFoundError(
+        f"no world model for {game}: (1) pass gym.make({env_id(game)!r}, checkpoint=PATH), "
+        f"(2) put {game}.safetensors in ${HOME_VARIABLE} ({home_text}), or (3) use a game with a checkpoint "
+        f"shipped in {PRETRAINED_DIR} (there is none for {game}). Train one with: "
+        f"python -m training.pipeline --game {game}")
+
+
+def load_dream(game: str | None, checkpoint: str | os.PathLike | None,
+               device: torch.device | str) -> Checkpoint:
+    """Find and load the world model for ``game``; a checkpoint of another game is an error."""
+    if game is None and checkpoint is None:
+        raise ValueError("give the game (e.g. game='Pong') or a checkpoint path")
+    path = find_checkpoint(game, checkpoint) if game is not None else Path(checkpoint)
+    ckpt = load_checkpoint(path, device=device)
+    if game is not None and not _same_game(ckpt.game, game):
+        raise ValueError(f"{path} is a world model of {ckpt.game!r}, but the environment is {env_id(game)!r}; "
+                         f"use gym.make({env_id(ckpt.game)!r}, checkpoint=...) or a {game} checkpoint")
+    return ckpt
+
+
+def register_envs() -> None:
+    """Register ``DiamondDream/<Game>-v0`` for every game ale-py ships (idempotent)."""
+    from gym_diamond.atari import available_games
+
+    for game in available_games():
+        if env_id(game) in gym.registry:
+            continue
+        gym.register(
+            id=env_id(game),
+            entry_point="gym_diamond.envs.dream_env:DreamEnv",
+            vector_entry_point="gym_diamond.envs.vector:DreamVectorEnv",
+            max_episode_steps=DEFAULT_MAX_EPISODE_STEPS,
+            kwargs={"game": game},
+        )

@@ -1,0 +1,23 @@
+"""Builders the tests share: tiny checkpoints made on the spot."""
+
+import numpy as np
+import torch
+
+from gym_diamond import StartBank, WorldModel, tiny_world_model_config
+
+PONG_ACTIONS = ["NOOP", "FIRE", "RIGHT", "LEFT", "RIGHTFIRE", "LEFTFIRE"]
+
+
+def make_tiny_checkpoint(path, game: str = "Pong", seed: int = 0):
+    """A tiny untrained Pong world model (6 actions) with a 5-context start bank, saved at ``path``."""
+    from gym_diamond import save_checkpoint
+
+    torch.manual_seed(seed)
+    model = WorldModel(tiny_world_model_config(num_actions=len(PONG_ACTIONS)))
+    with torch.no_grad():  # untrained weights give constant frames; perturb them so dreams differ
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    rng = np.random.default_rng(seed)
+    bank = StartBank(rng.integers(0, 256, (5, 4, 64, 64, 3), dtype=np.uint8), rng.integers(0, 6, (5, 4)))
+    save_checkpoint(path, model, game=game, action_meanings=PONG_ACTIONS, start_bank=bank)
+    return path
