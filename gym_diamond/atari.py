@@ -6,13 +6,19 @@ Why it lives in ``gym_diamond``: dream environments start their dreams from real
 Protocol (REFERENCE.md, "Real environment"): the emulator runs with ``frameskip=1`` and no sticky
 actions; one agent step repeats the action for 4 emulator frames, max-pools the last two raw RGB
 frames (Atari sprites flicker between frames) and resizes to 64x64 RGB with area interpolation;
-reset plays 1..``noop_max`` no-op frames so that episodes do not all start from the same state.
+reset plays 1..``noop_max`` no-op frames so that episodes do not all start from the same state, and
+its observation is the last of those frames alone (nothing to max-pool it with, as in DIAMOND's wrapper).
 
 Life losses: ``info["life_loss"]`` says whether a life was lost during the step. With
 ``done_on_life_loss=True`` (the training protocol) a life loss also sets ``terminated``, but the game
 is not restarted: the following ``reset()`` continues the same game from where it is (as DIAMOND's
-collector does), so an agent sees all its lives, each as one episode. Evaluation uses the default
-``done_on_life_loss=False``: episodes end at game over.
+collector does), so an agent sees all its lives, each as one episode: that reset plays no no-ops and
+returns the observation the life-loss step returned. Evaluation uses the default
+``done_on_life_loss=False``: episodes end at game over (``truncated`` after ALE's 108,000-frame limit).
+
+When a game ends in the middle of a 4-frame step, the observation is the max-pool of the last two
+frames actually played (DIAMOND's wrapper, like ``training.atari``'s vector env, repeats the previous
+observation instead); otherwise frames are pixel-identical to ``training.atari.make_vector_atari``'s.
 """
 
 from __future__ import annotations
@@ -28,7 +34,17 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-__all__ = ["AtariEnv", "available_games", "game_to_ale_id", "game_to_rom_id", "make_atari_env"]
+__all__ = [
+    "FRAME_SIZE",
+    "FRAME_SKIP",
+    "NOOP_MAX",
+    "AtariEnv",
+    "available_games",
+    "game_to_ale_id",
+    "game_to_name",
+    "game_to_rom_id",
+    "make_atari_env",
+]
 
 FRAME_SIZE = 64
 FRAME_SKIP = 4
@@ -65,9 +81,11 @@ def _lookup(game: str) -> tuple[str, str]:
         key = key[len("ALE/") :]
     if key.endswith("-v5"):
         key = key[: -len("-v5")]
-    found = _games().get(_normalise(key))
+    games = _games()
+    found = games.get(_normalise(key))
     if found is None:
-        close = difflib.get_close_matches(key, available_games(), n=5, cutoff=0.5)
+        close = difflib.get_close_matches(_normalise(key), list(games), n=5, cutoff=0.6)
+        close = [games[c][0] for c in close]
         hint = f"; did you mean {', '.join(close)}?" if close else "; see gym_diamond.atari.available_games()"
         raise ValueError(f"unknown Atari game {game!r}: expected a game ale-py ships, like 'Pong'{hint}")
     return found
@@ -106,8 +124,8 @@ class AtariEnv(gym.Env):
         seed: int | None = None,
         render_mode: str | None = None,
     ) -> None:
-        if noop_max < 0:
-            raise ValueError(f"noop_max must be >= 0, got {noop_max}")
+        if not isinstance(noop_max, int) or noop_max < 0:
+            raise ValueError(f"noop_max must be an int >= 0, got {noop_max!r}")
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             modes = self.metadata["render_modes"]
             raise ValueError(f"render_mode must be one of {modes} or None, got {render_mode!r}")
@@ -140,6 +158,7 @@ class AtariEnv(gym.Env):
         self._continue_game = False  # True after a life-loss termination: reset() goes on playing
 
     def get_action_meanings(self) -> list[str]:
+        """Names of the minimal action set, in action order, e.g. ``["NOOP", "FIRE", "RIGHT", "LEFT"]``."""
         return self._ale_env.get_action_meanings()
 
     def reset(
@@ -160,13 +179,14 @@ class AtariEnv(gym.Env):
         self._continue_game = False
         self._env.reset(seed=seed)  # seeds the emulator too when a seed is given
         noops = int(self.np_random.integers(1, self.noop_max + 1)) if self.noop_max > 0 else 0
+        for _ in range(noops):
+            self.ale.act(ale_py.Action.NOOP)
+            if self.ale.game_over():  # the game ended during the no-ops: start it again without them
+                self._env.reset()
+                break
+        # The first observation is the last frame alone: the other max-pool buffer is black.
         self._screens[:] = 0
         self._grab()
-        self._play(ale_py.Action.NOOP, noops)
-        if self.ale.game_over():  # the game ended during the no-ops: start it again without them
-            self._env.reset()
-            self._screens[:] = 0
-            self._grab()
         self._lives = self.ale.lives()
         return self._observe(), {"lives": self._lives, "life_loss": False, "noops": noops}
 
@@ -198,14 +218,6 @@ class AtariEnv(gym.Env):
 
     def close(self) -> None:
         self._env.close()
-
-    def _play(self, action_id: ale_py.Action, frames: int) -> None:
-        """Play ``frames`` emulator frames (the no-ops at reset), keeping the last two screens."""
-        for _ in range(frames):
-            self.ale.act(action_id)
-            self._grab()
-            if self.ale.game_over():
-                break
 
     def _grab(self) -> None:
         """Copy the current screen into the older of the two screen buffers."""

@@ -1,0 +1,131 @@
+"""World model training, imagination training and the pipeline, at toy sizes on real Atari frames."""
+
+import json
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+import gym_diamond  # noqa: F401
+from gym_diamond import load_checkpoint
+from gym_diamond.atari import make_atari_env
+from training.actor_critic import ActorCritic, ActorCriticConfig
+from training.dataset import Episode, EpisodeDataset
+from training.imagination import ImaginationConfig, ImaginationTrainer
+from training.pipeline import Pipeline
+from training.world_model import WorldModelTrainer, WorldModelTrainingConfig, train_world_model
+
+
+def real_pong_episode(steps: int, seed: int) -> Episode:
+    """``steps`` random-action transitions of real Pong, cut short (neither terminated nor truncated)."""
+    env = make_atari_env("Pong", seed=seed)
+    obs, _ = env.reset(seed=seed)
+    rng = np.random.default_rng(seed)
+    frames, actions, rewards, lives = [obs], [], [], []
+    for _ in range(steps):
+        a = int(rng.integers(env.action_space.n))
+        obs, r, _, _, info = env.step(a)
+        frames.append(obs), actions.append(a), rewards.append(r), lives.append(info["life_loss"])
+    z = np.zeros(steps, dtype=bool)
+    return Episode(np.stack(frames), np.array(actions, dtype=np.int64), np.array(rewards, dtype=np.float32),
+                   z, z.copy(), np.array(lives, dtype=bool))
+
+
+@pytest.fixture(scope="module")
+def pong_data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pong_data")
+    dataset = EpisodeDataset(root, game="Pong")
+    for seed in range(2):
+        dataset.append(real_pong_episode(150, seed))
+    return root
+
+
+def test_denoiser_loss_falls_on_real_pong(pong_data):
+    torch.manual_seed(0)
+    model = gym_diamond.WorldModel(gym_diamond.tiny_world_model_config(num_actions=6))
+    config = WorldModelTrainingConfig(batch_size=8, lr=2e-3, warmup_steps=5, rew_end_sequence_length=4)
+    trainer = WorldModelTrainer(model, EpisodeDataset(pong_data, game="Pong"), config)
+    losses = [trainer.denoiser_step()["denoiser_loss"] for _ in range(80)]
+    assert np.mean(losses[-10:]) < 0.5 * np.mean(losses[:10]), (losses[:10], losses[-10:])
+    scalars = trainer.rew_end_step()
+    assert np.isfinite(scalars["reward_loss"]) and trainer.steps == {"denoiser": 80, "rew_end": 1}
+
+
+def test_trained_checkpoint_plays_in_gym_make_and_resume_is_exact(pong_data, tmp_path):
+    config = WorldModelTrainingConfig(batch_size=2, rew_end_sequence_length=4)
+    kwargs = dict(model_preset="tiny", device="cpu", seed=3, config=config, progress=False, log_every=1)
+    # uninterrupted
+    path = train_world_model("Pong", pong_data, tmp_path / "a", 4, save_every=100, **kwargs)
+    # interrupted after 2 steps, then the same command again
+    train_world_model("Pong", pong_data, tmp_path / "b", 2, save_every=1, **kwargs)
+    resumed = train_world_model("Pong", pong_data, tmp_path / "b", 4, save_every=100, **kwargs)
+    a, b = load_checkpoint(path), load_checkpoint(resumed)
+    assert b.provenance["denoiser_steps"] == 4
+    for (name, p), q in zip(a.world_model.state_dict().items(), b.world_model.state_dict().values(), strict=True):
+        assert torch.equal(p, q), name
+    lines = (tmp_path / "b" / "losses.csv").read_text().splitlines()
+    assert lines[0].startswith("step,denoiser_loss") and [line.split(",")[0] for line in lines[1:]] == \
+        ["1", "2", "3", "4"]
+    env = gym.make("DiamondDream/Pong-v0", checkpoint=path)
+    obs, _ = env.reset(seed=0)
+    assert obs.shape == (64, 64, 3)
+    assert any(np.array_equal(obs, ctx[-1]) for ctx in a.start_bank.frames)  # starts from real Pong contexts
+    env.step(0)
+
+
+def test_training_rejects_bad_input(pong_data, tmp_path):
+    with pytest.raises(ValueError, match="Pongg.*Pong"):
+        train_world_model("Pongg", pong_data, tmp_path / "x", 1, model_preset="tiny", progress=False)
+    with pytest.raises(ValueError, match="Breakout|Pong"):
+        train_world_model("Breakout", pong_data, tmp_path / "x", 1, model_preset="tiny", progress=False)
+    with pytest.raises(ValueError, match="empty"):
+        train_world_model("Pong", tmp_path / "empty", tmp_path / "x", 1, model_preset="tiny", progress=False)
+
+
+def test_actor_critic_learns_the_paying_action_in_imagination(tmp_path):
+    from test_sb3 import make_bandit_checkpoint
+
+    make_bandit_checkpoint(tmp_path / "bandit.safetensors")
+    ckpt = load_checkpoint(tmp_path / "bandit.safetensors")
+    dataset = EpisodeDataset(tmp_path / "data", game="Bandit")
+    rng = np.random.default_rng(0)
+    z = np.zeros(20, dtype=bool)
+    dataset.append(Episode(rng.integers(0, 256, (21, 64, 64, 3), dtype=np.uint8), rng.integers(0, 3, 20),
+                           np.zeros(20, np.float32), z, z.copy(), z.copy()))
+    torch.manual_seed(0)
+    ac = ActorCritic(ActorCriticConfig(3, channels=(4, 4, 8, 8), lstm_dim=16))
+    trainer = ImaginationTrainer(ckpt.world_model, ac, dataset,
+                                 ImaginationConfig(horizon=4, batch_size=8, lr=3e-3, warmup_steps=1), seed=0)
+
+    def p_paying():
+        with torch.no_grad():
+            logits, _, _ = ac(trainer.core.frames[:, -1], ac.initial_state(8))
+        return logits.softmax(-1)[:, 1].mean().item()
+
+    before = p_paying()
+    for _ in range(150):
+        scalars = trainer.step()
+    after = p_paying()
+    assert abs(before - 1 / 3) < 0.05 and after > 0.8, (before, after)
+    assert scalars["imagined_reward_per_step"] > 0.6
+
+
+def test_pipeline_resumes_without_collecting_again(tmp_path):
+    out = tmp_path / "run"
+    first = Pipeline("Breakout", out, "micro", device="cpu", progress=False)
+    first.run(stop_after_epochs=1)  # as if killed after the first epoch
+    progress = json.loads((out / "progress.json").read_text())
+    assert progress["epoch"] == 1 and progress["collected_epochs"] == 1
+    steps_after_first = progress["env_steps"]
+    assert steps_after_first >= 150 and not (out / "report.json").exists()
+    report = Pipeline("Breakout", out, "micro", device="cpu", progress=False).run()
+    assert report["epochs"] == 2
+    assert report["env_steps"] == steps_after_first + 20  # epoch 2 collected its 20 steps, epoch 1 was not redone
+    assert report["world_model_updates"] == {"denoiser": 4, "rew_end": 4}
+    assert report["actor_critic_updates"] == 2
+    assert set(report["seconds_per_stage"]) == {"collect", "world_model", "actor_critic", "evaluate"}
+    assert len(report["final_evaluation"]["returns"]) == 1
+    assert load_checkpoint(report["world_model"]).game == "Breakout"
+    with pytest.raises(ValueError, match="other settings"):
+        Pipeline("Breakout", out, "micro", device="cpu", seed=1, progress=False)

@@ -1,0 +1,213 @@
+"""Play a policy in real games and append the finished episodes to an ``EpisodeDataset``.
+
+``Collector`` steps a vector env from ``training.atari.make_vector_atari`` (or any gymnasium VectorEnv
+with ``autoreset_mode`` SAME_STEP and 64x64x3 uint8 observations, e.g. ``SyncVectorEnv`` over
+``gym_diamond.atari.AtariEnv``; ``info["life_loss"]`` is read when the env gives it). Episodes run on across
+``collect`` calls: each env's unfinished episode is buffered and appended to the dataset when it ends.
+With ``make_vector_atari(..., done_on_life_loss=True)`` (the training protocol, as in DIAMOND's data
+collection) an episode ends at each life loss (``terminated`` and ``life_loss`` on its last
+transition) while the game goes on, and the next episode starts from that same frame.
+
+Command line (uniform random actions, DIAMOND's first collection epoch)::
+
+    python -m training.collect --game Breakout --out runs/breakout/data --steps 5000
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from gymnasium.vector import AutoresetMode, VectorEnv
+
+from training.dataset import Episode, EpisodeDataset
+
+__all__ = ["CollectStats", "Collector", "RandomPolicy"]
+
+
+class RandomPolicy:
+    """Uniform random actions: ``policy(obs (n, 64, 64, 3)) -> actions (n,) int64``."""
+
+    def __init__(self, num_actions: int, seed: int | None = None) -> None:
+        if num_actions < 1:
+            raise ValueError(f"num_actions must be >= 1, got {num_actions}")
+        self.num_actions = num_actions
+        self.rng = np.random.default_rng(seed)
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        return self.rng.integers(0, self.num_actions, len(obs), dtype=np.int64)
+
+
+@dataclass
+class CollectStats:
+    """What one ``collect`` call did. ``mean_return`` is NaN when no episode finished."""
+
+    steps: int  # transitions collected, all envs together
+    episodes_finished: int  # episodes appended to the dataset
+    mean_return: float
+    seconds: float
+    steps_per_second: float
+    returns: list[float] = field(default_factory=list)  # of the finished episodes, in order
+
+
+class _Buffer:
+    """The unfinished episode of one env."""
+
+    def __init__(self, first_frame: np.ndarray) -> None:
+        self.frames = [np.array(first_frame, dtype=np.uint8)]
+        self.actions: list[int] = []
+        self.rewards: list[float] = []
+        self.terminated: list[bool] = []
+        self.truncated: list[bool] = []
+        self.life_loss: list[bool] = []
+
+    def __len__(self) -> int:
+        return len(self.actions)
+
+    def add(self, action: int, reward: float, terminated: bool, truncated: bool, life_loss: bool,
+            frame: np.ndarray) -> None:
+        self.actions.append(action)
+        self.rewards.append(reward)
+        self.terminated.append(terminated)
+        self.truncated.append(truncated)
+        self.life_loss.append(life_loss)
+        self.frames.append(np.array(frame, dtype=np.uint8))
+
+    def episode(self) -> Episode:
+        return Episode(
+            frames=np.stack(self.frames),
+            actions=np.asarray(self.actions, dtype=np.int64),
+            rewards=np.asarray(self.rewards, dtype=np.float32),
+            terminated=np.asarray(self.terminated, dtype=bool),
+            truncated=np.asarray(self.truncated, dtype=bool),
+            life_loss=np.asarray(self.life_loss, dtype=bool),
+        )
+
+
+class Collector:
+    """Runs ``policy`` in ``env`` and appends every finished episode to ``dataset``.
+
+    ``policy`` maps observations uint8 ``(n, 64, 64, 3)`` to actions ``(n,)``: a callable, or an agent
+    of ``training.agents`` (its ``act(obs)``; its ``reset(mask)`` is called with the envs whose episode
+    starts). It may be replaced between ``collect`` calls (``collector.policy = ...``). The env is
+    reset on the first ``collect`` call, with its own seed (``make_vector_atari(seed=...)``).
+    """
+
+    def __init__(self, env: VectorEnv, dataset: EpisodeDataset, policy: Callable[[np.ndarray], np.ndarray] | Any,
+                 *, progress: bool = False) -> None:
+        mode = env.metadata.get("autoreset_mode")
+        if mode != AutoresetMode.SAME_STEP:
+            raise ValueError(f"Collector needs a vector env with autoreset_mode SAME_STEP (make_vector_atari's), "
+                             f"got {mode!r}")
+        self.env, self.dataset, self.policy = env, dataset, policy
+        self.progress = progress
+        self.num_envs = env.num_envs
+        self.total_steps = 0  # transitions collected over all calls
+        self._obs: np.ndarray | None = None
+        self._buffers: list[_Buffer] = []
+
+    @property
+    def buffered_steps(self) -> int:
+        """Transitions of unfinished episodes, not in the dataset yet."""
+        return sum(len(b) for b in self._buffers)
+
+    def _act(self, obs: np.ndarray) -> np.ndarray:
+        act = getattr(self.policy, "act", None)
+        actions = act(obs) if callable(act) else self.policy(obs)
+        actions = np.asarray(actions).astype(np.int64, copy=False).reshape(-1)
+        if actions.shape != (self.num_envs,):
+            raise ValueError(f"the policy returned actions of shape {actions.shape}, expected ({self.num_envs},)")
+        return actions
+
+    def _policy_reset(self, mask: np.ndarray) -> None:
+        reset = getattr(self.policy, "reset", None)
+        if callable(reset) and mask.any():
+            reset(mask)
+
+    def collect(self, num_steps: int, *, progress: bool | None = None) -> CollectStats:
+        """Collect at least ``num_steps`` transitions: ``ceil(num_steps / num_envs)`` steps of every env."""
+        if num_steps < 0:
+            raise ValueError(f"num_steps must be >= 0, got {num_steps}")
+        start = time.perf_counter()
+        if self._obs is None:
+            self._obs, _ = self.env.reset()
+            self._buffers = [_Buffer(o) for o in self._obs]
+            self._policy_reset(np.ones(self.num_envs, dtype=bool))
+        vector_steps = math.ceil(num_steps / self.num_envs)
+        show = self.progress if progress is None else progress
+        bar = None
+        if show:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=vector_steps * self.num_envs, desc="collect", unit="step")
+        returns: list[float] = []
+        for _ in range(vector_steps):
+            actions = self._act(self._obs)
+            obs, rewards, terminated, truncated, infos = self.env.step(actions)
+            ended = np.asarray(terminated | truncated, dtype=bool)
+            life_loss = np.array(infos.get("life_loss", np.zeros(self.num_envs, dtype=bool)), dtype=bool)
+            final_info = infos.get("final_info", {})
+            if ended.any() and "life_loss" in final_info:  # gymnasium's Sync/AsyncVectorEnv keep it there
+                life_loss[ended] = np.asarray(final_info["life_loss"], dtype=bool)[ended]
+            for i in range(self.num_envs):
+                buf = self._buffers[i]
+                last = infos["final_obs"][i] if ended[i] else obs[i]
+                buf.add(int(actions[i]), float(rewards[i]), bool(terminated[i]), bool(truncated[i]),
+                        bool(life_loss[i]), last)
+                if ended[i]:
+                    episode = buf.episode()
+                    self.dataset.append(episode)
+                    returns.append(episode.episode_return)
+                    self._buffers[i] = _Buffer(obs[i])
+            self._policy_reset(ended)
+            self._obs = obs
+            if bar is not None:
+                if ended.any():
+                    bar.set_postfix(episodes=len(returns), mean_return=f"{np.mean(returns):.1f}", refresh=False)
+                bar.update(self.num_envs)
+        if bar is not None:
+            bar.close()
+        steps = vector_steps * self.num_envs
+        self.total_steps += steps
+        seconds = time.perf_counter() - start
+        return CollectStats(
+            steps=steps,
+            episodes_finished=len(returns),
+            mean_return=float(np.mean(returns)) if returns else float("nan"),
+            seconds=seconds,
+            steps_per_second=steps / seconds if seconds > 0 else float("nan"),
+            returns=returns,
+        )
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    from gym_diamond.atari import game_to_name
+    from training.atari import make_vector_atari
+
+    parser = argparse.ArgumentParser(description="Collect random-policy episodes of a real Atari game into a dataset.")
+    parser.add_argument("--game", required=True, help='e.g. "Breakout"')
+    parser.add_argument("--out", required=True, help="dataset folder (created, or appended to)")
+    parser.add_argument("--steps", type=int, required=True, help="transitions to collect")
+    parser.add_argument("--envs", type=int, default=1, help="games played in parallel")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-life-loss", action="store_true", help="end episodes at game over, not at life losses")
+    args = parser.parse_args(argv)
+    game = game_to_name(args.game)
+    dataset = EpisodeDataset(args.out, game=game)
+    seed = args.seed + dataset.num_steps  # appending to a dataset plays new games, not the same ones again
+    env = make_vector_atari(game, args.envs, done_on_life_loss=not args.no_life_loss, seed=seed)
+    collector = Collector(env, dataset, RandomPolicy(env.single_action_space.n, seed=seed), progress=True)
+    stats = collector.collect(args.steps)
+    env.close()
+    print(f"{stats.steps} steps, {stats.episodes_finished} episodes (mean return {stats.mean_return:.2f}), "
+          f"{stats.steps_per_second:.0f} steps/s; dataset: {len(dataset)} episodes, {dataset.num_steps} steps")
+
+
+if __name__ == "__main__":
+    main()

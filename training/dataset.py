@@ -1,0 +1,380 @@
+"""Real episodes on disk (uint8 frames) and random segments of them for training.
+
+Layout of a dataset folder ``root``::
+
+    root/index.json              format, game, frame_shape, num_steps, episodes: [{file, length, return}]
+    root/episodes/000000.npz     one episode per file: frames, actions, rewards, terminated, truncated, life_loss
+
+Episode files are plain ``np.savez_compressed`` archives (no pickle: they are loaded with
+``allow_pickle=False``). An append writes the episode to a ``.tmp`` file and renames it into place
+(``os.replace`` is atomic), then rewrites the index the same way, so an interrupted run never leaves a
+half-written file where a reader looks; stale ``.tmp`` files are ignored. If a run stops between the
+two renames, the next opening finds the complete episode file the index does not list yet and adds
+it. One process appends at a time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import OrderedDict
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["Episode", "EpisodeDataset", "Segment"]
+
+FORMAT_VERSION = 1
+RECENT_FRACTION = 0.25  # the newest quarter of the episodes ...
+RECENT_PROBABILITY = 0.7  # ... is sampled with this probability (REFERENCE.md, "Optimisation")
+
+_DTYPES = {
+    "frames": np.uint8,
+    "actions": np.int64,
+    "rewards": np.float32,
+    "terminated": np.bool_,
+    "truncated": np.bool_,
+    "life_loss": np.bool_,
+}
+
+
+@dataclass
+class Episode:
+    """One episode of T transitions: ``frames[t]`` --``actions[t]``--> ``frames[t + 1]``.
+
+    frames: (T+1, h, w, c) uint8 (64x64x3 from ``make_atari_env``), the first observation included;
+    actions: (T,) int64; rewards: (T,) float32 (raw game score); terminated, truncated, life_loss:
+    (T,) bool. ``terminated`` and ``truncated`` may only be set on the last transition; an episode with
+    neither was cut short (e.g. the end of a collection run).
+    """
+
+    frames: np.ndarray
+    actions: np.ndarray
+    rewards: np.ndarray
+    terminated: np.ndarray
+    truncated: np.ndarray
+    life_loss: np.ndarray
+
+    def __post_init__(self) -> None:
+        for name, dtype in _DTYPES.items():
+            value = getattr(self, name)
+            if not isinstance(value, np.ndarray):
+                raise TypeError(f"Episode.{name} must be a numpy array, got {type(value).__name__}")
+            if value.dtype != dtype:
+                raise ValueError(f"Episode.{name} must have dtype {np.dtype(dtype)}, got {value.dtype}")
+        if self.frames.ndim != 4:
+            raise ValueError(f"Episode.frames must have shape (T+1, h, w, c), got {self.frames.shape}")
+        T = len(self.frames) - 1
+        if T < 1:
+            raise ValueError(f"an Episode needs at least one transition (2 frames), got frames {self.frames.shape}")
+        for name in ("actions", "rewards", "terminated", "truncated", "life_loss"):
+            shape = getattr(self, name).shape
+            if shape != (T,):
+                raise ValueError(f"Episode.{name} must have shape ({T},) for {T + 1} frames, got {shape}")
+        if self.terminated[:-1].any() or self.truncated[:-1].any():
+            t = int(np.flatnonzero(self.terminated[:-1] | self.truncated[:-1])[0])
+            raise ValueError(f"Episode ends at transition {t} but has {T} transitions: terminated/truncated "
+                             f"may only be set on the last one")
+
+    def __len__(self) -> int:
+        return len(self.actions)
+
+    @property
+    def episode_return(self) -> float:
+        return float(self.rewards.sum(dtype=np.float64))
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+@dataclass
+class Segment:
+    """A batch of B segments of S transitions, zero-padded where they leave their episode.
+
+    frames: (B, S+1, h, w, c) uint8; actions: (B, S) int64; rewards: (B, S) float32; terminated,
+    truncated, life_loss, mask: (B, S) bool. ``mask[b, k]`` says transition k is real (frames[b, k] ->
+    frames[b, k+1] within the episode); a frame is real when a real transition starts or ends on it.
+    Padded entries are 0 (black frames, action 0, reward 0, False). episode_ids: (B,) int64 and
+    starts: (B,) int64 give where each segment was taken (``starts`` may be negative).
+    """
+
+    frames: np.ndarray
+    actions: np.ndarray
+    rewards: np.ndarray
+    terminated: np.ndarray
+    truncated: np.ndarray
+    life_loss: np.ndarray
+    mask: np.ndarray
+    episode_ids: np.ndarray
+    starts: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+
+def _normalise_game(game: str) -> str:
+    return game.lower().replace("_", "").replace("-", "").replace(" ", "")
+
+
+def _write_atomic(path: Path, write: Any) -> None:
+    """Write through ``write(file)`` into ``path.tmp``, flush it to disk, then rename it to ``path``."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        write(f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _splitmix64(x: np.ndarray) -> np.ndarray:
+    """A fixed 64-bit hash (SplitMix64's finaliser), used to split episodes stably."""
+    with np.errstate(over="ignore"):
+        x = (x + np.uint64(0x9E3779B97F4A7C15)).astype(np.uint64)
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return x ^ (x >> np.uint64(31))
+
+
+class EpisodeDataset:
+    """Episodes of one game in a folder, appended as they are collected, sampled as segments.
+
+    ``game`` names the game the episodes come from; opening an existing folder with another game
+    raises ValueError (None accepts any). Episodes are loaded lazily and kept in an LRU cache of at
+    most ``cache_bytes`` bytes (the default holds ~170k 64x64x3 frames: the whole Atari 100k dataset).
+    """
+
+    def __init__(self, root: str | os.PathLike[str], game: str | None = None, *, cache_bytes: int = 2 << 30,
+                 compress: bool = True) -> None:
+        self.root = Path(root)
+        self.cache_bytes = int(cache_bytes)
+        self.compress = compress
+        self._cache: OrderedDict[int, Episode] = OrderedDict()
+        self._cached_bytes = 0
+        self._files: list[str] = []
+        self._lengths: list[int] = []
+        self._returns: list[float] = []
+        self.frame_shape: tuple[int, ...] | None = None
+        self.game = game
+        index_path = self.root / "index.json"
+        if index_path.exists():
+            try:
+                index = json.loads(index_path.read_text())
+                stored_game = index["game"]
+                episodes = index["episodes"]
+            except (json.JSONDecodeError, KeyError, TypeError) as e:
+                raise ValueError(f"{index_path} is not a dataset index: {e}") from e
+            if index.get("format") != FORMAT_VERSION:
+                raise ValueError(f"{index_path} has format {index.get('format')!r}, expected {FORMAT_VERSION}")
+            if game is not None and stored_game is not None and _normalise_game(game) != _normalise_game(stored_game):
+                raise ValueError(f"the dataset at {self.root} holds {stored_game!r} episodes, not {game!r}")
+            self.game = stored_game if stored_game is not None else game
+            self.frame_shape = tuple(index["frame_shape"]) if index.get("frame_shape") else None
+            for entry in episodes:
+                self._files.append(entry["file"])
+                self._lengths.append(int(entry["length"]))
+                self._returns.append(float(entry.get("return", 0.0)))
+        self._recover()
+
+    # ------------------------------------------------------------------ sizes
+    def __len__(self) -> int:
+        """Number of episodes."""
+        return len(self._files)
+
+    @property
+    def num_steps(self) -> int:
+        """Number of transitions in all episodes together."""
+        return int(sum(self._lengths))
+
+    @property
+    def lengths(self) -> np.ndarray:
+        """(num_episodes,) int64: transitions per episode, oldest first."""
+        return np.asarray(self._lengths, dtype=np.int64)
+
+    @property
+    def returns(self) -> np.ndarray:
+        """(num_episodes,) float64: sum of rewards per episode."""
+        return np.asarray(self._returns, dtype=np.float64)
+
+    def __repr__(self) -> str:
+        return f"EpisodeDataset({str(self.root)!r}, game={self.game!r}, episodes={len(self)}, steps={self.num_steps})"
+
+    # ------------------------------------------------------------------ writing
+    def append(self, episode: Episode) -> int:
+        """Store ``episode`` (atomically, see the module docstring) and return its id."""
+        if not isinstance(episode, Episode):
+            raise TypeError(f"append expects an Episode, got {type(episode).__name__}")
+        shape = tuple(episode.frames.shape[1:])
+        if self.frame_shape is not None and shape != self.frame_shape:
+            raise ValueError(f"episode frames are {shape}, but the dataset at {self.root} holds {self.frame_shape}")
+        i = len(self)
+        name = f"episodes/{i:06d}.npz"
+        (self.root / "episodes").mkdir(parents=True, exist_ok=True)
+        save = np.savez_compressed if self.compress else np.savez
+        _write_atomic(self.root / name, lambda f: save(f, **episode.arrays()))
+        self.frame_shape = shape
+        self._files.append(name)
+        self._lengths.append(len(episode))
+        self._returns.append(episode.episode_return)
+        self._write_index()
+        self._remember(i, episode)
+        return i
+
+    def _write_index(self) -> None:
+        index = {
+            "format": FORMAT_VERSION,
+            "game": self.game,
+            "frame_shape": list(self.frame_shape) if self.frame_shape else None,
+            "num_steps": self.num_steps,
+            "episodes": [{"file": f, "length": n, "return": r}
+                         for f, n, r in zip(self._files, self._lengths, self._returns, strict=True)],
+        }
+        data = json.dumps(index, indent=1).encode()
+        _write_atomic(self.root / "index.json", lambda f: f.write(data))
+
+    def _recover(self) -> None:
+        """Add complete episode files that a run stopped before listing in the index."""
+        recovered = False
+        while (self.root / f"episodes/{len(self):06d}.npz").exists():
+            i = len(self)
+            name = f"episodes/{i:06d}.npz"
+            try:
+                episode = self._load(name)
+            except (OSError, ValueError, TypeError, KeyError):
+                break  # not a complete episode: the next append overwrites it
+            if self.frame_shape is not None and tuple(episode.frames.shape[1:]) != self.frame_shape:
+                break
+            self.frame_shape = tuple(episode.frames.shape[1:])
+            self._files.append(name)
+            self._lengths.append(len(episode))
+            self._returns.append(episode.episode_return)
+            recovered = True
+        if recovered:
+            self._write_index()
+
+    # ------------------------------------------------------------------ reading
+    def _load(self, name: str) -> Episode:
+        with np.load(self.root / name, allow_pickle=False) as data:
+            return Episode(**{key: data[key] for key in _DTYPES})
+
+    def _remember(self, i: int, episode: Episode) -> None:
+        size = sum(a.nbytes for a in episode.arrays().values())
+        if size > self.cache_bytes:
+            return
+        self._cache[i] = episode
+        self._cached_bytes += size
+        while self._cached_bytes > self.cache_bytes:
+            _, old = self._cache.popitem(last=False)
+            self._cached_bytes -= sum(a.nbytes for a in old.arrays().values())
+
+    def episode(self, i: int) -> Episode:
+        """Episode ``i`` (0 is the oldest), loaded from disk the first time and then cached."""
+        n = len(self)
+        if not isinstance(i, (int, np.integer)) or not -n <= i < n:
+            raise IndexError(f"episode id must be an int in [0, {n}), got {i!r}")
+        i = int(i) % n
+        if i in self._cache:
+            self._cache.move_to_end(i)
+            return self._cache[i]
+        episode = self._load(self._files[i])
+        if len(episode) != self._lengths[i]:
+            raise ValueError(f"{self.root / self._files[i]} holds {len(episode)} transitions, the index says "
+                             f"{self._lengths[i]}")
+        self._remember(i, episode)
+        return episode
+
+    def split(self, test_fraction: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """Deterministic (train_ids, test_ids), sorted int64 arrays, for held-out evaluation.
+
+        Whether an episode is a test episode depends only on (seed, its id), so the split stays the
+        same for old episodes as the dataset grows; about ``test_fraction`` of them are. If that leaves
+        no test episode while there are at least 2 episodes, the one with the smallest draw is.
+        """
+        if not 0 <= test_fraction < 1:
+            raise ValueError(f"test_fraction must be in [0, 1), got {test_fraction}")
+        ids = np.arange(len(self), dtype=np.int64)
+        draws = _splitmix64(_splitmix64(np.uint64(seed & (2**64 - 1))) ^ ids.astype(np.uint64))
+        u = (draws >> np.uint64(11)).astype(np.float64) / 2.0**53
+        test = u < test_fraction
+        if test_fraction > 0 and not test.any() and len(ids) >= 2:
+            test[np.argmin(u)] = True
+        return ids[~test], ids[test]
+
+    def episode_weights(self, episode_ids: np.ndarray | None = None, recency: bool = True) -> np.ndarray:
+        """Probabilities with which ``sample_segments`` picks each of ``episode_ids`` (default: all).
+
+        Proportional to episode length, so that every transition is equally likely. With ``recency``,
+        the newest quarter of the episodes (by id; the last ``n - 3 * (n // 4)``, as DIAMOND splits
+        them) gets probability 0.7 in total and the older ones 0.3, each group length-proportional
+        inside; with fewer than 4 episodes all are "newest" and weights are plain length-proportional.
+        """
+        ids = np.arange(len(self)) if episode_ids is None else np.sort(np.asarray(episode_ids, dtype=np.int64))
+        lengths = self.lengths[ids].astype(np.float64)
+        weights = lengths / lengths.sum()
+        n_old = 3 * (len(ids) // 4)
+        if recency and n_old > 0:
+            old, new = lengths[:n_old], lengths[n_old:]
+            weights = np.concatenate([(1 - RECENT_PROBABILITY) * old / old.sum(), RECENT_PROBABILITY * new / new.sum()])
+        return weights
+
+    def sample_segments(self, batch_size: int, num_steps: int, rng: np.random.Generator, *,
+                        episode_ids: np.ndarray | None = None, recency: bool = True,
+                        require_last: bool = False) -> Segment:
+        """``batch_size`` random segments of ``num_steps`` transitions (``num_steps + 1`` frames).
+
+        An episode is drawn with ``episode_weights(episode_ids, recency)`` (length-proportional; with
+        ``recency`` the newest quarter of the episodes has probability 0.7), then a transition t
+        uniformly in it. With ``require_last`` the segment ends with transition t (padding only before
+        the episode's start: for context length L, ``num_steps=L`` gives L context frames and the real
+        next frame ``frames[:, L]``, with ``mask[:, -1]`` all True). Otherwise t sits at a uniform
+        position in the segment, which may then run past either end of the episode (as DIAMOND samples,
+        so that starts and ends are seen); every segment holds at least one real transition.
+        """
+        if batch_size < 1 or num_steps < 1:
+            raise ValueError(f"batch_size and num_steps must be >= 1, got {batch_size} and {num_steps}")
+        if len(self) == 0:
+            raise ValueError(f"the dataset at {self.root} has no episodes to sample from")
+        ids = np.arange(len(self)) if episode_ids is None else np.sort(np.asarray(episode_ids, dtype=np.int64))
+        if ids.size == 0:
+            raise ValueError("episode_ids is empty")
+        if ids.min() < 0 or ids.max() >= len(self):
+            raise ValueError(f"episode_ids must be in [0, {len(self)}), got {ids.min()}..{ids.max()}")
+        chosen = rng.choice(ids, size=batch_size, p=self.episode_weights(ids, recency))
+        t = (rng.random(batch_size) * self.lengths[chosen]).astype(np.int64)  # uniform in [0, T)
+        offset = num_steps - 1 if require_last else rng.integers(0, num_steps, batch_size)
+        return self.get_segments(chosen, t - offset, num_steps)
+
+    def get_segments(self, episode_ids: np.ndarray, starts: np.ndarray, num_steps: int) -> Segment:
+        """Segments of ``num_steps`` transitions of ``episode_ids[b]`` from transition ``starts[b]``.
+
+        ``starts`` may be negative or run past the end; what lies outside the episode is zero with
+        ``mask`` False (see ``Segment``).
+        """
+        episode_ids = np.asarray(episode_ids, dtype=np.int64).reshape(-1)
+        starts = np.asarray(starts, dtype=np.int64).reshape(-1)
+        if episode_ids.shape != starts.shape:
+            raise ValueError(f"episode_ids and starts must have the same length, got {episode_ids.shape} "
+                             f"and {starts.shape}")
+        if len(self) == 0 or self.frame_shape is None:
+            raise ValueError(f"the dataset at {self.root} has no episodes")
+        B, S = len(episode_ids), int(num_steps)
+        frames = np.empty((B, S + 1, *self.frame_shape), dtype=np.uint8)
+        out = {name: np.empty((B, S), dtype=dtype) for name, dtype in _DTYPES.items() if name != "frames"}
+        frame_idx = starts[:, None] + np.arange(S + 1)  # (B, S+1)
+        step_idx = frame_idx[:, :-1]  # (B, S)
+        lengths = self.lengths[episode_ids][:, None]
+        frame_ok = (frame_idx >= 0) & (frame_idx <= lengths)
+        mask = (step_idx >= 0) & (step_idx < lengths)
+        for e in np.unique(episode_ids):
+            rows = np.flatnonzero(episode_ids == e)
+            episode = self.episode(int(e))
+            T = len(episode)
+            frames[rows] = episode.frames[np.clip(frame_idx[rows], 0, T)]
+            steps = np.clip(step_idx[rows], 0, T - 1)
+            for name in out:
+                out[name][rows] = getattr(episode, name)[steps]
+        frames[~frame_ok] = 0
+        for array in out.values():
+            array[~mask] = 0
+        return Segment(frames=frames, mask=mask, episode_ids=episode_ids, starts=starts, **out)

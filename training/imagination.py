@@ -1,0 +1,125 @@
+"""Train DIAMOND's actor-critic inside a world model, with the same DreamCore the gym environments use.
+
+Each update starts ``batch_size`` dreams from real contexts of the dataset, warms the actor-critic's
+LSTM up on them, rolls out ``horizon`` imagined steps (dreams that end restart from new real contexts
+in the same step, as in the environments) and takes one AdamW step on the lambda-return loss.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from gym_diamond import StartBank, WorldModel
+from gym_diamond.envs.core import DreamCore
+from training.actor_critic import ActorCritic, rollout_loss
+from training.dataset import EpisodeDataset
+from training.state import load_optimizer_state, optimizer_state, restore_rng, rng_state
+
+
+@dataclass(frozen=True)
+class ImaginationConfig:
+    """REFERENCE.md: horizon 15, batch 32, AdamW lr 1e-4 without weight decay, warm-up 100, clip 100."""
+
+    horizon: int = 15
+    batch_size: int = 32
+    lr: float = 1e-4
+    eps: float = 1e-8
+    warmup_steps: int = 100
+    grad_clip: float = 100.0
+
+    def __post_init__(self) -> None:
+        for name in ("horizon", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"ImaginationConfig.{name}={getattr(self, name)} is invalid: expected >= 1")
+
+
+class DatasetStarts:
+    """Start contexts sampled from the dataset (with its recency weights) each time dreams restart."""
+
+    def __init__(self, dataset: EpisodeDataset, context_length: int, rng: np.random.Generator,
+                 device: torch.device) -> None:
+        self.dataset, self.context_length, self.rng, self.device = dataset, context_length, rng, device
+
+    def starts(self, mask: Tensor, uniform: Tensor) -> tuple[Tensor, Tensor]:
+        L = self.context_length
+        seg = self.dataset.sample_segments(len(mask), L, self.rng, require_last=True)
+        frames = torch.as_tensor(np.ascontiguousarray(seg.frames[:, :L]), device=self.device)
+        return frames, torch.as_tensor(seg.actions[:, :L], device=self.device).long()
+
+
+class ImaginationTrainer:
+    """Updates an actor-critic on rollouts imagined by a (frozen) world model."""
+
+    def __init__(self, world_model: WorldModel, actor_critic: ActorCritic, dataset: EpisodeDataset,
+                 config: ImaginationConfig | None = None, seed: int = 0) -> None:
+        self.config = c = config or ImaginationConfig()
+        self.world_model, self.actor_critic = world_model, actor_critic
+        self.device = world_model.device
+        self.rng = np.random.default_rng(seed)
+        self.policy_generator = torch.Generator(device=self.device).manual_seed(seed)
+        L = world_model.config.denoiser.context_length
+        starts = DatasetStarts(dataset, L, self.rng, self.device)
+        placeholder = StartBank(*(t.cpu().numpy() for t in starts.starts(torch.ones(1, dtype=torch.bool), None)))
+        self.core = DreamCore(world_model, placeholder, num_envs=c.batch_size, start_source=starts)
+        self.core.reset(seed=seed)
+        self.optimizer = torch.optim.AdamW(actor_critic.parameters(), lr=c.lr, eps=c.eps, weight_decay=0.0)
+        self.steps = 0
+
+    def _burn_in(self) -> tuple[Tensor, Tensor]:
+        """The actor-critic's LSTM state after the context frames before the last (no gradient)."""
+        with torch.no_grad():
+            return self.actor_critic.burn_in(self.core.frames[:, :-1])
+
+    def step(self) -> dict[str, float]:
+        """One imagined rollout from fresh real contexts and one update; returns the scalars to log."""
+        c, core, ac = self.config, self.core, self.actor_critic
+        core.reset()  # every update starts from new real contexts (the environments' streams continue)
+        ac.train()
+        state = self._burn_in()
+        logits, values, actions, rewards, terminated, truncated = [], [], [], [], [], []
+        for _ in range(c.horizon):
+            step_logits, value, state = ac(core.frames[:, -1], state)
+            with torch.no_grad():
+                probs = torch.softmax(step_logits.float(), dim=-1)
+                action = torch.multinomial(probs, 1, generator=self.policy_generator).squeeze(-1)
+            out = core.step(action)
+            logits.append(step_logits), values.append(value), actions.append(action)
+            rewards.append(out.reward), terminated.append(out.terminated), truncated.append(out.truncated)
+            done = out.done
+            restarted = self._burn_in()
+            state = tuple(torch.where(done[:, None], new, old) for new, old in zip(restarted, state, strict=True))
+        with torch.no_grad():
+            _, bootstrap, _ = ac(core.frames[:, -1], state)
+        losses = rollout_loss(torch.stack(logits, 1), torch.stack(values, 1), torch.stack(actions, 1),
+                              torch.stack(rewards, 1), torch.stack(terminated, 1), torch.stack(truncated, 1),
+                              bootstrap, ac.config)
+        for group in self.optimizer.param_groups:
+            group["lr"] = c.lr * min(1.0, (self.steps + 1) / c.warmup_steps) if c.warmup_steps else c.lr
+        self.optimizer.zero_grad(set_to_none=True)
+        losses.total.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(ac.parameters(), c.grad_clip)
+        self.optimizer.step()
+        self.steps += 1
+        rewards_t = torch.stack(rewards, 1)
+        return {**losses.scalars(), "ac_grad_norm": float(grad_norm),
+                "imagined_reward_per_step": float(rewards_t.mean()),
+                "imagined_end_rate": float(torch.stack(terminated, 1).float().mean())}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"actor_critic": self.actor_critic.state_dict(), "optimizer": optimizer_state(self.optimizer),
+                "steps": self.steps, "rng": rng_state(self.rng, self.policy_generator),
+                "dream_rng": self.core.generator.state_dict(), "config": dataclasses.asdict(self.config)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.actor_critic.load_state_dict(state["actor_critic"])
+        load_optimizer_state(self.optimizer, state["optimizer"])
+        self.steps = int(state["steps"])
+        restore_rng(state["rng"], self.rng, self.policy_generator)
+        self.core.generator.load_state_dict(state["dream_rng"])
+

@@ -1,0 +1,238 @@
+"""DIAMOND end to end: collect real data, train the world model, train the agent in it, evaluate.
+
+    python -m training.pipeline --game Breakout --preset paper --device cuda
+    python -m training.pipeline --game Pong --preset demo          # minutes on a CPU
+
+Per epoch (REFERENCE.md): collect real steps (random in the first epoch, then the agent with epsilon
+0.01), update the denoiser, the reward/termination model and the actor-critic ``*_steps_per_epoch``
+times each, evaluate every ``eval_every`` epochs. The run folder holds everything; re-running the same
+command resumes after the last finished stage (collection is never repeated). At the end it writes
+``world_model.safetensors`` (for ``gym.make``), ``actor_critic.safetensors`` and ``report.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from gym_diamond import WorldModel, save_checkpoint
+from gym_diamond.atari import game_to_name, make_atari_env
+from gym_diamond.envs.core import resolve_device
+from training.actor_critic import ActorCritic, ActorCriticConfig
+from training.agent_io import save_actor_critic
+from training.agents import ActorCriticAgent, RandomAgent
+from training.atari import make_vector_atari
+from training.collect import Collector
+from training.dataset import EpisodeDataset
+from training.evaluate import evaluate
+from training.imagination import ImaginationConfig, ImaginationTrainer
+from training.presets import PipelinePreset, get_preset
+from training.state import load_state, save_state
+from training.world_model import MODEL_PRESETS, CsvLog, WorldModelTrainer, WorldModelTrainingConfig
+
+STAGES = ("collect", "world_model", "actor_critic", "evaluate")
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    os.replace(tmp, path)
+
+
+class Pipeline:
+    """One run folder and the objects that train in it; ``run()`` goes on from wherever it stopped."""
+
+    def __init__(self, game: str, out: str | Path, preset: str | PipelinePreset = "demo", *,
+                 device: str | torch.device | None = None, seed: int = 0, progress: bool = True) -> None:
+        self.game = game_to_name(game)
+        self.preset_name = preset if isinstance(preset, str) else "custom"
+        self.preset = get_preset(preset) if isinstance(preset, str) else preset
+        self.out = Path(out)
+        self.device = resolve_device(device)
+        self.seed, self.progress = seed, progress
+        self.out.mkdir(parents=True, exist_ok=True)
+        self._check_run_config()
+        probe = make_atari_env(self.game)
+        self.action_meanings = probe.get_action_meanings()
+        probe.close()
+        n = len(self.action_meanings)
+        p = self.preset
+        torch.manual_seed(seed)
+        self.dataset = EpisodeDataset(self.out / "data", game=self.game)
+        self.world_model = WorldModel(MODEL_PRESETS[p.world_model](n)).to(self.device)
+        self.actor_critic = ActorCritic(ActorCriticConfig(n, channels=p.actor_critic_channels,
+                                                          lstm_dim=p.actor_critic_lstm_dim)).to(self.device)
+        self.progress_path = self.out / "progress.json"
+        self.state = {"epoch": 0, "collected_epochs": 0, "env_steps": 0, "seconds": dict.fromkeys(STAGES, 0.0),
+                      "evaluations": []}
+        if self.progress_path.exists():
+            self.state = json.loads(self.progress_path.read_text())
+        self.log = CsvLog(self.out / "log.csv")
+        self.wm_trainer: WorldModelTrainer | None = None
+        self.ac_trainer: ImaginationTrainer | None = None
+        self.collector: Collector | None = None
+
+    def _check_run_config(self) -> None:
+        """A run folder belongs to one game, preset and seed; reusing it for another is an error."""
+        config = {"game": self.game, "preset": self.preset_name, "seed": self.seed, **self.preset.to_dict()}
+        config = json.loads(json.dumps(config))
+        path = self.out / "config.json"
+        if path.exists():
+            saved = json.loads(path.read_text())
+            if saved != config:
+                diff = sorted(k for k in set(saved) | set(config) if saved.get(k) != config.get(k))
+                raise ValueError(f"{self.out} holds a run with other settings ({', '.join(diff)}); "
+                                 f"use another --out or the same arguments")
+        else:
+            _write_json(path, config)
+
+    # ------------------------------------------------------------------ stages
+    def _timed(self, stage: str, start: float) -> None:
+        self.state["seconds"][stage] += time.perf_counter() - start
+
+    def _collect(self, epoch: int) -> None:
+        p, t0 = self.preset, time.perf_counter()
+        if self.collector is None:
+            env = make_vector_atari(self.game, 1, done_on_life_loss=True, seed=self.seed + 1000 * epoch)
+            self.collector = Collector(env, self.dataset, self._real_agent(random=True))
+        random_epoch = epoch == 0
+        self.collector.policy = self._real_agent(random=random_epoch)
+        steps = p.initial_random_steps if random_epoch else p.collect_steps_per_epoch
+        stats = self.collector.collect(steps)
+        while self.dataset.num_steps == 0:  # training needs one finished episode (a Pong game can be long)
+            more = self.collector.collect(p.collect_steps_per_epoch)
+            steps += more.steps
+        self.state["env_steps"] += steps
+        self.state["collected_epochs"] = epoch + 1
+        self._timed("collect", t0)
+        self.log.write({"epoch": epoch + 1, "stage": "collect", "env_steps": self.state["env_steps"],
+                        "dataset_steps": self.dataset.num_steps, "episodes": len(self.dataset),
+                        **{k: v for k, v in vars(stats).items() if isinstance(v, (int, float))}})
+        self._save()
+
+    def _real_agent(self, random: bool) -> Any:
+        if random:
+            return RandomAgent(len(self.action_meanings), seed=self.seed)
+        return ActorCriticAgent(self.actor_critic, 1, epsilon=self.preset.epsilon, seed=self.seed)
+
+    def _trainers(self) -> None:
+        if self.wm_trainer is not None:
+            return
+        p = self.preset
+        self.wm_trainer = WorldModelTrainer(self.world_model, self.dataset, WorldModelTrainingConfig(
+            batch_size=p.batch_size, rew_end_sequence_length=p.rew_end_sequence_length), seed=self.seed)
+        self.ac_trainer = ImaginationTrainer(self.world_model, self.actor_critic, self.dataset, ImaginationConfig(
+            horizon=p.horizon, batch_size=p.imagination_batch_size), seed=self.seed)
+        state_path = self.out / "train_state.safetensors"
+        if state_path.exists():
+            state = load_state(state_path)
+            self.wm_trainer.load_state_dict(state["world_model"])
+            self.ac_trainer.load_state_dict(state["actor_critic"])
+
+    def _train(self, epoch: int) -> None:
+        p = self.preset
+        self._trainers()
+        t0 = time.perf_counter()
+        for _ in range(p.world_model_steps_per_epoch):
+            scalars = {**self.wm_trainer.denoiser_step(), **self.wm_trainer.rew_end_step()}
+        self._timed("world_model", t0)
+        self.log.write({"epoch": epoch + 1, "stage": "world_model", **scalars})
+        t0 = time.perf_counter()
+        for _ in range(p.actor_critic_steps_per_epoch):
+            scalars = self.ac_trainer.step()
+        self._timed("actor_critic", t0)
+        self.log.write({"epoch": epoch + 1, "stage": "actor_critic", **scalars})
+
+    def _evaluate(self, episodes: int) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        agent = ActorCriticAgent(self.actor_critic, min(8, episodes), seed=self.seed)
+        result = evaluate(agent, self.game, episodes, num_envs=min(8, episodes), seed=self.seed + 10_000,
+                          progress=self.progress)
+        self._timed("evaluate", t0)
+        record = {"epoch": self.state["epoch"], "env_steps": self.state["env_steps"], "mean": result.mean,
+                  "std": result.std, "hns": result.hns, "episodes": episodes, "returns": result.returns}
+        self.log.write({"epoch": self.state["epoch"], "stage": "evaluate", "mean": result.mean, "hns": result.hns})
+        return record
+
+    def _save(self) -> None:
+        if self.wm_trainer is not None:
+            save_state(self.out / "train_state.safetensors", {"world_model": self.wm_trainer.state_dict(),
+                                                              "actor_critic": self.ac_trainer.state_dict()})
+        _write_json(self.progress_path, self.state)
+
+    # --------------------------------------------------------------------- run
+    def run(self, stop_after_epochs: int | None = None) -> dict[str, Any]:
+        """Run (or resume) to the end; ``stop_after_epochs`` stops early (to test resumption)."""
+        p = self.preset
+        bar = tqdm(total=p.epochs, initial=self.state["epoch"], desc=f"DIAMOND {self.game}", unit="epoch",
+                   disable=not self.progress)
+        try:
+            while self.state["epoch"] < p.epochs:
+                epoch = self.state["epoch"]
+                if stop_after_epochs is not None and epoch >= stop_after_epochs:
+                    return self.state
+                if self.state["collected_epochs"] <= epoch:
+                    self._collect(epoch)
+                self._train(epoch)
+                self.state["epoch"] = epoch + 1
+                if p.eval_every and (epoch + 1) % p.eval_every == 0 and epoch + 1 < p.epochs:
+                    self.state["evaluations"].append(self._evaluate(p.eval_episodes))
+                if (epoch + 1) % p.save_every == 0 or epoch + 1 == p.epochs:
+                    self._save()
+                bar.update(1)
+        finally:
+            bar.close()
+        return self._finish()
+
+    def _finish(self) -> dict[str, Any]:
+        report_path = self.out / "report.json"
+        if report_path.exists():
+            return json.loads(report_path.read_text())
+        self._trainers()
+        final = self._evaluate(self.preset.final_eval_episodes)
+        wm_path = save_checkpoint(self.out / "world_model.safetensors", self.world_model.cpu(), game=self.game,
+                                  action_meanings=self.action_meanings, start_bank=self.wm_trainer.start_bank(),
+                                  provenance={"preset": self.preset_name, "epochs": self.state["epoch"],
+                                              "env_steps": self.state["env_steps"],
+                                              "dataset_steps": self.dataset.num_steps})
+        self.world_model.to(self.device)
+        ac_path = save_actor_critic(self.out / "actor_critic.safetensors", self.actor_critic, self.game)
+        report = {"game": self.game, "preset": self.preset_name, "epochs": self.state["epoch"],
+                  "env_steps": self.state["env_steps"], "dataset_steps": self.dataset.num_steps,
+                  "dataset_episodes": len(self.dataset), "seconds_per_stage": self.state["seconds"],
+                  "world_model_updates": self.wm_trainer.steps, "actor_critic_updates": self.ac_trainer.steps,
+                  "final_evaluation": final, "evaluations": self.state["evaluations"],
+                  "world_model": str(wm_path), "actor_critic": str(ac_path)}
+        self.state["seconds"]["evaluate"] = self.state["seconds"]["evaluate"]
+        _write_json(self.progress_path, self.state)
+        _write_json(report_path, report)
+        return report
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Run DIAMOND end to end on one Atari game (resumable).")
+    parser.add_argument("--game", default="Pong")
+    parser.add_argument("--preset", default="demo", help="paper, small, demo or micro")
+    parser.add_argument("--out", default=None, help="run folder (default runs/<game>-<preset>)")
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    out = args.out or f"runs/{game_to_name(args.game)}-{args.preset}"
+    report = Pipeline(args.game, out, args.preset, device=args.device, seed=args.seed).run()
+    final = report["final_evaluation"]
+    print(f"{report['game']} ({report['preset']}): {report['env_steps']} real steps, final score "
+          f"{final['mean']:.1f} +- {final['std']:.1f} over {final['episodes']} episodes, HNS {final['hns']}")
+    print(f"report: {Path(out) / 'report.json'}")
+    print(f"world model: {report['world_model']}  (gym.make('DiamondDream/{report['game']}-v0', checkpoint=...))")
+    print(f"agent: {report['actor_critic']}")
+
+
+if __name__ == "__main__":
+    main()

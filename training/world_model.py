@@ -1,0 +1,248 @@
+"""Train a DIAMOND world model (denoiser + reward/termination model) on real episodes.
+
+    python -m training.world_model --game Pong --data runs/pong/data --steps 2000 --out runs/pong/wm
+
+The run folder holds ``train_state.safetensors`` (weights, optimisers, counters, RNG streams),
+``losses.csv`` and the exported ``world_model.safetensors`` that ``gym.make`` loads. Killing the
+command and running it again continues from the last saved state; the result is the same as an
+uninterrupted run with the same seed on the CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from gym_diamond import StartBank, WorldModel, WorldModelConfig, save_checkpoint
+from gym_diamond.atari import game_to_name
+from gym_diamond.config import small_world_model_config, tiny_world_model_config
+from gym_diamond.envs.core import resolve_device
+from training.dataset import EpisodeDataset, Segment
+from training.state import load_optimizer_state, load_state, optimizer_state, restore_rng, rng_state, save_state
+
+MODEL_PRESETS = {
+    "paper": lambda n: WorldModelConfig(num_actions=n),
+    "small": small_world_model_config,
+    "tiny": tiny_world_model_config,
+}
+
+
+@dataclass(frozen=True)
+class WorldModelTrainingConfig:
+    """The paper's optimisation of the world model (REFERENCE.md, "Optimisation")."""
+
+    batch_size: int = 32
+    lr: float = 1e-4
+    eps: float = 1e-8
+    weight_decay: float = 0.01
+    warmup_steps: int = 100
+    denoiser_grad_clip: float = 1.0
+    rew_end_grad_clip: float = 100.0
+    rew_end_sequence_length: int = 19  # horizon 15 + context 4
+    recency: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("batch_size", "rew_end_sequence_length"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"WorldModelTrainingConfig.{name}={getattr(self, name)} is invalid: expected >= 1")
+        if self.lr <= 0 or self.warmup_steps < 0:
+            raise ValueError(f"WorldModelTrainingConfig: lr must be > 0 and warmup_steps >= 0, got {self.lr}, "
+                             f"{self.warmup_steps}")
+
+
+def segment_tensors(segment: Segment, device: torch.device) -> dict[str, torch.Tensor]:
+    """uint8 HWC numpy segments -> float CHW frames in [-1, 1] and typed tensors on the device."""
+    frames = torch.as_tensor(segment.frames, device=device).permute(0, 1, 4, 2, 3).float().div(127.5).sub(1)
+    return {
+        "frames": frames,
+        "actions": torch.as_tensor(segment.actions, device=device).long(),
+        "rewards": torch.as_tensor(segment.rewards, device=device).float(),
+        "terminated": torch.as_tensor(segment.terminated, device=device).bool(),
+        "mask": torch.as_tensor(segment.mask, device=device).bool(),
+    }
+
+
+class WorldModelTrainer:
+    """Alternating AdamW updates of the denoiser and the reward/termination model on dataset segments."""
+
+    def __init__(self, model: WorldModel, dataset: EpisodeDataset, config: WorldModelTrainingConfig | None = None,
+                 seed: int = 0) -> None:
+        if dataset.num_steps == 0:
+            raise ValueError(f"the dataset at {dataset.root} is empty: collect data first "
+                             f"(python -m training.collect --game GAME --out DIR --steps N)")
+        self.model, self.dataset = model, dataset
+        self.config = config or WorldModelTrainingConfig()
+        self.device = model.device
+        c = self.config
+
+        def adamw(module: torch.nn.Module) -> torch.optim.AdamW:
+            return torch.optim.AdamW(module.parameters(), lr=c.lr, eps=c.eps, weight_decay=c.weight_decay)
+
+        self.denoiser_opt = adamw(model.denoiser)
+        self.rew_end_opt = adamw(model.rew_end)
+        self.steps = {"denoiser": 0, "rew_end": 0}
+        self.rng = np.random.default_rng(seed)
+        self.noise = torch.Generator(device=self.device).manual_seed(seed)
+
+    def _lr(self, step: int) -> float:
+        return self.config.lr * min(1.0, (step + 1) / self.config.warmup_steps) if self.config.warmup_steps else \
+            self.config.lr
+
+    def _update(self, name: str, optimizer: torch.optim.Optimizer, loss: torch.Tensor, clip: float) -> float:
+        for group in optimizer.param_groups:
+            group["lr"] = self._lr(self.steps[name])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        params = [p for g in optimizer.param_groups for p in g["params"]]
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, clip)
+        optimizer.step()
+        self.steps[name] += 1
+        return float(grad_norm)
+
+    def denoiser_step(self) -> dict[str, float]:
+        """One update on a batch of (4 context frames and actions -> next frame) samples."""
+        L = self.model.config.denoiser.context_length
+        seg = self.dataset.sample_segments(self.config.batch_size, L, self.rng, require_last=True,
+                                           recency=self.config.recency)
+        t = segment_tensors(seg, self.device)
+        self.model.denoiser.train()
+        out = self.model.denoiser.loss(t["frames"][:, L], t["frames"][:, :L], t["actions"][:, :L],
+                                       generator=self.noise)
+        grad_norm = self._update("denoiser", self.denoiser_opt, out.loss, self.config.denoiser_grad_clip)
+        return {"denoiser_loss": out.loss.item(), "denoiser_grad_norm": grad_norm}
+
+    def rew_end_step(self) -> dict[str, float]:
+        """One update on sequences of ``rew_end_sequence_length`` transitions (padding masked out)."""
+        seg = self.dataset.sample_segments(self.config.batch_size, self.config.rew_end_sequence_length, self.rng,
+                                           require_last=False, recency=self.config.recency)
+        t = segment_tensors(seg, self.device)
+        self.model.rew_end.train()
+        loss_reward, loss_end = self.model.rew_end.loss(t["frames"][:, :-1], t["actions"], t["frames"][:, 1:],
+                                                        t["rewards"], t["terminated"], t["mask"])
+        grad_norm = self._update("rew_end", self.rew_end_opt, loss_reward + loss_end, self.config.rew_end_grad_clip)
+        return {"reward_loss": loss_reward.item(), "end_loss": loss_end.item(), "rew_end_grad_norm": grad_norm}
+
+    def start_bank(self, size: int = 256, seed: int = 0) -> StartBank:
+        """Real contexts of L frames (and the actions taken at them) for dreams to start from."""
+        L = self.model.config.denoiser.context_length
+        seg = self.dataset.sample_segments(size, L, np.random.default_rng(seed), require_last=True, recency=False)
+        return StartBank(np.ascontiguousarray(seg.frames[:, :L]), seg.actions[:, :L].astype(np.int64))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),
+            "denoiser_opt": optimizer_state(self.denoiser_opt),
+            "rew_end_opt": optimizer_state(self.rew_end_opt),
+            "steps": dict(self.steps),
+            "rng": rng_state(self.rng, self.noise),
+            "config": dataclasses.asdict(self.config),
+            "model_config": self.model.config.to_dict(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state["model_config"] != json.loads(json.dumps(self.model.config.to_dict())):
+            raise ValueError("the saved training state is of a different world model config; use another --out")
+        self.model.load_state_dict(state["model"])
+        load_optimizer_state(self.denoiser_opt, state["denoiser_opt"])
+        load_optimizer_state(self.rew_end_opt, state["rew_end_opt"])
+        self.steps = dict(state["steps"])
+        restore_rng(state["rng"], self.rng, self.noise)
+
+
+class CsvLog:
+    """Append rows of scalars to a CSV file, writing the header once."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def write(self, row: dict[str, Any]) -> None:
+        new = not self.path.exists()
+        with self.path.open("a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(row))
+            if new:
+                writer.writeheader()
+            writer.writerow(row)
+
+
+def train_world_model(game: str, data: str | Path, out: str | Path, steps: int, *, model_preset: str = "paper",
+                      device: str | torch.device | None = None, seed: int = 0, save_every: int = 200,
+                      log_every: int = 10, config: WorldModelTrainingConfig | None = None,
+                      progress: bool = True) -> Path:
+    """Train (or resume training) for ``steps`` updates of each network; return the exported checkpoint."""
+    game = game_to_name(game)
+    if model_preset not in MODEL_PRESETS:
+        raise ValueError(f"model preset must be one of {sorted(MODEL_PRESETS)}, got {model_preset!r}")
+    if steps < 0:
+        raise ValueError(f"steps must be >= 0, got {steps}")
+    dataset = EpisodeDataset(data, game=game)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    device = resolve_device(device)
+    from gym_diamond.atari import make_atari_env
+
+    probe = make_atari_env(game)
+    action_meanings = probe.get_action_meanings()
+    probe.close()
+    torch.manual_seed(seed)
+    model = WorldModel(MODEL_PRESETS[model_preset](len(action_meanings))).to(device)
+    trainer = WorldModelTrainer(model, dataset, config, seed=seed)
+    state_path = out / "train_state.safetensors"
+    if state_path.exists():
+        trainer.load_state_dict(load_state(state_path))
+    log = CsvLog(out / "losses.csv")
+    start = trainer.steps["denoiser"]
+    bar = tqdm(total=steps, initial=min(start, steps), desc=f"world model {game}", disable=not progress)
+    try:
+        for step in range(start, steps):
+            t0 = time.perf_counter()
+            scalars = {**trainer.denoiser_step(), **trainer.rew_end_step()}
+            if (step + 1) % log_every == 0 or step + 1 == steps:
+                log.write({"step": step + 1, **scalars, "seconds": round(time.perf_counter() - t0, 4)})
+                bar.set_postfix(denoiser=f"{scalars['denoiser_loss']:.4f}", reward=f"{scalars['reward_loss']:.3f}")
+            if (step + 1) % save_every == 0:
+                save_state(state_path, trainer.state_dict())
+            bar.update(1)
+    finally:
+        bar.close()
+        if trainer.steps["denoiser"] > start:  # interrupted or done: keep what was learnt
+            save_state(state_path, trainer.state_dict())
+    checkpoint = out / "world_model.safetensors"
+    save_checkpoint(checkpoint, model.cpu(), game=game, action_meanings=action_meanings,
+                    start_bank=trainer.start_bank(), provenance={
+                        "denoiser_steps": trainer.steps["denoiser"], "rew_end_steps": trainer.steps["rew_end"],
+                        "dataset_steps": dataset.num_steps, "dataset_episodes": len(dataset), "seed": seed,
+                        "date": time.strftime("%Y-%m-%d %H:%M:%S")})
+    model.to(device)
+    return checkpoint
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Train a DIAMOND world model on a dataset of real episodes.")
+    parser.add_argument("--game", required=True, help="Atari game, e.g. Pong")
+    parser.add_argument("--data", required=True, help="dataset folder (python -m training.collect)")
+    parser.add_argument("--out", required=True, help="run folder: training state, losses.csv, checkpoint")
+    parser.add_argument("--steps", type=int, required=True, help="updates of each network (total, not more)")
+    parser.add_argument("--model", choices=sorted(MODEL_PRESETS), default="paper", help="model size")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if available)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--save-every", type=int, default=200)
+    args = parser.parse_args(argv)
+    config = WorldModelTrainingConfig(batch_size=args.batch_size)
+    path = train_world_model(args.game, args.data, args.out, args.steps, model_preset=args.model, device=args.device,
+                             seed=args.seed, save_every=args.save_every, config=config)
+    print(f"world model checkpoint: {path}")
+
+
+if __name__ == "__main__":
+    main()
