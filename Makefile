@@ -18,8 +18,11 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml
 
 install: $(VENV)/.installed
 
+# The main job: DIAMOND end to end on Pong with the CPU-sized "demo" preset (resumable), then a
+# side-by-side GIF of the real game and the dream with the trained agent playing.
 demo: install
-	$(BIN)/python examples/imagine_untrained.py
+	$(BIN)/python -m training.pipeline --game Pong --preset demo --out runs/Pong-demo
+	$(BIN)/python examples/dream_vs_real.py runs/Pong-demo
 
 test: install
 	$(BIN)/python -m pytest -q
