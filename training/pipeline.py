@@ -210,7 +210,6 @@ class Pipeline:
                   "world_model_updates": self.wm_trainer.steps, "actor_critic_updates": self.ac_trainer.steps,
                   "final_evaluation": final, "evaluations": self.state["evaluations"],
                   "world_model": str(wm_path), "actor_critic": str(ac_path)}
-        self.state["seconds"]["evaluate"] = self.state["seconds"]["evaluate"]
         _write_json(self.progress_path, self.state)
         _write_json(report_path, report)
         return report

@@ -26,7 +26,7 @@ from tqdm import tqdm
 from gym_diamond import StartBank, WorldModel, WorldModelConfig, save_checkpoint
 from gym_diamond.atari import game_to_name
 from gym_diamond.config import small_world_model_config, tiny_world_model_config
-from gym_diamond.envs.core import resolve_device
+from gym_diamond.envs.core import resolve_device, to_model_frames
 from training.dataset import EpisodeDataset, Segment
 from training.state import load_optimizer_state, load_state, optimizer_state, restore_rng, rng_state, save_state
 
@@ -62,7 +62,7 @@ class WorldModelTrainingConfig:
 
 def segment_tensors(segment: Segment, device: torch.device) -> dict[str, torch.Tensor]:
     """uint8 HWC numpy segments -> float CHW frames in [-1, 1] and typed tensors on the device."""
-    frames = torch.as_tensor(segment.frames, device=device).permute(0, 1, 4, 2, 3).float().div(127.5).sub(1)
+    frames = to_model_frames(torch.as_tensor(segment.frames, device=device))
     return {
         "frames": frames,
         "actions": torch.as_tensor(segment.actions, device=device).long(),

@@ -17,6 +17,13 @@ from gym_diamond.render import HumanWindow, upscale
 START_MODES = ("bank", "ale")
 
 
+def check_start(start: str) -> str:
+    """Where dreams start: the checkpoint's bank of real contexts ("bank") or the real game ("ale")."""
+    if start not in START_MODES:
+        raise ValueError(f"start must be one of {START_MODES}, got {start!r}")
+    return start
+
+
 class DreamEnv(gym.Env[np.ndarray, np.int64]):
     """A DIAMOND world model of an Atari game, played one imagined step at a time.
 
@@ -40,7 +47,7 @@ class DreamEnv(gym.Env[np.ndarray, np.int64]):
         self.core = DreamCore(ckpt.world_model, ckpt.start_bank, num_envs=1,
                               max_episode_steps=max_episode_steps, autoreset=False)
         self._sources: dict[str, StartSource] = {"bank": self.core.start_source}
-        self.start = self._source_name(start)
+        self.start = check_start(start)
         h, _, c = ckpt.start_bank.frames.shape[2:]
         self.observation_space = spaces.Box(0, 255, (h, h, c), np.uint8)
         self.action_space = spaces.Discrete(ckpt.world_model.config.num_actions)
@@ -49,14 +56,8 @@ class DreamEnv(gym.Env[np.ndarray, np.int64]):
         self._window: HumanWindow | None = None
         self._obs: np.ndarray | None = None
 
-    @staticmethod
-    def _source_name(start: str) -> str:
-        if start not in START_MODES:
-            raise ValueError(f"start must be one of {START_MODES}, got {start!r}")
-        return start
-
     def _use_start(self, start: str) -> None:
-        start = self._source_name(start)
+        start = check_start(start)
         if start not in self._sources:
             from gym_diamond.envs.ale_starts import AleStarts
 

@@ -13,7 +13,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from gym_diamond.envs.core import DreamCore, resolve_device
-from gym_diamond.envs.dream_env import START_MODES
+from gym_diamond.envs.dream_env import check_start
 from gym_diamond.registration import load_dream
 from gym_diamond.render import upscale
 
@@ -41,8 +41,7 @@ class DreamVectorEnv(VectorEnv):
             raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
-        if start not in START_MODES:
-            raise ValueError(f"start must be one of {START_MODES}, got {start!r}")
+        check_start(start)
         upscale(np.zeros((1, 1, 3), np.uint8), render_size)
         ckpt = load_dream(game, checkpoint, resolve_device(device))
         self.game = ckpt.game
