@@ -42,7 +42,7 @@ def main() -> None:
     ckpt = load_checkpoint(args.checkpoint, device=args.device)
     model, L = ckpt.world_model.eval(), ckpt.config.denoiser.context_length
     dataset = EpisodeDataset(args.data, game=ckpt.game)
-    _, test_ids = dataset.split(args.test_fraction, seed=args.seed)
+    _, test_ids = dataset.split(args.test_fraction, seed=0)  # the split training.world_model --test-fraction holds out
     rng = np.random.default_rng(args.seed)
     H = max(args.horizons)
     seg = dataset.sample_segments(args.samples, L + H, rng, episode_ids=test_ids, require_last=False, recency=False)

@@ -180,6 +180,19 @@ def small_world_model_config(num_actions: int = 18) -> WorldModelConfig:
     )
 
 
+def light_world_model_config(num_actions: int = 18) -> WorldModelConfig:
+    """A CPU-sized world model: three U-Net levels of 16/32/32 channels, small reward/termination model.
+
+    About a tenth of the small model's denoiser compute at 64x64; the configuration behind the
+    CPU-trained checkpoints (see benchmarks/README.md for its speed and fidelity).
+    """
+    return WorldModelConfig(
+        num_actions=num_actions,
+        denoiser=DenoiserConfig(unet=UNetConfig(channels=(16, 32, 32), blocks_per_level=1, cond_channels=64)),
+        rew_end=RewEndConfig(channels=(8, 8, 16, 16), blocks_per_level=1, cond_channels=32, lstm_dim=64),
+    )
+
+
 def tiny_world_model_config(num_actions: int = 3, image_size: int = 64) -> WorldModelConfig:
     """A world model of a few thousand parameters, for tests and smoke runs."""
     return WorldModelConfig(

@@ -67,30 +67,52 @@ Denoise = Callable[[Tensor, Tensor], Tensor]
 """denoise(x, sigma) -> the denoised frame D(x; sigma), for x: (n, c, h, w) and sigma: (n,)."""
 
 
-def sample(denoise: Denoise, shape: tuple[int, ...], config: SamplerConfig,
-           generator: Generator | None = None, device: torch.device | str = "cpu") -> Tensor:
-    """Draw frames by integrating the probability-flow ODE from pure noise (times 1, as DIAMOND does).
+def sigma_schedule(config: SamplerConfig) -> tuple[float, ...]:
+    """``karras_sigmas`` as Python floats (the step sizes are constants of a compiled step, not tensors)."""
+    return tuple(karras_sigmas(config).tolist())
+
+
+def churn_gammas(config: SamplerConfig) -> tuple[float, ...]:
+    """Per step, EDM's gamma: > 0 where the stochastic sampler adds noise first."""
+    sigmas = sigma_schedule(config)
+    gamma_max = min(config.s_churn / config.num_steps, 2**0.5 - 1)
+    return tuple(gamma_max if config.s_tmin <= sigmas[i] <= config.s_tmax else 0.0 for i in range(config.num_steps))
+
+
+def sampler_noise(shape: tuple[int, ...], config: SamplerConfig, generator: Generator | None = None,
+                  device: torch.device | str = "cpu") -> list[Tensor]:
+    """Every Gaussian a sampler run needs, drawn up front: the start noise, then one per churned step."""
+    noises = [randn(shape, generator, device)]
+    noises += [randn(shape, generator, device) for gamma in churn_gammas(config) if gamma > 0]
+    return noises
+
+
+def integrate(denoise: Denoise, noises: list[Tensor], config: SamplerConfig) -> Tensor:
+    """Integrate the probability-flow ODE from ``noises[0]`` (times 1, as DIAMOND does); no randomness inside.
 
     Euler (order 1) or Heun (order 2) steps on the Karras schedule; with s_churn > 0, each step first
     adds noise to climb to sigma_hat = sigma * (1 + gamma) (EDM's stochastic sampler).
     """
-    sigmas = karras_sigmas(config, device)
-    x = randn(shape, generator, device)
-    n = shape[0]
-    gamma_max = min(config.s_churn / config.num_steps, 2**0.5 - 1)
+    sigmas, gammas = sigma_schedule(config), churn_gammas(config)
+    x, churn = noises[0], iter(noises[1:])
+    n = x.shape[0]
     for i in range(config.num_steps):
-        sigma, next_sigma = float(sigmas[i]), float(sigmas[i + 1])
-        gamma = gamma_max if config.s_tmin <= sigma <= config.s_tmax else 0.0
-        sigma_hat = sigma * (1 + gamma)
-        if gamma > 0:
-            eps = randn(shape, generator, device) * config.s_noise
-            x = x + eps * (sigma_hat**2 - sigma**2) ** 0.5
-        denoised = denoise(x, torch.full((n,), sigma_hat, device=device))
+        sigma, next_sigma = sigmas[i], sigmas[i + 1]
+        sigma_hat = sigma * (1 + gammas[i])
+        if gammas[i] > 0:
+            x = x + next(churn) * config.s_noise * (sigma_hat**2 - sigma**2) ** 0.5
+        denoised = denoise(x, torch.full((n,), sigma_hat, device=x.device))
         d = (x - denoised) / sigma_hat
         x_next = x + d * (next_sigma - sigma_hat)
         if config.order == 2 and next_sigma > 0:
-            denoised_2 = denoise(x_next, torch.full((n,), next_sigma, device=device))
+            denoised_2 = denoise(x_next, torch.full((n,), next_sigma, device=x.device))
             d_2 = (x_next - denoised_2) / next_sigma
             x_next = x + (d + d_2) / 2 * (next_sigma - sigma_hat)
         x = x_next
     return x
+
+
+def sample(denoise: Denoise, shape: tuple[int, ...], config: SamplerConfig,
+           generator: Generator | None = None, device: torch.device | str = "cpu") -> Tensor:
+    """Draw frames: ``sampler_noise`` then ``integrate``."""
+    return integrate(denoise, sampler_noise(shape, config, generator, device), config)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
 import gymnasium as gym
 import torch
 
+from gym_diamond.acceleration import Acceleration
 from gym_diamond.checkpoint import Checkpoint, load_checkpoint
 
 NAMESPACE = "DiamondDream"
@@ -48,16 +50,32 @@ def find_checkpoint(game: str, checkpoint: str | os.PathLike | None = None) -> P
         f"python -m training.pipeline --game {game}")
 
 
-def load_dream(game: str | None, checkpoint: str | os.PathLike | None,
-               device: torch.device | str) -> Checkpoint:
-    """Find and load the world model for ``game``; a checkpoint of another game is an error."""
+def load_dream(game: str | None, checkpoint: str | os.PathLike | None, device: torch.device | str, *,
+               denoising_steps: int | None = None, precision: str | None = None, compile: bool = False,
+               cuda_graphs: bool = False) -> Checkpoint:
+    """Find and load the world model for ``game``, set up for imagination; another game's checkpoint is an error.
+
+    ``denoising_steps`` overrides the checkpoint's sampler steps (fewer: faster, blurrier);
+    ``precision``/``compile``/``cuda_graphs`` are the :class:`~gym_diamond.acceleration.Acceleration`
+    switches (None precision: the device's default, bf16 on a bf16 GPU, else fp32).
+    """
     if game is None and checkpoint is None:
         raise ValueError("give the game (e.g. game='Pong') or a checkpoint path")
+    if denoising_steps is not None and (not isinstance(denoising_steps, int) or denoising_steps < 1):
+        raise ValueError(f"denoising_steps must be a positive int, got {denoising_steps!r}")
+    acceleration = Acceleration.default_for(device)
+    acceleration = Acceleration(precision=precision or acceleration.precision,
+                                channels_last=acceleration.channels_last, compile=compile, cuda_graphs=cuda_graphs)
     path = find_checkpoint(game, checkpoint) if game is not None else Path(checkpoint)
     ckpt = load_checkpoint(path, device=device)
     if game is not None and not _same_game(ckpt.game, game):
         raise ValueError(f"{path} is a world model of {ckpt.game!r}, but the environment is {env_id(game)!r}; "
                          f"use gym.make({env_id(ckpt.game)!r}, checkpoint=...) or a {game} checkpoint")
+    model = ckpt.world_model
+    if denoising_steps is not None:
+        model.config = model.config.replace(sampler=dataclasses.replace(model.config.sampler,
+                                                                        num_steps=denoising_steps))
+    model.accelerate(acceleration)
     return ckpt
 
 

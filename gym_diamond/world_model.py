@@ -7,8 +7,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from gym_diamond.acceleration import Acceleration
 from gym_diamond.config import SamplerConfig, WorldModelConfig
-from gym_diamond.diffusion import sample
+from gym_diamond.diffusion import integrate, sampler_noise
 from gym_diamond.nn.denoiser import Denoiser
 from gym_diamond.nn.rew_end import LSTMState, RewEndModel
 from gym_diamond.rng import Generator, rand
@@ -37,6 +38,24 @@ class WorldModel(nn.Module):
         d = config.denoiser
         self.denoiser = Denoiser(d, config.num_actions)
         self.rew_end = RewEndModel(config.rew_end, config.num_actions, d.image_channels, d.image_size)
+        self.acceleration = Acceleration()
+        self._step = self._imagine
+
+    def accelerate(self, acceleration: Acceleration | None = None) -> WorldModel:
+        """Run imagination with these speed switches (default: ``Acceleration.default_for(device)``).
+
+        Call it after moving the model to its device; training is unaffected (it uses the modules).
+        """
+        acceleration = acceleration or Acceleration.default_for(self.device)
+        acceleration.check_device(self.device)
+        self.to(memory_format=torch.channels_last if acceleration.channels_last else torch.contiguous_format)
+        self.acceleration = acceleration
+        if acceleration.compile:
+            mode = "reduce-overhead" if acceleration.cuda_graphs else None
+            self._step = torch.compile(self._imagine, mode=mode, dynamic=False)
+        else:
+            self._step = self._imagine
+        return self
 
     @property
     def device(self) -> torch.device:
@@ -87,15 +106,32 @@ class WorldModel(nn.Module):
         if lstm_state is None:
             lstm_state = self.burn_in(frames, actions)
         config = sampler if sampler is not None else self.config.sampler
+        # every random number is drawn here, in this order, so the step itself is a pure function
+        noises = sampler_noise((n, *self.frame_shape), config, generator, self.device)
+        uniforms = torch.stack([rand((n,), generator, self.device), rand((n,), generator, self.device)])
+        if self.acceleration.cuda_graphs:
+            torch.compiler.cudagraph_mark_step_begin()
+        next_frame, reward, terminated, h, c = self._step(frames, actions, lstm_state[0], lstm_state[1], noises,
+                                                          uniforms, config)
+        if self.acceleration.cuda_graphs:  # the graph's outputs are overwritten by its next replay
+            next_frame, reward, terminated, h, c = (t.clone() for t in (next_frame, reward, terminated, h, c))
+        return ImaginedStep(next_frame, reward, terminated, (h, c))
+
+    def _imagine(self, frames: Tensor, actions: Tensor, h: Tensor, c: Tensor, noises: list[Tensor],
+                 uniforms: Tensor, config: SamplerConfig) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """The imagined step without randomness: what ``torch.compile`` captures as one graph."""
+        acceleration = self.acceleration
 
         def denoise(x: Tensor, sigma: Tensor) -> Tensor:
-            return self.denoiser.denoise(x, sigma, frames, actions)
+            return self.denoiser.denoise(x, sigma, frames, actions, autocast=acceleration.autocast)
 
-        next_frame = sample(denoise, (n, *self.frame_shape), config, generator, self.device)
-        out = self.rew_end(frames[:, -1:], actions[:, -1:], next_frame[:, None], lstm_state)
-        reward_class = sample_categorical(out.reward_logits[:, 0], rand((n,), generator, self.device))
-        end_class = sample_categorical(out.end_logits[:, 0], rand((n,), generator, self.device))
-        return ImaginedStep(next_frame, (reward_class - 1).float(), end_class.bool(), out.state)
+        next_frame = integrate(denoise, noises, config)
+        with acceleration.autocast(self.device):
+            out = self.rew_end(frames[:, -1:], actions[:, -1:], next_frame[:, None], (h, c))
+        reward_class = sample_categorical(out.reward_logits[:, 0], uniforms[0])
+        end_class = sample_categorical(out.end_logits[:, 0], uniforms[1])
+        h, c = (t.float() for t in out.state)
+        return next_frame, (reward_class - 1).float(), end_class.bool(), h, c
 
     def num_parameters(self) -> dict[str, int]:
         return {

@@ -10,6 +10,8 @@ import torch
 import gym_diamond  # noqa: F401
 from gym_diamond import load_checkpoint
 from gym_diamond.atari import make_atari_env
+from gym_diamond.config import tiny_world_model_config
+from gym_diamond.world_model import WorldModel
 from training.actor_critic import ActorCritic, ActorCriticConfig
 from training.dataset import Episode, EpisodeDataset
 from training.imagination import ImaginationConfig, ImaginationTrainer
@@ -59,6 +61,8 @@ def test_trained_checkpoint_plays_in_gym_make_and_resume_is_exact(pong_data, tmp
     path = train_world_model("Pong", pong_data, tmp_path / "a", 4, save_every=100, **kwargs)
     # interrupted after 2 steps, then the same command again
     train_world_model("Pong", pong_data, tmp_path / "b", 2, save_every=1, **kwargs)
+    with (tmp_path / "b" / "losses.csv").open("a") as f:  # logged after the last save, then killed
+        f.write("3,9,9,9,9,9,9\n")
     resumed = train_world_model("Pong", pong_data, tmp_path / "b", 4, save_every=100, **kwargs)
     a, b = load_checkpoint(path), load_checkpoint(resumed)
     assert b.provenance["denoiser_steps"] == 4
@@ -72,6 +76,29 @@ def test_trained_checkpoint_plays_in_gym_make_and_resume_is_exact(pong_data, tmp
     assert obs.shape == (64, 64, 3)
     assert any(np.array_equal(obs, ctx[-1]) for ctx in a.start_bank.frames)  # starts from real Pong contexts
     env.step(0)
+
+
+def test_held_out_episodes_are_never_trained_on(pong_data):
+    dataset = EpisodeDataset(pong_data, game="Pong")
+    train_ids, test_ids = dataset.split(0.4, seed=0)  # the fidelity benchmark's split
+    assert len(train_ids) == 1 and len(test_ids) == 1
+    model = WorldModel(tiny_world_model_config(num_actions=6))
+    trainer = WorldModelTrainer(model, dataset, WorldModelTrainingConfig(batch_size=8, rew_end_sequence_length=3,
+                                                                        test_fraction=0.4))
+    seen = []
+    sample = dataset.sample_segments
+
+    def spy(*args, **kwargs):
+        segment = sample(*args, **kwargs)
+        seen.extend(segment.episode_ids.tolist())
+        return segment
+
+    dataset.sample_segments = spy
+    for _ in range(3):
+        trainer.denoiser_step(), trainer.rew_end_step()
+    assert set(seen) == set(train_ids.tolist())
+    with pytest.raises(ValueError, match="test_fraction"):
+        WorldModelTrainingConfig(test_fraction=1.0)
 
 
 def test_training_rejects_bad_input(pong_data, tmp_path):
@@ -127,5 +154,9 @@ def test_pipeline_resumes_without_collecting_again(tmp_path):
     assert set(report["seconds_per_stage"]) == {"collect", "world_model", "actor_critic", "evaluate"}
     assert len(report["final_evaluation"]["returns"]) == 1
     assert load_checkpoint(report["world_model"]).game == "Breakout"
+    for stage, epochs in [("collect", ["1", "2"]), ("world_model", ["1", "2"]), ("actor_critic", ["1", "2"]),
+                          ("evaluate", ["2"])]:
+        rows = (out / f"{stage}.csv").read_text().splitlines()
+        assert rows[0].startswith("epoch,") and [r.split(",")[0] for r in rows[1:]] == epochs, stage
     with pytest.raises(ValueError, match="other settings"):
         Pipeline("Breakout", out, "micro", device="cpu", seed=1, progress=False)

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from gym_diamond import StartBank, WorldModel
+from gym_diamond.acceleration import Acceleration
 from gym_diamond.envs.core import DreamCore
 from training.actor_critic import ActorCritic, rollout_loss
 from training.dataset import EpisodeDataset
@@ -32,8 +33,10 @@ class ImaginationConfig:
     eps: float = 1e-8
     warmup_steps: int = 100
     grad_clip: float = 100.0
+    precision: str = "fp32"  # "bf16": autocast of the actor-critic's forward passes (the dream: WorldModel.accelerate)
 
     def __post_init__(self) -> None:
+        Acceleration(precision=self.precision)  # validates precision
         for name in ("horizon", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"ImaginationConfig.{name}={getattr(self, name)} is invalid: expected >= 1")
@@ -83,8 +86,11 @@ class ImaginationTrainer:
         ac.train()
         state = self._burn_in()
         logits, values, actions, rewards, terminated, truncated = [], [], [], [], [], []
+        autocast = Acceleration(precision=c.precision).autocast
         for _ in range(c.horizon):
-            step_logits, value, state = ac(core.frames[:, -1], state)
+            with autocast(core.device):
+                step_logits, value, state = ac(core.frames[:, -1], state)
+            step_logits, value = step_logits.float(), value.float()
             with torch.no_grad():
                 probs = torch.softmax(step_logits.float(), dim=-1)
                 action = torch.multinomial(probs, 1, generator=self.policy_generator).squeeze(-1)
@@ -94,8 +100,9 @@ class ImaginationTrainer:
             done = out.done
             restarted = self._burn_in()
             state = tuple(torch.where(done[:, None], new, old) for new, old in zip(restarted, state, strict=True))
-        with torch.no_grad():
+        with torch.no_grad(), autocast(core.device):
             _, bootstrap, _ = ac(core.frames[:, -1], state)
+        bootstrap = bootstrap.float()
         losses = rollout_loss(torch.stack(logits, 1), torch.stack(values, 1), torch.stack(actions, 1),
                               torch.stack(rewards, 1), torch.stack(terminated, 1), torch.stack(truncated, 1),
                               bootstrap, ac.config)

@@ -74,7 +74,11 @@ class Pipeline:
                       "evaluations": []}
         if self.progress_path.exists():
             self.state = json.loads(self.progress_path.read_text())
-        self.log = CsvLog(self.out / "log.csv")
+        self.logs = {stage: CsvLog(self.out / f"{stage}.csv")  # one CSV per stage: each has its own columns
+                     for stage in ("collect", "world_model", "actor_critic", "evaluate")}
+        self.logs["collect"].drop_after(self.state["collected_epochs"], key="epoch")  # rows a killed run
+        for stage in ("world_model", "actor_critic"):  # wrote after its last save are redone on resume
+            self.logs[stage].drop_after(self.state["epoch"], key="epoch")
         self.wm_trainer: WorldModelTrainer | None = None
         self.ac_trainer: ImaginationTrainer | None = None
         self.collector: Collector | None = None
@@ -112,7 +116,7 @@ class Pipeline:
         self.state["env_steps"] += steps
         self.state["collected_epochs"] = epoch + 1
         self._timed("collect", t0)
-        self.log.write({"epoch": epoch + 1, "stage": "collect", "env_steps": self.state["env_steps"],
+        self.logs["collect"].write({"epoch": epoch + 1, "env_steps": self.state["env_steps"],
                         "dataset_steps": self.dataset.num_steps, "episodes": len(self.dataset),
                         **{k: v for k, v in vars(stats).items() if isinstance(v, (int, float))}})
         self._save()
@@ -143,12 +147,12 @@ class Pipeline:
         for _ in range(p.world_model_steps_per_epoch):
             scalars = {**self.wm_trainer.denoiser_step(), **self.wm_trainer.rew_end_step()}
         self._timed("world_model", t0)
-        self.log.write({"epoch": epoch + 1, "stage": "world_model", **scalars})
+        self.logs["world_model"].write({"epoch": epoch + 1, **scalars})
         t0 = time.perf_counter()
         for _ in range(p.actor_critic_steps_per_epoch):
             scalars = self.ac_trainer.step()
         self._timed("actor_critic", t0)
-        self.log.write({"epoch": epoch + 1, "stage": "actor_critic", **scalars})
+        self.logs["actor_critic"].write({"epoch": epoch + 1, **scalars})
 
     def _evaluate(self, episodes: int) -> dict[str, Any]:
         t0 = time.perf_counter()
@@ -158,7 +162,8 @@ class Pipeline:
         self._timed("evaluate", t0)
         record = {"epoch": self.state["epoch"], "env_steps": self.state["env_steps"], "mean": result.mean,
                   "std": result.std, "hns": result.hns, "episodes": episodes, "returns": result.returns}
-        self.log.write({"epoch": self.state["epoch"], "stage": "evaluate", "mean": result.mean, "hns": result.hns})
+        self.logs["evaluate"].write({"epoch": self.state["epoch"], "env_steps": self.state["env_steps"],
+                                     "mean": result.mean, "std": result.std, "hns": result.hns})
         return record
 
     def _save(self) -> None:

@@ -14,6 +14,7 @@ import argparse
 import csv
 import dataclasses
 import json
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,8 +25,9 @@ import torch
 from tqdm import tqdm
 
 from gym_diamond import StartBank, WorldModel, WorldModelConfig, save_checkpoint
+from gym_diamond.acceleration import Acceleration
 from gym_diamond.atari import game_to_name
-from gym_diamond.config import small_world_model_config, tiny_world_model_config
+from gym_diamond.config import light_world_model_config, small_world_model_config, tiny_world_model_config
 from gym_diamond.envs.core import resolve_device, to_model_frames
 from training.dataset import EpisodeDataset, Segment
 from training.state import load_optimizer_state, load_state, optimizer_state, restore_rng, rng_state, save_state
@@ -33,6 +35,7 @@ from training.state import load_optimizer_state, load_state, optimizer_state, re
 MODEL_PRESETS = {
     "paper": lambda n: WorldModelConfig(num_actions=n),
     "small": small_world_model_config,
+    "light": light_world_model_config,
     "tiny": tiny_world_model_config,
 }
 
@@ -50,11 +53,18 @@ class WorldModelTrainingConfig:
     rew_end_grad_clip: float = 100.0
     rew_end_sequence_length: int = 19  # horizon 15 + context 4
     recency: bool = True
+    test_fraction: float = 0.0  # episodes held out for the fidelity benchmark (same split, seed 0)
+    precision: str = "fp32"  # "bf16": autocast of the networks' forward passes (losses stay fp32)
+    compile: bool = False  # torch.compile the denoiser's U-Net and the reward/termination model in place
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "rew_end_sequence_length"):
             if getattr(self, name) < 1:
                 raise ValueError(f"WorldModelTrainingConfig.{name}={getattr(self, name)} is invalid: expected >= 1")
+        Acceleration(precision=self.precision)  # validates precision
+        if not 0 <= self.test_fraction < 1:
+            raise ValueError(f"WorldModelTrainingConfig.test_fraction={self.test_fraction} is invalid: expected "
+                             f"a fraction in [0, 1)")
         if self.lr <= 0 or self.warmup_steps < 0:
             raise ValueError(f"WorldModelTrainingConfig: lr must be > 0 and warmup_steps >= 0, got {self.lr}, "
                              f"{self.warmup_steps}")
@@ -88,6 +98,10 @@ class WorldModelTrainer:
         def adamw(module: torch.nn.Module) -> torch.optim.AdamW:
             return torch.optim.AdamW(module.parameters(), lr=c.lr, eps=c.eps, weight_decay=c.weight_decay)
 
+        self.autocast = Acceleration(precision=c.precision).autocast
+        if c.compile:
+            model.denoiser.net.compile()
+            model.rew_end.compile()
         self.denoiser_opt = adamw(model.denoiser)
         self.rew_end_opt = adamw(model.rew_end)
         self.steps = {"denoiser": 0, "rew_end": 0}
@@ -109,26 +123,39 @@ class WorldModelTrainer:
         self.steps[name] += 1
         return float(grad_norm)
 
+    def train_episode_ids(self) -> np.ndarray | None:
+        """Episodes to learn from: all (None), or those outside the held-out split of ``test_fraction``."""
+        if self.config.test_fraction == 0:
+            return None
+        train_ids, _ = self.dataset.split(self.config.test_fraction, seed=0)
+        if train_ids.size == 0:
+            raise ValueError(f"test_fraction={self.config.test_fraction} leaves no training episode in "
+                             f"{self.dataset.root}: collect more episodes")
+        return train_ids
+
     def denoiser_step(self) -> dict[str, float]:
         """One update on a batch of (4 context frames and actions -> next frame) samples."""
         L = self.model.config.denoiser.context_length
         seg = self.dataset.sample_segments(self.config.batch_size, L, self.rng, require_last=True,
-                                           recency=self.config.recency)
+                                           recency=self.config.recency, episode_ids=self.train_episode_ids())
         t = segment_tensors(seg, self.device)
         self.model.denoiser.train()
-        out = self.model.denoiser.loss(t["frames"][:, L], t["frames"][:, :L], t["actions"][:, :L],
-                                       generator=self.noise)
+        with self.autocast(self.device):
+            out = self.model.denoiser.loss(t["frames"][:, L], t["frames"][:, :L], t["actions"][:, :L],
+                                           generator=self.noise)
         grad_norm = self._update("denoiser", self.denoiser_opt, out.loss, self.config.denoiser_grad_clip)
         return {"denoiser_loss": out.loss.item(), "denoiser_grad_norm": grad_norm}
 
     def rew_end_step(self) -> dict[str, float]:
         """One update on sequences of ``rew_end_sequence_length`` transitions (padding masked out)."""
         seg = self.dataset.sample_segments(self.config.batch_size, self.config.rew_end_sequence_length, self.rng,
-                                           require_last=False, recency=self.config.recency)
+                                           require_last=False, recency=self.config.recency,
+                                           episode_ids=self.train_episode_ids())
         t = segment_tensors(seg, self.device)
         self.model.rew_end.train()
-        loss_reward, loss_end = self.model.rew_end.loss(t["frames"][:, :-1], t["actions"], t["frames"][:, 1:],
-                                                        t["rewards"], t["terminated"], t["mask"])
+        with self.autocast(self.device):
+            loss_reward, loss_end = self.model.rew_end.loss(t["frames"][:, :-1], t["actions"], t["frames"][:, 1:],
+                                                            t["rewards"], t["terminated"], t["mask"])
         grad_norm = self._update("rew_end", self.rew_end_opt, loss_reward + loss_end, self.config.rew_end_grad_clip)
         return {"reward_loss": loss_reward.item(), "end_loss": loss_end.item(), "rew_end_grad_norm": grad_norm}
 
@@ -173,6 +200,22 @@ class CsvLog:
                 writer.writeheader()
             writer.writerow(row)
 
+    def drop_after(self, step: int, key: str = "step") -> None:
+        """Forget rows logged after ``step``: a resumed run repeats those steps from the saved state."""
+        if not self.path.exists():
+            return
+        with self.path.open(newline="") as f:
+            rows = list(csv.DictReader(f))
+        kept = [r for r in rows if int(float(r[key])) <= step]
+        if len(kept) == len(rows):
+            return
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        with tmp.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(kept)
+        os.replace(tmp, self.path)
+
 
 def train_world_model(game: str, data: str | Path, out: str | Path, steps: int, *, model_preset: str = "paper",
                       device: str | torch.device | None = None, seed: int = 0, save_every: int = 200,
@@ -201,6 +244,7 @@ def train_world_model(game: str, data: str | Path, out: str | Path, steps: int, 
         trainer.load_state_dict(load_state(state_path))
     log = CsvLog(out / "losses.csv")
     start = trainer.steps["denoiser"]
+    log.drop_after(start)
     bar = tqdm(total=steps, initial=min(start, steps), desc=f"world model {game}", disable=not progress)
     try:
         for step in range(start, steps):
@@ -237,8 +281,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if available)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--save-every", type=int, default=200)
+    parser.add_argument("--rew-end-sequence-length", type=int, default=19,
+                        help="transitions per reward/termination training sequence (paper: 19)")
+    parser.add_argument("--test-fraction", type=float, default=0.0,
+                        help="hold out this fraction of episodes (the fidelity benchmark's split)")
     args = parser.parse_args(argv)
-    config = WorldModelTrainingConfig(batch_size=args.batch_size)
+    config = WorldModelTrainingConfig(batch_size=args.batch_size, rew_end_sequence_length=args.rew_end_sequence_length,
+                                      test_fraction=args.test_fraction)
     path = train_world_model(args.game, args.data, args.out, args.steps, model_preset=args.model, device=args.device,
                              seed=args.seed, save_every=args.save_every, config=config)
     print(f"world model checkpoint: {path}")

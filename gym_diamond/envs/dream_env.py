@@ -37,11 +37,14 @@ class DreamEnv(gym.Env[np.ndarray, np.int64]):
 
     def __init__(self, game: str | None = None, checkpoint: str | os.PathLike | None = None, *,
                  device: torch.device | str | None = None, render_mode: str | None = None,
-                 render_size: int = 256, max_episode_steps: int | None = None, start: str = "bank") -> None:
+                 render_size: int = 256, max_episode_steps: int | None = None, start: str = "bank",
+                 denoising_steps: int | None = None, precision: str | None = None, compile: bool = False,
+                 cuda_graphs: bool = False) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
         upscale(np.zeros((1, 1, 3), np.uint8), render_size)  # validates render_size
-        ckpt = load_dream(game, checkpoint, resolve_device(device))
+        ckpt = load_dream(game, checkpoint, resolve_device(device), denoising_steps=denoising_steps,
+                          precision=precision, compile=compile, cuda_graphs=cuda_graphs)
         self.game = ckpt.game
         self.action_meanings = list(ckpt.action_meanings)
         self.core = DreamCore(ckpt.world_model, ckpt.start_bank, num_envs=1,

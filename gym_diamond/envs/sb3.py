@@ -69,11 +69,17 @@ class DreamSB3VecEnv(VecEnv):
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, num_envs: int, *, device: torch.device | str | None = None,
-                        max_episode_steps: int | None = 1000, render_size: int = 256) -> DreamSB3VecEnv:
-        """Load a checkpoint (``device`` None: CUDA when available) and dream ``num_envs`` environments in it."""
-        from gym_diamond.checkpoint import load_checkpoint
+                        max_episode_steps: int | None = 1000, render_size: int = 256,
+                        denoising_steps: int | None = None, precision: str | None = None, compile: bool = False,
+                        cuda_graphs: bool = False) -> DreamSB3VecEnv:
+        """Load a checkpoint (``device`` None: CUDA when available) and dream ``num_envs`` environments in it.
 
-        ckpt = load_checkpoint(path, resolve_device(device))
+        The other options are ``gym_diamond.registration.load_dream``'s.
+        """
+        from gym_diamond.registration import load_dream
+
+        ckpt = load_dream(None, path, resolve_device(device), denoising_steps=denoising_steps,
+                          precision=precision, compile=compile, cuda_graphs=cuda_graphs)
         core = DreamCore(ckpt.world_model, ckpt.start_bank, num_envs=num_envs, max_episode_steps=max_episode_steps)
         return cls(core, action_meanings=list(ckpt.action_meanings), render_size=render_size, game=ckpt.game)
 

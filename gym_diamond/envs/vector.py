@@ -36,14 +36,16 @@ class DreamVectorEnv(VectorEnv):
     def __init__(self, num_envs: int = 1, game: str | None = None, checkpoint: str | os.PathLike | None = None, *,
                  device: torch.device | str | None = None, max_episode_steps: int | None = None,
                  output: str = "numpy", render_mode: str | None = None, render_size: int = 256,
-                 start: str = "bank") -> None:
+                 start: str = "bank", denoising_steps: int | None = None, precision: str | None = None,
+                 compile: bool = False, cuda_graphs: bool = False) -> None:
         if output not in OUTPUTS:
             raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
         check_start(start)
         upscale(np.zeros((1, 1, 3), np.uint8), render_size)
-        ckpt = load_dream(game, checkpoint, resolve_device(device))
+        ckpt = load_dream(game, checkpoint, resolve_device(device), denoising_steps=denoising_steps,
+                          precision=precision, compile=compile, cuda_graphs=cuda_graphs)
         self.game = ckpt.game
         self.action_meanings = list(ckpt.action_meanings)
         source = None

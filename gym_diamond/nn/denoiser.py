@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 import torch
@@ -41,10 +44,15 @@ class Denoiser(nn.Module):
         cs = conditioners(sigma, self.config.sigma_data, self.config.sigma_offset_noise)
         return self.net(noisy * cs.c_in, cs.c_noise, context.flatten(1, 2) / self.config.sigma_data, actions)
 
-    def denoise(self, noisy: Tensor, sigma: Tensor, context: Tensor, actions: Tensor) -> Tensor:
-        """The estimate of the clean next frame, clamped and quantised to 256 levels (sampling time)."""
+    def denoise(self, noisy: Tensor, sigma: Tensor, context: Tensor, actions: Tensor,
+                autocast: Callable[[torch.device], AbstractContextManager[None]] | None = None) -> Tensor:
+        """The estimate of the clean next frame, clamped and quantised to 256 levels (sampling time).
+
+        ``autocast(device)`` wraps the network alone: the preconditioning around it stays fp32.
+        """
         cs = conditioners(sigma, self.config.sigma_data, self.config.sigma_offset_noise)
-        out = self.net(noisy * cs.c_in, cs.c_noise, context.flatten(1, 2) / self.config.sigma_data, actions)
+        with autocast(noisy.device) if autocast is not None else contextlib.nullcontext():
+            out = self.net(noisy * cs.c_in, cs.c_noise, context.flatten(1, 2) / self.config.sigma_data, actions)
         return quantize(cs.c_skip * noisy + cs.c_out * out.float())
 
     def loss(self, next_frame: Tensor, context: Tensor, actions: Tensor,

@@ -1,0 +1,95 @@
+"""Training updates per second at batch 32: world model (denoiser + reward/termination) and actor-critic.
+
+    python benchmarks/training_speed.py --config light                 # CPU, fp32 eager
+    python benchmarks/training_speed.py --config paper --device cuda --precision bf16 --compile
+
+Data are random frames in a temporary dataset (speed does not depend on their content). The
+world-model line counts one denoiser update plus one reward/termination update (sequences of
+``--rew-end-sequence-length``); the actor-critic line one imagined rollout of horizon 15 and its
+update, the dream run with the same precision. One JSON line each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+
+import numpy as np
+import torch
+
+from gym_diamond import WorldModel
+from gym_diamond.acceleration import Acceleration
+from training.actor_critic import ActorCritic, ActorCriticConfig
+from training.dataset import Episode, EpisodeDataset
+from training.imagination import ImaginationConfig, ImaginationTrainer
+from training.world_model import MODEL_PRESETS, WorldModelTrainer, WorldModelTrainingConfig
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def random_dataset(num_actions: int, episodes: int = 4, length: int = 200) -> EpisodeDataset:
+    dataset = EpisodeDataset(tempfile.mkdtemp(), game="Pong")
+    rng = np.random.default_rng(0)
+    for _ in range(episodes):
+        z = np.zeros(length, dtype=bool)
+        dataset.append(Episode(rng.integers(0, 256, (length + 1, 64, 64, 3), dtype=np.uint8),
+                               rng.integers(0, num_actions, length), rng.choice([-1.0, 0.0, 1.0], length)
+                               .astype(np.float32), z, z.copy(), z.copy()))
+    return dataset
+
+
+def updates_per_s(step, device: torch.device, min_seconds: float, warmup: int) -> float:
+    for _ in range(warmup):
+        step()
+    sync(device)
+    n, start = 0, time.perf_counter()
+    while n < 2 or time.perf_counter() - start < min_seconds:
+        step()
+        n += 1
+    sync(device)
+    return n / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", choices=sorted(MODEL_PRESETS), default="light")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the networks")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--rew-end-sequence-length", type=int, default=19)
+    parser.add_argument("--min-seconds", type=float, default=10.0)
+    args = parser.parse_args()
+
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    model = WorldModel(MODEL_PRESETS[args.config](6)).to(device)
+    dataset = random_dataset(6)
+    common = {"config": args.config, "device": str(device), "threads": torch.get_num_threads(),
+              "precision": args.precision, "compile": args.compile, "batch": args.batch_size}
+    wm = WorldModelTrainer(model, dataset, WorldModelTrainingConfig(
+        batch_size=args.batch_size, rew_end_sequence_length=args.rew_end_sequence_length,
+        precision=args.precision, compile=args.compile))
+    rate = updates_per_s(lambda: (wm.denoiser_step(), wm.rew_end_step()), device, args.min_seconds,
+                         warmup=3 if args.compile else 1)
+    print(json.dumps({"what": "world_model_update", **common, "rew_end_sequence_length":
+                      args.rew_end_sequence_length, "updates_per_s": round(rate, 3)}), flush=True)
+
+    model.accelerate(Acceleration(precision=args.precision, compile=args.compile))
+    actor_critic = ActorCritic(ActorCriticConfig(6)).to(device)
+    if args.compile:
+        actor_critic.compile()
+    ac = ImaginationTrainer(model, actor_critic, dataset, ImaginationConfig(batch_size=args.batch_size,
+                                                                            precision=args.precision))
+    rate = updates_per_s(ac.step, device, args.min_seconds, warmup=3 if args.compile else 1)
+    print(json.dumps({"what": "actor_critic_update", **common, "horizon": 15, "updates_per_s": round(rate, 3),
+                      "imagined_steps_per_s": round(rate * 15 * args.batch_size, 1)}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
