@@ -13,7 +13,7 @@ $(BIN)/python:
 
 $(VENV)/.installed: $(BIN)/python pyproject.toml
 	$(BIN)/python -m pip install $(TORCH)
-	$(BIN)/python -m pip install -e ".[dev,video]"
+	$(BIN)/python -m pip install -e ".[dev,examples]"
 	touch $@
 
 install: $(VENV)/.installed

@@ -12,6 +12,7 @@ are for the first imagined step.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 
 import numpy as np
@@ -37,10 +38,14 @@ def main() -> None:
     parser.add_argument("--horizons", type=int, nargs="+", default=[1, 15])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--denoising-steps", type=int, default=None, help="override the sampler's (fewer: faster)")
     args = parser.parse_args()
 
     ckpt = load_checkpoint(args.checkpoint, device=args.device)
     model, L = ckpt.world_model.eval(), ckpt.config.denoiser.context_length
+    if args.denoising_steps:
+        model.config = model.config.replace(sampler=dataclasses.replace(model.config.sampler,
+                                                                        num_steps=args.denoising_steps))
     dataset = EpisodeDataset(args.data, game=ckpt.game)
     _, test_ids = dataset.split(args.test_fraction, seed=0)  # the split training.world_model --test-fraction holds out
     rng = np.random.default_rng(args.seed)
@@ -77,7 +82,8 @@ def main() -> None:
                     "psnr_repeat_last": round(psnr(last_real[ok], real[ok]).mean().item(), 2)}
             if h == 1:
                 line.update(reward_accuracy=round(reward_acc, 3), termination_accuracy=round(end_acc, 3))
-            print(json.dumps({"checkpoint": args.checkpoint, "game": ckpt.game, **line}), flush=True)
+            print(json.dumps({"checkpoint": args.checkpoint, "game": ckpt.game,
+                              "denoising_steps": model.config.sampler.num_steps, **line}), flush=True)
 
 
 if __name__ == "__main__":

@@ -1,56 +1,93 @@
-"""Side by side: the real game and the dream, from the same start, with the agent's actions.
+"""Side by side: the real game and the dream, from the same start and with the same actions.
 
-    python examples/dream_vs_real.py runs/Pong-demo            # writes runs/Pong-demo/dream_vs_real.gif
+    python examples/dream_vs_real.py runs/Pong-demo       # writes runs/Pong-demo/dream_vs_real.gif
+    python examples/dream_vs_real.py --checkpoint Pong.safetensors --out pong.gif   # random actions
 
-The agent plays the real game; the world model is started from the same 4 real frames and fed the
-same actions, so the GIF shows how long the dream stays faithful (left: real, right: dream).
+An agent (the run's, else a random one) plays the real game; the world model starts from the same
+4 real frames and is fed the same actions. Under the pictures, the per-frame PSNR of the dream
+against the real frame shows how long the dream stays faithful (left: real, right: dream).
 """
 
 import argparse
 from pathlib import Path
 
-import numpy as np
-import torch
-from PIL import Image
+import imageio.v3 as iio
+import matplotlib
 
-from gym_diamond import BatchedGenerator, load_checkpoint
-from gym_diamond.atari import make_atari_env
-from gym_diamond.envs.core import to_model_frames, to_uint8_frames
-from gym_diamond.render import upscale
-from training.agent_io import load_actor_critic
-from training.agents import ActorCriticAgent
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from gym_diamond import load_checkpoint  # noqa: E402
+from gym_diamond.atari import make_atari_env  # noqa: E402
+from gym_diamond.envs.core import DreamCore  # noqa: E402
+from gym_diamond.render import upscale  # noqa: E402
+from training.agents import ActorCriticAgent, RandomAgent  # noqa: E402
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-parser.add_argument("run", type=Path, help="a pipeline run folder")
+parser.add_argument("run", type=Path, nargs="?", help="a pipeline run folder (world model and agent)")
+parser.add_argument("--checkpoint", type=Path, help="a world model, instead of a run folder")
+parser.add_argument("--out", type=Path, help="the GIF (default: RUN/dream_vs_real.gif)")
 parser.add_argument("--steps", type=int, default=120)
 parser.add_argument("--seed", type=int, default=0)
 args = parser.parse_args()
+if (args.run is None) == (args.checkpoint is None):
+    parser.error("give a run folder or --checkpoint")
 
-ckpt = load_checkpoint(args.run / "world_model.safetensors")
-model, L = ckpt.world_model.eval(), ckpt.config.denoiser.context_length
-agent = ActorCriticAgent(load_actor_critic(args.run / "actor_critic.safetensors"), 1, seed=args.seed)
+ckpt = load_checkpoint(args.checkpoint or args.run / "world_model.safetensors")
+n_actions, L = ckpt.config.num_actions, ckpt.config.denoiser.context_length
+if args.run is not None and (args.run / "actor_critic.safetensors").exists():
+    from training.agent_io import load_actor_critic
+
+    agent = ActorCriticAgent(load_actor_critic(args.run / "actor_critic.safetensors"), 1, seed=args.seed)
+else:
+    agent = RandomAgent(n_actions, seed=args.seed)
 real = make_atari_env(ckpt.game)
-obs, _ = real.reset(seed=args.seed)
-context = [real.step(0)[0] for _ in range(L)]  # 4 no-op steps, as a dream started from the real game
-frames = to_model_frames(torch.as_tensor(np.stack(context)))[None]  # (1, L, 3, 64, 64)
-actions = torch.zeros(1, L, dtype=torch.long)
-state = model.burn_in(frames, actions)
-generator = BatchedGenerator([args.seed])
+real.reset(seed=args.seed)
+context = np.stack([real.step(0)[0] for _ in range(L)])  # 4 no-op steps: the shared start
+
+
+class SharedStart:
+    """A start source (see DreamCore) that always gives the real game's context."""
+
+    def starts(self, mask, uniform):
+        return torch.as_tensor(context)[None], torch.zeros(1, L, dtype=torch.long)
+
+
+dream = DreamCore(ckpt.world_model, ckpt.start_bank, num_envs=1, start_source=SharedStart(), autoreset=False)
+dream.reset(seed=args.seed)
 agent.reset(np.ones(1, dtype=bool))
-real_obs, pictures = context[-1], []
+real_obs, pairs, psnrs = context[-1], [], []
 for _ in range(args.steps):
     action = int(agent.act(real_obs[None])[0])
     real_obs, _, terminated, truncated, _ = real.step(action)
-    actions[:, -1] = action
-    out = model.imagine_step(frames, actions, state, generator)
-    state = out.state
-    frames = torch.cat([frames[:, 1:], out.next_frame[:, None]], dim=1)
-    actions = torch.cat([actions[:, 1:], torch.zeros(1, 1, dtype=torch.long)], dim=1)
-    dream_obs = to_uint8_frames(out.next_frame[0]).numpy()
-    gap = np.full((256, 8, 3), 255, np.uint8)
-    pictures.append(Image.fromarray(np.concatenate([upscale(real_obs, 256), gap, upscale(dream_obs, 256)], axis=1)))
-    if terminated or truncated:
+    imagined = dream.step(np.array([action]))
+    dream_obs = imagined.obs[0].cpu().numpy()
+    mse = np.mean((real_obs.astype(np.float64) - dream_obs) ** 2)
+    psnrs.append(10 * np.log10(255**2 / max(mse, 1e-10)))
+    pairs.append((real_obs, dream_obs))
+    if terminated or truncated or bool(imagined.done[0]):
         break
-path = args.run / "dream_vs_real.gif"
-pictures[0].save(path, save_all=True, append_images=pictures[1:], duration=66, loop=0)
-print(f"side-by-side GIF (left real, right dream), {len(pictures)} frames: {path}")
+
+fig, ax = plt.subplots(figsize=(5.2, 1.6), dpi=100)
+ax.plot(psnrs, color="tab:blue")
+ax.set(xlabel="imagined step", ylabel="PSNR (dB)", xlim=(0, max(len(psnrs) - 1, 1)))
+fig.tight_layout()
+fig.canvas.draw()
+plot = np.asarray(fig.canvas.buffer_rgba())[..., :3]
+to_x = lambda step: int(round(ax.transData.transform((step, 0))[0]))  # noqa: E731  (data -> pixel column)
+plt.close(fig)
+gap = np.full((256, 8, 3), 255, np.uint8)
+pictures = []
+for step, (real_frame, dream_frame) in enumerate(pairs):
+    top = np.concatenate([upscale(real_frame, 256), gap, upscale(dream_frame, 256)], axis=1)
+    below = plot.copy()
+    below[:, to_x(step)] = (220, 30, 30)  # where this frame is on the curve
+    canvas = np.full((top.shape[0] + below.shape[0], max(top.shape[1], below.shape[1]), 3), 255, np.uint8)
+    canvas[: top.shape[0], : top.shape[1]], canvas[top.shape[0]:, : below.shape[1]] = top, below
+    pictures.append(canvas)
+out = args.out or args.run / "dream_vs_real.gif"
+iio.imwrite(out, pictures, duration=66, loop=0)
+print(f"side-by-side GIF (left real, right dream), {len(pictures)} frames, PSNR {psnrs[0]:.1f} dB at step 1, "
+      f"{np.mean(psnrs):.1f} dB on average: {out}")

@@ -1,11 +1,25 @@
 """gym-diamond: DIAMOND diffusion world models as Gymnasium environments.
 
+A world model (an EDM diffusion denoiser over 64x64 RGB frames plus a reward/termination model,
+Alonso et al., NeurIPS 2024) imagines an Atari game; here it is an environment to train agents in::
+
     import gymnasium as gym
-    import gym_diamond  # registers DiamondDream/<Game>-v0
+    import gym_diamond  # registers DiamondDream/<Game>-v0 for every ALE game
 
     env = gym.make("DiamondDream/Pong-v0", checkpoint="Pong.safetensors")
+    envs = gym.make_vec("DiamondDream/Pong-v0", num_envs=256, device="cuda", output="torch")
+
+Where to look:
+    DreamEnv, DreamVectorEnv   the gymnasium environments (one batched forward pass per vector step)
+    gym_diamond.envs.DreamSB3VecEnv   the same dream as a stable-baselines3 VecEnv
+    DreamCore                  the batched dream state behind all of them
+    WorldModel, load_checkpoint, save_checkpoint   the model and its safetensors + JSON checkpoints
+    Acceleration               speed switches: bf16, channels_last, torch.compile, CUDA graphs
+    BatchedGenerator           per-environment random streams: a dream does not depend on its batch
+The ``training`` package builds world models from real Atari play and trains agents in them.
 """
 
+from gym_diamond.acceleration import Acceleration
 from gym_diamond.checkpoint import Checkpoint, StartBank, load_checkpoint, save_checkpoint
 from gym_diamond.config import (
     DenoiserConfig,
@@ -13,6 +27,7 @@ from gym_diamond.config import (
     SamplerConfig,
     UNetConfig,
     WorldModelConfig,
+    light_world_model_config,
     small_world_model_config,
     tiny_world_model_config,
 )
@@ -26,6 +41,7 @@ __version__ = "0.1.0"
 register_envs()
 
 __all__ = [
+    "Acceleration",
     "BatchedGenerator",
     "Checkpoint",
     "DreamCore",
@@ -39,6 +55,7 @@ __all__ = [
     "UNetConfig",
     "WorldModel",
     "WorldModelConfig",
+    "light_world_model_config",
     "load_checkpoint",
     "register_envs",
     "save_checkpoint",

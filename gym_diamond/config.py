@@ -168,6 +168,7 @@ class WorldModelConfig(_DictMixin):
                "num_actions", self.num_actions, "an integer >= 1")
 
     def replace(self, **changes: Any) -> WorldModelConfig:
+        """A copy with the given fields changed (configs are frozen)."""
         return dataclasses.replace(self, **changes)
 
 

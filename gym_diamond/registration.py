@@ -19,6 +19,7 @@ DEFAULT_MAX_EPISODE_STEPS = 1000
 
 
 def env_id(game: str) -> str:
+    """The gymnasium id of a game's dream, e.g. ``DiamondDream/Pong-v0``."""
     return f"{NAMESPACE}/{game}-v0"
 
 

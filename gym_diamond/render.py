@@ -40,4 +40,5 @@ class HumanWindow:
         self.clock.tick(self.fps)
 
     def close(self) -> None:
+        """Close the window (and pygame's display)."""
         self._pygame.display.quit()

@@ -78,9 +78,11 @@ class BatchedGenerator:
         return torch.sqrt(-2.0 * torch.log(u[:, 0])) * torch.cos(2.0 * math.pi * u[:, 1])
 
     def state_dict(self) -> dict[str, Tensor]:
+        """The streams' keys and counters, to save and resume them."""
         return {"keys": self.keys.clone(), "counters": self.counters.clone()}
 
     def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        """Continue the streams saved by ``state_dict``."""
         self.keys = state["keys"].to(self.device)
         self.counters = state["counters"].to(self.device)
 

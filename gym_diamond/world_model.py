@@ -134,6 +134,7 @@ class WorldModel(nn.Module):
         return next_frame, (reward_class - 1).float(), end_class.bool(), h, c
 
     def num_parameters(self) -> dict[str, int]:
+        """Parameter counts of the denoiser and of the reward/termination model."""
         return {
             "denoiser": sum(p.numel() for p in self.denoiser.parameters()),
             "rew_end": sum(p.numel() for p in self.rew_end.parameters()),

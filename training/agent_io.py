@@ -16,6 +16,7 @@ CONFIG_KEY = "actor_critic_config"
 
 
 def save_actor_critic(path: str | Path, model: ActorCritic, game: str) -> Path:
+    """Save an actor-critic as safetensors weights plus its JSON config (no pickle)."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
@@ -25,6 +26,7 @@ def save_actor_critic(path: str | Path, model: ActorCritic, game: str) -> Path:
 
 
 def load_actor_critic(path: str | Path, device: torch.device | str = "cpu") -> ActorCritic:
+    """Rebuild an actor-critic saved by ``save_actor_critic``."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no actor-critic at {path}")

@@ -30,9 +30,10 @@ class RandomAgent:
         self.rng = np.random.default_rng(seed)
 
     def reset(self, mask: np.ndarray) -> None:
-        pass
+        """Forget the recurrent state of the environments where ``mask`` is true (new episodes)."""
 
     def act(self, obs: np.ndarray) -> np.ndarray:
+        """Actions (n,) for a batch of uint8 observations (n, 64, 64, 3)."""
         return self.rng.integers(0, self.num_actions, len(obs))
 
 
@@ -55,11 +56,13 @@ class ActorCriticAgent:
         self.state = actor_critic.initial_state(num_envs, self.device)
 
     def reset(self, mask: np.ndarray) -> None:
+        """Forget the recurrent state of the environments where ``mask`` is true (new episodes)."""
         keep = torch.as_tensor(~np.asarray(mask, dtype=bool), device=self.device)[:, None]
         self.state = tuple(s * keep for s in self.state)
 
     @torch.no_grad()
     def act(self, obs: np.ndarray) -> np.ndarray:
+        """Actions (n,) for a batch of uint8 observations (n, 64, 64, 3)."""
         self.model.eval()
         frames = to_model_frames(torch.as_tensor(obs, device=self.device))
         actions, self.state = self.model.act(frames, self.state, generator=self.generator, greedy=self.greedy)
@@ -80,11 +83,13 @@ class SB3Agent:
         self.starts: np.ndarray | None = None
 
     def reset(self, mask: np.ndarray) -> None:
+        """Forget the recurrent state of the environments where ``mask`` is true (new episodes)."""
         self.starts = np.asarray(mask, dtype=bool)
         if self.stack is not None:
             self.stack[self.starts] = 0
 
     def act(self, obs: np.ndarray) -> np.ndarray:
+        """Actions (n,) for a batch of uint8 observations (n, 64, 64, 3)."""
         if self.frame_stack > 1:  # the layout of SB3's VecFrameStack on channels-last images
             if self.stack is None:
                 self.stack = np.zeros((*obs.shape[:-1], obs.shape[-1] * self.frame_stack), obs.dtype)

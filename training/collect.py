@@ -185,6 +185,7 @@ class Collector:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Command line: ``python -m training.collect --game Pong --out DIR --steps N``."""
     import argparse
 
     from gym_diamond.atari import game_to_name

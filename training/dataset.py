@@ -86,6 +86,7 @@ class Episode:
         return float(self.rewards.sum(dtype=np.float64))
 
     def arrays(self) -> dict[str, np.ndarray]:
+        """The episode's arrays by name, as stored on disk."""
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 

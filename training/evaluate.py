@@ -50,6 +50,7 @@ class Evaluation:
     hns: float | None  # None for games outside the Atari 100k set
 
     def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (for report.json)."""
         return asdict(self)
 
 

@@ -50,6 +50,7 @@ class DatasetStarts:
         self.dataset, self.context_length, self.rng, self.device = dataset, context_length, rng, device
 
     def starts(self, mask: Tensor, uniform: Tensor) -> tuple[Tensor, Tensor]:
+        """Fresh real contexts from the dataset for the masked rows."""
         L = self.context_length
         seg = self.dataset.sample_segments(len(mask), L, self.rng, require_last=True)
         frames = torch.as_tensor(np.ascontiguousarray(seg.frames[:, :L]), device=self.device)
@@ -119,11 +120,13 @@ class ImaginationTrainer:
                 "imagined_end_rate": float(torch.stack(terminated, 1).float().mean())}
 
     def state_dict(self) -> dict[str, Any]:
+        """Everything needed to resume: networks, optimiser, step count, RNG states."""
         return {"actor_critic": self.actor_critic.state_dict(), "optimizer": optimizer_state(self.optimizer),
                 "steps": self.steps, "rng": rng_state(self.rng, self.policy_generator),
                 "dream_rng": self.core.generator.state_dict(), "config": dataclasses.asdict(self.config)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Resume from ``state_dict``'s output."""
         self.actor_critic.load_state_dict(state["actor_critic"])
         load_optimizer_state(self.optimizer, state["optimizer"])
         self.steps = int(state["steps"])

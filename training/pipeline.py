@@ -221,6 +221,7 @@ class Pipeline:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Command line: ``python -m training.pipeline --game Pong --preset demo``."""
     parser = argparse.ArgumentParser(description="Run DIAMOND end to end on one Atari game (resumable).")
     parser.add_argument("--game", default="Pong")
     parser.add_argument("--preset", default="demo", help="paper, small, demo or micro")

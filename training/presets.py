@@ -30,6 +30,7 @@ class PipelinePreset:
     save_every: int = 1  # epochs between saved states
 
     def to_dict(self) -> dict[str, Any]:
+        """The preset as JSON-ready values (saved in the run's config.json)."""
         return dataclasses.asdict(self)
 
 
@@ -55,6 +56,7 @@ PRESETS: dict[str, PipelinePreset] = {
 
 
 def get_preset(name: str) -> PipelinePreset:
+    """A named preset, or a clear error listing the names."""
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
     return PRESETS[name]

@@ -237,6 +237,7 @@ def _read_evaluations(path: Path) -> list[dict[str, float]]:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Command line: ``python -m training.sb3_agent --algo ppo --checkpoint wm.safetensors --steps N``."""
     parser = argparse.ArgumentParser(description="Train a stable-baselines3 agent in a DIAMOND dream.")
     parser.add_argument("--algo", default="ppo", help="any SB3 algorithm for discrete actions: ppo, a2c, dqn")
     parser.add_argument("--game", default=None, help="real game to evaluate in (default: the checkpoint's)")

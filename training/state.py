@@ -32,6 +32,7 @@ def flatten_tensors(tree: Any, prefix: str, tensors: dict[str, torch.Tensor]) ->
 
 
 def unflatten_tensors(tree: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    """Rebuild the nested state from the skeleton and the flat tensors."""
     if isinstance(tree, dict) and "__tensor__" in tree:
         return tensors[tree["__tensor__"]]
     if isinstance(tree, dict) and "__dict__" in tree:
@@ -51,6 +52,7 @@ def save_state(path: Path, state: dict[str, Any]) -> None:
 
 
 def load_state(path: Path) -> dict[str, Any]:
+    """Read a state written by ``save_state``."""
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
@@ -63,10 +65,12 @@ def load_state(path: Path) -> dict[str, Any]:
 
 
 def rng_state(rng: np.random.Generator, torch_generator: torch.Generator) -> dict[str, Any]:
+    """The numpy and torch generators' states, JSON- and tensor-ready."""
     return {"numpy": rng.bit_generator.state, "torch": torch_generator.get_state()}
 
 
 def restore_rng(state: dict[str, Any], rng: np.random.Generator, torch_generator: torch.Generator) -> None:
+    """Put the generators back in the states ``rng_state`` saved."""
     rng.bit_generator.state = state["numpy"]
     torch_generator.set_state(state["torch"])
 
@@ -78,5 +82,6 @@ def optimizer_state(optimizer: torch.optim.Optimizer) -> dict[str, Any]:
 
 
 def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
+    """Load an optimiser's state saved by ``optimizer_state``."""
     optimizer.load_state_dict({"state": {int(k): v for k, v in state["state"].items()},
                                "param_groups": state["param_groups"]})

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
+import importlib.util
 import json
 import os
 import time
@@ -166,6 +167,7 @@ class WorldModelTrainer:
         return StartBank(np.ascontiguousarray(seg.frames[:, :L]), seg.actions[:, :L].astype(np.int64))
 
     def state_dict(self) -> dict[str, Any]:
+        """Everything needed to resume: models, optimisers, step counts, RNG states."""
         return {
             "model": self.model.state_dict(),
             "denoiser_opt": optimizer_state(self.denoiser_opt),
@@ -177,6 +179,7 @@ class WorldModelTrainer:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Resume from ``state_dict``'s output (same model config)."""
         if state["model_config"] != json.loads(json.dumps(self.model.config.to_dict())):
             raise ValueError("the saved training state is of a different world model config; use another --out")
         self.model.load_state_dict(state["model"])
@@ -187,18 +190,41 @@ class WorldModelTrainer:
 
 
 class CsvLog:
-    """Append rows of scalars to a CSV file, writing the header once."""
+    """Append rows of scalars to a CSV file, writing the header once; mirrored to TensorBoard if installed.
+
+    The TensorBoard events go to ``<folder>/tensorboard`` with tags ``<csv name>/<column>``, at the
+    row's ``step`` (or ``epoch``) value.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._tensorboard: Any = None
 
     def write(self, row: dict[str, Any]) -> None:
+        """Append one row (the header comes from the first row)."""
         new = not self.path.exists()
         with self.path.open("a", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=list(row))
             if new:
                 writer.writeheader()
             writer.writerow(row)
+        self._mirror(row)
+
+    def _mirror(self, row: dict[str, Any]) -> None:
+        if self._tensorboard is None:
+            if importlib.util.find_spec("tensorboard") is None:
+                self._tensorboard = False
+            else:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self._tensorboard = SummaryWriter(str(self.path.parent / "tensorboard"))
+        if self._tensorboard is False:
+            return
+        step = int(row.get("step", row.get("epoch", 0)))
+        for key, value in row.items():
+            if key not in ("step", "epoch") and isinstance(value, (int, float)) and not isinstance(value, bool):
+                self._tensorboard.add_scalar(f"{self.path.stem}/{key}", value, step)
+        self._tensorboard.flush()
 
     def drop_after(self, step: int, key: str = "step") -> None:
         """Forget rows logged after ``step``: a resumed run repeats those steps from the saved state."""

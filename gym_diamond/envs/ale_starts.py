@@ -25,6 +25,7 @@ class AleStarts:
         self.device = device
 
     def starts(self, mask: Tensor, uniform: Tensor) -> tuple[Tensor, Tensor]:
+        """Reset the masked rows' real games and return their last L frames (no-op actions)."""
         n, L = len(self.envs), self.context_length
         frames = np.zeros((n, L, *self.envs[0].observation_space.shape), dtype=np.uint8)
         seeds = (uniform.double() * 2**31).long().cpu().numpy()
@@ -37,5 +38,6 @@ class AleStarts:
         return torch.as_tensor(frames, device=self.device), actions
 
     def close(self) -> None:
+        """Close the real games."""
         for env in self.envs:
             env.close()

@@ -60,6 +60,7 @@ class BankStarts:
         self.actions = torch.as_tensor(bank.actions, device=device)
 
     def starts(self, mask: Tensor, uniform: Tensor) -> tuple[Tensor, Tensor]:
+        """One bank context per row, chosen by the row's own uniform number."""
         index = (uniform * len(self.frames)).long().clamp(max=len(self.frames) - 1)
         return self.frames[index], self.actions[index]
 

@@ -108,6 +108,7 @@ class DreamEnv(gym.Env[np.ndarray, np.int64]):
         return None
 
     def get_action_meanings(self) -> list[str]:
+        """The game's action names (ALE's minimal set), index = action."""
         return list(self.action_meanings)
 
     def close(self) -> None:

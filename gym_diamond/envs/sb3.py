@@ -151,6 +151,7 @@ class DreamSB3VecEnv(VecEnv):
         return super().render(mode=mode)
 
     def get_action_meanings(self) -> list[str]:
+        """The game's action names (ALE's minimal set), index = action."""
         return list(self.action_meanings)
 
     # ------------------------------------------------------ SB3 plumbing

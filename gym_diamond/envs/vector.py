@@ -109,6 +109,7 @@ class DreamVectorEnv(VectorEnv):
         return tuple(upscale(self._obs.cpu().numpy(), self.render_size))
 
     def get_action_meanings(self) -> list[str]:
+        """The game's action names (ALE's minimal set), index = action."""
         return list(self.action_meanings)
 
     def close_extras(self, **kwargs: Any) -> None:

@@ -66,6 +66,7 @@ class RewEndModel(nn.Module):
             nn.Linear(config.lstm_dim, config.lstm_dim), nn.SiLU(), nn.Linear(config.lstm_dim, 3 + 2, bias=False))
 
     def initial_state(self, n: int, device: torch.device | str | None = None) -> LSTMState:
+        """Zero LSTM state (h, c) for n sequences."""
         device = device if device is not None else self.action_emb.weight.device
         zeros = torch.zeros(1, n, self.config.lstm_dim, device=device)
         return zeros, zeros.clone()
