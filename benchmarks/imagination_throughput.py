@@ -8,8 +8,8 @@
 
 gflop_per_step counts one environment's imagined step (the U-Net passes and the reward/termination
 model) with torch's FlopCounterMode. peak_fraction compares the achieved FLOP rate with the device's
-measured rate on a plain 3x3 convolution (64 channels, 64x64, batch 32) in the same dtype, measured
-here first (matmul_peak_gflops is printed too). ale_steps_per_s is the real game's rate (ale-py's
+best measured rate on plain 3x3 convolutions of the U-Net's shapes (``CONV_SHAPES``) in the same dtype,
+measured here first (matmul_peak_gflops is printed too). ale_steps_per_s is the real game's rate (ale-py's
 native vector env, one game, DIAMOND's preprocessing) in the same run, and dream_over_ale the ratio:
 what a dream costs against the thing it replaces. peak_memory_mb is CUDA's max allocated memory, or
 on CPU the process's peak resident size. ``--compare-eager`` adds, per batch, the same model in fp32
@@ -60,18 +60,24 @@ def matmul_peak_gflops(device: torch.device, dtype: torch.dtype, size: int = 204
     return 2 * size**3 * repeats / (time.perf_counter() - start) / 1e9
 
 
+CONV_SHAPES = [(1, 64, 64), (32, 64, 64), (8, 128, 32), (16, 256, 16)]  # (batch, channels, side)
+
+
 def conv_peak_gflops(device: torch.device, dtype: torch.dtype, repeats: int = 10) -> float:
-    """The device's rate on a plain 3x3 convolution like the U-Net's: the ceiling the dream is held to."""
-    x = torch.randn(32, 64, 64, 64, device=device, dtype=dtype)
-    conv = torch.nn.Conv2d(64, 64, 3, padding=1).to(device=device, dtype=dtype)
-    with torch.no_grad():
-        conv(x)
-        sync(device)
-        start = time.perf_counter()
-        for _ in range(repeats):
+    """The device's best rate on plain 3x3 convolutions of U-Net shapes: the ceiling the dream is held to."""
+    best = 0.0
+    for n, c, side in CONV_SHAPES:
+        x = torch.randn(n, c, side, side, device=device, dtype=dtype)
+        conv = torch.nn.Conv2d(c, c, 3, padding=1).to(device=device, dtype=dtype)
+        with torch.no_grad():
             conv(x)
-        sync(device)
-    return 2 * 64 * 64 * 9 * 64 * 64 * 32 * repeats / (time.perf_counter() - start) / 1e9
+            sync(device)
+            start = time.perf_counter()
+            for _ in range(repeats):
+                conv(x)
+            sync(device)
+        best = max(best, 2 * c * c * 9 * side * side * n * repeats / (time.perf_counter() - start) / 1e9)
+    return best
 
 
 def ale_steps_per_s(seconds: float = 2.0) -> float:
@@ -194,6 +200,8 @@ def main() -> None:
     parser.add_argument("--batches", type=int, nargs="*", help="default: 1 16 64 (1 to 1024 on a GPU)")
     parser.add_argument("--compare-eager", action="store_true", help="also time fp32 eager, report the speedup")
     parser.add_argument("--env", action="store_true", help="also time DreamVectorEnv and DreamSB3VecEnv steps")
+    parser.add_argument("--env-checkpoint", help="with --env: time the env layers on this trained checkpoint (same "
+                        "config) instead of random weights, whose dreams end about every other step")
     parser.add_argument("--no-ale", action="store_true", help="skip timing the real game")
     parser.add_argument("--min-seconds", type=float, default=3.0, help="time each batch size at least this long")
     args = parser.parse_args()
@@ -218,7 +226,14 @@ def main() -> None:
         eager.load_state_dict(model.state_dict())
     model.accelerate(acceleration)
     checkpoint = None
-    if args.env:
+    if args.env and args.env_checkpoint:
+        from gym_diamond import load_checkpoint
+
+        checkpoint = Path(args.env_checkpoint)
+        trained = load_checkpoint(checkpoint).config
+        if (trained.denoiser, trained.rew_end) != (config.denoiser, config.rew_end):
+            parser.error(f"--env-checkpoint {checkpoint} is not of the {args.config} config")
+    elif args.env:
         folder = Path(tempfile.mkdtemp())
         L, size = config.denoiser.context_length, config.denoiser.image_size
         rng = np.random.default_rng(0)

@@ -15,11 +15,11 @@ LEVEL = 2 / 255  # one uint8 level in [-1, 1] frames
 
 
 def rollout(model: WorldModel, steps: int = 3, n: int = 4):
-    """A fixed-seed imagined rollout: frames (steps, n, c, h, w), rewards, terminations."""
+    """A fixed-seed imagined rollout: frames (steps, n, c, h, w), rewards, terminations (on the model's device)."""
     g = torch.Generator().manual_seed(0)
-    frames = torch.rand(n, 4, 3, 64, 64, generator=g) * 2 - 1
-    actions = torch.randint(0, 3, (n, 4), generator=g)
-    generator = BatchedGenerator(range(n))
+    frames = (torch.rand(n, 4, 3, 64, 64, generator=g) * 2 - 1).to(model.device)
+    actions = torch.randint(0, 3, (n, 4), generator=g).to(model.device)
+    generator = BatchedGenerator(range(n), device=model.device)
     state, out_frames, rewards, ends = None, [], [], []
     for _ in range(steps):
         out = model.imagine_step(frames, actions, state, generator)
@@ -97,3 +97,15 @@ def test_env_options_reach_the_world_model(pong_checkpoint):
     env.reset(seed=0)
     env.step(env.action_space.sample())
     assert len(calls) == 1  # one denoising step: one U-Net pass for both environments
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_fast_path_matches_fp32_eager(model):
+    model = model.cuda()
+    reference = rollout(model)
+    fast = Acceleration(precision="bf16", channels_last=True, compile=True, cuda_graphs=True)
+    got = rollout(model.accelerate(fast))
+    error = (got[0] - reference[0]).abs()
+    assert error.mean() < 0.5 * LEVEL and error.max() <= 2 * LEVEL + 1e-6
+    again = rollout(model)  # replayed graphs give the same dream as their first capture
+    assert torch.equal(again[0], got[0])

@@ -77,7 +77,10 @@ class RewEndModel(nn.Module):
         n, t = actions.shape
         x = torch.cat([frames, next_frames], dim=2).flatten(0, 1)
         x = self.encoder(x, self.action_emb(actions.flatten()))
-        x, state = self.lstm(x.reshape(n, t, -1).float(), state)
+        # The LSTM stays fp32 under autocast: its state carries over the whole dream, and oneDNN has no
+        # bf16 LSTM on CPUs without AVX-512 BF16.
+        with torch.autocast(x.device.type, enabled=False):
+            x, state = self.lstm(x.reshape(n, t, -1).float(), state)
         logits = self.head(x)
         return RewEndOutput(logits[..., :3], logits[..., 3:], state)
 
