@@ -74,3 +74,10 @@ def test_bad_input_is_explained(pong_checkpoint, tmp_path):
         train_sb3_agent(pong_checkpoint, steps=0, out=tmp_path)
     with pytest.raises(SystemExit):
         main(["--checkpoint", str(pong_checkpoint), "--steps", "8", "--algo-kwargs", "{not json"])
+
+
+def test_on_policy_steps_round_up_to_whole_rollouts_with_a_warning(pong_checkpoint, tmp_path):
+    kwargs = dict(algo="a2c", out=tmp_path, num_envs=2, algo_kwargs={"n_steps": 8}, eval_episodes=0, progress=False)
+    with pytest.warns(UserWarning, match="16 steps per rollout .* it will take 48 steps, not 40"):
+        run = train_sb3_agent(pong_checkpoint, steps=40, **kwargs)
+    assert run.model.num_timesteps == 48  # what the warning announced

@@ -25,6 +25,7 @@ import csv
 import difflib
 import inspect
 import json
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ import torch
 from safetensors.torch import save_model
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.vec_env import VecEnv, VecFrameStack, VecMonitor
 from tqdm.auto import tqdm
 
@@ -206,11 +208,12 @@ def train_sb3_agent(checkpoint: str | Path, *, algo: str = "ppo", steps: int, ou
         model.save(model_path)
         save_policy_safetensors(model, out, algo_cls.__name__, frame_stack)
 
+    total = _rounded_to_rollouts(model, steps)
     evaluation = _RealGameEval(save, game if eval_episodes else None, eval_every, eval_episodes, frame_stack,
                                eval_max_steps, out / "eval.csv", seed)
     callbacks: list[BaseCallback] = [evaluation]
     if progress:
-        callbacks.append(_Progress(steps))
+        callbacks.append(_Progress(total))
     try:
         model.learn(total_timesteps=steps - model.num_timesteps, callback=callbacks, reset_num_timesteps=False)
         if evaluation.last != model.num_timesteps or not evaluation.rows:
@@ -223,6 +226,19 @@ def train_sb3_agent(checkpoint: str | Path, *, algo: str = "ppo", steps: int, ou
     finally:
         env.close()
     return SB3Run(model, model_path, _read_evaluations(out / "eval.csv"))
+
+
+def _rounded_to_rollouts(model: BaseAlgorithm, steps: int) -> int:
+    """The steps SB3 will take: on-policy algorithms only stop after whole rollouts (n_steps x num_envs)."""
+    if not isinstance(model, OnPolicyAlgorithm):
+        return steps
+    rollout = model.n_steps * model.n_envs
+    total = model.num_timesteps + -(-(steps - model.num_timesteps) // rollout) * rollout
+    if total != steps:
+        warnings.warn(f"{type(model).__name__} collects {model.n_steps} x {model.n_envs} = {rollout} steps per "
+                      f"rollout and only stops after whole rollouts, so it will take {total} steps, not {steps}; "
+                      f"pass algo_kwargs={{'n_steps': ...}} (--algo-kwargs) for a smaller rollout", stacklevel=3)
+    return total
 
 
 def _init_parameters(cls: type) -> set[str]:
