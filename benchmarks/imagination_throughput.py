@@ -8,12 +8,13 @@
 
 gflop_per_step counts one environment's imagined step (the U-Net passes and the reward/termination
 model) with torch's FlopCounterMode. peak_fraction compares the achieved FLOP rate with the device's
-best measured rate on plain 3x3 convolutions of the U-Net's shapes (``CONV_SHAPES``) in the same dtype,
-measured here first (matmul_peak_gflops is printed too). ale_steps_per_s is the real game's rate (ale-py's
-native vector env, one game, DIAMOND's preprocessing) in the same run, and dream_over_ale the ratio:
-what a dream costs against the thing it replaces. peak_memory_mb is CUDA's max allocated memory, or
-on CPU the process's peak resident size. ``--compare-eager`` adds, per batch, the same model in fp32
-eager and ``speedup_over_fp32_eager``.
+best measured rate on plain 3x3 convolutions of the U-Net's shapes (``CONV_SHAPES``) in the same
+dtype and either memory layout, measured here first (matmul_peak_gflops is printed too).
+ale_steps_per_s is the real game's rate (ale-py's native vector env, one game, DIAMOND's
+preprocessing) in the same run, and dream_over_ale the ratio: what a dream costs against the thing
+it replaces. peak_memory_mb is CUDA's max allocated memory, or on CPU the process's peak resident
+size. ``--compare-eager`` adds, per batch, the same model in fp32 eager and
+``speedup_over_fp32_eager``.
 
 ``--env`` adds, per batch size, lines for ``DreamCore.step`` and ``DreamVectorEnv.step`` with numpy
 and torch outputs, with ``overhead`` relative to the bare ``imagine_step``: the cost of the history
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import json
 import tempfile
 import time
@@ -64,11 +66,12 @@ CONV_SHAPES = [(1, 64, 64), (32, 64, 64), (8, 128, 32), (16, 256, 16)]  # (batch
 
 
 def conv_peak_gflops(device: torch.device, dtype: torch.dtype, repeats: int = 10) -> float:
-    """The device's best rate on plain 3x3 convolutions of U-Net shapes: the ceiling the dream is held to."""
+    """The device's best rate on plain 3x3 convolutions of U-Net shapes, in either memory layout: the
+    ceiling the dream is held to."""
     best = 0.0
-    for n, c, side in CONV_SHAPES:
-        x = torch.randn(n, c, side, side, device=device, dtype=dtype)
-        conv = torch.nn.Conv2d(c, c, 3, padding=1).to(device=device, dtype=dtype)
+    for (n, c, side), layout in itertools.product(CONV_SHAPES, (torch.contiguous_format, torch.channels_last)):
+        x = torch.randn(n, c, side, side, device=device, dtype=dtype).to(memory_format=layout)
+        conv = torch.nn.Conv2d(c, c, 3, padding=1).to(device=device, dtype=dtype, memory_format=layout)
         with torch.no_grad():
             conv(x)
             sync(device)
@@ -192,7 +195,8 @@ def main() -> None:
     parser.add_argument("--config", choices=sorted(CONFIGS), default="paper")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
-    parser.add_argument("--channels-last", action="store_true")
+    parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
+                        help="NHWC layout (default: the device's, Acceleration.default_for)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the imagined step")
     parser.add_argument("--cuda-graphs", action="store_true", help="with --compile: replay as CUDA graphs")
     parser.add_argument("--denoising-steps", type=int, default=None, help="default: the config's (3)")
@@ -209,6 +213,8 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
+    if args.channels_last is None:
+        args.channels_last = Acceleration.default_for(device).channels_last
     acceleration = Acceleration(precision=args.precision, channels_last=args.channels_last, compile=args.compile,
                                 cuda_graphs=args.cuda_graphs)
     batches = args.batches or ([1, 16, 64, 256, 1024] if device.type == "cuda" else [1, 16, 64])

@@ -24,7 +24,8 @@ class Acceleration:
     """How the world model's networks run; the EDM preconditioning and the sampler always stay fp32.
 
     precision: "fp32", or "bf16" (autocast of the U-Net and the reward/termination network).
-    channels_last: NHWC memory layout for the convolutions (pays on tensor-core GPUs).
+    channels_last: NHWC memory layout for the convolutions (pays on tensor-core GPUs, and with oneDNN on
+        CPUs: +15% for the paper model, more for the light one; benchmarks/README.md).
     compile: ``torch.compile`` the whole imagined step (noise is drawn outside, so it stays one graph).
     cuda_graphs: replay the compiled step as a CUDA graph (``mode="reduce-overhead"``); CUDA only,
         with ``compile=True``; each batch size is captured once.
@@ -44,11 +45,12 @@ class Acceleration:
 
     @classmethod
     def default_for(cls, device: torch.device | str) -> Acceleration:
-        """fp32 eager on CPU; bf16 with channels_last on a GPU that supports bf16 (no compile: it is slow to start)."""
+        """fp32 channels_last on CPU; bf16 channels_last on a GPU that supports bf16 (no compile: it is slow to
+        start). bf16 is never a CPU default: without AVX-512 BF16 it is emulated and far slower than fp32."""
         device = torch.device(device)
         if device.type == "cuda" and torch.cuda.is_bf16_supported():
             return cls(precision="bf16", channels_last=True)
-        return cls()
+        return cls(channels_last=True)
 
     def check_device(self, device: torch.device | str) -> None:
         """Raise a clear error for combinations this device cannot run."""

@@ -39,10 +39,11 @@ def model() -> WorldModel:
     return model
 
 
-def test_cpu_default_is_fp32_eager(model):
-    assert Acceleration.default_for("cpu") == Acceleration()
+def test_cpu_default_is_fp32_eager_channels_last(model):
+    assert Acceleration.default_for("cpu") == Acceleration(channels_last=True)
     model.accelerate()
-    assert model.acceleration == Acceleration()
+    assert model.acceleration == Acceleration(channels_last=True)
+    assert model.denoiser.net.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
 
 
 def test_channels_last_matches_contiguous(model):
