@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The CPU table of benchmarks/README.md: every figure in one go, JSON lines into OUT (default bench-cpu/).
 #   PYTHON=.venv/bin/python bash benchmarks/cpu_suite.sh [OUT]
-# Run it on an otherwise idle machine: the figures are rates. About 25 minutes on 2 cores.
+# Run it on an otherwise idle machine: the figures are rates. About 30 minutes on 2 cores.
 # bf16 is left out: on CPUs without AVX-512 BF16 it is emulated (add --precision bf16 where you have it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
