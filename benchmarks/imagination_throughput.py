@@ -38,6 +38,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from gym_diamond import BatchedGenerator, DreamVectorEnv, StartBank, WorldModel, WorldModelConfig, save_checkpoint
 from gym_diamond.acceleration import Acceleration
+from gym_diamond.checkpoint import read_metadata
 from gym_diamond.config import light_world_model_config, small_world_model_config, tiny_world_model_config
 from gym_diamond.envs.sb3 import DreamSB3VecEnv
 
@@ -233,10 +234,8 @@ def main() -> None:
     model.accelerate(acceleration)
     checkpoint = None
     if args.env and args.env_checkpoint:
-        from gym_diamond import load_checkpoint
-
         checkpoint = Path(args.env_checkpoint)
-        trained = load_checkpoint(checkpoint).config
+        trained = WorldModelConfig.from_dict(read_metadata(checkpoint)["config"])  # the envs load the weights
         if (trained.denoiser, trained.rew_end) != (config.denoiser, config.rew_end):
             parser.error(f"--env-checkpoint {checkpoint} is not of the {args.config} config")
     elif args.env:
