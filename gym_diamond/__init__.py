@@ -16,6 +16,8 @@ Where to look:
     WorldModel, load_checkpoint, save_checkpoint   the model and its safetensors + JSON checkpoints
     Acceleration               speed switches: bf16, channels_last, torch.compile, CUDA graphs
     BatchedGenerator           per-environment random streams: a dream does not depend on its batch
+    gym_diamond.compare        the dream against the real game from one start: PSNR, side-by-side GIFs
+    gym_diamond.play           keyboard and window for playing a dream by hand (the [play] extra)
 The ``training`` package builds world models from real Atari play and trains agents in them.
 """
 

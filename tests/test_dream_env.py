@@ -144,3 +144,48 @@ def test_dream_can_start_from_the_real_game(pong_checkpoint):
     env.step(0)
     with pytest.raises(ValueError, match="start must be one of"):
         env.reset(options={"start": "moon"})
+
+
+def test_dream_can_start_from_given_frames(pong_checkpoint):
+    """A bank context given by hand replays the very dream a bank start with the same seed made."""
+    env = DreamEnv("Pong", pong_checkpoint)
+    bank = env.core.start_source.frames.numpy(), env.core.start_source.actions.numpy()
+    obs, _ = env.reset(seed=3)
+    (chosen,) = [i for i in range(len(bank[0])) if np.array_equal(bank[0][i, -1], obs)]
+    from_bank = [env.step(a)[0] for a in (2, 3, 0)]
+
+    given, _ = env.reset(seed=3, options={"context": bank[0][chosen], "context_actions": bank[1][chosen]})
+    assert np.array_equal(given, bank[0][chosen, -1])
+    assert all(np.array_equal(a, env.step(b)[0]) for a, b in zip(from_bank, (2, 3, 0), strict=True))
+
+    other = bank[0][(chosen + 1) % len(bank[0])]
+    assert np.array_equal(env.reset(seed=3, options={"context": other})[0], other[-1])
+    assert not np.array_equal(env.step(2)[0], from_bank[0])
+    assert np.array_equal(env.reset(seed=3)[0], obs)  # the next plain reset draws from the bank again
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"context": np.zeros((4, 64, 64, 3), np.float32)}, "uint8 frames of shape"),
+    ({"context": np.zeros((3, 64, 64, 3), np.uint8)}, r"shape \(4, 64, 64, 3\)"),
+    ({"context": np.zeros((4, 64, 64, 3), np.uint8), "context_actions": [0, 1, 2]}, "4 integers in"),
+    ({"context": np.zeros((4, 64, 64, 3), np.uint8), "context_actions": [0, 1, 2, 6]}, r"in \[0, 6\)"),
+    ({"context": np.zeros((4, 64, 64, 3), np.uint8), "start": "ale"}, "exclude each other"),
+    ({"context_actions": [0, 0, 0, 0]}, "needs 'context'"),
+    ({"contex": None}, "unknown reset option"),
+])
+def test_bad_start_options_are_rejected(pong_checkpoint, options, message):
+    with pytest.raises(ValueError, match=message):
+        DreamEnv("Pong", pong_checkpoint).reset(options=options)
+
+
+def test_real_game_plays_on_from_the_dream_start(pong_checkpoint):
+    env = DreamEnv("Pong", pong_checkpoint)
+    env.reset(seed=0)
+    assert env.real_game is None  # a bank start has no real game behind it
+    obs, _ = env.reset(seed=0, options={"start": "ale"})
+    real_obs, *_ = env.real_game.step(0)
+    assert real_obs.shape == obs.shape and real_obs.dtype == np.uint8
+    assert (real_obs == obs).all(axis=-1).mean() > 0.95  # one step on from the frame the dream started at
+    env.reset(seed=0, options={"context": np.zeros((4, 64, 64, 3), np.uint8)})
+    assert env.real_game is None
+    env.close()

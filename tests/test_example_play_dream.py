@@ -10,6 +10,7 @@ from helpers import make_tiny_checkpoint
 
 from gym_diamond import load_checkpoint, save_checkpoint
 from gym_diamond.envs.ale_starts import AleStarts
+from gym_diamond.play import action_for
 from gym_diamond.render import upscale
 from training.actor_critic import ActorCritic, ActorCriticConfig
 from training.agent_io import save_actor_critic
@@ -95,17 +96,17 @@ def play(checkpoint, script, *extra):
     ({"UP", "RIGHT", "FIRE"}, "NOOP", "NOOP"),
 ])
 def test_action_for_matches_the_pressed_set_exactly(pressed, pong, breakout):
-    assert PONG[play_dream.action_for(pressed, PONG)] == pong
-    assert BREAKOUT[play_dream.action_for(pressed, BREAKOUT)] == breakout
+    assert PONG[action_for(pressed, PONG)] == pong
+    assert BREAKOUT[action_for(pressed, BREAKOUT)] == breakout
 
 
 def test_action_for_spells_combinations_as_ale_does():
     meanings = ["NOOP", "FIRE", "UP", "RIGHT", "LEFT", "DOWN", "UPRIGHT", "UPLEFT", "DOWNRIGHT", "DOWNLEFT",
                 "UPFIRE", "RIGHTFIRE", "LEFTFIRE", "DOWNFIRE", "UPRIGHTFIRE", "UPLEFTFIRE", "DOWNRIGHTFIRE",
                 "DOWNLEFTFIRE"]
-    assert meanings[play_dream.action_for({"UP", "RIGHT"}, meanings)] == "UPRIGHT"
-    assert meanings[play_dream.action_for({"DOWN", "LEFT", "FIRE"}, meanings)] == "DOWNLEFTFIRE"
-    assert meanings[play_dream.action_for({"FIRE", "UP"}, meanings)] == "UPFIRE"
+    assert meanings[action_for({"UP", "RIGHT"}, meanings)] == "UPRIGHT"
+    assert meanings[action_for({"DOWN", "LEFT", "FIRE"}, meanings)] == "DOWNLEFTFIRE"
+    assert meanings[action_for({"FIRE", "UP"}, meanings)] == "UPFIRE"
 
 
 def test_keys_drive_the_dream_reset_horizon_and_real_view(endless_checkpoint, monkeypatch):
@@ -178,3 +179,24 @@ def test_m_hands_the_joystick_to_the_agent_and_back(endless_checkpoint, tmp_path
     assert seen == [((1, 64, 64, 3), np.uint8)] * 2  # frames 1 and 2, one dream observation each
     assert all(0 <= r["action"] < len(PONG) for r in log[1:3])
     assert PONG[log[4]["action"]] == "LEFT"
+
+
+def test_keyboard_reads_intent_frame_by_frame():
+    from gym_diamond.play import Keyboard
+
+    script = [[], [down(pygame.K_PAGEDOWN)], [down(pygame.K_m)], [down(pygame.K_r)], [down(pygame.K_r)],
+              [down(pygame.K_RIGHT), down(pygame.K_SPACE)], [up(pygame.K_SPACE)]]
+    keys = Keyboard(PONG, horizon=5, agent_available=False, events=script)
+    seen = []
+    while keys.poll() and len(seen) < len(script) + 2:  # two idle frames after the script runs out
+        seen.append((keys.restart, keys.horizon, keys.agent_plays, keys.show_real, PONG[keys.action()]))
+    assert seen == [(True, 5, False, False, "NOOP"),  # the first frame starts a dream
+                    (False, 1, False, False, "NOOP"),  # the horizon stops at 1
+                    (False, 1, False, False, "NOOP"),  # no agent to hand over to
+                    (True, 1, False, True, "NOOP"),  # the real view starts both afresh ...
+                    (False, 1, False, False, "NOOP"),  # ... leaving it does not
+                    (False, 1, False, False, "RIGHTFIRE"),
+                    (False, 1, False, False, "RIGHT"),
+                    (False, 1, False, False, "RIGHT"), (False, 1, False, False, "RIGHT")]
+    with pytest.raises(ValueError, match="horizon"):
+        Keyboard(PONG, horizon=0)

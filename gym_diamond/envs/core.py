@@ -65,6 +65,18 @@ class BankStarts:
         return self.frames[index], self.actions[index]
 
 
+class GivenStart:
+    """The same given context for every row: a dream started from frames the caller chose."""
+
+    def __init__(self, frames: Tensor, actions: Tensor) -> None:
+        self.frames, self.actions = frames, actions
+
+    def starts(self, mask: Tensor, uniform: Tensor) -> tuple[Tensor, Tensor]:
+        """The given (L, h, w, c) frames and (L,) actions, repeated for each of the n rows."""
+        n = len(mask)
+        return self.frames.expand(n, *self.frames.shape), self.actions.expand(n, *self.actions.shape)
+
+
 @dataclass(frozen=True)
 class DreamStep:
     """What one batched step returns; all tensors on the core's device.

@@ -10,11 +10,12 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from gym_diamond.envs.core import DreamCore, StartSource, resolve_device
+from gym_diamond.envs.core import DreamCore, GivenStart, StartSource, resolve_device
 from gym_diamond.registration import load_dream
 from gym_diamond.render import HumanWindow, upscale
 
 START_MODES = ("bank", "ale")
+RESET_OPTIONS = {"start", "context", "context_actions"}
 
 
 def check_start(start: str) -> str:
@@ -29,8 +30,13 @@ class DreamEnv(gym.Env[np.ndarray, np.int64]):
 
     Observations are the dreamed 64x64 RGB frames (uint8), actions the game's minimal action set,
     rewards the reward model's sign in {-1, 0, 1}; an episode terminates when the termination model
-    says so. ``gym.make`` adds a 1,000-step time limit. ``reset(options={"start": "ale"})`` (or
-    ``start="ale"``) starts the dream from the real game instead of the checkpoint's start bank.
+    says so. ``gym.make`` adds a 1,000-step time limit.
+
+    Where a dream starts, per reset: ``options={"start": "bank"}`` (the default) draws 4 real frames
+    from the checkpoint's start bank; ``{"start": "ale"}`` (or ``start="ale"``) resets the real game
+    and hands its frames over, and :attr:`real_game` then plays on from the same point; and
+    ``{"context": frames}`` starts from frames you give, uint8 ``(4, 64, 64, 3)``, with optional
+    ``"context_actions"`` ``(4,)`` (the actions taken at them; NOOP by default).
     """
 
     metadata = {"render_modes": ["rgb_array", "human"], "render_fps": 15}
@@ -59,6 +65,18 @@ class DreamEnv(gym.Env[np.ndarray, np.int64]):
         self._window: HumanWindow | None = None
         self._obs: np.ndarray | None = None
 
+    @property
+    def real_game(self) -> gym.Env | None:
+        """The real game the current dream started from (after a ``"start": "ale"`` reset), else None.
+
+        Step it with the dream's actions to see how long the dream stays faithful; the next reset
+        replaces its state.
+        """
+        from gym_diamond.envs.ale_starts import AleStarts
+
+        source = self.core.start_source
+        return source.envs[0] if isinstance(source, AleStarts) else None
+
     def _use_start(self, start: str) -> None:
         start = check_start(start)
         if start not in self._sources:
@@ -67,14 +85,35 @@ class DreamEnv(gym.Env[np.ndarray, np.int64]):
             self._sources[start] = AleStarts(self.game, 1, self.core.frames.shape[1], self.core.device)
         self.core.start_source = self._sources[start]
 
+    def _given_start(self, frames: Any, actions: Any) -> GivenStart:
+        L = self.core.frames.shape[1]
+        frames = np.asarray(frames)
+        if frames.dtype != np.uint8 or frames.shape != (L, *self.observation_space.shape):
+            raise ValueError(f"reset option 'context' must be uint8 frames of shape "
+                             f"{(L, *self.observation_space.shape)}, got {frames.dtype} {frames.shape}")
+        actions = np.zeros(L, np.int64) if actions is None else np.asarray(actions)
+        if actions.shape != (L,) or not np.issubdtype(actions.dtype, np.integer) or not (
+                (actions >= 0) & (actions < self.action_space.n)).all():
+            raise ValueError(f"reset option 'context_actions' must be {L} integers in [0, {self.action_space.n}), "
+                             f"got {actions!r}")
+        device = self.core.device
+        return GivenStart(torch.as_tensor(frames, device=device), torch.as_tensor(actions, device=device).long())
+
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None
               ) -> tuple[np.ndarray, dict[str, Any]]:
         super().reset(seed=seed)
         options = options or {}
-        unknown = set(options) - {"start"}
+        unknown = set(options) - RESET_OPTIONS
         if unknown:
-            raise ValueError(f"unknown reset option(s) {sorted(unknown)}; known: ['start']")
-        self._use_start(options.get("start", self.start))
+            raise ValueError(f"unknown reset option(s) {sorted(unknown)}; known: {sorted(RESET_OPTIONS)}")
+        if "context" in options:
+            if "start" in options:
+                raise ValueError("reset options 'start' and 'context' exclude each other: give one")
+            self.core.start_source = self._given_start(options["context"], options.get("context_actions"))
+        elif "context_actions" in options:
+            raise ValueError("reset option 'context_actions' needs 'context', the frames they were taken at")
+        else:
+            self._use_start(options.get("start", self.start))
         self._obs = self.core.reset(seed=seed)[0].cpu().numpy()
         if self.render_mode == "human":
             self.render()
