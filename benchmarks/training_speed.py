@@ -82,10 +82,8 @@ def main() -> None:
 
     model.accelerate(Acceleration(precision=args.precision, compile=args.compile))
     actor_critic = ActorCritic(ActorCriticConfig(6)).to(device)
-    if args.compile:
-        actor_critic.compile()
-    ac = ImaginationTrainer(model, actor_critic, dataset, ImaginationConfig(batch_size=args.batch_size,
-                                                                            precision=args.precision))
+    ac = ImaginationTrainer(model, actor_critic, dataset, ImaginationConfig(
+        batch_size=args.batch_size, precision=args.precision, compile=args.compile))
     rate = updates_per_s(ac.step, device, args.min_seconds, warmup=3 if args.compile else 1)
     print(json.dumps({"what": "actor_critic_update", **common, "horizon": 15, "updates_per_s": round(rate, 3),
                       "imagined_steps_per_s": round(rate * 15 * args.batch_size, 1)}), flush=True)

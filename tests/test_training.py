@@ -160,3 +160,94 @@ def test_pipeline_resumes_without_collecting_again(tmp_path):
         assert rows[0].startswith("epoch,") and [r.split(",")[0] for r in rows[1:]] == epochs, stage
     with pytest.raises(ValueError, match="other settings"):
         Pipeline("Breakout", out, "micro", device="cpu", seed=1, progress=False)
+
+
+@pytest.fixture(params=["aot_eager", "inductor"])
+def compile_backend(request, monkeypatch):
+    """Which torch.compile backend ``compile=True`` uses here, and which modules it compiled.
+
+    inductor's C++ code generation for these backward passes takes about 4 minutes on a cold 2-core
+    CPU, so on CPU the test uses aot_eager: the same dynamo capture and AOT autograd of our networks,
+    run by eager kernels. On a GPU it uses inductor, the real thing.
+    """
+    if request.param == "inductor" and not torch.cuda.is_available():
+        pytest.skip("inductor training is checked on CUDA; on CPU its compile time is minutes (aot_eager runs)")
+    compiled, compile_module = [], torch.nn.Module.compile
+
+    def recording(module, **kwargs):
+        backend = torch._dynamo.lookup_backend(request.param)
+
+        def record(graph, inputs):
+            compiled.append(type(module).__name__)
+            return backend(graph, inputs)
+
+        compile_module(module, backend=record, **kwargs)
+
+    monkeypatch.setattr(torch.nn.Module, "compile", recording)
+    return torch.device("cuda" if request.param == "inductor" else "cpu"), compiled
+
+
+def test_compiled_training_matches_eager(pong_data, compile_backend):
+    """compile=True trains the same networks: the same losses, update for update, up to float reordering."""
+    device, compiled = compile_backend
+    dataset = EpisodeDataset(pong_data, game="Pong")
+
+    def train(compile: bool) -> list[dict[str, float]]:
+        torch._dynamo.reset()
+        torch.manual_seed(0)
+        model = WorldModel(tiny_world_model_config(num_actions=6)).to(device)
+        wm = WorldModelTrainer(model, dataset, WorldModelTrainingConfig(
+            batch_size=2, rew_end_sequence_length=4, warmup_steps=1, lr=1e-3, compile=compile))
+        scalars = [{**wm.denoiser_step(), **wm.rew_end_step()} for _ in range(2)]
+        ac = ActorCritic(ActorCriticConfig(6, channels=(4, 4, 8, 8), lstm_dim=16)).to(device)
+        imagination = ImaginationTrainer(model, ac, dataset, ImaginationConfig(horizon=2, batch_size=2,
+                                                                                 compile=compile))
+        return scalars + [imagination.step()]
+
+    eager = train(False)
+    assert not compiled
+    got = train(True)
+    assert {"UNet", "RewEndModel", "ActorCritic"} <= set(compiled)  # each network ran as a compiled graph
+    assert eager[1]["denoiser_loss"] != eager[0]["denoiser_loss"]  # the first update changed the networks
+    for e, c in zip(eager, got, strict=True):
+        assert set(e) == set(c)
+        for name in e:
+            assert c[name] == pytest.approx(e[name], rel=1e-3, abs=1e-5), name
+
+
+def test_speed_switches_reach_the_trainers_from_the_command_lines(monkeypatch, tmp_path):
+    import training.pipeline
+    import training.world_model
+
+    seen = {}
+    monkeypatch.setattr(training.world_model, "train_world_model",
+                        lambda *args, config, **kwargs: seen.setdefault("world_model", config) and tmp_path)
+    training.world_model.main(["--game", "Pong", "--data", "d", "--out", "o", "--steps", "1", "--precision", "bf16",
+                               "--compile"])
+    assert seen["world_model"].precision == "bf16" and seen["world_model"].compile
+
+    class Recorder:
+        def __init__(self, *args, **kwargs):
+            seen["pipeline"] = kwargs
+
+        def run(self):
+            raise SystemExit  # what it was given is all this test needs
+
+    monkeypatch.setattr(training.pipeline, "Pipeline", Recorder)
+    with pytest.raises(SystemExit):
+        training.pipeline.main(["--precision", "bf16", "--compile"])
+    assert seen["pipeline"]["precision"] == "bf16" and seen["pipeline"]["compile"] is True
+    with pytest.raises(SystemExit):
+        training.pipeline.main([])
+    assert seen["pipeline"]["precision"] == "fp32" and seen["pipeline"]["compile"] is False
+    with pytest.raises(SystemExit):
+        training.pipeline.main(["--precision", "fp16"])  # argparse rejects it
+
+
+def test_pipeline_passes_its_speed_switches_to_both_trainers(tmp_path):
+    pipeline = Pipeline("Breakout", tmp_path / "run", "micro", device="cpu", progress=False, precision="bf16")
+    pipeline._collect(0)
+    pipeline._trainers()
+    assert pipeline.wm_trainer.config.precision == pipeline.ac_trainer.config.precision == "bf16"
+    assert pipeline.world_model.acceleration.precision == "bf16"  # the dream the agent learns in
+    assert not pipeline.wm_trainer.config.compile and not pipeline.ac_trainer.config.compile

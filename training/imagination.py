@@ -34,6 +34,7 @@ class ImaginationConfig:
     warmup_steps: int = 100
     grad_clip: float = 100.0
     precision: str = "fp32"  # "bf16": autocast of the actor-critic's forward passes (the dream: WorldModel.accelerate)
+    compile: bool = False  # torch.compile the actor-critic in place (the dream: WorldModel.accelerate)
 
     def __post_init__(self) -> None:
         Acceleration(precision=self.precision)  # validates precision
@@ -72,6 +73,8 @@ class ImaginationTrainer:
         placeholder = StartBank(*(t.cpu().numpy() for t in starts.starts(torch.ones(1, dtype=torch.bool), None)))
         self.core = DreamCore(world_model, placeholder, num_envs=c.batch_size, start_source=starts)
         self.core.reset(seed=seed)
+        if c.compile:
+            actor_critic.compile()
         self.optimizer = torch.optim.AdamW(actor_critic.parameters(), lr=c.lr, eps=c.eps, weight_decay=0.0)
         self.steps = 0
 

@@ -1,6 +1,6 @@
 """DIAMOND end to end: collect real data, train the world model, train the agent in it, evaluate.
 
-    python -m training.pipeline --game Breakout --preset paper --device cuda
+    python -m training.pipeline --game Breakout --preset paper --device cuda --precision bf16 --compile
     python -m training.pipeline --game Pong --preset demo          # minutes on a CPU
 
 Per epoch (REFERENCE.md): collect real steps (random in the first epoch, then the agent with epsilon
@@ -23,6 +23,7 @@ import torch
 from tqdm import tqdm
 
 from gym_diamond import WorldModel, save_checkpoint
+from gym_diamond.acceleration import Acceleration
 from gym_diamond.atari import game_to_name, make_atari_env
 from gym_diamond.envs.core import resolve_device
 from training.actor_critic import ActorCritic, ActorCriticConfig
@@ -35,7 +36,13 @@ from training.evaluate import evaluate
 from training.imagination import ImaginationConfig, ImaginationTrainer
 from training.presets import PipelinePreset, get_preset
 from training.state import load_state, save_state
-from training.world_model import MODEL_PRESETS, CsvLog, WorldModelTrainer, WorldModelTrainingConfig
+from training.world_model import (
+    MODEL_PRESETS,
+    CsvLog,
+    WorldModelTrainer,
+    WorldModelTrainingConfig,
+    add_speed_arguments,
+)
 
 STAGES = ("collect", "world_model", "actor_critic", "evaluate")
 
@@ -50,7 +57,10 @@ class Pipeline:
     """One run folder and the objects that train in it; ``run()`` goes on from wherever it stopped."""
 
     def __init__(self, game: str, out: str | Path, preset: str | PipelinePreset = "demo", *,
-                 device: str | torch.device | None = None, seed: int = 0, progress: bool = True) -> None:
+                 device: str | torch.device | None = None, seed: int = 0, progress: bool = True,
+                 precision: str = "fp32", compile: bool = False) -> None:
+        """``precision`` and ``compile`` are speed switches of every network, training and dream alike; they
+        are not part of the run's settings, so a run may resume with others."""
         self.game = game_to_name(game)
         self.preset_name = preset if isinstance(preset, str) else "custom"
         self.preset = get_preset(preset) if isinstance(preset, str) else preset
@@ -66,7 +76,9 @@ class Pipeline:
         p = self.preset
         torch.manual_seed(seed)
         self.dataset = EpisodeDataset(self.out / "data", game=self.game)
+        self.acceleration = Acceleration(precision=precision, compile=compile)
         self.world_model = WorldModel(MODEL_PRESETS[p.world_model](n)).to(self.device)
+        self.world_model.accelerate(Acceleration(precision=precision))  # the dream; compile=True compiles modules
         self.actor_critic = ActorCritic(ActorCriticConfig(n, channels=p.actor_critic_channels,
                                                           lstm_dim=p.actor_critic_lstm_dim)).to(self.device)
         self.progress_path = self.out / "progress.json"
@@ -131,9 +143,11 @@ class Pipeline:
             return
         p = self.preset
         self.wm_trainer = WorldModelTrainer(self.world_model, self.dataset, WorldModelTrainingConfig(
-            batch_size=p.batch_size, rew_end_sequence_length=p.rew_end_sequence_length), seed=self.seed)
+            batch_size=p.batch_size, rew_end_sequence_length=p.rew_end_sequence_length,
+            precision=self.acceleration.precision, compile=self.acceleration.compile), seed=self.seed)
         self.ac_trainer = ImaginationTrainer(self.world_model, self.actor_critic, self.dataset, ImaginationConfig(
-            horizon=p.horizon, batch_size=p.imagination_batch_size), seed=self.seed)
+            horizon=p.horizon, batch_size=p.imagination_batch_size, precision=self.acceleration.precision,
+            compile=self.acceleration.compile), seed=self.seed)
         state_path = self.out / "train_state.safetensors"
         if state_path.exists():
             state = load_state(state_path)
@@ -228,9 +242,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", default=None, help="run folder (default runs/<game>-<preset>)")
     parser.add_argument("--device", default=None)
     parser.add_argument("--seed", type=int, default=0)
+    add_speed_arguments(parser)
     args = parser.parse_args(argv)
     out = args.out or f"runs/{game_to_name(args.game)}-{args.preset}"
-    report = Pipeline(args.game, out, args.preset, device=args.device, seed=args.seed).run()
+    report = Pipeline(args.game, out, args.preset, device=args.device, seed=args.seed, precision=args.precision,
+                      compile=args.compile).run()
     final = report["final_evaluation"]
     print(f"{report['game']} ({report['preset']}): {report['env_steps']} real steps, final score "
           f"{final['mean']:.1f} +- {final['std']:.1f} over {final['episodes']} episodes, HNS {final['hns']}")

@@ -26,7 +26,7 @@ import torch
 from tqdm import tqdm
 
 from gym_diamond import StartBank, WorldModel, WorldModelConfig, save_checkpoint
-from gym_diamond.acceleration import Acceleration
+from gym_diamond.acceleration import PRECISIONS, Acceleration
 from gym_diamond.atari import game_to_name
 from gym_diamond.config import light_world_model_config, small_world_model_config, tiny_world_model_config
 from gym_diamond.envs.core import resolve_device, to_model_frames
@@ -296,6 +296,14 @@ def train_world_model(game: str, data: str | Path, out: str | Path, steps: int, 
     return checkpoint
 
 
+def add_speed_arguments(parser: argparse.ArgumentParser) -> None:
+    """--precision and --compile, shared by the training commands (benchmarks/README.md has their speed)."""
+    parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                        help="bf16: autocast of the networks (pays on GPUs; emulated, slow, on most CPUs)")
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile the networks (minutes to compile first, faster after)")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Train a DIAMOND world model on a dataset of real episodes.")
     parser.add_argument("--game", required=True, help="Atari game, e.g. Pong")
@@ -311,9 +319,11 @@ def main(argv: list[str] | None = None) -> None:
                         help="transitions per reward/termination training sequence (paper: 19)")
     parser.add_argument("--test-fraction", type=float, default=0.0,
                         help="hold out this fraction of episodes (the fidelity benchmark's split)")
+    add_speed_arguments(parser)
     args = parser.parse_args(argv)
     config = WorldModelTrainingConfig(batch_size=args.batch_size, rew_end_sequence_length=args.rew_end_sequence_length,
-                                      test_fraction=args.test_fraction)
+                                      test_fraction=args.test_fraction, precision=args.precision,
+                                      compile=args.compile)
     path = train_world_model(args.game, args.data, args.out, args.steps, model_preset=args.model, device=args.device,
                              seed=args.seed, save_every=args.save_every, config=config)
     print(f"world model checkpoint: {path}")

@@ -91,12 +91,13 @@ class RewEndModel(nn.Module):
         """
         if context.shape[1] < 2:
             return state if state is not None else self.initial_state(context.shape[0], context.device)
-        return self.forward(context[:, :-1], actions[:, :-1], context[:, 1:], state).state
+        # self(...), not self.forward(...): after module.compile() this runs compiled too
+        return self(context[:, :-1], actions[:, :-1], context[:, 1:], state).state
 
     def loss(self, frames: Tensor, actions: Tensor, next_frames: Tensor, rewards: Tensor, terminated: Tensor,
              mask: Tensor) -> tuple[Tensor, Tensor]:
         """Cross-entropy of reward sign and termination over the real (mask: (n, t)) steps of sequences."""
-        out = self.forward(frames, actions, next_frames)
+        out = self(frames, actions, next_frames)
         reward_target = (rewards.sign().long() + 1)[mask]
         end_target = terminated.long()[mask]
         loss_reward = F.cross_entropy(out.reward_logits[mask], reward_target)
