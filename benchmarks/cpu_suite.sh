@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The CPU table of benchmarks/README.md: every figure in one go, JSON lines into OUT (default bench-cpu/).
 #   PYTHON=.venv/bin/python bash benchmarks/cpu_suite.sh [OUT]
-# Run it on an otherwise idle machine: the figures are rates. About 30 minutes on 2 cores.
+# Run it on an otherwise idle machine: the figures are rates. About 45 minutes on 2 cores.
 # bf16 is left out: on CPUs without AVX-512 BF16 it is emulated (add --precision bf16 where you have it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,4 +23,6 @@ run paper         $bench --config paper --batches 1 16 64 --no-ale
 run paper-nchw    $bench --config paper --batches 16 --no-channels-last --no-ale
 run paper-compile $bench --config paper --compile --batches 16 --no-ale
 run train-light   benchmarks/training_speed.py --config light
+run light-1024    $bench --config light --batches 1024 --no-ale          # about 5 minutes
+run train-light-compile benchmarks/training_speed.py --config light --compile   # about 11 minutes
 run train-paper   benchmarks/training_speed.py --config paper --min-seconds 20
