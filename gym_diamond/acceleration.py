@@ -29,6 +29,9 @@ class Acceleration:
     compile: ``torch.compile`` the whole imagined step (noise is drawn outside, so it stays one graph).
     cuda_graphs: replay the compiled step as a CUDA graph (``mode="reduce-overhead"``); CUDA only,
         with ``compile=True``; each batch size is captured once.
+
+    On a CPU, ``WorldModel.accelerate`` also makes glibc keep freed memory for reuse (see
+    :mod:`gym_diamond.cpu_memory`), whatever the switches.
     """
 
     precision: str = "fp32"

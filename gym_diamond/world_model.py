@@ -9,6 +9,7 @@ from torch import Tensor, nn
 
 from gym_diamond.acceleration import Acceleration
 from gym_diamond.config import SamplerConfig, WorldModelConfig
+from gym_diamond.cpu_memory import keep_freed_memory
 from gym_diamond.diffusion import integrate, sampler_noise
 from gym_diamond.nn.denoiser import Denoiser
 from gym_diamond.nn.rew_end import LSTMState, RewEndModel
@@ -48,6 +49,8 @@ class WorldModel(nn.Module):
         """
         acceleration = acceleration or Acceleration.default_for(self.device)
         acceleration.check_device(self.device)
+        if self.device.type == "cpu":
+            keep_freed_memory()  # activations reuse freed memory instead of faulting in fresh pages
         self.to(memory_format=torch.channels_last if acceleration.channels_last else torch.contiguous_format)
         self.acceleration = acceleration
         if acceleration.compile:

@@ -29,6 +29,7 @@ from gym_diamond import StartBank, WorldModel, WorldModelConfig, save_checkpoint
 from gym_diamond.acceleration import PRECISIONS, Acceleration
 from gym_diamond.atari import game_to_name
 from gym_diamond.config import light_world_model_config, small_world_model_config, tiny_world_model_config
+from gym_diamond.cpu_memory import keep_freed_memory
 from gym_diamond.envs.core import resolve_device, to_model_frames
 from training.dataset import EpisodeDataset, Segment
 from training.state import load_optimizer_state, load_state, optimizer_state, restore_rng, rng_state, save_state
@@ -100,6 +101,8 @@ class WorldModelTrainer:
             return torch.optim.AdamW(module.parameters(), lr=c.lr, eps=c.eps, weight_decay=c.weight_decay)
 
         self.autocast = Acceleration(precision=c.precision).autocast
+        if self.device.type == "cpu":
+            keep_freed_memory()  # see gym_diamond.cpu_memory: large activations reuse freed memory
         if c.compile:
             model.denoiser.net.compile()
             model.rew_end.compile()
