@@ -17,7 +17,6 @@ from torch import Tensor
 
 from gym_diamond import StartBank, WorldModel
 from gym_diamond.acceleration import Acceleration
-from gym_diamond.cpu_memory import keep_freed_memory
 from gym_diamond.envs.core import DreamCore
 from training.actor_critic import ActorCritic, rollout_loss
 from training.dataset import EpisodeDataset
@@ -76,8 +75,6 @@ class ImaginationTrainer:
         self.core.reset(seed=seed)
         if c.compile:
             actor_critic.compile()
-        if self.device.type == "cpu":
-            keep_freed_memory()  # see gym_diamond.cpu_memory: large activations reuse freed memory
         self.optimizer = torch.optim.AdamW(actor_critic.parameters(), lr=c.lr, eps=c.eps, weight_decay=0.0)
         self.steps = 0
 

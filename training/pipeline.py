@@ -76,7 +76,7 @@ class Pipeline:
         p = self.preset
         torch.manual_seed(seed)
         self.dataset = EpisodeDataset(self.out / "data", game=self.game)
-        self.acceleration = Acceleration(precision=precision, compile=compile)
+        self.precision, self.compile = precision, compile
         self.world_model = WorldModel(MODEL_PRESETS[p.world_model](n)).to(self.device)
         self.world_model.accelerate(Acceleration(precision=precision))  # the dream; compile=True compiles modules
         self.actor_critic = ActorCritic(ActorCriticConfig(n, channels=p.actor_critic_channels,
@@ -144,10 +144,10 @@ class Pipeline:
         p = self.preset
         self.wm_trainer = WorldModelTrainer(self.world_model, self.dataset, WorldModelTrainingConfig(
             batch_size=p.batch_size, rew_end_sequence_length=p.rew_end_sequence_length,
-            precision=self.acceleration.precision, compile=self.acceleration.compile), seed=self.seed)
+            precision=self.precision, compile=self.compile), seed=self.seed)
         self.ac_trainer = ImaginationTrainer(self.world_model, self.actor_critic, self.dataset, ImaginationConfig(
-            horizon=p.horizon, batch_size=p.imagination_batch_size, precision=self.acceleration.precision,
-            compile=self.acceleration.compile), seed=self.seed)
+            horizon=p.horizon, batch_size=p.imagination_batch_size, precision=self.precision,
+            compile=self.compile), seed=self.seed)
         state_path = self.out / "train_state.safetensors"
         if state_path.exists():
             state = load_state(state_path)

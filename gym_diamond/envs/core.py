@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from gym_diamond.checkpoint import StartBank
+from gym_diamond.cpu_memory import keep_freed_memory
 from gym_diamond.nn.rew_end import LSTMState
 from gym_diamond.rng import BatchedGenerator
 from gym_diamond.world_model import WorldModel
@@ -121,6 +122,8 @@ class DreamCore:
                              f"the world model needs (k, {', '.join(map(str, expected))})")
         self.model = world_model.eval()
         self.device = world_model.device
+        if self.device.type == "cpu":
+            keep_freed_memory()  # every dream's activations reuse freed memory (gym_diamond.cpu_memory)
         self.num_envs = num_envs
         self.num_actions = world_model.config.num_actions
         self.max_episode_steps = max_episode_steps
