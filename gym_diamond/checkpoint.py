@@ -21,7 +21,25 @@ from safetensors.torch import save_file
 from gym_diamond.config import WorldModelConfig
 from gym_diamond.world_model import WorldModel
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+LEGACY_VARIANTS = {
+    "denoiser": {"unet": {"attention_residual": "input"}},
+    "sampler": {"quantization": "round"},
+    "rew_end": {"attention_residual": "input", "norm_out": True},
+}
+"""Version 1 (gym-diamond 0.1, before the networks matched DIAMOND's) differed from DIAMOND in these
+config fields; a version-1 file loads with them, so its model computes what it computed when saved."""
+
+
+def _with_defaults(config: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    """``config`` with the missing keys of (nested) ``defaults`` filled in."""
+    out = dict(config)
+    for key, value in defaults.items():
+        if isinstance(value, dict):
+            out[key] = _with_defaults(out.get(key, {}), value)
+        else:
+            out.setdefault(key, value)
+    return out
 METADATA_KEY = "gym_diamond"
 START_FRAMES = "start.frames"
 START_ACTIONS = "start.actions"
@@ -122,12 +140,14 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
     except json.JSONDecodeError as e:
         raise ValueError(f"{path}: the checkpoint metadata is not valid JSON: {e}") from e
     version = meta.get("format_version")
-    if version != FORMAT_VERSION:
-        raise ValueError(f"{path}: checkpoint format version {version!r}, but this gym-diamond reads version "
-                         f"{FORMAT_VERSION}")
+    if version not in (1, FORMAT_VERSION):
+        raise ValueError(f"{path}: checkpoint format version {version!r}, but this gym-diamond reads versions "
+                         f"1 to {FORMAT_VERSION}: upgrade gym-diamond to read it")
     for key in ("game", "action_meanings", "config"):
         if key not in meta:
             raise ValueError(f"{path}: the checkpoint metadata has no '{key}'")
+    if version == 1 and isinstance(meta["config"], dict):
+        meta["config"] = _with_defaults(meta["config"], LEGACY_VARIANTS)
     return meta
 
 

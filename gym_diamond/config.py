@@ -15,6 +15,12 @@ T = TypeVar("T")
 
 GROUP_SIZE = 32  # group norm uses groups of 32 channels (at least one group)
 
+ATTENTION_RESIDUALS = ("normalized", "input")
+"""What self-attention adds its output to: DIAMOND's normalised input (its ``SelfAttention2d`` reassigns
+``x = norm(x)`` before the residual; its weights were trained so), or the raw input (gym-diamond 0.1)."""
+QUANTIZATIONS = ("floor", "round")
+"""How a denoised frame becomes one of 256 levels: DIAMOND truncates (``.byte()``), gym-diamond 0.1 rounded."""
+
 
 def _check(condition: bool, cls: str, name: str, value: Any, expected: str) -> None:
     if not condition:
@@ -63,10 +69,13 @@ class UNetConfig(_DictMixin):
     cond_channels: int = 256
     attn_head_dim: int = 8
     mid_attention: bool = True
+    attention_residual: str = "normalized"
 
     def __post_init__(self) -> None:
         n = type(self).__name__
         _check_channels(n, "channels", self.channels)
+        _check(self.attention_residual in ATTENTION_RESIDUALS, n, "attention_residual", self.attention_residual,
+               f"one of {ATTENTION_RESIDUALS}")
         _check(self.blocks_per_level >= 1, n, "blocks_per_level", self.blocks_per_level, ">= 1")
         _check(self.cond_channels >= 2 and self.cond_channels % 2 == 0, n, "cond_channels",
                self.cond_channels, "an even integer >= 2")
@@ -121,6 +130,7 @@ class SamplerConfig(_DictMixin):
     s_tmin: float = 0.0
     s_tmax: float = float("inf")
     s_noise: float = 1.0
+    quantization: str = "floor"
 
     def __post_init__(self) -> None:
         n = type(self).__name__
@@ -132,21 +142,30 @@ class SamplerConfig(_DictMixin):
         _check(self.order in SAMPLER_ORDERS, n, "order", self.order, f"one of {SAMPLER_ORDERS} (Euler, Heun)")
         _check(self.s_churn >= 0, n, "s_churn", self.s_churn, ">= 0")
         _check(self.s_noise >= 0, n, "s_noise", self.s_noise, ">= 0")
+        _check(self.quantization in QUANTIZATIONS, n, "quantization", self.quantization, f"one of {QUANTIZATIONS}")
 
 
 @dataclass(frozen=True)
 class RewEndConfig(_DictMixin):
-    """Reward (sign: -1/0/+1) and termination classifier: CNN encoder + LSTM."""
+    """Reward (sign: -1/0/+1) and termination classifier: CNN encoder + LSTM.
+
+    ``norm_out`` adds a group norm and SiLU after the encoder's attention blocks (gym-diamond 0.1's
+    variant; DIAMOND has none).
+    """
 
     channels: tuple[int, ...] = (32, 32, 32, 32)
     blocks_per_level: int = 2
     cond_channels: int = 128
     lstm_dim: int = 512
     attn_head_dim: int = 8
+    attention_residual: str = "normalized"
+    norm_out: bool = False
 
     def __post_init__(self) -> None:
         n = type(self).__name__
         _check_channels(n, "channels", self.channels)
+        _check(self.attention_residual in ATTENTION_RESIDUALS, n, "attention_residual", self.attention_residual,
+               f"one of {ATTENTION_RESIDUALS}")
         _check(self.blocks_per_level >= 1, n, "blocks_per_level", self.blocks_per_level, ">= 1")
         _check(self.cond_channels >= 1, n, "cond_channels", self.cond_channels, ">= 1")
         _check(self.lstm_dim >= 1, n, "lstm_dim", self.lstm_dim, ">= 1")

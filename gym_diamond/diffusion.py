@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from gym_diamond.config import DenoiserConfig, SamplerConfig
+from gym_diamond.config import QUANTIZATIONS, DenoiserConfig, SamplerConfig
 from gym_diamond.rng import Generator, randn
 
 
@@ -51,16 +51,27 @@ def sample_training_sigma(n: int, config: DenoiserConfig, generator: torch.Gener
 
 
 def karras_sigmas(config: SamplerConfig, device: torch.device | str = "cpu") -> Tensor:
-    """num_steps sigmas from sigma_max down to sigma_min, spaced in sigma^(1/rho), then a final 0."""
-    ramp = torch.linspace(0, 1, config.num_steps, dtype=torch.float64)
+    """num_steps sigmas from sigma_max down to sigma_min, spaced in sigma^(1/rho), then a final 0.
+
+    Computed in float32 as DIAMOND computes them, so the schedules agree bit for bit.
+    """
+    ramp = torch.linspace(0, 1, config.num_steps, dtype=torch.float32)
     max_inv, min_inv = config.sigma_max ** (1 / config.rho), config.sigma_min ** (1 / config.rho)
     sigmas = (max_inv + ramp * (min_inv - max_inv)) ** config.rho
-    return torch.cat([sigmas, sigmas.new_zeros(1)]).to(device=device, dtype=torch.float32)
+    return torch.cat([sigmas, sigmas.new_zeros(1)]).to(device=device)
 
 
-def quantize(frames: Tensor) -> Tensor:
-    """Clamp to [-1, 1] and round to the 256 levels a uint8 frame can hold."""
-    return frames.clamp(-1, 1).add(1).mul(127.5).round().div(127.5).sub(1)
+def quantize(frames: Tensor, mode: str = "floor") -> Tensor:
+    """Clamp to [-1, 1] and map to the 256 levels a uint8 frame can hold.
+
+    ``"floor"`` truncates as DIAMOND does (``((x + 1) / 2 * 255).byte()``, in the same order of
+    operations so the levels agree bit for bit); ``"round"`` rounds to the nearest level.
+    """
+    if mode == "floor":
+        return frames.clamp(-1, 1).add(1).div(2).mul(255).floor().div(255).mul(2).sub(1)
+    if mode == "round":
+        return frames.clamp(-1, 1).add(1).mul(127.5).round().div(127.5).sub(1)
+    raise ValueError(f"quantization mode {mode!r}: expected one of {QUANTIZATIONS}")
 
 
 Denoise = Callable[[Tensor, Tensor], Tensor]

@@ -29,25 +29,42 @@ def _same_game(a: str, b: str) -> bool:
     return norm(a) == norm(b)
 
 
+def user_cache_dir() -> Path:
+    """The per-user folder for world models: ``$XDG_CACHE_HOME/gym-diamond``, by default ``~/.cache/gym-diamond``."""
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache).expanduser() / "gym-diamond"
+
+
+def install_dir() -> Path:
+    """Where installed world models go (``training.import_diamond --install``): $GYM_DIAMOND_HOME if set,
+    else :func:`user_cache_dir`. Both are searched by :func:`find_checkpoint`."""
+    home = os.environ.get(HOME_VARIABLE)
+    return Path(home).expanduser() if home else user_cache_dir()
+
+
+def search_dirs() -> list[Path]:
+    """Where ``gym.make`` looks for ``<Game>.safetensors``, in order."""
+    home = os.environ.get(HOME_VARIABLE)
+    return ([Path(home).expanduser()] if home else []) + [user_cache_dir(), PRETRAINED_DIR]
+
+
 def find_checkpoint(game: str, checkpoint: str | os.PathLike | None = None) -> Path:
-    """The checkpoint for ``game``: the ``checkpoint`` argument, else $GYM_DIAMOND_HOME/<Game>.safetensors,
-    else one shipped in the package; otherwise a FileNotFoundError naming all three."""
+    """The checkpoint for ``game``: the ``checkpoint`` argument, else <Game>.safetensors in $GYM_DIAMOND_HOME,
+    in the per-user cache or shipped in the package; otherwise a FileNotFoundError saying how to get one."""
     if checkpoint is not None:
         path = Path(checkpoint).expanduser()
         if not path.is_file():
             raise FileNotFoundError(f"checkpoint={str(checkpoint)!r} does not exist")
         return path
+    for folder in search_dirs():
+        if (folder / f"{game}.safetensors").is_file():
+            return folder / f"{game}.safetensors"
     home = os.environ.get(HOME_VARIABLE)
-    candidates = ([Path(home).expanduser() / f"{game}.safetensors"] if home else []) + [
-        PRETRAINED_DIR / f"{game}.safetensors"]
-    for path in candidates:
-        if path.is_file():
-            return path
-    home_text = f"${HOME_VARIABLE}={home!r} has no {game}.safetensors" if home else f"${HOME_VARIABLE} is not set"
+    home_text = f"${HOME_VARIABLE}={home!r}" if home else f"${HOME_VARIABLE} is not set"
     raise FileNotFoundError(
-        f"no world model for {game}: (1) pass gym.make({env_id(game)!r}, checkpoint=PATH), "
-        f"(2) put {game}.safetensors in ${HOME_VARIABLE} ({home_text}), or (3) use a game with a checkpoint "
-        f"shipped in {PRETRAINED_DIR} (there is none for {game}). Train one with: "
+        f"no world model for {game}: (1) pass gym.make({env_id(game)!r}, checkpoint=PATH), or (2) put "
+        f"{game}.safetensors in one of {[str(d) for d in search_dirs()]} ({home_text}). DIAMOND's own model "
+        f"(26 Atari 100k games): python -m training.import_diamond --game {game} --from-hub; or train one: "
         f"python -m training.pipeline --game {game}")
 
 

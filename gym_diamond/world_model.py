@@ -126,7 +126,8 @@ class WorldModel(nn.Module):
         acceleration = self.acceleration
 
         def denoise(x: Tensor, sigma: Tensor) -> Tensor:
-            return self.denoiser.denoise(x, sigma, frames, actions, autocast=acceleration.autocast)
+            return self.denoiser.denoise(x, sigma, frames, actions, autocast=acceleration.autocast,
+                                         quantization=config.quantization)
 
         next_frame = integrate(denoise, noises, config)
         with acceleration.autocast(self.device):

@@ -1,9 +1,15 @@
+import os
+import tempfile
+
 import numpy as np
 import pytest
 import torch
 from helpers import make_tiny_checkpoint
 
 from gym_diamond import StartBank, WorldModel, tiny_world_model_config
+
+# gym.make searches the per-user cache for world models: keep the user's own out of the tests
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="gym-diamond-test-cache-")
 
 
 @pytest.fixture

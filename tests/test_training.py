@@ -251,3 +251,15 @@ def test_pipeline_passes_its_speed_switches_to_both_trainers(tmp_path):
     assert pipeline.wm_trainer.config.precision == pipeline.ac_trainer.config.precision == "bf16"
     assert pipeline.world_model.acceleration.precision == "bf16"  # the dream the agent learns in
     assert not pipeline.wm_trainer.config.compile and not pipeline.ac_trainer.config.compile
+
+
+def test_training_state_from_before_the_diamond_exact_networks_says_what_to_do(pong_data):
+    dataset = EpisodeDataset(pong_data, game="Pong")
+    config = WorldModelTrainingConfig(batch_size=2, rew_end_sequence_length=3)
+    state = WorldModelTrainer(WorldModel(tiny_world_model_config(num_actions=6)), dataset, config).state_dict()
+    for part in (state["model_config"]["denoiser"]["unet"], state["model_config"]["rew_end"]):
+        del part["attention_residual"]  # what gym-diamond 0.1 wrote
+    del state["model_config"]["rew_end"]["norm_out"], state["model_config"]["sampler"]["quantization"]
+    fresh = WorldModelTrainer(WorldModel(tiny_world_model_config(num_actions=6)), dataset, config)
+    with pytest.raises(ValueError, match="gym-diamond 0.1.*still loads.*another --out"):
+        fresh.load_state_dict(state)

@@ -102,3 +102,37 @@ def evaluate(agent: Agent, game: str, episodes: int, *, num_envs: int = 8, seed:
     mean = float(np.mean(returns))
     hns = human_normalized_score(name, mean) if name in RANDOM_HUMAN_SCORES else None
     return Evaluation(name, returns, lengths, mean, float(np.std(returns)), hns)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m training.evaluate --game Pong --actor-critic A.safetensors``: score an actor-critic."""
+    import argparse
+    import json
+
+    from training.agent_io import load_actor_critic
+    from training.agents import ActorCriticAgent
+
+    parser = argparse.ArgumentParser(description="Score a DIAMOND actor-critic in the real game (Atari 100k test "
+                                                 "protocol: full episodes, raw score, HNS).")
+    parser.add_argument("--game", required=True)
+    parser.add_argument("--actor-critic", required=True, help="an actor-critic .safetensors")
+    parser.add_argument("--episodes", type=int, default=10)
+    parser.add_argument("--envs", type=int, default=8, help="games played side by side")
+    parser.add_argument("--epsilon", type=float, default=0.0, help="chance of a random action")
+    parser.add_argument("--greedy", action="store_true", help="the policy's argmax instead of a sample")
+    parser.add_argument("--max-steps", type=int, default=27_000, help="agent steps before an episode is cut")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args(argv)
+    num_envs = min(args.envs, args.episodes)
+    agent = ActorCriticAgent(load_actor_critic(args.actor_critic, args.device), num_envs, epsilon=args.epsilon,
+                             greedy=args.greedy, seed=args.seed)
+    result = evaluate(agent, args.game, args.episodes, num_envs=num_envs, seed=args.seed, max_steps=args.max_steps,
+                      progress=True)
+    print(json.dumps(result.to_dict()))
+    hns = "" if result.hns is None else f", HNS {result.hns:.3f}"
+    print(f"{result.game}: {result.mean:.1f} +- {result.std:.1f} over {len(result.returns)} episodes{hns}")
+
+
+if __name__ == "__main__":
+    main()

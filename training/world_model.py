@@ -183,8 +183,13 @@ class WorldModelTrainer:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Resume from ``state_dict``'s output (same model config)."""
-        if state["model_config"] != json.loads(json.dumps(self.model.config.to_dict())):
-            raise ValueError("the saved training state is of a different world model config; use another --out")
+        saved = state["model_config"]
+        if saved != json.loads(json.dumps(self.model.config.to_dict())):
+            legacy = "attention_residual" not in saved.get("rew_end", {})
+            hint = ("it was written by gym-diamond 0.1, before the networks matched DIAMOND's (its "
+                    "world_model.safetensors still loads as it was); " if legacy else "")
+            raise ValueError(f"the saved training state is of a different world model config: {hint}"
+                             "start a new run with another --out")
         self.model.load_state_dict(state["model"])
         load_optimizer_state(self.denoiser_opt, state["denoiser_opt"])
         load_optimizer_state(self.rew_end_opt, state["rew_end_opt"])

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gym_diamond.config import GROUP_SIZE
+from gym_diamond.config import ATTENTION_RESIDUALS, GROUP_SIZE
 
 
 def num_groups(channels: int) -> int:
@@ -37,10 +37,17 @@ class AdaGroupNorm(nn.Module):
 
 
 class SelfAttention2d(nn.Module):
-    """Multi-head self-attention over spatial positions, residual, zero-initialised output."""
+    """Multi-head self-attention over spatial positions, residual, zero-initialised output.
 
-    def __init__(self, channels: int, head_dim: int) -> None:
+    ``residual="normalized"`` returns ``norm(x) + out(y)`` as DIAMOND's code does (its weights were
+    trained that way); ``"input"`` returns ``x + out(y)`` (gym-diamond 0.1 checkpoints).
+    """
+
+    def __init__(self, channels: int, head_dim: int, residual: str = "normalized") -> None:
         super().__init__()
+        if residual not in ATTENTION_RESIDUALS:
+            raise ValueError(f"residual={residual!r}: expected one of {ATTENTION_RESIDUALS}")
+        self.residual = residual
         self.num_heads = max(1, channels // head_dim)
         self.norm = GroupNorm(channels)
         self.qkv = nn.Conv2d(channels, 3 * channels, 1)
@@ -50,11 +57,12 @@ class SelfAttention2d(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         n, c, h, w = x.shape
-        qkv = self.qkv(self.norm(x)).reshape(n, 3, self.num_heads, c // self.num_heads, h * w)
+        normed = self.norm(x)
+        qkv = self.qkv(normed).reshape(n, 3, self.num_heads, c // self.num_heads, h * w)
         q, k, v = qkv.transpose(-1, -2).unbind(1)  # each (n, heads, hw, head_dim)
         y = F.scaled_dot_product_attention(q, k, v)
         y = y.transpose(-1, -2).reshape(n, c, h, w)
-        return x + self.out(y)
+        return (normed if self.residual == "normalized" else x) + self.out(y)
 
 
 class ResBlock(nn.Module):
@@ -62,7 +70,7 @@ class ResBlock(nn.Module):
     every block begins as the identity, which keeps deep U-Nets trainable from the first step."""
 
     def __init__(self, in_channels: int, out_channels: int, cond_channels: int,
-                 attn_head_dim: int | None = None) -> None:
+                 attn_head_dim: int | None = None, attention_residual: str = "normalized") -> None:
         super().__init__()
         self.proj = nn.Identity() if in_channels == out_channels else nn.Conv2d(in_channels, out_channels, 1)
         self.norm1 = AdaGroupNorm(in_channels, cond_channels)
@@ -71,7 +79,8 @@ class ResBlock(nn.Module):
         self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1)
         nn.init.zeros_(self.conv2.weight)
         nn.init.zeros_(self.conv2.bias)
-        self.attn = nn.Identity() if attn_head_dim is None else SelfAttention2d(out_channels, attn_head_dim)
+        self.attn = (nn.Identity() if attn_head_dim is None
+                     else SelfAttention2d(out_channels, attn_head_dim, attention_residual))
 
     def forward(self, x: Tensor, cond: Tensor) -> Tensor:
         skip = self.proj(x)

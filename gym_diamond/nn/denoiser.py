@@ -45,15 +45,17 @@ class Denoiser(nn.Module):
         return self.net(noisy * cs.c_in, cs.c_noise, context.flatten(1, 2) / self.config.sigma_data, actions)
 
     def denoise(self, noisy: Tensor, sigma: Tensor, context: Tensor, actions: Tensor,
-                autocast: Callable[[torch.device], AbstractContextManager[None]] | None = None) -> Tensor:
+                autocast: Callable[[torch.device], AbstractContextManager[None]] | None = None,
+                quantization: str = "floor") -> Tensor:
         """The estimate of the clean next frame, clamped and quantised to 256 levels (sampling time).
 
         ``autocast(device)`` wraps the network alone: the preconditioning around it stays fp32.
+        ``quantization`` is the sampler's (``SamplerConfig.quantization``).
         """
         cs = conditioners(sigma, self.config.sigma_data, self.config.sigma_offset_noise)
         with autocast(noisy.device) if autocast is not None else contextlib.nullcontext():
             out = self.net(noisy * cs.c_in, cs.c_noise, context.flatten(1, 2) / self.config.sigma_data, actions)
-        return quantize(cs.c_skip * noisy + cs.c_out * out.float())
+        return quantize(cs.c_skip * noisy + cs.c_out * out.float(), quantization)
 
     def loss(self, next_frame: Tensor, context: Tensor, actions: Tensor,
              generator: torch.Generator | None = None, mask: Tensor | None = None) -> DenoiserLoss:

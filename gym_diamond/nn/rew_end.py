@@ -22,7 +22,8 @@ LSTMState = tuple[Tensor, Tensor]
 
 class RewEndEncoder(nn.Module):
     """Action-conditioned CNN: levels of residual blocks, stride-2 downsampling between levels,
-    two attention blocks at the lowest resolution."""
+    two attention blocks at the lowest resolution (DIAMOND's encoder ends there; ``config.norm_out``
+    adds gym-diamond 0.1's group norm and SiLU after them)."""
 
     def __init__(self, config: RewEndConfig, in_channels: int) -> None:
         super().__init__()
@@ -36,14 +37,14 @@ class RewEndEncoder(nn.Module):
             for j in range(config.blocks_per_level):
                 self.blocks.append(ResBlock(c_prev if j == 0 else c, c, cond))
         for _ in range(2):
-            self.blocks.append(ResBlock(ch[-1], ch[-1], cond, config.attn_head_dim))
-        self.norm_out = GroupNorm(ch[-1])
+            self.blocks.append(ResBlock(ch[-1], ch[-1], cond, config.attn_head_dim, config.attention_residual))
+        self.norm_out = GroupNorm(ch[-1]) if config.norm_out else None
 
     def forward(self, x: Tensor, cond: Tensor) -> Tensor:
         x = self.conv_in(x)
         for block in self.blocks:
             x = block(x, cond) if isinstance(block, ResBlock) else block(x)
-        return F.silu(self.norm_out(x))
+        return x if self.norm_out is None else F.silu(self.norm_out(x))
 
 
 @dataclass(frozen=True)

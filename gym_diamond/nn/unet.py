@@ -40,7 +40,7 @@ class UNet(nn.Module):
             self.up.append(nn.ModuleList(
                 [ResBlock((c if j == 0 else outs[j - 1]) + skips[j], outs[j], cond) for j in range(n + 1)]))
         attn = config.attn_head_dim if config.mid_attention else None
-        self.mid = nn.ModuleList([ResBlock(ch[-1], ch[-1], cond, attn) for _ in range(2)])
+        self.mid = nn.ModuleList([ResBlock(ch[-1], ch[-1], cond, attn, config.attention_residual) for _ in range(2)])
         self.upsamples = nn.ModuleList([nn.Identity()] + [Upsample(c) for c in reversed(ch[:-1])])
 
         self.norm_out = GroupNorm(ch[0])
