@@ -4,9 +4,9 @@
         --data runs/Pong-demo/data --test-fraction 0.2 --samples 64
 
 For real segments of the held-out episodes the model starts from the 4 real context frames and is fed
-the real actions; it is scored by PSNR against the real frames after 1 and 15 imagined steps, next
-to the trivial baseline that repeats the last context frame. Reward (sign) and termination accuracy
-are for the first imagined step.
+the real actions; it is scored by PSNR against the real frames after 1 and 15 imagined steps
+(``--horizons``), next to the trivial baseline that repeats the last context frame. Reward (sign) and
+termination accuracy are for the first imagined step.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ import numpy as np
 import torch
 
 from gym_diamond import BatchedGenerator, load_checkpoint
+from gym_diamond.acceleration import PRECISIONS, Acceleration
+from gym_diamond.config import QUANTIZATIONS
 from gym_diamond.envs.core import to_model_frames
 from training.dataset import EpisodeDataset
 
@@ -39,13 +41,20 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--denoising-steps", type=int, default=None, help="override the sampler's (fewer: faster)")
+    parser.add_argument("--quantization", choices=QUANTIZATIONS, default=None,
+                        help="override the sampler's: floor (DIAMOND's truncation) or round")
+    parser.add_argument("--precision", choices=PRECISIONS, default="fp32", help="autocast of the networks")
     args = parser.parse_args()
 
     ckpt = load_checkpoint(args.checkpoint, device=args.device)
     model, L = ckpt.world_model.eval(), ckpt.config.denoiser.context_length
+    sampler = model.config.sampler
     if args.denoising_steps:
-        model.config = model.config.replace(sampler=dataclasses.replace(model.config.sampler,
-                                                                        num_steps=args.denoising_steps))
+        sampler = dataclasses.replace(sampler, num_steps=args.denoising_steps)
+    if args.quantization:
+        sampler = dataclasses.replace(sampler, quantization=args.quantization)
+    model.config = model.config.replace(sampler=sampler)
+    model.accelerate(Acceleration(precision=args.precision))
     dataset = EpisodeDataset(args.data, game=ckpt.game)
     _, test_ids = dataset.split(args.test_fraction, seed=0)  # the split training.world_model --test-fraction holds out
     rng = np.random.default_rng(args.seed)
@@ -82,8 +91,9 @@ def main() -> None:
                     "psnr_repeat_last": round(psnr(last_real[ok], real[ok]).mean().item(), 2)}
             if h == 1:
                 line.update(reward_accuracy=round(reward_acc, 3), termination_accuracy=round(end_acc, 3))
-            print(json.dumps({"checkpoint": args.checkpoint, "game": ckpt.game,
-                              "denoising_steps": model.config.sampler.num_steps, **line}), flush=True)
+            print(json.dumps({"checkpoint": args.checkpoint, "game": ckpt.game, "precision": args.precision,
+                              "denoising_steps": sampler.num_steps, "quantization": sampler.quantization,
+                              **line}), flush=True)
 
 
 if __name__ == "__main__":

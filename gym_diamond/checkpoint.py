@@ -19,6 +19,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from gym_diamond.config import WorldModelConfig
+from gym_diamond.integrity import DIGEST_KEY, tensors_digest, verify_tensors
 from gym_diamond.world_model import WorldModel
 
 FORMAT_VERSION = 2
@@ -110,6 +111,7 @@ def save_checkpoint(path: str | Path, world_model: WorldModel, *, game: str, act
     tensors[START_ACTIONS] = torch.from_numpy(np.ascontiguousarray(start_bank.actions))
     meta = {
         "format_version": FORMAT_VERSION,
+        DIGEST_KEY: tensors_digest(tensors),
         "game": game,
         "action_meanings": list(action_meanings),
         "config": cfg.to_dict(),
@@ -125,6 +127,9 @@ def save_checkpoint(path: str | Path, world_model: WorldModel, *, game: str, act
 def read_metadata(path: str | Path) -> dict[str, Any]:
     """The checkpoint's JSON metadata, validated, without loading any tensor."""
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a directory, not a checkpoint file: pass the .safetensors inside it "
+                                f"(e.g. {path / 'world_model.safetensors'})")
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
     try:
@@ -151,8 +156,12 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
     return meta
 
 
-def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> Checkpoint:
-    """Load and validate a checkpoint; every problem names the file and what is wrong."""
+def load_checkpoint(path: str | Path, device: torch.device | str = "cpu", *, verify: bool = True) -> Checkpoint:
+    """Load and validate a checkpoint; every problem names the file and what is wrong.
+
+    ``verify`` checks the tensor data against the sha256 saved with it and that the weights are finite
+    (``gym_diamond.integrity``); turn it off only to measure what it costs.
+    """
     path = Path(path)
     meta = read_metadata(path)
     try:
@@ -173,16 +182,19 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> Che
             for required in (START_FRAMES, START_ACTIONS):
                 if required not in names:
                     raise ValueError(f"{path}: missing tensor '{required}' (the start-context bank)")
-            state = {}
-            for name, ref in expected.items():
-                t = f.get_tensor(name)
-                if t.shape != ref.shape:
-                    raise ValueError(f"{path}: tensor '{name}' has shape {tuple(t.shape)} but the config "
-                                     f"implies {tuple(ref.shape)}: config and weights do not match")
-                state[name] = t.to(ref.dtype)
-            bank = StartBank(f.get_tensor(START_FRAMES).numpy(), f.get_tensor(START_ACTIONS).numpy())
+            stored = {name: f.get_tensor(name) for name in names}
     except SafetensorError as e:
         raise ValueError(f"{path} could not be read (truncated or corrupt?): {e}") from e
+    if verify:
+        verify_tensors(path, stored, meta.get(DIGEST_KEY))
+    state = {}
+    for name, ref in expected.items():
+        t = stored[name]
+        if t.shape != ref.shape:
+            raise ValueError(f"{path}: tensor '{name}' has shape {tuple(t.shape)} but the config "
+                             f"implies {tuple(ref.shape)}: config and weights do not match")
+        state[name] = t.to(ref.dtype)
+    bank = StartBank(stored[START_FRAMES].numpy(), stored[START_ACTIONS].numpy())
     world_model.load_state_dict(state)
     world_model.to(device).eval()
     return Checkpoint(world_model, meta["game"], list(meta["action_meanings"]), bank, meta.get("provenance", {}))

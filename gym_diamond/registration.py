@@ -53,6 +53,11 @@ def find_checkpoint(game: str, checkpoint: str | os.PathLike | None = None) -> P
     in the per-user cache or shipped in the package; otherwise a FileNotFoundError saying how to get one."""
     if checkpoint is not None:
         path = Path(checkpoint).expanduser()
+        if path.is_dir():
+            inside = path / "world_model.safetensors"
+            hint = f" (pass the file inside it: {inside})" if inside.is_file() else ""
+            raise IsADirectoryError(f"checkpoint={str(checkpoint)!r} is a directory, not a world model file"
+                                    f"{hint}")
         if not path.is_file():
             raise FileNotFoundError(f"checkpoint={str(checkpoint)!r} does not exist")
         return path

@@ -263,3 +263,12 @@ def test_training_state_from_before_the_diamond_exact_networks_says_what_to_do(p
     fresh = WorldModelTrainer(WorldModel(tiny_world_model_config(num_actions=6)), dataset, config)
     with pytest.raises(ValueError, match="gym-diamond 0.1.*still loads.*another --out"):
         fresh.load_state_dict(state)
+
+
+def test_pipeline_shows_progress_inside_every_stage(tmp_path, capsys):
+    Pipeline("Breakout", tmp_path / "run", "micro", device="cpu", progress=True).run()
+    err = capsys.readouterr().err
+    for stage in ("DIAMOND Breakout", "collect (real game)", "epoch 1: world model", "epoch 2: actor-critic",
+                  "evaluate Breakout (real game)"):
+        assert stage in err, stage
+    assert "2/2 [" in err  # the world-model stage bar counted its 2 updates

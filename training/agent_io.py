@@ -7,9 +7,10 @@ import os
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
+from gym_diamond.integrity import DIGEST_KEY, tensors_digest, verify_tensors
 from training.actor_critic import ActorCritic, ActorCriticConfig
 
 CONFIG_KEY = "actor_critic_config"
@@ -20,7 +21,8 @@ def save_actor_critic(path: str | Path, model: ActorCritic, game: str) -> Path:
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    save_file(tensors, str(tmp), metadata={CONFIG_KEY: json.dumps(model.config.to_dict()), "game": game})
+    save_file(tensors, str(tmp), metadata={CONFIG_KEY: json.dumps(model.config.to_dict()), "game": game,
+                                           DIGEST_KEY: tensors_digest(tensors)})
     os.replace(tmp, path)
     return path
 
@@ -28,12 +30,23 @@ def save_actor_critic(path: str | Path, model: ActorCritic, game: str) -> Path:
 def load_actor_critic(path: str | Path, device: torch.device | str = "cpu") -> ActorCritic:
     """Rebuild an actor-critic saved by ``save_actor_critic``."""
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a directory: pass the actor-critic file inside it "
+                                f"(e.g. {path / 'actor_critic.safetensors'})")
     if not path.is_file():
         raise FileNotFoundError(f"no actor-critic at {path}")
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata() or {}
-        if CONFIG_KEY not in meta:
-            raise ValueError(f"{path} is not a gym-diamond actor-critic (no {CONFIG_KEY!r} metadata)")
-        model = ActorCritic(ActorCriticConfig.from_dict(json.loads(meta[CONFIG_KEY])))
-        model.load_state_dict({k: f.get_tensor(k) for k in f.keys()})
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except SafetensorError as e:
+        raise ValueError(f"{path} could not be read (truncated or corrupt?): {e}") from e
+    if CONFIG_KEY not in meta:
+        raise ValueError(f"{path} is not a gym-diamond actor-critic (no {CONFIG_KEY!r} metadata)")
+    verify_tensors(path, tensors, meta.get(DIGEST_KEY))
+    model = ActorCritic(ActorCriticConfig.from_dict(json.loads(meta[CONFIG_KEY])))
+    try:
+        model.load_state_dict(tensors)
+    except RuntimeError as e:
+        raise ValueError(f"{path}: the weights do not fit the config saved with them: {e}") from e
     return model.to(device)

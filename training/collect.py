@@ -77,6 +77,11 @@ class _Buffer:
         self.life_loss.append(life_loss)
         self.frames.append(np.array(frame, dtype=np.uint8))
 
+    def pop(self) -> None:
+        """Forget the last transition."""
+        for column in (self.actions, self.rewards, self.terminated, self.truncated, self.life_loss, self.frames):
+            column.pop()
+
     def episode(self) -> Episode:
         return Episode(
             frames=np.stack(self.frames),
@@ -128,6 +133,33 @@ class Collector:
         if callable(reset) and mask.any():
             reset(mask)
 
+    def flush(self, max_steps: int | None = None) -> int:
+        """Store every env's unfinished episode, cut where it stands (``truncated`` on its last transition),
+        so that nothing collected is left out of the dataset; the games go on as new episodes.
+
+        ``max_steps`` stores at most that many transitions, cutting the episodes earlier (the last vector
+        step may have gone past a target that is not a multiple of the number of envs). Returns the
+        transitions stored.
+        """
+        excess = 0 if max_steps is None else max(0, self.buffered_steps - max(0, max_steps))
+        for buf in self._buffers:
+            cut = min(excess, len(buf))
+            for _ in range(cut):
+                buf.pop()
+            excess -= cut
+        stored = 0
+        for i, buf in enumerate(self._buffers):
+            if len(buf) == 0:
+                self._buffers[i] = _Buffer(self._obs[i])
+                continue
+            buf.truncated[-1] = True
+            self.dataset.append(buf.episode())
+            stored += len(buf)
+            self._buffers[i] = _Buffer(self._obs[i])
+        if stored:
+            self._policy_reset(np.ones(self.num_envs, dtype=bool))
+        return stored
+
     def collect(self, num_steps: int, *, progress: bool | None = None) -> CollectStats:
         """Collect at least ``num_steps`` transitions: ``ceil(num_steps / num_envs)`` steps of every env."""
         if num_steps < 0:
@@ -143,7 +175,7 @@ class Collector:
         if show:
             from tqdm.auto import tqdm
 
-            bar = tqdm(total=vector_steps * self.num_envs, desc="collect", unit="step")
+            bar = tqdm(total=vector_steps * self.num_envs, desc="collect (real game)", unit="step")
         returns: list[float] = []
         for _ in range(vector_steps):
             actions = self._act(self._obs)
@@ -185,7 +217,13 @@ class Collector:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Command line: ``python -m training.collect --game Pong --out DIR --steps N``."""
+    """Command line: ``python -m training.collect --game Pong --out DIR --steps N``.
+
+    The dataset ends with ``N`` transitions: run again after an interruption, the same command collects
+    only what is missing (episodes are stored whole and atomically, so none is half-written or
+    repeated); ``--append`` collects ``N`` more on purpose. The episodes still running at the end are
+    stored cut (``truncated``), so every collected transition counts.
+    """
     import argparse
 
     from gym_diamond.atari import game_to_name
@@ -193,22 +231,35 @@ def main(argv: list[str] | None = None) -> None:
 
     parser = argparse.ArgumentParser(description="Collect random-policy episodes of a real Atari game into a dataset.")
     parser.add_argument("--game", required=True, help='e.g. "Breakout"')
-    parser.add_argument("--out", required=True, help="dataset folder (created, or appended to)")
-    parser.add_argument("--steps", type=int, required=True, help="transitions to collect")
+    parser.add_argument("--out", required=True, help="dataset folder (created, or completed)")
+    parser.add_argument("--steps", type=int, required=True,
+                        help="transitions the dataset should hold (re-running the command completes it)")
+    parser.add_argument("--append", action="store_true",
+                        help="collect --steps more transitions on top of what the dataset already holds")
     parser.add_argument("--envs", type=int, default=1, help="games played in parallel")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-life-loss", action="store_true", help="end episodes at game over, not at life losses")
     args = parser.parse_args(argv)
+    if args.steps < 0:
+        parser.error(f"--steps must be >= 0, got {args.steps}")
     game = game_to_name(args.game)
     dataset = EpisodeDataset(args.out, game=game)
-    seed = args.seed + dataset.num_steps  # appending to a dataset plays new games, not the same ones again
+    have = dataset.num_steps
+    missing = args.steps if args.append else args.steps - have
+    if missing <= 0:
+        print(f"{args.out} already holds {have} transitions (--steps {args.steps}): nothing to collect; "
+              f"--append collects more")
+        return
+    if have and not args.append:
+        print(f"{args.out} holds {have} of {args.steps} transitions: collecting the {missing} missing")
+    seed = args.seed + have  # more data plays new games, not the same ones again
     env = make_vector_atari(game, args.envs, done_on_life_loss=not args.no_life_loss, seed=seed)
     collector = Collector(env, dataset, RandomPolicy(env.single_action_space.n, seed=seed), progress=True)
-    stats = collector.collect(args.steps)
+    stats = collector.collect(missing)
+    collector.flush(max_steps=have + missing - dataset.num_steps)  # exactly --steps, whatever --envs
     env.close()
     print(f"{stats.steps} steps, {stats.episodes_finished} episodes (mean return {stats.mean_return:.2f}), "
           f"{stats.steps_per_second:.0f} steps/s; dataset: {len(dataset)} episodes, {dataset.num_steps} steps")
-
 
 if __name__ == "__main__":
     main()

@@ -20,9 +20,10 @@ import os
 from collections import OrderedDict
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
 
 import numpy as np
+
+from training.files import write_atomic
 
 __all__ = ["Episode", "EpisodeDataset", "Segment"]
 
@@ -119,16 +120,6 @@ def _normalise_game(game: str) -> str:
     return game.lower().replace("_", "").replace("-", "").replace(" ", "")
 
 
-def _write_atomic(path: Path, write: Any) -> None:
-    """Write through ``write(file)`` into ``path.tmp``, flush it to disk, then rename it to ``path``."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        write(f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def _splitmix64(x: np.ndarray) -> np.ndarray:
     """A fixed 64-bit hash (SplitMix64's finaliser), used to split episodes stably."""
     with np.errstate(over="ignore"):
@@ -213,7 +204,7 @@ class EpisodeDataset:
         name = f"episodes/{i:06d}.npz"
         (self.root / "episodes").mkdir(parents=True, exist_ok=True)
         save = np.savez_compressed if self.compress else np.savez
-        _write_atomic(self.root / name, lambda f: save(f, **episode.arrays()))
+        write_atomic(self.root / name, lambda f: save(f, **episode.arrays()))
         self.frame_shape = shape
         self._files.append(name)
         self._lengths.append(len(episode))
@@ -232,7 +223,24 @@ class EpisodeDataset:
                          for f, n, r in zip(self._files, self._lengths, self._returns, strict=True)],
         }
         data = json.dumps(index, indent=1).encode()
-        _write_atomic(self.root / "index.json", lambda f: f.write(data))
+        write_atomic(self.root / "index.json", lambda f: f.write(data))
+
+    def truncate(self, num_episodes: int) -> int:
+        """Forget the episodes after the first ``num_episodes`` (and delete their files): a resumed run
+        drops what it collected after its last saved state, which it collects again. Returns how many."""
+        if not 0 <= num_episodes <= len(self):
+            raise ValueError(f"num_episodes must be in [0, {len(self)}], got {num_episodes}")
+        dropped = self._files[num_episodes:]
+        del self._files[num_episodes:], self._lengths[num_episodes:], self._returns[num_episodes:]
+        for i in range(num_episodes, num_episodes + len(dropped)):
+            old = self._cache.pop(i, None)
+            if old is not None:
+                self._cached_bytes -= sum(a.nbytes for a in old.arrays().values())
+        if dropped:
+            self._write_index()  # first the index, so a kill here leaves no listed file missing
+            for name in dropped:
+                (self.root / name).unlink(missing_ok=True)
+        return len(dropped)
 
     def _recover(self) -> None:
         """Add complete episode files that a run stopped before listing in the index."""

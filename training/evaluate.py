@@ -75,8 +75,12 @@ def evaluate(agent: Agent, game: str, episodes: int, *, num_envs: int = 8, seed:
     active = np.ones(num_envs, dtype=bool)
     returns: list[float] = []
     lengths: list[int] = []
-    bar = tqdm(total=episodes, desc=f"evaluate {name}", disable=not progress)
+    bar = tqdm(total=episodes, desc=f"evaluate {name} (real game)", unit="episode", disable=not progress)
+    vector_steps = 0
     while active.any():
+        vector_steps += 1
+        if vector_steps % 100 == 0:  # episodes can last thousands of steps: show the steps too
+            bar.set_postfix(steps=int(steps.sum() + sum(lengths)))
         actions = agent.act(obs)
         new_episode = np.zeros(num_envs, dtype=bool)
         for i in np.flatnonzero(active):  # real games step one by one; only the agent is batched

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -33,6 +32,7 @@ from training.atari import make_vector_atari
 from training.collect import Collector
 from training.dataset import EpisodeDataset
 from training.evaluate import evaluate
+from training.files import write_json_atomic
 from training.imagination import ImaginationConfig, ImaginationTrainer
 from training.presets import PipelinePreset, get_preset
 from training.state import load_state, save_state
@@ -45,12 +45,6 @@ from training.world_model import (
 )
 
 STAGES = ("collect", "world_model", "actor_critic", "evaluate")
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    os.replace(tmp, path)
 
 
 class Pipeline:
@@ -82,10 +76,17 @@ class Pipeline:
         self.actor_critic = ActorCritic(ActorCriticConfig(n, channels=p.actor_critic_channels,
                                                           lstm_dim=p.actor_critic_lstm_dim)).to(self.device)
         self.progress_path = self.out / "progress.json"
+        self.state_path = self.out / "train_state.safetensors"
         self.state = {"epoch": 0, "collected_epochs": 0, "env_steps": 0, "seconds": dict.fromkeys(STAGES, 0.0),
-                      "evaluations": []}
+                      "evaluations": [], "dataset_episodes": 0}
+        self._saved: dict[str, Any] | None = load_state(self.state_path) if self.state_path.exists() else None
         if self.progress_path.exists():
             self.state = json.loads(self.progress_path.read_text())
+        saved_progress = (self._saved or {}).get("progress")
+        if saved_progress is not None and saved_progress["epoch"] > self.state["epoch"]:
+            self.state = saved_progress  # killed between the training state and progress.json: the state is newer
+        if "dataset_episodes" in self.state:  # episodes a killed run stored after its last save: collected again
+            self.dataset.truncate(min(self.state["dataset_episodes"], len(self.dataset)))
         self.logs = {stage: CsvLog(self.out / f"{stage}.csv")  # one CSV per stage: each has its own columns
                      for stage in ("collect", "world_model", "actor_critic", "evaluate")}
         self.logs["collect"].drop_after(self.state["collected_epochs"], key="epoch")  # rows a killed run
@@ -107,7 +108,7 @@ class Pipeline:
                 raise ValueError(f"{self.out} holds a run with other settings ({', '.join(diff)}); "
                                  f"use another --out or the same arguments")
         else:
-            _write_json(path, config)
+            write_json_atomic(path, config)
 
     # ------------------------------------------------------------------ stages
     def _timed(self, stage: str, start: float) -> None:
@@ -121,7 +122,7 @@ class Pipeline:
         random_epoch = epoch == 0
         self.collector.policy = self._real_agent(random=random_epoch)
         steps = p.initial_random_steps if random_epoch else p.collect_steps_per_epoch
-        stats = self.collector.collect(steps)
+        stats = self.collector.collect(steps, progress=self.progress)
         while self.dataset.num_steps == 0:  # training needs one finished episode (a Pong game can be long)
             more = self.collector.collect(p.collect_steps_per_epoch)
             steps += more.steps
@@ -138,6 +139,10 @@ class Pipeline:
             return RandomAgent(len(self.action_meanings), seed=self.seed)
         return ActorCriticAgent(self.actor_critic, 1, epsilon=self.preset.epsilon, seed=self.seed)
 
+    def _stage_bar(self, total: int, desc: str, unit: str) -> tqdm:
+        """A bar inside the epoch bar, so a long stage shows it is moving (gone when the stage ends)."""
+        return tqdm(range(total), desc=desc, unit=unit, leave=False, disable=not self.progress)
+
     def _trainers(self) -> None:
         if self.wm_trainer is not None:
             return
@@ -148,22 +153,21 @@ class Pipeline:
         self.ac_trainer = ImaginationTrainer(self.world_model, self.actor_critic, self.dataset, ImaginationConfig(
             horizon=p.horizon, batch_size=p.imagination_batch_size, precision=self.precision,
             compile=self.compile), seed=self.seed)
-        state_path = self.out / "train_state.safetensors"
-        if state_path.exists():
-            state = load_state(state_path)
-            self.wm_trainer.load_state_dict(state["world_model"])
-            self.ac_trainer.load_state_dict(state["actor_critic"])
+        if self._saved is not None:
+            self.wm_trainer.load_state_dict(self._saved["world_model"])
+            self.ac_trainer.load_state_dict(self._saved["actor_critic"])
+            self._saved = None
 
     def _train(self, epoch: int) -> None:
         p = self.preset
         self._trainers()
         t0 = time.perf_counter()
-        for _ in range(p.world_model_steps_per_epoch):
+        for _ in self._stage_bar(p.world_model_steps_per_epoch, f"epoch {epoch + 1}: world model", "update"):
             scalars = {**self.wm_trainer.denoiser_step(), **self.wm_trainer.rew_end_step()}
         self._timed("world_model", t0)
         self.logs["world_model"].write({"epoch": epoch + 1, **scalars})
         t0 = time.perf_counter()
-        for _ in range(p.actor_critic_steps_per_epoch):
+        for _ in self._stage_bar(p.actor_critic_steps_per_epoch, f"epoch {epoch + 1}: actor-critic", "update"):
             scalars = self.ac_trainer.step()
         self._timed("actor_critic", t0)
         self.logs["actor_critic"].write({"epoch": epoch + 1, **scalars})
@@ -181,10 +185,12 @@ class Pipeline:
         return record
 
     def _save(self) -> None:
+        """Commit the run: the trainers (with the progress they belong to), then progress.json."""
+        self.state["dataset_episodes"] = len(self.dataset)
         if self.wm_trainer is not None:
-            save_state(self.out / "train_state.safetensors", {"world_model": self.wm_trainer.state_dict(),
-                                                              "actor_critic": self.ac_trainer.state_dict()})
-        _write_json(self.progress_path, self.state)
+            save_state(self.state_path, {"world_model": self.wm_trainer.state_dict(),
+                                         "actor_critic": self.ac_trainer.state_dict(), "progress": self.state})
+        write_json_atomic(self.progress_path, self.state)
 
     # --------------------------------------------------------------------- run
     def run(self, stop_after_epochs: int | None = None) -> dict[str, Any]:
@@ -229,8 +235,8 @@ class Pipeline:
                   "world_model_updates": self.wm_trainer.steps, "actor_critic_updates": self.ac_trainer.steps,
                   "final_evaluation": final, "evaluations": self.state["evaluations"],
                   "world_model": str(wm_path), "actor_critic": str(ac_path)}
-        _write_json(self.progress_path, self.state)
-        _write_json(report_path, report)
+        write_json_atomic(self.progress_path, self.state)
+        write_json_atomic(report_path, report)
         return report
 
 

@@ -25,6 +25,7 @@ import csv
 import difflib
 import inspect
 import json
+import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +45,7 @@ from gym_diamond.atari import game_to_name
 from gym_diamond.envs.sb3 import DreamSB3VecEnv
 from training.agents import SB3Agent
 from training.evaluate import evaluate
+from training.files import write_atomic, write_json_atomic
 from training.world_model import CsvLog
 
 
@@ -152,11 +154,13 @@ class _Progress(BaseCallback):
 
 def save_policy_safetensors(model: BaseAlgorithm, out: Path, algo: str, frame_stack: int) -> None:
     """The policy's weights as safetensors plus JSON: a pickle-free copy next to SB3's ``model.zip``."""
-    save_model(model.policy, str(out / "policy.safetensors"))  # shared feature extractors stored once
+    tmp = out / "policy.safetensors.tmp"
+    save_model(model.policy, str(tmp))  # shared feature extractors stored once
+    os.replace(tmp, out / "policy.safetensors")
     meta = {"algo": algo, "policy_class": type(model.policy).__name__, "frame_stack": frame_stack,
             "observation_shape": list(model.observation_space.shape), "num_actions": int(model.action_space.n),
             "num_timesteps": int(model.num_timesteps)}
-    (out / "policy.json").write_text(json.dumps(meta, indent=2))
+    write_json_atomic(out / "policy.json", meta)
 
 
 def train_sb3_agent(checkpoint: str | Path, *, algo: str = "ppo", steps: int, out: str | Path,
@@ -191,6 +195,8 @@ def train_sb3_agent(checkpoint: str | Path, *, algo: str = "ppo", steps: int, ou
     if model_path.exists():
         model = algo_cls.load(model_path, env=env, device=model_device)
         if model.num_timesteps >= steps:
+            if _saved_policy_steps(out) != model.num_timesteps:  # killed between model.zip and its policy copy
+                save_policy_safetensors(model, out, algo_cls.__name__, frame_stack)
             env.close()
             return SB3Run(model, model_path, _read_evaluations(out / "eval.csv"))
     else:
@@ -205,7 +211,7 @@ def train_sb3_agent(checkpoint: str | Path, *, algo: str = "ppo", steps: int, ou
                              f"observations: {error}") from None
 
     def save() -> None:
-        model.save(model_path)
+        write_atomic(model_path, model.save)  # a kill mid-save keeps the previous model.zip whole
         save_policy_safetensors(model, out, algo_cls.__name__, frame_stack)
 
     total = _rounded_to_rollouts(model, steps)
@@ -226,6 +232,14 @@ def train_sb3_agent(checkpoint: str | Path, *, algo: str = "ppo", steps: int, ou
     finally:
         env.close()
     return SB3Run(model, model_path, _read_evaluations(out / "eval.csv"))
+
+
+def _saved_policy_steps(out: Path) -> int | None:
+    """The step count of the policy copy in ``out`` (None if there is none)."""
+    try:
+        return int(json.loads((out / "policy.json").read_text())["num_timesteps"])
+    except (OSError, ValueError, KeyError):
+        return None
 
 
 def _rounded_to_rollouts(model: BaseAlgorithm, steps: int) -> int:

@@ -16,6 +16,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from gym_diamond.integrity import DIGEST_KEY, tensors_digest, verify_tensors
+
 STATE_KEY = "training_state"
 
 
@@ -47,7 +49,7 @@ def save_state(path: Path, state: dict[str, Any]) -> None:
     tensors: dict[str, torch.Tensor] = {}
     skeleton = flatten_tensors(state, "s", tensors)
     tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata={STATE_KEY: json.dumps(skeleton)})
+    save_file(tensors, str(tmp), metadata={STATE_KEY: json.dumps(skeleton), DIGEST_KEY: tensors_digest(tensors)})
     os.replace(tmp, path)
 
 
@@ -61,6 +63,7 @@ def load_state(path: Path) -> dict[str, Any]:
         raise ValueError(f"{path}: not a readable training state ({e})") from e
     if STATE_KEY not in meta:
         raise ValueError(f"{path}: not a gym-diamond training state (no {STATE_KEY!r} metadata)")
+    verify_tensors(path, tensors, meta.get(DIGEST_KEY))
     return unflatten_tensors(json.loads(meta[STATE_KEY]), tensors)
 
 

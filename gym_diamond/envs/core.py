@@ -32,14 +32,32 @@ def to_uint8_frames(frames: Tensor) -> Tensor:
     return frames.add(1).mul(127.5).round().clamp(0, 255).to(torch.uint8).movedim(-3, -1)
 
 
+def available_devices() -> list[str]:
+    """The devices this process can use: "cpu", then "cuda:0", "cuda:1", ... when CUDA works."""
+    cuda = [f"cuda:{i}" for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
+    return ["cpu", *cuda]
+
+
 def resolve_device(device: torch.device | str | None) -> torch.device:
-    """``None`` means "cuda" when available, else "cpu"."""
+    """``None`` means "cuda" when available, else "cpu"; a device this machine lacks is a ValueError saying
+    which it has (instead of torch's bare assertion at the first tensor moved there)."""
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        return torch.device(device)
+        resolved = torch.device(device)
     except (RuntimeError, TypeError) as e:
         raise ValueError(f"device must be like 'cpu', 'cuda' or 'cuda:1', got {device!r}") from e
+    if resolved.type == "cuda":
+        choose = f"devices here: {available_devices()}; pass one of them as device=, or leave it unset (cuda " \
+                 "when available, else cpu)"
+        if not torch.cuda.is_available():
+            why = ("this torch build has no CUDA (a CPU build)" if torch.version.cuda is None
+                   else "no CUDA GPU is visible (driver? CUDA_VISIBLE_DEVICES?)")
+            raise ValueError(f"device={str(device)!r}, but {why}; {choose}")
+        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
+            raise ValueError(f"device={str(device)!r}, but this machine has {torch.cuda.device_count()} CUDA "
+                             f"device(s); {choose}")
+    return resolved
 
 
 class StartSource(Protocol):
@@ -136,6 +154,21 @@ class DreamCore:
         self.episode_steps = torch.zeros(n, dtype=torch.long, device=self.device)
         self.generator = BatchedGenerator(torch.zeros(n, dtype=torch.long), device=self.device)
         self.needs_reset = True
+        self.closed = False
+
+    def close(self, sources: list[StartSource] | None = None) -> None:
+        """Close the start source (and ``sources``, others a face kept) and refuse further resets and steps."""
+        if self.closed:
+            return
+        self.closed = True
+        for source in {id(s): s for s in [self.start_source, *(sources or [])]}.values():
+            if hasattr(source, "close"):
+                source.close()
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise RuntimeError("this dream environment was closed: make a new one (gym.make, gym.make_vec, "
+                               "DreamSB3VecEnv) to go on dreaming")
 
     # ---------------------------------------------------------------- reset
     def reset(self, seed: int | list[int] | None = None, mask: Tensor | np.ndarray | None = None) -> Tensor:
@@ -144,6 +177,7 @@ class DreamCore:
         ``seed``: an int seeds environment i with ``seed + i``; a list gives one seed each; None draws
         fresh seeds from the OS on the first reset and otherwise continues the environments' streams.
         """
+        self._check_open()
         mask = self._check_mask(mask)
         if seed is not None or self.needs_reset:
             self.generator.reseed(mask, self._seeds(seed))
@@ -224,6 +258,7 @@ class DreamCore:
 
     def step(self, actions: Tensor | np.ndarray | list[int]) -> DreamStep:
         """Advance every environment by one imagined step; ended ones restart in the same call."""
+        self._check_open()
         if self.needs_reset:
             raise RuntimeError("call reset() before step()")
         actions = self.check_actions(actions)

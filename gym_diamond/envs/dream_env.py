@@ -154,6 +154,4 @@ class DreamEnv(gym.Env[np.ndarray, np.int64]):
         if self._window is not None:
             self._window.close()
             self._window = None
-        for source in self._sources.values():
-            if hasattr(source, "close"):
-                source.close()
+        self.core.close(list(self._sources.values()))

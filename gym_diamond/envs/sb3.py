@@ -135,9 +135,7 @@ class DreamSB3VecEnv(VecEnv):
         return obs, rewards, dones, infos
 
     def close(self) -> None:
-        source = self.core.start_source
-        if hasattr(source, "close"):
-            source.close()
+        self.core.close()
 
     # ----------------------------------------------------------- rendering
     def get_images(self) -> Sequence[np.ndarray | None]:

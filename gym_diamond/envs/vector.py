@@ -113,6 +113,4 @@ class DreamVectorEnv(VectorEnv):
         return list(self.action_meanings)
 
     def close_extras(self, **kwargs: Any) -> None:
-        source = self.core.start_source
-        if hasattr(source, "close"):
-            source.close()
+        self.core.close()

@@ -1,0 +1,29 @@
+"""Files that are either whole or absent: write a temp file, flush it to disk, rename it into place.
+
+A run killed at any instant then leaves the old file or the new one, never half of one (a leftover
+``.tmp`` is ignored and overwritten by the next write).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+
+def write_atomic(path: Path, write: Callable[[IO[bytes]], Any]) -> None:
+    """Write through ``write(file)`` into ``path.tmp``, fsync it, then rename it to ``path``."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        write(f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """``data`` as indented JSON at ``path``, atomically."""
+    text = json.dumps(data, indent=2).encode()
+    write_atomic(path, lambda f: f.write(text))
