@@ -14,11 +14,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from gym_diamond import BatchedGenerator, load_checkpoint
+from gym_diamond import BatchedGenerator, WorldModel, load_checkpoint
 from gym_diamond.acceleration import PRECISIONS, Acceleration
 from gym_diamond.config import QUANTIZATIONS
 from gym_diamond.envs.core import to_model_frames
@@ -44,6 +45,9 @@ def main() -> None:
     parser.add_argument("--quantization", choices=QUANTIZATIONS, default=None,
                         help="override the sampler's: floor (DIAMOND's truncation) or round")
     parser.add_argument("--precision", choices=PRECISIONS, default="fp32", help="autocast of the networks")
+    parser.add_argument("--reference-precision", choices=PRECISIONS, default=None,
+                        help="also dream in this precision (same seeds): PSNR of each against the real frames "
+                             "and between the two dreams")
     args = parser.parse_args()
 
     ckpt = load_checkpoint(args.checkpoint, device=args.device)
@@ -54,7 +58,6 @@ def main() -> None:
     if args.quantization:
         sampler = dataclasses.replace(sampler, quantization=args.quantization)
     model.config = model.config.replace(sampler=sampler)
-    model.accelerate(Acceleration(precision=args.precision))
     dataset = EpisodeDataset(args.data, game=ckpt.game)
     _, test_ids = dataset.split(args.test_fraction, seed=0)  # the split training.world_model --test-fraction holds out
     rng = np.random.default_rng(args.seed)
@@ -68,33 +71,54 @@ def main() -> None:
     frames, actions, mask = frames[valid], actions[valid], mask[valid]
     rewards = torch.as_tensor(seg.rewards, device=args.device)[valid]
     terminated = torch.as_tensor(seg.terminated, device=args.device)[valid]
-    n = len(frames)
+    dream = imagine(model, args.precision, frames, actions, L, H)
+    reference = imagine(model, args.reference_precision, frames, actions, L, H) if args.reference_precision else None
+    last_real = frames[:, L - 1]
+    step = L - 1
+    for h in args.horizons:
+        real = frames[:, L + h - 1]
+        ok = mask[:, L + h - 2]  # the real frame exists (the transition into it is real)
+        line = {"horizon": h, "samples": int(ok.sum()),
+                "psnr_model": round(psnr(dream.frames[h][ok], real[ok]).mean().item(), 2),
+                "psnr_repeat_last": round(psnr(last_real[ok], real[ok]).mean().item(), 2)}
+        if reference is not None:
+            line[f"psnr_model_{args.reference_precision}"] = round(
+                psnr(reference.frames[h][ok], real[ok]).mean().item(), 2)
+            line[f"psnr_to_{args.reference_precision}_dream"] = round(
+                psnr(dream.frames[h], reference.frames[h]).mean().item(), 2)
+        if h == 1:
+            line.update(reward_accuracy=round((dream.reward == rewards[:, step].sign()).float().mean().item(), 3),
+                        termination_accuracy=round((dream.terminated == terminated[:, step]).float().mean().item(), 3))
+        print(json.dumps({"checkpoint": args.checkpoint, "game": ckpt.game, "precision": args.precision,
+                          "denoising_steps": sampler.num_steps, "quantization": sampler.quantization, **line}),
+              flush=True)
+
+
+@dataclass
+class Dream:
+    frames: dict[int, torch.Tensor]  # horizon -> imagined frames (n, c, h, w)
+    reward: torch.Tensor  # (n,) of the first imagined step
+    terminated: torch.Tensor  # (n,)
+
+
+def imagine(model: WorldModel, precision: str, frames: torch.Tensor, actions: torch.Tensor, L: int,
+            H: int) -> Dream:
+    """Dream H steps from the real contexts ``frames[:, :L]`` fed the real actions; the same random streams
+    whatever the precision, so two precisions give the same dream up to their arithmetic."""
+    model.accelerate(Acceleration(precision=precision))
     context, context_actions = frames[:, :L].clone(), actions[:, :L].clone()
     state = model.burn_in(context, context_actions)
-    generator = BatchedGenerator(range(n), device=args.device)
-    last_real = frames[:, L - 1]
+    generator = BatchedGenerator(range(len(frames)), device=frames.device)
+    out_frames, first = {}, None
     for h in range(1, H + 1):
         context_actions[:, -1] = actions[:, L + h - 2]
         out = model.imagine_step(context, context_actions, state, generator)
         state = out.state
+        first = first or out
+        out_frames[h] = out.next_frame
         context = torch.cat([context[:, 1:], out.next_frame[:, None]], dim=1)
         context_actions = torch.cat([context_actions[:, 1:], torch.zeros_like(context_actions[:, :1])], dim=1)
-        if h == 1:
-            step = L - 1
-            reward_acc = (out.reward == rewards[:, step].sign()).float().mean().item()
-            end_acc = (out.terminated == terminated[:, step]).float().mean().item()
-        if h in args.horizons:
-            real = frames[:, L + h - 1]
-            ok = mask[:, L + h - 2]  # the real frame exists (the transition into it is real)
-            line = {"horizon": h, "samples": int(ok.sum()),
-                    "psnr_model": round(psnr(out.next_frame[ok], real[ok]).mean().item(), 2),
-                    "psnr_repeat_last": round(psnr(last_real[ok], real[ok]).mean().item(), 2)}
-            if h == 1:
-                line.update(reward_accuracy=round(reward_acc, 3), termination_accuracy=round(end_acc, 3))
-            print(json.dumps({"checkpoint": args.checkpoint, "game": ckpt.game, "precision": args.precision,
-                              "denoising_steps": sampler.num_steps, "quantization": sampler.quantization,
-                              **line}), flush=True)
-
+    return Dream(out_frames, first.reward, first.terminated)
 
 if __name__ == "__main__":
     main()

@@ -10,6 +10,9 @@ from gym_diamond import StartBank, WorldModel, tiny_world_model_config
 
 # gym.make searches the per-user cache for world models: keep the user's own out of the tests
 os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="gym-diamond-test-cache-")
+# the CPU default precision follows the CPU (bf16 with native bf16 units): the same on every machine in tests,
+# whose precision tests mock the capability instead
+os.environ["GYM_DIAMOND_CPU_PRECISION"] = "fp32"
 
 
 @pytest.fixture

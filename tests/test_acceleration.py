@@ -110,3 +110,51 @@ def test_cuda_fast_path_matches_fp32_eager(model):
     assert error.mean() < 0.5 * LEVEL and error.max() <= 2 * LEVEL + 1e-6
     again = rollout(model)  # replayed graphs give the same dream as their first capture
     assert torch.equal(again[0], got[0])
+
+
+def test_cpu_default_precision_follows_native_bf16_units(monkeypatch, caplog):
+    import logging
+
+    from gym_diamond import acceleration
+    from gym_diamond.acceleration import CPU_PRECISION_VARIABLE, cpu_bf16_units, default_precision
+
+    monkeypatch.delenv(CPU_PRECISION_VARIABLE, raising=False)
+    monkeypatch.setattr(acceleration, "_logged", set())
+    for amx, avx512_bf16, units, expected in [(True, True, "AMX-BF16", "bf16"), (False, True, "AVX-512 BF16", "bf16"),
+                                              (False, False, None, "fp32")]:
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda v=amx: v)
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda v=avx512_bf16: v)
+        assert cpu_bf16_units() == units
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="gym_diamond"):
+            assert Acceleration.default_for("cpu") == Acceleration(precision=expected, channels_last=True)
+        assert f"{expected} dreams on cpu" in caplog.text  # the choice is logged
+    monkeypatch.setenv(CPU_PRECISION_VARIABLE, "bf16")  # overridable without code
+    assert default_precision("cpu") == "bf16"
+    monkeypatch.setenv(CPU_PRECISION_VARIABLE, "fp16")
+    with pytest.raises(ValueError, match="GYM_DIAMOND_CPU_PRECISION='fp16'"):
+        default_precision("cpu")
+
+
+def test_dreams_and_pipeline_take_the_capability_default(monkeypatch, pong_checkpoint, tmp_path):
+    import gymnasium as gym
+
+    import gym_diamond  # noqa: F401
+    from gym_diamond.acceleration import CPU_PRECISION_VARIABLE
+    from training.pipeline import Pipeline
+
+    monkeypatch.delenv(CPU_PRECISION_VARIABLE, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
+    env = gym.make("DiamondDream/Pong-v0", checkpoint=pong_checkpoint, device="cpu")
+    assert env.unwrapped.core.model.acceleration.precision == "bf16"
+    env.reset(seed=0)
+    env.step(0)  # a bf16 dream steps (the reward/termination LSTM stays fp32)
+    explicit = gym.make("DiamondDream/Pong-v0", checkpoint=pong_checkpoint, device="cpu", precision="fp32")
+    assert explicit.unwrapped.core.model.acceleration.precision == "fp32"
+    pipeline = Pipeline("Breakout", tmp_path / "run", "micro", device="cpu", progress=False)
+    assert pipeline.precision == "fp32"  # the networks train in fp32 (bf16 training cost fidelity)
+    assert pipeline.world_model.acceleration.precision == "bf16"  # the agent's dream takes the CPU's default
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    assert Pipeline("Breakout", tmp_path / "run2", "micro", device="cpu",
+                    progress=False).world_model.acceleration.precision == "fp32"

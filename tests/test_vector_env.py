@@ -194,3 +194,26 @@ def test_cuda_matches_cpu_and_rejects_host_actions(pong_checkpoint):
         assert np.abs(a.astype(int) - b.cpu().numpy().astype(int)).max() <= 2
     with pytest.raises(ValueError, match="actions are on cpu"):
         gpu.step(torch.zeros(8, dtype=torch.long))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_torch_output_step_on_cuda_never_synchronises(pong_checkpoint):
+    envs = gym.make_vec("DiamondDream/Pong-v0", num_envs=8, vectorization_mode="vector_entry_point",
+                        checkpoint=pong_checkpoint, device="cuda", output="torch", max_episode_steps=3)
+    envs.reset(seed=0)
+    actions = torch.ones(8, dtype=torch.long, device="cuda")
+    envs.step(actions)  # the first step after a reset checks its actions at once (one sync)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")  # any host sync inside a step now raises
+    try:
+        for _ in range(6):  # episodes of 3 steps: autoresets happen inside these steps too
+            obs, reward, terminated, truncated, infos = envs.step(actions)
+        bad = torch.full((8,), 99, device="cuda")
+        envs.step(bad)  # out of range: clamped on the device, flagged without a sync
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    assert obs.is_cuda and reward.is_cuda and truncated.any()
+    with pytest.raises(ValueError, match=r"actions outside \[0, 6\) were given"):
+        envs.reset()
+    with pytest.raises(ValueError, match=r"must be in \[0, 6\)"):
+        envs.step(torch.full((8,), -1, device="cuda"))  # the first batch after reset: checked at once

@@ -78,10 +78,27 @@ class ImaginationTrainer:
         self.optimizer = torch.optim.AdamW(actor_critic.parameters(), lr=c.lr, eps=c.eps, weight_decay=0.0)
         self.steps = 0
 
-    def _burn_in(self) -> tuple[Tensor, Tensor]:
-        """The actor-critic's LSTM state after the context frames before the last (no gradient)."""
+    def _burn_in(self, rows: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """The actor-critic's LSTM state after the context frames before the last (no gradient), for all
+        dreams or for ``rows``."""
+        frames = self.core.frames[:, :-1] if rows is None else self.core.frames[rows, :-1]
         with torch.no_grad():
-            return self.actor_critic.burn_in(self.core.frames[:, :-1])
+            return self.actor_critic.burn_in(frames)
+
+    def _restart_states(self, state: tuple[Tensor, Tensor], done: Tensor) -> tuple[Tensor, Tensor]:
+        """``state`` with the rows of the dreams that restarted this step burnt in on their new contexts.
+
+        On the CPU only those rows are burnt in (most steps have none); elsewhere all rows are, then
+        selected, so that nothing waits on the host to learn which rows ended.
+        """
+        if self.device.type != "cpu":
+            restarted = self._burn_in()
+            return tuple(torch.where(done[:, None], new, old) for new, old in zip(restarted, state, strict=True))
+        rows = done.nonzero().squeeze(1)
+        if len(rows) == 0:
+            return state
+        restarted = self._burn_in(rows)
+        return tuple(old.index_copy(0, rows, new) for new, old in zip(restarted, state, strict=True))
 
     def step(self) -> dict[str, float]:
         """One imagined rollout from fresh real contexts and one update; returns the scalars to log."""
@@ -101,9 +118,7 @@ class ImaginationTrainer:
             out = core.step(action)
             logits.append(step_logits), values.append(value), actions.append(action)
             rewards.append(out.reward), terminated.append(out.terminated), truncated.append(out.truncated)
-            done = out.done
-            restarted = self._burn_in()
-            state = tuple(torch.where(done[:, None], new, old) for new, old in zip(restarted, state, strict=True))
+            state = self._restart_states(state, out.done)
         with torch.no_grad(), autocast(core.device):
             _, bootstrap, _ = ac(core.frames[:, -1], state)
         bootstrap = bootstrap.float()

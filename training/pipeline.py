@@ -22,7 +22,7 @@ import torch
 from tqdm import tqdm
 
 from gym_diamond import WorldModel, save_checkpoint
-from gym_diamond.acceleration import Acceleration
+from gym_diamond.acceleration import Acceleration, default_precision
 from gym_diamond.atari import game_to_name, make_atari_env
 from gym_diamond.envs.core import resolve_device
 from training.actor_critic import ActorCritic, ActorCriticConfig
@@ -52,9 +52,12 @@ class Pipeline:
 
     def __init__(self, game: str, out: str | Path, preset: str | PipelinePreset = "demo", *,
                  device: str | torch.device | None = None, seed: int = 0, progress: bool = True,
-                 precision: str = "fp32", compile: bool = False) -> None:
+                 precision: str | None = None, compile: bool = False) -> None:
         """``precision`` and ``compile`` are speed switches of every network, training and dream alike; they
-        are not part of the run's settings, so a run may resume with others."""
+        are not part of the run's settings, so a run may resume with others. ``precision=None`` trains the
+        networks in fp32 and dreams (the actor-critic's imagination) in the device's default precision
+        (``gym_diamond.acceleration.default_precision``): bf16 training cost dream fidelity in our A/B
+        runs (benchmarks/README.md), bf16 dreams of a trained model did not."""
         self.game = game_to_name(game)
         self.preset_name = preset if isinstance(preset, str) else "custom"
         self.preset = get_preset(preset) if isinstance(preset, str) else preset
@@ -70,9 +73,11 @@ class Pipeline:
         p = self.preset
         torch.manual_seed(seed)
         self.dataset = EpisodeDataset(self.out / "data", game=self.game)
-        self.precision, self.compile = precision, compile
+        self.precision, self.compile = precision or "fp32", compile  # the trainers'
+        self.dream_precision = precision or default_precision(self.device)
         self.world_model = WorldModel(MODEL_PRESETS[p.world_model](n)).to(self.device)
-        self.world_model.accelerate(Acceleration(precision=precision))  # the dream; compile=True compiles modules
+        # the dream; compile=True compiles the modules themselves
+        self.world_model.accelerate(Acceleration(precision=self.dream_precision))
         self.actor_critic = ActorCritic(ActorCriticConfig(n, channels=p.actor_critic_channels,
                                                           lstm_dim=p.actor_critic_lstm_dim)).to(self.device)
         self.progress_path = self.out / "progress.json"
@@ -234,7 +239,8 @@ class Pipeline:
                   "dataset_episodes": len(self.dataset), "seconds_per_stage": self.state["seconds"],
                   "world_model_updates": self.wm_trainer.steps, "actor_critic_updates": self.ac_trainer.steps,
                   "final_evaluation": final, "evaluations": self.state["evaluations"],
-                  "world_model": str(wm_path), "actor_critic": str(ac_path)}
+                  "world_model": str(wm_path), "actor_critic": str(ac_path),
+                  "precision": {"training": self.precision, "dream": self.dream_precision}}
         write_json_atomic(self.progress_path, self.state)
         write_json_atomic(report_path, report)
         return report

@@ -306,8 +306,10 @@ def train_world_model(game: str, data: str | Path, out: str | Path, steps: int, 
 
 def add_speed_arguments(parser: argparse.ArgumentParser) -> None:
     """--precision and --compile, shared by the training commands (benchmarks/README.md has their speed)."""
-    parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
-                        help="bf16: autocast of the networks (pays on GPUs; emulated, slow, on most CPUs)")
+    parser.add_argument("--precision", choices=PRECISIONS, default=None,
+                        help="autocast of the networks. Default: training in fp32 (bf16-trained light Pong dreams "
+                             "exploded in A/B runs, benchmarks/README.md), dreams in the device's default (bf16 on "
+                             "a bf16 GPU or a CPU with AVX-512 BF16/AMX)")
     parser.add_argument("--compile", action="store_true",
                         help="torch.compile the networks (minutes to compile first, faster after)")
 
@@ -330,7 +332,7 @@ def main(argv: list[str] | None = None) -> None:
     add_speed_arguments(parser)
     args = parser.parse_args(argv)
     config = WorldModelTrainingConfig(batch_size=args.batch_size, rew_end_sequence_length=args.rew_end_sequence_length,
-                                      test_fraction=args.test_fraction, precision=args.precision,
+                                      test_fraction=args.test_fraction, precision=args.precision or "fp32",
                                       compile=args.compile)
     path = train_world_model(args.game, args.data, args.out, args.steps, model_preset=args.model, device=args.device,
                              seed=args.seed, save_every=args.save_every, config=config)

@@ -155,6 +155,8 @@ class DreamCore:
         self.generator = BatchedGenerator(torch.zeros(n, dtype=torch.long), device=self.device)
         self.needs_reset = True
         self.closed = False
+        self._invalid_actions = torch.zeros((), dtype=torch.bool, device=self.device)
+        self._check_next_actions = True
 
     def close(self, sources: list[StartSource] | None = None) -> None:
         """Close the start source (and ``sources``, others a face kept) and refuse further resets and steps."""
@@ -178,6 +180,8 @@ class DreamCore:
         fresh seeds from the OS on the first reset and otherwise continues the environments' streams.
         """
         self._check_open()
+        self._check_next_actions = True
+        self.raise_invalid_actions()
         mask = self._check_mask(mask)
         if seed is not None or self.needs_reset:
             self.generator.reseed(mask, self._seeds(seed))
@@ -239,7 +243,13 @@ class DreamCore:
 
     # ----------------------------------------------------------------- step
     def check_actions(self, actions: Tensor | np.ndarray | list[int]) -> Tensor:
-        """Validate a batch of actions and return it as an int64 tensor (n,) on the device."""
+        """Validate a batch of actions and return it as an int64 tensor (n,) on the device.
+
+        Host actions are checked on the host. Actions already on a GPU are checked there without a host
+        sync, so a step can run inside a CUDA graph: the first batch after each ``reset`` is checked
+        at once; later ones are clamped into range and any that was out of range raises at the next
+        ``reset`` or :meth:`raise_invalid_actions` (reading the flag is the one sync).
+        """
         if isinstance(actions, Tensor):
             if actions.device != self.device:
                 raise ValueError(f"actions are on {actions.device} but the dream runs on {self.device}")
@@ -250,11 +260,21 @@ class DreamCore:
         if tuple(actions.shape) != (self.num_envs,):
             raise ValueError(f"expected {self.num_envs} actions of shape ({self.num_envs},), got shape "
                              f"{tuple(actions.shape)}")
-        actions = actions.to(self.device, torch.long)
-        if bool(((actions < 0) | (actions >= self.num_actions)).any()):
-            bad = actions[(actions < 0) | (actions >= self.num_actions)].tolist()
-            raise ValueError(f"actions must be in [0, {self.num_actions}), got {bad}")
-        return actions
+        invalid = (actions < 0) | (actions >= self.num_actions)
+        if actions.device.type == "cpu" or self._check_next_actions:
+            self._check_next_actions = False
+            if bool(invalid.any()):
+                raise ValueError(f"actions must be in [0, {self.num_actions}), got {actions[invalid].tolist()}")
+            return actions.to(self.device, torch.long)
+        self._invalid_actions |= invalid.any()  # stays on the device: no sync
+        return actions.long().clamp(0, self.num_actions - 1)
+
+    def raise_invalid_actions(self) -> None:
+        """Raise if GPU actions out of range were given (and clamped) since the last check; syncs once."""
+        if self._invalid_actions is not None and bool(self._invalid_actions):
+            self._invalid_actions.zero_()
+            raise ValueError(f"actions outside [0, {self.num_actions}) were given since the last check; they "
+                             "were clamped into range")
 
     def step(self, actions: Tensor | np.ndarray | list[int]) -> DreamStep:
         """Advance every environment by one imagined step; ended ones restart in the same call."""

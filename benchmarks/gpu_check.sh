@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# The prepared GPU check: one call, at most ~8 minutes on one H100, JSON lines into OUTDIR.
+#
+#   bash benchmarks/gpu_check.sh OUTDIR            # on a machine with CUDA
+#   bash benchmarks/gpu_check.sh OUTDIR --dry-run  # the same plumbing on the CPU, tiny model, seconds
+#
+# 1. the CUDA tests (fast path against fp32 eager, sync-free torch step, inductor training) -> cuda_tests.txt
+# 2. paper config at batches 1..1024, bf16 + compile + CUDA graphs beside fp32 eager   -> throughput.jsonl
+# 3. the env layers' overhead with output="torch" (DreamVectorEnv, DreamSB3VecEnv)     -> env.jsonl
+# 4. paper training speed, bf16 + compile                                              -> training.jsonl
+# Goals (benchmarks/README.md): >= 20,000 imagined steps/s at batch 1024, >= 3x fp32 eager.
+# Each step has its own time limit, so one slow part cannot eat the others' time.
+set -uo pipefail
+OUT=${1:?usage: bash benchmarks/gpu_check.sh OUTDIR [--dry-run]}
+DRY=${2:-}
+PYTHON=${PYTHON:-python}
+cd "$(dirname "$0")/.."
+mkdir -p "$OUT"
+status=0
+step() {  # step NAME SECONDS COMMAND...: run it, record its exit status and time as a JSON line
+    local name=$1 limit=$2; shift 2
+    local start=$SECONDS
+    timeout "$limit" "$@"
+    local rc=$?
+    echo "{\"step\": \"$name\", \"rc\": $rc, \"seconds\": $((SECONDS - start))}" >> "$OUT/steps.jsonl"
+    [ "$rc" -eq 0 ] || status=1
+}
+: > "$OUT/steps.jsonl"
+"$PYTHON" - > "$OUT/machine.json" <<'EOF'
+import json, platform, torch
+gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else None
+print(json.dumps({"torch": torch.__version__, "cuda": torch.version.cuda, "gpu": gpu, "cpu": platform.processor()}))
+EOF
+if [ "$DRY" = "--dry-run" ]; then
+    step cuda_tests 120 "$PYTHON" -m pytest -q --collect-only -k "cuda or compiled or sync" \
+        tests/test_acceleration.py tests/test_vector_env.py tests/test_training.py > "$OUT/cuda_tests.txt"
+    step throughput 120 "$PYTHON" benchmarks/imagination_throughput.py --config tiny --device cpu --batches 1 2 \
+        --compare-eager --no-ale --min-seconds 0.05 > "$OUT/throughput.jsonl"
+    step env 120 "$PYTHON" benchmarks/imagination_throughput.py --config tiny --device cpu --batches 2 --env \
+        --no-ale --min-seconds 0.05 > "$OUT/env.jsonl"
+    step training 120 "$PYTHON" benchmarks/training_speed.py --config tiny --device cpu --batch-size 2 \
+        --min-seconds 0.05 > "$OUT/training.jsonl"
+else
+    step cuda_tests 150 "$PYTHON" -m pytest -q -rs -k "cuda or compiled or sync" \
+        tests/test_acceleration.py tests/test_vector_env.py tests/test_training.py > "$OUT/cuda_tests.txt"
+    step throughput 180 "$PYTHON" benchmarks/imagination_throughput.py --config paper --device cuda \
+        --precision bf16 --compile --cuda-graphs --compare-eager --batches 1 16 64 256 1024 --no-ale \
+        --min-seconds 2 > "$OUT/throughput.jsonl"
+    step env 60 "$PYTHON" benchmarks/imagination_throughput.py --config paper --device cuda --precision bf16 \
+        --batches 256 1024 --env --no-ale --min-seconds 2 > "$OUT/env.jsonl"
+    step training 90 "$PYTHON" benchmarks/training_speed.py --config paper --device cuda --precision bf16 \
+        --compile --min-seconds 10 > "$OUT/training.jsonl"
+fi
+cat "$OUT/steps.jsonl"
+exit $status
