@@ -139,7 +139,6 @@ def test_cpu_default_precision_follows_native_bf16_units(monkeypatch, caplog):
 def test_dreams_and_pipeline_take_the_capability_default(monkeypatch, pong_checkpoint, tmp_path):
     import gymnasium as gym
 
-    import gym_diamond  # noqa: F401
     from gym_diamond.acceleration import CPU_PRECISION_VARIABLE
     from training.pipeline import Pipeline
 
