@@ -61,6 +61,8 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     parser.add_argument("--compile", action="store_true", help="torch.compile the networks")
+    parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True,
+                        help="the actor-critic's dream in NHWC, the dreams' default (world-model training is NHWC)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--rew-end-sequence-length", type=int, default=19)
     parser.add_argument("--min-seconds", type=float, default=10.0)
@@ -71,7 +73,8 @@ def main() -> None:
     model = WorldModel(MODEL_PRESETS[args.config](6)).to(device)
     dataset = random_dataset(6)
     common = {"config": args.config, "device": str(device), "threads": torch.get_num_threads(),
-              "precision": args.precision, "compile": args.compile, "batch": args.batch_size}
+              "precision": args.precision, "compile": args.compile, "channels_last": args.channels_last,
+              "batch": args.batch_size}
     wm = WorldModelTrainer(model, dataset, WorldModelTrainingConfig(
         batch_size=args.batch_size, rew_end_sequence_length=args.rew_end_sequence_length,
         precision=args.precision, compile=args.compile))
@@ -80,7 +83,7 @@ def main() -> None:
     print(json.dumps({"what": "world_model_update", **common, "rew_end_sequence_length":
                       args.rew_end_sequence_length, "updates_per_s": round(rate, 3)}), flush=True)
 
-    model.accelerate(Acceleration(precision=args.precision, compile=args.compile))
+    model.accelerate(Acceleration(precision=args.precision, compile=args.compile, channels_last=args.channels_last))
     actor_critic = ActorCritic(ActorCriticConfig(6)).to(device)
     ac = ImaginationTrainer(model, actor_critic, dataset, ImaginationConfig(
         batch_size=args.batch_size, precision=args.precision, compile=args.compile))

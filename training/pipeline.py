@@ -13,6 +13,7 @@ command resumes after the last finished stage (collection is never repeated). At
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -77,7 +78,8 @@ class Pipeline:
         self.dream_precision = precision or default_precision(self.device)
         self.world_model = WorldModel(MODEL_PRESETS[p.world_model](n)).to(self.device)
         # the dream; compile=True compiles the modules themselves
-        self.world_model.accelerate(Acceleration(precision=self.dream_precision))
+        self.world_model.accelerate(dataclasses.replace(Acceleration.default_for(self.device),
+                                                        precision=self.dream_precision))
         self.actor_critic = ActorCritic(ActorCriticConfig(n, channels=p.actor_critic_channels,
                                                           lstm_dim=p.actor_critic_lstm_dim)).to(self.device)
         self.progress_path = self.out / "progress.json"
