@@ -23,6 +23,9 @@ from gym_diamond.integrity import DIGEST_KEY, tensors_digest, verify_tensors
 from gym_diamond.world_model import WorldModel
 
 FORMAT_VERSION = 2
+METADATA_KEY = "gym_diamond"
+START_FRAMES = "start.frames"
+START_ACTIONS = "start.actions"
 LEGACY_VARIANTS = {
     "denoiser": {"unet": {"attention_residual": "input"}},
     "sampler": {"quantization": "round"},
@@ -41,9 +44,6 @@ def _with_defaults(config: dict[str, Any], defaults: dict[str, Any]) -> dict[str
         else:
             out.setdefault(key, value)
     return out
-METADATA_KEY = "gym_diamond"
-START_FRAMES = "start.frames"
-START_ACTIONS = "start.actions"
 
 
 @dataclass
