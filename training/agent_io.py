@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import torch
@@ -12,6 +11,7 @@ from safetensors.torch import save_file
 
 from gym_diamond.integrity import DIGEST_KEY, tensors_digest, verify_tensors
 from training.actor_critic import ActorCritic, ActorCriticConfig
+from training.files import replace_atomic
 
 CONFIG_KEY = "actor_critic_config"
 
@@ -19,11 +19,9 @@ CONFIG_KEY = "actor_critic_config"
 def save_actor_critic(path: str | Path, model: ActorCritic, game: str) -> Path:
     """Save an actor-critic as safetensors weights plus its JSON config (no pickle)."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    save_file(tensors, str(tmp), metadata={CONFIG_KEY: json.dumps(model.config.to_dict()), "game": game,
-                                           DIGEST_KEY: tensors_digest(tensors)})
-    os.replace(tmp, path)
+    metadata = {CONFIG_KEY: json.dumps(model.config.to_dict()), "game": game, DIGEST_KEY: tensors_digest(tensors)}
+    replace_atomic(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
     return path
 
 

@@ -149,13 +149,11 @@ class Collector:
             excess -= cut
         stored = 0
         for i, buf in enumerate(self._buffers):
-            if len(buf) == 0:
-                self._buffers[i] = _Buffer(self._obs[i])
-                continue
-            buf.truncated[-1] = True
-            self.dataset.append(buf.episode())
-            stored += len(buf)
-            self._buffers[i] = _Buffer(self._obs[i])
+            if len(buf) > 0:
+                buf.truncated[-1] = True
+                self.dataset.append(buf.episode())
+                stored += len(buf)
+            self._buffers[i] = _Buffer(self._obs[i])  # the game goes on as a new episode from here
         if stored:
             self._policy_reset(np.ones(self.num_envs, dtype=bool))
         return stored
@@ -260,6 +258,7 @@ def main(argv: list[str] | None = None) -> None:
     env.close()
     print(f"{stats.steps} steps, {stats.episodes_finished} episodes (mean return {stats.mean_return:.2f}), "
           f"{stats.steps_per_second:.0f} steps/s; dataset: {len(dataset)} episodes, {dataset.num_steps} steps")
+
 
 if __name__ == "__main__":
     main()

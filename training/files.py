@@ -23,6 +23,13 @@ def write_atomic(path: Path, write: Callable[[IO[bytes]], Any]) -> None:
     os.replace(tmp, path)
 
 
+def replace_atomic(path: Path, write_to: Callable[[Path], Any]) -> None:
+    """For writers that take a file name (safetensors): ``write_to(path.tmp)``, then rename it to ``path``."""
+    tmp = path.with_name(path.name + ".tmp")
+    write_to(tmp)
+    os.replace(tmp, path)
+
+
 def write_json_atomic(path: Path, data: Any) -> None:
     """``data`` as indented JSON at ``path``, atomically."""
     text = json.dumps(data, indent=2).encode()

@@ -25,7 +25,6 @@ import csv
 import difflib
 import inspect
 import json
-import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,7 +44,7 @@ from gym_diamond.atari import game_to_name
 from gym_diamond.envs.sb3 import DreamSB3VecEnv
 from training.agents import SB3Agent
 from training.evaluate import evaluate
-from training.files import write_atomic, write_json_atomic
+from training.files import replace_atomic, write_atomic, write_json_atomic
 from training.world_model import CsvLog
 
 
@@ -154,9 +153,8 @@ class _Progress(BaseCallback):
 
 def save_policy_safetensors(model: BaseAlgorithm, out: Path, algo: str, frame_stack: int) -> None:
     """The policy's weights as safetensors plus JSON: a pickle-free copy next to SB3's ``model.zip``."""
-    tmp = out / "policy.safetensors.tmp"
-    save_model(model.policy, str(tmp))  # shared feature extractors stored once
-    os.replace(tmp, out / "policy.safetensors")
+    # shared feature extractors stored once
+    replace_atomic(out / "policy.safetensors", lambda tmp: save_model(model.policy, str(tmp)))
     meta = {"algo": algo, "policy_class": type(model.policy).__name__, "frame_stack": frame_stack,
             "observation_shape": list(model.observation_space.shape), "num_actions": int(model.action_space.n),
             "num_timesteps": int(model.num_timesteps)}

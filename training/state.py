@@ -7,7 +7,6 @@ groups, step counters, numpy RNG state) into its JSON metadata.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from gym_diamond.integrity import DIGEST_KEY, tensors_digest, verify_tensors
+from training.files import replace_atomic
 
 STATE_KEY = "training_state"
 
@@ -48,9 +48,8 @@ def save_state(path: Path, state: dict[str, Any]) -> None:
     """Write a nested dict of tensors and JSON values atomically (temp file, then rename)."""
     tensors: dict[str, torch.Tensor] = {}
     skeleton = flatten_tensors(state, "s", tensors)
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata={STATE_KEY: json.dumps(skeleton), DIGEST_KEY: tensors_digest(tensors)})
-    os.replace(tmp, path)
+    metadata = {STATE_KEY: json.dumps(skeleton), DIGEST_KEY: tensors_digest(tensors)}
+    replace_atomic(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
 
 
 def load_state(path: Path) -> dict[str, Any]:

@@ -271,7 +271,7 @@ class DreamCore:
 
     def raise_invalid_actions(self) -> None:
         """Raise if GPU actions out of range were given (and clamped) since the last check; syncs once."""
-        if self._invalid_actions is not None and bool(self._invalid_actions):
+        if bool(self._invalid_actions):
             self._invalid_actions.zero_()
             raise ValueError(f"actions outside [0, {self.num_actions}) were given since the last check; they "
                              "were clamped into range")
