@@ -11,22 +11,32 @@ transition) while the game goes on, and the next episode starts from that same f
 Command line (uniform random actions, DIAMOND's first collection epoch)::
 
     python -m training.collect --game Breakout --out runs/breakout/data --steps 5000
+
+``--policy follow`` plays ``training.scripted.BallFollower`` instead (Pong, Breakout), mixed with
+``--epsilon`` random actions: data with rallies and broken bricks. Each run appends what played to
+``collection.json`` in the dataset folder; ``training.world_model`` copies it into its checkpoint's
+provenance.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
 
 from training.dataset import Episode, EpisodeDataset
+from training.files import write_json_atomic
 
-__all__ = ["CollectStats", "Collector", "RandomPolicy"]
+__all__ = ["COLLECTION_LOG", "CollectStats", "Collector", "RandomPolicy", "read_collection_log"]
+
+COLLECTION_LOG = "collection.json"  # in the dataset folder: what played, run by run
 
 
 class RandomPolicy:
@@ -214,6 +224,21 @@ class Collector:
         )
 
 
+def read_collection_log(data: str | Path) -> list[dict[str, Any]]:
+    """The runs that filled a dataset folder (policy, steps, seed, date), oldest first; [] if unknown."""
+    path = Path(data) / COLLECTION_LOG
+    if not path.exists():
+        return []
+    runs = json.loads(path.read_text())
+    if not isinstance(runs, list):
+        raise ValueError(f"{path}: expected a JSON list of collection runs")
+    return runs
+
+
+def _log_collection(data: str | Path, run: dict[str, Any]) -> None:
+    write_json_atomic(Path(data) / COLLECTION_LOG, [*read_collection_log(data), run])
+
+
 def main(argv: list[str] | None = None) -> None:
     """Command line: ``python -m training.collect --game Pong --out DIR --steps N``.
 
@@ -226,8 +251,9 @@ def main(argv: list[str] | None = None) -> None:
 
     from gym_diamond.atari import game_to_name
     from training.atari import make_vector_atari
+    from training.scripted import SCRIPTED_GAMES, BallFollower
 
-    parser = argparse.ArgumentParser(description="Collect random-policy episodes of a real Atari game into a dataset.")
+    parser = argparse.ArgumentParser(description="Collect episodes of a real Atari game into a dataset.")
     parser.add_argument("--game", required=True, help='e.g. "Breakout"')
     parser.add_argument("--out", required=True, help="dataset folder (created, or completed)")
     parser.add_argument("--steps", type=int, required=True,
@@ -237,10 +263,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--envs", type=int, default=1, help="games played in parallel")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-life-loss", action="store_true", help="end episodes at game over, not at life losses")
+    parser.add_argument("--policy", choices=["random", "follow"], default="random",
+                        help=f"random actions, or a scripted ball follower ({', '.join(SCRIPTED_GAMES)})")
+    parser.add_argument("--epsilon", type=float, default=0.25,
+                        help="with --policy follow: chance of a uniform random action at each step")
     args = parser.parse_args(argv)
     if args.steps < 0:
         parser.error(f"--steps must be >= 0, got {args.steps}")
+    if not 0 <= args.epsilon <= 1:
+        parser.error(f"--epsilon must be in [0, 1], got {args.epsilon}")
     game = game_to_name(args.game)
+    if args.policy == "follow" and game not in SCRIPTED_GAMES:
+        parser.error(f"--policy follow plays {', '.join(SCRIPTED_GAMES)} only, not {game}")
     dataset = EpisodeDataset(args.out, game=game)
     have = dataset.num_steps
     missing = args.steps if args.append else args.steps - have
@@ -252,10 +286,19 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{args.out} holds {have} of {args.steps} transitions: collecting the {missing} missing")
     seed = args.seed + have  # more data plays new games, not the same ones again
     env = make_vector_atari(game, args.envs, done_on_life_loss=not args.no_life_loss, seed=seed)
-    collector = Collector(env, dataset, RandomPolicy(env.single_action_space.n, seed=seed), progress=True)
+    num_actions = env.single_action_space.n
+    if args.policy == "follow":
+        follower = BallFollower(game, num_actions, epsilon=args.epsilon, seed=seed)
+        policy, described = follower, follower.describe()
+    else:
+        policy, described = RandomPolicy(num_actions, seed=seed), {"policy": "random"}
+    collector = Collector(env, dataset, policy, progress=True)
     stats = collector.collect(missing)
     collector.flush(max_steps=have + missing - dataset.num_steps)  # exactly --steps, whatever --envs
     env.close()
+    _log_collection(args.out, {**described, "steps": dataset.num_steps - have, "seed": seed,
+                               "life_loss_ends_episodes": not args.no_life_loss,
+                               "date": time.strftime("%Y-%m-%d %H:%M:%S")})
     print(f"{stats.steps} steps, {stats.episodes_finished} episodes (mean return {stats.mean_return:.2f}), "
           f"{stats.steps_per_second:.0f} steps/s; dataset: {len(dataset)} episodes, {dataset.num_steps} steps")
 

@@ -31,6 +31,7 @@ from gym_diamond.atari import game_to_name
 from gym_diamond.config import light_world_model_config, small_world_model_config, tiny_world_model_config
 from gym_diamond.cpu_memory import keep_freed_memory
 from gym_diamond.envs.core import resolve_device, to_model_frames
+from training.collect import read_collection_log
 from training.dataset import EpisodeDataset, Segment
 from training.state import load_optimizer_state, load_state, optimizer_state, restore_rng, rng_state, save_state
 
@@ -302,6 +303,8 @@ def train_world_model(game: str, data: str | Path, out: str | Path, steps: int, 
                     start_bank=trainer.start_bank(), provenance={
                         "denoiser_steps": trainer.steps["denoiser"], "rew_end_steps": trainer.steps["rew_end"],
                         "dataset_steps": dataset.num_steps, "dataset_episodes": len(dataset), "seed": seed,
+                        "model_preset": model_preset, "batch_size": trainer.config.batch_size,
+                        "data_collection": read_collection_log(data),
                         "date": time.strftime("%Y-%m-%d %H:%M:%S")})
     model.to(device)
     return checkpoint
