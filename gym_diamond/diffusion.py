@@ -42,6 +42,33 @@ def conditioners(sigma: Tensor, sigma_data: float, sigma_offset_noise: float) ->
     return Conditioners(c_in.view(view), c_skip.view(view), c_out.view(view), c_noise)
 
 
+@dataclass(frozen=True)
+class TrainingNoise:
+    """The random draws of one denoiser training batch: noise level, offset noise and Gaussian noise.
+
+    Drawn apart from the loss so that data-parallel ranks can draw a whole global batch from one
+    shared stream and each keep its rows (``shard``): N ranks then train on exactly the noise that
+    one process with the global batch would.
+    """
+
+    sigma: Tensor  # (n,)
+    offset: Tensor  # (n, c, 1, 1), already scaled by sigma_offset_noise
+    noise: Tensor  # (n, c, h, w)
+
+    @classmethod
+    def draw(cls, shape: tuple[int, ...], config: DenoiserConfig, generator: torch.Generator | None = None,
+             device: torch.device | str = "cpu") -> TrainingNoise:
+        """Draws for ``shape`` = (n, c, h, w) frames, in a fixed order from ``generator``."""
+        n, c = shape[:2]
+        sigma = sample_training_sigma(n, config, generator, device)
+        offset = config.sigma_offset_noise * torch.randn(n, c, 1, 1, generator=generator, device=device)
+        noise = torch.randn(shape, generator=generator, device=device)
+        return cls(sigma, offset, noise)
+
+    def shard(self, rows: slice) -> TrainingNoise:
+        return TrainingNoise(self.sigma[rows], self.offset[rows], self.noise[rows])
+
+
 def sample_training_sigma(n: int, config: DenoiserConfig, generator: torch.Generator | None = None,
                           device: torch.device | str = "cpu") -> Tensor:
     """log sigma ~ Normal(loc, scale), clipped: most training effort where the denoiser is uncertain."""

@@ -51,6 +51,13 @@ def test_vector_env_torch_times_the_batched_dream(pong_checkpoint, tmp_path):
     assert re.search(r"[\d.]+ imagined env-steps/s on cpu \(4 envs x 3 steps", out)
 
 
+def test_rollout_per_device_runs_one_worker_per_device(pong_checkpoint, tmp_path):
+    out = run_example("rollout_per_device.py", "--checkpoint", pong_checkpoint, "--num-envs", "3", "--steps", "4",
+                      "--cpu-workers", "2", cwd=tmp_path)
+    assert re.search(r"worker 0 on cpu: 12 imagined steps", out) and re.search(r"worker 1 on cpu: 12 imagined", out)
+    assert re.search(r"2 workers: [\d.]+ imagined env-steps/s together", out)
+
+
 def test_dream_vs_real_from_a_checkpoint_and_from_a_run(pong_checkpoint, micro_run, tmp_path):
     out = run_example("dream_vs_real.py", "--checkpoint", pong_checkpoint, "--steps", "5", "--out", "side.gif",
                       cwd=tmp_path)

@@ -86,14 +86,14 @@ def test_held_out_episodes_are_never_trained_on(pong_data):
     trainer = WorldModelTrainer(model, dataset, WorldModelTrainingConfig(batch_size=8, rew_end_sequence_length=3,
                                                                         test_fraction=0.4))
     seen = []
-    sample = dataset.sample_segments
+    load = dataset.get_segments
 
     def spy(*args, **kwargs):
-        segment = sample(*args, **kwargs)
+        segment = load(*args, **kwargs)
         seen.extend(segment.episode_ids.tolist())
         return segment
 
-    dataset.sample_segments = spy
+    dataset.get_segments = spy
     for _ in range(3):
         trainer.denoiser_step(), trainer.rew_end_step()
     assert set(seen) == set(train_ids.tolist())

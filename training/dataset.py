@@ -169,6 +169,12 @@ class EpisodeDataset:
                 self._returns.append(float(entry.get("return", 0.0)))
         self._recover()
 
+    def refresh(self) -> None:
+        """Re-read the index, so episodes that another process appended (data-parallel rank 0) show."""
+        cache, cached_bytes = self._cache, self._cached_bytes  # stored episodes never change: keep them
+        self.__init__(self.root, self.game, cache_bytes=self.cache_bytes, compress=self.compress)
+        self._cache, self._cached_bytes = cache, cached_bytes
+
     # ------------------------------------------------------------------ sizes
     def __len__(self) -> int:
         """Number of episodes."""
@@ -340,6 +346,17 @@ class EpisodeDataset:
         position in the segment, which may then run past either end of the episode (as DIAMOND samples,
         so that starts and ends are seen); every segment holds at least one real transition.
         """
+        episode_ids, starts = self.sample_positions(batch_size, num_steps, rng, episode_ids=episode_ids,
+                                                    recency=recency, require_last=require_last)
+        return self.get_segments(episode_ids, starts, num_steps)
+
+    def sample_positions(self, batch_size: int, num_steps: int, rng: np.random.Generator, *,
+                         episode_ids: np.ndarray | None = None, recency: bool = True,
+                         require_last: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """Where ``sample_segments`` would cut its segments: (episode ids, first transitions), nothing loaded.
+
+        Data-parallel ranks draw the positions of a whole global batch and load their shard only.
+        """
         if batch_size < 1 or num_steps < 1:
             raise ValueError(f"batch_size and num_steps must be >= 1, got {batch_size} and {num_steps}")
         if len(self) == 0:
@@ -352,7 +369,13 @@ class EpisodeDataset:
         chosen = rng.choice(ids, size=batch_size, p=self.episode_weights(ids, recency))
         t = (rng.random(batch_size) * self.lengths[chosen]).astype(np.int64)  # uniform in [0, T)
         offset = num_steps - 1 if require_last else rng.integers(0, num_steps, batch_size)
-        return self.get_segments(chosen, t - offset, num_steps)
+        return chosen, t - offset
+
+    def real_steps(self, episode_ids: np.ndarray, starts: np.ndarray, num_steps: int) -> int:
+        """How many transitions of these segments lie inside their episodes (``Segment.mask``'s count)."""
+        step_idx = np.asarray(starts, dtype=np.int64)[:, None] + np.arange(num_steps)
+        lengths = self.lengths[np.asarray(episode_ids, dtype=np.int64)][:, None]
+        return int(((step_idx >= 0) & (step_idx < lengths)).sum())
 
     def get_segments(self, episode_ids: np.ndarray, starts: np.ndarray, num_steps: int) -> Segment:
         """Segments of ``num_steps`` transitions of ``episode_ids[b]`` from transition ``starts[b]``.

@@ -3,6 +3,11 @@
 Each update starts ``batch_size`` dreams from real contexts of the dataset, warms the actor-critic's
 LSTM up on them, rolls out ``horizon`` imagined steps (dreams that end restart from new real contexts
 in the same step, as in the environments) and takes one AdamW step on the lambda-return loss.
+
+Data-parallel (``distributed`` of N ranks, training.distributed): each rank dreams its own
+``batch_size`` rollouts from its own random streams, and DDP averages the gradients, so an update
+learns from N x batch_size dreams. Rank 0's streams are those of a single process; the others
+derive theirs from the seed, their rank and the update count, so a saved state resumes on any N.
 """
 
 from __future__ import annotations
@@ -13,13 +18,14 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from gym_diamond import StartBank, WorldModel
 from gym_diamond.acceleration import Acceleration
 from gym_diamond.envs.core import DreamCore
 from training.actor_critic import ActorCritic, rollout_loss
 from training.dataset import EpisodeDataset
+from training.distributed import Distributed
 from training.state import load_optimizer_state, optimizer_state, restore_rng, rng_state
 
 
@@ -58,25 +64,52 @@ class DatasetStarts:
         return frames, torch.as_tensor(seg.actions[:, :L], device=self.device).long()
 
 
+class _RolloutObjective(nn.Module):
+    """One imagined rollout and its loss as a forward pass, the form DistributedDataParallel wraps."""
+
+    def __init__(self, actor_critic: ActorCritic, trainer: ImaginationTrainer) -> None:
+        super().__init__()
+        self.actor_critic = actor_critic
+        self._rollout = trainer._rollout_loss  # a bound method, not a registered module
+
+    def forward(self) -> tuple[Tensor, dict[str, float]]:
+        return self._rollout()
+
+
 class ImaginationTrainer:
     """Updates an actor-critic on rollouts imagined by a (frozen) world model."""
 
     def __init__(self, world_model: WorldModel, actor_critic: ActorCritic, dataset: EpisodeDataset,
-                 config: ImaginationConfig | None = None, seed: int = 0) -> None:
+                 config: ImaginationConfig | None = None, seed: int = 0,
+                 distributed: Distributed | None = None) -> None:
         self.config = c = config or ImaginationConfig()
         self.world_model, self.actor_critic = world_model, actor_critic
         self.device = world_model.device
+        self.seed, self.distributed = seed, distributed or Distributed()
         self.rng = np.random.default_rng(seed)
         self.policy_generator = torch.Generator(device=self.device).manual_seed(seed)
         L = world_model.config.denoiser.context_length
-        starts = DatasetStarts(dataset, L, self.rng, self.device)
-        placeholder = StartBank(*(t.cpu().numpy() for t in starts.starts(torch.ones(1, dtype=torch.bool), None)))
-        self.core = DreamCore(world_model, placeholder, num_envs=c.batch_size, start_source=starts)
+        self.starts = DatasetStarts(dataset, L, self.rng, self.device)
+        placeholder = StartBank(*(t.cpu().numpy() for t in self.starts.starts(torch.ones(1, dtype=torch.bool), None)))
+        self.core = DreamCore(world_model, placeholder, num_envs=c.batch_size, start_source=self.starts)
         self.core.reset(seed=seed)
         if c.compile:
             actor_critic.compile()
         self.optimizer = torch.optim.AdamW(actor_critic.parameters(), lr=c.lr, eps=c.eps, weight_decay=0.0)
         self.steps = 0
+        self._objective = self.distributed.wrap(_RolloutObjective(actor_critic, self))
+        self._own_streams()
+
+    def _own_streams(self) -> None:
+        """Ranks other than 0 dream from streams of their own (derived, so no state binds them to N)."""
+        rank = self.distributed.rank
+        if rank == 0:
+            return
+        entropy = [self.seed, rank, self.steps]
+        self.rng = self.starts.rng = np.random.default_rng(entropy)
+        seeds = np.random.SeedSequence(entropy).generate_state(2, dtype=np.uint64) >> np.uint64(2)
+        self.policy_generator.manual_seed(int(seeds[0]))
+        self.core.reset(seed=int(seeds[1]))  # the dreams' per-row streams; every update restarts them anyway
 
     def _burn_in(self, rows: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """The actor-critic's LSTM state after the context frames before the last (no gradient), for all
@@ -102,6 +135,21 @@ class ImaginationTrainer:
 
     def step(self) -> dict[str, float]:
         """One imagined rollout from fresh real contexts and one update; returns the scalars to log."""
+        c, ac = self.config, self.actor_critic
+        total, scalars = self._objective()
+        for group in self.optimizer.param_groups:
+            group["lr"] = c.lr * min(1.0, (self.steps + 1) / c.warmup_steps) if c.warmup_steps else c.lr
+        self.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(ac.parameters(), c.grad_clip)
+        self.optimizer.step()
+        self.steps += 1
+        names = list(scalars)
+        return {**dict(zip(names, self.distributed.mean([scalars[k] for k in names]), strict=True)),
+                "ac_grad_norm": float(grad_norm)}
+
+    def _rollout_loss(self) -> tuple[Tensor, dict[str, float]]:
+        """Imagine ``horizon`` steps from fresh real contexts; the loss and the scalars to log."""
         c, core, ac = self.config, self.core, self.actor_critic
         core.reset()  # every update starts from new real contexts (the environments' streams continue)
         ac.train()
@@ -125,17 +173,8 @@ class ImaginationTrainer:
         losses = rollout_loss(torch.stack(logits, 1), torch.stack(values, 1), torch.stack(actions, 1),
                               torch.stack(rewards, 1), torch.stack(terminated, 1), torch.stack(truncated, 1),
                               bootstrap, ac.config)
-        for group in self.optimizer.param_groups:
-            group["lr"] = c.lr * min(1.0, (self.steps + 1) / c.warmup_steps) if c.warmup_steps else c.lr
-        self.optimizer.zero_grad(set_to_none=True)
-        losses.total.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(ac.parameters(), c.grad_clip)
-        self.optimizer.step()
-        self.steps += 1
-        rewards_t = torch.stack(rewards, 1)
-        return {**losses.scalars(), "ac_grad_norm": float(grad_norm),
-                "imagined_reward_per_step": float(rewards_t.mean()),
-                "imagined_end_rate": float(torch.stack(terminated, 1).float().mean())}
+        return losses.total, {**losses.scalars(), "imagined_reward_per_step": float(torch.stack(rewards, 1).mean()),
+                              "imagined_end_rate": float(torch.stack(terminated, 1).float().mean())}
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to resume: networks, optimiser, step count, RNG states."""
@@ -149,5 +188,7 @@ class ImaginationTrainer:
         load_optimizer_state(self.optimizer, state["optimizer"])
         self.steps = int(state["steps"])
         restore_rng(state["rng"], self.rng, self.policy_generator)
+        self.starts.rng = self.rng
         self.core.generator.load_state_dict(state["dream_rng"])
+        self._own_streams()
 

@@ -8,6 +8,11 @@ Per epoch (REFERENCE.md): collect real steps (random in the first epoch, then th
 times each, evaluate every ``eval_every`` epochs. The run folder holds everything; re-running the same
 command resumes after the last finished stage (collection is never repeated). At the end it writes
 ``world_model.safetensors`` (for ``gym.make``), ``actor_critic.safetensors`` and ``report.json``.
+
+Data-parallel: ``torchrun --nproc_per_node N -m training.pipeline ...`` splits every update's batch
+(the preset's, which stays the global batch: N must divide it) and the imagined dreams across N
+processes, one device each (training.distributed). Rank 0 collects the real data, evaluates and
+writes every file; the others wait for it and re-read the dataset before training on it.
 """
 
 from __future__ import annotations
@@ -25,13 +30,13 @@ from tqdm import tqdm
 from gym_diamond import WorldModel, save_checkpoint
 from gym_diamond.acceleration import Acceleration, default_precision
 from gym_diamond.atari import game_to_name, make_atari_env
-from gym_diamond.envs.core import resolve_device
 from training.actor_critic import ActorCritic, ActorCriticConfig
 from training.agent_io import save_actor_critic
 from training.agents import ActorCriticAgent, RandomAgent
 from training.atari import make_vector_atari
 from training.collect import Collector
 from training.dataset import EpisodeDataset
+from training.distributed import init_distributed
 from training.evaluate import evaluate
 from training.files import write_json_atomic
 from training.imagination import ImaginationConfig, ImaginationTrainer
@@ -63,10 +68,18 @@ class Pipeline:
         self.preset_name = preset if isinstance(preset, str) else "custom"
         self.preset = get_preset(preset) if isinstance(preset, str) else preset
         self.out = Path(out)
-        self.device = resolve_device(device)
-        self.seed, self.progress = seed, progress
-        self.out.mkdir(parents=True, exist_ok=True)
-        self._check_run_config()
+        self.distributed, self.device = init_distributed(device)
+        self.main_rank = self.distributed.is_main
+        self.seed, self.progress = seed, progress and self.main_rank
+        for name, batch in (("batch_size", self.preset.batch_size),
+                            ("imagination_batch_size", self.preset.imagination_batch_size)):
+            if batch % self.distributed.world_size:
+                raise ValueError(f"the preset's {name} {batch} does not split over {self.distributed.world_size} "
+                                 f"processes: use a number of processes that divides it")
+        if self.main_rank:
+            self.out.mkdir(parents=True, exist_ok=True)
+            self._check_run_config()
+        self.distributed.barrier()
         probe = make_atari_env(self.game)
         self.action_meanings = probe.get_action_meanings()
         probe.close()
@@ -92,13 +105,16 @@ class Pipeline:
         saved_progress = (self._saved or {}).get("progress")
         if saved_progress is not None and saved_progress["epoch"] > self.state["epoch"]:
             self.state = saved_progress  # killed between the training state and progress.json: the state is newer
-        if "dataset_episodes" in self.state:  # episodes a killed run stored after its last save: collected again
-            self.dataset.truncate(min(self.state["dataset_episodes"], len(self.dataset)))
+        if "dataset_episodes" in self.state and self.main_rank:  # episodes a killed run stored after its
+            self.dataset.truncate(min(self.state["dataset_episodes"], len(self.dataset)))  # last save: collected again
+        self.distributed.barrier()
+        self.dataset.refresh()
         self.logs = {stage: CsvLog(self.out / f"{stage}.csv")  # one CSV per stage: each has its own columns
                      for stage in ("collect", "world_model", "actor_critic", "evaluate")}
-        self.logs["collect"].drop_after(self.state["collected_epochs"], key="epoch")  # rows a killed run
-        for stage in ("world_model", "actor_critic"):  # wrote after its last save are redone on resume
-            self.logs[stage].drop_after(self.state["epoch"], key="epoch")
+        if self.main_rank:
+            self.logs["collect"].drop_after(self.state["collected_epochs"], key="epoch")  # rows a killed run
+            for stage in ("world_model", "actor_critic"):  # wrote after its last save are redone on resume
+                self.logs[stage].drop_after(self.state["epoch"], key="epoch")
         self.wm_trainer: WorldModelTrainer | None = None
         self.ac_trainer: ImaginationTrainer | None = None
         self.collector: Collector | None = None
@@ -122,6 +138,14 @@ class Pipeline:
         self.state["seconds"][stage] += time.perf_counter() - start
 
     def _collect(self, epoch: int) -> None:
+        """Rank 0 plays the real game; every rank then sees the new episodes and the same progress."""
+        if self.main_rank:
+            self._collect_here(epoch)
+        self.distributed.barrier()
+        self.state = self.distributed.broadcast(self.state)
+        self.dataset.refresh()
+
+    def _collect_here(self, epoch: int) -> None:
         p, t0 = self.preset, time.perf_counter()
         if self.collector is None:
             env = make_vector_atari(self.game, 1, done_on_life_loss=True, seed=self.seed + 1000 * epoch)
@@ -153,13 +177,13 @@ class Pipeline:
     def _trainers(self) -> None:
         if self.wm_trainer is not None:
             return
-        p = self.preset
+        p, n = self.preset, self.distributed.world_size
         self.wm_trainer = WorldModelTrainer(self.world_model, self.dataset, WorldModelTrainingConfig(
-            batch_size=p.batch_size, rew_end_sequence_length=p.rew_end_sequence_length,
-            precision=self.precision, compile=self.compile), seed=self.seed)
+            batch_size=p.batch_size // n, rew_end_sequence_length=p.rew_end_sequence_length,
+            precision=self.precision, compile=self.compile), seed=self.seed, distributed=self.distributed)
         self.ac_trainer = ImaginationTrainer(self.world_model, self.actor_critic, self.dataset, ImaginationConfig(
-            horizon=p.horizon, batch_size=p.imagination_batch_size, precision=self.precision,
-            compile=self.compile), seed=self.seed)
+            horizon=p.horizon, batch_size=p.imagination_batch_size // n, precision=self.precision,
+            compile=self.compile), seed=self.seed, distributed=self.distributed)
         if self._saved is not None:
             self.wm_trainer.load_state_dict(self._saved["world_model"])
             self.ac_trainer.load_state_dict(self._saved["actor_critic"])
@@ -172,14 +196,21 @@ class Pipeline:
         for _ in self._stage_bar(p.world_model_steps_per_epoch, f"epoch {epoch + 1}: world model", "update"):
             scalars = {**self.wm_trainer.denoiser_step(), **self.wm_trainer.rew_end_step()}
         self._timed("world_model", t0)
-        self.logs["world_model"].write({"epoch": epoch + 1, **scalars})
+        if self.main_rank:
+            self.logs["world_model"].write({"epoch": epoch + 1, **scalars})
         t0 = time.perf_counter()
         for _ in self._stage_bar(p.actor_critic_steps_per_epoch, f"epoch {epoch + 1}: actor-critic", "update"):
             scalars = self.ac_trainer.step()
         self._timed("actor_critic", t0)
-        self.logs["actor_critic"].write({"epoch": epoch + 1, **scalars})
+        if self.main_rank:
+            self.logs["actor_critic"].write({"epoch": epoch + 1, **scalars})
 
     def _evaluate(self, episodes: int) -> dict[str, Any]:
+        """Rank 0 scores the agent in the real game; every rank gets the record."""
+        record = self._evaluate_here(episodes) if self.main_rank else None
+        return self.distributed.broadcast(record)
+
+    def _evaluate_here(self, episodes: int) -> dict[str, Any]:
         t0 = time.perf_counter()
         agent = ActorCriticAgent(self.actor_critic, min(8, episodes), seed=self.seed)
         result = evaluate(agent, self.game, episodes, num_envs=min(8, episodes), seed=self.seed + 10_000,
@@ -194,6 +225,8 @@ class Pipeline:
     def _save(self) -> None:
         """Commit the run: the trainers (with the progress they belong to), then progress.json."""
         self.state["dataset_episodes"] = len(self.dataset)
+        if not self.main_rank:
+            return
         if self.wm_trainer is not None:
             save_state(self.state_path, {"world_model": self.wm_trainer.state_dict(),
                                          "actor_critic": self.ac_trainer.state_dict(), "progress": self.state})
@@ -229,6 +262,9 @@ class Pipeline:
             return json.loads(report_path.read_text())
         self._trainers()
         final = self._evaluate(self.preset.final_eval_episodes)
+        if not self.main_rank:
+            self.distributed.barrier()  # until rank 0 has written the files
+            return json.loads(report_path.read_text())
         wm_path = save_checkpoint(self.out / "world_model.safetensors", self.world_model.cpu(), game=self.game,
                                   action_meanings=self.action_meanings, start_bank=self.wm_trainer.start_bank(),
                                   provenance={"preset": self.preset_name, "epochs": self.state["epoch"],
@@ -245,6 +281,7 @@ class Pipeline:
                   "precision": {"training": self.precision, "dream": self.dream_precision}}
         write_json_atomic(self.progress_path, self.state)
         write_json_atomic(report_path, report)
+        self.distributed.barrier()
         return report
 
 
@@ -259,8 +296,12 @@ def main(argv: list[str] | None = None) -> None:
     add_speed_arguments(parser)
     args = parser.parse_args(argv)
     out = args.out or f"runs/{game_to_name(args.game)}-{args.preset}"
-    report = Pipeline(args.game, out, args.preset, device=args.device, seed=args.seed, precision=args.precision,
-                      compile=args.compile).run()
+    pipeline = Pipeline(args.game, out, args.preset, device=args.device, seed=args.seed, precision=args.precision,
+                        compile=args.compile)
+    report = pipeline.run()
+    pipeline.distributed.close()
+    if not pipeline.main_rank:
+        return
     final = report["final_evaluation"]
     print(f"{report['game']} ({report['preset']}): {report['env_steps']} real steps, final score "
           f"{final['mean']:.1f} +- {final['std']:.1f} over {final['episodes']} episodes, HNS {final['hns']}")

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import Tensor, nn
 from tqdm import tqdm
 
 from gym_diamond import StartBank, WorldModel, WorldModelConfig, save_checkpoint
@@ -30,9 +31,11 @@ from gym_diamond.acceleration import PRECISIONS, Acceleration
 from gym_diamond.atari import game_to_name
 from gym_diamond.config import light_world_model_config, small_world_model_config, tiny_world_model_config
 from gym_diamond.cpu_memory import keep_freed_memory
-from gym_diamond.envs.core import resolve_device, to_model_frames
+from gym_diamond.diffusion import TrainingNoise
+from gym_diamond.envs.core import to_model_frames
 from training.collect import read_collection_log
 from training.dataset import EpisodeDataset, Segment
+from training.distributed import Distributed, init_distributed
 from training.state import load_optimizer_state, load_state, optimizer_state, restore_rng, rng_state, save_state
 
 MODEL_PRESETS = {
@@ -85,11 +88,39 @@ def segment_tensors(segment: Segment, device: torch.device) -> dict[str, torch.T
     }
 
 
+class _DenoiserObjective(nn.Module):
+    """The denoiser's training loss as a forward pass, the form DistributedDataParallel wraps."""
+
+    def __init__(self, denoiser: nn.Module) -> None:
+        super().__init__()
+        self.denoiser = denoiser
+
+    def forward(self, next_frame: Tensor, context: Tensor, actions: Tensor, sigma: Tensor, offset: Tensor,
+                noise: Tensor) -> Tensor:
+        return self.denoiser.loss(next_frame, context, actions, draws=TrainingNoise(sigma, offset, noise)).loss
+
+
+class _RewEndObjective(nn.Module):
+    """The reward/termination losses as a forward pass, for DistributedDataParallel."""
+
+    def __init__(self, rew_end: nn.Module) -> None:
+        super().__init__()
+        self.rew_end = rew_end
+
+    def forward(self, *batch: Tensor) -> tuple[Tensor, Tensor]:
+        return self.rew_end.loss(*batch)
+
+
 class WorldModelTrainer:
-    """Alternating AdamW updates of the denoiser and the reward/termination model on dataset segments."""
+    """Alternating AdamW updates of the denoiser and the reward/termination model on dataset segments.
+
+    With a ``distributed`` of N ranks, ``config.batch_size`` is each rank's batch: every rank draws
+    the positions and noise of the global batch (N x batch_size) from the same streams and trains on
+    its shard, DDP averaging the gradients (training.distributed).
+    """
 
     def __init__(self, model: WorldModel, dataset: EpisodeDataset, config: WorldModelTrainingConfig | None = None,
-                 seed: int = 0) -> None:
+                 seed: int = 0, distributed: Distributed | None = None) -> None:
         if dataset.num_steps == 0:
             raise ValueError(f"the dataset at {dataset.root} is empty: collect data first "
                              f"(python -m training.collect --game GAME --out DIR --steps N)")
@@ -110,6 +141,9 @@ class WorldModelTrainer:
         if c.compile:
             model.denoiser.net.compile()
             model.rew_end.compile()
+        self.distributed = distributed or Distributed()
+        self._denoiser_objective = self.distributed.wrap(_DenoiserObjective(model.denoiser))
+        self._rew_end_objective = self.distributed.wrap(_RewEndObjective(model.rew_end))
         self.denoiser_opt = adamw(model.denoiser)
         self.rew_end_opt = adamw(model.rew_end)
         self.steps = {"denoiser": 0, "rew_end": 0}
@@ -141,31 +175,48 @@ class WorldModelTrainer:
                              f"{self.dataset.root}: collect more episodes")
         return train_ids
 
+    def _global_positions(self, num_steps: int, require_last: bool) -> tuple[np.ndarray, np.ndarray, slice]:
+        """Positions of the global batch (the same on every rank) and this rank's rows of it."""
+        per_rank = self.config.batch_size
+        ids, starts = self.dataset.sample_positions(per_rank * self.distributed.world_size, num_steps, self.rng,
+                                                    require_last=require_last, recency=self.config.recency,
+                                                    episode_ids=self.train_episode_ids())
+        return ids, starts, self.distributed.shard(per_rank)
+
     def denoiser_step(self) -> dict[str, float]:
         """One update on a batch of (4 context frames and actions -> next frame) samples."""
         L = self.model.config.denoiser.context_length
-        seg = self.dataset.sample_segments(self.config.batch_size, L, self.rng, require_last=True,
-                                           recency=self.config.recency, episode_ids=self.train_episode_ids())
-        t = segment_tensors(seg, self.device)
+        ids, starts, rows = self._global_positions(L, require_last=True)
+        t = segment_tensors(self.dataset.get_segments(ids[rows], starts[rows], L), self.device)
+        frame_shape = (len(ids), *t["frames"].shape[2:])
+        draws = TrainingNoise.draw(frame_shape, self.model.denoiser.config, self.noise, self.device).shard(rows)
         self.model.denoiser.train()
         with self.autocast(self.device):
-            out = self.model.denoiser.loss(t["frames"][:, L], t["frames"][:, :L], t["actions"][:, :L],
-                                           generator=self.noise)
-        grad_norm = self._update("denoiser", self.denoiser_opt, out.loss, self.config.denoiser_grad_clip)
-        return {"denoiser_loss": out.loss.item(), "denoiser_grad_norm": grad_norm}
+            loss = self._denoiser_objective(t["frames"][:, L], t["frames"][:, :L], t["actions"][:, :L],
+                                            draws.sigma, draws.offset, draws.noise)
+        grad_norm = self._update("denoiser", self.denoiser_opt, loss, self.config.denoiser_grad_clip)
+        (loss_value,) = self.distributed.mean([loss.item()])
+        return {"denoiser_loss": loss_value, "denoiser_grad_norm": grad_norm}
 
     def rew_end_step(self) -> dict[str, float]:
-        """One update on sequences of ``rew_end_sequence_length`` transitions (padding masked out)."""
-        seg = self.dataset.sample_segments(self.config.batch_size, self.config.rew_end_sequence_length, self.rng,
-                                           require_last=False, recency=self.config.recency,
-                                           episode_ids=self.train_episode_ids())
-        t = segment_tensors(seg, self.device)
+        """One update on sequences of ``rew_end_sequence_length`` transitions (padding masked out).
+
+        The losses are means over the real transitions of the global batch: each rank weighs its
+        shard's mean by its share of them, so DDP's average of the ranks is the global mean.
+        """
+        S = self.config.rew_end_sequence_length
+        ids, starts, rows = self._global_positions(S, require_last=False)
+        t = segment_tensors(self.dataset.get_segments(ids[rows], starts[rows], S), self.device)
+        share = self.dataset.real_steps(ids[rows], starts[rows], S) * self.distributed.world_size / \
+            self.dataset.real_steps(ids, starts, S)
         self.model.rew_end.train()
         with self.autocast(self.device):
-            loss_reward, loss_end = self.model.rew_end.loss(t["frames"][:, :-1], t["actions"], t["frames"][:, 1:],
+            loss_reward, loss_end = self._rew_end_objective(t["frames"][:, :-1], t["actions"], t["frames"][:, 1:],
                                                             t["rewards"], t["terminated"], t["mask"])
+        loss_reward, loss_end = loss_reward * share, loss_end * share
         grad_norm = self._update("rew_end", self.rew_end_opt, loss_reward + loss_end, self.config.rew_end_grad_clip)
-        return {"reward_loss": loss_reward.item(), "end_loss": loss_end.item(), "rew_end_grad_norm": grad_norm}
+        reward_value, end_value = self.distributed.mean([loss_reward.item(), loss_end.item()])
+        return {"reward_loss": reward_value, "end_loss": end_value, "rew_end_grad_norm": grad_norm}
 
     def start_bank(self, size: int = 256, seed: int = 0) -> StartBank:
         """Real contexts of L frames (and the actions taken at them) for dreams to start from."""
@@ -259,7 +310,11 @@ def train_world_model(game: str, data: str | Path, out: str | Path, steps: int, 
                       device: str | torch.device | None = None, seed: int = 0, save_every: int = 200,
                       log_every: int = 10, config: WorldModelTrainingConfig | None = None,
                       progress: bool = True) -> Path:
-    """Train (or resume training) for ``steps`` updates of each network; return the exported checkpoint."""
+    """Train (or resume training) for ``steps`` updates of each network; return the exported checkpoint.
+
+    Under torchrun every process runs this; they train data-parallel (``config.batch_size`` each,
+    training.distributed) and rank 0 writes the state, the log and the checkpoint.
+    """
     game = game_to_name(game)
     if model_preset not in MODEL_PRESETS:
         raise ValueError(f"model preset must be one of {sorted(MODEL_PRESETS)}, got {model_preset!r}")
@@ -268,7 +323,8 @@ def train_world_model(game: str, data: str | Path, out: str | Path, steps: int, 
     dataset = EpisodeDataset(data, game=game)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    device = resolve_device(device)
+    distributed, device = init_distributed(device)
+    main_rank = distributed.is_main
     from gym_diamond.atari import make_atari_env
 
     probe = make_atari_env(game)
@@ -276,37 +332,43 @@ def train_world_model(game: str, data: str | Path, out: str | Path, steps: int, 
     probe.close()
     torch.manual_seed(seed)
     model = WorldModel(MODEL_PRESETS[model_preset](len(action_meanings))).to(device)
-    trainer = WorldModelTrainer(model, dataset, config, seed=seed)
+    trainer = WorldModelTrainer(model, dataset, config, seed=seed, distributed=distributed)
     state_path = out / "train_state.safetensors"
     if state_path.exists():
         trainer.load_state_dict(load_state(state_path))
     log = CsvLog(out / "losses.csv")
     start = trainer.steps["denoiser"]
-    log.drop_after(start)
-    bar = tqdm(total=steps, initial=min(start, steps), desc=f"world model {game}", disable=not progress)
+    if main_rank:
+        log.drop_after(start)
+    bar = tqdm(total=steps, initial=min(start, steps), desc=f"world model {game}", disable=not (progress and main_rank))
     try:
         for step in range(start, steps):
             t0 = time.perf_counter()
             scalars = {**trainer.denoiser_step(), **trainer.rew_end_step()}
-            if (step + 1) % log_every == 0 or step + 1 == steps:
+            if main_rank and ((step + 1) % log_every == 0 or step + 1 == steps):
                 log.write({"step": step + 1, **scalars, "seconds": round(time.perf_counter() - t0, 4)})
                 bar.set_postfix(denoiser=f"{scalars['denoiser_loss']:.4f}", reward=f"{scalars['reward_loss']:.3f}")
-            if (step + 1) % save_every == 0:
+            if main_rank and (step + 1) % save_every == 0:
                 save_state(state_path, trainer.state_dict())
             bar.update(1)
     finally:
         bar.close()
-        if trainer.steps["denoiser"] > start:  # interrupted or done: keep what was learnt
+        if main_rank and trainer.steps["denoiser"] > start:  # interrupted or done: keep what was learnt
             save_state(state_path, trainer.state_dict())
     checkpoint = out / "world_model.safetensors"
+    if not main_rank:
+        distributed.barrier()  # until rank 0 has written the checkpoint
+        return checkpoint
     save_checkpoint(checkpoint, model.cpu(), game=game, action_meanings=action_meanings,
                     start_bank=trainer.start_bank(), provenance={
                         "denoiser_steps": trainer.steps["denoiser"], "rew_end_steps": trainer.steps["rew_end"],
                         "dataset_steps": dataset.num_steps, "dataset_episodes": len(dataset), "seed": seed,
-                        "model_preset": model_preset, "batch_size": trainer.config.batch_size,
+                        "model_preset": model_preset, "processes": distributed.world_size,
+                        "batch_size": trainer.config.batch_size * distributed.world_size,
                         "data_collection": read_collection_log(data),
                         "date": time.strftime("%Y-%m-%d %H:%M:%S")})
     model.to(device)
+    distributed.barrier()
     return checkpoint
 
 
@@ -327,7 +389,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", required=True, help="run folder: training state, losses.csv, checkpoint")
     parser.add_argument("--steps", type=int, required=True, help="updates of each network (total, not more)")
     parser.add_argument("--model", choices=sorted(MODEL_PRESETS), default="paper", help="model size")
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=32,
+                        help="samples per update and process: under torchrun the global batch is N times this")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if available)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--save-every", type=int, default=200)
@@ -342,7 +405,10 @@ def main(argv: list[str] | None = None) -> None:
                                       compile=args.compile)
     path = train_world_model(args.game, args.data, args.out, args.steps, model_preset=args.model, device=args.device,
                              seed=args.seed, save_every=args.save_every, config=config)
-    print(f"world model checkpoint: {path}")
+    distributed, _ = init_distributed(args.device)
+    if distributed.is_main:
+        print(f"world model checkpoint: {path}")
+    distributed.close()
 
 
 if __name__ == "__main__":

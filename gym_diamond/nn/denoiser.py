@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gym_diamond.config import DenoiserConfig
-from gym_diamond.diffusion import conditioners, quantize, sample_training_sigma
+from gym_diamond.diffusion import TrainingNoise, conditioners, quantize
 from gym_diamond.nn.unet import UNet
 
 
@@ -58,19 +58,19 @@ class Denoiser(nn.Module):
         return quantize(cs.c_skip * noisy + cs.c_out * out.float(), quantization)
 
     def loss(self, next_frame: Tensor, context: Tensor, actions: Tensor,
-             generator: torch.Generator | None = None, mask: Tensor | None = None) -> DenoiserLoss:
+             generator: torch.Generator | None = None, mask: Tensor | None = None,
+             draws: TrainingNoise | None = None) -> DenoiserLoss:
         """EDM training loss on clean next frames (n, c, h, w) in [-1, 1] given their context.
 
         Offset noise (a per-image, per-channel constant) teaches the model to change a frame's mean
         colour, which plain Gaussian noise at small sigma cannot; ``mask`` (n,) drops padded samples.
+        The noise comes from ``draws`` when given (data-parallel shards), else from ``generator``.
         """
         self._check(context, actions)
-        n, c = next_frame.shape[:2]
-        device = next_frame.device
-        sigma = sample_training_sigma(n, self.config, generator, device)
-        offset = self.config.sigma_offset_noise * torch.randn(n, c, 1, 1, generator=generator, device=device)
-        noise = torch.randn(next_frame.shape, generator=generator, device=device)
-        noisy = next_frame + offset + noise * sigma.view(-1, 1, 1, 1)
+        if draws is None:
+            draws = TrainingNoise.draw(tuple(next_frame.shape), self.config, generator, next_frame.device)
+        sigma = draws.sigma
+        noisy = next_frame + draws.offset + draws.noise * sigma.view(-1, 1, 1, 1)
         cs = conditioners(sigma, self.config.sigma_data, self.config.sigma_offset_noise)
         target = (next_frame - cs.c_skip * noisy) / cs.c_out
         out = self.net(noisy * cs.c_in, cs.c_noise, context.flatten(1, 2) / self.config.sigma_data, actions)
