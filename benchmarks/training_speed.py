@@ -7,12 +7,18 @@ Data are random frames in a temporary dataset (speed does not depend on their co
 world-model line counts one denoiser update plus one reward/termination update (sequences of
 ``--rew-end-sequence-length``); the actor-critic line one imagined rollout of horizon 15 and its
 update, the dream run with the same precision. One JSON line each.
+
+How often dreams end matters: each restart samples real contexts and burns both LSTMs in. A random
+reward/termination model ends about half of its dreams at every step, a trained one rarely (a Pong
+game lasts hundreds of steps). ``--end-rate p`` makes the random model end each dream with probability
+p per step (its termination logits set to log-odds p), like a trained one; the default leaves it as it is.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import tempfile
 import time
 
@@ -43,6 +49,17 @@ def random_dataset(num_actions: int, episodes: int = 4, length: int = 200) -> Ep
     return dataset
 
 
+class _EndLogOdds(torch.nn.Module):
+    """Appended to the reward/termination head: termination logits fixed at log-odds ``rate``."""
+
+    def __init__(self, rate: float) -> None:
+        super().__init__()
+        self.register_buffer("offset", torch.tensor([0.0, 0.0, 0.0, 0.0, math.log(rate / (1 - rate))]))
+
+    def forward(self, logits: torch.Tensor) -> torch.Tensor:
+        return torch.cat([logits[..., :3], torch.zeros_like(logits[..., 3:])], dim=-1) + self.offset
+
+
 def updates_per_s(step, device: torch.device, min_seconds: float, warmup: int) -> float:
     for _ in range(warmup):
         step()
@@ -66,7 +83,15 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--rew-end-sequence-length", type=int, default=19)
     parser.add_argument("--min-seconds", type=float, default=10.0)
+    parser.add_argument("--dream-precision", choices=["fp32", "bf16"], default=None,
+                        help="the actor-critic's dream (default: --precision; the pipeline's default is the "
+                             "device's, bf16 on a CPU with native bf16)")
+    parser.add_argument("--end-rate", type=float, default=None,
+                        help="the actor-critic's dreams end with this probability per step (default: as the "
+                             "random model does)")
     args = parser.parse_args()
+    if args.end_rate is not None and not 0 < args.end_rate < 1:
+        parser.error(f"--end-rate must be in (0, 1), got {args.end_rate}")
 
     device = torch.device(args.device)
     torch.manual_seed(0)
@@ -83,12 +108,17 @@ def main() -> None:
     print(json.dumps({"what": "world_model_update", **common, "rew_end_sequence_length":
                       args.rew_end_sequence_length, "updates_per_s": round(rate, 3)}), flush=True)
 
-    model.accelerate(Acceleration(precision=args.precision, compile=args.compile, channels_last=args.channels_last))
+    if args.end_rate is not None:
+        model.rew_end.head.append(_EndLogOdds(args.end_rate).to(device))
+    dream_precision = args.dream_precision or args.precision
+    model.accelerate(Acceleration(precision=dream_precision, compile=args.compile, channels_last=args.channels_last))
     actor_critic = ActorCritic(ActorCriticConfig(6)).to(device)
     ac = ImaginationTrainer(model, actor_critic, dataset, ImaginationConfig(
         batch_size=args.batch_size, precision=args.precision, compile=args.compile))
     rate = updates_per_s(ac.step, device, args.min_seconds, warmup=3 if args.compile else 1)
-    print(json.dumps({"what": "actor_critic_update", **common, "horizon": 15, "updates_per_s": round(rate, 3),
+    print(json.dumps({"what": "actor_critic_update", **common, "dream_precision": dream_precision,
+                      "end_rate": args.end_rate, "horizon": 15,
+                      "updates_per_s": round(rate, 3),
                       "imagined_steps_per_s": round(rate * 15 * args.batch_size, 1)}), flush=True)
 
 
