@@ -6,7 +6,9 @@
 For real segments of the held-out episodes the model starts from the 4 real context frames and is fed
 the real actions; it is scored by PSNR against the real frames after 1 and 15 imagined steps
 (``--horizons``), next to the trivial baseline that repeats the last context frame. Reward (sign) and
-termination accuracy are for the first imagined step.
+termination accuracy are for the first imagined step. ``--events`` adds one line on every transition of
+the held-out episodes: recall, precision and confusion of the reward sign and of terminations
+(training.fidelity), the events that random segments rarely hold.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from gym_diamond.acceleration import PRECISIONS, Acceleration
 from gym_diamond.config import QUANTIZATIONS
 from gym_diamond.envs.core import to_model_frames
 from training.dataset import EpisodeDataset
+from training.fidelity import event_confusion
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -48,6 +51,8 @@ def main() -> None:
     parser.add_argument("--reference-precision", choices=PRECISIONS, default=None,
                         help="also dream in this precision (same seeds): PSNR of each against the real frames "
                              "and between the two dreams")
+    parser.add_argument("--events", action="store_true",
+                        help="also score rewards and terminations on every held-out transition (confusion matrices)")
     args = parser.parse_args()
 
     ckpt = load_checkpoint(args.checkpoint, device=args.device)
@@ -92,6 +97,10 @@ def main() -> None:
         print(json.dumps({"checkpoint": args.checkpoint, "game": ckpt.game, "precision": args.precision,
                           "denoising_steps": sampler.num_steps, "quantization": sampler.quantization, **line}),
               flush=True)
+    if args.events:
+        report = event_confusion(model, dataset, test_ids)
+        print(json.dumps({"checkpoint": args.checkpoint, "game": ckpt.game, "held_out_episodes": len(test_ids),
+                          **report.to_dict()}), flush=True)
 
 
 @dataclass
