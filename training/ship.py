@@ -1,0 +1,65 @@
+"""Make a trained world model the one ``gym.make("DiamondDream/<Game>-v0")`` finds with no argument.
+
+    python -m training.ship --checkpoint runs/pong-wm/world_model.safetensors \
+        --gates runs/pong-wm/gates.json --out gym_diamond/pretrained/Pong.safetensors
+
+The weights are stored as float16 (half the size; a shipped file must stay under ``--max-mb``), and
+the provenance gets what a user needs to judge the dream: the original training provenance (data,
+the policy that played it, updates, seed), the quality-gate figures measured on held-out real
+episodes (``--gates``, a JSON object), and the largest change float16 made to a weight. The written
+file is loaded back and checked before the command reports success.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from gym_diamond import load_checkpoint, save_checkpoint
+
+__all__ = ["ship"]
+
+
+def ship(checkpoint: str | Path, out: str | Path, *, gates: dict[str, Any] | None = None,
+         max_mb: float = 25.0) -> Path:
+    """Write ``checkpoint`` at ``out`` in float16 with ``gates`` in its provenance; return ``out``."""
+    source = load_checkpoint(checkpoint)
+    weights = source.world_model.state_dict()
+    half_error = max((w - w.half().float()).abs().max().item() for w in weights.values() if w.is_floating_point())
+    provenance = {**source.provenance, "shipped": time.strftime("%Y-%m-%d %H:%M:%S"),
+                  "shipped_from": Path(checkpoint).name, "weights": "float16",
+                  "float16_max_weight_change": half_error, "quality_gates": gates or {}}
+    out = Path(out)
+    save_checkpoint(out, source.world_model, game=source.game, action_meanings=source.action_meanings,
+                    start_bank=source.start_bank, provenance=provenance, half=True)
+    size_mb = out.stat().st_size / 2**20
+    if size_mb > max_mb:
+        out.unlink()
+        raise ValueError(f"{out} would be {size_mb:.1f} MB, over the {max_mb} MB limit: ship a smaller model or "
+                         f"fewer start contexts")
+    shipped = load_checkpoint(out)  # the digest, the shapes and finite weights, as a user loads it
+    for name, weight in shipped.world_model.state_dict().items():
+        if not torch.equal(weight, weights[name].half().to(weight.dtype)):
+            raise RuntimeError(f"{out}: tensor {name} did not survive the round trip")
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Write a world model as the float16 file shipped for a game.")
+    parser.add_argument("--checkpoint", required=True, help="a trained world_model.safetensors")
+    parser.add_argument("--out", required=True, help="e.g. gym_diamond/pretrained/Pong.safetensors")
+    parser.add_argument("--gates", default=None, help="JSON file of the quality-gate figures, kept in the provenance")
+    parser.add_argument("--max-mb", type=float, default=25.0)
+    args = parser.parse_args(argv)
+    gates = json.loads(Path(args.gates).read_text()) if args.gates else None
+    out = ship(args.checkpoint, args.out, gates=gates, max_mb=args.max_mb)
+    print(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MB, float16)")
+
+
+if __name__ == "__main__":
+    main()
