@@ -56,7 +56,7 @@ def main() -> None:
     args = parser.parse_args()
 
     ckpt = load_checkpoint(args.checkpoint, device=args.device)
-    model, L = ckpt.world_model.eval(), ckpt.config.denoiser.context_length
+    model = ckpt.world_model.eval()
     sampler = model.config.sampler
     if args.denoising_steps:
         sampler = dataclasses.replace(sampler, num_steps=args.denoising_steps)
@@ -65,35 +65,8 @@ def main() -> None:
     model.config = model.config.replace(sampler=sampler)
     dataset = EpisodeDataset(args.data, game=ckpt.game)
     _, test_ids = dataset.split(args.test_fraction, seed=0)  # the split training.world_model --test-fraction holds out
-    rng = np.random.default_rng(args.seed)
-    H = max(args.horizons)
-    seg = dataset.sample_segments(args.samples, L + H, rng, episode_ids=test_ids, require_last=False, recency=False)
-    # keep segments whose context and first step are real; later steps count only where real
-    frames = to_model_frames(torch.as_tensor(seg.frames, device=args.device))  # (B, L+H+1, 3, 64, 64)
-    actions = torch.as_tensor(seg.actions, device=args.device).long()
-    mask = torch.as_tensor(seg.mask, device=args.device).bool()
-    valid = mask[:, :L].all(1)
-    frames, actions, mask = frames[valid], actions[valid], mask[valid]
-    rewards = torch.as_tensor(seg.rewards, device=args.device)[valid]
-    terminated = torch.as_tensor(seg.terminated, device=args.device)[valid]
-    dream = imagine(model, args.precision, frames, actions, L, H)
-    reference = imagine(model, args.reference_precision, frames, actions, L, H) if args.reference_precision else None
-    last_real = frames[:, L - 1]
-    step = L - 1
-    for h in args.horizons:
-        real = frames[:, L + h - 1]
-        ok = mask[:, L + h - 2]  # the real frame exists (the transition into it is real)
-        line = {"horizon": h, "samples": int(ok.sum()),
-                "psnr_model": round(psnr(dream.frames[h][ok], real[ok]).mean().item(), 2),
-                "psnr_repeat_last": round(psnr(last_real[ok], real[ok]).mean().item(), 2)}
-        if reference is not None:
-            line[f"psnr_model_{args.reference_precision}"] = round(
-                psnr(reference.frames[h][ok], real[ok]).mean().item(), 2)
-            line[f"psnr_to_{args.reference_precision}_dream"] = round(
-                psnr(dream.frames[h], reference.frames[h]).mean().item(), 2)
-        if h == 1:
-            line.update(reward_accuracy=round((dream.reward == rewards[:, step].sign()).float().mean().item(), 3),
-                        termination_accuracy=round((dream.terminated == terminated[:, step]).float().mean().item(), 3))
+    for line in fidelity_lines(model, dataset, test_ids, args.horizons, args.samples, seed=args.seed,
+                               precision=args.precision, reference_precision=args.reference_precision):
         print(json.dumps({"checkpoint": args.checkpoint, "game": ckpt.game, "precision": args.precision,
                           "denoising_steps": sampler.num_steps, "quantization": sampler.quantization, **line}),
               flush=True)
@@ -101,6 +74,44 @@ def main() -> None:
         report = event_confusion(model, dataset, test_ids)
         print(json.dumps({"checkpoint": args.checkpoint, "game": ckpt.game, "held_out_episodes": len(test_ids),
                           **report.to_dict()}), flush=True)
+
+
+def fidelity_lines(model: WorldModel, dataset: EpisodeDataset, test_ids: np.ndarray, horizons: list[int],
+                   samples: int, *, seed: int = 0, precision: str = "fp32",
+                   reference_precision: str | None = None) -> list[dict[str, float]]:
+    """PSNR of dreams against the real frames (and repeat-last) at each horizon, on held-out segments."""
+    L, device = model.config.denoiser.context_length, model.device
+    rng = np.random.default_rng(seed)
+    H = max(horizons)
+    seg = dataset.sample_segments(samples, L + H, rng, episode_ids=test_ids, require_last=False, recency=False)
+    # keep segments whose context and first step are real; later steps count only where real
+    frames = to_model_frames(torch.as_tensor(seg.frames, device=device))  # (B, L+H+1, 3, 64, 64)
+    actions = torch.as_tensor(seg.actions, device=device).long()
+    mask = torch.as_tensor(seg.mask, device=device).bool()
+    valid = mask[:, :L].all(1)
+    frames, actions, mask = frames[valid], actions[valid], mask[valid]
+    rewards = torch.as_tensor(seg.rewards, device=device)[valid]
+    terminated = torch.as_tensor(seg.terminated, device=device)[valid]
+    dream = imagine(model, precision, frames, actions, L, H)
+    reference = imagine(model, reference_precision, frames, actions, L, H) if reference_precision else None
+    last_real = frames[:, L - 1]
+    step = L - 1
+    lines = []
+    for h in horizons:
+        real = frames[:, L + h - 1]
+        ok = mask[:, L + h - 2]  # the real frame exists (the transition into it is real)
+        line = {"horizon": h, "samples": int(ok.sum()),
+                "psnr_model": round(psnr(dream.frames[h][ok], real[ok]).mean().item(), 2),
+                "psnr_repeat_last": round(psnr(last_real[ok], real[ok]).mean().item(), 2)}
+        if reference is not None:
+            line[f"psnr_model_{reference_precision}"] = round(psnr(reference.frames[h][ok], real[ok]).mean().item(), 2)
+            line[f"psnr_to_{reference_precision}_dream"] = round(
+                psnr(dream.frames[h], reference.frames[h]).mean().item(), 2)
+        if h == 1:
+            line.update(reward_accuracy=round((dream.reward == rewards[:, step].sign()).float().mean().item(), 3),
+                        termination_accuracy=round((dream.terminated == terminated[:, step]).float().mean().item(), 3))
+        lines.append(line)
+    return lines
 
 
 @dataclass
