@@ -5,7 +5,9 @@
 
 On held-out real episodes (the split ``training.world_model --test-fraction`` kept out):
 1. PSNR of the dream against the real frames at 1, 5 and 15 steps, beside repeat-last-frame; the gate
-   is to beat repeat-last at 1 and 5 steps. Measured for each ``--denoising-steps`` given.
+   is to beat repeat-last at 1 and 5 steps in pooled PSNR (of the mean squared error over all samples;
+   the mean of per-sample PSNRs, reported too, credits repeat-last with 106 dB wherever the real frame
+   did not change). Measured for each ``--denoising-steps`` given.
 2. Reward sign and termination on every held-out transition: recall and precision at least 0.8 each
    (``training.fidelity``; a gate with no event to judge is reported as such, not passed).
 3. Transfer: PPO trained only in the dream (``training.sb3_agent``, ``--ppo-steps``) against a random
@@ -90,9 +92,12 @@ def main() -> None:
         lines = fidelity_lines(model, dataset, test_ids, [1, 5, 15], args.samples, seed=args.seed)
         by_horizon = {line["horizon"]: line for line in lines}
         gates["fidelity"][f"{steps}_denoising_steps"] = {
-            "psnr": {h: by_horizon[h]["psnr_model"] for h in by_horizon},
-            "psnr_repeat_last": {h: by_horizon[h]["psnr_repeat_last"] for h in by_horizon},
-            "passed": all(by_horizon[h]["psnr_model"] > by_horizon[h]["psnr_repeat_last"] for h in (1, 5))}
+            "psnr": {h: by_horizon[h]["pooled_psnr_model"] for h in by_horizon},
+            "psnr_repeat_last": {h: by_horizon[h]["pooled_psnr_repeat_last"] for h in by_horizon},
+            "mean_of_psnrs": {h: by_horizon[h]["psnr_model"] for h in by_horizon},
+            "mean_of_psnrs_repeat_last": {h: by_horizon[h]["psnr_repeat_last"] for h in by_horizon},
+            "passed": all(by_horizon[h]["pooled_psnr_model"] > by_horizon[h]["pooled_psnr_repeat_last"]
+                          for h in (1, 5))}
         print(json.dumps({"denoising_steps": steps, **gates["fidelity"][f"{steps}_denoising_steps"]}), flush=True)
     events = event_confusion(model, dataset, test_ids).to_dict()
     figures = [events[k] for k in ("reward_recall", "reward_precision", "termination_recall", "termination_precision")]

@@ -1,11 +1,13 @@
 """benchmarks/quality_gates.py runs every gate end to end on a tiny model and writes gates.json."""
 
 import json
+import math
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from helpers import make_tiny_checkpoint
 
 from training.collect import main as collect_main
@@ -32,3 +34,15 @@ def test_quality_gates_measure_fidelity_events_and_transfer(tmp_path):
     assert sum(map(sum, events["reward_confusion"])) == events["transitions"] > 0
     assert gates["transfer"]["episodes"] == 1 and gates["transfer"]["measure"] == "points won per game"
     assert proc.stdout.splitlines()[-1].startswith("| Pong | ")
+
+
+def test_pooled_psnr_counts_an_exact_repeat_as_zero_error_not_100_db():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import torch
+    from world_model_fidelity import pooled_psnr, psnr
+
+    real = torch.zeros(2, 3, 4, 4)
+    guess = real.clone()
+    guess[1] += 0.02  # mse 4e-4 on the second sample: 40 dB
+    assert psnr(guess, real).tolist() == pytest.approx([106.02, 40.0], abs=1e-2)  # the clamp: 106 dB; mean 73
+    assert pooled_psnr(guess, real) == pytest.approx(10 * math.log10(4 / 2e-4), abs=1e-3)  # 43 dB
