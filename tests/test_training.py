@@ -272,3 +272,32 @@ def test_pipeline_shows_progress_inside_every_stage(tmp_path, capsys):
                   "evaluate Breakout (real game)"):
         assert stage in err, stage
     assert "2/2 [" in err  # the world-model stage bar counted its 2 updates
+
+
+def test_context_noise_perturbs_only_the_context_and_is_off_by_default(pong_data, monkeypatch):
+    dataset = EpisodeDataset(pong_data, game="Pong")
+
+    def first_update(context_noise: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        torch.manual_seed(0)
+        model = WorldModel(tiny_world_model_config(num_actions=6))
+        trainer = WorldModelTrainer(model, dataset, WorldModelTrainingConfig(batch_size=4, context_noise=context_noise))
+        seen = {}
+        loss = model.denoiser.loss
+
+        def spy(next_frame, context, actions, **kwargs):
+            seen["next"], seen["context"] = next_frame.clone(), context.clone()
+            return loss(next_frame, context, actions, **kwargs)
+
+        monkeypatch.setattr(model.denoiser, "loss", spy)
+        trainer.denoiser_step()
+        return seen["next"], seen["context"], torch.cat([p.detach().flatten() for p in model.denoiser.parameters()])
+
+    clean_next, clean_context, clean_weights = first_update(0.0)
+    noisy_next, noisy_context, noisy_weights = first_update(0.3)
+    assert torch.equal(clean_next, noisy_next)  # the target frame is never noised
+    assert clean_context.min() >= -1 and clean_context.max() <= 1  # real frames, as they are
+    difference = (noisy_context - clean_context).flatten(1).std(1)
+    assert (difference > 0).all() and (difference < 0.3 * 1.1).all()  # a level of at most 0.3 per sample
+    assert not torch.equal(noisy_weights, clean_weights)  # the update learnt from the noisy context
+    with pytest.raises(ValueError, match="context_noise"):
+        WorldModelTrainingConfig(context_noise=-0.1)

@@ -62,6 +62,10 @@ class WorldModelTrainingConfig:
     test_fraction: float = 0.0  # episodes held out for the fidelity benchmark (same split, seed 0)
     precision: str = "fp32"  # "bf16": autocast of the networks' forward passes (losses stay fp32)
     compile: bool = False  # torch.compile the denoiser's U-Net and the reward/termination model in place
+    # GameNGen's answer to autoregressive drift, off for DIAMOND-exact training: Gaussian noise of a
+    # per-sample level drawn uniformly in [0, context_noise] (frames in [-1, 1]) on the context frames, so
+    # the denoiser learns to repair a context that is slightly off, as its own dreamed frames are
+    context_noise: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "rew_end_sequence_length"):
@@ -71,6 +75,8 @@ class WorldModelTrainingConfig:
         if not 0 <= self.test_fraction < 1:
             raise ValueError(f"WorldModelTrainingConfig.test_fraction={self.test_fraction} is invalid: expected "
                              f"a fraction in [0, 1)")
+        if self.context_noise < 0:
+            raise ValueError(f"WorldModelTrainingConfig.context_noise={self.context_noise} is invalid: expected >= 0")
         if self.lr <= 0 or self.warmup_steps < 0:
             raise ValueError(f"WorldModelTrainingConfig: lr must be > 0 and warmup_steps >= 0, got {self.lr}, "
                              f"{self.warmup_steps}")
@@ -190,9 +196,14 @@ class WorldModelTrainer:
         t = segment_tensors(self.dataset.get_segments(ids[rows], starts[rows], L), self.device)
         frame_shape = (len(ids), *t["frames"].shape[2:])
         draws = TrainingNoise.draw(frame_shape, self.model.denoiser.config, self.noise, self.device).shard(rows)
+        context = t["frames"][:, :L]
+        if self.config.context_noise > 0:  # drawn for the global batch too, so every rank's shard matches
+            levels = torch.rand(len(ids), generator=self.noise, device=self.device)[rows] * self.config.context_noise
+            noise = torch.randn((len(ids), *context.shape[1:]), generator=self.noise, device=self.device)[rows]
+            context = context + levels.view(-1, 1, 1, 1, 1) * noise
         self.model.denoiser.train()
         with self.autocast(self.device):
-            loss = self._denoiser_objective(t["frames"][:, L], t["frames"][:, :L], t["actions"][:, :L],
+            loss = self._denoiser_objective(t["frames"][:, L], context, t["actions"][:, :L],
                                             draws.sigma, draws.offset, draws.noise)
         grad_norm = self._update("denoiser", self.denoiser_opt, loss, self.config.denoiser_grad_clip)
         (loss_value,) = self.distributed.mean([loss.item()])
@@ -364,6 +375,7 @@ def train_world_model(game: str, data: str | Path, out: str | Path, steps: int, 
                         "denoiser_steps": trainer.steps["denoiser"], "rew_end_steps": trainer.steps["rew_end"],
                         "dataset_steps": dataset.num_steps, "dataset_episodes": len(dataset), "seed": seed,
                         "model_preset": model_preset, "processes": distributed.world_size,
+                        "context_noise": trainer.config.context_noise,
                         "batch_size": trainer.config.batch_size * distributed.world_size,
                         "data_collection": read_collection_log(data),
                         "date": time.strftime("%Y-%m-%d %H:%M:%S")})
@@ -398,11 +410,14 @@ def main(argv: list[str] | None = None) -> None:
                         help="transitions per reward/termination training sequence (paper: 19)")
     parser.add_argument("--test-fraction", type=float, default=0.0,
                         help="hold out this fraction of episodes (the fidelity benchmark's split)")
+    parser.add_argument("--context-noise", type=float, default=0.0,
+                        help="train the denoiser on context frames with Gaussian noise up to this level (frames in "
+                             "[-1, 1]; GameNGen's remedy for drift; 0, the default, is DIAMOND's training)")
     add_speed_arguments(parser)
     args = parser.parse_args(argv)
     config = WorldModelTrainingConfig(batch_size=args.batch_size, rew_end_sequence_length=args.rew_end_sequence_length,
                                       test_fraction=args.test_fraction, precision=args.precision or "fp32",
-                                      compile=args.compile)
+                                      compile=args.compile, context_noise=args.context_noise)
     path = train_world_model(args.game, args.data, args.out, args.steps, model_preset=args.model, device=args.device,
                              seed=args.seed, save_every=args.save_every, config=config)
     distributed, _ = init_distributed(args.device)
