@@ -86,7 +86,6 @@ class Pipeline:
         n = len(self.action_meanings)
         p = self.preset
         torch.manual_seed(seed)
-        self.dataset = EpisodeDataset(self.out / "data", game=self.game)
         self.precision, self.compile = precision or "fp32", compile  # the trainers'
         self.dream_precision = precision or default_precision(self.device)
         self.world_model = WorldModel(MODEL_PRESETS[p.world_model](n)).to(self.device)
@@ -105,10 +104,15 @@ class Pipeline:
         saved_progress = (self._saved or {}).get("progress")
         if saved_progress is not None and saved_progress["epoch"] > self.state["epoch"]:
             self.state = saved_progress  # killed between the training state and progress.json: the state is newer
-        if "dataset_episodes" in self.state and self.main_rank:  # episodes a killed run stored after its
-            self.dataset.truncate(min(self.state["dataset_episodes"], len(self.dataset)))  # last save: collected again
+        # rank 0 opens the dataset first (opening recovers listed-late episodes, truncation deletes some):
+        # the other ranks open it once it is settled
+        if self.main_rank:
+            self.dataset = EpisodeDataset(self.out / "data", game=self.game)
+            if "dataset_episodes" in self.state:  # episodes a killed run stored after its last save: collected again
+                self.dataset.truncate(min(self.state["dataset_episodes"], len(self.dataset)))
         self.distributed.barrier()
-        self.dataset.refresh()
+        if not self.main_rank:
+            self.dataset = EpisodeDataset(self.out / "data", game=self.game)
         self.logs = {stage: CsvLog(self.out / f"{stage}.csv")  # one CSV per stage: each has its own columns
                      for stage in ("collect", "world_model", "actor_critic", "evaluate")}
         if self.main_rank:
