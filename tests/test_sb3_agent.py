@@ -2,6 +2,7 @@
 
 import csv
 import json
+import tempfile
 
 import numpy as np
 import pytest
@@ -14,7 +15,9 @@ from training.sb3_agent import algorithm_class, main, train_sb3_agent
 PPO_SMALL = {"n_steps": 32, "batch_size": 64, "n_epochs": 1}
 
 
-def test_ppo_trains_evaluates_in_real_pong_and_saves(pong_checkpoint, tmp_path):
+def test_ppo_trains_evaluates_in_real_pong_and_saves(pong_checkpoint, tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "system_tmp"))  # where SB3 would make SB3-<date>
+    (tmp_path / "system_tmp").mkdir()
     run = train_sb3_agent(pong_checkpoint, algo="ppo", steps=256, out=tmp_path, num_envs=4, algo_kwargs=PPO_SMALL,
                           eval_every=128, eval_episodes=1, eval_max_steps=40, progress=False)
     assert run.model.num_timesteps == 256
@@ -23,6 +26,9 @@ def test_ppo_trains_evaluates_in_real_pong_and_saves(pong_checkpoint, tmp_path):
     assert [int(r["step"]) for r in rows] == [128, 256]
     assert all(-40 <= float(r["mean_return"]) <= 40 for r in rows)  # at most one point per real step
     assert run.evaluations[-1]["step"] == 256
+    with (tmp_path / "sb3_log" / "progress.csv").open() as f:  # SB3's log, in the run folder
+        assert int(list(csv.DictReader(f))[-1]["time/total_timesteps"]) == 256
+    assert list((tmp_path / "system_tmp").glob("SB3-*")) == []  # no SB3 log folder left in the system's temp
 
     loaded = PPO.load(run.model_path, device="cpu")
     obs = np.random.default_rng(0).integers(0, 256, (3, 64, 64, 3), dtype=np.uint8)

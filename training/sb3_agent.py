@@ -15,7 +15,7 @@ interrupted run loses at most that much; running the same call again resumes fro
 
 Files in ``out``: ``model.zip`` (SB3's own format, for ``PPO.load``), ``policy.safetensors`` plus
 ``policy.json`` (the policy's weights without pickles, for ``safetensors.torch.load_model(policy, path)``),
-``eval.csv``.
+``eval.csv``, ``sb3_log/progress.csv`` (SB3's own training log).
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ import torch
 from safetensors.torch import save_model
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.logger import configure
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.vec_env import VecEnv, VecFrameStack, VecMonitor
 from tqdm.auto import tqdm
@@ -207,6 +208,9 @@ def train_sb3_agent(checkpoint: str | Path, *, algo: str = "ppo", steps: int, ou
             env.close()
             raise ValueError(f"{algo_cls.__name__} cannot train in a dream of discrete actions and image "
                              f"observations: {error}") from None
+
+    # SB3's own log (progress.csv) in the run folder; left to itself SB3 makes a /tmp/SB3-<date> folder per run
+    model.set_logger(configure(str(out / "sb3_log"), ["csv", "stdout"] if verbose else ["csv"]))
 
     def save() -> None:
         write_atomic(model_path, model.save)  # a kill mid-save keeps the previous model.zip whole
