@@ -24,18 +24,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
-
-from training.dataset import Episode, EpisodeDataset
-
-
-def random_dataset(root: Path, episodes: int = 4, length: int = 300) -> None:
-    dataset = EpisodeDataset(root, game="Pong")
-    rng = np.random.default_rng(0)
-    for _ in range(episodes):
-        z = np.zeros(length, dtype=bool)
-        dataset.append(Episode(rng.integers(0, 256, (length + 1, 64, 64, 3), dtype=np.uint8),
-                               rng.integers(0, 6, length), rng.normal(size=length).astype(np.float32), z, z, z))
+from training_speed import random_dataset  # this folder's (run as a script from here)
 
 
 def updates_per_second(run: Path) -> float:
@@ -56,7 +45,7 @@ def main() -> None:
     if args.batch_size % args.nproc:
         parser.error(f"--nproc {args.nproc} must divide --batch-size {args.batch_size}")
     work = Path(tempfile.mkdtemp(prefix="ddp-scaling-"))
-    random_dataset(work / "data")
+    random_dataset(6, length=300, root=str(work / "data"))
     results = {}
     for nproc in (1, args.nproc):
         threads = max(1, args.threads // nproc)

@@ -38,8 +38,9 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def random_dataset(num_actions: int, episodes: int = 4, length: int = 200) -> EpisodeDataset:
-    dataset = EpisodeDataset(tempfile.mkdtemp(), game="Pong")
+def random_dataset(num_actions: int, episodes: int = 4, length: int = 200, root: str | None = None) -> EpisodeDataset:
+    """Random frames, actions and rewards in a dataset at ``root`` (default: a new temporary folder)."""
+    dataset = EpisodeDataset(root or tempfile.mkdtemp(), game="Pong")
     rng = np.random.default_rng(0)
     for _ in range(episodes):
         z = np.zeros(length, dtype=bool)

@@ -69,12 +69,6 @@ class Distributed:
         dist.all_reduce(t)
         return (t / self.world_size).tolist()
 
-    def sum(self, value: float) -> float:
-        """``value`` summed over the ranks."""
-        if not self.enabled:
-            return value
-        return self.mean([value])[0] * self.world_size
-
     def broadcast(self, obj: Any) -> Any:
         """Rank 0's ``obj`` on every rank (a picklable Python object: progress counters, not tensors)."""
         if not self.enabled:

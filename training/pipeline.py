@@ -147,7 +147,8 @@ class Pipeline:
             self._collect_here(epoch)
         self.distributed.barrier()
         self.state = self.distributed.broadcast(self.state)
-        self.dataset.refresh()
+        if not self.main_rank:  # rank 0's dataset object appended the episodes itself
+            self.dataset.refresh()
 
     def _collect_here(self, epoch: int) -> None:
         p, t0 = self.preset, time.perf_counter()
