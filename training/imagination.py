@@ -188,7 +188,6 @@ class ImaginationTrainer:
         load_optimizer_state(self.optimizer, state["optimizer"])
         self.steps = int(state["steps"])
         restore_rng(state["rng"], self.rng, self.policy_generator)
-        self.starts.rng = self.rng
         self.core.generator.load_state_dict(state["dream_rng"])
         self._own_streams()
 
