@@ -67,3 +67,6 @@ def test_dream_vs_real_from_a_checkpoint_and_from_a_run(pong_checkpoint, micro_r
     assert frames.shape[1] > 256  # the PSNR curve under the pictures
     out = run_example("dream_vs_real.py", str(micro_run), "--steps", "3", cwd=tmp_path)
     assert (micro_run / "dream_vs_real.gif").exists() and "side-by-side GIF" in out
+    out = run_example("dream_vs_real.py", "--checkpoint", pong_checkpoint, "--steps", "3", "--follow", "0",
+                      "--out", "follow.gif", cwd=tmp_path)
+    assert "played by BallFollower" in out and (tmp_path / "follow.gif").exists()

@@ -44,3 +44,17 @@ def test_ship_refuses_a_file_over_the_limit(tmp_path):
     with pytest.raises(ValueError, match="over the 0.01 MB limit"):
         ship(source, tmp_path / "Pong.safetensors", max_mb=0.01)
     assert not (tmp_path / "Pong.safetensors").exists()
+
+
+def test_ship_sets_the_sampler_the_gates_chose(tmp_path):
+    source = make_tiny_checkpoint(tmp_path / "trained.safetensors")
+    assert load_checkpoint(source).config.sampler.num_steps != 1
+    main(["--checkpoint", str(source), "--out", str(tmp_path / "Pong.safetensors"), "--denoising-steps", "1"])
+    shipped = load_checkpoint(tmp_path / "Pong.safetensors")
+    assert shipped.config.sampler.num_steps == 1
+    assert shipped.config.sampler.sigma_max == load_checkpoint(source).config.sampler.sigma_max
+    env = gym.make("DiamondDream/Pong-v0", checkpoint=tmp_path / "Pong.safetensors")
+    assert env.unwrapped.core.model.config.sampler.num_steps == 1
+    env.close()
+    with pytest.raises(ValueError, match="denoising_steps must be a positive int"):
+        ship(source, tmp_path / "Other.safetensors", denoising_steps=0)

@@ -13,6 +13,7 @@ file is loaded back and checked before the command reports success.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -26,16 +27,26 @@ __all__ = ["ship"]
 
 
 def ship(checkpoint: str | Path, out: str | Path, *, gates: dict[str, Any] | None = None,
-         max_mb: float = 25.0) -> Path:
-    """Write ``checkpoint`` at ``out`` in float16 with ``gates`` in its provenance; return ``out``."""
+         max_mb: float = 25.0, denoising_steps: int | None = None) -> Path:
+    """Write ``checkpoint`` at ``out`` in float16 with ``gates`` in its provenance; return ``out``.
+
+    ``denoising_steps`` sets the sampler the shipped dream uses by default (the one the gates chose;
+    ``gym.make(..., denoising_steps=k)`` still overrides it).
+    """
+    if denoising_steps is not None and (not isinstance(denoising_steps, int) or denoising_steps < 1):
+        raise ValueError(f"denoising_steps must be a positive int, got {denoising_steps!r}")
     source = load_checkpoint(checkpoint)
-    weights = source.world_model.state_dict()
+    model = source.world_model
+    if denoising_steps is not None:
+        model.config = model.config.replace(sampler=dataclasses.replace(model.config.sampler,
+                                                                        num_steps=denoising_steps))
+    weights = model.state_dict()
     half_error = max((w - w.half().float()).abs().max().item() for w in weights.values() if w.is_floating_point())
     provenance = {**source.provenance, "shipped": time.strftime("%Y-%m-%d %H:%M:%S"),
                   "shipped_from": Path(checkpoint).name, "weights": "float16",
                   "float16_max_weight_change": half_error, "quality_gates": gates or {}}
     out = Path(out)
-    save_checkpoint(out, source.world_model, game=source.game, action_meanings=source.action_meanings,
+    save_checkpoint(out, model, game=source.game, action_meanings=source.action_meanings,
                     start_bank=source.start_bank, provenance=provenance, half=True)
     size_mb = out.stat().st_size / 2**20
     if size_mb > max_mb:
@@ -43,6 +54,8 @@ def ship(checkpoint: str | Path, out: str | Path, *, gates: dict[str, Any] | Non
         raise ValueError(f"{out} would be {size_mb:.1f} MB, over the {max_mb} MB limit: ship a smaller model or "
                          f"fewer start contexts")
     shipped = load_checkpoint(out)  # the digest, the shapes and finite weights, as a user loads it
+    if shipped.config.sampler != model.config.sampler:
+        raise RuntimeError(f"{out}: the sampler did not survive the round trip")
     for name, weight in shipped.world_model.state_dict().items():
         if not torch.equal(weight, weights[name].half().to(weight.dtype)):
             raise RuntimeError(f"{out}: tensor {name} did not survive the round trip")
@@ -55,10 +68,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", required=True, help="e.g. gym_diamond/pretrained/Pong.safetensors")
     parser.add_argument("--gates", default=None, help="JSON file of the quality-gate figures, kept in the provenance")
     parser.add_argument("--max-mb", type=float, default=25.0)
+    parser.add_argument("--denoising-steps", type=int, default=None,
+                        help="the sampler's steps the shipped dream uses by default (default: the checkpoint's)")
     args = parser.parse_args(argv)
     gates = json.loads(Path(args.gates).read_text()) if args.gates else None
-    out = ship(args.checkpoint, args.out, gates=gates, max_mb=args.max_mb)
-    print(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MB, float16)")
+    out = ship(args.checkpoint, args.out, gates=gates, max_mb=args.max_mb, denoising_steps=args.denoising_steps)
+    steps = load_checkpoint(out, verify=False).config.sampler.num_steps
+    print(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MB, float16, {steps} denoising steps)")
 
 
 if __name__ == "__main__":
