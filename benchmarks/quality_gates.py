@@ -46,19 +46,20 @@ def points_won(game: str, returns: list[float]) -> list[float]:
 
 
 def transfer(checkpoint: str, game: str, out: Path, ppo_steps: int, episodes: int, num_envs: int, seed: int,
-             ppo_kwargs: dict[str, Any], frame_stack: int = 1) -> dict[str, Any]:
+             ppo_kwargs: dict[str, Any], frame_stack: int = 1, max_steps: int = 27_000) -> dict[str, Any]:
     start = time.perf_counter()
     run = train_sb3_agent(checkpoint, algo="ppo", steps=ppo_steps, out=out / "ppo", num_envs=num_envs,
                           frame_stack=frame_stack, algo_kwargs=ppo_kwargs, eval_episodes=0, seed=seed, progress=True)
     ppo_seconds = time.perf_counter() - start
     model: BaseAlgorithm = run.model
-    ppo = evaluate(SB3Agent(model, frame_stack=frame_stack), game, episodes, seed=seed + 10_000, progress=True)
+    ppo = evaluate(SB3Agent(model, frame_stack=frame_stack), game, episodes, seed=seed + 10_000, max_steps=max_steps,
+                   progress=True)
     random = evaluate(RandomAgent(len(load_checkpoint(checkpoint).action_meanings), seed=seed), game, episodes,
-                      seed=seed + 10_000, progress=True)
+                      seed=seed + 10_000, max_steps=max_steps, progress=True)
     ppo_score, random_score = (float(np.mean(points_won(game, e.returns))) for e in (ppo, random))
     passed = ppo_score > random_score + 3 if game == "Breakout" else ppo_score > random_score
     return {"ppo_steps": ppo_steps, "ppo_train_seconds": round(ppo_seconds, 1), "ppo_kwargs": ppo_kwargs,
-            "frame_stack": frame_stack, "num_envs": num_envs, "episodes": episodes,
+            "frame_stack": frame_stack, "num_envs": num_envs, "episodes": episodes, "max_steps": max_steps,
             "measure": "points won per game" if game == "Pong" else "mean return",
             "ppo": round(ppo_score, 2), "random": round(random_score, 2), "ppo_returns": ppo.returns,
             "random_returns": random.returns, "passed": bool(passed)}
@@ -78,6 +79,8 @@ def main() -> None:
     parser.add_argument("--num-envs", type=int, default=8)
     parser.add_argument("--frame-stack", type=int, default=1, help="frames the PPO agent sees (VecFrameStack)")
     parser.add_argument("--episodes", type=int, default=20)
+    parser.add_argument("--max-steps", type=int, default=27_000,
+                        help="cut a real game after this many agent steps (27,000: 30 minutes of play, the usual cap)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
@@ -108,7 +111,8 @@ def main() -> None:
     print(json.dumps({"events": events}), flush=True)
     if args.ppo_steps:
         gates["transfer"] = transfer(args.checkpoint, game, out, args.ppo_steps, args.episodes, args.num_envs,
-                                     args.seed, json.loads(args.ppo_kwargs), args.frame_stack)
+                                     args.seed, json.loads(args.ppo_kwargs), args.frame_stack,
+                                     args.max_steps)
         print(json.dumps({"transfer": gates["transfer"]}), flush=True)
     (out / "gates.json").write_text(json.dumps(gates, indent=2))
     fidelity = next(iter(gates["fidelity"].values()))

@@ -23,7 +23,7 @@ def test_quality_gates_measure_fidelity_events_and_transfer(tmp_path):
                            str(checkpoint), "--data", str(data), "--test-fraction", "0.5", "--out", str(tmp_path / "g"),
                            "--samples", "8", "--denoising-steps", "1", "2", "--ppo-steps", "64", "--ppo-kwargs",
                            '{"n_steps": 32, "batch_size": 32}', "--num-envs", "1",
-                           "--frame-stack", "2", "--episodes", "1"],
+                           "--frame-stack", "2", "--episodes", "1", "--max-steps", "300"],
                           cwd=tmp_path, env={**os.environ, "OMP_NUM_THREADS": "1"},
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -35,6 +35,7 @@ def test_quality_gates_measure_fidelity_events_and_transfer(tmp_path):
     assert sum(map(sum, events["reward_confusion"])) == events["transitions"] > 0
     assert gates["transfer"]["episodes"] == 1 and gates["transfer"]["measure"] == "points won per game"
     assert gates["transfer"]["frame_stack"] == 2  # the agent trained on 2 stacked frames played the real game so
+    assert gates["transfer"]["max_steps"] == 300
     assert proc.stdout.splitlines()[-1].startswith("| Pong | ")
 
 
