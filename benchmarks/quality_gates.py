@@ -3,7 +3,8 @@
     python benchmarks/quality_gates.py --checkpoint runs/pong-wm/world_model.safetensors \
         --data runs/pong/data --test-fraction 0.1 --out runs/pong-gates
 
-On held-out real episodes (the split ``training.world_model --test-fraction`` kept out):
+On held-out real episodes: the split ``training.world_model --test-fraction`` kept out, or
+(``--test-data``) a dataset collected apart, which can hold more of the rare events:
 1. PSNR of the dream against the real frames at 1, 5 and 15 steps, beside repeat-last-frame; the gate
    is to beat repeat-last at 1 and 5 steps in pooled PSNR (of the mean squared error over all samples;
    the mean of per-sample PSNRs, reported too, credits repeat-last with 106 dB wherever the real frame
@@ -32,6 +33,7 @@ from world_model_fidelity import fidelity_lines  # this folder's fidelity measur
 
 from gym_diamond import load_checkpoint
 from training.agents import RandomAgent, SB3Agent
+from training.collect import read_collection_log
 from training.dataset import EpisodeDataset
 from training.evaluate import evaluate
 from training.fidelity import event_confusion
@@ -68,8 +70,10 @@ def transfer(checkpoint: str, game: str, out: Path, ppo_steps: int, episodes: in
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", required=True)
-    parser.add_argument("--data", required=True, help="the dataset the model was trained on")
-    parser.add_argument("--test-fraction", type=float, required=True, help="the fraction training held out")
+    parser.add_argument("--data", help="the dataset the model was trained on: its held-out split is judged")
+    parser.add_argument("--test-fraction", type=float, help="with --data: the fraction training held out")
+    parser.add_argument("--test-data", help="instead of --data: a dataset collected apart and never trained on (more "
+                                            "events to judge); all its episodes are judged")
     parser.add_argument("--out", required=True, help="folder for gates.json and the PPO run")
     parser.add_argument("--samples", type=int, default=256)
     parser.add_argument("--denoising-steps", type=int, nargs="+", default=None,
@@ -83,15 +87,25 @@ def main() -> None:
                         help="cut a real game after this many agent steps (27,000: 30 minutes of play, the usual cap)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    if (args.test_data is None) == (args.data is None) or (args.data is not None) != (args.test_fraction is not None):
+        parser.error("give --data with --test-fraction (the training split), or --test-data (a dataset apart)")
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     ckpt = load_checkpoint(args.checkpoint)
     model, game = ckpt.world_model.eval(), ckpt.game
-    dataset = EpisodeDataset(args.data, game=game)
-    _, test_ids = dataset.split(args.test_fraction, seed=0)
+    if args.test_data is not None:
+        dataset = EpisodeDataset(args.test_data, game=game)
+        test_ids = np.arange(len(dataset))
+        held_out = {"data": str(args.test_data), "how": "collected apart",
+                    "collection": read_collection_log(args.test_data)}
+    else:
+        dataset = EpisodeDataset(args.data, game=game)
+        _, test_ids = dataset.split(args.test_fraction, seed=0)
+        held_out = {"data": str(args.data), "how": f"split, test_fraction {args.test_fraction}"}
     gates: dict[str, Any] = {"checkpoint": str(args.checkpoint), "game": game, "held_out_episodes": len(test_ids),
-                             "fidelity": {}}
+                             "held_out": {**held_out, "episodes": len(test_ids),
+                                          "steps": int(dataset.lengths[test_ids].sum())}, "fidelity": {}}
     for steps in args.denoising_steps or [model.config.sampler.num_steps]:
         model.config = model.config.replace(sampler=dataclasses.replace(model.config.sampler, num_steps=steps))
         lines = fidelity_lines(model, dataset, test_ids, [1, 5, 15], args.samples, seed=args.seed)

@@ -37,6 +37,23 @@ def test_quality_gates_measure_fidelity_events_and_transfer(tmp_path):
     assert gates["transfer"]["frame_stack"] == 2  # the agent trained on 2 stacked frames played the real game so
     assert gates["transfer"]["max_steps"] == 300
     assert proc.stdout.splitlines()[-1].startswith("| Pong | ")
+    assert gates["held_out"]["how"] == "split, test_fraction 0.5" and gates["held_out"]["episodes"] >= 1
+
+    apart = tmp_path / "apart"  # a dataset collected apart: every episode of it is judged
+    collect_main(["--game", "Pong", "--out", str(apart), "--steps", "300", "--envs", "2", "--seed", "5"])
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "quality_gates.py"), "--checkpoint",
+                           str(checkpoint), "--test-data", str(apart), "--out", str(tmp_path / "g2"), "--samples", "4",
+                           "--ppo-steps", "0"], cwd=tmp_path, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    gates = json.loads((tmp_path / "g2" / "gates.json").read_text())
+    assert gates["held_out"]["how"] == "collected apart" and gates["held_out"]["steps"] == 300
+    assert gates["held_out"]["collection"][0]["seed"] == 5 and gates["events"]["transitions"] == 300
+    assert "transfer" not in gates
+    both = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "quality_gates.py"), "--checkpoint",
+                           str(checkpoint), "--test-data", str(apart), "--data", str(data), "--out", str(tmp_path)],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert both.returncode != 0 and "give --data with --test-fraction" in both.stderr
 
 
 def test_pooled_psnr_counts_an_exact_repeat_as_zero_error_not_100_db():
