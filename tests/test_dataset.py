@@ -230,3 +230,25 @@ def test_split(tmp_path):
 def test_empty_dataset_cannot_sample(tmp_path):
     with pytest.raises(ValueError, match="no episodes"):
         EpisodeDataset(tmp_path).sample_segments(2, 2, np.random.default_rng(0))
+
+
+def test_ending_positions_hold_the_termination_of_terminated_episodes_only(tmp_path):
+    ds = EpisodeDataset(tmp_path)
+    ds.append(make_episode(30, base=1))  # terminated
+    ds.append(make_episode(25, base=40, end=False))  # cut short: no termination to learn from
+    ds.append(make_episode(12, base=80))  # terminated
+    np.testing.assert_array_equal(ds.terminated_episodes(), [0, 2])
+    np.testing.assert_array_equal(ds.terminated_episodes([1, 2]), [2])
+    ids, starts = ds.sample_ending_positions(200, 19, np.random.default_rng(0))
+    seg = ds.get_segments(ids, starts, 19)
+    assert set(ids.tolist()) == {0, 2}
+    assert (seg.terminated.sum(1) == 1).all()  # every segment holds exactly one termination ...
+    positions = np.flatnonzero(seg.terminated.reshape(-1)) % 19
+    assert len(set(positions.tolist())) > 10  # ... at varied positions in the segment
+    ids, _ = ds.sample_ending_positions(20, 19, np.random.default_rng(0), episode_ids=[0, 1])
+    assert set(ids.tolist()) == {0}
+    with pytest.raises(ValueError, match="no episode .* terminated"):
+        ds.sample_ending_positions(4, 19, np.random.default_rng(0), episode_ids=[1])
+    ds.truncate(1)
+    ds.append(make_episode(5, base=90, end=False))
+    np.testing.assert_array_equal(ds.terminated_episodes(), [0])  # what truncate dropped is read again

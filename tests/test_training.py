@@ -301,3 +301,44 @@ def test_context_noise_perturbs_only_the_context_and_is_off_by_default(pong_data
     assert not torch.equal(noisy_weights, clean_weights)  # the update learnt from the noisy context
     with pytest.raises(ValueError, match="context_noise"):
         WorldModelTrainingConfig(context_noise=-0.1)
+
+
+def test_termination_oversampling_and_a_reward_model_fine_tuning(tmp_path, monkeypatch):
+    ended = real_pong_episode(60, 0)
+    ended.terminated[-1] = True
+    data = tmp_path / "data"
+    dataset = EpisodeDataset(data, game="Pong")
+    dataset.append(ended)
+    dataset.append(real_pong_episode(60, 1))  # cut short: never oversampled
+    model = WorldModel(tiny_world_model_config(num_actions=6))
+    trainer = WorldModelTrainer(model, dataset, WorldModelTrainingConfig(batch_size=8, termination_oversampling=0.5))
+    seen = {}
+    loss = model.rew_end.loss
+
+    def spy(*batch):
+        seen["terminated"] = batch[4].clone()
+        return loss(*batch)
+
+    monkeypatch.setattr(model.rew_end, "loss", spy)
+    trainer.rew_end_step()
+    assert seen["terminated"][:4].any(1).all()  # half the batch holds the termination
+    with pytest.raises(ValueError, match="termination_oversampling"):
+        WorldModelTrainingConfig(termination_oversampling=1.0)
+
+    out = tmp_path / "run"
+    first = train_world_model("Pong", data, out, 1, model_preset="tiny", progress=False)
+    before = load_checkpoint(first).world_model
+    config = WorldModelTrainingConfig(batch_size=4, termination_oversampling=0.25)
+    tuned = train_world_model("Pong", data, out, 3, model_preset="tiny", progress=False, config=config,
+                              networks="rew_end")
+    after = load_checkpoint(tuned)
+    for name, weight in before.denoiser.state_dict().items():
+        assert torch.equal(after.world_model.denoiser.state_dict()[name], weight), name  # left as it was
+    assert any(not torch.equal(after.world_model.rew_end.state_dict()[n], w)
+               for n, w in before.rew_end.state_dict().items())
+    provenance = after.provenance
+    assert (provenance["denoiser_steps"], provenance["rew_end_steps"]) == (1, 3)
+    assert provenance["termination_oversampling"] == 0.25
+    assert len((out / "losses_rew_end.csv").read_text().splitlines()) == 2  # header and the row of step 3
+    with pytest.raises(ValueError, match="networks"):
+        train_world_model("Pong", data, out, 3, model_preset="tiny", networks="denoiser")

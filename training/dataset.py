@@ -144,6 +144,7 @@ class EpisodeDataset:
         self.compress = compress
         self._cache: OrderedDict[int, Episode] = OrderedDict()
         self._cached_bytes = 0
+        self._ends: list[bool] = []  # whether episode i terminated, read lazily by terminated_episodes
         self._files: list[str] = []
         self._lengths: list[int] = []
         self._returns: list[float] = []
@@ -171,9 +172,9 @@ class EpisodeDataset:
 
     def refresh(self) -> None:
         """Re-read the index, so episodes that another process appended (data-parallel rank 0) show."""
-        cache, cached_bytes = self._cache, self._cached_bytes  # stored episodes never change: keep them
+        cache, cached_bytes, ends = self._cache, self._cached_bytes, self._ends  # stored episodes never change
         self.__init__(self.root, self.game, cache_bytes=self.cache_bytes, compress=self.compress)
-        self._cache, self._cached_bytes = cache, cached_bytes
+        self._cache, self._cached_bytes, self._ends = cache, cached_bytes, ends[:len(self)]
 
     # ------------------------------------------------------------------ sizes
     def __len__(self) -> int:
@@ -238,6 +239,7 @@ class EpisodeDataset:
             raise ValueError(f"num_episodes must be in [0, {len(self)}], got {num_episodes}")
         dropped = self._files[num_episodes:]
         del self._files[num_episodes:], self._lengths[num_episodes:], self._returns[num_episodes:]
+        del self._ends[num_episodes:]
         for i in range(num_episodes, num_episodes + len(dropped)):
             old = self._cache.pop(i, None)
             if old is not None:
@@ -349,6 +351,32 @@ class EpisodeDataset:
         episode_ids, starts = self.sample_positions(batch_size, num_steps, rng, episode_ids=episode_ids,
                                                     recency=recency, require_last=require_last)
         return self.get_segments(episode_ids, starts, num_steps)
+
+    def terminated_episodes(self, episode_ids: np.ndarray | None = None) -> np.ndarray:
+        """The ids (of ``episode_ids``, default all) whose last transition is a termination.
+
+        Reads only each file's small ``terminated`` array, once per episode.
+        """
+        for i in range(len(self._ends), len(self)):
+            with np.load(self.root / self._files[i], allow_pickle=False) as data:
+                self._ends.append(bool(data["terminated"][-1]))
+        ids = np.arange(len(self)) if episode_ids is None else np.sort(np.asarray(episode_ids, dtype=np.int64))
+        return ids[np.asarray(self._ends, dtype=bool)[ids]] if ids.size else ids
+
+    def sample_ending_positions(self, batch_size: int, num_steps: int, rng: np.random.Generator, *,
+                                episode_ids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Like ``sample_positions``, but every segment holds the termination of a terminated episode.
+
+        The episode is drawn uniformly among those of ``episode_ids`` that terminated, and its last
+        transition sits at a uniform position of the segment (the rest may run past the start).
+        """
+        if batch_size < 1 or num_steps < 1:
+            raise ValueError(f"batch_size and num_steps must be >= 1, got {batch_size} and {num_steps}")
+        ended = self.terminated_episodes(episode_ids)
+        if ended.size == 0:
+            raise ValueError(f"no episode of the dataset at {self.root} terminated: nothing to oversample")
+        chosen = rng.choice(ended, size=batch_size)
+        return chosen, self.lengths[chosen] - 1 - rng.integers(0, num_steps, batch_size)
 
     def sample_positions(self, batch_size: int, num_steps: int, rng: np.random.Generator, *,
                          episode_ids: np.ndarray | None = None, recency: bool = True,

@@ -66,6 +66,10 @@ class WorldModelTrainingConfig:
     # per-sample level drawn uniformly in [0, context_noise] (frames in [-1, 1]) on the context frames, so
     # the denoiser learns to repair a context that is slightly off, as its own dreamed frames are
     context_noise: float = 0.0
+    # Terminations are rare (a Pong game ends every ~1,500 steps, so about one reward/termination batch in
+    # three holds one): this fraction of each batch's sequences is cut around the end of a terminated
+    # episode instead of uniformly, so the termination head sees more of them. 0: DIAMOND's sampling
+    termination_oversampling: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "rew_end_sequence_length"):
@@ -75,6 +79,9 @@ class WorldModelTrainingConfig:
         if not 0 <= self.test_fraction < 1:
             raise ValueError(f"WorldModelTrainingConfig.test_fraction={self.test_fraction} is invalid: expected "
                              f"a fraction in [0, 1)")
+        if not 0 <= self.termination_oversampling < 1:
+            raise ValueError(f"WorldModelTrainingConfig.termination_oversampling={self.termination_oversampling} is "
+                             f"invalid: expected a fraction in [0, 1)")
         if self.context_noise < 0:
             raise ValueError(f"WorldModelTrainingConfig.context_noise={self.context_noise} is invalid: expected >= 0")
         if self.lr <= 0 or self.warmup_steps < 0:
@@ -217,6 +224,10 @@ class WorldModelTrainer:
         """
         S = self.config.rew_end_sequence_length
         ids, starts, rows = self._global_positions(S, require_last=False)
+        endings = round(self.config.termination_oversampling * len(ids))
+        if endings:  # drawn for the global batch, the same on every rank
+            ids[:endings], starts[:endings] = self.dataset.sample_ending_positions(
+                endings, S, self.rng, episode_ids=self.train_episode_ids())
         t = segment_tensors(self.dataset.get_segments(ids[rows], starts[rows], S), self.device)
         share = self.dataset.real_steps(ids[rows], starts[rows], S) * self.distributed.world_size / \
             self.dataset.real_steps(ids, starts, S)
@@ -320,12 +331,17 @@ class CsvLog:
 def train_world_model(game: str, data: str | Path, out: str | Path, steps: int, *, model_preset: str = "paper",
                       device: str | torch.device | None = None, seed: int = 0, save_every: int = 200,
                       log_every: int = 10, config: WorldModelTrainingConfig | None = None,
-                      progress: bool = True) -> Path:
+                      progress: bool = True, networks: str = "both") -> Path:
     """Train (or resume training) for ``steps`` updates of each network; return the exported checkpoint.
 
+    ``networks="rew_end"`` trains the reward/termination model alone (``steps`` then counts its
+    updates; the log is ``losses_rew_end.csv``): a cheap fine-tuning of a trained world model, e.g.
+    with ``termination_oversampling``, that leaves the denoiser as it is.
     Under torchrun every process runs this; they train data-parallel (``config.batch_size`` each,
     training.distributed) and rank 0 writes the state, the log and the checkpoint.
     """
+    if networks not in ("both", "rew_end"):
+        raise ValueError(f"networks must be 'both' or 'rew_end', got {networks!r}")
     game = game_to_name(game)
     if model_preset not in MODEL_PRESETS:
         raise ValueError(f"model preset must be one of {sorted(MODEL_PRESETS)}, got {model_preset!r}")
@@ -347,24 +363,28 @@ def train_world_model(game: str, data: str | Path, out: str | Path, steps: int, 
     state_path = out / "train_state.safetensors"
     if state_path.exists():
         trainer.load_state_dict(load_state(state_path))
-    log = CsvLog(out / "losses.csv")
-    start = trainer.steps["denoiser"]
+    both = networks == "both"
+    log = CsvLog(out / ("losses.csv" if both else "losses_rew_end.csv"))
+    counter = "denoiser" if both else "rew_end"
+    start = trainer.steps[counter]
     if main_rank:
         log.drop_after(start)
-    bar = tqdm(total=steps, initial=min(start, steps), desc=f"world model {game}", disable=not (progress and main_rank))
+    bar = tqdm(total=steps, initial=min(start, steps), desc=f"world model {game}" if both else f"reward model {game}",
+               disable=not (progress and main_rank))
     try:
         for step in range(start, steps):
             t0 = time.perf_counter()
-            scalars = {**trainer.denoiser_step(), **trainer.rew_end_step()}
+            scalars = {**(trainer.denoiser_step() if both else {}), **trainer.rew_end_step()}
             if main_rank and ((step + 1) % log_every == 0 or step + 1 == steps):
                 log.write({"step": step + 1, **scalars, "seconds": round(time.perf_counter() - t0, 4)})
-                bar.set_postfix(denoiser=f"{scalars['denoiser_loss']:.4f}", reward=f"{scalars['reward_loss']:.3f}")
+                bar.set_postfix(reward=f"{scalars['reward_loss']:.3f}", end=f"{scalars['end_loss']:.4f}",
+                                **({"denoiser": f"{scalars['denoiser_loss']:.4f}"} if both else {}))
             if main_rank and (step + 1) % save_every == 0:
                 save_state(state_path, trainer.state_dict())
             bar.update(1)
     finally:
         bar.close()
-        if main_rank and trainer.steps["denoiser"] > start:  # interrupted or done: keep what was learnt
+        if main_rank and trainer.steps[counter] > start:  # interrupted or done: keep what was learnt
             save_state(state_path, trainer.state_dict())
     checkpoint = out / "world_model.safetensors"
     if not main_rank:
@@ -376,6 +396,7 @@ def train_world_model(game: str, data: str | Path, out: str | Path, steps: int, 
                         "dataset_steps": dataset.num_steps, "dataset_episodes": len(dataset), "seed": seed,
                         "model_preset": model_preset, "processes": distributed.world_size,
                         "context_noise": trainer.config.context_noise,
+                        "termination_oversampling": trainer.config.termination_oversampling,
                         "batch_size": trainer.config.batch_size * distributed.world_size,
                         "data_collection": read_collection_log(data),
                         "date": time.strftime("%Y-%m-%d %H:%M:%S")})
@@ -413,13 +434,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--context-noise", type=float, default=0.0,
                         help="train the denoiser on context frames with Gaussian noise up to this level (frames in "
                              "[-1, 1]; GameNGen's remedy for drift; 0, the default, is DIAMOND's training)")
+    parser.add_argument("--termination-oversampling", type=float, default=0.0,
+                        help="fraction of each reward/termination batch cut around a real termination (0, the "
+                             "default: DIAMOND's uniform sampling)")
+    parser.add_argument("--only-rew-end", action="store_true",
+                        help="train the reward/termination model alone (--steps counts its updates): a fine-tuning "
+                             "that leaves the denoiser as it is")
     add_speed_arguments(parser)
     args = parser.parse_args(argv)
     config = WorldModelTrainingConfig(batch_size=args.batch_size, rew_end_sequence_length=args.rew_end_sequence_length,
                                       test_fraction=args.test_fraction, precision=args.precision or "fp32",
-                                      compile=args.compile, context_noise=args.context_noise)
+                                      compile=args.compile, context_noise=args.context_noise,
+                                      termination_oversampling=args.termination_oversampling)
     path = train_world_model(args.game, args.data, args.out, args.steps, model_preset=args.model, device=args.device,
-                             seed=args.seed, save_every=args.save_every, config=config)
+                             seed=args.seed, save_every=args.save_every, config=config,
+                             networks="rew_end" if args.only_rew_end else "both")
     distributed, _ = init_distributed(args.device)
     if distributed.is_main:
         print(f"world model checkpoint: {path}")
