@@ -109,10 +109,10 @@ def test_bad_actions_raise(pong_checkpoint, action, error):
 def test_checkpoint_lookup_order(tmp_path, monkeypatch, pong_checkpoint):
     monkeypatch.delenv("GYM_DIAMOND_HOME", raising=False)
     with pytest.raises(FileNotFoundError) as e:
-        find_checkpoint("Pong")
+        find_checkpoint("Seaquest")  # no world model ships for it
     message = str(e.value)
     assert "checkpoint=PATH" in message and "GYM_DIAMOND_HOME" in message and "pretrained" in message
-    assert "python -m training.pipeline --game Pong" in message
+    assert "python -m training.pipeline --game Seaquest" in message
     home = tmp_path / "home"
     home.mkdir()
     make_tiny_checkpoint(home / "Pong.safetensors")

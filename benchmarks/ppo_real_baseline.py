@@ -1,0 +1,64 @@
+"""The transfer gate's control: PPO with the same budget trained in the real game instead of a dream.
+
+    python benchmarks/ppo_real_baseline.py --game Pong --steps 143360 --out runs/pong-ppo-real \
+        --ppo-kwargs '{"n_steps": 128, "batch_size": 256, "n_epochs": 4}' --num-envs 16 --frame-stack 4
+
+If PPO trained on real frames for as many steps does not beat a random agent either, the gate asks
+more of the budget than of the dream. Same observations as the dream's (64x64 RGB, DIAMOND's
+preprocessing), same evaluation as ``quality_gates.py`` (points won per game in Pong). Prints JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+from quality_gates import points_won  # this folder's gate measure (run as a script from here)
+from stable_baselines3 import PPO
+from stable_baselines3.common.vec_env import DummyVecEnv, VecFrameStack
+
+from gym_diamond.atari import game_to_name, make_atari_env
+from training.agents import RandomAgent, SB3Agent
+from training.evaluate import evaluate
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--game", required=True)
+    parser.add_argument("--steps", type=int, required=True, help="PPO env steps in the real game")
+    parser.add_argument("--out", required=True, help="folder for the PPO model")
+    parser.add_argument("--ppo-kwargs", default="{}", help="JSON for the PPO constructor")
+    parser.add_argument("--num-envs", type=int, default=8)
+    parser.add_argument("--frame-stack", type=int, default=1)
+    parser.add_argument("--episodes", type=int, default=20)
+    parser.add_argument("--max-steps", type=int, default=27_000)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    game = game_to_name(args.game)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    envs = DummyVecEnv([lambda i=i: make_atari_env(game, seed=args.seed + i) for i in range(args.num_envs)])
+    if args.frame_stack > 1:
+        envs = VecFrameStack(envs, args.frame_stack)
+    start = time.perf_counter()
+    model = PPO("CnnPolicy", envs, seed=args.seed, verbose=0, **json.loads(args.ppo_kwargs))
+    model.learn(args.steps, progress_bar=False)
+    seconds = time.perf_counter() - start
+    model.save(out / "model.zip")
+    envs.close()
+    ppo = evaluate(SB3Agent(model, frame_stack=args.frame_stack), game, args.episodes, seed=args.seed + 10_000,
+                   max_steps=args.max_steps, progress=True)
+    random = evaluate(RandomAgent(make_atari_env(game).action_space.n, seed=args.seed), game, args.episodes,
+                      seed=args.seed + 10_000, max_steps=args.max_steps, progress=True)
+    ppo_score, random_score = (float(np.mean(points_won(game, e.returns))) for e in (ppo, random))
+    print(json.dumps({"game": game, "trained_in": "real game", "ppo_steps": args.steps,
+                      "ppo_train_seconds": round(seconds, 1), "ppo": round(ppo_score, 2),
+                      "random": round(random_score, 2), "ppo_returns": ppo.returns, "random_returns": random.returns}))
+
+
+if __name__ == "__main__":
+    main()
