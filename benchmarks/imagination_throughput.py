@@ -25,7 +25,6 @@ step, so restarts (LSTM burn-in on a start context) are far more frequent than i
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import itertools
 import json
 import tempfile
@@ -222,7 +221,7 @@ def main() -> None:
     torch.manual_seed(0)
     config = CONFIGS[args.config]()
     if args.denoising_steps:
-        config = config.replace(sampler=dataclasses.replace(config.sampler, num_steps=args.denoising_steps))
+        config = config.with_denoising_steps(args.denoising_steps)
     model = WorldModel(config).to(device).eval()
     gflop = gflop_per_step(model, device)
     conv_peak = conv_peak_gflops(device, acceleration.dtype)

@@ -15,14 +15,11 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
-from quality_gates import points_won  # this folder's gate measure (run as a script from here)
+from quality_gates import against_random  # this folder's gate measure (run as a script from here)
 from stable_baselines3 import PPO
 from stable_baselines3.common.vec_env import DummyVecEnv, VecFrameStack
 
 from gym_diamond.atari import game_to_name, make_atari_env
-from training.agents import RandomAgent, SB3Agent
-from training.evaluate import evaluate
 
 
 def main() -> None:
@@ -49,15 +46,11 @@ def main() -> None:
     model.learn(args.steps, progress_bar=False)
     seconds = time.perf_counter() - start
     model.save(out / "model.zip")
+    num_actions = int(envs.action_space.n)
     envs.close()
-    ppo = evaluate(SB3Agent(model, frame_stack=args.frame_stack), game, args.episodes, seed=args.seed + 10_000,
-                   max_steps=args.max_steps, progress=True)
-    random = evaluate(RandomAgent(make_atari_env(game).action_space.n, seed=args.seed), game, args.episodes,
-                      seed=args.seed + 10_000, max_steps=args.max_steps, progress=True)
-    ppo_score, random_score = (float(np.mean(points_won(game, e.returns))) for e in (ppo, random))
+    scores = against_random(model, args.frame_stack, game, num_actions, args.episodes, args.seed, args.max_steps)
     print(json.dumps({"game": game, "trained_in": "real game", "ppo_steps": args.steps,
-                      "ppo_train_seconds": round(seconds, 1), "ppo": round(ppo_score, 2),
-                      "random": round(random_score, 2), "ppo_returns": ppo.returns, "random_returns": random.returns}))
+                      "ppo_train_seconds": round(seconds, 1), **scores}))
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ markdown table row.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import time
 from pathlib import Path
@@ -47,24 +46,31 @@ def points_won(game: str, returns: list[float]) -> list[float]:
     return [21.0 if r > 0 else 21.0 + r for r in returns] if game == "Pong" else list(returns)
 
 
+def against_random(model: BaseAlgorithm, frame_stack: int, game: str, num_actions: int, episodes: int, seed: int,
+                   max_steps: int) -> dict[str, Any]:
+    """The trained PPO agent and a random one, each over the same ``episodes`` real games, in the gate's measure."""
+    ppo = evaluate(SB3Agent(model, frame_stack=frame_stack), game, episodes, seed=seed + 10_000, max_steps=max_steps,
+                   progress=True)
+    random = evaluate(RandomAgent(num_actions, seed=seed), game, episodes, seed=seed + 10_000, max_steps=max_steps,
+                      progress=True)
+    ppo_score, random_score = (float(np.mean(points_won(game, e.returns))) for e in (ppo, random))
+    return {"episodes": episodes, "max_steps": max_steps,
+            "measure": "points won per game" if game == "Pong" else "mean return",
+            "ppo": round(ppo_score, 2), "random": round(random_score, 2), "ppo_returns": ppo.returns,
+            "random_returns": random.returns}
+
+
 def transfer(checkpoint: str, game: str, out: Path, ppo_steps: int, episodes: int, num_envs: int, seed: int,
              ppo_kwargs: dict[str, Any], frame_stack: int = 1, max_steps: int = 27_000) -> dict[str, Any]:
     start = time.perf_counter()
     run = train_sb3_agent(checkpoint, algo="ppo", steps=ppo_steps, out=out / "ppo", num_envs=num_envs,
                           frame_stack=frame_stack, algo_kwargs=ppo_kwargs, eval_episodes=0, seed=seed, progress=True)
     ppo_seconds = time.perf_counter() - start
-    model: BaseAlgorithm = run.model
-    ppo = evaluate(SB3Agent(model, frame_stack=frame_stack), game, episodes, seed=seed + 10_000, max_steps=max_steps,
-                   progress=True)
-    random = evaluate(RandomAgent(len(load_checkpoint(checkpoint).action_meanings), seed=seed), game, episodes,
-                      seed=seed + 10_000, max_steps=max_steps, progress=True)
-    ppo_score, random_score = (float(np.mean(points_won(game, e.returns))) for e in (ppo, random))
-    passed = ppo_score > random_score + 3 if game == "Breakout" else ppo_score > random_score
+    scores = against_random(run.model, frame_stack, game, len(load_checkpoint(checkpoint).action_meanings), episodes,
+                            seed, max_steps)
+    passed = scores["ppo"] > scores["random"] + 3 if game == "Breakout" else scores["ppo"] > scores["random"]
     return {"ppo_steps": ppo_steps, "ppo_train_seconds": round(ppo_seconds, 1), "ppo_kwargs": ppo_kwargs,
-            "frame_stack": frame_stack, "num_envs": num_envs, "episodes": episodes, "max_steps": max_steps,
-            "measure": "points won per game" if game == "Pong" else "mean return",
-            "ppo": round(ppo_score, 2), "random": round(random_score, 2), "ppo_returns": ppo.returns,
-            "random_returns": random.returns, "passed": bool(passed)}
+            "frame_stack": frame_stack, "num_envs": num_envs, **scores, "passed": bool(passed)}
 
 
 def main() -> None:
@@ -107,7 +113,7 @@ def main() -> None:
                              "held_out": {**held_out, "episodes": len(test_ids),
                                           "steps": int(dataset.lengths[test_ids].sum())}, "fidelity": {}}
     for steps in args.denoising_steps or [model.config.sampler.num_steps]:
-        model.config = model.config.replace(sampler=dataclasses.replace(model.config.sampler, num_steps=steps))
+        model.config = model.config.with_denoising_steps(steps)
         lines = fidelity_lines(model, dataset, test_ids, [1, 5, 15], args.samples, seed=args.seed)
         by_horizon = {line["horizon"]: line for line in lines}
         gates["fidelity"][f"{steps}_denoising_steps"] = {

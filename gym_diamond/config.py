@@ -190,6 +190,17 @@ class WorldModelConfig(_DictMixin):
         """A copy with the given fields changed (configs are frozen)."""
         return dataclasses.replace(self, **changes)
 
+    def with_denoising_steps(self, num_steps: int) -> WorldModelConfig:
+        """A copy that samples with ``num_steps`` denoising steps (fewer: faster, blurrier)."""
+        check_denoising_steps(num_steps)
+        return self.replace(sampler=dataclasses.replace(self.sampler, num_steps=num_steps))
+
+
+def check_denoising_steps(num_steps: object) -> None:
+    """A user's denoising-step override must be a positive int (the error names the argument)."""
+    if not isinstance(num_steps, int) or num_steps < 1:
+        raise ValueError(f"denoising_steps must be a positive int, got {num_steps!r}")
+
 
 def small_world_model_config(num_actions: int = 18) -> WorldModelConfig:
     """A sixth of the paper model's compute per step (3.1 vs 18.7 GFLOP): half the channels, one block per level."""

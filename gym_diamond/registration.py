@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import torch
 
 from gym_diamond.acceleration import Acceleration
 from gym_diamond.checkpoint import Checkpoint, load_checkpoint
+from gym_diamond.config import check_denoising_steps
 
 NAMESPACE = "DiamondDream"
 HOME_VARIABLE = "GYM_DIAMOND_HOME"
@@ -84,8 +84,8 @@ def load_dream(game: str | None, checkpoint: str | os.PathLike | None, device: t
     """
     if game is None and checkpoint is None:
         raise ValueError("give the game (e.g. game='Pong') or a checkpoint path")
-    if denoising_steps is not None and (not isinstance(denoising_steps, int) or denoising_steps < 1):
-        raise ValueError(f"denoising_steps must be a positive int, got {denoising_steps!r}")
+    if denoising_steps is not None:  # before any file is read
+        check_denoising_steps(denoising_steps)
     acceleration = Acceleration.default_for(device)
     acceleration = Acceleration(precision=precision or acceleration.precision,
                                 channels_last=acceleration.channels_last, compile=compile, cuda_graphs=cuda_graphs)
@@ -96,8 +96,7 @@ def load_dream(game: str | None, checkpoint: str | os.PathLike | None, device: t
                          f"use gym.make({env_id(ckpt.game)!r}, checkpoint=...) or a {game} checkpoint")
     model = ckpt.world_model
     if denoising_steps is not None:
-        model.config = model.config.replace(sampler=dataclasses.replace(model.config.sampler,
-                                                                        num_steps=denoising_steps))
+        model.config = model.config.with_denoising_steps(denoising_steps)
     model.accelerate(acceleration)
     return ckpt
 

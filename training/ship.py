@@ -13,7 +13,6 @@ file is loaded back and checked before the command reports success.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import time
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Any
 import torch
 
 from gym_diamond import load_checkpoint, save_checkpoint
+from gym_diamond.checkpoint import read_metadata
 
 __all__ = ["ship"]
 
@@ -33,13 +33,10 @@ def ship(checkpoint: str | Path, out: str | Path, *, gates: dict[str, Any] | Non
     ``denoising_steps`` sets the sampler the shipped dream uses by default (the one the gates chose;
     ``gym.make(..., denoising_steps=k)`` still overrides it).
     """
-    if denoising_steps is not None and (not isinstance(denoising_steps, int) or denoising_steps < 1):
-        raise ValueError(f"denoising_steps must be a positive int, got {denoising_steps!r}")
     source = load_checkpoint(checkpoint)
     model = source.world_model
     if denoising_steps is not None:
-        model.config = model.config.replace(sampler=dataclasses.replace(model.config.sampler,
-                                                                        num_steps=denoising_steps))
+        model.config = model.config.with_denoising_steps(denoising_steps)
     weights = model.state_dict()
     half_error = max((w - w.half().float()).abs().max().item() for w in weights.values() if w.is_floating_point())
     provenance = {**source.provenance, "shipped": time.strftime("%Y-%m-%d %H:%M:%S"),
@@ -73,7 +70,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     gates = json.loads(Path(args.gates).read_text()) if args.gates else None
     out = ship(args.checkpoint, args.out, gates=gates, max_mb=args.max_mb, denoising_steps=args.denoising_steps)
-    steps = load_checkpoint(out, verify=False).config.sampler.num_steps
+    steps = read_metadata(out)["config"]["sampler"]["num_steps"]
     print(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MB, float16, {steps} denoising steps)")
 
 
