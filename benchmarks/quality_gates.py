@@ -1,4 +1,4 @@
-"""The quality gates a world model must pass before it ships (issue 17), measured in one command.
+"""The quality gates a world model must pass before it ships, measured in one command.
 
     python benchmarks/quality_gates.py --checkpoint runs/pong-wm/world_model.safetensors \
         --data runs/pong/data --test-fraction 0.1 --out runs/pong-gates
@@ -14,6 +14,10 @@ On held-out real episodes: the split ``training.world_model --test-fraction`` ke
 3. Transfer: PPO trained only in the dream (``training.sb3_agent``, ``--ppo-steps``) against a random
    agent, ``--episodes`` real games each. Breakout: PPO's mean beats random's by more than 3 points;
    Pong: more points won per game (21 + the score of a lost game, 21 for a won one).
+Reported beside the fidelity gate, not yet a gate itself (Pong and Breakout): ball and paddle agreement
+at 1, 5 and 15 steps (``training.fidelity.object_agreement``): of the real frames that show the ball, the
+share whose dream shows one and the share whose dreamed ball lies within 2 pixels; likewise the paddle;
+beside repeat-last.
 Writes ``OUT/gates.json`` (kept in the shipped file's provenance by ``training.ship``) and prints a
 markdown table row.
 """
@@ -39,6 +43,11 @@ from training.fidelity import event_confusion
 from training.sb3_agent import train_sb3_agent
 
 EVENT_THRESHOLD = 0.8
+
+
+def object_figures(line: dict[str, Any]) -> dict[str, Any]:
+    """The ball and paddle agreement figures of one fidelity line."""
+    return {k: v for k, v in line.items() if k.startswith(("ball_", "paddle_"))}
 
 
 def points_won(game: str, returns: list[float]) -> list[float]:
@@ -116,14 +125,16 @@ def main() -> None:
         model.config = model.config.with_denoising_steps(steps)
         lines = fidelity_lines(model, dataset, test_ids, [1, 5, 15], args.samples, seed=args.seed)
         by_horizon = {line["horizon"]: line for line in lines}
-        gates["fidelity"][f"{steps}_denoising_steps"] = {
+        fidelity = gates["fidelity"][f"{steps}_denoising_steps"] = {
             "psnr": {h: by_horizon[h]["pooled_psnr_model"] for h in by_horizon},
             "psnr_repeat_last": {h: by_horizon[h]["pooled_psnr_repeat_last"] for h in by_horizon},
             "mean_of_psnrs": {h: by_horizon[h]["psnr_model"] for h in by_horizon},
             "mean_of_psnrs_repeat_last": {h: by_horizon[h]["psnr_repeat_last"] for h in by_horizon},
             "passed": all(by_horizon[h]["pooled_psnr_model"] > by_horizon[h]["pooled_psnr_repeat_last"]
                           for h in (1, 5))}
-        print(json.dumps({"denoising_steps": steps, **gates["fidelity"][f"{steps}_denoising_steps"]}), flush=True)
+        if "ball_real" in by_horizon[1]:  # a game training.objects reads: reported, not gated
+            fidelity["objects"] = {h: object_figures(line) for h, line in by_horizon.items()}
+        print(json.dumps({"denoising_steps": steps, **fidelity}), flush=True)
     events = event_confusion(model, dataset, test_ids).to_dict()
     figures = [events[k] for k in ("reward_recall", "reward_precision", "termination_recall", "termination_precision")]
     events["passed"] = all(f is not None and f >= EVENT_THRESHOLD for f in figures)

@@ -2,11 +2,14 @@
 
     python benchmarks/training_speed.py --config light                 # CPU, fp32 eager
     python benchmarks/training_speed.py --config paper --device cuda --precision bf16 --compile
+    python benchmarks/training_speed.py --autoregressive-steps 0 1     # the cost of DIAMOND's second target
 
 Data are random frames in a temporary dataset (speed does not depend on their content). The
 world-model line counts one denoiser update plus one reward/termination update (sequences of
-``--rew-end-sequence-length``); the actor-critic line one imagined rollout of horizon 15 and its
-update, the dream run with the same precision. One JSON line each.
+``--rew-end-sequence-length`` frames), and a denoiser line its update alone, for each
+``--autoregressive-steps`` (DIAMOND trains 1 + 1 targets per sample; 0 is one target); the
+actor-critic line one imagined rollout of horizon 15 and its update, the dream run with the same
+precision. One JSON line each.
 
 How often dreams end matters: each restart samples real contexts and burns both LSTMs in. A random
 reward/termination model ends about half of its dreams at every step, a trained one rarely (a Pong
@@ -83,6 +86,8 @@ def main() -> None:
                         help="the actor-critic's dream in NHWC, the dreams' default (world-model training is NHWC)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--rew-end-sequence-length", type=int, default=19)
+    parser.add_argument("--autoregressive-steps", type=int, nargs="+", default=[1],
+                        help="denoiser targets after the first (DIAMOND: 1); several values are timed in turn")
     parser.add_argument("--min-seconds", type=float, default=10.0)
     parser.add_argument("--dream-precision", choices=["fp32", "bf16"], default=None,
                         help="the actor-critic's dream (default: --precision; the pipeline's default is the "
@@ -101,13 +106,18 @@ def main() -> None:
     common = {"config": args.config, "device": str(device), "threads": torch.get_num_threads(),
               "precision": args.precision, "compile": args.compile, "channels_last": args.channels_last,
               "batch": args.batch_size}
-    wm = WorldModelTrainer(model, dataset, WorldModelTrainingConfig(
-        batch_size=args.batch_size, rew_end_sequence_length=args.rew_end_sequence_length,
-        precision=args.precision, compile=args.compile))
-    rate = updates_per_s(lambda: (wm.denoiser_step(), wm.rew_end_step()), device, args.min_seconds,
-                         warmup=3 if args.compile else 1)
-    print(json.dumps({"what": "world_model_update", **common, "rew_end_sequence_length":
-                      args.rew_end_sequence_length, "updates_per_s": round(rate, 3)}), flush=True)
+    for steps in args.autoregressive_steps:
+        wm = WorldModelTrainer(model, dataset, WorldModelTrainingConfig(
+            batch_size=args.batch_size, rew_end_sequence_length=args.rew_end_sequence_length,
+            autoregressive_steps=steps, precision=args.precision, compile=args.compile))
+        warmup = 3 if args.compile else 1
+        denoiser_rate = updates_per_s(wm.denoiser_step, device, args.min_seconds, warmup)
+        print(json.dumps({"what": "denoiser_update", **common, "autoregressive_steps": steps,
+                          "updates_per_s": round(denoiser_rate, 3)}), flush=True)
+        rate = updates_per_s(lambda wm=wm: (wm.denoiser_step(), wm.rew_end_step()), device, args.min_seconds, warmup)
+        print(json.dumps({"what": "world_model_update", **common, "autoregressive_steps": steps,
+                          "rew_end_sequence_length": args.rew_end_sequence_length, "updates_per_s": round(rate, 3)}),
+              flush=True)
 
     if args.end_rate is not None:
         model.rew_end.head.append(_EndLogOdds(args.end_rate).to(device))

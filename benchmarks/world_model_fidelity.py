@@ -13,6 +13,12 @@ pooled), while the pooled figure counts it as the zero error it is. Reward (sign
 accuracy are for the first imagined step. ``--events`` adds one line on every transition of
 the held-out episodes: recall, precision and confusion of the reward sign and of terminations
 (training.fidelity), the events that random segments rarely hold.
+
+For Pong and Breakout each line also says whether the dream shows the ball and the player's paddle
+where the real frames do (``training.fidelity.object_agreement``), which PSNR barely notices: of the real
+frames with a ball, ``ball_real``, the share whose dream shows one (``ball_shown_model``) and the share
+whose dreamed ball lies within 2 pixels of the real one (``ball_within_2px_model``); the same for the
+paddle, and for repeat-last (``*_repeat_last``).
 """
 
 from __future__ import annotations
@@ -27,10 +33,12 @@ import torch
 
 from gym_diamond import BatchedGenerator, WorldModel, load_checkpoint
 from gym_diamond.acceleration import PRECISIONS, Acceleration
+from gym_diamond.atari import game_to_name
 from gym_diamond.config import QUANTIZATIONS
-from gym_diamond.envs.core import to_model_frames
+from gym_diamond.envs.core import to_model_frames, to_uint8_frames
 from training.dataset import EpisodeDataset
-from training.fidelity import event_confusion
+from training.fidelity import ObjectAgreement, event_confusion, object_agreement
+from training.objects import OBJECT_GAMES
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -89,11 +97,12 @@ def main() -> None:
 def fidelity_lines(model: WorldModel, dataset: EpisodeDataset, test_ids: np.ndarray, horizons: list[int],
                    samples: int, *, seed: int = 0, precision: str = "fp32",
                    reference_precision: str | None = None) -> list[dict[str, float]]:
-    """PSNR of dreams against the real frames (and repeat-last) at each horizon, on held-out segments."""
+    """PSNR of dreams against the real frames (and repeat-last) at each horizon, on held-out segments; for the
+    games ``training.objects`` reads, ball and paddle agreement too."""
     L, device = model.config.denoiser.context_length, model.device
     rng = np.random.default_rng(seed)
     H = max(horizons)
-    seg = dataset.sample_segments(samples, L + H, rng, episode_ids=test_ids, require_last=False, recency=False)
+    seg = dataset.sample_segments(samples, L + H + 1, rng, episode_ids=test_ids, beyond_end=True)
     # keep segments whose context and first step are real; later steps count only where real
     frames = to_model_frames(torch.as_tensor(seg.frames, device=device))  # (B, L+H+1, 3, 64, 64)
     actions = torch.as_tensor(seg.actions, device=device).long()
@@ -104,6 +113,10 @@ def fidelity_lines(model: WorldModel, dataset: EpisodeDataset, test_ids: np.ndar
     terminated = torch.as_tensor(seg.terminated, device=device)[valid]
     dream = imagine(model, precision, frames, actions, L, H)
     reference = imagine(model, reference_precision, frames, actions, L, H) if reference_precision else None
+    objects = None
+    if dataset.game is not None and game_to_name(dataset.game) in OBJECT_GAMES:
+        objects = dream_objects(dataset.game, seg.frames[valid.cpu().numpy()], dream, mask.cpu().numpy(), L,
+                                horizons)
     last_real = frames[:, L - 1]
     step = L - 1
     lines = []
@@ -120,11 +133,23 @@ def fidelity_lines(model: WorldModel, dataset: EpisodeDataset, test_ids: np.ndar
             line[f"psnr_model_{reference_precision}"] = round(psnr(reference.frames[h][ok], real[ok]).mean().item(), 2)
             line[f"psnr_to_{reference_precision}_dream"] = round(
                 psnr(dream.frames[h], reference.frames[h]).mean().item(), 2)
+        if objects is not None:
+            line.update(objects.line(h))
         if h == 1:
             line.update(reward_accuracy=round((dream.reward == rewards[:, step].sign()).float().mean().item(), 3),
                         termination_accuracy=round((dream.terminated == terminated[:, step]).float().mean().item(), 3))
         lines.append(line)
     return lines
+
+
+def dream_objects(game: str, real: np.ndarray, dream: Dream, mask: np.ndarray, L: int,
+                  horizons: list[int]) -> ObjectAgreement:
+    """Ball and paddle agreement of the dream (and of repeat-last) with the real uint8 frames ``real``
+    (n, L+H+1, 64, 64, 3) of the segments it started from; ``mask`` (n, L+H) says which transitions are real."""
+    H = len(dream.frames)
+    predicted = np.stack([to_uint8_frames(dream.frames[h]).cpu().numpy() for h in range(1, H + 1)], axis=1)
+    return object_agreement(game, real[:, :L], real[:, L:L + H], predicted, horizons=horizons,
+                            valid=mask[:, L - 1:L + H - 1])
 
 
 @dataclass

@@ -153,7 +153,6 @@ def test_dreams_and_pipeline_take_the_capability_default(monkeypatch, pong_check
     assert explicit.unwrapped.core.model.acceleration.precision == "fp32"
     pipeline = Pipeline("Breakout", tmp_path / "run", "micro", device="cpu", progress=False)
     assert pipeline.precision == "fp32"  # the networks train in fp32 (bf16 training cost fidelity)
-    assert pipeline.world_model.acceleration.precision == "bf16"  # the agent's dream takes the CPU's default
-    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
-    assert Pipeline("Breakout", tmp_path / "run2", "micro", device="cpu",
-                    progress=False).world_model.acceleration.precision == "fp32"
+    assert pipeline.world_model.acceleration.precision == "fp32"  # the agent's dream too, as DIAMOND's
+    bf16 = Pipeline("Breakout", tmp_path / "run2", "micro", device="cpu", progress=False, dream_precision="bf16")
+    assert bf16.world_model.acceleration.precision == "bf16"

@@ -6,7 +6,7 @@ import shutil
 import numpy as np
 import pytest
 
-from training.dataset import Episode, EpisodeDataset
+from training.dataset import DIAMOND_SAMPLE_WEIGHTS, Episode, EpisodeDataset
 
 
 def make_episode(T, base=1, shape=(2, 2, 3), end=True, life_loss_at_end=False):
@@ -153,55 +153,85 @@ def test_segments_padding_exact(small):
     np.testing.assert_array_equal(seg.starts, [-2, 1, 0, 0])
 
 
-def test_sample_segments_require_last(small):
-    rng = np.random.default_rng(0)
-    seg = small.sample_segments(500, 4, rng, require_last=True)
-    assert seg.frames.shape == (500, 5, 2, 2, 3) and seg.mask.shape == (500, 4)
-    assert seg.mask[:, -1].all()  # the transition into the last frame is real
-    assert (seg.frames[:, -1] > 0).all()
-    assert (np.diff(seg.mask.astype(int), axis=1) >= 0).all()  # padding only before the start
-    assert (~seg.mask[:, 0]).any()
-    ends = seg.starts + 4  # the last frame's index: 1..T, uniform over the transitions
-    lengths = small.lengths[seg.episode_ids]
-    assert ((ends >= 1) & (ends <= lengths)).all()
-    assert set(ends[seg.episode_ids == 0]) == {1, 2, 3}
+def test_segments_frame_mask_and_diamond_end_padding(tmp_path):
+    ds = EpisodeDataset(tmp_path)
+    ds.append(make_episode(3, base=1))  # terminated: DIAMOND keeps its final frame
+    ds.append(make_episode(2, base=20, end=False))  # cut short: DIAMOND has no frame after its last action
+    seg = ds.get_segments([0, 1], [1, 0], 3)
+    F, T = False, True
+    np.testing.assert_array_equal(seg.frame_mask, [[T, T, T, F], [T, T, T, F]])
+    padded = ds.get_segments([0, 1], [1, 0], 3, pad_unterminated_end=True)
+    np.testing.assert_array_equal(padded.frame_mask, [[T, T, T, F], [T, T, F, F]])
+    np.testing.assert_array_equal(padded.frames[:, :, 0, 0, 0], [[2, 3, 4, 0], [20, 21, 0, 0]])
+    np.testing.assert_array_equal(padded.mask, seg.mask)  # the transition out of the last frame still counts
 
 
-def test_sample_segments_pad_both_sides(small):
-    seg = small.sample_segments(2000, 3, np.random.default_rng(1), recency=False)
-    assert seg.mask.any(axis=1).all()  # at least one real transition each
+def _exact_position_probabilities(T: int, num_frames: int, beyond_end: bool) -> dict[int, float]:
+    """P(start) for one episode of T acting frames, enumerated from DIAMOND's BatchSampler.sample."""
+    probs: dict[int, float] = {}
+    for t in range(T):
+        for u in range(num_frames):
+            start = t - u if beyond_end else min(T, t + 1 + u) - num_frames
+            probs[start] = probs.get(start, 0.0) + 1 / (T * num_frames)
+    return probs
+
+
+@pytest.mark.parametrize("beyond_end", [False, True])
+def test_positions_follow_diamond_batch_sampler(tmp_path, beyond_end):
+    ds = EpisodeDataset(tmp_path)
+    ds.append(make_episode(7, base=1))
+    n = 60000
+    ids, starts = ds.sample_positions(n, 4, np.random.default_rng(0), beyond_end=beyond_end)
+    assert (ids == 0).all()
+    exact = _exact_position_probabilities(7, 4, beyond_end)
+    values, counts = np.unique(starts, return_counts=True)
+    assert set(values.tolist()) == set(exact)
+    for value, count in zip(values, counts, strict=True):
+        assert abs(count / n - exact[value]) < 4 * (exact[value] / n) ** 0.5 + 1e-3, (value, count / n, exact[value])
+    if not beyond_end:
+        assert (starts + 4 <= 7).all()  # the frame after the last action is never a frame of the segment
+        # segments are cut near the end more often (the last window 10 ways of 28), and may start with padding
+        assert exact[3] == pytest.approx(10 / 28) and exact[0] == pytest.approx(4 / 28)
+        assert exact[-3] == pytest.approx(1 / 28)
+
+
+def test_sample_segments_and_their_draws(small):
+    seg = small.sample_segments(2000, 4, np.random.default_rng(1), beyond_end=True)
+    assert seg.frames.shape == (2000, 4, 2, 2, 3) and seg.mask.shape == (2000, 3)
     assert (~seg.mask[:, 0]).any() and (~seg.mask[:, -1]).any()
-    assert seg.episode_ids.tolist().count(0) > 1000  # 3 of 5 transitions: p = 0.6
+    assert seg.frame_mask.any(axis=1).all()
     again = small.get_segments(seg.episode_ids, seg.starts, 3)
     np.testing.assert_array_equal(again.frames, seg.frames)
-    same = small.sample_segments(2000, 3, np.random.default_rng(1), recency=False)  # the same seed, the same draws
+    same = small.sample_segments(2000, 4, np.random.default_rng(1), beyond_end=True)  # the same seed, the same draws
     np.testing.assert_array_equal(same.starts, seg.starts)
     np.testing.assert_array_equal(same.episode_ids, seg.episode_ids)
+    assert seg.episode_ids.tolist().count(0) > 1000  # 3 of 5 acting frames: p = 0.6
     only = small.sample_segments(50, 2, np.random.default_rng(2), episode_ids=[1])
     assert (only.episode_ids == 1).all()
     with pytest.raises(ValueError):
         small.sample_segments(4, 2, np.random.default_rng(0), episode_ids=[5])
 
 
-def test_recency_weights(tmp_path):
+def test_diamond_recency_groups(tmp_path):
     ds = EpisodeDataset(tmp_path)
-    lengths = [4, 8, 4, 8, 4, 8, 2, 6]
+    lengths = [4, 8, 4, 8, 4, 8, 2, 6, 5, 9]
     for T in lengths:
         ds.append(make_episode(T))
-    w = ds.episode_weights()
-    np.testing.assert_allclose(w[6:].sum(), 0.7)  # the newest quarter (8 // 4 = 2 episodes)
-    np.testing.assert_allclose(w[6:], [0.7 * 2 / 8, 0.7 * 6 / 8])  # length-proportional inside
-    np.testing.assert_allclose(w[:6], 0.3 * np.array(lengths[:6]) / 36)
-    np.testing.assert_allclose(ds.episode_weights(recency=False), np.array(lengths) / 44)
-    seg = ds.sample_segments(20000, 2, np.random.default_rng(0))
-    assert abs(np.isin(seg.episode_ids, [6, 7]).mean() - 0.7) < 0.02
-    assert abs((seg.episode_ids == 7).mean() - 0.525) < 0.02
-    seg = ds.sample_segments(20000, 2, np.random.default_rng(0), recency=False)
-    assert abs(np.isin(seg.episode_ids, [6, 7]).mean() - 8 / 44) < 0.02
+    w = ds.episode_weights(sample_weights=DIAMOND_SAMPLE_WEIGHTS)
+    # 10 episodes in 4 groups of 10 // 4 = 2, the newest taking the remainder (4); equal inside a group
+    np.testing.assert_allclose(w, [0.05] * 6 + [0.7 / 4] * 4)
+    np.testing.assert_allclose(ds.episode_weights(), np.array(lengths) / sum(lengths))
+    ids, _ = ds.sample_positions(20000, 2, np.random.default_rng(0), sample_weights=DIAMOND_SAMPLE_WEIGHTS)
+    assert abs(np.isin(ids, [6, 7, 8, 9]).mean() - 0.7) < 0.02
+    assert abs((ids == 6).mean() - 0.175) < 0.02  # the short episode as likely as its long neighbours
+    only_train = ds.episode_weights([0, 1, 2, 3, 9], sample_weights=DIAMOND_SAMPLE_WEIGHTS)
+    np.testing.assert_allclose(only_train, [0.1, 0.1, 0.1, 0.35, 0.35])
+    with pytest.raises(ValueError, match="sum to 1"):
+        ds.episode_weights(sample_weights=(0.5, 0.6))
 
 
-def test_recency_with_few_episodes(small):
-    np.testing.assert_allclose(small.episode_weights(), [0.6, 0.4])  # < 4 episodes: all are "newest"
+def test_recency_groups_need_as_many_episodes_as_weights(small):
+    np.testing.assert_allclose(small.episode_weights(sample_weights=DIAMOND_SAMPLE_WEIGHTS), [0.6, 0.4])
 
 
 def test_split(tmp_path):
@@ -239,12 +269,12 @@ def test_ending_positions_hold_the_termination_of_terminated_episodes_only(tmp_p
     ds.append(make_episode(12, base=80))  # terminated
     np.testing.assert_array_equal(ds.terminated_episodes(), [0, 2])
     np.testing.assert_array_equal(ds.terminated_episodes([1, 2]), [2])
-    ids, starts = ds.sample_ending_positions(200, 19, np.random.default_rng(0))
-    seg = ds.get_segments(ids, starts, 19)
+    ids, starts = ds.sample_ending_positions(400, 19, np.random.default_rng(0))
+    seg = ds.get_segments(ids, starts, 18)
     assert set(ids.tolist()) == {0, 2}
     assert (seg.terminated.sum(1) == 1).all()  # every segment holds exactly one termination ...
-    positions = np.flatnonzero(seg.terminated.reshape(-1)) % 19
-    assert len(set(positions.tolist())) > 10  # ... at varied positions in the segment
+    positions = np.flatnonzero(seg.terminated.reshape(-1)) % 18
+    assert set(positions.tolist()) == set(range(18))  # ... at every position of the segment's transitions
     ids, _ = ds.sample_ending_positions(20, 19, np.random.default_rng(0), episode_ids=[0, 1])
     assert set(ids.tolist()) == {0}
     with pytest.raises(ValueError, match="no episode .* terminated"):

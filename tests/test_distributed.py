@@ -51,7 +51,7 @@ def data(tmp_path_factory) -> Path:
 def world_model(data: Path, out: Path, steps: int, batch: int, nproc: int) -> dict[str, torch.Tensor]:
     run("training.world_model", ["--game", "Breakout", "--data", str(data), "--out", str(out), "--steps", str(steps),
                                  "--model", "tiny", "--batch-size", str(batch), "--device", "cpu", "--save-every",
-                                 "1"], nproc, data.parent)
+                                 "1", "--warmup-steps", "1"], nproc, data.parent)  # parameters move from update 2
     return load_file(str(out / "world_model.safetensors"))
 
 

@@ -31,6 +31,11 @@ def test_quality_gates_measure_fidelity_events_and_transfer(tmp_path):
     assert set(gates["fidelity"]) == {"1_denoising_steps", "2_denoising_steps"}
     for figures in gates["fidelity"].values():
         assert set(figures["psnr"]) == {"1", "5", "15"} and figures["passed"] is False  # an untrained model
+        objects = figures["objects"]  # ball and paddle agreement: reported for Pong, not a gate
+        assert set(objects) == {"1", "5", "15"}
+        assert objects["1"]["paddle_real"] > 0 and objects["1"]["paddle_shown_repeat_last"] > 0.9
+        assert {"ball_real", "ball_shown_model", "ball_within_2px_model", "ball_within_2px_repeat_last",
+                "paddle_within_2px_model"} <= set(objects["15"])
     events = gates["events"]
     assert sum(map(sum, events["reward_confusion"])) == events["transitions"] > 0
     assert gates["transfer"]["episodes"] == 1 and gates["transfer"]["measure"] == "points won per game"

@@ -1,6 +1,6 @@
 """DIAMOND's actor-critic: the network, lambda-returns and the REINFORCE loss.
 
-The agent is trained only in imagination (``shared/REFERENCE.md``, "Actor-critic"): a small convolutional
+The agent is trained only in imagination (DIAMOND's ``src/models/actor_critic.py``): a small convolutional
 encoder, an LSTM cell of 512 units and two zero-initialised linear heads (policy logits, value). The loss
 is REINFORCE with a value baseline on lambda-returns, an MSE value loss towards the same returns and a
 small entropy bonus. Rolling the policy out in the dream is ``training/imagination.py``'s job; this module
@@ -20,6 +20,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from gym_diamond.nn.blocks import init_lstm
 
 __all__ = [
     "ActorCriticConfig",
@@ -155,6 +157,7 @@ class ActorCritic(nn.Module):
         self.encoder = nn.Sequential(*layers)
         spatial = FRAME_SHAPE[1] >> _NUM_LEVELS
         self.lstm = nn.LSTMCell(ch[-1] * spatial * spatial, config.lstm_dim)
+        init_lstm(self.lstm)  # DIAMOND's (forget-gate bias 1, orthogonal recurrent weights)
         self.policy_head = nn.Linear(config.lstm_dim, config.num_actions)
         self.value_head = nn.Linear(config.lstm_dim, 1)
         for head in (self.policy_head, self.value_head):

@@ -4,6 +4,8 @@
 with ``autoreset_mode`` SAME_STEP and 64x64x3 uint8 observations, e.g. ``SyncVectorEnv`` over
 ``gym_diamond.atari.AtariEnv``; ``info["life_loss"]`` is read when the env gives it). Episodes run on across
 ``collect`` calls: each env's unfinished episode is buffered and appended to the dataset when it ends.
+``store_unfinished`` stores the unfinished episodes as they stand, so that they are trainable at once, and
+replaces them as they grow (DIAMOND's collector does so at the end of each collection).
 With ``make_vector_atari(..., done_on_life_loss=True)`` (the training protocol, as in DIAMOND's data
 collection) an episode ends at each life loss (``terminated`` and ``life_loss`` on its last
 transition) while the game goes on, and the next episode starts from that same frame.
@@ -124,10 +126,11 @@ class Collector:
         self.total_steps = 0  # transitions collected over all calls
         self._obs: np.ndarray | None = None
         self._buffers: list[_Buffer] = []
+        self._stored: list[int | None] = []  # per env: the dataset id of its unfinished episode, once stored
 
     @property
     def buffered_steps(self) -> int:
-        """Transitions of unfinished episodes, not in the dataset yet."""
+        """Transitions of unfinished episodes (in the dataset as they stood if ``store_unfinished`` stored them)."""
         return sum(len(b) for b in self._buffers)
 
     def _act(self, obs: np.ndarray) -> np.ndarray:
@@ -161,11 +164,34 @@ class Collector:
         for i, buf in enumerate(self._buffers):
             if len(buf) > 0:
                 buf.truncated[-1] = True
-                self.dataset.append(buf.episode())
+                self._store(i, buf.episode())
                 stored += len(buf)
-            self._buffers[i] = _Buffer(self._obs[i])  # the game goes on as a new episode from here
+            self._buffers[i], self._stored[i] = _Buffer(self._obs[i]), None  # the game goes on as a new episode
         if stored:
             self._policy_reset(np.ones(self.num_envs, dtype=bool))
+        return stored
+
+    def store_unfinished(self) -> int:
+        """Store every env's unfinished episode as it stands (neither terminated nor truncated) and go on
+        with it: the next store, or its end, replaces it by the longer episode under the same id, as
+        DIAMOND's collector stores and extends its current episode. Returns the transitions stored."""
+        stored = 0
+        for i, buf in enumerate(self._buffers):
+            if len(buf) > 0:
+                self._store(i, buf.episode())
+                stored += len(buf)
+        return stored
+
+    def _store(self, i: int, episode: Episode) -> int:
+        """Append env ``i``'s episode, or replace the unfinished version of it stored before; its id."""
+        stored = self._stored[i]
+        if stored is None:
+            self._stored[i] = self.dataset.append(episode)
+            return self._stored[i]
+        later = [self.dataset.episode(j) for j in range(stored + 1, len(self.dataset))]
+        self.dataset.truncate(stored)  # the dataset only appends: rewrite from the replaced episode on
+        for replacement in (episode, *later):
+            self.dataset.append(replacement)
         return stored
 
     def collect(self, num_steps: int, *, progress: bool | None = None) -> CollectStats:
@@ -176,6 +202,7 @@ class Collector:
         if self._obs is None:
             self._obs, _ = self.env.reset()
             self._buffers = [_Buffer(o) for o in self._obs]
+            self._stored = [None] * self.num_envs
             self._policy_reset(np.ones(self.num_envs, dtype=bool))
         vector_steps = math.ceil(num_steps / self.num_envs)
         show = self.progress if progress is None else progress
@@ -200,9 +227,9 @@ class Collector:
                         bool(life_loss[i]), last)
                 if ended[i]:
                     episode = buf.episode()
-                    self.dataset.append(episode)
+                    self._store(i, episode)
                     returns.append(episode.episode_return)
-                    self._buffers[i] = _Buffer(obs[i])
+                    self._buffers[i], self._stored[i] = _Buffer(obs[i]), None
             self._policy_reset(ended)
             self._obs = obs
             if bar is not None:

@@ -28,8 +28,7 @@ from training.files import write_atomic
 __all__ = ["Episode", "EpisodeDataset", "Segment"]
 
 FORMAT_VERSION = 1
-RECENT_FRACTION = 0.25  # the newest quarter of the episodes ...
-RECENT_PROBABILITY = 0.7  # ... is sampled with this probability (REFERENCE.md, "Optimisation")
+DIAMOND_SAMPLE_WEIGHTS = (0.1, 0.1, 0.1, 0.7)  # DIAMOND's config/trainer.yaml: 4 recency groups, newest last
 
 _DTYPES = {
     "frames": np.uint8,
@@ -97,8 +96,9 @@ class Segment:
 
     frames: (B, S+1, h, w, c) uint8; actions: (B, S) int64; rewards: (B, S) float32; terminated,
     truncated, life_loss, mask: (B, S) bool. ``mask[b, k]`` says transition k is real (frames[b, k] ->
-    frames[b, k+1] within the episode); a frame is real when a real transition starts or ends on it.
-    Padded entries are 0 (black frames, action 0, reward 0, False). episode_ids: (B,) int64 and
+    frames[b, k+1] within the episode); ``frame_mask`` (B, S+1) says which frames are real. Padded
+    entries are 0 here (action 0, reward 0, False); ``training.world_model.segment_tensors`` turns
+    padded frames into DIAMOND's grey padding (0 in [-1, 1]). episode_ids: (B,) int64 and
     starts: (B,) int64 give where each segment was taken (``starts`` may be negative).
     """
 
@@ -109,11 +109,20 @@ class Segment:
     truncated: np.ndarray
     life_loss: np.ndarray
     mask: np.ndarray
+    frame_mask: np.ndarray
     episode_ids: np.ndarray
     starts: np.ndarray
 
     def __len__(self) -> int:
         return len(self.frames)
+
+
+def check_sample_weights(sample_weights: tuple[float, ...]) -> tuple[float, ...]:
+    """Recency-group weights: non-negative, summing to 1 (DIAMOND's ``BatchSampler`` asserts the same)."""
+    weights = tuple(float(w) for w in sample_weights)
+    if not weights or any(w < 0 for w in weights) or abs(sum(weights) - 1) > 1e-6:
+        raise ValueError(f"sample_weights must be non-negative and sum to 1, got {sample_weights}")
+    return weights
 
 
 def _normalise_game(game: str) -> str:
@@ -318,39 +327,36 @@ class EpisodeDataset:
             test[np.argmin(u)] = True
         return ids[~test], ids[test]
 
-    def episode_weights(self, episode_ids: np.ndarray | None = None, recency: bool = True) -> np.ndarray:
-        """Probabilities with which ``sample_segments`` picks each of ``episode_ids`` (default: all).
+    def episode_weights(self, episode_ids: np.ndarray | None = None,
+                        sample_weights: tuple[float, ...] | None = None) -> np.ndarray:
+        """Probabilities with which ``sample_positions`` picks each of ``episode_ids`` (default: all).
 
-        Proportional to episode length, so that every transition is equally likely. With ``recency``,
-        the newest quarter of the episodes (by id; the last ``n - 3 * (n // 4)``, as DIAMOND splits
-        them) gets probability 0.7 in total and the older ones 0.3, each group length-proportional
-        inside; with fewer than 4 episodes all are "newest" and weights are plain length-proportional.
+        DIAMOND's rule (its ``data/batch_sampler.py``): with ``sample_weights`` None, or fewer episodes
+        than weights, proportional to episode length, so every acting frame is equally likely; else the
+        episodes (oldest first) are cut into ``len(sample_weights)`` groups of ``n // k`` (the newest
+        group takes the remainder), group g gets probability ``sample_weights[g]`` and each of its
+        episodes an equal share, whatever its length. DIAMOND's (0.1, 0.1, 0.1, 0.7) favours the newest
+        quarter while the dataset grows; it ignores the weights on a fixed dataset.
         """
         ids = np.arange(len(self)) if episode_ids is None else np.sort(np.asarray(episode_ids, dtype=np.int64))
         lengths = self.lengths[ids].astype(np.float64)
-        weights = lengths / lengths.sum()
-        n_old = 3 * (len(ids) // 4)
-        if recency and n_old > 0:
-            old, new = lengths[:n_old], lengths[n_old:]
-            weights = np.concatenate([(1 - RECENT_PROBABILITY) * old / old.sum(), RECENT_PROBABILITY * new / new.sum()])
-        return weights
+        if sample_weights is None or len(ids) < len(sample_weights):
+            return lengths / lengths.sum()
+        weights = check_sample_weights(sample_weights)
+        k, n = len(weights), len(ids)
+        sizes = [n // k] * (k - 1) + [n // k + n % k]
+        return np.concatenate([np.full(size, w / size) for w, size in zip(weights, sizes, strict=True)])
 
-    def sample_segments(self, batch_size: int, num_steps: int, rng: np.random.Generator, *,
-                        episode_ids: np.ndarray | None = None, recency: bool = True,
-                        require_last: bool = False) -> Segment:
-        """``batch_size`` random segments of ``num_steps`` transitions (``num_steps + 1`` frames).
+    def sample_segments(self, batch_size: int, num_frames: int, rng: np.random.Generator, *,
+                        episode_ids: np.ndarray | None = None, sample_weights: tuple[float, ...] | None = None,
+                        beyond_end: bool = False) -> Segment:
+        """``batch_size`` random segments of ``num_frames`` frames (``num_frames - 1`` transitions).
 
-        An episode is drawn with ``episode_weights(episode_ids, recency)`` (length-proportional; with
-        ``recency`` the newest quarter of the episodes has probability 0.7), then a transition t
-        uniformly in it. With ``require_last`` the segment ends with transition t (padding only before
-        the episode's start: for context length L, ``num_steps=L`` gives L context frames and the real
-        next frame ``frames[:, L]``, with ``mask[:, -1]`` all True). Otherwise t sits at a uniform
-        position in the segment, which may then run past either end of the episode (as DIAMOND samples,
-        so that starts and ends are seen); every segment holds at least one real transition.
+        Drawn where ``sample_positions`` draws them, then loaded with ``get_segments``.
         """
-        episode_ids, starts = self.sample_positions(batch_size, num_steps, rng, episode_ids=episode_ids,
-                                                    recency=recency, require_last=require_last)
-        return self.get_segments(episode_ids, starts, num_steps)
+        episode_ids, starts = self.sample_positions(batch_size, num_frames, rng, episode_ids=episode_ids,
+                                                    sample_weights=sample_weights, beyond_end=beyond_end)
+        return self.get_segments(episode_ids, starts, num_frames - 1)
 
     def terminated_episodes(self, episode_ids: np.ndarray | None = None) -> np.ndarray:
         """The ids (of ``episode_ids``, default all) whose last transition is a termination.
@@ -363,30 +369,38 @@ class EpisodeDataset:
         ids = np.arange(len(self)) if episode_ids is None else np.sort(np.asarray(episode_ids, dtype=np.int64))
         return ids[np.asarray(self._ends, dtype=bool)[ids]] if ids.size else ids
 
-    def sample_ending_positions(self, batch_size: int, num_steps: int, rng: np.random.Generator, *,
+    def sample_ending_positions(self, batch_size: int, num_frames: int, rng: np.random.Generator, *,
                                 episode_ids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Like ``sample_positions``, but every segment holds the termination of a terminated episode.
+        """Like ``sample_positions(..., beyond_end=True)``, but every segment holds a termination.
 
-        The episode is drawn uniformly among those of ``episode_ids`` that terminated, and its last
-        transition sits at a uniform position of the segment (the rest may run past the start).
+        The episode is drawn uniformly among those of ``episode_ids`` that terminated; its last acting
+        frame sits at a uniform position among the segment's first ``num_frames - 1`` frames, so the
+        terminating transition lies inside the segment (the rest may run past the start).
         """
-        if batch_size < 1 or num_steps < 1:
-            raise ValueError(f"batch_size and num_steps must be >= 1, got {batch_size} and {num_steps}")
+        if batch_size < 1 or num_frames < 2:
+            raise ValueError(f"batch_size must be >= 1 and num_frames >= 2, got {batch_size} and {num_frames}")
         ended = self.terminated_episodes(episode_ids)
         if ended.size == 0:
             raise ValueError(f"no episode of the dataset at {self.root} terminated: nothing to oversample")
         chosen = rng.choice(ended, size=batch_size)
-        return chosen, self.lengths[chosen] - 1 - rng.integers(0, num_steps, batch_size)
+        return chosen, self.lengths[chosen] - 1 - rng.integers(0, num_frames - 1, batch_size)
 
-    def sample_positions(self, batch_size: int, num_steps: int, rng: np.random.Generator, *,
-                         episode_ids: np.ndarray | None = None, recency: bool = True,
-                         require_last: bool = False) -> tuple[np.ndarray, np.ndarray]:
-        """Where ``sample_segments`` would cut its segments: (episode ids, first transitions), nothing loaded.
+    def sample_positions(self, batch_size: int, num_frames: int, rng: np.random.Generator, *,
+                         episode_ids: np.ndarray | None = None, sample_weights: tuple[float, ...] | None = None,
+                         beyond_end: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """Where segments of ``num_frames`` frames are cut: (episode ids, first frame indices), nothing loaded.
 
+        DIAMOND's ``BatchSampler.sample``: an episode drawn with ``episode_weights``, a frame t uniform
+        among its T acting frames (the frame after its last action is never drawn), then
+        - ``beyond_end=False`` (the denoiser's samples, start contexts): the segment ends at
+          ``min(T, t + 1 + u)`` with u uniform in [0, num_frames), padding only before the start, so
+          every frame after the first ``num_frames - 1`` is real and frames near the end are cut more often;
+        - ``beyond_end=True`` (reward/termination sequences): t sits at a uniform position of the
+          segment, which may run past either end.
         Data-parallel ranks draw the positions of a whole global batch and load their shard only.
         """
-        if batch_size < 1 or num_steps < 1:
-            raise ValueError(f"batch_size and num_steps must be >= 1, got {batch_size} and {num_steps}")
+        if batch_size < 1 or num_frames < 1:
+            raise ValueError(f"batch_size and num_frames must be >= 1, got {batch_size} and {num_frames}")
         if len(self) == 0:
             raise ValueError(f"the dataset at {self.root} has no episodes to sample from")
         ids = np.arange(len(self)) if episode_ids is None else np.sort(np.asarray(episode_ids, dtype=np.int64))
@@ -394,10 +408,13 @@ class EpisodeDataset:
             raise ValueError("episode_ids is empty")
         if ids.min() < 0 or ids.max() >= len(self):
             raise ValueError(f"episode_ids must be in [0, {len(self)}), got {ids.min()}..{ids.max()}")
-        chosen = rng.choice(ids, size=batch_size, p=self.episode_weights(ids, recency))
-        t = (rng.random(batch_size) * self.lengths[chosen]).astype(np.int64)  # uniform in [0, T)
-        offset = num_steps - 1 if require_last else rng.integers(0, num_steps, batch_size)
-        return chosen, t - offset
+        chosen = rng.choice(ids, size=batch_size, p=self.episode_weights(ids, sample_weights))
+        lengths = self.lengths[chosen]
+        t = rng.integers(0, lengths)
+        if beyond_end:
+            return chosen, t - rng.integers(0, num_frames, batch_size)
+        stops = np.minimum(lengths, t + 1 + rng.integers(0, num_frames, batch_size))
+        return chosen, stops - num_frames
 
     def real_steps(self, episode_ids: np.ndarray, starts: np.ndarray, num_steps: int) -> int:
         """How many transitions of these segments lie inside their episodes (``Segment.mask``'s count)."""
@@ -405,11 +422,14 @@ class EpisodeDataset:
         lengths = self.lengths[np.asarray(episode_ids, dtype=np.int64)][:, None]
         return int(((step_idx >= 0) & (step_idx < lengths)).sum())
 
-    def get_segments(self, episode_ids: np.ndarray, starts: np.ndarray, num_steps: int) -> Segment:
+    def get_segments(self, episode_ids: np.ndarray, starts: np.ndarray, num_steps: int, *,
+                     pad_unterminated_end: bool = False) -> Segment:
         """Segments of ``num_steps`` transitions of ``episode_ids[b]`` from transition ``starts[b]``.
 
         ``starts`` may be negative or run past the end; what lies outside the episode is zero with
-        ``mask`` False (see ``Segment``).
+        ``mask`` and ``frame_mask`` False (see ``Segment``). With ``pad_unterminated_end`` the frame
+        after the last action of an episode that did not terminate is padding too: DIAMOND stores that
+        frame only for terminated episodes, and trains its reward/termination model on padding there.
         """
         episode_ids = np.asarray(episode_ids, dtype=np.int64).reshape(-1)
         starts = np.asarray(starts, dtype=np.int64).reshape(-1)
@@ -425,6 +445,9 @@ class EpisodeDataset:
         step_idx = frame_idx[:, :-1]  # (B, S)
         lengths = self.lengths[episode_ids][:, None]
         frame_ok = (frame_idx >= 0) & (frame_idx <= lengths)
+        if pad_unterminated_end:
+            ended = np.isin(episode_ids, self.terminated_episodes(np.unique(episode_ids)))[:, None]
+            frame_ok &= (frame_idx < lengths) | ended
         mask = (step_idx >= 0) & (step_idx < lengths)
         for e in np.unique(episode_ids):
             rows = np.flatnonzero(episode_ids == e)
@@ -437,4 +460,4 @@ class EpisodeDataset:
         frames[~frame_ok] = 0
         for array in out.values():
             array[~mask] = 0
-        return Segment(frames=frames, mask=mask, episode_ids=episode_ids, starts=starts, **out)
+        return Segment(frames=frames, mask=mask, frame_mask=frame_ok, episode_ids=episode_ids, starts=starts, **out)

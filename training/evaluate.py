@@ -1,7 +1,8 @@
 """Judge an agent in the real game with the Atari 100k test protocol, and human-normalise its score.
 
-Test protocol (REFERENCE.md): full episodes to game over (no life-loss termination), the raw game
-score, HNS = (agent - random) / (human - random).
+Test protocol (the DIAMOND paper's, as its test collector plays: ``config/env/atari.yaml`` test env without
+life-loss termination): full episodes to game over, the raw game score, HNS = (agent - random) /
+(human - random).
 """
 
 from __future__ import annotations

@@ -7,6 +7,12 @@ sequences of ``sequence_length`` (as it is trained: each sequence from a zero LS
 predicted (argmax) against true reward signs and terminations. ``EventReport`` turns the counts into
 recall and precision of the events: of the transitions that carry a reward, how many get its sign;
 of the predicted rewards, how many are right; the same for terminations.
+
+Dreamed frames are judged by PSNR, which barely notices a dropped Pong ball (a pixel or two of 4096).
+``object_agreement`` asks what control needs instead: of the real frames that show the ball (or the
+player's paddle), how many predicted frames show it too, and how many within ``tolerance`` pixels of
+where it really is (``training.objects`` finds both), beside the baseline that repeats the last real
+context frame.
 """
 
 from __future__ import annotations
@@ -20,8 +26,12 @@ import torch
 from gym_diamond import WorldModel
 from gym_diamond.envs.core import to_model_frames
 from training.dataset import EpisodeDataset
+from training.objects import Objects, find_objects, object_game
 
-__all__ = ["EventReport", "event_confusion"]
+__all__ = ["OBJECT_TOLERANCE", "EventReport", "ObjectAgreement", "ObjectScore", "event_confusion",
+           "object_agreement"]
+
+OBJECT_TOLERANCE = 2.0  # pixels between the centres of a predicted and a real object for them to agree
 
 
 def _ratio(numerator: int, denominator: int) -> float | None:
@@ -81,3 +91,92 @@ def event_confusion(model: WorldModel, dataset: EpisodeDataset, episode_ids: np.
         predicted_end = out.end_logits.argmax(-1).cpu().numpy()[real]
         np.add.at(termination, (seg.terminated[real].astype(np.int64), predicted_end), 1)
     return EventReport(reward, termination)
+
+
+@dataclass(frozen=True)
+class ObjectScore:
+    """Of ``real`` frames that show an object, how many predictions show it and how many within tolerance."""
+
+    real: int
+    shown: int
+    within: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"real": self.real, "shown": _ratio(self.shown, self.real), "within": _ratio(self.within, self.real)}
+
+
+_PREDICTORS = ("model", "repeat_last")
+_OBJECTS = ("ball", "paddle")
+
+
+@dataclass
+class ObjectAgreement:
+    """Ball and paddle agreement of the model's predictions and of repeat-last with the real frames, per horizon."""
+
+    game: str
+    tolerance: float
+    scores: dict[int, dict[str, dict[str, ObjectScore]]]  # horizon -> predictor -> object -> score
+
+    def line(self, horizon: int) -> dict[str, Any]:
+        """Flat figures of one horizon, e.g. ``ball_real``, ``ball_shown_model``, ``ball_within_2px_repeat_last``."""
+        within = f"within_{self.tolerance:g}px"
+        line: dict[str, Any] = {}
+        for thing in _OBJECTS:
+            line[f"{thing}_real"] = self.scores[horizon]["model"][thing].real
+            for predictor in _PREDICTORS:
+                figures = self.scores[horizon][predictor][thing].to_dict()
+                line[f"{thing}_shown_{predictor}"] = figures["shown"]
+                line[f"{thing}_{within}_{predictor}"] = figures["within"]
+        return line
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"game": self.game, "tolerance_px": self.tolerance,
+                "horizons": {h: self.line(h) for h in self.scores}}
+
+
+def _score(real: Objects, predicted: Objects, thing: str, tolerance: float) -> ObjectScore:
+    (seen, xy), (guessed, guess_xy) = real.of(thing), predicted.of(thing)
+    shown = seen & guessed
+    within = shown & (np.nan_to_num(np.linalg.norm(guess_xy - xy, axis=1), nan=np.inf) <= tolerance)
+    return ObjectScore(int(seen.sum()), int(shown.sum()), int(within.sum()))
+
+
+def _check_frames(name: str, frames: np.ndarray, ndim: int) -> np.ndarray:
+    frames = np.asarray(frames)
+    if frames.ndim != ndim or frames.shape[-3:] != (64, 64, 3) or frames.dtype != np.uint8:
+        dims = "(n, H, 64, 64, 3)" if ndim == 5 else "(n, L, 64, 64, 3)"
+        raise ValueError(f"{name} must be uint8 of shape {dims}, got {frames.dtype} of shape {frames.shape}")
+    return frames
+
+
+def object_agreement(game: str, context: np.ndarray, real: np.ndarray, predicted: np.ndarray, *,
+                     horizons: tuple[int, ...] | list[int] = (1, 5, 15), valid: np.ndarray | None = None,
+                     tolerance: float = OBJECT_TOLERANCE) -> ObjectAgreement:
+    """Does the prediction show the ball and the paddle where the real frames do, and does repeat-last?
+
+    ``context`` (n, L, 64, 64, 3): the real frames the predictions start from, the last of which repeat-last
+    predicts for every horizon; ``real`` and ``predicted`` (n, H, 64, 64, 3): the frames 1..H steps later;
+    ``valid`` (n, H) bool: which real frames exist (an episode may end before H), all when None. All uint8.
+    """
+    name = object_game(game)
+    context, real = _check_frames("context", context, 5), _check_frames("real", real, 5)
+    predicted = _check_frames("predicted", predicted, 5)
+    if predicted.shape != real.shape or len(context) != len(real):
+        raise ValueError(f"predicted {predicted.shape} must match real {real.shape}, and context {context.shape} "
+                         f"hold as many samples")
+    n, H = real.shape[:2]
+    valid = np.ones((n, H), bool) if valid is None else np.asarray(valid, bool)
+    if valid.shape != (n, H):
+        raise ValueError(f"valid must have shape {(n, H)}, got {valid.shape}")
+    bad = [h for h in horizons if not 1 <= h <= H]
+    if bad:
+        raise ValueError(f"horizons must lie in 1..{H} (the predicted steps), got {list(horizons)}")
+    last = find_objects(name, context[:, -1])
+    scores = {}
+    for h in horizons:
+        ok = valid[:, h - 1]
+        truth, dream = find_objects(name, real[ok, h - 1]), find_objects(name, predicted[ok, h - 1])
+        repeat = last[ok]
+        scores[h] = {predictor: {thing: _score(truth, guess, thing, tolerance) for thing in _OBJECTS}
+                     for predictor, guess in zip(_PREDICTORS, (dream, repeat), strict=True)}
+    return ObjectAgreement(name, float(tolerance), scores)

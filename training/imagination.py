@@ -1,8 +1,28 @@
-"""Train DIAMOND's actor-critic inside a world model, with the same DreamCore the gym environments use.
+"""Train DIAMOND's actor-critic in imagination, as DIAMOND's code does.
 
-Each update starts ``batch_size`` dreams from real contexts of the dataset, warms the actor-critic's
-LSTM up on them, rolls out ``horizon`` imagined steps (dreams that end restart from new real contexts
-in the same step, as in the environments) and takes one AdamW step on the lambda-return loss.
+The parts are DIAMOND's, one class each:
+
+- :class:`PreloadedStarts` (its ``WorldModelEnv.make_generator_init``, ``src/envs/world_model_env.py``):
+  start contexts of L frames and their actions, drawn from the dataset in groups of
+  ``num_batches_to_preload`` batches with the dataset's recency weights, the reward/termination model's
+  LSTM burnt in on each at preload time; they are handed out in order, and when a request does not fit
+  in what is left of a group, the rest is dropped and a new group is drawn.
+- :class:`WorldModelEnv` (its ``WorldModelEnv``): ``batch_size`` dreams. An imagined episode ends when
+  the termination head says so, or is truncated after ``horizon`` steps of its own; ended dreams restart
+  at once from the next start contexts, and ``info`` carries their final observations and the new
+  contexts' first L-1 frames (``burnin_obs``).
+- :class:`EnvLoop` (its ``make_env_loop``, ``src/coroutines/env_loop.py``): the dreams go on across
+  updates; each update takes their next ``backup_every`` steps, the actor-critic's LSTM state carried
+  over detached. When an episode ends, its value bootstrap is the value of its final observation (with
+  the LSTM state that saw the episode), the LSTM state of its row is zeroed and burnt in on the new
+  context's first L-1 frames *with gradient* (DIAMOND's env loop does this outside ``no_grad``, so the
+  loss reaches through the burn-in). The very first contexts are not burnt in (DIAMOND's reset).
+- :class:`ImaginationTrainer` (its ``ActorCritic.forward`` and ``Trainer.train_component``): the loss of
+  ``training.actor_critic.rollout_loss`` on each rollout, then one AdamW step (no weight decay, linear
+  warm-up from 0, gradient norm clipped at 100).
+
+When the trainer is rebuilt from a saved state (a resumed run), the dreams start afresh, as DIAMOND's
+trainer rebuilds its env loop on resume.
 
 Data-parallel (``distributed`` of N ranks, training.distributed): each rank dreams its own
 ``batch_size`` rollouts from its own random streams, and DDP averages the gradients, so an update
@@ -13,6 +33,7 @@ derive theirs from the seed, their rank and the update count, so a saved state r
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,21 +41,34 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from gym_diamond import StartBank, WorldModel
+from gym_diamond import WorldModel
 from gym_diamond.acceleration import Acceleration
-from gym_diamond.envs.core import DreamCore
-from training.actor_critic import ActorCritic, rollout_loss
-from training.dataset import EpisodeDataset
+from gym_diamond.envs.core import to_model_frames
+from training.actor_critic import ActorCritic, ActorCriticLosses, LSTMState, rollout_loss
+from training.dataset import DIAMOND_SAMPLE_WEIGHTS, EpisodeDataset, check_sample_weights
 from training.distributed import Distributed
+from training.optim import adamw, optimizer_update, warmup_lr
 from training.state import load_optimizer_state, optimizer_state, restore_rng, rng_state
+
+__all__ = ["EnvLoop", "ImaginationConfig", "ImaginationTrainer", "PreloadedStarts", "Rollout", "WorldModelEnv",
+           "imagination_loss"]
+
+# Version of the imagination recipe in saved states: 2 is DIAMOND's env loop (dreams that go on across
+# updates); states without it restarted every dream at every update.
+IMAGINATION_RECIPE = 2
+
+ActionSampler = Callable[[Tensor], Tensor]  # logits (n, k) -> actions (n,) int64
 
 
 @dataclass(frozen=True)
 class ImaginationConfig:
-    """REFERENCE.md: horizon 15, batch 32, AdamW lr 1e-4 without weight decay, warm-up 100, clip 100."""
+    """DIAMOND's settings (``config/trainer.yaml``: ``world_model_env``, ``actor_critic``); defaults are its."""
 
-    horizon: int = 15
-    batch_size: int = 32
+    horizon: int = 15  # world_model_env.horizon: an imagined episode is truncated after this many of its steps
+    backup_every: int = 15  # actor_critic_loss.backup_every: imagined steps per update
+    batch_size: int = 32  # dreams side by side
+    num_batches_to_preload: int = 256  # world_model_env.num_batches_to_preload: start contexts drawn at once
+    sample_weights: tuple[float, ...] | None = DIAMOND_SAMPLE_WEIGHTS  # the start contexts' recency groups
     lr: float = 1e-4
     eps: float = 1e-8
     warmup_steps: int = 100
@@ -44,24 +78,214 @@ class ImaginationConfig:
 
     def __post_init__(self) -> None:
         Acceleration(precision=self.precision)  # validates precision
-        for name in ("horizon", "batch_size"):
+        for name in ("horizon", "backup_every", "batch_size", "num_batches_to_preload"):
             if getattr(self, name) < 1:
                 raise ValueError(f"ImaginationConfig.{name}={getattr(self, name)} is invalid: expected >= 1")
+        if self.sample_weights is not None:
+            object.__setattr__(self, "sample_weights", check_sample_weights(self.sample_weights))
 
 
-class DatasetStarts:
-    """Start contexts sampled from the dataset (with its recency weights) each time dreams restart."""
+# ----------------------------------------------------------------------------------------- start contexts
 
-    def __init__(self, dataset: EpisodeDataset, context_length: int, rng: np.random.Generator,
-                 device: torch.device) -> None:
-        self.dataset, self.context_length, self.rng, self.device = dataset, context_length, rng, device
 
-    def starts(self, mask: Tensor, uniform: Tensor) -> tuple[Tensor, Tensor]:
-        """Fresh real contexts from the dataset for the masked rows."""
-        L = self.context_length
-        seg = self.dataset.sample_segments(len(mask), L, self.rng, require_last=True)
-        frames = torch.as_tensor(np.ascontiguousarray(seg.frames[:, :L]), device=self.device)
-        return frames, torch.as_tensor(seg.actions[:, :L], device=self.device).long()
+class PreloadedStarts:
+    """Start contexts for dreams, drawn ``num_batches`` batches at a time (DIAMOND's ``make_generator_init``).
+
+    Each batch is a DIAMOND ``BatchSampler`` draw (``EpisodeDataset.sample_positions``: L frames,
+    padding only before an episode's start, grey as DIAMOND pads); the reward/termination model's
+    LSTM is burnt in on each batch's L-1 transitions as it is preloaded. Frames are kept as uint8 with
+    their padding mask and made float when handed out, the same values as at preload.
+    """
+
+    def __init__(self, dataset: EpisodeDataset, world_model: WorldModel, batch_size: int, num_batches: int,
+                 sample_weights: tuple[float, ...] | None, rng: np.random.Generator) -> None:
+        self.dataset, self.world_model, self.rng = dataset, world_model, rng
+        self.batch_size, self.num_batches, self.sample_weights = batch_size, num_batches, sample_weights
+        self.context_length = world_model.config.denoiser.context_length
+        self.groups = 0  # groups preloaded so far
+        self._group: dict[str, Tensor] = {}
+        self._next = 0
+
+    @property
+    def remaining(self) -> int:
+        """Contexts of the current group not handed out yet."""
+        return len(self._group["frames"]) - self._next if self._group else 0
+
+    def take(self, n: int) -> tuple[Tensor, Tensor, LSTMState]:
+        """The next ``n`` contexts: frames (n, L, c, h, w) in [-1, 1], actions (n, L) and the reward/termination
+        LSTM state after their transitions, ((1, n, d), (1, n, d))."""
+        if n > self.remaining:
+            self._preload()
+            if n > self.remaining:
+                raise ValueError(f"{n} start contexts asked at once, but a group holds {self.remaining}")
+        rows = slice(self._next, self._next + n)
+        self._next += n
+        g = self._group
+        return (_grey_padded(g["frames"][rows], g["frame_mask"][rows]), g["actions"][rows].clone(),
+                (g["h"][rows].unsqueeze(0).clone(), g["c"][rows].unsqueeze(0).clone()))
+
+    @torch.no_grad()
+    def _preload(self) -> None:
+        device, L = self.world_model.device, self.context_length
+        parts: dict[str, list[Tensor]] = {"frames": [], "frame_mask": [], "actions": [], "h": [], "c": []}
+        for _ in range(self.num_batches):
+            ids, starts = self.dataset.sample_positions(self.batch_size, L, self.rng,
+                                                        sample_weights=self.sample_weights)
+            segment = self.dataset.get_segments(ids, starts, L - 1)
+            frames_u8 = torch.as_tensor(segment.frames, device=device)
+            frame_mask = torch.as_tensor(segment.frame_mask, device=device)
+            # the action of the last frame is the agent's, written at each step: a placeholder here
+            actions = torch.zeros(len(ids), L, dtype=torch.long, device=device)
+            actions[:, :-1] = torch.as_tensor(segment.actions, device=device)
+            h, c = self.world_model.burn_in(_grey_padded(frames_u8, frame_mask), actions)
+            for name, value in (("frames", frames_u8), ("frame_mask", frame_mask), ("actions", actions),
+                                ("h", h[0]), ("c", c[0])):
+                parts[name].append(value)
+        self._group = {name: torch.cat(values) for name, values in parts.items()}
+        self._next = 0
+        self.groups += 1
+
+
+def _grey_padded(frames_u8: Tensor, frame_mask: Tensor) -> Tensor:
+    """uint8 (n, L, h, w, c) -> float (n, L, c, h, w) in [-1, 1], padded frames 0 (DIAMOND's padding)."""
+    return to_model_frames(frames_u8) * frame_mask[:, :, None, None, None]
+
+
+# ---------------------------------------------------------------------------------------------- the dream
+
+
+class WorldModelEnv:
+    """``num_envs`` dreams of a world model with DIAMOND's ``WorldModelEnv`` interface.
+
+    ``reset() -> (obs, info)`` and ``step(actions) -> (obs, reward, terminated, truncated, info)``, obs
+    float (n, c, h, w) in [-1, 1]. Where an episode ended, ``obs`` is already the last frame of its new
+    context, ``info["final_observation"]`` holds the frames the ended episodes reached and
+    ``info["burnin_obs"]`` their new contexts' first L-1 frames, both for the ended rows in order.
+    """
+
+    def __init__(self, world_model: WorldModel, starts: PreloadedStarts, num_envs: int, horizon: int,
+                 generator: torch.Generator) -> None:
+        self.world_model, self.starts, self.num_envs = world_model, starts, num_envs
+        self.horizon, self.generator = horizon, generator
+        self.num_actions = world_model.config.num_actions
+        self.frames = self.actions = self.episode_steps = None
+        self.rew_end_state: LSTMState | None = None
+
+    @torch.no_grad()
+    def reset(self) -> tuple[Tensor, dict[str, Tensor]]:
+        """Every dream from a new start context; returns the contexts' last frames."""
+        self.frames, self.actions, self.rew_end_state = self.starts.take(self.num_envs)
+        self.episode_steps = torch.zeros(self.num_envs, dtype=torch.long, device=self.frames.device)
+        return self.frames[:, -1], {}
+
+    @torch.no_grad()
+    def step(self, actions: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, dict[str, Tensor]]:
+        """One imagined step of every dream; ended ones restart from new contexts in the same call."""
+        self.actions[:, -1] = actions
+        out = self.world_model.imagine_step(self.frames, self.actions, self.rew_end_state, self.generator)
+        self.rew_end_state = out.state
+        self.episode_steps = self.episode_steps + 1
+        truncated = self.episode_steps >= self.horizon
+        self.frames = torch.cat([self.frames[:, 1:], out.next_frame[:, None]], dim=1)
+        self.actions = self.actions.roll(-1, dims=1)
+        dead = out.terminated | truncated
+        info: dict[str, Tensor] = {}
+        if dead.any():
+            self._restart(dead)
+            info = {"final_observation": out.next_frame[dead], "burnin_obs": self.frames[dead, :-1]}
+        return self.frames[:, -1], out.reward, out.terminated, truncated, info
+
+    def _restart(self, dead: Tensor) -> None:
+        frames, actions, (h, c) = self.starts.take(int(dead.sum()))
+        self.frames[dead], self.actions[dead] = frames, actions
+        self.rew_end_state[0][:, dead], self.rew_end_state[1][:, dead] = h, c
+        self.episode_steps[dead] = 0
+
+
+# ------------------------------------------------------------------------------------------ the env loop
+
+
+@dataclass
+class Rollout:
+    """``num_steps`` steps of the ongoing dreams, batch-first, as ``rollout_loss`` takes them."""
+
+    logits: Tensor  # (n, H, k), with gradient
+    values: Tensor  # (n, H), with gradient
+    actions: Tensor  # (n, H) int64
+    rewards: Tensor  # (n, H) float
+    terminated: Tensor  # (n, H) bool
+    truncated: Tensor  # (n, H) bool
+    final_values: Tensor  # (n, H): the value of the final observation where step t ended an episode, else 0
+    bootstrap: Tensor  # (n,): the value of the observation after the last step
+
+
+class EnvLoop:
+    """DIAMOND's ``make_env_loop`` as an object: ``rollout(n)`` is its ``send(n)``.
+
+    ``env`` has :class:`WorldModelEnv`'s interface; ``sample_actions`` maps the policy's logits (n, k) to
+    actions (n,), so a test can replay recorded ones.
+    """
+
+    def __init__(self, env: Any, actor_critic: ActorCritic, sample_actions: ActionSampler,
+                 precision: str = "fp32") -> None:
+        self.env, self.actor_critic, self.sample_actions = env, actor_critic, sample_actions
+        self.autocast = Acceleration(precision=precision).autocast
+        self.obs: Tensor | None = None
+        self.state: LSTMState | None = None
+
+    def _act_value(self, frames: Tensor, state: LSTMState) -> tuple[Tensor, Tensor, LSTMState]:
+        with self.autocast(frames.device):
+            logits, value, (h, c) = self.actor_critic(frames, state)
+        return logits.float(), value.float(), (h.float(), c.float())
+
+    def rollout(self, num_steps: int) -> Rollout:
+        """The next ``num_steps`` steps of the dreams (the first call resets them)."""
+        if self.obs is None:
+            self.obs, _ = self.env.reset()
+            self.state = self.actor_critic.initial_state(self.env.num_envs, self.obs.device)
+        obs, (h, c) = self.obs, (s.detach() for s in self.state)
+        steps: list[tuple[Tensor, ...]] = []
+        final_values = torch.zeros(len(obs), num_steps, device=obs.device)
+        for t in range(num_steps):
+            logits, value, (h, c) = self._act_value(obs, (h, c))
+            action = self.sample_actions(logits.detach())
+            obs, reward, terminated, truncated, info = self.env.step(action)
+            terminated, truncated = terminated.bool(), truncated.bool()
+            dead = terminated | truncated
+            if dead.any():
+                with torch.no_grad():  # the final observation's value, seen with the ended episode's state
+                    _, final, _ = self._act_value(info["final_observation"], (h[dead], c[dead]))
+                final_values[dead, t] = final
+                h, c = self._restart_rows(dead, (h, c), info.get("burnin_obs"))
+            steps.append((logits, value, action, reward.float(), terminated, truncated))
+        with torch.no_grad():
+            _, bootstrap, _ = self._act_value(obs, (h, c))
+        self.obs, self.state = obs, (h.detach(), c.detach())
+        columns = (torch.stack(x, dim=1) for x in zip(*steps, strict=True))
+        return Rollout(*columns, final_values=final_values, bootstrap=bootstrap)
+
+    def _restart_rows(self, dead: Tensor, state: LSTMState, burnin: Tensor | None) -> LSTMState:
+        """Zero the ended rows' LSTM state, then burn it in on their new contexts, with gradient."""
+        keep = 1 - dead.float().unsqueeze(1)
+        h, c = state[0] * keep, state[1] * keep
+        if burnin is None or burnin.shape[1] == 0:
+            return h, c
+        with self.autocast(burnin.device):
+            new_h, new_c = self.actor_critic.burn_in(burnin, (h[dead], c[dead]))
+        return h.index_put((dead,), new_h.float()), c.index_put((dead,), new_c.float())
+
+
+def imagination_loss(rollout: Rollout, actor_critic: ActorCritic) -> tuple[ActorCriticLosses, dict[str, float]]:
+    """DIAMOND's actor-critic loss of one rollout, and the scalars to log."""
+    losses = rollout_loss(rollout.logits, rollout.values, rollout.actions, rollout.rewards, rollout.terminated,
+                          rollout.truncated, rollout.bootstrap, actor_critic.config, final_values=rollout.final_values)
+    ends = rollout.terminated | rollout.truncated
+    return losses, {**losses.scalars(), "imagined_reward_per_step": float(rollout.rewards.mean()),
+                    "imagined_end_rate": float(rollout.terminated.float().mean()),
+                    "imagined_episodes_ended": float(ends.float().sum())}
+
+
+# ---------------------------------------------------------------------------------------------- training
 
 
 class _RolloutObjective(nn.Module):
@@ -77,28 +301,25 @@ class _RolloutObjective(nn.Module):
 
 
 class ImaginationTrainer:
-    """Updates an actor-critic on rollouts imagined by a (frozen) world model."""
+    """Updates an actor-critic on the ongoing dreams of a (frozen) world model, as DIAMOND does."""
 
     def __init__(self, world_model: WorldModel, actor_critic: ActorCritic, dataset: EpisodeDataset,
                  config: ImaginationConfig | None = None, seed: int = 0,
                  distributed: Distributed | None = None) -> None:
         self.config = c = config or ImaginationConfig()
-        self.world_model, self.actor_critic = world_model, actor_critic
+        self.world_model, self.actor_critic, self.dataset = world_model, actor_critic, dataset
         self.device = world_model.device
         self.seed, self.distributed = seed, distributed or Distributed()
         self.rng = np.random.default_rng(seed)
         self.policy_generator = torch.Generator(device=self.device).manual_seed(seed)
-        L = world_model.config.denoiser.context_length
-        self.starts = DatasetStarts(dataset, L, self.rng, self.device)
-        placeholder = StartBank(*(t.cpu().numpy() for t in self.starts.starts(torch.ones(1, dtype=torch.bool), None)))
-        self.core = DreamCore(world_model, placeholder, num_envs=c.batch_size, start_source=self.starts)
-        self.core.reset(seed=seed)
+        self.dream_generator = torch.Generator(device=self.device).manual_seed(seed + 1)
         if c.compile:
             actor_critic.compile()
-        self.optimizer = torch.optim.AdamW(actor_critic.parameters(), lr=c.lr, eps=c.eps, weight_decay=0.0)
+        self.optimizer = adamw(actor_critic, c.lr, c.eps, weight_decay=0.0)
         self.steps = 0
         self._objective = self.distributed.wrap(_RolloutObjective(actor_critic, self))
         self._own_streams()
+        self._new_dreams()
 
     def _own_streams(self) -> None:
         """Ranks other than 0 dream from streams of their own (derived, so no state binds them to N)."""
@@ -106,88 +327,55 @@ class ImaginationTrainer:
         if rank == 0:
             return
         entropy = [self.seed, rank, self.steps]
-        self.rng = self.starts.rng = np.random.default_rng(entropy)
+        self.rng = np.random.default_rng(entropy)
         seeds = np.random.SeedSequence(entropy).generate_state(2, dtype=np.uint64) >> np.uint64(2)
         self.policy_generator.manual_seed(int(seeds[0]))
-        self.core.reset(seed=int(seeds[1]))  # the dreams' per-row streams; every update restarts them anyway
+        self.dream_generator.manual_seed(int(seeds[1]))
 
-    def _burn_in(self, rows: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """The actor-critic's LSTM state after the context frames before the last (no gradient), for all
-        dreams or for ``rows``."""
-        frames = self.core.frames[:, :-1] if rows is None else self.core.frames[rows, :-1]
-        with torch.no_grad():
-            return self.actor_critic.burn_in(frames)
+    def _new_dreams(self) -> None:
+        """A fresh env loop: the next update resets every dream from newly preloaded start contexts."""
+        c = self.config
+        starts = PreloadedStarts(self.dataset, self.world_model, c.batch_size, c.num_batches_to_preload,
+                                 c.sample_weights, self.rng)
+        self.env = WorldModelEnv(self.world_model, starts, c.batch_size, c.horizon, self.dream_generator)
+        self.loop = EnvLoop(self.env, self.actor_critic, self._sample_actions, c.precision)
 
-    def _restart_states(self, state: tuple[Tensor, Tensor], done: Tensor) -> tuple[Tensor, Tensor]:
-        """``state`` with the rows of the dreams that restarted this step burnt in on their new contexts.
-
-        On the CPU only those rows are burnt in (most steps have none); elsewhere all rows are, then
-        selected, so that nothing waits on the host to learn which rows ended.
-        """
-        if self.device.type != "cpu":
-            restarted = self._burn_in()
-            return tuple(torch.where(done[:, None], new, old) for new, old in zip(restarted, state, strict=True))
-        rows = done.nonzero().squeeze(1)
-        if len(rows) == 0:
-            return state
-        restarted = self._burn_in(rows)
-        return tuple(old.index_copy(0, rows, new) for new, old in zip(restarted, state, strict=True))
+    def _sample_actions(self, logits: Tensor) -> Tensor:
+        probs = torch.softmax(logits.float(), dim=-1)
+        return torch.multinomial(probs, 1, generator=self.policy_generator).squeeze(-1)
 
     def step(self) -> dict[str, float]:
-        """One imagined rollout from fresh real contexts and one update; returns the scalars to log."""
-        c, ac = self.config, self.actor_critic
+        """The next ``backup_every`` steps of the dreams and one update; returns the scalars to log."""
+        c = self.config
         total, scalars = self._objective()
-        for group in self.optimizer.param_groups:
-            group["lr"] = c.lr * min(1.0, (self.steps + 1) / c.warmup_steps) if c.warmup_steps else c.lr
-        self.optimizer.zero_grad(set_to_none=True)
-        total.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(ac.parameters(), c.grad_clip)
-        self.optimizer.step()
+        lr = warmup_lr(c.lr, self.steps, c.warmup_steps)
+        grad_norm = optimizer_update(self.optimizer, total, lr, c.grad_clip)
         self.steps += 1
         names = list(scalars)
         return {**dict(zip(names, self.distributed.mean([scalars[k] for k in names]), strict=True)),
-                "ac_grad_norm": float(grad_norm)}
+                "ac_grad_norm": grad_norm}
 
     def _rollout_loss(self) -> tuple[Tensor, dict[str, float]]:
-        """Imagine ``horizon`` steps from fresh real contexts; the loss and the scalars to log."""
-        c, core, ac = self.config, self.core, self.actor_critic
-        core.reset()  # every update starts from new real contexts (the environments' streams continue)
-        ac.train()
-        state = self._burn_in()
-        logits, values, actions, rewards, terminated, truncated = [], [], [], [], [], []
-        autocast = Acceleration(precision=c.precision).autocast
-        for _ in range(c.horizon):
-            with autocast(core.device):
-                step_logits, value, state = ac(core.frames[:, -1], state)
-            step_logits, value = step_logits.float(), value.float()
-            with torch.no_grad():
-                probs = torch.softmax(step_logits.float(), dim=-1)
-                action = torch.multinomial(probs, 1, generator=self.policy_generator).squeeze(-1)
-            out = core.step(action)
-            logits.append(step_logits), values.append(value), actions.append(action)
-            rewards.append(out.reward), terminated.append(out.terminated), truncated.append(out.truncated)
-            state = self._restart_states(state, out.done)
-        with torch.no_grad(), autocast(core.device):
-            _, bootstrap, _ = ac(core.frames[:, -1], state)
-        bootstrap = bootstrap.float()
-        losses = rollout_loss(torch.stack(logits, 1), torch.stack(values, 1), torch.stack(actions, 1),
-                              torch.stack(rewards, 1), torch.stack(terminated, 1), torch.stack(truncated, 1),
-                              bootstrap, ac.config)
-        return losses.total, {**losses.scalars(), "imagined_reward_per_step": float(torch.stack(rewards, 1).mean()),
-                              "imagined_end_rate": float(torch.stack(terminated, 1).float().mean())}
+        self.actor_critic.train()
+        losses, scalars = imagination_loss(self.loop.rollout(self.config.backup_every), self.actor_critic)
+        return losses.total, scalars
 
     def state_dict(self) -> dict[str, Any]:
-        """Everything needed to resume: networks, optimiser, step count, RNG states."""
+        """Everything needed to resume: network, optimiser, step count, RNG states (not the ongoing dreams)."""
         return {"actor_critic": self.actor_critic.state_dict(), "optimizer": optimizer_state(self.optimizer),
                 "steps": self.steps, "rng": rng_state(self.rng, self.policy_generator),
-                "dream_rng": self.core.generator.state_dict(), "config": dataclasses.asdict(self.config)}
+                "dream_rng": self.dream_generator.get_state(), "config": dataclasses.asdict(self.config),
+                "recipe": IMAGINATION_RECIPE}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Resume from ``state_dict``'s output."""
+        """Resume from ``state_dict``'s output; the dreams start afresh (as DIAMOND's on resume)."""
+        if state.get("recipe") != IMAGINATION_RECIPE:
+            raise ValueError("the saved actor-critic training state was written by an earlier gym-diamond, whose "
+                             "dreams restarted at every update: start a new run with another --out")
         self.actor_critic.load_state_dict(state["actor_critic"])
         load_optimizer_state(self.optimizer, state["optimizer"])
         self.steps = int(state["steps"])
         restore_rng(state["rng"], self.rng, self.policy_generator)
-        self.core.generator.load_state_dict(state["dream_rng"])
+        self.dream_generator.set_state(state["dream_rng"])
         self._own_streams()
-
+        self._new_dreams()

@@ -1,13 +1,21 @@
 """DIAMOND end to end: collect real data, train the world model, train the agent in it, evaluate.
 
-    python -m training.pipeline --game Breakout --preset paper --device cuda --precision bf16 --compile
+    python -m training.pipeline --game Breakout --preset paper --device cuda --compile
     python -m training.pipeline --game Pong --preset demo          # minutes on a CPU
 
-Per epoch (REFERENCE.md): collect real steps (random in the first epoch, then the agent with epsilon
-0.01), update the denoiser, the reward/termination model and the actor-critic ``*_steps_per_epoch``
-times each, evaluate every ``eval_every`` epochs. The run folder holds everything; re-running the same
-command resumes after the last finished stage (collection is never repeated). At the end it writes
-``world_model.safetensors`` (for ``gym.make``), ``actor_critic.safetensors`` and ``report.json``.
+The schedule is DIAMOND's (its ``Trainer.run``, ``config/trainer.yaml``; ``training.presets``): an initial
+collection of at least 5,000 real steps that goes on 100 at a time until at least 10 steps carry the
+rarer reward signs (at most 10,000), then epochs that each collect 100 steps (the actor-critic playing
+with epsilon 0.01) and train the denoiser, the reward/termination model and the actor-critic (10,000,
+10,000 and 5,000 updates in the first epoch, 400 each after), until 100,000 real steps are in; then 50
+final epochs that only train. The agent is scored in the real game every 10 epochs (4 episodes) and at
+the end (100 episodes). The collector stores the episode it is in the middle of at the end of each
+collection, so every collected step is trainable, and extends it at the next.
+
+The run folder holds everything; re-running the same command resumes after the last finished stage
+(collection is never repeated). At the end it writes ``world_model.safetensors`` (for ``gym.make``),
+``actor_critic.safetensors`` and ``report.json``. A run folder written by an earlier gym-diamond, before
+this schedule, does not resume: the command says so.
 
 Data-parallel: ``torchrun --nproc_per_node N -m training.pipeline ...`` splits every update's batch
 (the preset's, which stays the global batch: N must divide it) and the imagined dreams across N
@@ -18,21 +26,23 @@ writes every file; the others wait for it and re-read the dataset before trainin
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
+import math
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
 from gym_diamond import WorldModel, save_checkpoint
-from gym_diamond.acceleration import Acceleration, default_precision
+from gym_diamond.acceleration import PRECISIONS, Acceleration
 from gym_diamond.atari import game_to_name, make_atari_env
 from training.actor_critic import ActorCritic, ActorCriticConfig
 from training.agent_io import save_actor_critic
-from training.agents import ActorCriticAgent, RandomAgent
+from training.agents import ActorCriticAgent
 from training.atari import make_vector_atari
 from training.collect import Collector
 from training.dataset import EpisodeDataset
@@ -40,7 +50,7 @@ from training.distributed import init_distributed
 from training.evaluate import evaluate
 from training.files import write_json_atomic
 from training.imagination import ImaginationConfig, ImaginationTrainer
-from training.presets import PipelinePreset, get_preset
+from training.presets import SCHEDULE, PipelinePreset, get_preset
 from training.state import load_state, save_state
 from training.world_model import (
     MODEL_PRESETS,
@@ -51,6 +61,44 @@ from training.world_model import (
 )
 
 STAGES = ("collect", "world_model", "actor_critic", "evaluate")
+WORLD_MODEL_NETWORKS = ("denoiser", "rew_end")
+
+
+class RunFolderError(ValueError):
+    """A run folder this command cannot go on with: another run's, or one an earlier gym-diamond wrote."""
+
+
+def reward_sign_counts(dataset: EpisodeDataset) -> list[int]:
+    """How many of the dataset's transitions have reward sign -1, 0 and +1 (DIAMOND's ``Dataset.counts_rew``)."""
+    counts = np.zeros(3, dtype=np.int64)
+    for i in range(len(dataset)):
+        signs = np.sign(dataset.episode(i).rewards).astype(np.int64) + 1
+        counts += np.bincount(signs, minlength=3)
+    return counts.tolist()
+
+
+def minority_reward_count(counts: Sequence[int]) -> int:
+    """The steps that carry a reward sign other than the most frequent one: all counts but the largest."""
+    return int(sum(sorted(counts)[:-1]))
+
+
+def collect_initial_dataset(collect: Callable[[int], int], dataset_steps: Callable[[], int],
+                            reward_counts: Callable[[], Sequence[int]], preset: PipelinePreset) -> int:
+    """DIAMOND's ``Trainer.collect_initial_dataset``: collect ``initial_collect_min_steps``, then
+    ``collect_steps_per_epoch`` more at a time until ``minority_reward_count`` reaches
+    ``initial_collect_threshold_rew`` or the dataset holds ``initial_collect_max_steps``.
+
+    ``collect(n)`` collects n real steps (and stores them) and returns how many it collected; returns
+    the steps collected in all.
+    """
+    steps, collected = preset.initial_collect_min_steps, 0
+    while True:
+        collected += collect(steps)
+        if minority_reward_count(reward_counts()) >= preset.initial_collect_threshold_rew:
+            return collected
+        if preset.initial_collect_max_steps is not None and dataset_steps() >= preset.initial_collect_max_steps:
+            return collected
+        steps = preset.collect_steps_per_epoch
 
 
 class Pipeline:
@@ -58,12 +106,11 @@ class Pipeline:
 
     def __init__(self, game: str, out: str | Path, preset: str | PipelinePreset = "demo", *,
                  device: str | torch.device | None = None, seed: int = 0, progress: bool = True,
-                 precision: str | None = None, compile: bool = False) -> None:
+                 precision: str | None = None, compile: bool = False, dream_precision: str | None = None) -> None:
         """``precision`` and ``compile`` are speed switches of every network, training and dream alike; they
-        are not part of the run's settings, so a run may resume with others. ``precision=None`` trains the
-        networks in fp32 and dreams (the actor-critic's imagination) in the device's default precision
-        (``gym_diamond.acceleration.default_precision``): bf16 training cost dream fidelity in our A/B
-        runs (benchmarks/README.md), bf16 dreams of a trained model did not."""
+        are not part of the run's settings, so a run may resume with others. By default everything runs
+        in fp32, as DIAMOND does; ``dream_precision`` sets the dream the actor-critic learns in apart
+        (e.g. "bf16", faster on a bf16 device; default: ``precision``)."""
         self.game = game_to_name(game)
         self.preset_name = preset if isinstance(preset, str) else "custom"
         self.preset = get_preset(preset) if isinstance(preset, str) else preset
@@ -87,17 +134,17 @@ class Pipeline:
         p = self.preset
         torch.manual_seed(seed)
         self.precision, self.compile = precision or "fp32", compile  # the trainers'
-        self.dream_precision = precision or default_precision(self.device)
+        self.dream_precision = dream_precision or self.precision
+        if self.dream_precision not in PRECISIONS:
+            raise ValueError(f"dream_precision must be one of {PRECISIONS}, got {self.dream_precision!r}")
         self.world_model = WorldModel(MODEL_PRESETS[p.world_model](n)).to(self.device)
         # the dream; compile=True compiles the modules themselves
-        self.world_model.accelerate(dataclasses.replace(Acceleration.default_for(self.device),
-                                                        precision=self.dream_precision))
+        self.world_model.accelerate(Acceleration(precision=self.dream_precision, channels_last=True))
         self.actor_critic = ActorCritic(ActorCriticConfig(n, channels=p.actor_critic_channels,
                                                           lstm_dim=p.actor_critic_lstm_dim)).to(self.device)
         self.progress_path = self.out / "progress.json"
         self.state_path = self.out / "train_state.safetensors"
-        self.state = {"epoch": 0, "collected_epochs": 0, "env_steps": 0, "seconds": dict.fromkeys(STAGES, 0.0),
-                      "evaluations": [], "dataset_episodes": 0}
+        self.state = self._initial_state()
         self._saved: dict[str, Any] | None = load_state(self.state_path) if self.state_path.exists() else None
         if self.progress_path.exists():
             self.state = json.loads(self.progress_path.read_text())
@@ -108,8 +155,8 @@ class Pipeline:
         # the other ranks open it once it is settled
         if self.main_rank:
             self.dataset = EpisodeDataset(self.out / "data", game=self.game)
-            if "dataset_episodes" in self.state:  # episodes a killed run stored after its last save: collected again
-                self.dataset.truncate(min(self.state["dataset_episodes"], len(self.dataset)))
+            # episodes a killed run stored after its last save are collected again
+            self.dataset.truncate(min(self.state["dataset_episodes"], len(self.dataset)))
         self.distributed.barrier()
         if not self.main_rank:
             self.dataset = EpisodeDataset(self.out / "data", game=self.game)
@@ -123,19 +170,45 @@ class Pipeline:
         self.ac_trainer: ImaginationTrainer | None = None
         self.collector: Collector | None = None
 
+    @staticmethod
+    def _initial_state() -> dict[str, Any]:
+        """progress.json of a new run. ``collect_epochs`` (DIAMOND's ``num_epochs_collect``) is known once
+        the initial collection is done; ``collected_epochs`` is the last epoch whose collection is stored."""
+        return {"schedule": SCHEDULE, "epoch": 0, "collect_epochs": None, "collected_epochs": 0, "env_steps": 0,
+                "seconds": dict.fromkeys(STAGES, 0.0), "evaluations": [], "dataset_episodes": 0}
+
     def _check_run_config(self) -> None:
-        """A run folder belongs to one game, preset and seed; reusing it for another is an error."""
-        config = {"game": self.game, "preset": self.preset_name, "seed": self.seed, **self.preset.to_dict()}
+        """A run folder belongs to one game, preset and seed; reusing it for another is an error, and so is
+        one an earlier gym-diamond wrote with another schedule."""
+        config = {"game": self.game, "preset": self.preset_name, "seed": self.seed, "schedule": SCHEDULE,
+                  **self.preset.to_dict()}
         config = json.loads(json.dumps(config))
         path = self.out / "config.json"
+        earlier = (path.exists() and json.loads(path.read_text()).get("schedule") != SCHEDULE) or \
+            (not path.exists() and (self.out / "progress.json").exists())
+        if earlier:
+            raise RunFolderError(f"{self.out} holds a run of an earlier gym-diamond, whose pipeline did not follow "
+                                 f"DIAMOND's schedule: it cannot resume; start a new run with another --out")
         if path.exists():
             saved = json.loads(path.read_text())
             if saved != config:
                 diff = sorted(k for k in set(saved) | set(config) if saved.get(k) != config.get(k))
-                raise ValueError(f"{self.out} holds a run with other settings ({', '.join(diff)}); "
-                                 f"use another --out or the same arguments")
+                raise RunFolderError(f"{self.out} holds a run with other settings ({', '.join(diff)}); "
+                                     f"use another --out or the same arguments")
         else:
             write_json_atomic(path, config)
+
+    # ------------------------------------------------------------------ schedule
+    @property
+    def epochs(self) -> int | None:
+        """The run's number of epochs; None until the initial collection is done."""
+        collect_epochs = self.state["collect_epochs"]
+        return None if collect_epochs is None else collect_epochs + self.preset.final_epochs
+
+    def _collects(self, epoch: int) -> bool:
+        """Whether epoch ``epoch`` (from 1) collects real data (the first also makes the initial collection)."""
+        collect_epochs = self.state["collect_epochs"]
+        return self.state["collected_epochs"] < epoch and (collect_epochs is None or epoch <= collect_epochs)
 
     # ------------------------------------------------------------------ stages
     def _timed(self, stage: str, start: float) -> None:
@@ -148,32 +221,57 @@ class Pipeline:
         self.distributed.barrier()
         self.state = self.distributed.broadcast(self.state)
         if not self.main_rank:  # rank 0's dataset object appended the episodes itself
-            self.dataset.refresh()
+            self._reread_dataset()
+
+    def _reread_dataset(self) -> None:
+        """See the episodes rank 0 stored. An unfinished episode it stored again, longer, keeps its id: the
+        copies cached here from before are dropped (EpisodeDataset.refresh keeps its cache)."""
+        lengths = self.dataset.lengths
+        self.dataset.refresh()
+        changed = [i for i, n in enumerate(lengths) if i >= len(self.dataset) or self.dataset.lengths[i] != n]
+        for i in changed:
+            old = self.dataset._cache.pop(i, None)
+            if old is not None:
+                self.dataset._cached_bytes -= sum(a.nbytes for a in old.arrays().values())
+        if changed:
+            del self.dataset._ends[changed[0]:]  # whether they terminated is read again
 
     def _collect_here(self, epoch: int) -> None:
+        """Epoch ``epoch``'s real steps (the first epoch's after the initial collection), episodes stored."""
         p, t0 = self.preset, time.perf_counter()
         if self.collector is None:
             env = make_vector_atari(self.game, 1, done_on_life_loss=True, seed=self.seed + 1000 * epoch)
-            self.collector = Collector(env, self.dataset, self._real_agent(random=True))
-        random_epoch = epoch == 0
-        self.collector.policy = self._real_agent(random=random_epoch)
-        steps = p.initial_random_steps if random_epoch else p.collect_steps_per_epoch
-        stats = self.collector.collect(steps, progress=self.progress)
-        while self.dataset.num_steps == 0:  # training needs one finished episode (a Pong game can be long)
-            more = self.collector.collect(p.collect_steps_per_epoch)
-            steps += more.steps
-        self.state["env_steps"] += steps
-        self.state["collected_epochs"] = epoch + 1
-        self._timed("collect", t0)
-        self.logs["collect"].write({"epoch": epoch + 1, "env_steps": self.state["env_steps"],
-                        "dataset_steps": self.dataset.num_steps, "episodes": len(self.dataset),
-                        **{k: v for k, v in vars(stats).items() if isinstance(v, (int, float))}})
-        self._save()
+            # DIAMOND collects with the actor-critic from the start: untrained, its zero heads play uniformly
+            agent = ActorCriticAgent(self.actor_critic, 1, epsilon=p.epsilon, seed=self.seed + epoch)
+            self.collector = Collector(env, self.dataset, agent)
+        stats = {"steps": 0, "episodes_finished": 0, "returns": []}
 
-    def _real_agent(self, random: bool) -> Any:
-        if random:
-            return RandomAgent(len(self.action_meanings), seed=self.seed)
-        return ActorCriticAgent(self.actor_critic, 1, epsilon=self.preset.epsilon, seed=self.seed)
+        def collect(steps: int) -> int:
+            done = self.collector.collect(steps, progress=self.progress)
+            self.collector.store_unfinished()  # as DIAMOND's collector, so every step is trainable now
+            stats["steps"] += done.steps
+            stats["episodes_finished"] += done.episodes_finished
+            stats["returns"] += done.returns
+            return done.steps
+
+        if epoch == 1:
+            collect_initial_dataset(collect, lambda: self.dataset.num_steps, lambda: reward_sign_counts(self.dataset),
+                                    p)
+            self.state["collect_epochs"] = p.collect_epochs(self.dataset.num_steps)
+        if epoch <= self.state["collect_epochs"]:
+            collect(p.collect_steps_per_epoch)
+        seconds = time.perf_counter() - t0
+        self.state["env_steps"] += stats["steps"]
+        self.state["collected_epochs"] = epoch
+        self._timed("collect", t0)
+        returns = stats["returns"]
+        self.logs["collect"].write({
+            "epoch": epoch, "env_steps": self.state["env_steps"], "dataset_steps": self.dataset.num_steps,
+            "episodes": len(self.dataset), "steps": stats["steps"], "episodes_finished": stats["episodes_finished"],
+            "mean_return": float(np.mean(returns)) if returns else math.nan, "seconds": seconds,
+            "steps_per_second": stats["steps"] / seconds if seconds > 0 else math.nan,
+            "minority_reward_steps": minority_reward_count(reward_sign_counts(self.dataset))})
+        self._save()
 
     def _stage_bar(self, total: int, desc: str, unit: str) -> tqdm:
         """A bar inside the epoch bar, so a long stage shows it is moving (gone when the stage ends)."""
@@ -185,30 +283,36 @@ class Pipeline:
         p, n = self.preset, self.distributed.world_size
         self.wm_trainer = WorldModelTrainer(self.world_model, self.dataset, WorldModelTrainingConfig(
             batch_size=p.batch_size // n, rew_end_sequence_length=p.rew_end_sequence_length,
-            precision=self.precision, compile=self.compile), seed=self.seed, distributed=self.distributed)
+            sample_weights=p.sample_weights, precision=self.precision, compile=self.compile),
+            seed=self.seed, distributed=self.distributed)
         self.ac_trainer = ImaginationTrainer(self.world_model, self.actor_critic, self.dataset, ImaginationConfig(
-            horizon=p.horizon, batch_size=p.imagination_batch_size // n, precision=self.precision,
-            compile=self.compile), seed=self.seed, distributed=self.distributed)
+            horizon=p.horizon, backup_every=p.backup_every, batch_size=p.imagination_batch_size // n,
+            num_batches_to_preload=p.num_batches_to_preload, sample_weights=p.sample_weights,
+            precision=self.precision, compile=self.compile), seed=self.seed, distributed=self.distributed)
         if self._saved is not None:
             self.wm_trainer.load_state_dict(self._saved["world_model"])
             self.ac_trainer.load_state_dict(self._saved["actor_critic"])
             self._saved = None
 
     def _train(self, epoch: int) -> None:
+        """DIAMOND's ``train_agent``: the denoiser's updates, the reward/termination model's, the actor-critic's."""
         p = self.preset
         self._trainers()
         t0 = time.perf_counter()
-        for _ in self._stage_bar(p.world_model_steps_per_epoch, f"epoch {epoch + 1}: world model", "update"):
-            scalars = {**self.wm_trainer.denoiser_step(), **self.wm_trainer.rew_end_step()}
+        scalars: dict[str, float] = {}
+        updates = {"denoiser": self.wm_trainer.denoiser_step, "rew_end": self.wm_trainer.rew_end_step}
+        for network in WORLD_MODEL_NETWORKS:
+            for _ in self._stage_bar(p.steps_of(network, epoch), f"epoch {epoch}: world model ({network})", "update"):
+                scalars.update(updates[network]())
         self._timed("world_model", t0)
         if self.main_rank:
-            self.logs["world_model"].write({"epoch": epoch + 1, **scalars})
+            self.logs["world_model"].write({"epoch": epoch, **scalars})
         t0 = time.perf_counter()
-        for _ in self._stage_bar(p.actor_critic_steps_per_epoch, f"epoch {epoch + 1}: actor-critic", "update"):
+        for _ in self._stage_bar(p.steps_of("actor_critic", epoch), f"epoch {epoch}: actor-critic", "update"):
             scalars = self.ac_trainer.step()
         self._timed("actor_critic", t0)
         if self.main_rank:
-            self.logs["actor_critic"].write({"epoch": epoch + 1, **scalars})
+            self.logs["actor_critic"].write({"epoch": epoch, **scalars})
 
     def _evaluate(self, episodes: int) -> dict[str, Any]:
         """Rank 0 scores the agent in the real game; every rank gets the record."""
@@ -241,20 +345,23 @@ class Pipeline:
     def run(self, stop_after_epochs: int | None = None) -> dict[str, Any]:
         """Run (or resume) to the end; ``stop_after_epochs`` stops early (to test resumption)."""
         p = self.preset
-        bar = tqdm(total=p.epochs, initial=self.state["epoch"], desc=f"DIAMOND {self.game}", unit="epoch",
+        bar = tqdm(total=self.epochs, initial=self.state["epoch"], desc=f"DIAMOND {self.game}", unit="epoch",
                    disable=not self.progress)
         try:
-            while self.state["epoch"] < p.epochs:
-                epoch = self.state["epoch"]
-                if stop_after_epochs is not None and epoch >= stop_after_epochs:
+            while self.epochs is None or self.state["epoch"] < self.epochs:
+                epoch = self.state["epoch"] + 1
+                if stop_after_epochs is not None and epoch > stop_after_epochs:
                     return self.state
-                if self.state["collected_epochs"] <= epoch:
+                if self._collects(epoch):
                     self._collect(epoch)
+                    bar.total = self.epochs
+                    if epoch > self.epochs:  # the initial collection took every real step and there is no final epoch
+                        break
                 self._train(epoch)
-                self.state["epoch"] = epoch + 1
-                if p.eval_every and (epoch + 1) % p.eval_every == 0 and epoch + 1 < p.epochs:
+                self.state["epoch"] = epoch
+                if p.eval_every and epoch % p.eval_every == 0:
                     self.state["evaluations"].append(self._evaluate(p.eval_episodes))
-                if (epoch + 1) % p.save_every == 0 or epoch + 1 == p.epochs:
+                if epoch % p.save_every == 0 or epoch == self.epochs:
                     self._save()
                 bar.update(1)
         finally:
@@ -278,6 +385,7 @@ class Pipeline:
         self.world_model.to(self.device)
         ac_path = save_actor_critic(self.out / "actor_critic.safetensors", self.actor_critic, self.game)
         report = {"game": self.game, "preset": self.preset_name, "epochs": self.state["epoch"],
+                  "collect_epochs": self.state["collect_epochs"],
                   "env_steps": self.state["env_steps"], "dataset_steps": self.dataset.num_steps,
                   "dataset_episodes": len(self.dataset), "seconds_per_stage": self.state["seconds"],
                   "world_model_updates": self.wm_trainer.steps, "actor_critic_updates": self.ac_trainer.steps,
@@ -299,10 +407,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default=None)
     parser.add_argument("--seed", type=int, default=0)
     add_speed_arguments(parser)
+    parser.add_argument("--dream-precision", choices=PRECISIONS, default=None,
+                        help="precision of the dream the actor-critic learns in (default: --precision, else fp32 "
+                             "as DIAMOND; bf16 is faster on a bf16 device)")
     args = parser.parse_args(argv)
     out = args.out or f"runs/{game_to_name(args.game)}-{args.preset}"
-    pipeline = Pipeline(args.game, out, args.preset, device=args.device, seed=args.seed, precision=args.precision,
-                        compile=args.compile)
+    try:
+        pipeline = Pipeline(args.game, out, args.preset, device=args.device, seed=args.seed, precision=args.precision,
+                            compile=args.compile, dream_precision=args.dream_precision)
+    except RunFolderError as e:
+        raise SystemExit(f"error: {e}") from None
     report = pipeline.run()
     pipeline.distributed.close()
     if not pipeline.main_rank:

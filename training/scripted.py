@@ -2,10 +2,10 @@
 
 A random policy in Breakout rarely returns the ball, so a world model trained on its data never sees a
 brick break; in Pong it never sees a rally. ``BallFollower`` reads the ball and the player's paddle
-from the 64x64 observation itself (colour masks, no emulator RAM, so it runs on ale-py's native vector
-env) and moves the paddle toward the ball. With probability ``epsilon`` each step it takes a uniform
-random action instead, so the data still holds every action in every situation and the world model
-learns what each one does.
+from the 64x64 observation itself (``training.objects``: colour masks, no emulator RAM, so it runs on
+ale-py's native vector env) and moves the paddle toward the ball. With probability ``epsilon`` each
+step it takes a uniform random action instead, so the data still holds every action in every situation
+and the world model learns what each one does.
 
 It implements ``training.agents.Agent`` (``reset(mask)``, ``act(obs)``), batched over environments
 with numpy.
@@ -18,61 +18,28 @@ from dataclasses import dataclass
 import numpy as np
 
 from gym_diamond.atari import game_to_name
+from training.objects import find_objects
 
 __all__ = ["SCRIPTED_GAMES", "BallFollower"]
 
 
 @dataclass(frozen=True)
 class _Layout:
-    """Where things are in a 64x64 frame of one game, and which actions move the paddle."""
+    """Along which axis the paddle moves in one game, and which actions move it."""
 
-    axis: int  # 0: the paddle moves along rows (Pong), 1: along columns (Breakout)
-    ball_rows: slice
-    ball_cols: slice
-    paddle_rows: slice
-    paddle_cols: slice
+    axis: int  # 0: the paddle moves along columns (x: Breakout), 1: along rows (y: Pong), as in Objects' (x, y)
     toward_lower: int  # action moving the paddle toward lower row/column indices (up in Pong, left in Breakout)
     toward_higher: int
     serve: int | None  # action that launches the ball when none is in play (FIRE), if the game needs one
 
 
 _LAYOUTS = {
-    # Pong: the player's green paddle is the right one (column ~56); RIGHT moves it up, LEFT down.
-    "Pong": _Layout(axis=0, ball_rows=slice(11, 59), ball_cols=slice(9, 54), paddle_rows=slice(11, 59),
-                    paddle_cols=slice(54, 59), toward_lower=2, toward_higher=3, serve=None),
-    # Breakout: the red paddle runs along row ~57 under the bricks; the ball is red too.
-    "Breakout": _Layout(axis=1, ball_rows=slice(30, 55), ball_cols=slice(2, 62), paddle_rows=slice(55, 60),
-                        paddle_cols=slice(2, 62), toward_lower=3, toward_higher=2, serve=1),
+    # Pong: the player's paddle is the right one; RIGHT moves it up, LEFT down.
+    "Pong": _Layout(axis=1, toward_lower=2, toward_higher=3, serve=None),
+    # Breakout: the paddle runs along the bottom under the bricks.
+    "Breakout": _Layout(axis=0, toward_lower=3, toward_higher=2, serve=1),
 }
 SCRIPTED_GAMES = tuple(sorted(_LAYOUTS))
-
-
-def _pong_masks(obs: np.ndarray, layout: _Layout) -> tuple[np.ndarray, np.ndarray]:
-    frames = obs.astype(np.int16)
-    paddle = frames[:, layout.paddle_rows, layout.paddle_cols]
-    paddle_mask = paddle[..., 1] > paddle[..., 0] + 30  # green on brown
-    ball = frames[:, layout.ball_rows, layout.ball_cols]
-    background = np.array([144, 72, 17], dtype=np.int16)
-    ball_mask = np.abs(ball - background).sum(-1) > 40
-    return ball_mask, paddle_mask
-
-
-def _breakout_masks(obs: np.ndarray, layout: _Layout) -> tuple[np.ndarray, np.ndarray]:
-    frames = obs.astype(np.int16)
-
-    def red(x: np.ndarray) -> np.ndarray:
-        return (x[..., 0] > 40) & (x[..., 0] > 2 * x[..., 1])
-
-    return red(frames[:, layout.ball_rows, layout.ball_cols]), red(frames[:, layout.paddle_rows, layout.paddle_cols])
-
-
-def _centre(mask: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
-    """Mean index of the true pixels along ``axis`` (1: rows, 2: columns) for each frame; and whether any."""
-    counts = mask.sum(axis=(1, 2))
-    positions = np.arange(mask.shape[axis], dtype=np.float64)
-    weights = mask.sum(axis=3 - axis)  # (n, rows) or (n, cols)
-    centre = (weights * positions).sum(1) / np.maximum(counts, 1)
-    return centre, counts > 0
 
 
 class BallFollower:
@@ -91,7 +58,6 @@ class BallFollower:
         self.game, self.layout = name, _LAYOUTS[name]
         self.num_actions, self.epsilon, self.dead_zone = num_actions, epsilon, dead_zone
         self.rng = np.random.default_rng(seed)
-        self._masks = _pong_masks if name == "Pong" else _breakout_masks
 
     def describe(self) -> dict[str, object]:
         """What played, for the provenance of data and of the models trained on it."""
@@ -103,17 +69,13 @@ class BallFollower:
     def act(self, obs: np.ndarray) -> np.ndarray:
         """Actions (n,) for a batch of uint8 observations (n, 64, 64, 3)."""
         layout = self.layout
-        ball_mask, paddle_mask = self._masks(np.asarray(obs), layout)
-        axis = 1 if layout.axis == 0 else 2
-        ball, ball_seen = _centre(ball_mask, axis)
-        paddle, paddle_seen = _centre(paddle_mask, axis)
-        offset = (layout.ball_rows if layout.axis == 0 else layout.ball_cols).start - \
-            (layout.paddle_rows if layout.axis == 0 else layout.paddle_cols).start
-        gap = ball + offset - paddle
+        objects = find_objects(self.game, np.asarray(obs))
+        gap = objects.ball_xy[:, layout.axis] - objects.paddle_xy[:, layout.axis]  # NaN where either is unseen
+        ball_seen = objects.ball_visible
         actions = np.zeros(len(obs), dtype=np.int64)  # NOOP
         actions[gap < -self.dead_zone] = layout.toward_lower
         actions[gap > self.dead_zone] = layout.toward_higher
-        actions[~(ball_seen & paddle_seen)] = 0
+        actions[~(ball_seen & objects.paddle_visible)] = 0
         if layout.serve is not None:
             actions[~ball_seen] = layout.serve
         explore = self.rng.random(len(obs)) < self.epsilon

@@ -34,9 +34,15 @@ from gym_diamond.cpu_memory import keep_freed_memory
 from gym_diamond.diffusion import TrainingNoise
 from gym_diamond.envs.core import to_model_frames
 from training.collect import read_collection_log
-from training.dataset import EpisodeDataset, Segment
+from training.dataset import DIAMOND_SAMPLE_WEIGHTS, EpisodeDataset, Segment, check_sample_weights
 from training.distributed import Distributed, init_distributed
+from training.optim import adamw, optimizer_update, warmup_lr
 from training.state import load_optimizer_state, load_state, optimizer_state, restore_rng, rng_state, save_state
+
+# Version of the training recipe in saved training states: 2 is DIAMOND's trainer (autoregressive denoiser
+# targets, grey padding, its sampling, weight-decay groups and warm-up); states without it came before.
+TRAINING_RECIPE = 2
+NETWORKS = ("both", "denoiser", "rew_end")  # what train_world_model trains
 
 MODEL_PRESETS = {
     "paper": lambda n: WorldModelConfig(num_actions=n),
@@ -48,33 +54,51 @@ MODEL_PRESETS = {
 
 @dataclass(frozen=True)
 class WorldModelTrainingConfig:
-    """The paper's optimisation of the world model (REFERENCE.md, "Optimisation")."""
+    """DIAMOND's training of the world model (its ``config/trainer.yaml`` and ``src/trainer.py``).
+
+    Every default is DIAMOND's; the options that differ from it are named and off by default.
+    """
 
     batch_size: int = 32
     lr: float = 1e-4
     eps: float = 1e-8
-    weight_decay: float = 0.01
+    weight_decay: float = 0.01  # on linear, conv and LSTM weights only (training.optim)
     warmup_steps: int = 100
     denoiser_grad_clip: float = 1.0
     rew_end_grad_clip: float = 100.0
-    rew_end_sequence_length: int = 19  # horizon 15 + context 4
-    recency: bool = True
+    # frames per reward/termination sequence: horizon 15 + context 4, so 18 transitions carry loss
+    rew_end_sequence_length: int = 19
+    # DIAMOND's num_autoregressive_steps: each denoiser sample has 1 + this many consecutive targets, the
+    # later ones conditioned on the model's own estimate of the one before
+    autoregressive_steps: int = 1
+    # Episode sampling by recency groups (training.dataset.EpisodeDataset.episode_weights): DIAMOND's
+    # (0.1, 0.1, 0.1, 0.7) for a growing dataset; None (length-proportional) is DIAMOND's rule for a
+    # fixed dataset, which ``python -m training.world_model`` trains on
+    sample_weights: tuple[float, ...] | None = DIAMOND_SAMPLE_WEIGHTS
     test_fraction: float = 0.0  # episodes held out for the fidelity benchmark (same split, seed 0)
     precision: str = "fp32"  # "bf16": autocast of the networks' forward passes (losses stay fp32)
     compile: bool = False  # torch.compile the denoiser's U-Net and the reward/termination model in place
     # GameNGen's answer to autoregressive drift, off for DIAMOND-exact training: Gaussian noise of a
-    # per-sample level drawn uniformly in [0, context_noise] (frames in [-1, 1]) on the context frames, so
-    # the denoiser learns to repair a context that is slightly off, as its own dreamed frames are
+    # per-sample level drawn uniformly in [0, context_noise] (frames in [-1, 1]) on the real context
+    # frames, so the denoiser learns to repair a context that is slightly off, as its own dreamed frames are
     context_noise: float = 0.0
     # Terminations are rare (a Pong game ends every ~1,500 steps, so about one reward/termination batch in
     # three holds one): this fraction of each batch's sequences is cut around the end of a terminated
-    # episode instead of uniformly, so the termination head sees more of them. 0: DIAMOND's sampling
+    # episode instead, so the termination head sees more of them. 0: DIAMOND's sampling
     termination_oversampling: float = 0.0
 
     def __post_init__(self) -> None:
-        for name in ("batch_size", "rew_end_sequence_length"):
+        for name in ("batch_size",):
             if getattr(self, name) < 1:
                 raise ValueError(f"WorldModelTrainingConfig.{name}={getattr(self, name)} is invalid: expected >= 1")
+        if self.rew_end_sequence_length < 2:
+            raise ValueError(f"WorldModelTrainingConfig.rew_end_sequence_length={self.rew_end_sequence_length} is "
+                             f"invalid: expected >= 2 frames (one transition)")
+        if self.autoregressive_steps < 0:
+            raise ValueError(f"WorldModelTrainingConfig.autoregressive_steps={self.autoregressive_steps} is "
+                             f"invalid: expected >= 0")
+        if self.sample_weights is not None:
+            object.__setattr__(self, "sample_weights", check_sample_weights(self.sample_weights))
         Acceleration(precision=self.precision)  # validates precision
         if not 0 <= self.test_fraction < 1:
             raise ValueError(f"WorldModelTrainingConfig.test_fraction={self.test_fraction} is invalid: expected "
@@ -90,10 +114,16 @@ class WorldModelTrainingConfig:
 
 
 def segment_tensors(segment: Segment, device: torch.device) -> dict[str, torch.Tensor]:
-    """uint8 HWC numpy segments -> float CHW frames in [-1, 1] and typed tensors on the device."""
+    """uint8 HWC numpy segments -> float CHW frames in [-1, 1] and typed tensors on the device.
+
+    Padded frames become 0, the grey middle of [-1, 1], as DIAMOND pads (its ``data/utils.py``).
+    """
+    frame_mask = torch.as_tensor(segment.frame_mask, device=device)
     frames = to_model_frames(torch.as_tensor(segment.frames, device=device))
+    frames = frames * frame_mask[:, :, None, None, None]
     return {
         "frames": frames,
+        "frame_mask": frame_mask,
         "actions": torch.as_tensor(segment.actions, device=device).long(),
         "rewards": torch.as_tensor(segment.rewards, device=device).float(),
         "terminated": torch.as_tensor(segment.terminated, device=device).bool(),
@@ -108,9 +138,11 @@ class _DenoiserObjective(nn.Module):
         super().__init__()
         self.denoiser = denoiser
 
-    def forward(self, next_frame: Tensor, context: Tensor, actions: Tensor, sigma: Tensor, offset: Tensor,
-                noise: Tensor) -> Tensor:
-        return self.denoiser.loss(next_frame, context, actions, draws=TrainingNoise(sigma, offset, noise)).loss
+    def forward(self, frames: Tensor, actions: Tensor, frame_mask: Tensor, sigma: Tensor, offset: Tensor,
+                noise: Tensor, normalisers: Tensor) -> Tensor:
+        """sigma, offset, noise: the targets' draws stacked on a leading axis (one row per target)."""
+        draws = [TrainingNoise(*d) for d in zip(sigma, offset, noise, strict=True)]
+        return self.denoiser.autoregressive_loss(frames, actions, frame_mask, draws, normalisers)
 
 
 class _RewEndObjective(nn.Module):
@@ -142,9 +174,6 @@ class WorldModelTrainer:
         self.device = model.device
         c = self.config
 
-        def adamw(module: torch.nn.Module) -> torch.optim.AdamW:
-            return torch.optim.AdamW(module.parameters(), lr=c.lr, eps=c.eps, weight_decay=c.weight_decay)
-
         self.autocast = Acceleration(precision=c.precision).autocast
         if self.device.type == "cpu":
             keep_freed_memory()  # see gym_diamond.cpu_memory: large activations reuse freed memory
@@ -157,26 +186,17 @@ class WorldModelTrainer:
         self.distributed = distributed or Distributed()
         self._denoiser_objective = self.distributed.wrap(_DenoiserObjective(model.denoiser))
         self._rew_end_objective = self.distributed.wrap(_RewEndObjective(model.rew_end))
-        self.denoiser_opt = adamw(model.denoiser)
-        self.rew_end_opt = adamw(model.rew_end)
+        self.denoiser_opt = adamw(model.denoiser, c.lr, c.eps, c.weight_decay)
+        self.rew_end_opt = adamw(model.rew_end, c.lr, c.eps, c.weight_decay)
         self.steps = {"denoiser": 0, "rew_end": 0}
         self.rng = np.random.default_rng(seed)
         self.noise = torch.Generator(device=self.device).manual_seed(seed)
 
-    def _lr(self, step: int) -> float:
-        return self.config.lr * min(1.0, (step + 1) / self.config.warmup_steps) if self.config.warmup_steps else \
-            self.config.lr
-
     def _update(self, name: str, optimizer: torch.optim.Optimizer, loss: torch.Tensor, clip: float) -> float:
-        for group in optimizer.param_groups:
-            group["lr"] = self._lr(self.steps[name])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        params = [p for g in optimizer.param_groups for p in g["params"]]
-        grad_norm = torch.nn.utils.clip_grad_norm_(params, clip)
-        optimizer.step()
+        lr = warmup_lr(self.config.lr, self.steps[name], self.config.warmup_steps)
+        grad_norm = optimizer_update(optimizer, loss, lr, clip)
         self.steps[name] += 1
-        return float(grad_norm)
+        return grad_norm
 
     def train_episode_ids(self) -> np.ndarray | None:
         """Episodes to learn from: all (None), or those outside the held-out split of ``test_fraction``."""
@@ -188,47 +208,57 @@ class WorldModelTrainer:
                              f"{self.dataset.root}: collect more episodes")
         return train_ids
 
-    def _global_positions(self, num_steps: int, require_last: bool) -> tuple[np.ndarray, np.ndarray, slice]:
+    def _global_positions(self, num_frames: int, beyond_end: bool) -> tuple[np.ndarray, np.ndarray, slice]:
         """Positions of the global batch (the same on every rank) and this rank's rows of it."""
         per_rank = self.config.batch_size
-        ids, starts = self.dataset.sample_positions(per_rank * self.distributed.world_size, num_steps, self.rng,
-                                                    require_last=require_last, recency=self.config.recency,
+        ids, starts = self.dataset.sample_positions(per_rank * self.distributed.world_size, num_frames, self.rng,
+                                                    beyond_end=beyond_end, sample_weights=self.config.sample_weights,
                                                     episode_ids=self.train_episode_ids())
         return ids, starts, self.distributed.shard(per_rank)
 
     def denoiser_step(self) -> dict[str, float]:
-        """One update on a batch of (4 context frames and actions -> next frame) samples."""
-        L = self.model.config.denoiser.context_length
-        ids, starts, rows = self._global_positions(L, require_last=True)
-        t = segment_tensors(self.dataset.get_segments(ids[rows], starts[rows], L), self.device)
+        """One update on samples of L context frames and 1 + ``autoregressive_steps`` targets (DIAMOND's)."""
+        L, K = self.model.config.denoiser.context_length, 1 + self.config.autoregressive_steps
+        ids, starts, rows = self._global_positions(L + K, beyond_end=False)
+        t = segment_tensors(self.dataset.get_segments(ids[rows], starts[rows], L + K - 1), self.device)
         frame_shape = (len(ids), *t["frames"].shape[2:])
-        draws = TrainingNoise.draw(frame_shape, self.model.denoiser.config, self.noise, self.device).shard(rows)
-        context = t["frames"][:, :L]
+        draws = [TrainingNoise.draw(frame_shape, self.model.denoiser.config, self.noise, self.device).shard(rows)
+                 for _ in range(K)]
+        # each target's real samples in the global batch, over the ranks (padding only before the start)
+        real = (starts[:, None] + L + np.arange(K) >= 0).sum(axis=0) / self.distributed.world_size
+        frames = t["frames"]
         if self.config.context_noise > 0:  # drawn for the global batch too, so every rank's shard matches
+            context = frames[:, :L]
             levels = torch.rand(len(ids), generator=self.noise, device=self.device)[rows] * self.config.context_noise
             noise = torch.randn((len(ids), *context.shape[1:]), generator=self.noise, device=self.device)[rows]
-            context = context + levels.view(-1, 1, 1, 1, 1) * noise
+            frames = torch.cat([context + levels.view(-1, 1, 1, 1, 1) * noise, frames[:, L:]], dim=1)
         self.model.denoiser.train()
         with self.autocast(self.device):
-            loss = self._denoiser_objective(t["frames"][:, L], context, t["actions"][:, :L],
-                                            draws.sigma, draws.offset, draws.noise)
+            loss = self._denoiser_objective(frames, t["actions"][:, :L + K - 1], t["frame_mask"],
+                                            torch.stack([d.sigma for d in draws]),
+                                            torch.stack([d.offset for d in draws]),
+                                            torch.stack([d.noise for d in draws]),
+                                            torch.as_tensor(real, dtype=torch.float32, device=self.device))
         grad_norm = self._update("denoiser", self.denoiser_opt, loss, self.config.denoiser_grad_clip)
         (loss_value,) = self.distributed.mean([loss.item()])
         return {"denoiser_loss": loss_value, "denoiser_grad_norm": grad_norm}
 
     def rew_end_step(self) -> dict[str, float]:
-        """One update on sequences of ``rew_end_sequence_length`` transitions (padding masked out).
+        """One update on sequences of ``rew_end_sequence_length`` frames (DIAMOND's: padding masked out).
 
-        The losses are means over the real transitions of the global batch: each rank weighs its
-        shard's mean by its share of them, so DDP's average of the ranks is the global mean.
+        As in DIAMOND, the sequences may run past either end of their episode; after the last action of
+        an episode that did not terminate, the next frame is padding. The losses are means over the
+        real transitions of the global batch: each rank weighs its shard's mean by its share of them,
+        so DDP's average of the ranks is the global mean.
         """
-        S = self.config.rew_end_sequence_length
-        ids, starts, rows = self._global_positions(S, require_last=False)
+        F, S = self.config.rew_end_sequence_length, self.config.rew_end_sequence_length - 1
+        ids, starts, rows = self._global_positions(F, beyond_end=True)
         endings = round(self.config.termination_oversampling * len(ids))
         if endings:  # drawn for the global batch, the same on every rank
             ids[:endings], starts[:endings] = self.dataset.sample_ending_positions(
-                endings, S, self.rng, episode_ids=self.train_episode_ids())
-        t = segment_tensors(self.dataset.get_segments(ids[rows], starts[rows], S), self.device)
+                endings, F, self.rng, episode_ids=self.train_episode_ids())
+        segment = self.dataset.get_segments(ids[rows], starts[rows], S, pad_unterminated_end=True)
+        t = segment_tensors(segment, self.device)
         share = self.dataset.real_steps(ids[rows], starts[rows], S) * self.distributed.world_size / \
             self.dataset.real_steps(ids, starts, S)
         self.model.rew_end.train()
@@ -243,8 +273,11 @@ class WorldModelTrainer:
     def start_bank(self, size: int = 256, seed: int = 0) -> StartBank:
         """Real contexts of L frames (and the actions taken at them) for dreams to start from."""
         L = self.model.config.denoiser.context_length
-        seg = self.dataset.sample_segments(size, L, np.random.default_rng(seed), require_last=True, recency=False)
-        return StartBank(np.ascontiguousarray(seg.frames[:, :L]), seg.actions[:, :L].astype(np.int64))
+        long_enough = np.flatnonzero(self.dataset.lengths >= L)
+        ids, starts = self.dataset.sample_positions(size, L, np.random.default_rng(seed),
+                                                    episode_ids=long_enough if long_enough.size else None)
+        seg = self.dataset.get_segments(ids, np.maximum(starts, 0), L)  # whole real contexts: uint8 has no grey
+        return StartBank(np.ascontiguousarray(seg.frames[:, :L]), seg.actions.astype(np.int64))
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to resume: models, optimisers, step counts, RNG states."""
@@ -256,10 +289,16 @@ class WorldModelTrainer:
             "rng": rng_state(self.rng, self.noise),
             "config": dataclasses.asdict(self.config),
             "model_config": self.model.config.to_dict(),
+            "recipe": TRAINING_RECIPE,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Resume from ``state_dict``'s output (same model config)."""
+        if state.get("recipe") != TRAINING_RECIPE:
+            raise ValueError("the saved training state was written by an earlier gym-diamond, which trained "
+                             "with one denoiser target, black padding and other departures from DIAMOND's "
+                             "trainer (its world_model.safetensors still loads as it was): start a new run "
+                             "with another --out")
         saved = state["model_config"]
         if saved != json.loads(json.dumps(self.model.config.to_dict())):
             legacy = "attention_residual" not in saved.get("rew_end", {})
@@ -336,12 +375,14 @@ def train_world_model(game: str, data: str | Path, out: str | Path, steps: int, 
 
     ``networks="rew_end"`` trains the reward/termination model alone (``steps`` then counts its
     updates; the log is ``losses_rew_end.csv``): a cheap fine-tuning of a trained world model, e.g.
-    with ``termination_oversampling``, that leaves the denoiser as it is.
+    with ``termination_oversampling``, that leaves the denoiser as it is. ``networks="denoiser"``
+    trains the denoiser alone (log ``losses_denoiser.csv``): half the cost where only the frames are
+    judged, as in a fidelity A/B, or to train the two networks in two processes.
     Under torchrun every process runs this; they train data-parallel (``config.batch_size`` each,
     training.distributed) and rank 0 writes the state, the log and the checkpoint.
     """
-    if networks not in ("both", "rew_end"):
-        raise ValueError(f"networks must be 'both' or 'rew_end', got {networks!r}")
+    if networks not in NETWORKS:
+        raise ValueError(f"networks must be one of {NETWORKS}, got {networks!r}")
     game = game_to_name(game)
     if model_preset not in MODEL_PRESETS:
         raise ValueError(f"model preset must be one of {sorted(MODEL_PRESETS)}, got {model_preset!r}")
@@ -359,26 +400,27 @@ def train_world_model(game: str, data: str | Path, out: str | Path, steps: int, 
     probe.close()
     torch.manual_seed(seed)
     model = WorldModel(MODEL_PRESETS[model_preset](len(action_meanings))).to(device)
+    # a fixed dataset: DIAMOND ignores its recency weights there (static_dataset.ignore_sample_weights)
+    config = config or WorldModelTrainingConfig(sample_weights=None)
     trainer = WorldModelTrainer(model, dataset, config, seed=seed, distributed=distributed)
     state_path = out / "train_state.safetensors"
     if state_path.exists():
         trainer.load_state_dict(load_state(state_path))
-    both = networks == "both"
-    log = CsvLog(out / ("losses.csv" if both else "losses_rew_end.csv"))
-    counter = "denoiser" if both else "rew_end"
+    denoiser, rew_end = networks in ("both", "denoiser"), networks in ("both", "rew_end")
+    log = CsvLog(out / ("losses.csv" if networks == "both" else f"losses_{networks}.csv"))
+    counter = "denoiser" if denoiser else "rew_end"
     start = trainer.steps[counter]
     if main_rank:
         log.drop_after(start)
-    bar = tqdm(total=steps, initial=min(start, steps), desc=f"world model {game}" if both else f"reward model {game}",
+    bar = tqdm(total=steps, initial=min(start, steps), desc=f"{networks.replace('_', '/')} {game}",
                disable=not (progress and main_rank))
     try:
         for step in range(start, steps):
             t0 = time.perf_counter()
-            scalars = {**(trainer.denoiser_step() if both else {}), **trainer.rew_end_step()}
+            scalars = {**(trainer.denoiser_step() if denoiser else {}), **(trainer.rew_end_step() if rew_end else {})}
             if main_rank and ((step + 1) % log_every == 0 or step + 1 == steps):
                 log.write({"step": step + 1, **scalars, "seconds": round(time.perf_counter() - t0, 4)})
-                bar.set_postfix(reward=f"{scalars['reward_loss']:.3f}", end=f"{scalars['end_loss']:.4f}",
-                                **({"denoiser": f"{scalars['denoiser_loss']:.4f}"} if both else {}))
+                bar.set_postfix({k: f"{v:.4f}" for k, v in scalars.items() if k.endswith("_loss")})
             if main_rank and (step + 1) % save_every == 0:
                 save_state(state_path, trainer.state_dict())
             bar.update(1)
@@ -395,6 +437,8 @@ def train_world_model(game: str, data: str | Path, out: str | Path, steps: int, 
                         "denoiser_steps": trainer.steps["denoiser"], "rew_end_steps": trainer.steps["rew_end"],
                         "dataset_steps": dataset.num_steps, "dataset_episodes": len(dataset), "seed": seed,
                         "model_preset": model_preset, "processes": distributed.world_size,
+                        "recipe": "DIAMOND's trainer", "autoregressive_steps": trainer.config.autoregressive_steps,
+                        "sample_weights": trainer.config.sample_weights,
                         "context_noise": trainer.config.context_noise,
                         "termination_oversampling": trainer.config.termination_oversampling,
                         "batch_size": trainer.config.batch_size * distributed.world_size,
@@ -408,9 +452,8 @@ def train_world_model(game: str, data: str | Path, out: str | Path, steps: int, 
 def add_speed_arguments(parser: argparse.ArgumentParser) -> None:
     """--precision and --compile, shared by the training commands (benchmarks/README.md has their speed)."""
     parser.add_argument("--precision", choices=PRECISIONS, default=None,
-                        help="autocast of the networks. Default: training in fp32 (bf16-trained light Pong dreams "
-                             "exploded in A/B runs, benchmarks/README.md), dreams in the device's default (bf16 on "
-                             "a bf16 GPU or a CPU with AVX-512 BF16/AMX)")
+                        help="autocast of the networks. Default: fp32, as DIAMOND trains and dreams (bf16-trained "
+                             "light Pong dreams exploded in A/B runs, benchmarks/README.md)")
     parser.add_argument("--compile", action="store_true",
                         help="torch.compile the networks (minutes to compile first, faster after)")
 
@@ -428,7 +471,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--save-every", type=int, default=200)
     parser.add_argument("--rew-end-sequence-length", type=int, default=19,
-                        help="transitions per reward/termination training sequence (paper: 19)")
+                        help="frames per reward/termination training sequence (DIAMOND: 19, 18 transitions)")
+    parser.add_argument("--warmup-steps", type=int, default=100,
+                        help="updates over which the learning rate rises linearly from 0 (DIAMOND: 100)")
+    parser.add_argument("--autoregressive-steps", type=int, default=1,
+                        help="denoiser targets after the first, each conditioned on the model's own estimate of "
+                             "the one before (DIAMOND: 1)")
+    parser.add_argument("--sample-weights", type=float, nargs="+", default=None,
+                        help="probabilities of the dataset's recency groups, oldest first (e.g. DIAMOND's 0.1 0.1 "
+                             "0.1 0.7 for a growing dataset; default: length-proportional, DIAMOND's rule for a "
+                             "fixed dataset)")
     parser.add_argument("--test-fraction", type=float, default=0.0,
                         help="hold out this fraction of episodes (the fidelity benchmark's split)")
     parser.add_argument("--context-noise", type=float, default=0.0,
@@ -437,18 +489,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--termination-oversampling", type=float, default=0.0,
                         help="fraction of each reward/termination batch cut around a real termination (0, the "
                              "default: DIAMOND's uniform sampling)")
-    parser.add_argument("--only-rew-end", action="store_true",
-                        help="train the reward/termination model alone (--steps counts its updates): a fine-tuning "
-                             "that leaves the denoiser as it is")
+    only = parser.add_mutually_exclusive_group()
+    only.add_argument("--only-rew-end", action="store_true",
+                      help="train the reward/termination model alone (--steps counts its updates): a fine-tuning "
+                           "that leaves the denoiser as it is")
+    only.add_argument("--only-denoiser", action="store_true",
+                      help="train the denoiser alone (the reward/termination model stays as it is)")
     add_speed_arguments(parser)
     args = parser.parse_args(argv)
     config = WorldModelTrainingConfig(batch_size=args.batch_size, rew_end_sequence_length=args.rew_end_sequence_length,
+                                      autoregressive_steps=args.autoregressive_steps, warmup_steps=args.warmup_steps,
+                                      sample_weights=tuple(args.sample_weights) if args.sample_weights else None,
                                       test_fraction=args.test_fraction, precision=args.precision or "fp32",
                                       compile=args.compile, context_noise=args.context_noise,
                                       termination_oversampling=args.termination_oversampling)
     path = train_world_model(args.game, args.data, args.out, args.steps, model_preset=args.model, device=args.device,
                              seed=args.seed, save_every=args.save_every, config=config,
-                             networks="rew_end" if args.only_rew_end else "both")
+                             networks="rew_end" if args.only_rew_end else "denoiser" if args.only_denoiser else "both")
     distributed, _ = init_distributed(args.device)
     if distributed.is_main:
         print(f"world model checkpoint: {path}")

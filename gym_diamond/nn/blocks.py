@@ -66,8 +66,9 @@ class SelfAttention2d(nn.Module):
 
 
 class ResBlock(nn.Module):
-    """Two (adaptive norm, SiLU, 3x3 conv) layers around a skip; the second conv starts at zero so
-    every block begins as the identity, which keeps deep U-Nets trainable from the first step."""
+    """Two (adaptive norm, SiLU, 3x3 conv) layers around a skip; the second conv's weights start at zero
+    (its bias at PyTorch's default, as DIAMOND's), so every block begins close to the identity, which
+    keeps deep U-Nets trainable from the first step."""
 
     def __init__(self, in_channels: int, out_channels: int, cond_channels: int,
                  attn_head_dim: int | None = None, attention_residual: str = "normalized") -> None:
@@ -78,7 +79,6 @@ class ResBlock(nn.Module):
         self.norm2 = AdaGroupNorm(out_channels, cond_channels)
         self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1)
         nn.init.zeros_(self.conv2.weight)
-        nn.init.zeros_(self.conv2.bias)
         self.attn = (nn.Identity() if attn_head_dim is None
                      else SelfAttention2d(out_channels, attn_head_dim, attention_residual))
 
@@ -90,10 +90,11 @@ class ResBlock(nn.Module):
 
 
 class Downsample(nn.Conv2d):
-    """Stride-2 3x3 convolution: halves the resolution."""
+    """Stride-2 3x3 convolution: halves the resolution. Orthogonal weights at initialisation, as DIAMOND's."""
 
     def __init__(self, channels: int) -> None:
         super().__init__(channels, channels, 3, stride=2, padding=1)
+        nn.init.orthogonal_(self.weight)
 
 
 class Upsample(nn.Module):
@@ -117,3 +118,19 @@ class FourierFeatures(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         f = 2 * math.pi * x[:, None] * self.weight
         return torch.cat([f.cos(), f.sin()], dim=-1)
+
+
+def init_lstm(module: nn.Module) -> None:
+    """DIAMOND's LSTM initialisation (its ``utils.init_lstm``): Xavier input weights, orthogonal recurrent
+    weights, zero biases but a forget-gate bias of 1, so the cell keeps its memory at first."""
+    for name, p in module.named_parameters():
+        if "weight_ih" in name:
+            nn.init.xavier_uniform_(p.data)
+        elif "weight_hh" in name:
+            nn.init.orthogonal_(p.data)
+        elif "bias_ih" in name:
+            p.data.zero_()
+            n = p.size(0)
+            p.data[n // 4:n // 2] = 1  # gates are ordered (input, forget, cell, output)
+        elif "bias_hh" in name:
+            p.data.zero_()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
@@ -78,3 +78,40 @@ class Denoiser(nn.Module):
         if mask is not None:
             per_sample = per_sample[mask]
         return DenoiserLoss(per_sample.mean(), sigma)
+
+    def autoregressive_loss(self, frames: Tensor, actions: Tensor, frame_mask: Tensor,
+                            draws: Sequence[TrainingNoise], normalisers: Tensor | None = None) -> Tensor:
+        """DIAMOND's denoiser objective: the mean EDM loss over consecutive targets, each after the first
+        conditioned on the model's own estimate of the one before (DIAMOND's remedy for drift).
+
+        frames: (n, L + K, c, h, w) in [-1, 1], padding already grey; actions: (n, L + K - 1), actions[:, t]
+        taken at frames[:, t]; frame_mask: (n, L + K) bool, False on padding; ``draws``: the K targets'
+        noise. Target i is frames[:, L + i] given frames[:, i : L + i], where for i >= 1 the newest context
+        frame is the denoised estimate of target i - 1 at its training noise level, clamped and quantised
+        as a sampled frame is, and without gradient (DIAMOND's ``Denoiser.forward``, whose
+        ``wrap_model_output`` runs under ``no_grad``). Padded targets carry no loss; a target's loss is
+        the mean over its real samples, or over ``normalisers[i]`` of them when given (data-parallel
+        ranks pass the global count over the number of ranks, so that DDP's average is the global mean).
+        """
+        L, K = self.config.context_length, frames.shape[1] - self.config.context_length
+        if K < 1 or len(draws) != K:
+            raise ValueError(f"expected L + K frames with K = len(draws) >= 1 targets (L = {L}), got "
+                             f"{frames.shape[1]} frames and {len(draws)} draws")
+        if actions.shape[:2] != (frames.shape[0], L + K - 1) or frame_mask.shape != frames.shape[:2]:
+            raise ValueError(f"actions must be (n, {L + K - 1}) and frame_mask (n, {L + K}), got "
+                             f"{tuple(actions.shape)} and {tuple(frame_mask.shape)}")
+        context, total = frames[:, :L], frames.new_zeros(())
+        for i, draw in enumerate(draws):
+            target, mask = frames[:, L + i], frame_mask[:, L + i]
+            noisy = target + draw.offset + draw.noise * draw.sigma.view(-1, 1, 1, 1)
+            cs = conditioners(draw.sigma, self.config.sigma_data, self.config.sigma_offset_noise)
+            out = self.net(noisy * cs.c_in, cs.c_noise, context.flatten(1, 2) / self.config.sigma_data,
+                           actions[:, i:L + i]).float()
+            squared = (out - (target - cs.c_skip * noisy) / cs.c_out) ** 2
+            count = mask.sum() if normalisers is None else normalisers[i]
+            total = total + (squared.mean(dim=(1, 2, 3)) * mask).sum() / count.clamp(min=1)
+            if i + 1 < K:
+                with torch.no_grad():
+                    estimate = quantize(cs.c_skip * noisy + cs.c_out * out, "floor")
+                context = torch.cat([context[:, 1:], estimate[:, None]], dim=1)
+        return total / K

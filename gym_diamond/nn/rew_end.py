@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gym_diamond.config import RewEndConfig
-from gym_diamond.nn.blocks import Downsample, GroupNorm, ResBlock
+from gym_diamond.nn.blocks import Downsample, GroupNorm, ResBlock, init_lstm
 
 LSTMState = tuple[Tensor, Tensor]
 """(h, c), each (1, n, lstm_dim), as torch.nn.LSTM keeps it."""
@@ -65,6 +65,7 @@ class RewEndModel(nn.Module):
         self.lstm = nn.LSTM(config.channels[-1] * side * side, config.lstm_dim, batch_first=True)
         self.head = nn.Sequential(
             nn.Linear(config.lstm_dim, config.lstm_dim), nn.SiLU(), nn.Linear(config.lstm_dim, 3 + 2, bias=False))
+        init_lstm(self.lstm)
 
     def initial_state(self, n: int, device: torch.device | str | None = None) -> LSTMState:
         """Zero LSTM state (h, c) for n sequences."""

@@ -45,8 +45,7 @@ class UNet(nn.Module):
 
         self.norm_out = GroupNorm(ch[0])
         self.conv_out = nn.Conv2d(ch[0], out_channels, 3, padding=1)
-        nn.init.zeros_(self.conv_out.weight)
-        nn.init.zeros_(self.conv_out.bias)
+        nn.init.zeros_(self.conv_out.weight)  # the bias keeps PyTorch's default, as DIAMOND's
 
     def forward(self, noisy: Tensor, c_noise: Tensor, context: Tensor, actions: Tensor) -> Tensor:
         """noisy: (n, c, h, w); c_noise: (n,); context: (n, L*c, h, w); actions: (n, L) -> (n, c, h, w)."""
