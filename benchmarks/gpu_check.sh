@@ -32,13 +32,13 @@ gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else None
 print(json.dumps({"torch": torch.__version__, "cuda": torch.version.cuda, "gpu": gpu, "cpu": platform.processor()}))
 EOF
 if [ "$DRY" = "--dry-run" ]; then
-    step cuda_tests 120 "$PYTHON" -m pytest -q --collect-only -k "cuda or compiled or sync" \
+    step cuda_tests 300 "$PYTHON" -m pytest -q --collect-only -k "cuda or compiled or sync" \
         tests/test_acceleration.py tests/test_vector_env.py tests/test_training.py > "$OUT/cuda_tests.txt"
-    step throughput 120 "$PYTHON" benchmarks/imagination_throughput.py --config tiny --device cpu --batches 1 2 \
+    step throughput 300 "$PYTHON" benchmarks/imagination_throughput.py --config tiny --device cpu --batches 1 2 \
         --compare-eager --no-ale --min-seconds 0.05 > "$OUT/throughput.jsonl"
-    step env 120 "$PYTHON" benchmarks/imagination_throughput.py --config tiny --device cpu --batches 2 --env \
+    step env 300 "$PYTHON" benchmarks/imagination_throughput.py --config tiny --device cpu --batches 2 --env \
         --no-ale --min-seconds 0.05 > "$OUT/env.jsonl"
-    step training 120 "$PYTHON" benchmarks/training_speed.py --config tiny --device cpu --batch-size 2 \
+    step training 300 "$PYTHON" benchmarks/training_speed.py --config tiny --device cpu --batch-size 2 \
         --min-seconds 0.05 > "$OUT/training.jsonl"
 else
     step cuda_tests 150 "$PYTHON" -m pytest -q -rs -k "cuda or compiled or sync" \
