@@ -180,10 +180,17 @@ class EpisodeDataset:
         self._recover()
 
     def refresh(self) -> None:
-        """Re-read the index, so episodes that another process appended (data-parallel rank 0) show."""
-        cache, cached_bytes, ends = self._cache, self._cached_bytes, self._ends  # stored episodes never change
+        """Re-read the index, so episodes that another process stored (data-parallel rank 0) show.
+
+        Cached episodes are kept, except those whose length changed or that are gone: an unfinished
+        episode is stored again, longer, under its id (training.collect), or a rollback dropped it.
+        """
+        lengths, cache, cached_bytes, ends = self._lengths, self._cache, self._cached_bytes, self._ends
         self.__init__(self.root, self.game, cache_bytes=self.cache_bytes, compress=self.compress)
         self._cache, self._cached_bytes, self._ends = cache, cached_bytes, ends[:len(self)]
+        changed = [i for i, n in enumerate(lengths) if i >= len(self) or self._lengths[i] != n]
+        if changed:
+            self._forget(range(changed[0], len(lengths)))
 
     # ------------------------------------------------------------------ sizes
     def __len__(self) -> int:
@@ -248,16 +255,20 @@ class EpisodeDataset:
             raise ValueError(f"num_episodes must be in [0, {len(self)}], got {num_episodes}")
         dropped = self._files[num_episodes:]
         del self._files[num_episodes:], self._lengths[num_episodes:], self._returns[num_episodes:]
-        del self._ends[num_episodes:]
-        for i in range(num_episodes, num_episodes + len(dropped)):
-            old = self._cache.pop(i, None)
-            if old is not None:
-                self._cached_bytes -= sum(a.nbytes for a in old.arrays().values())
+        self._forget(range(num_episodes, num_episodes + len(dropped)))
         if dropped:
             self._write_index()  # first the index, so a kill here leaves no listed file missing
             for name in dropped:
                 (self.root / name).unlink(missing_ok=True)
         return len(dropped)
+
+    def _forget(self, ids: range) -> None:
+        """Drop what is cached of episodes ``ids`` (consecutive, to the end): copies and termination flags."""
+        del self._ends[ids.start:]
+        for i in ids:
+            old = self._cache.pop(i, None)
+            if old is not None:
+                self._cached_bytes -= sum(a.nbytes for a in old.arrays().values())
 
     def _recover(self) -> None:
         """Add complete episode files that a run stopped before listing in the index."""

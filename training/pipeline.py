@@ -221,20 +221,7 @@ class Pipeline:
         self.distributed.barrier()
         self.state = self.distributed.broadcast(self.state)
         if not self.main_rank:  # rank 0's dataset object appended the episodes itself
-            self._reread_dataset()
-
-    def _reread_dataset(self) -> None:
-        """See the episodes rank 0 stored. An unfinished episode it stored again, longer, keeps its id: the
-        copies cached here from before are dropped (EpisodeDataset.refresh keeps its cache)."""
-        lengths = self.dataset.lengths
-        self.dataset.refresh()
-        changed = [i for i, n in enumerate(lengths) if i >= len(self.dataset) or self.dataset.lengths[i] != n]
-        for i in changed:
-            old = self.dataset._cache.pop(i, None)
-            if old is not None:
-                self.dataset._cached_bytes -= sum(a.nbytes for a in old.arrays().values())
-        if changed:
-            del self.dataset._ends[changed[0]:]  # whether they terminated is read again
+            self.dataset.refresh()  # drops its cached copies of episodes rank 0 stored again
 
     def _collect_here(self, epoch: int) -> None:
         """Epoch ``epoch``'s real steps (the first epoch's after the initial collection), episodes stored."""
