@@ -5,7 +5,7 @@
 
 If PPO trained on real frames for as many steps does not beat a random agent either, the gate asks
 more of the budget than of the dream. Same observations as the dream's (64x64 RGB, DIAMOND's
-preprocessing), same evaluation as ``quality_gates.py`` (points won per game in Pong). Prints JSON.
+preprocessing), same evaluation as ``training.gates`` (points won per game in Pong). Prints JSON.
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ import json
 import time
 from pathlib import Path
 
-from quality_gates import against_random  # this folder's gate measure (run as a script from here)
 from stable_baselines3 import PPO
 from stable_baselines3.common.vec_env import DummyVecEnv, VecFrameStack
 
 from gym_diamond.atari import game_to_name, make_atari_env
+from training.gates import against_random
 
 
 def main() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import gymnasium as gym
@@ -94,11 +95,31 @@ def load_dream(game: str | None, checkpoint: str | os.PathLike | None, device: t
     if game is not None and not _same_game(ckpt.game, game):
         raise ValueError(f"{path} is a world model of {ckpt.game!r}, but the environment is {env_id(game)!r}; "
                          f"use gym.make({env_id(ckpt.game)!r}, checkpoint=...) or a {game} checkpoint")
+    warn_failed_gates(path, ckpt.provenance)
     model = ckpt.world_model
     if denoising_steps is not None:
         model.config = model.config.with_denoising_steps(denoising_steps)
     model.accelerate(acceleration)
     return ckpt
+
+
+_WARNED: set[str] = set()
+
+
+def warn_failed_gates(path: Path, provenance: dict) -> None:
+    """Warn (once per file) when a world model's own metadata says it failed its quality gates.
+
+    A dream can look right and still be useless for control (a Pong dream without its ball): a user who
+    opens one by name should hear so at once, not only in the README.
+    """
+    gates = provenance.get("quality_gates") or {}
+    if gates.get("passed", True) or str(path) in _WARNED:
+        return
+    _WARNED.add(str(path))
+    failed = gates.get("failed") or []
+    first = f": {failed[0]}" + (f" (and {len(failed) - 1} more)" if len(failed) > 1 else "") if failed else ""
+    warnings.warn(f"{path.name} failed its quality gates{first}. The list: gym_diamond.checkpoint.read_metadata("
+                  f"path)['provenance']['quality_gates']['failed']", UserWarning, stacklevel=3)
 
 
 def register_envs() -> None:

@@ -31,3 +31,12 @@ def start_bank() -> StartBank:
 @pytest.fixture(scope="session")
 def pong_checkpoint(tmp_path_factory):
     return make_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "Pong.safetensors")
+
+
+@pytest.fixture
+def one_thread():
+    """Small ops: one thread is faster, and two fight over the cores other runs share (20x slower measured)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -8,7 +8,7 @@ from gym_diamond import StartBank, WorldModel, tiny_world_model_config
 PONG_ACTIONS = ["NOOP", "FIRE", "RIGHT", "LEFT", "RIGHTFIRE", "LEFTFIRE"]
 
 
-def make_tiny_checkpoint(path, game: str = "Pong", seed: int = 0):
+def make_tiny_checkpoint(path, game: str = "Pong", seed: int = 0, provenance: dict | None = None):
     """A tiny untrained Pong world model (6 actions) with a 5-context start bank, saved at ``path``."""
     from gym_diamond import save_checkpoint
 
@@ -19,5 +19,5 @@ def make_tiny_checkpoint(path, game: str = "Pong", seed: int = 0):
             p.add_(torch.randn_like(p) * 0.05)
     rng = np.random.default_rng(seed)
     bank = StartBank(rng.integers(0, 256, (5, 4, 64, 64, 3), dtype=np.uint8), rng.integers(0, 6, (5, 4)))
-    save_checkpoint(path, model, game=game, action_meanings=PONG_ACTIONS, start_bank=bank)
+    save_checkpoint(path, model, game=game, action_meanings=PONG_ACTIONS, start_bank=bank, provenance=provenance)
     return path

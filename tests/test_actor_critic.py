@@ -224,15 +224,6 @@ def test_input_validation() -> None:
         model(frames(2), model.initial_state(3))
 
 
-@pytest.fixture
-def one_thread():
-    """Small ops are faster on one thread, and other test runs share this machine's cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_bandit_learns_the_paying_action(one_thread: None) -> None:
     """One-step bandit: action 1 pays +1, the others 0; the policy must learn to prefer it."""
     model = tiny_model(num_actions=3)

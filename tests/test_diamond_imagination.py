@@ -31,15 +31,6 @@ LOSS_TOL = 1e-5
 GRAD_TOL = 4e-5
 
 
-@pytest.fixture
-def one_thread():
-    """The fixture was made on one thread; other test runs share this machine's cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def to_frames(u8: torch.Tensor) -> torch.Tensor:
     return u8.float().div(127.5).sub(1)
 

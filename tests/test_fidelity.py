@@ -2,8 +2,6 @@
 predicted frames with real ones (training.fidelity)."""
 
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -171,8 +169,7 @@ def test_object_agreement_refuses_what_it_cannot_judge():
 
 
 def test_fidelity_lines_report_ball_and_paddle_agreement(tmp_path, pong_checkpoint):
-    sys.path.insert(0, str(Path(__file__).parent.parent / "benchmarks"))
-    from world_model_fidelity import fidelity_lines
+    from training.open_loop import fidelity_lines
 
     torch.set_num_threads(1)
     collect_main(["--game", "Pong", "--out", str(tmp_path / "data"), "--steps", "200", "--envs", "1"])

@@ -110,15 +110,6 @@ def test_training_rejects_bad_input(pong_data, tmp_path):
         train_world_model("Pong", tmp_path / "empty", tmp_path / "x", 1, model_preset="tiny", progress=False)
 
 
-@pytest.fixture
-def one_thread():
-    """Small ops: one thread is faster, and two fight over the cores other runs share (20x slower measured)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_actor_critic_learns_the_paying_action_in_imagination(tmp_path, one_thread):
     from test_sb3 import make_bandit_checkpoint
 

@@ -13,6 +13,12 @@ Dreamed frames are judged by PSNR, which barely notices a dropped Pong ball (a p
 player's paddle), how many predicted frames show it too, and how many within ``tolerance`` pixels of
 where it really is (``training.objects`` finds both), beside the baseline that repeats the last real
 context frame.
+
+``ball_shown_by_sigma`` asks why a dream drops the ball: handed the real next frame with noise of level
+sigma added, does one application of the denoiser still show the ball? A denoiser that keeps the ball
+at small sigma but loses it at large sigma restores a ball it is shown without having learnt where the
+ball goes next: sampling starts from pure noise at the sampler's ``sigma_max`` (5), where the frame
+tells it nothing, so the ball it dreams there must come from the context and the action.
 """
 
 from __future__ import annotations
@@ -24,14 +30,16 @@ import numpy as np
 import torch
 
 from gym_diamond import WorldModel
-from gym_diamond.envs.core import to_model_frames
+from gym_diamond.envs.core import to_model_frames, to_uint8_frames
 from training.dataset import EpisodeDataset
 from training.objects import Objects, find_objects, object_game
 
-__all__ = ["OBJECT_TOLERANCE", "EventReport", "ObjectAgreement", "ObjectScore", "event_confusion",
-           "object_agreement"]
+__all__ = ["DENOISER_SIGMAS", "OBJECT_TOLERANCE", "EventReport", "ObjectAgreement", "ObjectScore",
+           "ball_shown_by_sigma", "event_confusion", "object_agreement"]
 
 OBJECT_TOLERANCE = 2.0  # pixels between the centres of a predicted and a real object for them to agree
+# noise levels ``ball_shown_by_sigma`` tries by default: from nearly clean to the sampler's sigma_max (5)
+DENOISER_SIGMAS = (0.05, 0.2, 0.5, 1.0, 2.0, 5.0)
 
 
 def _ratio(numerator: int, denominator: int) -> float | None:
@@ -180,3 +188,86 @@ def object_agreement(game: str, context: np.ndarray, real: np.ndarray, predicted
         scores[h] = {predictor: {thing: _score(truth, guess, thing, tolerance) for thing in _OBJECTS}
                      for predictor, guess in zip(_PREDICTORS, (dream, repeat), strict=True)}
     return ObjectAgreement(name, float(tolerance), scores)
+
+
+def _ball_positions(dataset: EpisodeDataset, episode_ids: np.ndarray | list[int], game: str, L: int, samples: int,
+                    rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Up to ``samples`` (episode, start) positions of ``episode_ids``, drawn without replacement, whose L + 1
+    frames are all real and whose last frame shows the ball."""
+    ids = np.asarray(episode_ids, dtype=np.int64).reshape(-1)
+    counts = np.maximum(dataset.lengths[ids] - L + 1, 0) if ids.size else np.zeros(0, np.int64)
+    ends = np.cumsum(counts)  # starts 0..T-L of an episode of T transitions: frames start..start+L are real
+    if not ends.size or ends[-1] == 0:
+        raise ValueError(f"no episode among the {ids.size} given holds {L + 1} frames (a context and a next frame)")
+    order = rng.permutation(int(ends[-1]))
+    chosen_ids, chosen_starts = [], []
+    found, chunk = 0, 4 * samples
+    for i in range(0, len(order), chunk):
+        picks = order[i:i + chunk]
+        episode = np.searchsorted(ends, picks, side="right")
+        starts = picks - (ends - counts)[episode]
+        # the last frame alone decides: load it before whole segments
+        last = dataset.get_segments(ids[episode], starts + L, 0).frames[:, 0]
+        keep = np.flatnonzero(find_objects(game, last).ball_visible)[:samples - found]
+        chosen_ids.append(ids[episode][keep])
+        chosen_starts.append(starts[keep])
+        found += keep.size
+        if found == samples:
+            break
+    return np.concatenate(chosen_ids), np.concatenate(chosen_starts)
+
+
+@torch.no_grad()
+def ball_shown_by_sigma(model: WorldModel, dataset: EpisodeDataset, episode_ids: np.ndarray | list[int], *,
+                        sigmas: tuple[float, ...] | list[float] = DENOISER_SIGMAS, samples: int = 32, seed: int = 0,
+                        batch_size: int = 64, tolerance: float = OBJECT_TOLERANCE) -> dict[float, dict[str, Any]]:
+    """Of real next frames that show the ball, the share whose denoised estimate from a noisy copy shows it too.
+
+    Draws (with ``seed``) up to ``samples`` positions of ``episode_ids`` whose L context frames and next
+    frame are real and whose next frame shows the ball (``training.objects``: Pong, Breakout). At each
+    noise level sigma the real next frame x gets Gaussian noise, x + sigma * n (the same n at every
+    sigma and for every call with this seed), and the denoiser is applied once, as the sampler
+    evaluates it (``Denoiser.denoise`` at sigma, conditioned on the 4 real context frames and the real
+    actions, in the model's dream precision, clamped and quantised as the sampler quantises); its
+    estimate becomes a uint8 frame as a dream's frames do. Returns, per sigma,
+    ``{"real": positions, "shown": share showing the ball, "within": share within ``tolerance`` px of
+    the real ball}``.
+
+    Why: a dream that drops the ball can be a denoiser that keeps a ball it is shown (high shares at
+    small sigma, where the noisy frame still shows the ball) but has not learnt where the ball goes next
+    (low shares at large sigma, where only the context and the action can tell): sampling starts at
+    the sampler's ``sigma_max``, 5 in DIAMOND.
+    """
+    if dataset.game is None:
+        raise ValueError("the dataset does not say its game: open it with EpisodeDataset(root, game=...)")
+    game = object_game(dataset.game)
+    if samples < 1 or batch_size < 1:
+        raise ValueError(f"samples and batch_size must be >= 1, got {samples} and {batch_size}")
+    sigmas = tuple(float(s) for s in sigmas)
+    if not sigmas or min(sigmas) <= 0:
+        raise ValueError(f"sigmas must be noise levels > 0, got {sigmas}")
+    L, device, denoiser = model.config.denoiser.context_length, model.device, model.denoiser
+    ids, starts = _ball_positions(dataset, episode_ids, game, L, samples, np.random.default_rng(seed))
+    n = len(ids)
+    noise = torch.randn((n, *model.frame_shape), generator=torch.Generator().manual_seed(seed))
+    quantization = model.config.sampler.quantization
+    counts = {s: np.zeros(2, np.int64) for s in sigmas}  # shown, within
+    was_training = denoiser.training
+    denoiser.eval()
+    try:
+        for i in range(0, n, batch_size):
+            seg = dataset.get_segments(ids[i:i + batch_size], starts[i:i + batch_size], L)
+            frames = to_model_frames(torch.as_tensor(seg.frames, device=device))
+            context, target = frames[:, :L], frames[:, L]
+            actions = torch.as_tensor(seg.actions, device=device).long()
+            real = find_objects(game, seg.frames[:, L])
+            for sigma in sigmas:
+                level = torch.full((len(target),), sigma, device=device)
+                noisy = target + sigma * noise[i:i + batch_size].to(device)
+                estimate = denoiser.denoise(noisy, level, context, actions, autocast=model.acceleration.autocast,
+                                            quantization=quantization)
+                score = _score(real, find_objects(game, to_uint8_frames(estimate).cpu().numpy()), "ball", tolerance)
+                counts[sigma] += (score.shown, score.within)
+    finally:
+        denoiser.train(was_training)
+    return {s: ObjectScore(n, int(counts[s][0]), int(counts[s][1])).to_dict() for s in sigmas}

@@ -80,7 +80,8 @@ class Denoiser(nn.Module):
         return DenoiserLoss(per_sample.mean(), sigma)
 
     def autoregressive_loss(self, frames: Tensor, actions: Tensor, frame_mask: Tensor,
-                            draws: Sequence[TrainingNoise], normalisers: Tensor | None = None) -> Tensor:
+                            draws: Sequence[TrainingNoise], normalisers: Tensor | None = None,
+                            pixel_weight: Tensor | None = None) -> Tensor:
         """DIAMOND's denoiser objective: the mean EDM loss over consecutive targets, each after the first
         conditioned on the model's own estimate of the one before (DIAMOND's remedy for drift).
 
@@ -92,6 +93,8 @@ class Denoiser(nn.Module):
         ``wrap_model_output`` runs under ``no_grad``). Padded targets carry no loss; a target's loss is
         the mean over its real samples, or over ``normalisers[i]`` of them when given (data-parallel
         ranks pass the global count over the number of ranks, so that DDP's average is the global mean).
+        ``pixel_weight`` (n, K, h, w), off (None) in DIAMOND's objective: each target's squared error is
+        weighted per pixel before its mean over the frame (``training.world_model.changed_pixel_weights``).
         """
         L, K = self.config.context_length, frames.shape[1] - self.config.context_length
         if K < 1 or len(draws) != K:
@@ -100,6 +103,9 @@ class Denoiser(nn.Module):
         if actions.shape[:2] != (frames.shape[0], L + K - 1) or frame_mask.shape != frames.shape[:2]:
             raise ValueError(f"actions must be (n, {L + K - 1}) and frame_mask (n, {L + K}), got "
                              f"{tuple(actions.shape)} and {tuple(frame_mask.shape)}")
+        if pixel_weight is not None and pixel_weight.shape != (frames.shape[0], K, *frames.shape[-2:]):
+            raise ValueError(f"pixel_weight must be (n, K, h, w) = {(frames.shape[0], K, *frames.shape[-2:])}, got "
+                             f"{tuple(pixel_weight.shape)}")
         context, total = frames[:, :L], frames.new_zeros(())
         for i, draw in enumerate(draws):
             target, mask = frames[:, L + i], frame_mask[:, L + i]
@@ -108,6 +114,8 @@ class Denoiser(nn.Module):
             out = self.net(noisy * cs.c_in, cs.c_noise, context.flatten(1, 2) / self.config.sigma_data,
                            actions[:, i:L + i]).float()
             squared = (out - (target - cs.c_skip * noisy) / cs.c_out) ** 2
+            if pixel_weight is not None:
+                squared = squared * pixel_weight[:, i, None]
             count = mask.sum() if normalisers is None else normalisers[i]
             total = total + (squared.mean(dim=(1, 2, 3)) * mask).sum() / count.clamp(min=1)
             if i + 1 < K:

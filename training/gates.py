@@ -1,0 +1,270 @@
+"""The quality gates a world model must pass before it ships, measured in one command.
+
+    python -m training.gates --checkpoint runs/pong-wm/world_model.safetensors \
+        --test-data data/pong-apart --out runs/pong-gates --denoising-steps 1 3
+
+On held-out real episodes: the split ``training.world_model --test-fraction`` kept out, or
+(``--test-data``) a dataset collected apart, which can hold more of the rare events. PSNR alone
+cannot see what control needs (a dream that drops the one-pixel Pong ball loses almost nothing in
+PSNR), so the gates look where the game is:
+
+1. Open loop (the dream started from 4 real frames, fed the real actions; ``training.open_loop``), for
+   each ``--denoising-steps`` given, at 1, 5 and 15 steps:
+   - pooled PSNR beats repeat-last-frame at 1 and 5 steps (necessary, no longer sufficient);
+   - objects (Pong, Breakout; ``training.objects``): of the real frames that show the ball, the dream
+     shows one in at least 90% at every horizon, and its ball lies within 2 pixels of the real one more
+     often than repeat-last's does, at every horizon. The player's paddle is reported beside.
+2. Events: reward sign and termination recall and precision at least 0.8 each, judged by the
+   reward/termination model on the real next frames and again on the dream's own next frames
+   (``training.open_loop.dream_event_confusion``): a dream that never draws a point being scored fails
+   the second. A gate with no event to judge is reported as such, not passed.
+3. Closed loop (``training.closed_loop``): each policy (random, ball follower at epsilon 0, 0.25, 0.5)
+   plays the dream from its own start contexts and the real game; its event rates (Pong: points won and
+   lost; Breakout: bricks and lives lost, per 1,000 steps) lie within 30% of the game's, and the dream
+   ranks the policies as the game does.
+4. Transfer: PPO trained only in the dream (``training.sb3_agent``, ``--ppo-steps``) against a random
+   agent, ``--episodes`` real games each. Breakout: PPO's mean beats random's by more than 3 points;
+   Pong: more points won per game (21 + the score of a lost game, 21 for a won one).
+Writes ``OUT/gates.json`` (kept in the shipped file's provenance by ``training.ship``), whose ``passed``
+holds only when every gate measured passed and ``failed`` names the others, and prints a markdown row.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from stable_baselines3.common.base_class import BaseAlgorithm
+
+from gym_diamond import WorldModel, load_checkpoint
+from training.agents import RandomAgent, SB3Agent
+from training.closed_loop import closed_loop_report
+from training.collect import read_collection_log
+from training.dataset import EpisodeDataset
+from training.evaluate import evaluate
+from training.fidelity import event_confusion
+from training.open_loop import dream_event_confusion, fidelity_lines
+from training.sb3_agent import train_sb3_agent
+
+EVENT_THRESHOLD = 0.8  # least recall and precision of rewards and terminations
+BALL_SHOWN_THRESHOLD = 0.9  # least share of the real frames with a ball where the dream shows one
+HORIZONS = (1, 5, 15)
+PSNR_HORIZONS = (1, 5)  # where pooled PSNR must beat repeat-last (at 15 steps both have drifted far)
+
+
+def object_figures(line: dict[str, Any]) -> dict[str, Any]:
+    """The ball and paddle agreement figures of one fidelity line."""
+    return {k: v for k, v in line.items() if k.startswith(("ball_", "paddle_"))}
+
+
+def judge_psnr(by_horizon: dict[int, dict[str, Any]]) -> dict[str, Any]:
+    """Pooled PSNR of the dream beats repeat-last at 1 and 5 steps."""
+    failed = [f"pooled PSNR at {h} steps: {by_horizon[h]['pooled_psnr_model']} dB, repeat-last "
+              f"{by_horizon[h]['pooled_psnr_repeat_last']}" for h in PSNR_HORIZONS
+              if not by_horizon[h]["pooled_psnr_model"] > by_horizon[h]["pooled_psnr_repeat_last"]]
+    return {"passed": not failed, "failed": failed}
+
+
+def judge_objects(by_horizon: dict[int, dict[str, Any]],
+                  min_shown: float = BALL_SHOWN_THRESHOLD) -> dict[str, Any]:
+    """At every horizon the dream shows the ball in ``min_shown`` of the real frames that show one, and
+    puts it within 2 pixels of the real one more often than repeat-last does."""
+    failed = []
+    for h, line in by_horizon.items():
+        if not line.get("ball_real"):
+            failed.append(f"{h} steps: no real frame with a ball to judge")
+            continue
+        shown, within, within_last = (line[k] for k in ("ball_shown_model", "ball_within_2px_model",
+                                                        "ball_within_2px_repeat_last"))
+        if shown < min_shown:
+            failed.append(f"{h} steps: ball shown in {shown:.2f} of {line['ball_real']} real frames with one "
+                          f"(needs {min_shown})")
+        if not within > within_last:
+            failed.append(f"{h} steps: ball within 2 px in {within:.2f}, repeat-last {within_last:.2f}")
+    return {"passed": not failed, "failed": failed, "min_shown": min_shown}
+
+
+def judge_events(report: dict[str, Any], threshold: float = EVENT_THRESHOLD) -> dict[str, Any]:
+    """Recall and precision of reward signs and terminations at least ``threshold`` each."""
+    names = ("reward_recall", "reward_precision", "termination_recall", "termination_precision")
+    failed = [f"{name} {report[name]}" + (" (no event to judge)" if report[name] is None else f" < {threshold}")
+              for name in names if report[name] is None or report[name] < threshold]
+    return {**report, "passed": not failed, "failed": failed}
+
+
+def points_won(game: str, returns: list[float]) -> list[float]:
+    """Pong: points the agent scored in each game (a game ends when a side reaches 21)."""
+    return [21.0 if r > 0 else 21.0 + r for r in returns] if game == "Pong" else list(returns)
+
+
+def against_random(model: BaseAlgorithm, frame_stack: int, game: str, num_actions: int, episodes: int, seed: int,
+                   max_steps: int) -> dict[str, Any]:
+    """The trained PPO agent and a random one, each over the same ``episodes`` real games, in the gate's measure."""
+    ppo = evaluate(SB3Agent(model, frame_stack=frame_stack), game, episodes, seed=seed + 10_000, max_steps=max_steps,
+                   progress=True)
+    random = evaluate(RandomAgent(num_actions, seed=seed), game, episodes, seed=seed + 10_000, max_steps=max_steps,
+                      progress=True)
+    ppo_score, random_score = (float(np.mean(points_won(game, e.returns))) for e in (ppo, random))
+    return {"episodes": episodes, "max_steps": max_steps,
+            "measure": "points won per game" if game == "Pong" else "mean return",
+            "ppo": round(ppo_score, 2), "random": round(random_score, 2), "ppo_returns": ppo.returns,
+            "random_returns": random.returns}
+
+
+def transfer(checkpoint: str, game: str, out: Path, ppo_steps: int, episodes: int, num_envs: int, seed: int,
+             ppo_kwargs: dict[str, Any], frame_stack: int = 1, max_steps: int = 27_000) -> dict[str, Any]:
+    start = time.perf_counter()
+    run = train_sb3_agent(checkpoint, algo="ppo", steps=ppo_steps, out=out / "ppo", num_envs=num_envs,
+                          frame_stack=frame_stack, algo_kwargs=ppo_kwargs, eval_episodes=0, seed=seed, progress=True)
+    ppo_seconds = time.perf_counter() - start
+    scores = against_random(run.model, frame_stack, game, len(load_checkpoint(checkpoint).action_meanings), episodes,
+                            seed, max_steps)
+    passed = scores["ppo"] > scores["random"] + 3 if game == "Breakout" else scores["ppo"] > scores["random"]
+    return {"ppo_steps": ppo_steps, "ppo_train_seconds": round(ppo_seconds, 1), "ppo_kwargs": ppo_kwargs,
+            "frame_stack": frame_stack, "num_envs": num_envs, **scores, "passed": bool(passed)}
+
+
+def fidelity_gates(model: WorldModel, dataset: EpisodeDataset, test_ids: np.ndarray, samples: int,
+                   seed: int) -> dict[str, Any]:
+    """PSNR and object gates of the open-loop dream with the model's current sampler."""
+    lines = fidelity_lines(model, dataset, test_ids, list(HORIZONS), samples, seed=seed)
+    by_horizon = {line["horizon"]: line for line in lines}
+    fidelity: dict[str, Any] = {
+        "psnr": {h: by_horizon[h]["pooled_psnr_model"] for h in by_horizon},
+        "psnr_repeat_last": {h: by_horizon[h]["pooled_psnr_repeat_last"] for h in by_horizon},
+        "mean_of_psnrs": {h: by_horizon[h]["psnr_model"] for h in by_horizon},
+        "mean_of_psnrs_repeat_last": {h: by_horizon[h]["psnr_repeat_last"] for h in by_horizon},
+        "psnr_gate": judge_psnr(by_horizon)}
+    if "ball_real" in by_horizon[1]:  # a game training.objects reads
+        fidelity["objects"] = {h: object_figures(line) for h, line in by_horizon.items()}
+        fidelity["objects_gate"] = judge_objects(by_horizon)
+    fidelity["passed"] = all(fidelity[g]["passed"] for g in ("psnr_gate", "objects_gate") if g in fidelity)
+    return fidelity
+
+
+def failed_gates(gates: dict[str, Any]) -> list[str]:
+    """Every failure the measured gates report, each prefixed with its gate."""
+    failed = []
+    for name, fidelity in gates["fidelity"].items():
+        for gate in ("psnr_gate", "objects_gate"):
+            failed += [f"{name} {gate}: {why}" for why in fidelity.get(gate, {}).get("failed", [])]
+    for name in ("events", "dream_events"):
+        failed += [f"{name}: {why}" for why in gates.get(name, {}).get("failed", [])]
+    failed += [f"closed_loop: {why['reason']}" for why in gates.get("closed_loop", {}).get("failures", [])]
+    if "transfer" in gates and not gates["transfer"]["passed"]:
+        t = gates["transfer"]
+        failed.append(f"transfer: PPO {t['ppo']} against random {t['random']} ({t['measure']})")
+    return failed
+
+
+def table_row(gates: dict[str, Any]) -> str:
+    """One markdown row: PSNR, ball shown / within 2 px, events on real and dream frames, closed loop, transfer."""
+    fidelity = next(iter(gates["fidelity"].values()))
+    psnr, last = fidelity["psnr"], fidelity["psnr_repeat_last"]
+    objects = fidelity.get("objects")
+    ball = "-" if objects is None else " / ".join(
+        f"{objects[h]['ball_shown_model']}, {objects[h]['ball_within_2px_model']}" for h in HORIZONS)
+
+    def events(report: dict[str, Any] | None) -> str:
+        if report is None:
+            return "-"
+        return (f"{report['reward_recall']} / {report['reward_precision']}, "
+                f"{report['termination_recall']} / {report['termination_precision']}")
+
+    loop = gates.get("closed_loop")
+    t = gates.get("transfer")
+    return (f"| {gates['game']} | {psnr[1]} / {psnr[5]} / {psnr[15]} | {last[1]} / {last[5]} / {last[15]} | {ball} | "
+            f"{events(gates['events'])} | {events(gates.get('dream_events'))} | "
+            f"{'-' if loop is None else ('passed' if loop['passed'] else 'failed')} | "
+            f"{'-' if t is None else str(t['ppo']) + ' vs ' + str(t['random'])} | "
+            f"{'passed' if gates['passed'] else 'failed'} |")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("--data", help="the dataset the model was trained on: its held-out split is judged")
+    parser.add_argument("--test-fraction", type=float, help="with --data: the fraction training held out")
+    parser.add_argument("--test-data", help="instead of --data: a dataset collected apart and never trained on (more "
+                                            "events to judge); all its episodes are judged")
+    parser.add_argument("--out", required=True, help="folder for gates.json and the PPO run")
+    parser.add_argument("--samples", type=int, default=256, help="open-loop segments per sampler")
+    parser.add_argument("--denoising-steps", type=int, nargs="+", default=None,
+                        help="samplers to measure (default: the checkpoint's); the events on dream frames and the "
+                             "closed loop use the first")
+    parser.add_argument("--dream-event-steps", type=int, default=20_000,
+                        help="judge the events on dream frames over the held-out episodes in order until this many "
+                             "transitions (0: skip; each costs one imagined step)")
+    parser.add_argument("--closed-loop-steps", type=int, default=20_000,
+                        help="agent steps per policy in the dream and in the real game (0: skip); fewer leave the "
+                             "rates to chance (Pong's points won: about 1 per 1,000 steps)")
+    parser.add_argument("--closed-loop-envs", type=int, default=8)
+    parser.add_argument("--ppo-steps", type=int, default=100_000, help="PPO env steps in the dream (0: skip)")
+    parser.add_argument("--ppo-kwargs", default="{}", help='JSON for the PPO constructor, e.g. \'{"n_steps": 128}\'')
+    parser.add_argument("--num-envs", type=int, default=8)
+    parser.add_argument("--frame-stack", type=int, default=1, help="frames the PPO agent sees (VecFrameStack)")
+    parser.add_argument("--episodes", type=int, default=20)
+    parser.add_argument("--max-steps", type=int, default=27_000,
+                        help="cut a real game after this many agent steps (27,000: 30 minutes of play, the usual cap)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    if (args.test_data is None) == (args.data is None) or (args.data is not None) != (args.test_fraction is not None):
+        parser.error("give --data with --test-fraction (the training split), or --test-data (a dataset apart)")
+    for name in ("samples", "dream_event_steps", "closed_loop_steps", "ppo_steps"):
+        if getattr(args, name) < 0:
+            parser.error(f"--{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}")
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt = load_checkpoint(args.checkpoint)
+    model, game = ckpt.world_model.eval(), ckpt.game
+    if args.test_data is not None:
+        dataset = EpisodeDataset(args.test_data, game=game)
+        test_ids = np.arange(len(dataset))
+        held_out = {"data": str(args.test_data), "how": "collected apart",
+                    "collection": read_collection_log(args.test_data)}
+    else:
+        dataset = EpisodeDataset(args.data, game=game)
+        _, test_ids = dataset.split(args.test_fraction, seed=0)
+        held_out = {"data": str(args.data), "how": f"split, test_fraction {args.test_fraction}"}
+    gates: dict[str, Any] = {"checkpoint": str(args.checkpoint), "game": game, "held_out_episodes": len(test_ids),
+                             "held_out": {**held_out, "episodes": len(test_ids),
+                                          "steps": int(dataset.lengths[test_ids].sum())}, "fidelity": {}}
+    samplers = args.denoising_steps or [model.config.sampler.num_steps]
+    for steps in samplers:
+        model.config = model.config.with_denoising_steps(steps)
+        fidelity = gates["fidelity"][f"{steps}_denoising_steps"] = fidelity_gates(model, dataset, test_ids,
+                                                                                  args.samples, args.seed)
+        print(json.dumps({"denoising_steps": steps, **fidelity}), flush=True)
+    gates["events"] = judge_events(event_confusion(model, dataset, test_ids).to_dict())
+    print(json.dumps({"events": gates["events"]}), flush=True)
+    model.config = model.config.with_denoising_steps(samplers[0])
+    if args.dream_event_steps:
+        ids = test_ids[:max(1, int(np.searchsorted(np.cumsum(dataset.lengths[test_ids]), args.dream_event_steps)) + 1)]
+        report = dream_event_confusion(model, dataset, ids, seed=args.seed).to_dict()
+        gates["dream_events"] = {**judge_events(report), "denoising_steps": samplers[0], "episodes": len(ids)}
+        print(json.dumps({"dream_events": gates["dream_events"]}), flush=True)
+    if args.closed_loop_steps:
+        gates["closed_loop"] = closed_loop_report(args.checkpoint, game, steps=args.closed_loop_steps,
+                                                  num_envs=args.closed_loop_envs, seed=args.seed,
+                                                  denoising_steps=samplers[0])
+        print(json.dumps({"closed_loop": gates["closed_loop"]}), flush=True)
+    if args.ppo_steps:
+        gates["transfer"] = transfer(args.checkpoint, game, out, args.ppo_steps, args.episodes, args.num_envs,
+                                     args.seed, json.loads(args.ppo_kwargs), args.frame_stack,
+                                     args.max_steps)
+        print(json.dumps({"transfer": gates["transfer"]}), flush=True)
+    gates["failed"] = failed_gates(gates)
+    gates["passed"] = not gates["failed"]
+    (out / "gates.json").write_text(json.dumps(gates, indent=2))
+    print("| game | pooled PSNR 1 / 5 / 15 | repeat-last | ball shown, within 2 px at 1 / 5 / 15 | "
+          "reward R / P, end R / P (real frames) | (dream frames) | closed loop | PPO vs random | all gates |")
+    print(table_row(gates))
+
+
+if __name__ == "__main__":
+    main()
