@@ -129,5 +129,8 @@ def test_version_1_checkpoint_computes_what_it_did():
     assert (next_frame.int() - ref["next_frame"].int()).abs().max() <= 1
     assert (next_frame == ref["next_frame"]).float().mean() >= 0.99
     assert torch.equal(step.reward, ref["reward"]) and torch.equal(step.terminated, ref["terminated"].bool())
-    assert_within(step.state[0], ref["h"])
-    assert_within(step.state[1], ref["c"])
+    # the LSTM state reads the quantised next frame, where a value on a rounding boundary may flip a level:
+    # measured across CPU kinds (native AVX-512, ATEN_CPU_CAPABILITY=avx2 with ONEDNN_MAX_CPU_ISA=AVX2,
+    # default; 1 and 2 threads) the state differs by up to 9.1e-5 (scale 1.2); a wrong network is off by 1e-1
+    assert_within(step.state[0], ref["h"], tol=5e-4)
+    assert_within(step.state[1], ref["c"], tol=5e-4)
