@@ -35,7 +35,7 @@ from training.dataset import EpisodeDataset
 from training.objects import Objects, find_objects, object_game
 
 __all__ = ["DENOISER_SIGMAS", "OBJECT_TOLERANCE", "EventReport", "ObjectAgreement", "ObjectScore",
-           "ball_shown_by_sigma", "event_confusion", "object_agreement"]
+           "ball_shown_by_sigma", "event_confusion", "object_agreement", "sequence_starts"]
 
 OBJECT_TOLERANCE = 2.0  # pixels between the centres of a predicted and a real object for them to agree
 # noise levels ``ball_shown_by_sigma`` tries by default: from nearly clean to the sampler's sigma_max (5)
@@ -52,6 +52,18 @@ class EventReport:
 
     reward: np.ndarray  # (3, 3): rows the true reward sign (-1, 0, +1), columns the predicted one
     termination: np.ndarray  # (2, 2): rows true (not terminated, terminated), columns predicted
+
+    @classmethod
+    def empty(cls) -> EventReport:
+        return cls(np.zeros((3, 3), np.int64), np.zeros((2, 2), np.int64))
+
+    def add(self, rewards: np.ndarray, terminated: np.ndarray, real: np.ndarray, reward_logits: torch.Tensor,
+            end_logits: torch.Tensor) -> None:
+        """Count the transitions where ``real`` (B, S) holds: true rewards and terminations (B, S) against the
+        argmax of the reward/termination model's logits (B, S, classes)."""
+        true_reward = np.sign(rewards[real]).astype(np.int64) + 1
+        np.add.at(self.reward, (true_reward, reward_logits.argmax(-1).cpu().numpy()[real]), 1)
+        np.add.at(self.termination, (terminated[real].astype(np.int64), end_logits.argmax(-1).cpu().numpy()[real]), 1)
 
     def reward_recall(self) -> float | None:
         """Of the transitions with a reward, the fraction whose sign is predicted (None: no reward seen)."""
@@ -80,25 +92,27 @@ class EventReport:
 def event_confusion(model: WorldModel, dataset: EpisodeDataset, episode_ids: np.ndarray | list[int], *,
                     sequence_length: int = 19, batch_size: int = 64) -> EventReport:
     """Reward-sign and termination confusion of ``model`` over all transitions of ``episode_ids``."""
-    if sequence_length < 1:
-        raise ValueError(f"sequence_length must be >= 1, got {sequence_length}")
     device = model.device
     model.rew_end.eval()
-    reward, termination = np.zeros((3, 3), np.int64), np.zeros((2, 2), np.int64)
-    starts = [(int(e), s) for e in episode_ids for s in range(0, int(dataset.lengths[int(e)]), sequence_length)]
+    report = EventReport.empty()
+    starts = sequence_starts(dataset, episode_ids, sequence_length)
     for i in range(0, len(starts), batch_size):
         ids, firsts = zip(*starts[i:i + batch_size], strict=True)
         seg = dataset.get_segments(np.array(ids), np.array(firsts), sequence_length)
         frames = to_model_frames(torch.as_tensor(seg.frames, device=device))
         actions = torch.as_tensor(seg.actions, device=device).long()
         out = model.rew_end(frames[:, :-1], actions, frames[:, 1:])
-        real = seg.mask
-        true_reward = np.sign(seg.rewards[real]).astype(np.int64) + 1
-        predicted_reward = out.reward_logits.argmax(-1).cpu().numpy()[real]
-        np.add.at(reward, (true_reward, predicted_reward), 1)
-        predicted_end = out.end_logits.argmax(-1).cpu().numpy()[real]
-        np.add.at(termination, (seg.terminated[real].astype(np.int64), predicted_end), 1)
-    return EventReport(reward, termination)
+        report.add(seg.rewards, seg.terminated, seg.mask, out.reward_logits, out.end_logits)
+    return report
+
+
+def sequence_starts(dataset: EpisodeDataset, episode_ids: np.ndarray | list[int],
+                    sequence_length: int) -> list[tuple[int, int]]:
+    """(episode, first transition) of consecutive sequences of ``sequence_length`` that cover every transition
+    of ``episode_ids`` once, as the event counts judge them."""
+    if sequence_length < 1:
+        raise ValueError(f"sequence_length must be >= 1, got {sequence_length}")
+    return [(int(e), s) for e in episode_ids for s in range(0, int(dataset.lengths[int(e)]), sequence_length)]
 
 
 @dataclass(frozen=True)

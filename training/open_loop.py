@@ -23,7 +23,7 @@ from gym_diamond.acceleration import Acceleration
 from gym_diamond.atari import game_to_name
 from gym_diamond.envs.core import to_model_frames, to_uint8_frames
 from training.dataset import EpisodeDataset
-from training.fidelity import EventReport, ObjectAgreement, object_agreement
+from training.fidelity import EventReport, ObjectAgreement, object_agreement, sequence_starts
 from training.objects import OBJECT_GAMES
 
 __all__ = ["Dream", "dream_event_confusion", "fidelity_lines", "imagine", "pooled_psnr", "psnr"]
@@ -138,13 +138,11 @@ def dream_event_confusion(model: WorldModel, dataset: EpisodeDataset, episode_id
     against the real rewards and terminations, over every transition of ``episode_ids``, cut into
     consecutive sequences of ``sequence_length`` as in ``event_confusion``.
     """
-    if sequence_length < 1:
-        raise ValueError(f"sequence_length must be >= 1, got {sequence_length}")
     device, L = model.device, model.config.denoiser.context_length
     model.rew_end.eval()
     model.denoiser.eval()
-    reward, termination = np.zeros((3, 3), np.int64), np.zeros((2, 2), np.int64)
-    starts = [(int(e), s) for e in episode_ids for s in range(0, int(dataset.lengths[int(e)]), sequence_length)]
+    report = EventReport.empty()
+    starts = sequence_starts(dataset, episode_ids, sequence_length)
     for i in range(0, len(starts), batch_size):
         ids, firsts = zip(*starts[i:i + batch_size], strict=True)
         # L - 1 frames before the sequence give every transition its context (padding before the episode)
@@ -161,9 +159,6 @@ def dream_event_confusion(model: WorldModel, dataset: EpisodeDataset, episode_id
         dreamed = model.imagine_step(contexts, context_actions, generator=generator).next_frame
         dreamed = dreamed.reshape(B, S, *frames.shape[2:])
         out = model.rew_end(frames[:, L - 1:L - 1 + S], actions[:, L - 1:], dreamed)
-        real = seg.mask[:, L - 1:]
-        true_reward = np.sign(seg.rewards[:, L - 1:][real]).astype(np.int64) + 1
-        np.add.at(reward, (true_reward, out.reward_logits.argmax(-1).cpu().numpy()[real]), 1)
-        np.add.at(termination, (seg.terminated[:, L - 1:][real].astype(np.int64),
-                                out.end_logits.argmax(-1).cpu().numpy()[real]), 1)
-    return EventReport(reward, termination)
+        report.add(seg.rewards[:, L - 1:], seg.terminated[:, L - 1:], seg.mask[:, L - 1:], out.reward_logits,
+                   out.end_logits)
+    return report
