@@ -22,12 +22,11 @@ of which runs here: when one is not installed, a tiny stand-in module takes its 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import sys
-import types
 from pathlib import Path
 
 import torch
+from diamond_stubs import stub_missing_modules  # a sibling module: a script's folder is on sys.path
 from safetensors.torch import save_file
 
 NUM_ENVS, CHUNK, CHUNKS, ACTIONS, CONTEXT = 3, 15, 2, 6, 4
@@ -35,26 +34,6 @@ NUM_ENVS, CHUNK, CHUNKS, ACTIONS, CONTEXT = 3, 15, 2, 6, 4
 ENDS = [(4, 0, "end"), (9, 2, "end"), (14, 1, "trunc"),  # first call: mid-rollout ends, a cut on its last step
         (15, 1, "end"), (19, 0, "trunc"), (24, 2, "trunc"), (29, 0, "end")]  # second call: first and last step
 SEED = 0
-
-
-def stub_missing_modules() -> None:
-    """Stand-ins for DIAMOND's training-only imports that are not installed (none runs in this script)."""
-    stubs = {
-        "wandb": {},
-        "omegaconf": {"OmegaConf": type("OmegaConf", (), {}), "DictConfig": dict},
-        "hydra": {},
-        "hydra.utils": {"instantiate": lambda *args, **kwargs: None},
-        "torcheval": {},
-        "torcheval.metrics": {},
-        "torcheval.metrics.functional": {"multiclass_confusion_matrix": None},
-    }
-    missing = {name for name in stubs if "." not in name and importlib.util.find_spec(name) is None}
-    for name, attributes in stubs.items():
-        if name.split(".")[0] not in missing:
-            continue
-        module = types.ModuleType(name)
-        module.__dict__.update(attributes)
-        sys.modules[name] = module
 
 
 def to_frames(u8: torch.Tensor) -> torch.Tensor:

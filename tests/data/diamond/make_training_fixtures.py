@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
-import importlib.util
 import json
 import math
 import sys
@@ -43,6 +42,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from diamond_stubs import stub_missing_modules  # a sibling module: a script's folder is on sys.path
 from safetensors.torch import save_file
 
 SEED = 0
@@ -80,27 +80,6 @@ SAMPLING = {  # name: (sample_weights, seq_length, can_sample_beyond_end), as it
     "rew_uniform": (None, 19, True),
 }
 HISTOGRAM_DRAWS = 100_000
-
-
-def stub_missing_modules() -> None:
-    """Stand-ins for DIAMOND's training-only imports that are not installed (none runs in this script)."""
-    stubs = {
-        "wandb": {},
-        "omegaconf": {"OmegaConf": type("OmegaConf", (), {}), "DictConfig": dict},
-        "hydra": {},
-        "hydra.utils": {"instantiate": lambda *args, **kwargs: None},
-        "torcheval": {},
-        "torcheval.metrics": {},
-        # only for the logged confusion matrices of RewEndModel.forward
-        "torcheval.metrics.functional": {"multiclass_confusion_matrix": lambda *args, **kwargs: None},
-    }
-    missing = {name for name in stubs if "." not in name and importlib.util.find_spec(name) is None}
-    for name, attributes in stubs.items():
-        if name.split(".")[0] not in missing:
-            continue
-        module = types.ModuleType(name)
-        module.__dict__.update(attributes)
-        sys.modules[name] = module
 
 
 def accept_sampler_argument() -> None:
