@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from data.diamond.enumerate_draws import Enumerator  # the one the fixture script walks DIAMOND's draws with
 from safetensors import safe_open
 from safetensors.torch import load_file
 from torch import Tensor, nn
@@ -364,34 +365,6 @@ def test_trainer_updates_are_diamonds(data, meta, dataset):
 
 
 # ----------------------------------------------------------------------------------------- 4. sampling
-
-
-class Enumerator:
-    """Walks every outcome of a function's random draws (depth first), with each outcome's probability."""
-
-    def __init__(self) -> None:
-        self.path: list[int] = []
-        self.arity: list[int] = []
-        self.depth, self.prob = 0, 1.0
-
-    def pick(self, probs: list[float]) -> int:
-        if self.depth == len(self.path):
-            self.path.append(0)
-            self.arity.append(len(probs))
-        i = self.path[self.depth]
-        self.depth += 1
-        self.prob *= probs[i]
-        return i
-
-    def next_run(self) -> bool:
-        self.depth, self.prob = 0, 1.0
-        while self.path:
-            self.path[-1] += 1
-            if self.path[-1] < self.arity[-1]:
-                return True
-            self.path.pop()
-            self.arity.pop()
-        return False
 
 
 class EnumeratingRng:

@@ -42,7 +42,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from diamond_stubs import stub_missing_modules  # a sibling module: a script's folder is on sys.path
+from diamond_stubs import stub_missing_modules
+from enumerate_draws import Enumerator  # sibling modules: a script's folder is on sys.path
 from safetensors.torch import save_file
 
 SEED = 0
@@ -341,37 +342,6 @@ def record_updates(model: torch.nn.Module, prefix: str, episodes: list[Any], nam
 
 
 # ---------------------------------------------------------------------------------------------- sampling
-
-
-class Enumerator:
-    """Walks every outcome of a function's random draws (depth first), with each outcome's probability.
-
-    ``pick(probs)`` is one draw among ``len(probs)`` options; ``next_run()`` moves to the next combination.
-    """
-
-    def __init__(self) -> None:
-        self.path: list[int] = []
-        self.arity: list[int] = []
-        self.depth, self.prob = 0, 1.0
-
-    def pick(self, probs: list[float]) -> int:
-        if self.depth == len(self.path):
-            self.path.append(0)
-            self.arity.append(len(probs))
-        i = self.path[self.depth]
-        self.depth += 1
-        self.prob *= probs[i]
-        return i
-
-    def next_run(self) -> bool:
-        self.depth, self.prob = 0, 1.0
-        while self.path:
-            self.path[-1] += 1
-            if self.path[-1] < self.arity[-1]:
-                return True
-            self.path.pop()
-            self.arity.pop()
-        return False
 
 
 class EnumeratingNumpy(types.ModuleType):
