@@ -21,3 +21,19 @@ def make_tiny_checkpoint(path, game: str = "Pong", seed: int = 0, provenance: di
     bank = StartBank(rng.integers(0, 256, (5, 4, 64, 64, 3), dtype=np.uint8), rng.integers(0, 6, (5, 4)))
     save_checkpoint(path, model, game=game, action_meanings=PONG_ACTIONS, start_bank=bank, provenance=provenance)
     return path
+
+
+def fixed_event_dream(reward: int, terminates: bool, seed: int = 0) -> tuple[WorldModel, StartBank]:
+    """A tiny Pong dream whose reward/termination head always says ``reward`` and ``terminates``."""
+    torch.manual_seed(seed)
+    model = WorldModel(tiny_world_model_config(num_actions=len(PONG_ACTIONS))).eval()
+    hidden, out = model.rew_end.head[0], model.rew_end.head[2]
+    with torch.no_grad():
+        hidden.weight.zero_()
+        hidden.bias.fill_(1.0)  # the head sees the same positive vector whatever the frames
+        out.weight.fill_(-10.0)
+        out.weight[reward + 1] = 10.0  # classes: reward -1, 0, +1
+        out.weight[4 if terminates else 3] = 10.0  # not terminated, terminated
+    rng = np.random.default_rng(seed)
+    bank = StartBank(rng.integers(0, 256, (5, 4, 64, 64, 3), dtype=np.uint8), rng.integers(0, 6, (5, 4)))
+    return model, bank

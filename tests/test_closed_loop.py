@@ -3,10 +3,9 @@ dream that never scores failing the report against the real game."""
 
 import numpy as np
 import pytest
-import torch
-from helpers import PONG_ACTIONS
+from helpers import PONG_ACTIONS, fixed_event_dream
 
-from gym_diamond import Checkpoint, StartBank, WorldModel, save_checkpoint, tiny_world_model_config
+from gym_diamond import Checkpoint, save_checkpoint
 from training.closed_loop import (
     DEFAULT_POLICIES,
     RATE_FLOOR,
@@ -226,31 +225,15 @@ def test_dream_terminations_follow_how_the_data_ended_episodes():
 
 
 # ------------------------------------------------------------------------------------------------- dreams
-def _fixed_dream(reward: int, terminates: bool, seed: int = 0) -> tuple[WorldModel, StartBank]:
-    """A tiny Pong dream whose reward/termination head always says ``reward`` and ``terminates``."""
-    torch.manual_seed(seed)
-    model = WorldModel(tiny_world_model_config(num_actions=len(PONG_ACTIONS))).eval()
-    hidden, out = model.rew_end.head[0], model.rew_end.head[2]
-    with torch.no_grad():
-        hidden.weight.zero_()
-        hidden.bias.fill_(1.0)  # the head sees the same positive vector whatever the frames
-        out.weight.fill_(-10.0)
-        out.weight[reward + 1] = 10.0  # classes: reward -1, 0, +1
-        out.weight[4 if terminates else 3] = 10.0  # not terminated, terminated
-    rng = np.random.default_rng(seed)
-    bank = StartBank(rng.integers(0, 256, (5, 4, 64, 64, 3), dtype=np.uint8), rng.integers(0, 6, (5, 4)))
-    return model, bank
-
-
 def test_count_events_in_a_dream_counts_its_rewards_and_ends():
-    model, bank = _fixed_dream(reward=1, terminates=True)
+    model, bank = fixed_event_dream(reward=1, terminates=True)
     env = make_dream_env(Checkpoint(model, "Pong", PONG_ACTIONS, bank), 2)
     counts = count_events(env, make_policy("follower", "Pong", 6, seed=0), 6, "Pong", seed=0,
                           terminations_are_life_losses=True)
     env.close()
     assert counts == EventCounts("Pong", 6, positive_rewards=6, negative_rewards=0, lives_lost=6, terminations=6,
                                  episodes=6)
-    model, bank = _fixed_dream(reward=0, terminates=False)
+    model, bank = fixed_event_dream(reward=0, terminates=False)
     env = make_dream_env(Checkpoint(model, "Pong", PONG_ACTIONS, bank), 2, max_episode_steps=2)
     counts = count_events(env, make_policy("random", "Pong", 6, seed=0), 6, "Pong", seed=0)
     env.close()
@@ -258,7 +241,7 @@ def test_count_events_in_a_dream_counts_its_rewards_and_ends():
 
 
 def test_a_dream_that_never_scores_fails_the_report(tmp_path):
-    model, bank = _fixed_dream(reward=0, terminates=False)
+    model, bank = fixed_event_dream(reward=0, terminates=False)
     path = tmp_path / "Pong.safetensors"
     save_checkpoint(path, model, game="Pong", action_meanings=PONG_ACTIONS, start_bank=bank)
     report = closed_loop_report(path, "Pong", steps=1600, num_envs=8, seed=0, policies=("random", "follower"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -14,15 +15,27 @@ from training.actor_critic import ActorCritic, ActorCriticConfig
 from training.files import replace_atomic
 
 CONFIG_KEY = "actor_critic_config"
+PROVENANCE_KEY = "provenance"
 
 
-def save_actor_critic(path: str | Path, model: ActorCritic, game: str) -> Path:
-    """Save an actor-critic as safetensors weights plus its JSON config (no pickle)."""
+def save_actor_critic(path: str | Path, model: ActorCritic, game: str,
+                      provenance: dict[str, Any] | None = None) -> Path:
+    """Save an actor-critic as safetensors weights plus its JSON config (no pickle); ``provenance`` (JSON-ready:
+    where and how long it trained, its real-game score) travels in the metadata."""
     path = Path(path)
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     metadata = {CONFIG_KEY: json.dumps(model.config.to_dict()), "game": game, DIGEST_KEY: tensors_digest(tensors)}
+    if provenance is not None:
+        metadata[PROVENANCE_KEY] = json.dumps(provenance)
     replace_atomic(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
     return path
+
+
+def read_actor_critic_provenance(path: str | Path) -> dict[str, Any]:
+    """The provenance saved with an actor-critic (``{}`` when it was saved without one), weights unread."""
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+    return json.loads(meta.get(PROVENANCE_KEY, "{}"))
 
 
 def load_actor_critic(path: str | Path, device: torch.device | str = "cpu") -> ActorCritic:

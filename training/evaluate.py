@@ -14,7 +14,7 @@ import numpy as np
 from tqdm import tqdm
 
 from gym_diamond.atari import game_to_name, make_atari_env
-from training.agents import Agent
+from training.agents import Agent, RandomAgent
 
 # Random and human scores of the 26 Atari 100k games, as used by the Atari 100k literature (SimPLe,
 # IRIS, DIAMOND); they come from Mnih et al. 2015 (Nature, "Human-level control through deep RL")
@@ -29,6 +29,29 @@ RANDOM_HUMAN_SCORES: dict[str, tuple[float, float]] = {
     "PrivateEye": (24.9, 69571.3), "Qbert": (163.9, 13455.0), "RoadRunner": (11.5, 7845.0),
     "Seaquest": (68.4, 42054.7), "UpNDown": (533.4, 11693.2),
 }
+
+
+def bootstrap_interval(values: list[float] | np.ndarray, confidence: float = 0.95, resamples: int = 10_000,
+                       seed: int = 0) -> tuple[float, float]:
+    """The percentile bootstrap interval of the mean of ``values`` (Efron 1979): resample the episodes with
+    replacement ``resamples`` times and take the middle ``confidence`` of the resampled means.
+
+    Episode returns are few and rarely normal (Pong's lie on a grid from -21 to 21), which a
+    mean +- 1.96 standard errors ignores; the bootstrap makes no such assumption. Seeded, so a table
+    is reproducible.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    if values.ndim != 1 or len(values) == 0:
+        raise ValueError(f"bootstrap_interval needs a non-empty 1-D sample, got shape {values.shape}")
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
+    if resamples < 1:
+        raise ValueError(f"resamples must be >= 1, got {resamples}")
+    rng = np.random.default_rng(seed)
+    means = values[rng.integers(0, len(values), (resamples, len(values)))].mean(axis=1)
+    tail = (1 - confidence) / 2
+    low, high = np.quantile(means, [tail, 1 - tail])
+    return float(low), float(high)
 
 
 def human_normalized_score(game: str, score: float) -> float:
@@ -49,6 +72,14 @@ class Evaluation:
     mean: float
     std: float
     hns: float | None  # None for games outside the Atari 100k set
+    interval: tuple[float, float]  # 95% percentile bootstrap interval of the mean (``bootstrap_interval``)
+    reward_signs: list[int]  # per episode: steps with a positive reward minus steps with a negative one
+
+    @property
+    def sign_rate(self) -> float:
+        """Reward signs per 1,000 steps over all episodes: what a dream's reward model predicts, so a dream's
+        rate (``training.closed_loop.count_events``) compares with it."""
+        return 1000.0 * sum(self.reward_signs) / max(1, sum(self.lengths))
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (for report.json)."""
@@ -72,10 +103,12 @@ def evaluate(agent: Agent, game: str, episodes: int, *, num_envs: int = 8, seed:
     started = num_envs
     agent.reset(np.ones(num_envs, dtype=bool))
     running = np.zeros(num_envs)
+    signs = np.zeros(num_envs, dtype=int)
     steps = np.zeros(num_envs, dtype=int)
     active = np.ones(num_envs, dtype=bool)
     returns: list[float] = []
     lengths: list[int] = []
+    reward_signs: list[int] = []
     bar = tqdm(total=episodes, desc=f"evaluate {name} (real game)", unit="episode", disable=not progress)
     vector_steps = 0
     while active.any():
@@ -87,12 +120,14 @@ def evaluate(agent: Agent, game: str, episodes: int, *, num_envs: int = 8, seed:
         for i in np.flatnonzero(active):  # real games step one by one; only the agent is batched
             obs[i], reward, terminated, truncated, _ = envs[i].step(int(actions[i]))
             running[i] += reward
+            signs[i] += int(np.sign(reward))
             steps[i] += 1
             if terminated or truncated or steps[i] >= max_steps:
                 returns.append(float(running[i]))
                 lengths.append(int(steps[i]))
+                reward_signs.append(int(signs[i]))
                 bar.update(1)
-                running[i], steps[i] = 0.0, 0
+                running[i], steps[i], signs[i] = 0.0, 0, 0
                 if started < episodes:
                     obs[i] = envs[i].reset(seed=seed + started)[0]
                     started += 1
@@ -106,38 +141,102 @@ def evaluate(agent: Agent, game: str, episodes: int, *, num_envs: int = 8, seed:
         env.close()
     mean = float(np.mean(returns))
     hns = human_normalized_score(name, mean) if name in RANDOM_HUMAN_SCORES else None
-    return Evaluation(name, returns, lengths, mean, float(np.std(returns)), hns)
+    return Evaluation(name, returns, lengths, mean, float(np.std(returns)), hns, bootstrap_interval(returns, seed=seed),
+                      reward_signs)
+
+
+def load_agent(spec: str, game: str, num_envs: int, *, seed: int = 0, device: str = "cpu", epsilon: float = 0.0,
+               greedy: bool = False) -> Agent:
+    """An agent from a command-line spec: ``random``, ``actor-critic:PATH`` (a saved DIAMOND actor-critic) or
+    ``sb3:FOLDER`` (a ``training.sb3_agent`` run folder: its ``model.zip`` and ``policy.json``)."""
+    kind, _, path = spec.partition(":")
+    if kind == "random" and not path:
+        probe = make_atari_env(game_to_name(game))
+        num_actions = int(probe.action_space.n)
+        probe.close()
+        return RandomAgent(num_actions, seed=seed)
+    if kind == "actor-critic" and path:
+        from training.agent_io import load_actor_critic
+        from training.agents import ActorCriticAgent
+
+        return ActorCriticAgent(load_actor_critic(path, device), num_envs, epsilon=epsilon, greedy=greedy, seed=seed)
+    if kind == "sb3" and path:
+        import json
+        from pathlib import Path
+
+        from training.agents import SB3Agent
+        from training.sb3_agent import algorithm_class
+
+        folder = Path(path)
+        if not (folder / "policy.json").is_file() or not (folder / "model.zip").is_file():
+            raise FileNotFoundError(f"{folder} is not a training.sb3_agent run folder (model.zip and policy.json)")
+        meta = json.loads((folder / "policy.json").read_text())
+        model = algorithm_class(meta["algo"]).load(folder / "model.zip", device=device)
+        return SB3Agent(model, deterministic=greedy, frame_stack=int(meta.get("frame_stack", 1)))
+    raise ValueError(f"unknown agent {spec!r}: use random, actor-critic:PATH or sb3:FOLDER")
+
+
+def compare_to(result: Evaluation, reference: Evaluation) -> str:
+    """``above`` or ``below`` when the 95% intervals of the two means do not overlap, else ``overlaps``."""
+    if result.interval[0] > reference.interval[1]:
+        return "above"
+    if result.interval[1] < reference.interval[0]:
+        return "below"
+    return "overlaps"
+
+
+def table(results: dict[str, Evaluation]) -> str:
+    """A Markdown table of evaluations, each compared with the random agent's when one is among them."""
+    random = results.get("random")
+    lines = ["| agent | episodes | mean score | 95% interval | HNS | vs random |", "|---|---|---|---|---|---|"]
+    for name, r in results.items():
+        hns = "-" if r.hns is None else f"{r.hns:.3f}"
+        versus = "-" if random is None or name == "random" else compare_to(r, random)
+        lines.append(f"| {name} | {len(r.returns)} | {r.mean:.2f} | [{r.interval[0]:.2f}, {r.interval[1]:.2f}] | "
+                     f"{hns} | {versus} |")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m training.evaluate --game Pong --actor-critic A.safetensors``: score an actor-critic."""
+    """``python -m training.evaluate --game Boxing --agent random --agent actor-critic:A.safetensors``."""
     import argparse
-    import json
 
-    from training.agent_io import load_actor_critic
-    from training.agents import ActorCriticAgent
-
-    parser = argparse.ArgumentParser(description="Score a DIAMOND actor-critic in the real game (Atari 100k test "
-                                                 "protocol: full episodes, raw score, HNS).")
+    parser = argparse.ArgumentParser(description="Score agents in the real game (Atari 100k test protocol: full "
+                                                 "episodes, raw score, 95%% bootstrap interval, HNS) and tabulate "
+                                                 "them against random play.")
     parser.add_argument("--game", required=True)
-    parser.add_argument("--actor-critic", required=True, help="an actor-critic .safetensors")
-    parser.add_argument("--episodes", type=int, default=10)
+    parser.add_argument("--agent", action="append", default=[],
+                        help="random, actor-critic:PATH or sb3:FOLDER; repeat for a table (played with the same seeds)")
+    parser.add_argument("--actor-critic", default=None, help="shorthand for --agent actor-critic:PATH")
+    parser.add_argument("--episodes", type=int, default=30)
     parser.add_argument("--envs", type=int, default=8, help="games played side by side")
-    parser.add_argument("--epsilon", type=float, default=0.0, help="chance of a random action")
+    parser.add_argument("--epsilon", type=float, default=0.0, help="chance of a random action (actor-critics)")
     parser.add_argument("--greedy", action="store_true", help="the policy's argmax instead of a sample")
     parser.add_argument("--max-steps", type=int, default=27_000, help="agent steps before an episode is cut")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--out", default=None, help="write every evaluation (all returns) to this JSON file")
     args = parser.parse_args(argv)
-    num_envs = min(args.envs, args.episodes)
-    agent = ActorCriticAgent(load_actor_critic(args.actor_critic, args.device), num_envs, epsilon=args.epsilon,
-                             greedy=args.greedy, seed=args.seed)
-    result = evaluate(agent, args.game, args.episodes, num_envs=num_envs, seed=args.seed, max_steps=args.max_steps,
-                      progress=True)
-    print(json.dumps(result.to_dict()))
-    hns = "" if result.hns is None else f", HNS {result.hns:.3f}"
-    print(f"{result.game}: {result.mean:.1f} +- {result.std:.1f} over {len(result.returns)} episodes{hns}")
+    specs = args.agent + ([f"actor-critic:{args.actor_critic}"] if args.actor_critic else [])
+    if not specs:
+        parser.error("name at least one agent (--agent or --actor-critic)")
+    results: dict[str, Evaluation] = {}
+    try:
+        for spec in dict.fromkeys(specs):
+            num_envs = min(args.envs, args.episodes)
+            agent = load_agent(spec, args.game, num_envs, seed=args.seed, device=args.device, epsilon=args.epsilon,
+                               greedy=args.greedy)
+            results[spec] = evaluate(agent, args.game, args.episodes, num_envs=num_envs, seed=args.seed,
+                                     max_steps=args.max_steps, progress=True)
+    except (ValueError, FileNotFoundError, IsADirectoryError) as err:
+        parser.exit(2, f"error: {err}\n")
+    if args.out:
+        from pathlib import Path
 
+        from training.files import write_json_atomic
+
+        write_json_atomic(Path(args.out), {spec: r.to_dict() for spec, r in results.items()})
+    print(table(results))
 
 if __name__ == "__main__":
     main()

@@ -230,6 +230,38 @@ def draw_chart(chart: Chart, csv_path: Path, png_path: Path, title: str = "") ->
     return True
 
 
+def draw_learning_curve(csv_path: Path, png_path: Path, title: str = "") -> bool:
+    """An agent's evaluations (``training.dream_actor_critic``'s ``evaluations.csv``) against updates and against
+    CPU hours: the real score with its 95% interval, and reward signs per 1,000 steps in the dream beside the
+    game's, whose parting shows an agent exploiting its dream. False (and no file) when there is no row."""
+    columns = _read_columns(csv_path)
+    if not len(columns.get("update", ())):
+        return False
+    figure_cls, canvas_cls = _figure_class()
+    fig = figure_cls(figsize=(12.0, 7.4), layout="constrained")
+    canvas_cls(fig)
+    axes = fig.subplots(2, 2, squeeze=False)
+    xs = (("updates", columns["update"]), ("CPU hours", columns["cpu_seconds"] / 3600))
+    marker = "o" if len(columns["update"]) <= MARKERS_UP_TO else None
+    for col, (x_name, x) in enumerate(xs):
+        score, rates = axes[0, col], axes[1, col]
+        score.plot(x, columns["real_mean"], color="C0", marker=marker, markersize=3, label="real game, mean")
+        score.fill_between(x, columns["real_low"], columns["real_high"], color="C0", alpha=0.2, linewidth=0,
+                           label="95% bootstrap interval")
+        score.set_title("real-game score", fontsize=10)
+        rates.plot(x, columns["dream_sign_rate"], color="C1", marker=marker, markersize=3, label="in the dream")
+        rates.plot(x, columns["real_sign_rate"], color="C0", marker=marker, markersize=3, label="in the real game")
+        rates.set_title("reward signs per 1,000 steps", fontsize=10)
+        for ax in (score, rates):
+            ax.set_xlabel(x_name)
+            ax.grid(True, alpha=0.3)
+            ax.legend(fontsize=8)
+    fig.suptitle(title or "agent evaluations")
+    png_path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png_path, dpi=100)
+    return True
+
+
 def write_report(run_dir: str | Path, out: str | Path | None = None) -> list[Path]:
     """Draw every known CSV log of ``run_dir`` to PNGs in ``out`` (default: ``run_dir``); returns their paths.
 
