@@ -243,3 +243,12 @@ def make_atari_env(
     return AtariEnv(
         game, done_on_life_loss=done_on_life_loss, noop_max=noop_max, seed=seed, render_mode=render_mode
     )
+
+
+def game_action_meanings(game: str) -> list[str]:
+    """The minimal action set of ``game`` as ALE names it (``["NOOP", "FIRE", ...]``)."""
+    env = make_atari_env(game)
+    try:
+        return env.get_action_meanings()
+    finally:
+        env.close()

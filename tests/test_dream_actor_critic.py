@@ -3,6 +3,7 @@
 import csv
 import json
 
+import numpy as np
 import pytest
 import torch
 from helpers import PONG_ACTIONS, fixed_event_dream, make_tiny_checkpoint
@@ -101,3 +102,36 @@ def test_settings_and_command_line_errors(tmp_path, pong_data, capsys):
     with pytest.raises(ValueError, match="holds no episodes"):
         train_actor_critic_in_dream(make_tiny_checkpoint(tmp_path / "Pong.safetensors"), empty, tmp_path / "run2",
                                     tiny_settings(), progress=False)
+
+
+def test_the_real_game_control_trains_on_real_steps(tmp_path, one_thread):
+    out = tmp_path / "real"
+    settings = tiny_settings(updates=2, train_in="real", dream_eval_steps=0)
+    rows = train_actor_critic_in_dream(None, None, out, settings, game="Pong", progress=False)
+    assert [(r["update"], r["agent_steps"]) for r in rows] == [(0, 0), (2, 12)]  # 2 games x 3 steps per update
+    assert np.isnan(rows[-1]["dream_sign_rate"])  # no dream to measure in
+    provenance = read_actor_critic_provenance(out / "actor_critic.safetensors")
+    assert provenance["trained_in"] == "real" and provenance["world_model"] is None
+    with pytest.raises(ValueError, match="needs the world model"):
+        train_actor_critic_in_dream(None, None, tmp_path / "dream", tiny_settings(), progress=False)
+    with pytest.raises(ValueError, match="name the game"):
+        train_actor_critic_in_dream(None, None, tmp_path / "x", settings, progress=False)
+
+
+def test_real_game_env_keeps_the_dream_contract():
+    from training.real_game_env import RealGameEnv
+
+    env = RealGameEnv("Pong", 2, seed=0)
+    obs, _ = env.reset()
+    assert obs.shape == (2, 3, 64, 64) and obs.dtype == torch.float32 and -1 <= obs.min() <= obs.max() <= 1
+    signs, ended = [], 0
+    for _ in range(300):  # random play loses a Pong point within ~100 steps
+        obs, reward, terminated, truncated, info = env.step(torch.randint(0, 6, (2,)))
+        signs += reward.tolist()
+        assert reward.dtype == torch.float32 and terminated.dtype == torch.bool
+        if (terminated | truncated).any():
+            ended += 1
+            assert info["final_observation"].shape == ((terminated | truncated).sum(), 3, 64, 64)
+    env.close()
+    assert set(signs) <= {-1.0, 0.0, 1.0} and -1.0 in signs
+    assert env.steps == 600

@@ -8,6 +8,14 @@ real game while it learns (its ``Trainer.train_agent`` with the world model's up
 actor-critic, its loss and its dreams are DIAMOND's (``training.imagination``); the dreams start from
 contexts of ``--data``, the dataset the world model was trained on.
 
+The control, what the dream bought: ``--train-in real`` trains the same actor-critic with the same loss
+on real games instead (``training.real_game_env``), ``--batch-size`` games side by side, each update
+learning from batch size x 15 real steps; give it ``--updates`` so that it sees as many real steps as the
+dream was learnt from (100,000 / 480 = 208 updates for Atari 100k):
+
+    python -m training.dream_actor_critic --train-in real --game Boxing --out runs/boxing-ac-real \
+        --updates 208 --eval-every 52 --checkpoint runs/boxing-wm/world_model.safetensors
+
 Every ``--eval-every`` updates (and at update 0 and at the end) the agent is judged twice:
 
 - in the real game: ``--eval-episodes`` full episodes (the Atari 100k test protocol,
@@ -16,7 +24,7 @@ Every ``--eval-every`` updates (and at update 0 and at the end) the agent is jud
   per 1,000 steps, beside the same rate in the real episodes. Where the dream's rate climbs and the
   game's does not, the agent has found a flaw of the dream rather than a way to play.
 
-The run folder holds ``evaluations.csv`` (one row per evaluation: updates, CPU and wall seconds, real
+The run folder holds ``evaluations.csv`` (one row per evaluation: updates, agent steps, CPU and wall seconds, real
 score and interval, HNS, reward-sign rates in dream and game), ``learning_curve.png`` (drawn after each
 evaluation), ``training.csv`` (the loss scalars), ``agents/actor_critic_<updates>.safetensors`` (each
 evaluated agent, its scores in its metadata), ``actor_critic.safetensors`` (the latest) and
@@ -40,6 +48,7 @@ from tqdm import tqdm
 
 from gym_diamond import load_checkpoint
 from gym_diamond.acceleration import PRECISIONS, Acceleration
+from gym_diamond.atari import game_action_meanings, game_to_name
 from gym_diamond.checkpoint import Checkpoint
 from training.actor_critic import ActorCritic, ActorCriticConfig
 from training.agent_io import save_actor_critic
@@ -49,11 +58,15 @@ from training.dataset import EpisodeDataset
 from training.evaluate import evaluate
 from training.files import write_json_atomic
 from training.imagination import ImaginationConfig, ImaginationTrainer
+from training.real_game_env import RealGameEnv
 from training.report import draw_learning_curve
 from training.state import load_state, save_state
 from training.world_model import CsvLog
 
 __all__ = ["DreamTrainingSettings", "RunSettingsError", "train_actor_critic_in_dream"]
+
+
+TRAIN_IN = ("dream", "real")
 
 
 class RunSettingsError(ValueError):
@@ -65,6 +78,7 @@ class DreamTrainingSettings:
     """What a run is: the settings a resumed run must repeat (speed switches are not among them)."""
 
     updates: int
+    train_in: str = "dream"  # or "real": the control, the same actor-critic and loss on real games
     eval_every: int = 500
     eval_episodes: int = 8
     eval_max_steps: int = 27_000  # agent steps before a real episode is cut (the usual 108,000-frame cap)
@@ -81,6 +95,8 @@ class DreamTrainingSettings:
                             ("dream_eval_steps", 0)):
             if getattr(self, name) < least:
                 raise ValueError(f"{name} must be >= {least}, got {getattr(self, name)}")
+        if self.train_in not in TRAIN_IN:
+            raise ValueError(f"train_in must be one of {TRAIN_IN}, got {self.train_in!r}")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (the run folder's config.json); speed switches left out."""
@@ -89,13 +105,20 @@ class DreamTrainingSettings:
             d["imagination"].pop(speed)
         return json.loads(json.dumps(d))
 
+    @property
+    def steps_per_update(self) -> int:
+        """Agent steps one update learns from (dreamed, or real in the control): dreams x steps per update."""
+        return self.imagination.batch_size * self.imagination.backup_every
+
     def evaluates_at(self, updates: int) -> bool:
         """Whether the agent is judged after ``updates`` updates: at 0, every ``eval_every``, and at the end."""
         return updates == 0 or updates == self.updates or (self.eval_every > 0 and updates % self.eval_every == 0)
 
 
-def _check_run_folder(out: Path, checkpoint: Path, data: Path, settings: DreamTrainingSettings) -> None:
-    config = {"checkpoint": str(checkpoint.resolve()), "data": str(data.resolve()), **settings.to_dict()}
+def _check_run_folder(out: Path, game: str, checkpoint: Path | None, data: Path | None,
+                      settings: DreamTrainingSettings) -> None:
+    config = {"game": game, "checkpoint": checkpoint and str(checkpoint.resolve()),
+              "data": data and str(data.resolve()), **settings.to_dict()}
     path = out / "config.json"
     if path.exists():
         saved = json.loads(path.read_text())
@@ -121,15 +144,16 @@ def _dream_sign_rate(checkpoint: Checkpoint, actor_critic: ActorCritic, steps: i
         else score_rate(checkpoint.game, rates)
 
 
-def _evaluate(checkpoint: Checkpoint, actor_critic: ActorCritic, settings: DreamTrainingSettings,
+def _evaluate(game: str, checkpoint: Checkpoint | None, actor_critic: ActorCritic, settings: DreamTrainingSettings,
               progress: bool) -> dict[str, Any]:
-    """The agent's real-game score (with interval) and its reward-sign rates in the game and in the dream."""
+    """The agent's real-game score (with interval) and its reward-sign rates in the game and in the dream (when
+    there is one)."""
     num_envs = min(8, settings.eval_episodes)
     agent = ActorCriticAgent(actor_critic, num_envs, seed=settings.seed)
-    real = evaluate(agent, checkpoint.game, settings.eval_episodes, num_envs=num_envs, seed=settings.seed + 10_000,
+    real = evaluate(agent, game, settings.eval_episodes, num_envs=num_envs, seed=settings.seed + 10_000,
                     max_steps=settings.eval_max_steps, progress=progress)
     dream_rate = math.nan
-    if settings.dream_eval_steps:
+    if settings.dream_eval_steps and checkpoint is not None:
         dream_rate = _dream_sign_rate(checkpoint, actor_critic, settings.dream_eval_steps, 8, settings.seed)
     return {"real_mean": real.mean, "real_low": real.interval[0], "real_high": real.interval[1],
             "real_std": real.std, "hns": math.nan if real.hns is None else real.hns, "episodes": len(real.returns),
@@ -137,29 +161,51 @@ def _evaluate(checkpoint: Checkpoint, actor_critic: ActorCritic, settings: Dream
             "dream_sign_rate": dream_rate}
 
 
-def train_actor_critic_in_dream(checkpoint: str | Path, data: str | Path, out: str | Path,
-                                settings: DreamTrainingSettings, *, device: str | torch.device = "cpu",
-                                dream_precision: str = "fp32", save_every: int = 100, log_every: int = 10,
-                                progress: bool = True, stop_after: int | None = None) -> list[dict[str, Any]]:
+def train_actor_critic_in_dream(checkpoint: str | Path | None, data: str | Path | None, out: str | Path,
+                                settings: DreamTrainingSettings, *, game: str | None = None,
+                                device: str | torch.device = "cpu", dream_precision: str = "fp32",
+                                save_every: int = 100, log_every: int = 10, progress: bool = True,
+                                stop_after: int | None = None) -> list[dict[str, Any]]:
     """Train (or resume) to ``settings.updates``; returns every evaluation's row. ``stop_after`` stops early
-    after that many updates in this call (to test resumption)."""
-    checkpoint, data, out = Path(checkpoint), Path(data), Path(out)
+    after that many updates in this call (to test resumption).
+
+    Trained in the dream, ``checkpoint`` and ``data`` are needed. Trained in the real game (the control),
+    neither is: ``game`` names the game, and a ``checkpoint``, if given, is only where the agent's dream
+    rate is measured.
+    """
     if save_every < 1 or log_every < 1:
         raise ValueError(f"save_every and log_every must be >= 1, got {save_every} and {log_every}")
     if dream_precision not in PRECISIONS:
         raise ValueError(f"dream_precision must be one of {PRECISIONS}, got {dream_precision!r}")
+    in_dream = settings.train_in == "dream"
+    if in_dream and (checkpoint is None or data is None):
+        raise ValueError("training in the dream needs the world model (checkpoint) and its dataset (data)")
+    checkpoint, data, out = (Path(checkpoint) if checkpoint else None), (Path(data) if data else None), Path(out)
+    ckpt = load_checkpoint(checkpoint, device) if checkpoint is not None else None
+    if ckpt is not None and game is not None and game_to_name(game) != ckpt.game:
+        raise ValueError(f"{checkpoint} dreams {ckpt.game}, not {game_to_name(game)}")
+    if ckpt is None and game is None:
+        raise ValueError("name the game (training in the real game without a checkpoint)")
+    game = ckpt.game if ckpt is not None else game_to_name(game)
     out.mkdir(parents=True, exist_ok=True)
-    _check_run_folder(out, checkpoint, data, settings)
-    ckpt = load_checkpoint(checkpoint, device)
-    dataset = EpisodeDataset(data, game=ckpt.game)
-    if len(dataset) == 0:
-        raise ValueError(f"{data} holds no episodes: the dreams start from the world model's training data")
-    world_model = ckpt.world_model.eval().requires_grad_(False)
-    world_model.accelerate(Acceleration(precision=dream_precision, channels_last=True))
+    _check_run_folder(out, game, checkpoint, data if in_dream else None, settings)
+    if ckpt is not None:
+        ckpt.world_model.eval().requires_grad_(False)
+        ckpt.world_model.accelerate(Acceleration(precision=dream_precision, channels_last=True))
+    num_actions = ckpt.world_model.config.num_actions if ckpt is not None else len(game_action_meanings(game))
     torch.manual_seed(settings.seed)
-    actor_critic = ActorCritic(ActorCriticConfig(world_model.config.num_actions, channels=settings.channels,
+    actor_critic = ActorCritic(ActorCriticConfig(num_actions, channels=settings.channels,
                                                  lstm_dim=settings.lstm_dim)).to(device)
-    trainer = ImaginationTrainer(world_model, actor_critic, dataset, settings.imagination, seed=settings.seed)
+    if in_dream:
+        dataset = EpisodeDataset(data, game=game)
+        if len(dataset) == 0:
+            raise ValueError(f"{data} holds no episodes: the dreams start from the world model's training data")
+        trainer = ImaginationTrainer(ckpt.world_model, actor_critic, dataset, settings.imagination, seed=settings.seed)
+    else:
+        batch = settings.imagination.batch_size
+        trainer = ImaginationTrainer(None, actor_critic, None, settings.imagination, seed=settings.seed,
+                                     make_env=lambda: RealGameEnv(game, batch, seed=settings.seed + 20_000,
+                                                                  device=device))
     state_path = out / "train_state.safetensors"
     clock = {"cpu_seconds": 0.0, "wall_seconds": 0.0}
     if state_path.exists():
@@ -180,24 +226,27 @@ def train_actor_critic_in_dream(checkpoint: str | Path, data: str | Path, out: s
         save_state(state_path, {"trainer": trainer.state_dict(), "clock": elapsed()})
 
     def judge() -> None:
-        row = {"update": trainer.steps, **elapsed(), **_evaluate(ckpt, actor_critic, settings, progress)}
-        provenance = {"world_model": checkpoint.name, "data": data.name, "updates": trainer.steps,
-                      "trained_in": "dream", "real_game": {k: row[k] for k in ("real_mean", "real_low", "real_high",
-                                                                              "episodes", "hns")}}
+        row = {"update": trainer.steps, "agent_steps": trainer.steps * settings.steps_per_update, **elapsed(),
+               **_evaluate(game, ckpt, actor_critic, settings, progress)}
+        provenance = {"trained_in": settings.train_in, "world_model": checkpoint.name if in_dream else None,
+                      "data": data.name if in_dream else None, "updates": trainer.steps,
+                      "agent_steps": row["agent_steps"],
+                      "real_game": {k: row[k] for k in ("real_mean", "real_low", "real_high", "episodes", "hns")}}
         (out / "agents").mkdir(exist_ok=True)
-        save_actor_critic(out / "agents" / f"actor_critic_{trainer.steps}.safetensors", actor_critic, ckpt.game,
+        save_actor_critic(out / "agents" / f"actor_critic_{trainer.steps}.safetensors", actor_critic, game,
                           provenance)
         eval_log.write(row)
         evaluated.add(trainer.steps)
-        draw_learning_curve(out / "evaluations.csv", out / "learning_curve.png", title=f"{ckpt.game}: "
-                            "DIAMOND's actor-critic trained in a dream")
-        save_actor_critic(out / "actor_critic.safetensors", actor_critic, ckpt.game, provenance)
+        where = "a dream" if in_dream else "the real game"
+        draw_learning_curve(out / "evaluations.csv", out / "learning_curve.png",
+                            title=f"{game}: DIAMOND's actor-critic trained in {where}")
+        save_actor_critic(out / "actor_critic.safetensors", actor_critic, game, provenance)
         if progress:
             tqdm.write(f"update {trainer.steps}: real {row['real_mean']:.2f} [{row['real_low']:.2f}, "
                        f"{row['real_high']:.2f}] over {row['episodes']} episodes; reward signs per 1,000 steps: "
                        f"dream {row['dream_sign_rate']:.1f}, game {row['real_sign_rate']:.1f}")
 
-    bar = tqdm(total=settings.updates, initial=trainer.steps, desc=f"actor-critic in the {ckpt.game} dream",
+    bar = tqdm(total=settings.updates, initial=trainer.steps, desc=f"actor-critic in {game} ({settings.train_in})",
                unit="update", disable=not progress)
     done_here = 0
     try:
@@ -216,6 +265,8 @@ def train_actor_critic_in_dream(checkpoint: str | Path, data: str | Path, out: s
                 save()
     finally:
         bar.close()
+        if not in_dream:
+            trainer.env.close()
     save()
     return _read_rows(out / "evaluations.csv")
 
@@ -237,8 +288,13 @@ def main(argv: list[str] | None = None) -> None:
     defaults = ImaginationConfig()
     parser = argparse.ArgumentParser(description="Train DIAMOND's actor-critic in a fixed world model; judge it in "
                                                  "the real game and in the dream as it learns.")
-    parser.add_argument("--checkpoint", required=True, help="the world model (.safetensors)")
-    parser.add_argument("--data", required=True, help="the dataset it was trained on: the dreams' start contexts")
+    parser.add_argument("--checkpoint", default=None, help="the world model (.safetensors); with --train-in real, "
+                                                           "only where the agent's dream rate is measured")
+    parser.add_argument("--data", default=None, help="the dataset it was trained on: the dreams' start contexts")
+    parser.add_argument("--train-in", choices=TRAIN_IN, default="dream",
+                        help="real: the control, the same actor-critic and loss on real games (updates x batch size "
+                             "x 15 real steps)")
+    parser.add_argument("--game", default=None, help="the game (default: the checkpoint's)")
     parser.add_argument("--out", required=True, help="run folder (created, or resumed)")
     parser.add_argument("--updates", type=int, required=True, help="actor-critic updates in all (a rerun resumes)")
     parser.add_argument("--eval-every", type=int, default=500, help="updates between evaluations (0: start and end)")
@@ -261,12 +317,13 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     try:
         settings = DreamTrainingSettings(
-            updates=args.updates, eval_every=args.eval_every, eval_episodes=args.eval_episodes,
+            updates=args.updates, train_in=args.train_in, eval_every=args.eval_every, eval_episodes=args.eval_episodes,
             dream_eval_steps=args.dream_eval_steps, seed=args.seed, channels=tuple(args.channels),
             lstm_dim=args.lstm_dim, imagination=ImaginationConfig(
                 batch_size=args.batch_size, horizon=args.horizon, precision=args.precision,
                 sample_weights=tuple(args.sample_weights) if args.sample_weights else None))
-        rows = train_actor_critic_in_dream(args.checkpoint, args.data, args.out, settings, device=args.device,
+        rows = train_actor_critic_in_dream(args.checkpoint, args.data, args.out, settings, game=args.game,
+                                           device=args.device,
                                            dream_precision=args.dream_precision or args.precision,
                                            save_every=args.save_every)
     except (ValueError, FileNotFoundError) as err:

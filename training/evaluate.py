@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from gym_diamond.atari import game_to_name, make_atari_env
+from gym_diamond.atari import game_action_meanings, game_to_name, make_atari_env
 from training.agents import Agent, RandomAgent
 
 # Random and human scores of the 26 Atari 100k games, as used by the Atari 100k literature (SimPLe,
@@ -151,10 +151,7 @@ def load_agent(spec: str, game: str, num_envs: int, *, seed: int = 0, device: st
     ``sb3:FOLDER`` (a ``training.sb3_agent`` run folder: its ``model.zip`` and ``policy.json``)."""
     kind, _, path = spec.partition(":")
     if kind == "random" and not path:
-        probe = make_atari_env(game_to_name(game))
-        num_actions = int(probe.action_space.n)
-        probe.close()
-        return RandomAgent(num_actions, seed=seed)
+        return RandomAgent(len(game_action_meanings(game)), seed=seed)
     if kind == "actor-critic" and path:
         from training.agent_io import load_actor_critic
         from training.agents import ActorCriticAgent

@@ -303,12 +303,18 @@ class _RolloutObjective(nn.Module):
 class ImaginationTrainer:
     """Updates an actor-critic on the ongoing dreams of a (frozen) world model, as DIAMOND does."""
 
-    def __init__(self, world_model: WorldModel, actor_critic: ActorCritic, dataset: EpisodeDataset,
+    def __init__(self, world_model: WorldModel | None, actor_critic: ActorCritic, dataset: EpisodeDataset | None,
                  config: ImaginationConfig | None = None, seed: int = 0,
-                 distributed: Distributed | None = None) -> None:
+                 distributed: Distributed | None = None, make_env: Callable[[], Any] | None = None) -> None:
+        """``make_env`` replaces the dreams by another env with ``WorldModelEnv``'s interface and ``batch_size``
+        rows (``training.real_game_env.RealGameEnv``: the real-game control); world model and dataset are then
+        unused."""
         self.config = c = config or ImaginationConfig()
         self.world_model, self.actor_critic, self.dataset = world_model, actor_critic, dataset
-        self.device = world_model.device
+        self.make_env = make_env
+        if make_env is None and (world_model is None or dataset is None):
+            raise ValueError("dreams need a world model and a dataset to start from (or pass make_env)")
+        self.device = next(actor_critic.parameters()).device
         self.seed, self.distributed = seed, distributed or Distributed()
         self.rng = np.random.default_rng(seed)
         self.policy_generator = torch.Generator(device=self.device).manual_seed(seed)
@@ -335,9 +341,14 @@ class ImaginationTrainer:
     def _new_dreams(self) -> None:
         """A fresh env loop: the next update resets every dream from newly preloaded start contexts."""
         c = self.config
-        starts = PreloadedStarts(self.dataset, self.world_model, c.batch_size, c.num_batches_to_preload,
-                                 c.sample_weights, self.rng)
-        self.env = WorldModelEnv(self.world_model, starts, c.batch_size, c.horizon, self.dream_generator)
+        if self.make_env is not None:
+            if getattr(self, "env", None) is not None:
+                self.env.close()  # real games hold threads and emulators
+            self.env = self.make_env()
+        else:
+            starts = PreloadedStarts(self.dataset, self.world_model, c.batch_size, c.num_batches_to_preload,
+                                     c.sample_weights, self.rng)
+            self.env = WorldModelEnv(self.world_model, starts, c.batch_size, c.horizon, self.dream_generator)
         self.loop = EnvLoop(self.env, self.actor_critic, self._sample_actions, c.precision)
 
     def _sample_actions(self, logits: Tensor) -> Tensor:
