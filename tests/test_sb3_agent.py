@@ -25,6 +25,9 @@ def test_ppo_trains_evaluates_in_real_pong_and_saves(pong_checkpoint, tmp_path, 
         rows = list(csv.DictReader(f))
     assert [int(r["step"]) for r in rows] == [128, 256]
     assert all(-40 <= float(r["mean_return"]) <= 40 for r in rows)  # at most one point per real step
+    # one episode: the bootstrap interval is the score itself; Pong's points are its reward signs
+    assert all(float(r["low_return"]) == float(r["mean_return"]) == float(r["high_return"]) for r in rows)
+    assert all(float(r["sign_rate"]) == 1000 * float(r["mean_return"]) / 40 for r in rows)
     assert run.evaluations[-1]["step"] == 256
     with (tmp_path / "sb3_log" / "progress.csv").open() as f:  # SB3's log, in the run folder
         assert int(list(csv.DictReader(f))[-1]["time/total_timesteps"]) == 256

@@ -46,9 +46,11 @@ from gym_diamond.atari import game_to_name
 from gym_diamond.checkpoint import Checkpoint
 from gym_diamond.envs.core import DreamCore
 from training.agents import Agent, RandomAgent
+from training.boxing import BoxingChaser
 from training.scripted import SCRIPTED_GAMES, BallFollower
 
 __all__ = [
+    "BOXING_POLICIES",
     "DEFAULT_POLICIES",
     "GAME_EVENTS",
     "RATE_FLOOR",
@@ -57,6 +59,7 @@ __all__ = [
     "EventCounts",
     "closed_loop_report",
     "count_events",
+    "default_policies",
     "dream_ends_at_life_loss",
     "game_events",
     "game_has_lives",
@@ -75,6 +78,7 @@ the dream up to 0.3 events per 1,000 steps instead of demanding exactly none (an
 CHANCE_ERRORS = 3.0  # standard errors of chance a rate may differ by, beyond the 30%, at small budgets (Pong's
 # points come in streaks: two seeds of the same real player parted by 2.3 Poisson standard errors)
 DEFAULT_POLICIES = ("random", "follower", "follower-eps0.25", "follower-eps0.5")
+BOXING_POLICIES = ("random", "chaser", "chaser-eps0.5")
 
 GAME_EVENTS: dict[str, tuple[str, ...]] = {
     "Pong": ("points_won", "points_lost"),
@@ -187,11 +191,26 @@ def count_events(env: VectorEnvLike, policy: Agent, steps: int, game: str, *, se
 
 
 # ------------------------------------------------------------------------------------------------ policies
+def default_policies(game: str) -> tuple[str, ...]:
+    """The policies judged for ``game``: random and its scripted player at several epsilons (Boxing: the
+    chaser, ``training.boxing``; Pong, Breakout: the ball follower); random alone for other games."""
+    name = game_to_name(game)
+    if name == "Boxing":
+        return BOXING_POLICIES
+    return DEFAULT_POLICIES if name in SCRIPTED_GAMES else ("random",)
+
+
 def make_policy(name: str, game: str, num_actions: int, seed: int | None = None) -> Agent:
     """A batched policy by name: ``random``, ``follower`` (the ball follower, epsilon 0) or ``follower-eps<E>``
-    (a uniform random action with probability E), the follower for Pong and Breakout only."""
+    (a uniform random action with probability E), the follower for Pong and Breakout only; ``chaser`` or
+    ``chaser-eps<E>`` for Boxing (``training.boxing.BoxingChaser``)."""
     if name == "random":
         return RandomAgent(num_actions, seed=seed)
+    if name == "chaser" or name.startswith("chaser-eps"):
+        if game_to_name(game) != "Boxing":
+            raise ValueError(f"policy {name!r} plays Boxing only, not {game}")
+        return BoxingChaser(num_actions, epsilon=0.0 if name == "chaser" else float(name.removeprefix("chaser-eps")),
+                            seed=seed)
     if name == "follower" or name.startswith("follower-eps"):
         epsilon = 0.0 if name == "follower" else float(name.removeprefix("follower-eps"))
         if game_to_name(game) not in SCRIPTED_GAMES:
@@ -352,12 +371,13 @@ def judge_closed_loop(dream_rates: Mapping[str, Mapping[str, float]], real_rates
 
 # ------------------------------------------------------------------------------------------------- report
 def closed_loop_report(checkpoint: str | os.PathLike | Checkpoint, game: str, *, steps: int, num_envs: int,
-                       seed: int = 0, policies: Sequence[str] = DEFAULT_POLICIES, denoising_steps: int | None = None,
+                       seed: int = 0, policies: Sequence[str] | None = None, denoising_steps: int | None = None,
                        device: torch.device | str = "cpu", max_episode_steps: int | None = None) -> dict[str, Any]:
     """Each policy plays ``steps`` agent steps in the dream and in the real game; their event rates per 1,000
     steps side by side and the verdict of :func:`judge_closed_loop` (JSON-ready).
 
-    ``denoising_steps`` overrides the sampler's steps (None: the checkpoint's own). Each policy plays both
+    ``policies`` default to :func:`default_policies` of the game. ``denoising_steps`` overrides the sampler's
+    steps (None: the checkpoint's own). Each policy plays both
     sides with the same seed. The real game ends episodes as the dream's training data did
     (:func:`dream_ends_at_life_loss`), so their terminations compare too (reported, not judged).
     """
@@ -373,7 +393,7 @@ def closed_loop_report(checkpoint: str | os.PathLike | Checkpoint, game: str, *,
         raise ValueError(f"the checkpoint is a world model of {ckpt_game}, not {name}")
     life_loss_ends = dream_ends_at_life_loss(provenance)
     terminations_are_life_losses = life_loss_ends and game_has_lives(name)
-    policies = list(policies)
+    policies = list(default_policies(name) if policies is None else policies)
     for policy_name in policies:  # fail on a bad name before playing anything
         make_policy(policy_name, name, num_actions)
     if len(set(policies)) != len(policies):

@@ -120,7 +120,9 @@ class _RealGameEval(BaseCallback):
         result = evaluate(agent, self.game, self.episodes, num_envs=min(8, self.episodes), seed=self.seed,
                           max_steps=self.max_steps)
         row = {"step": self.num_timesteps, "mean_return": result.mean, "std_return": result.std,
-               "hns": float("nan") if result.hns is None else result.hns, "episodes": self.episodes}
+               "hns": float("nan") if result.hns is None else result.hns, "episodes": self.episodes,
+               "low_return": result.interval[0], "high_return": result.interval[1],  # 95% bootstrap interval
+               "sign_rate": result.sign_rate}
         self.rows.append(row)
         CsvLog(self.log_path).write(row)
         self.logger.record("real/mean_return", result.mean)
