@@ -29,7 +29,6 @@ from typing import Any
 
 import ale_py
 import ale_py.roms
-import cv2
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
@@ -227,6 +226,8 @@ class AtariEnv(gym.Env):
     def _observe(self) -> np.ndarray:
         """Max-pool the last two screens and shrink them to 64x64 (area interpolation, as DIAMOND)."""
         pooled = np.maximum(self._screens[0], self._screens[1])
+        import cv2  # here, so that importing gym_diamond does not load OpenCV
+
         self._last_obs = cv2.resize(pooled, (FRAME_SIZE, FRAME_SIZE), interpolation=cv2.INTER_AREA)
         return self._last_obs
 

@@ -76,7 +76,9 @@ def test_the_command_tabulates_agents_against_random(tmp_path, capsys):
     path = save_actor_critic(tmp_path / "ac.safetensors", ActorCritic(ActorCriticConfig(6, (4, 4, 4, 4), 8)), "Pong")
     main(["--game", "Pong", "--agent", "random", "--actor-critic", str(path), "--episodes", "3", "--max-steps", "40",
           "--out", str(tmp_path / "scores.json")])
-    lines = capsys.readouterr().out.strip().splitlines()
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out[0].startswith('{"agent": "random", "game": "Pong", "returns": [') and out[1].endswith("(random)")
+    lines = out[out.index(next(line for line in out if line.startswith("| agent"))):]
     assert lines[0].startswith("| agent | episodes | mean score | 95% interval | HNS | vs random |")
     assert lines[2].startswith("| random | 3 |") and lines[2].endswith("| - |")
     assert lines[3].startswith(f"| actor-critic:{path} | 3 |")

@@ -22,6 +22,7 @@ provenance.
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import time
@@ -34,7 +35,7 @@ import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
 
 from training.dataset import Episode, EpisodeDataset
-from training.files import write_json_atomic
+from training.files import FolderInUseError, FolderLock, write_json_atomic
 
 __all__ = ["COLLECTION_LOG", "CollectStats", "Collector", "RandomPolicy", "read_collection_log"]
 
@@ -274,11 +275,8 @@ def main(argv: list[str] | None = None) -> None:
     repeated); ``--append`` collects ``N`` more on purpose. The episodes still running at the end are
     stored cut (``truncated``), so every collected transition counts.
     """
-    import argparse
-
     from gym_diamond.atari import game_to_name
-    from training.atari import make_vector_atari
-    from training.scripted import SCRIPTED_GAMES, BallFollower
+    from training.scripted import SCRIPTED_GAMES
 
     parser = argparse.ArgumentParser(description="Collect episodes of a real Atari game into a dataset.")
     parser.add_argument("--game", required=True, help='e.g. "Breakout"')
@@ -302,6 +300,18 @@ def main(argv: list[str] | None = None) -> None:
     game = game_to_name(args.game)
     if args.policy == "follow" and game not in SCRIPTED_GAMES:
         parser.error(f"--policy follow plays {', '.join(SCRIPTED_GAMES)} only, not {game}")
+    try:
+        with FolderLock(args.out, "collection"):
+            _collect_into(args, game)
+    except FolderInUseError as err:
+        parser.exit(2, f"error: {err}\n")
+
+
+def _collect_into(args: argparse.Namespace, game: str) -> None:
+    """The command's work, its dataset folder locked."""
+    from training.atari import make_vector_atari
+    from training.scripted import BallFollower
+
     dataset = EpisodeDataset(args.out, game=game)
     have = dataset.num_steps
     missing = args.steps if args.append else args.steps - have

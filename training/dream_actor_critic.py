@@ -56,7 +56,7 @@ from training.agents import ActorCriticAgent
 from training.closed_loop import count_events, make_dream_env, score_rate
 from training.dataset import EpisodeDataset
 from training.evaluate import evaluate
-from training.files import write_json_atomic
+from training.files import FolderInUseError, FolderLock, write_json_atomic
 from training.imagination import ImaginationConfig, ImaginationTrainer
 from training.real_game_env import RealGameEnv
 from training.report import draw_learning_curve
@@ -187,8 +187,17 @@ def train_actor_critic_in_dream(checkpoint: str | Path | None, data: str | Path 
     if ckpt is None and game is None:
         raise ValueError("name the game (training in the real game without a checkpoint)")
     game = ckpt.game if ckpt is not None else game_to_name(game)
-    out.mkdir(parents=True, exist_ok=True)
-    _check_run_folder(out, game, checkpoint, data if in_dream else None, settings)
+    with FolderLock(out, "actor-critic training run"):
+        _check_run_folder(out, game, checkpoint, data if in_dream else None, settings)
+        return _train(ckpt, checkpoint, data, out, game, settings, device, dream_precision, save_every, log_every,
+                      progress, stop_after)
+
+
+def _train(ckpt: Checkpoint | None, checkpoint: Path | None, data: Path | None, out: Path, game: str,
+           settings: DreamTrainingSettings, device: str | torch.device, dream_precision: str, save_every: int,
+           log_every: int, progress: bool, stop_after: int | None) -> list[dict[str, Any]]:
+    """``train_actor_critic_in_dream``'s work, its run folder locked."""
+    in_dream = settings.train_in == "dream"
     if ckpt is not None:
         ckpt.world_model.eval().requires_grad_(False)
         ckpt.world_model.accelerate(Acceleration(precision=dream_precision, channels_last=True))
@@ -326,7 +335,7 @@ def main(argv: list[str] | None = None) -> None:
                                            device=args.device,
                                            dream_precision=args.dream_precision or args.precision,
                                            save_every=args.save_every)
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, FileNotFoundError, FolderInUseError) as err:
         parser.exit(2, f"error: {err}\n")
     best = max(rows, key=lambda r: r["real_mean"])
     updates = int(best["update"])

@@ -197,6 +197,7 @@ def table(results: dict[str, Evaluation]) -> str:
 def main(argv: list[str] | None = None) -> None:
     """``python -m training.evaluate --game Boxing --agent random --agent actor-critic:A.safetensors``."""
     import argparse
+    import json
 
     parser = argparse.ArgumentParser(description="Score agents in the real game (Atari 100k test protocol: full "
                                                  "episodes, raw score, 95%% bootstrap interval, HNS) and tabulate "
@@ -223,8 +224,12 @@ def main(argv: list[str] | None = None) -> None:
             num_envs = min(args.envs, args.episodes)
             agent = load_agent(spec, args.game, num_envs, seed=args.seed, device=args.device, epsilon=args.epsilon,
                                greedy=args.greedy)
-            results[spec] = evaluate(agent, args.game, args.episodes, num_envs=num_envs, seed=args.seed,
-                                     max_steps=args.max_steps, progress=True)
+            result = results[spec] = evaluate(agent, args.game, args.episodes, num_envs=num_envs, seed=args.seed,
+                                              max_steps=args.max_steps, progress=True)
+            print(json.dumps({"agent": spec, **result.to_dict()}))
+            hns = "" if result.hns is None else f", HNS {result.hns:.3f}"
+            print(f"{result.game}: {result.mean:.1f} +- {result.std:.1f} over {len(result.returns)} episodes{hns} "
+                  f"({spec})", flush=True)
     except (ValueError, FileNotFoundError, IsADirectoryError) as err:
         parser.exit(2, f"error: {err}\n")
     if args.out:

@@ -48,7 +48,7 @@ from training.collect import Collector
 from training.dataset import EpisodeDataset
 from training.distributed import init_distributed
 from training.evaluate import evaluate
-from training.files import write_json_atomic
+from training.files import FolderInUseError, FolderLock, write_json_atomic
 from training.imagination import ImaginationConfig, ImaginationTrainer
 from training.presets import SCHEDULE, PipelinePreset, get_preset
 from training.state import load_state, save_state
@@ -123,8 +123,9 @@ class Pipeline:
             if batch % self.distributed.world_size:
                 raise ValueError(f"the preset's {name} {batch} does not split over {self.distributed.world_size} "
                                  f"processes: use a number of processes that divides it")
+        self._lock = FolderLock(self.out, "pipeline run")
         if self.main_rank:
-            self.out.mkdir(parents=True, exist_ok=True)
+            self._lock.acquire()  # released when run() ends (or with the process)
             self._check_run_config()
         self.distributed.barrier()
         probe = make_atari_env(self.game)
@@ -332,6 +333,8 @@ class Pipeline:
     def run(self, stop_after_epochs: int | None = None) -> dict[str, Any]:
         """Run (or resume) to the end; ``stop_after_epochs`` stops early (to test resumption)."""
         p = self.preset
+        if self.main_rank:
+            self._lock.acquire()  # again, if an earlier run() of this object gave it up
         bar = tqdm(total=self.epochs, initial=self.state["epoch"], desc=f"DIAMOND {self.game}", unit="epoch",
                    disable=not self.progress)
         try:
@@ -351,9 +354,10 @@ class Pipeline:
                 if epoch % p.save_every == 0 or epoch == self.epochs:
                     self._save()
                 bar.update(1)
+            return self._finish()
         finally:
             bar.close()
-        return self._finish()
+            self._lock.release()
 
     def _finish(self) -> dict[str, Any]:
         report_path = self.out / "report.json"
@@ -402,7 +406,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         pipeline = Pipeline(args.game, out, args.preset, device=args.device, seed=args.seed, precision=args.precision,
                             compile=args.compile, dream_precision=args.dream_precision)
-    except RunFolderError as e:
+    except (RunFolderError, FolderInUseError) as e:
         raise SystemExit(f"error: {e}") from None
     report = pipeline.run()
     pipeline.distributed.close()

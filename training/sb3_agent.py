@@ -45,7 +45,7 @@ from gym_diamond.atari import game_to_name
 from gym_diamond.envs.sb3 import DreamSB3VecEnv
 from training.agents import SB3Agent
 from training.evaluate import evaluate
-from training.files import replace_atomic, write_atomic, write_json_atomic
+from training.files import FolderInUseError, FolderLock, replace_atomic, write_atomic, write_json_atomic
 from training.world_model import CsvLog
 
 
@@ -177,6 +177,21 @@ def train_sb3_agent(checkpoint: str | Path, *, algo: str = "ppo", steps: int, ou
     algorithms get ``buffer_size=min(100_000, steps)`` unless given, since SB3's default of a million
     64x64x3 frames would take 12 GB.
     """
+    with FolderLock(out, "SB3 training run"):
+        return _train_sb3_agent(checkpoint, algo=algo, steps=steps, out=out, game=game, num_envs=num_envs,
+                                frame_stack=frame_stack, policy=policy, algo_kwargs=algo_kwargs, device=device,
+                                max_episode_steps=max_episode_steps, eval_every=eval_every,
+                                eval_episodes=eval_episodes, eval_max_steps=eval_max_steps, seed=seed,
+                                progress=progress, verbose=verbose)
+
+
+def _train_sb3_agent(checkpoint: str | Path, *, algo: str = "ppo", steps: int, out: str | Path,
+                    game: str | None = None, num_envs: int = 8, frame_stack: int = 1, policy: str = "CnnPolicy",
+                    algo_kwargs: dict[str, Any] | None = None, device: str | torch.device | None = None,
+                    max_episode_steps: int | None = 1000, eval_every: int = 10_000, eval_episodes: int = 5,
+                    eval_max_steps: int = 27_000, seed: int = 0, progress: bool = True,
+                    verbose: int = 0) -> SB3Run:
+    """``train_sb3_agent`` with its run folder locked."""
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
     if eval_every < 0 or eval_episodes < 0:
@@ -295,10 +310,13 @@ def main(argv: list[str] | None = None) -> None:
     if not isinstance(algo_kwargs, dict):
         parser.error("--algo-kwargs must be a JSON object")
     out = args.out or f"runs/{args.game or Path(args.checkpoint).stem}-{args.algo.lower()}"
-    run = train_sb3_agent(args.checkpoint, algo=args.algo, steps=args.steps, out=out, game=args.game,
-                          num_envs=args.num_envs, frame_stack=args.frame_stack, policy=args.policy,
-                          algo_kwargs=algo_kwargs, device=args.device, max_episode_steps=args.max_episode_steps,
-                          eval_every=args.eval_every, eval_episodes=args.eval_episodes, seed=args.seed)
+    try:
+        run = train_sb3_agent(args.checkpoint, algo=args.algo, steps=args.steps, out=out, game=args.game,
+                              num_envs=args.num_envs, frame_stack=args.frame_stack, policy=args.policy,
+                              algo_kwargs=algo_kwargs, device=args.device, max_episode_steps=args.max_episode_steps,
+                              eval_every=args.eval_every, eval_episodes=args.eval_episodes, seed=args.seed)
+    except FolderInUseError as err:
+        parser.exit(2, f"error: {err}\n")
     print(f"model: {run.model_path}")
     if run.evaluations:
         last = run.evaluations[-1]

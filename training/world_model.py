@@ -19,6 +19,7 @@ run trains exactly the same weights with it as without.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import dataclasses
 import importlib.util
@@ -46,6 +47,7 @@ from training.collect import read_collection_log
 from training.dataset import DIAMOND_SAMPLE_WEIGHTS, EpisodeDataset, Segment, check_sample_weights
 from training.distributed import Distributed, init_distributed
 from training.fidelity import DENOISER_SIGMAS, ball_shown_by_sigma, event_confusion
+from training.files import FolderInUseError, FolderLock
 from training.objects import OBJECT_GAMES
 from training.optim import adamw, optimizer_update, warmup_lr
 from training.state import load_optimizer_state, load_state, optimizer_state, restore_rng, rng_state, save_state
@@ -539,6 +541,18 @@ def train_world_model(game: str, data: str | Path, out: str | Path, steps: int, 
     every N updates and the last, and prints them as one line; a resumed run drops the rows after its
     saved state and writes each update's row once.
     """
+    rank = int(os.environ.get("RANK", "0"))  # under torchrun rank 0 writes the run folder; the others read it
+    with FolderLock(out, "world-model training") if rank == 0 else contextlib.nullcontext():
+        return _train_world_model(game, data, out, steps, model_preset=model_preset, device=device, seed=seed,
+                                  save_every=save_every, log_every=log_every, config=config, progress=progress,
+                                  networks=networks)
+
+
+def _train_world_model(game: str, data: str | Path, out: str | Path, steps: int, *, model_preset: str = "paper",
+                      device: str | torch.device | None = None, seed: int = 0, save_every: int = 200,
+                      log_every: int = 10, config: WorldModelTrainingConfig | None = None,
+                      progress: bool = True, networks: str = "both") -> Path:
+    """``train_world_model`` with the run folder already locked."""
     if networks not in NETWORKS:
         raise ValueError(f"networks must be one of {NETWORKS}, got {networks!r}")
     game = game_to_name(game)
@@ -706,9 +720,13 @@ def main(argv: list[str] | None = None) -> None:
                                       termination_oversampling=args.termination_oversampling,
                                       changed_pixel_weight=args.changed_pixel_weight,
                                       fidelity_every=args.fidelity_every, fidelity_samples=args.fidelity_samples)
-    path = train_world_model(args.game, args.data, args.out, args.steps, model_preset=args.model, device=args.device,
-                             seed=args.seed, save_every=args.save_every, config=config,
-                             networks="rew_end" if args.only_rew_end else "denoiser" if args.only_denoiser else "both")
+    try:
+        path = train_world_model(args.game, args.data, args.out, args.steps, model_preset=args.model,
+                                 device=args.device, seed=args.seed, save_every=args.save_every, config=config,
+                                 networks="rew_end" if args.only_rew_end else "denoiser" if args.only_denoiser
+                                 else "both")
+    except FolderInUseError as err:
+        parser.exit(2, f"error: {err}\n")
     distributed, _ = init_distributed(args.device)
     if distributed.is_main:
         print(f"world model checkpoint: {path}")
