@@ -178,79 +178,65 @@ def train_sb3_agent(checkpoint: str | Path, *, algo: str = "ppo", steps: int, ou
     64x64x3 frames would take 12 GB.
     """
     with FolderLock(out, "SB3 training run"):
-        return _train_sb3_agent(checkpoint, algo=algo, steps=steps, out=out, game=game, num_envs=num_envs,
-                                frame_stack=frame_stack, policy=policy, algo_kwargs=algo_kwargs, device=device,
-                                max_episode_steps=max_episode_steps, eval_every=eval_every,
-                                eval_episodes=eval_episodes, eval_max_steps=eval_max_steps, seed=seed,
-                                progress=progress, verbose=verbose)
+        if steps < 1:
+            raise ValueError(f"steps must be >= 1, got {steps}")
+        if eval_every < 0 or eval_episodes < 0:
+            raise ValueError(f"eval_every and eval_episodes must be >= 0, got {eval_every} and {eval_episodes}")
+        algo_cls = algorithm_class(algo)
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        env = make_dream_vec_env(checkpoint, num_envs, frame_stack=frame_stack, device=device,
+                                 max_episode_steps=max_episode_steps)
+        dream_game = env.get_attr("game")[0]
+        if game is None and eval_episodes:
+            game = dream_game
+        if game is not None:
+            game = game_to_name(game)
+        model_device = env.get_attr("device")[0]
+        model_path = out / "model.zip"
+        if model_path.exists():
+            model = algo_cls.load(model_path, env=env, device=model_device)
+            if model.num_timesteps >= steps:
+                if _saved_policy_steps(out) != model.num_timesteps:  # killed between model.zip and its policy copy
+                    save_policy_safetensors(model, out, algo_cls.__name__, frame_stack)
+                env.close()
+                return SB3Run(model, model_path, _read_evaluations(out / "eval.csv"))
+        else:
+            kwargs = dict(algo_kwargs or {})
+            if "buffer_size" in _init_parameters(algo_cls):
+                kwargs.setdefault("buffer_size", min(100_000, steps))
+            try:
+                model = algo_cls(policy, env, seed=seed, device=model_device, verbose=verbose, **kwargs)
+            except AssertionError as error:  # SB3 checks spaces with asserts
+                env.close()
+                raise ValueError(f"{algo_cls.__name__} cannot train in a dream of discrete actions and image "
+                                 f"observations: {error}") from None
 
+        # SB3's own log (progress.csv) in the run folder; left to itself SB3 makes a /tmp/SB3-<date> folder per run
+        model.set_logger(configure(str(out / "sb3_log"), ["csv", "stdout"] if verbose else ["csv"]))
 
-def _train_sb3_agent(checkpoint: str | Path, *, algo: str = "ppo", steps: int, out: str | Path,
-                    game: str | None = None, num_envs: int = 8, frame_stack: int = 1, policy: str = "CnnPolicy",
-                    algo_kwargs: dict[str, Any] | None = None, device: str | torch.device | None = None,
-                    max_episode_steps: int | None = 1000, eval_every: int = 10_000, eval_episodes: int = 5,
-                    eval_max_steps: int = 27_000, seed: int = 0, progress: bool = True,
-                    verbose: int = 0) -> SB3Run:
-    """``train_sb3_agent`` with its run folder locked."""
-    if steps < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}")
-    if eval_every < 0 or eval_episodes < 0:
-        raise ValueError(f"eval_every and eval_episodes must be >= 0, got {eval_every} and {eval_episodes}")
-    algo_cls = algorithm_class(algo)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    env = make_dream_vec_env(checkpoint, num_envs, frame_stack=frame_stack, device=device,
-                             max_episode_steps=max_episode_steps)
-    dream_game = env.get_attr("game")[0]
-    if game is None and eval_episodes:
-        game = dream_game
-    if game is not None:
-        game = game_to_name(game)
-    model_device = env.get_attr("device")[0]
-    model_path = out / "model.zip"
-    if model_path.exists():
-        model = algo_cls.load(model_path, env=env, device=model_device)
-        if model.num_timesteps >= steps:
-            if _saved_policy_steps(out) != model.num_timesteps:  # killed between model.zip and its policy copy
-                save_policy_safetensors(model, out, algo_cls.__name__, frame_stack)
-            env.close()
-            return SB3Run(model, model_path, _read_evaluations(out / "eval.csv"))
-    else:
-        kwargs = dict(algo_kwargs or {})
-        if "buffer_size" in _init_parameters(algo_cls):
-            kwargs.setdefault("buffer_size", min(100_000, steps))
+        def save() -> None:
+            write_atomic(model_path, model.save)  # a kill mid-save keeps the previous model.zip whole
+            save_policy_safetensors(model, out, algo_cls.__name__, frame_stack)
+
+        total = _rounded_to_rollouts(model, steps)
+        evaluation = _RealGameEval(save, game if eval_episodes else None, eval_every, eval_episodes, frame_stack,
+                                   eval_max_steps, out / "eval.csv", seed)
+        callbacks: list[BaseCallback] = [evaluation]
+        if progress:
+            callbacks.append(_Progress(total))
         try:
-            model = algo_cls(policy, env, seed=seed, device=model_device, verbose=verbose, **kwargs)
-        except AssertionError as error:  # SB3 checks spaces with asserts
+            model.learn(total_timesteps=steps - model.num_timesteps, callback=callbacks, reset_num_timesteps=False)
+            if evaluation.last != model.num_timesteps or not evaluation.rows:
+                evaluation.checkpoint()
+            else:  # evaluated at this step count, but the last policy update came after that save
+                save()
+        except KeyboardInterrupt:
+            save()  # keep what was learnt; the same call resumes
+            raise
+        finally:
             env.close()
-            raise ValueError(f"{algo_cls.__name__} cannot train in a dream of discrete actions and image "
-                             f"observations: {error}") from None
-
-    # SB3's own log (progress.csv) in the run folder; left to itself SB3 makes a /tmp/SB3-<date> folder per run
-    model.set_logger(configure(str(out / "sb3_log"), ["csv", "stdout"] if verbose else ["csv"]))
-
-    def save() -> None:
-        write_atomic(model_path, model.save)  # a kill mid-save keeps the previous model.zip whole
-        save_policy_safetensors(model, out, algo_cls.__name__, frame_stack)
-
-    total = _rounded_to_rollouts(model, steps)
-    evaluation = _RealGameEval(save, game if eval_episodes else None, eval_every, eval_episodes, frame_stack,
-                               eval_max_steps, out / "eval.csv", seed)
-    callbacks: list[BaseCallback] = [evaluation]
-    if progress:
-        callbacks.append(_Progress(total))
-    try:
-        model.learn(total_timesteps=steps - model.num_timesteps, callback=callbacks, reset_num_timesteps=False)
-        if evaluation.last != model.num_timesteps or not evaluation.rows:
-            evaluation.checkpoint()
-        else:  # evaluated at this step count, but the last policy update came after that save
-            save()
-    except KeyboardInterrupt:
-        save()  # keep what was learnt; the same call resumes
-        raise
-    finally:
-        env.close()
-    return SB3Run(model, model_path, _read_evaluations(out / "eval.csv"))
+        return SB3Run(model, model_path, _read_evaluations(out / "eval.csv"))
 
 
 def _saved_policy_steps(out: Path) -> int | None:
