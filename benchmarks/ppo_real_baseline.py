@@ -20,6 +20,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecFrameStack
 
 from gym_diamond.atari import game_to_name, make_atari_env
 from training.gates import against_random
+from training.sb3_agent import save_policy_safetensors
 
 
 def main() -> None:
@@ -46,6 +47,7 @@ def main() -> None:
     model.learn(args.steps, progress_bar=False)
     seconds = time.perf_counter() - start
     model.save(out / "model.zip")
+    save_policy_safetensors(model, out, "PPO", args.frame_stack)  # so training.evaluate --agent sb3:OUT reads it
     num_actions = int(envs.action_space.n)
     envs.close()
     scores = against_random(model, args.frame_stack, game, num_actions, args.episodes, args.seed, args.max_steps)

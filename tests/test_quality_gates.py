@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from helpers import make_tiny_checkpoint
 
@@ -91,3 +92,7 @@ def test_ppo_real_baseline_trains_in_the_real_game_and_compares_with_random(tmp_
     assert result["trained_in"] == "real game" and result["ppo_steps"] == 64
     assert len(result["ppo_returns"]) == len(result["random_returns"]) == 1
     assert (tmp_path / "ppo" / "model.zip").exists()
+    from training.evaluate import load_agent
+
+    agent = load_agent(f"sb3:{tmp_path / 'ppo'}", "Pong", 1)  # the evaluation table reads it
+    assert agent.frame_stack == 2 and agent.act(np.zeros((1, 64, 64, 3), np.uint8)).shape == (1,)
