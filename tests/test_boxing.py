@@ -66,3 +66,30 @@ def test_boxing_is_judged_with_the_chaser():
     assert make_policy("chaser-eps0.5", "Boxing", 18).epsilon == 0.5
     with pytest.raises(ValueError, match="Boxing only"):
         make_policy("chaser", "Pong", 6)
+
+
+def test_the_object_gate_judges_both_boxers(boxing_frames):
+    from training.fidelity import object_agreement
+    from training.gates import judge_objects, judged_objects
+
+    starts = np.arange(0, 40, 4)
+    context = np.stack([boxing_frames[s:s + 4] for s in starts])
+    real = np.stack([boxing_frames[s + 4:s + 9] for s in starts])
+    assert judged_objects("Boxing") == ("player", "opponent") and judged_objects("Pong") == ("ball",)
+
+    def lines(predicted):
+        agreement = object_agreement("Boxing", context, real, predicted, horizons=(1, 5))
+        return {h: agreement.line(h) for h in (1, 5)}
+
+    faithful = lines(real)
+    assert faithful[5]["player_real"] == len(starts) and faithful[5]["opponent_within_2px_model"] == 1.0
+    assert judge_objects(faithful, objects=("player", "opponent"))["passed"]
+    painted = real.copy()
+    ring = painted[:, :, 9:56, 11:53]
+    ring[np.linalg.norm(ring.astype(float) - 214, axis=-1) < 60] = GREEN  # a dream that lost the white boxer
+    verdict = judge_objects(lines(painted), objects=("player", "opponent"))
+    assert not verdict["passed"]
+    assert any(f.startswith("1 steps: player shown in 0.00") for f in verdict["failed"])
+    assert not any("opponent" in f for f in verdict["failed"])
+    frozen = np.repeat(context[:, -1:], 5, axis=1)  # a dream that stands still fails where the boxers moved
+    assert not judge_objects(lines(frozen), objects=("player", "opponent"))["passed"]

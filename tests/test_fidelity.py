@@ -158,7 +158,7 @@ def test_object_agreement_refuses_what_it_cannot_judge():
     context, real, predicted = _rally(H=5)
     with pytest.raises(ValueError, match=r"horizons must lie in 1\.\.5 .*got \[1, 5, 15\]"):
         object_agreement("Pong", context, real, predicted)
-    with pytest.raises(ValueError, match="supported games are Breakout, Pong"):
+    with pytest.raises(ValueError, match="supported games are Boxing, Breakout, Pong"):
         object_agreement("MsPacman", context, real, predicted, horizons=[1])
     with pytest.raises(ValueError, match="must match real"):
         object_agreement("Pong", context, real, predicted[:, :4], horizons=[1])

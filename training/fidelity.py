@@ -30,12 +30,15 @@ import numpy as np
 import torch
 
 from gym_diamond import WorldModel
+from gym_diamond.atari import game_to_name
 from gym_diamond.envs.core import to_model_frames, to_uint8_frames
+from training.boxing import find_boxers
 from training.dataset import EpisodeDataset
-from training.objects import Objects, find_objects, object_game
+from training.objects import OBJECT_GAMES, find_objects, object_game
 
 __all__ = ["DENOISER_SIGMAS", "OBJECT_TOLERANCE", "EventReport", "ObjectAgreement", "ObjectScore",
-           "ball_shown_by_sigma", "event_confusion", "object_agreement", "sequence_starts"]
+           "ball_shown_by_sigma", "event_confusion", "game_objects", "locate_objects", "object_agreement",
+           "sequence_starts"]
 
 OBJECT_TOLERANCE = 2.0  # pixels between the centres of a predicted and a real object for them to agree
 # noise levels ``ball_shown_by_sigma`` tries by default: from nearly clean to the sampler's sigma_max (5)
@@ -128,12 +131,37 @@ class ObjectScore:
 
 
 _PREDICTORS = ("model", "repeat_last")
-_OBJECTS = ("ball", "paddle")
+Located = tuple[np.ndarray, np.ndarray]  # visible (n,) bool, xy (n, 2) float (NaN where unseen)
+
+
+def game_objects(game: str) -> tuple[str, ...]:
+    """The objects whose agreement is measured in ``game`` (empty for a game without a detector): the ball and the
+    player's paddle in Pong and Breakout (``training.objects``), the two boxers in Boxing (``training.boxing``)."""
+    name = game_to_name(game)
+    if name == "Boxing":
+        return ("player", "opponent")
+    return ("ball", "paddle") if name in OBJECT_GAMES else ()
+
+
+def locate_objects(game: str, frames: np.ndarray) -> dict[str, Located]:
+    """Each of ``game_objects(game)`` in uint8 frames (n, 64, 64, 3)."""
+    name = game_to_name(game)
+    if name == "Boxing":
+        boxers = find_boxers(frames)
+        return {"player": (boxers.player_visible, boxers.player_xy),
+                "opponent": (boxers.opponent_visible, boxers.opponent_xy)}
+    objects = find_objects(object_game(name), frames)
+    return {thing: objects.of(thing) for thing in ("ball", "paddle")}
+
+
+def _subset(located: dict[str, Located], rows: np.ndarray) -> dict[str, Located]:
+    return {thing: (visible[rows], xy[rows]) for thing, (visible, xy) in located.items()}
 
 
 @dataclass
 class ObjectAgreement:
-    """Ball and paddle agreement of the model's predictions and of repeat-last with the real frames, per horizon."""
+    """Object agreement (``game_objects``) of the model's predictions and of repeat-last with the real frames, per
+    horizon."""
 
     game: str
     tolerance: float
@@ -143,7 +171,7 @@ class ObjectAgreement:
         """Flat figures of one horizon, e.g. ``ball_real``, ``ball_shown_model``, ``ball_within_2px_repeat_last``."""
         within = f"within_{self.tolerance:g}px"
         line: dict[str, Any] = {}
-        for thing in _OBJECTS:
+        for thing in self.scores[horizon]["model"]:
             line[f"{thing}_real"] = self.scores[horizon]["model"][thing].real
             for predictor in _PREDICTORS:
                 figures = self.scores[horizon][predictor][thing].to_dict()
@@ -156,8 +184,8 @@ class ObjectAgreement:
                 "horizons": {h: self.line(h) for h in self.scores}}
 
 
-def _score(real: Objects, predicted: Objects, thing: str, tolerance: float) -> ObjectScore:
-    (seen, xy), (guessed, guess_xy) = real.of(thing), predicted.of(thing)
+def _score(real: Located, predicted: Located, tolerance: float) -> ObjectScore:
+    (seen, xy), (guessed, guess_xy) = real, predicted
     shown = seen & guessed
     within = shown & (np.nan_to_num(np.linalg.norm(guess_xy - xy, axis=1), nan=np.inf) <= tolerance)
     return ObjectScore(int(seen.sum()), int(shown.sum()), int(within.sum()))
@@ -174,13 +202,18 @@ def _check_frames(name: str, frames: np.ndarray, ndim: int) -> np.ndarray:
 def object_agreement(game: str, context: np.ndarray, real: np.ndarray, predicted: np.ndarray, *,
                      horizons: tuple[int, ...] | list[int] = (1, 5, 15), valid: np.ndarray | None = None,
                      tolerance: float = OBJECT_TOLERANCE) -> ObjectAgreement:
-    """Does the prediction show the ball and the paddle where the real frames do, and does repeat-last?
+    """Does the prediction show the game's objects (``game_objects``: ball and paddle, or the boxers) where the real
+    frames do, and does repeat-last?
 
     ``context`` (n, L, 64, 64, 3): the real frames the predictions start from, the last of which repeat-last
     predicts for every horizon; ``real`` and ``predicted`` (n, H, 64, 64, 3): the frames 1..H steps later;
     ``valid`` (n, H) bool: which real frames exist (an episode may end before H), all when None. All uint8.
     """
-    name = object_game(game)
+    name = game_to_name(game)
+    things = game_objects(name)
+    if not things:
+        raise ValueError(f"no object detector for {name}: supported games are "
+                         f"{', '.join(sorted((*OBJECT_GAMES, 'Boxing')))}")
     context, real = _check_frames("context", context, 5), _check_frames("real", real, 5)
     predicted = _check_frames("predicted", predicted, 5)
     if predicted.shape != real.shape or len(context) != len(real):
@@ -193,13 +226,13 @@ def object_agreement(game: str, context: np.ndarray, real: np.ndarray, predicted
     bad = [h for h in horizons if not 1 <= h <= H]
     if bad:
         raise ValueError(f"horizons must lie in 1..{H} (the predicted steps), got {list(horizons)}")
-    last = find_objects(name, context[:, -1])
+    last = locate_objects(name, context[:, -1])
     scores = {}
     for h in horizons:
         ok = valid[:, h - 1]
-        truth, dream = find_objects(name, real[ok, h - 1]), find_objects(name, predicted[ok, h - 1])
-        repeat = last[ok]
-        scores[h] = {predictor: {thing: _score(truth, guess, thing, tolerance) for thing in _OBJECTS}
+        truth, dream = locate_objects(name, real[ok, h - 1]), locate_objects(name, predicted[ok, h - 1])
+        repeat = _subset(last, ok)
+        scores[h] = {predictor: {thing: _score(truth[thing], guess[thing], tolerance) for thing in things}
                      for predictor, guess in zip(_PREDICTORS, (dream, repeat), strict=True)}
     return ObjectAgreement(name, float(tolerance), scores)
 
@@ -280,7 +313,8 @@ def ball_shown_by_sigma(model: WorldModel, dataset: EpisodeDataset, episode_ids:
                 noisy = target + sigma * noise[i:i + batch_size].to(device)
                 estimate = denoiser.denoise(noisy, level, context, actions, autocast=model.acceleration.autocast,
                                             quantization=quantization)
-                score = _score(real, find_objects(game, to_uint8_frames(estimate).cpu().numpy()), "ball", tolerance)
+                kept = find_objects(game, to_uint8_frames(estimate).cpu().numpy())
+                score = _score(real.of("ball"), kept.of("ball"), tolerance)
                 counts[sigma] += (score.shown, score.within)
     finally:
         denoiser.train(was_training)

@@ -20,11 +20,9 @@ import torch
 
 from gym_diamond import BatchedGenerator, WorldModel
 from gym_diamond.acceleration import Acceleration
-from gym_diamond.atari import game_to_name
 from gym_diamond.envs.core import to_model_frames, to_uint8_frames
 from training.dataset import EpisodeDataset
-from training.fidelity import EventReport, ObjectAgreement, object_agreement, sequence_starts
-from training.objects import OBJECT_GAMES
+from training.fidelity import EventReport, ObjectAgreement, game_objects, object_agreement, sequence_starts
 
 __all__ = ["Dream", "dream_event_confusion", "fidelity_lines", "imagine", "pooled_psnr", "psnr"]
 
@@ -61,7 +59,7 @@ def fidelity_lines(model: WorldModel, dataset: EpisodeDataset, test_ids: np.ndar
     dream = imagine(model, precision, frames, actions, L, H)
     reference = imagine(model, reference_precision, frames, actions, L, H) if reference_precision else None
     objects = None
-    if dataset.game is not None and game_to_name(dataset.game) in OBJECT_GAMES:
+    if dataset.game is not None and game_objects(dataset.game):
         objects = dream_objects(dataset.game, seg.frames[valid.cpu().numpy()], dream, mask.cpu().numpy(), L,
                                 horizons)
     last_real = frames[:, L - 1]

@@ -46,7 +46,7 @@ from gym_diamond.envs.core import to_model_frames
 from training.collect import read_collection_log
 from training.dataset import DIAMOND_SAMPLE_WEIGHTS, EpisodeDataset, Segment, check_sample_weights
 from training.distributed import Distributed, init_distributed
-from training.fidelity import DENOISER_SIGMAS, ball_shown_by_sigma, event_confusion
+from training.fidelity import DENOISER_SIGMAS, ball_shown_by_sigma, event_confusion, game_objects
 from training.files import FolderInUseError, FolderLock
 from training.objects import OBJECT_GAMES
 from training.optim import adamw, optimizer_update, warmup_lr
@@ -482,8 +482,9 @@ def fidelity_figures(model: WorldModel, dataset: EpisodeDataset, test_ids: np.nd
                                        precision="fp32"):
                 h = line["horizon"]
                 row.update({f"h{h}_{key}": line[key] for key in ("pooled_psnr_model", "pooled_psnr_repeat_last")})
+                things = game_objects(dataset.game) if dataset.game else ()
                 row.update({f"h{h}_{key}": value for key, value in line.items()
-                            if key.startswith(("ball_", "paddle_"))})
+                            if key.startswith(tuple(f"{thing}_" for thing in things))})
             if dataset.game is not None and game_to_name(dataset.game) in OBJECT_GAMES:
                 for sigma, score in ball_shown_by_sigma(model, dataset, test_ids, sigmas=DENOISER_SIGMAS,
                                                         samples=samples, seed=seed).items():
