@@ -8,7 +8,8 @@ DIAMOND's step (its ``WorldModelEnv.step``): ``DiffusionSampler.sample`` (3 Eule
 checkout given, unmodified; the two modules of its package that pull in training-only dependencies
 (``utils``: omegaconf and wandb; ``torcheval``) are replaced by stand-ins holding the few names its
 model files import, none of which runs in a forward pass. Both sides get the same paper-size
-architecture (REFERENCE.md) and random weights (speed does not depend on them), and are timed in
+architecture (DIAMOND's ``config/agent/default.yaml``) and random weights (speed does not depend on
+them), and are timed in
 alternation, ``--repeats`` times each: DIAMOND's as published (fp32, NCHW, eager), ours in fp32 eager
 NCHW (the same computation) and in the device default (bf16 on a CPU with native bf16, channels_last).
 One JSON line per timing, then the ratios.

@@ -3,7 +3,8 @@
 Why it lives in ``gym_diamond``: dream environments start their dreams from real game frames, and
 ``gym_diamond`` must never import ``training``.
 
-Protocol (REFERENCE.md, "Real environment"): the emulator runs with ``frameskip=1`` and no sticky
+Protocol (DIAMOND's ``src/envs/atari.py`` and ``config/env/atari.yaml``): the emulator runs with
+``frameskip=1`` and no sticky
 actions; one agent step repeats the action for 4 emulator frames, max-pools the last two raw RGB
 frames (Atari sprites flicker between frames) and resizes to 64x64 RGB with area interpolation;
 reset plays 1..``noop_max`` no-op frames so that episodes do not all start from the same state, and

@@ -1,8 +1,9 @@
 """Configuration dataclasses for the DIAMOND world model.
 
-Defaults are the paper's (``shared/REFERENCE.md``), so ``WorldModelConfig(num_actions=6)`` is the
-published model. Every config validates itself on construction and round-trips through plain dicts,
-which is how checkpoints store it (JSON, never pickles).
+Defaults are the paper's (Alonso et al. 2024, appendix; DIAMOND's ``config/``), so
+``WorldModelConfig(num_actions=6)`` is the published model. Every config validates itself on
+construction and round-trips through plain dicts, which is how checkpoints store it (JSON, never
+pickles).
 """
 
 from __future__ import annotations

@@ -32,7 +32,8 @@ def effective_sigma(sigma: Tensor, sigma_offset_noise: float) -> Tensor:
 
 
 def conditioners(sigma: Tensor, sigma_data: float, sigma_offset_noise: float) -> Conditioners:
-    """The preconditioning of REFERENCE.md for noise levels ``sigma``: (n,)."""
+    """EDM's preconditioning (Karras et al. 2022), as DIAMOND's ``models/diffusion/denoiser.py`` computes it, for
+    noise levels ``sigma``: (n,)."""
     s = effective_sigma(sigma, sigma_offset_noise)
     c_in = 1 / (s**2 + sigma_data**2).sqrt()
     c_skip = sigma_data**2 / (s**2 + sigma_data**2)
