@@ -167,7 +167,7 @@ def test_the_trainer_weights_the_changed_pixels_only_when_asked(tmp_path):
         WorldModelTrainingConfig(changed_pixel_weight=-1.0)
 
 
-def test_the_weight_is_recorded_and_a_resumed_run_keeps_it(tmp_path):
+def test_the_weight_is_recorded_and_a_resumed_run_keeps_it(tmp_path, capsys):
     data = tmp_path / "data"
     dataset = _moving_ball_dataset(data)
     config = WorldModelTrainingConfig(batch_size=2, rew_end_sequence_length=3, changed_pixel_weight=2.0)
@@ -187,8 +187,9 @@ def test_the_weight_is_recorded_and_a_resumed_run_keeps_it(tmp_path):
             "--rew-end-sequence-length", "3", "--device", "cpu"]
     world_model_main([*argv, "--steps", "1", "--changed-pixel-weight", "1.5"])
     assert load_checkpoint(out / "world_model.safetensors").provenance["changed_pixel_weight"] == 1.5
-    with pytest.raises(ValueError, match="resume with --changed-pixel-weight 1.5"):
+    with pytest.raises(SystemExit) as exit_info:
         world_model_main([*argv, "--steps", "2"])
+    assert exit_info.value.code == 2 and "resume with --changed-pixel-weight 1.5" in capsys.readouterr().err
     path = train_world_model("Pong", data, out, 2, model_preset="tiny", device="cpu", progress=False,
                              config=WorldModelTrainingConfig(batch_size=2, rew_end_sequence_length=3,
                                                              changed_pixel_weight=1.5))

@@ -293,5 +293,5 @@ def test_a_run_folder_of_the_earlier_schedule_fails_with_one_line(tmp_path, caps
         Pipeline("Breakout", out, "micro", device="cpu", progress=False)
     with pytest.raises(SystemExit) as exit_info:
         main(["--game", "Breakout", "--preset", "micro", "--out", str(out), "--device", "cpu"])
-    message = str(exit_info.value)
-    assert message.startswith("error: ") and "\n" not in message
+    message = capsys.readouterr().err
+    assert exit_info.value.code == 2 and message.startswith("error: ") and message.count("\n") == 1

@@ -127,8 +127,10 @@ def test_folder_without_logs_is_an_error(tmp_path, capsys):
     (tmp_path / "notes.csv").write_text("a,b\n1,2\n")
     with pytest.raises(ValueError, match="none of collect.csv, world_model.csv, losses.csv.*eval.csv"):
         report.write_report(tmp_path)
-    with pytest.raises(SystemExit, match="none of"):  # the CLI: a message, not a traceback
+    with pytest.raises(SystemExit) as exit_info:  # the CLI: a message, not a traceback
         report.main([str(tmp_path)])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.startswith("error: ") and "none of" in err
     with pytest.raises(FileNotFoundError, match="not a folder"):
         report.write_report(tmp_path / "missing")
     assert pngs_in(tmp_path) == set()

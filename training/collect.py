@@ -34,8 +34,9 @@ from typing import Any
 import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
 
+from training.cli import user_errors
 from training.dataset import Episode, EpisodeDataset
-from training.files import FolderInUseError, FolderLock, write_json_atomic
+from training.files import FolderLock, write_json_atomic
 
 __all__ = ["COLLECTION_LOG", "CollectStats", "Collector", "RandomPolicy", "read_collection_log"]
 
@@ -267,6 +268,7 @@ def _log_collection(data: str | Path, run: dict[str, Any]) -> None:
     write_json_atomic(Path(data) / COLLECTION_LOG, [*read_collection_log(data), run])
 
 
+@user_errors
 def main(argv: list[str] | None = None) -> None:
     """Command line: ``python -m training.collect --game Pong --out DIR --steps N``.
 
@@ -300,11 +302,8 @@ def main(argv: list[str] | None = None) -> None:
     game = game_to_name(args.game)
     if args.policy == "follow" and game not in SCRIPTED_GAMES:
         parser.error(f"--policy follow plays {', '.join(SCRIPTED_GAMES)} only, not {game}")
-    try:
-        with FolderLock(args.out, "collection"):
-            _collect_into(args, game)
-    except FolderInUseError as err:
-        parser.exit(2, f"error: {err}\n")
+    with FolderLock(args.out, "collection"):
+        _collect_into(args, game)
 
 
 def _collect_into(args: argparse.Namespace, game: str) -> None:

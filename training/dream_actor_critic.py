@@ -53,10 +53,11 @@ from gym_diamond.checkpoint import Checkpoint
 from training.actor_critic import ActorCritic, ActorCriticConfig
 from training.agent_io import save_actor_critic
 from training.agents import ActorCriticAgent
+from training.cli import user_errors
 from training.closed_loop import count_events, make_dream_env, score_rate
 from training.dataset import EpisodeDataset
 from training.evaluate import evaluate
-from training.files import FolderInUseError, FolderLock, write_json_atomic
+from training.files import FolderLock, write_json_atomic
 from training.imagination import ImaginationConfig, ImaginationTrainer
 from training.real_game_env import RealGameEnv
 from training.report import draw_learning_curve
@@ -293,6 +294,7 @@ def _read_updates(path: Path) -> set[int]:
     return {int(row["update"]) for row in _read_rows(path)}
 
 
+@user_errors
 def main(argv: list[str] | None = None) -> None:
     defaults = ImaginationConfig()
     parser = argparse.ArgumentParser(description="Train DIAMOND's actor-critic in a fixed world model; judge it in "
@@ -324,19 +326,15 @@ def main(argv: list[str] | None = None) -> None:
                         help="the dream's (default: --precision)")
     parser.add_argument("--save-every", type=int, default=100, help="updates between saved states")
     args = parser.parse_args(argv)
-    try:
-        settings = DreamTrainingSettings(
-            updates=args.updates, train_in=args.train_in, eval_every=args.eval_every, eval_episodes=args.eval_episodes,
-            dream_eval_steps=args.dream_eval_steps, seed=args.seed, channels=tuple(args.channels),
-            lstm_dim=args.lstm_dim, imagination=ImaginationConfig(
-                batch_size=args.batch_size, horizon=args.horizon, precision=args.precision,
-                sample_weights=tuple(args.sample_weights) if args.sample_weights else None))
-        rows = train_actor_critic_in_dream(args.checkpoint, args.data, args.out, settings, game=args.game,
-                                           device=args.device,
-                                           dream_precision=args.dream_precision or args.precision,
-                                           save_every=args.save_every)
-    except (ValueError, FileNotFoundError, FolderInUseError) as err:
-        parser.exit(2, f"error: {err}\n")
+    settings = DreamTrainingSettings(
+        updates=args.updates, train_in=args.train_in, eval_every=args.eval_every, eval_episodes=args.eval_episodes,
+        dream_eval_steps=args.dream_eval_steps, seed=args.seed, channels=tuple(args.channels),
+        lstm_dim=args.lstm_dim, imagination=ImaginationConfig(
+            batch_size=args.batch_size, horizon=args.horizon, precision=args.precision,
+            sample_weights=tuple(args.sample_weights) if args.sample_weights else None))
+    rows = train_actor_critic_in_dream(args.checkpoint, args.data, args.out, settings, game=args.game,
+                                       device=args.device, dream_precision=args.dream_precision or args.precision,
+                                       save_every=args.save_every)
     best = max(rows, key=lambda r: r["real_mean"])
     updates = int(best["update"])
     print(f"best real score {best['real_mean']:.2f} [{best['real_low']:.2f}, {best['real_high']:.2f}] at update "

@@ -15,6 +15,7 @@ from tqdm import tqdm
 
 from gym_diamond.atari import game_action_meanings, game_to_name, make_atari_env
 from training.agents import Agent, RandomAgent
+from training.cli import user_errors
 
 # Random and human scores of the 26 Atari 100k games, as used by the Atari 100k literature (SimPLe,
 # IRIS, DIAMOND); they come from Mnih et al. 2015 (Nature, "Human-level control through deep RL")
@@ -194,6 +195,7 @@ def table(results: dict[str, Evaluation]) -> str:
     return "\n".join(lines)
 
 
+@user_errors
 def main(argv: list[str] | None = None) -> None:
     """``python -m training.evaluate --game Boxing --agent random --agent actor-critic:A.safetensors``."""
     import argparse
@@ -219,19 +221,16 @@ def main(argv: list[str] | None = None) -> None:
     if not specs:
         parser.error("name at least one agent (--agent or --actor-critic)")
     results: dict[str, Evaluation] = {}
-    try:
-        for spec in dict.fromkeys(specs):
-            num_envs = min(args.envs, args.episodes)
-            agent = load_agent(spec, args.game, num_envs, seed=args.seed, device=args.device, epsilon=args.epsilon,
-                               greedy=args.greedy)
-            result = results[spec] = evaluate(agent, args.game, args.episodes, num_envs=num_envs, seed=args.seed,
-                                              max_steps=args.max_steps, progress=True)
-            print(json.dumps({"agent": spec, **result.to_dict()}))
-            hns = "" if result.hns is None else f", HNS {result.hns:.3f}"
-            print(f"{result.game}: {result.mean:.1f} +- {result.std:.1f} over {len(result.returns)} episodes{hns} "
-                  f"({spec})", flush=True)
-    except (ValueError, FileNotFoundError, IsADirectoryError) as err:
-        parser.exit(2, f"error: {err}\n")
+    for spec in dict.fromkeys(specs):
+        num_envs = min(args.envs, args.episodes)
+        agent = load_agent(spec, args.game, num_envs, seed=args.seed, device=args.device, epsilon=args.epsilon,
+                           greedy=args.greedy)
+        result = results[spec] = evaluate(agent, args.game, args.episodes, num_envs=num_envs, seed=args.seed,
+                                          max_steps=args.max_steps, progress=True)
+        print(json.dumps({"agent": spec, **result.to_dict()}))
+        hns = "" if result.hns is None else f", HNS {result.hns:.3f}"
+        print(f"{result.game}: {result.mean:.1f} +- {result.std:.1f} over {len(result.returns)} episodes{hns} "
+              f"({spec})", flush=True)
     if args.out:
         from pathlib import Path
 

@@ -21,6 +21,7 @@ import torch
 from gym_diamond.checkpoint import load_checkpoint
 from training.actor_critic import ActorCritic, ActorCriticConfig
 from training.agent_io import load_actor_critic
+from training.cli import user_errors
 from training.diamond_format import DiamondConfigs, diamond_yaml, to_diamond
 
 
@@ -43,6 +44,7 @@ def export_diamond(world_model_path: str | Path, out: str | Path,
     return out, yaml
 
 
+@user_errors
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)

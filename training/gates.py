@@ -42,6 +42,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 
 from gym_diamond import WorldModel, load_checkpoint
 from training.agents import RandomAgent, SB3Agent
+from training.cli import user_errors
 from training.closed_loop import closed_loop_report
 from training.collect import read_collection_log
 from training.dataset import EpisodeDataset
@@ -193,6 +194,7 @@ def table_row(gates: dict[str, Any]) -> str:
             f"{'passed' if gates['passed'] else 'failed'} |")
 
 
+@user_errors
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", required=True)

@@ -35,6 +35,7 @@ from gym_diamond.world_model import WorldModel
 from training.actor_critic import ActorCritic
 from training.agent_io import save_actor_critic
 from training.agents import ActorCriticAgent
+from training.cli import user_errors
 from training.diamond_format import DiamondFormatError, check_diamond_state, from_diamond
 from training.evaluate import RANDOM_HUMAN_SCORES
 
@@ -194,6 +195,7 @@ def import_diamond(game: str, diamond_checkpoint: str | Path, *, out: str | Path
     return ImportResult(world_model, actor_critic, paths, time.perf_counter() - t0)
 
 
+@user_errors
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -44,11 +44,12 @@ from training.actor_critic import ActorCritic, ActorCriticConfig
 from training.agent_io import save_actor_critic
 from training.agents import ActorCriticAgent
 from training.atari import make_vector_atari
+from training.cli import user_errors
 from training.collect import Collector
 from training.dataset import EpisodeDataset
 from training.distributed import init_distributed
 from training.evaluate import evaluate
-from training.files import FolderInUseError, FolderLock, write_json_atomic
+from training.files import FolderLock, write_json_atomic
 from training.imagination import ImaginationConfig, ImaginationTrainer
 from training.presets import SCHEDULE, PipelinePreset, get_preset
 from training.state import load_state, save_state
@@ -389,6 +390,7 @@ class Pipeline:
         return report
 
 
+@user_errors
 def main(argv: list[str] | None = None) -> None:
     """Command line: ``python -m training.pipeline --game Pong --preset demo``."""
     parser = argparse.ArgumentParser(description="Run DIAMOND end to end on one Atari game (resumable).")
@@ -403,11 +405,8 @@ def main(argv: list[str] | None = None) -> None:
                              "as DIAMOND; bf16 is faster on a bf16 device)")
     args = parser.parse_args(argv)
     out = args.out or f"runs/{game_to_name(args.game)}-{args.preset}"
-    try:
-        pipeline = Pipeline(args.game, out, args.preset, device=args.device, seed=args.seed, precision=args.precision,
-                            compile=args.compile, dream_precision=args.dream_precision)
-    except (RunFolderError, FolderInUseError) as e:
-        raise SystemExit(f"error: {e}") from None
+    pipeline = Pipeline(args.game, out, args.preset, device=args.device, seed=args.seed, precision=args.precision,
+                        compile=args.compile, dream_precision=args.dream_precision)
     report = pipeline.run()
     pipeline.distributed.close()
     if not pipeline.main_rank:

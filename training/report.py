@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from training.cli import user_errors
+
 SMOOTH_FROM = 50  # rows from which a moving mean is drawn over the (then faint) raw curve
 MARKERS_UP_TO = 30  # rows up to which points get markers (a single evaluation is otherwise invisible)
 
@@ -199,7 +201,7 @@ def _figure_class() -> tuple[Any, Any]:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError as err:
-        raise ImportError('training.report draws with matplotlib, which is not installed: '
+        raise ModuleNotFoundError('training.report draws with matplotlib, which is not installed: '
                           'pip install "gym-diamond[examples]" (or pip install "matplotlib>=3.7")') from err
     return Figure, FigureCanvasAgg
 
@@ -281,17 +283,15 @@ def write_report(run_dir: str | Path, out: str | Path | None = None) -> list[Pat
     return written
 
 
+@user_errors
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Draw a training run folder's CSV logs to PNG files.")
     parser.add_argument("run_dir", help="a folder written by training.pipeline, training.world_model or "
                                         "training.sb3_agent")
     parser.add_argument("--out", default=None, help="folder for the PNGs (default: the run folder)")
     args = parser.parse_args(argv)
-    try:
-        print(describe(find_logs(args.run_dir)))
-        paths = write_report(args.run_dir, args.out)
-    except (ValueError, FileNotFoundError, ImportError) as err:
-        raise SystemExit(f"error: {err}") from err
+    print(describe(find_logs(args.run_dir)))
+    paths = write_report(args.run_dir, args.out)
     if not paths:
         print("no rows to draw yet")
     for path in paths:

@@ -44,8 +44,9 @@ from tqdm.auto import tqdm
 from gym_diamond.atari import game_to_name
 from gym_diamond.envs.sb3 import DreamSB3VecEnv
 from training.agents import SB3Agent
+from training.cli import user_errors
 from training.evaluate import evaluate
-from training.files import FolderInUseError, FolderLock, replace_atomic, write_atomic, write_json_atomic
+from training.files import FolderLock, replace_atomic, write_atomic, write_json_atomic
 from training.world_model import CsvLog
 
 
@@ -271,6 +272,7 @@ def _read_evaluations(path: Path) -> list[dict[str, float]]:
         return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
 
 
+@user_errors
 def main(argv: list[str] | None = None) -> None:
     """Command line: ``python -m training.sb3_agent --algo ppo --checkpoint wm.safetensors --steps N``."""
     parser = argparse.ArgumentParser(description="Train a stable-baselines3 agent in a DIAMOND dream.")
@@ -296,13 +298,10 @@ def main(argv: list[str] | None = None) -> None:
     if not isinstance(algo_kwargs, dict):
         parser.error("--algo-kwargs must be a JSON object")
     out = args.out or f"runs/{args.game or Path(args.checkpoint).stem}-{args.algo.lower()}"
-    try:
-        run = train_sb3_agent(args.checkpoint, algo=args.algo, steps=args.steps, out=out, game=args.game,
-                              num_envs=args.num_envs, frame_stack=args.frame_stack, policy=args.policy,
-                              algo_kwargs=algo_kwargs, device=args.device, max_episode_steps=args.max_episode_steps,
-                              eval_every=args.eval_every, eval_episodes=args.eval_episodes, seed=args.seed)
-    except FolderInUseError as err:
-        parser.exit(2, f"error: {err}\n")
+    run = train_sb3_agent(args.checkpoint, algo=args.algo, steps=args.steps, out=out, game=args.game,
+                          num_envs=args.num_envs, frame_stack=args.frame_stack, policy=args.policy,
+                          algo_kwargs=algo_kwargs, device=args.device, max_episode_steps=args.max_episode_steps,
+                          eval_every=args.eval_every, eval_episodes=args.eval_episodes, seed=args.seed)
     print(f"model: {run.model_path}")
     if run.evaluations:
         last = run.evaluations[-1]

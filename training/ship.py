@@ -22,6 +22,7 @@ import torch
 
 from gym_diamond import load_checkpoint, save_checkpoint
 from gym_diamond.checkpoint import read_metadata
+from training.cli import user_errors
 
 __all__ = ["ship"]
 
@@ -59,6 +60,7 @@ def ship(checkpoint: str | Path, out: str | Path, *, gates: dict[str, Any] | Non
     return out
 
 
+@user_errors
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Write a world model as the float16 file shipped for a game.")
     parser.add_argument("--checkpoint", required=True, help="a trained world_model.safetensors")

@@ -43,11 +43,12 @@ from gym_diamond.config import light_world_model_config, small_world_model_confi
 from gym_diamond.cpu_memory import keep_freed_memory
 from gym_diamond.diffusion import TrainingNoise
 from gym_diamond.envs.core import to_model_frames
+from training.cli import user_errors
 from training.collect import read_collection_log
 from training.dataset import DIAMOND_SAMPLE_WEIGHTS, EpisodeDataset, Segment, check_sample_weights
 from training.distributed import Distributed, init_distributed
 from training.fidelity import DENOISER_SIGMAS, ball_shown_by_sigma, event_confusion, game_objects
-from training.files import FolderInUseError, FolderLock
+from training.files import FolderLock
 from training.objects import OBJECT_GAMES
 from training.optim import adamw, optimizer_update, warmup_lr
 from training.state import load_optimizer_state, load_state, optimizer_state, restore_rng, rng_state, save_state
@@ -660,6 +661,7 @@ def add_speed_arguments(parser: argparse.ArgumentParser) -> None:
                         help="torch.compile the networks (minutes to compile first, faster after)")
 
 
+@user_errors
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Train a DIAMOND world model on a dataset of real episodes.")
     parser.add_argument("--game", required=True, help="Atari game, e.g. Pong")
@@ -721,13 +723,9 @@ def main(argv: list[str] | None = None) -> None:
                                       termination_oversampling=args.termination_oversampling,
                                       changed_pixel_weight=args.changed_pixel_weight,
                                       fidelity_every=args.fidelity_every, fidelity_samples=args.fidelity_samples)
-    try:
-        path = train_world_model(args.game, args.data, args.out, args.steps, model_preset=args.model,
-                                 device=args.device, seed=args.seed, save_every=args.save_every, config=config,
-                                 networks="rew_end" if args.only_rew_end else "denoiser" if args.only_denoiser
-                                 else "both")
-    except FolderInUseError as err:
-        parser.exit(2, f"error: {err}\n")
+    path = train_world_model(args.game, args.data, args.out, args.steps, model_preset=args.model, device=args.device,
+                             seed=args.seed, save_every=args.save_every, config=config,
+                             networks="rew_end" if args.only_rew_end else "denoiser" if args.only_denoiser else "both")
     distributed, _ = init_distributed(args.device)
     if distributed.is_main:
         print(f"world model checkpoint: {path}")
