@@ -240,6 +240,7 @@ def test_count_events_in_a_dream_counts_its_rewards_and_ends():
     assert counts == EventCounts("Pong", 6, 0, 0, 0, terminations=0, episodes=2)  # truncated at 2 steps
 
 
+@pytest.mark.slow
 def test_a_dream_that_never_scores_fails_the_report(tmp_path):
     model, bank = fixed_event_dream(reward=0, terminates=False)
     path = tmp_path / "Pong.safetensors"

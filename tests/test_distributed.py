@@ -21,6 +21,8 @@ from training.collect import main as collect_main
 from training.dataset import EpisodeDataset
 from training.distributed import Distributed, init_distributed
 
+pytestmark = pytest.mark.slow  # subprocesses or real training: `pytest -m "not slow"` skips it
+
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 KILL_DRIVER = Path(__file__).parent / "kill_driver.py"
 

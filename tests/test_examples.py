@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # subprocesses or real training: `pytest -m "not slow"` skips it
+
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 iio = pytest.importorskip("imageio.v3")
 pytest.importorskip("matplotlib")

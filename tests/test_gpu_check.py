@@ -6,6 +6,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # subprocesses or real training: `pytest -m "not slow"` skips it
+
 ROOT = Path(__file__).parent.parent
 
 

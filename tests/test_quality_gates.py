@@ -13,6 +13,8 @@ from helpers import make_tiny_checkpoint
 
 from training.collect import main as collect_main
 
+pytestmark = pytest.mark.slow  # subprocesses or real training: `pytest -m "not slow"` skips it
+
 ROOT = Path(__file__).parent.parent
 
 

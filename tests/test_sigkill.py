@@ -23,6 +23,8 @@ from gym_diamond import load_checkpoint
 from training.agent_io import load_actor_critic
 from training.dataset import EpisodeDataset
 
+pytestmark = pytest.mark.slow  # subprocesses or real training: `pytest -m "not slow"` skips it
+
 DRIVER = Path(__file__).parent / "kill_driver.py"
 KILLED = -signal.SIGKILL
 

@@ -110,6 +110,7 @@ def test_training_rejects_bad_input(pong_data, tmp_path):
         train_world_model("Pong", tmp_path / "empty", tmp_path / "x", 1, model_preset="tiny", progress=False)
 
 
+@pytest.mark.slow
 def test_actor_critic_learns_the_paying_action_in_imagination(tmp_path, one_thread):
     from test_sb3 import make_bandit_checkpoint
 

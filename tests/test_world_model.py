@@ -74,6 +74,7 @@ def test_bad_inputs_raise_clear_errors(tiny_world_model, frames, actions, error,
         tiny_world_model.imagine_step(frames, actions)
 
 
+@pytest.mark.slow
 def test_tiny_denoiser_overfits_one_transition():
     torch.manual_seed(0)
     model = WorldModel(tiny_world_model_config(num_actions=3))
