@@ -35,9 +35,11 @@ a run folder refuses other settings.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import math
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -248,8 +250,11 @@ def _train(ckpt: Checkpoint | None, checkpoint: Path | None, data: Path | None, 
         eval_log.write(row)
         evaluated.add(trainer.steps)
         where = "a dream" if in_dream else "the real game"
-        draw_learning_curve(out / "evaluations.csv", out / "learning_curve.png",
-                            title=f"{game}: DIAMOND's actor-critic trained in {where}")
+        try:
+            draw_learning_curve(out / "evaluations.csv", out / "learning_curve.png",
+                                title=f"{game}: DIAMOND's actor-critic trained in {where}")
+        except ModuleNotFoundError as err:  # matplotlib is an extra: the CSV holds the same figures
+            warnings.warn(f"learning_curve.png not drawn: {err}", stacklevel=2)
         save_actor_critic(out / "actor_critic.safetensors", actor_critic, game, provenance)
         if progress:
             tqdm.write(f"update {trainer.steps}: real {row['real_mean']:.2f} [{row['real_low']:.2f}, "
@@ -282,8 +287,6 @@ def _train(ckpt: Checkpoint | None, checkpoint: Path | None, data: Path | None, 
 
 
 def _read_rows(path: Path) -> list[dict[str, Any]]:
-    import csv
-
     if not path.exists():
         return []
     with path.open(newline="") as f:
