@@ -25,6 +25,7 @@ step, so restarts (LSTM burn-in on a start context) are far more frequent than i
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import json
 import tempfile
@@ -38,11 +39,10 @@ from torch.utils.flop_counter import FlopCounterMode
 from gym_diamond import BatchedGenerator, DreamVectorEnv, StartBank, WorldModel, WorldModelConfig, save_checkpoint
 from gym_diamond.acceleration import Acceleration
 from gym_diamond.checkpoint import read_metadata
-from gym_diamond.config import light_world_model_config, small_world_model_config, tiny_world_model_config
+from gym_diamond.config import MODEL_SIZES
 from gym_diamond.envs.sb3 import DreamSB3VecEnv
 
-CONFIGS = {"paper": lambda: WorldModelConfig(num_actions=18), "small": lambda: small_world_model_config(18),
-           "light": lambda: light_world_model_config(18), "tiny": lambda: tiny_world_model_config(18)}
+CONFIGS = {name: functools.partial(size, 18) for name, size in MODEL_SIZES.items()}  # Atari's full action set
 
 
 def sync(device: torch.device) -> None:

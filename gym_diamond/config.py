@@ -9,6 +9,7 @@ pickles).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -234,6 +235,16 @@ def tiny_world_model_config(num_actions: int = 3, image_size: int = 64) -> World
         rew_end=RewEndConfig(channels=(4, 4, 4, 4), blocks_per_level=1, cond_channels=8, lstm_dim=16,
                              attn_head_dim=4),
     )
+
+
+MODEL_SIZES: dict[str, Callable[[int], WorldModelConfig]] = {
+    "paper": lambda num_actions: WorldModelConfig(num_actions=num_actions),
+    "small": small_world_model_config,
+    "light": light_world_model_config,
+    "tiny": tiny_world_model_config,
+}
+"""The world-model sizes by name, each a function of the action count: the one table the training commands,
+presets and benchmarks read."""
 
 
 _NESTED: dict[tuple[str, str], type[_DictMixin]] = {

@@ -26,7 +26,7 @@ SCHEDULE = 2
 class PipelinePreset:
     """Everything the pipeline's loop needs besides the game; the defaults are DIAMOND's."""
 
-    world_model: str = "paper"  # a training.world_model.MODEL_PRESETS name
+    world_model: str = "paper"  # a gym_diamond.config.MODEL_SIZES name
     actor_critic_channels: tuple[int, ...] = (32, 32, 64, 64)
     actor_critic_lstm_dim: int = 512
     # real data (collection.train)

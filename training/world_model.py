@@ -36,10 +36,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from gym_diamond import StartBank, WorldModel, WorldModelConfig, save_checkpoint
+from gym_diamond import StartBank, WorldModel, save_checkpoint
 from gym_diamond.acceleration import PRECISIONS, Acceleration
 from gym_diamond.atari import game_to_name
-from gym_diamond.config import light_world_model_config, small_world_model_config, tiny_world_model_config
+from gym_diamond.config import MODEL_SIZES
 from gym_diamond.cpu_memory import keep_freed_memory
 from gym_diamond.diffusion import TrainingNoise
 from gym_diamond.envs.core import to_model_frames
@@ -61,12 +61,7 @@ FIDELITY_HORIZONS = (1, 5, 15)  # open-loop dream steps judged in fidelity.csv
 # recipe fields a resumed run must keep: changing them mid-run would train another model than the one named
 RESUME_FIXED = ("changed_pixel_weight",)
 
-MODEL_PRESETS = {
-    "paper": lambda n: WorldModelConfig(num_actions=n),
-    "small": small_world_model_config,
-    "light": light_world_model_config,
-    "tiny": tiny_world_model_config,
-}
+MODEL_PRESETS = MODEL_SIZES  # the name the training commands and presets have used
 
 
 @dataclass(frozen=True)
