@@ -74,6 +74,9 @@ def test_a_run_folder_refuses_other_settings_but_may_train_longer(tmp_path, pong
     rows = train_actor_critic_in_dream(checkpoint, pong_data, out, tiny_settings(updates=2), progress=False)
     assert [r["update"] for r in rows] == [0, 1, 2]  # the end of the first run was judged, and the new end
     assert json.loads((out / "config.json").read_text())["updates"] == 2
+    make_tiny_checkpoint(checkpoint, seed=1)  # another dream saved over the same file
+    with pytest.raises(RunSettingsError, match="another world model"):
+        train_actor_critic_in_dream(checkpoint, pong_data, out, tiny_settings(updates=3), progress=False)
 
 
 def test_the_dream_rate_is_measured_in_the_dream(tmp_path, pong_data, one_thread):

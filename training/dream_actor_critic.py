@@ -51,7 +51,8 @@ from tqdm import tqdm
 from gym_diamond import load_checkpoint
 from gym_diamond.acceleration import PRECISIONS, Acceleration
 from gym_diamond.atari import game_action_meanings, game_to_name
-from gym_diamond.checkpoint import Checkpoint
+from gym_diamond.checkpoint import Checkpoint, read_metadata
+from gym_diamond.integrity import DIGEST_KEY
 from training.actor_critic import ActorCritic, ActorCriticConfig
 from training.agent_io import save_actor_critic
 from training.agents import ActorCriticAgent
@@ -118,13 +119,23 @@ class DreamTrainingSettings:
         return updates == 0 or updates == self.updates or (self.eval_every > 0 and updates % self.eval_every == 0)
 
 
+def _tensor_digest(checkpoint: Path) -> str | None:
+    """The sha256 of a checkpoint's tensors as saved with it (None for a file saved before digests)."""
+    return read_metadata(checkpoint).get(DIGEST_KEY)
+
+
 def _check_run_folder(out: Path, game: str, checkpoint: Path | None, data: Path | None,
                       settings: DreamTrainingSettings) -> None:
     config = {"game": game, "checkpoint": checkpoint and str(checkpoint.resolve()),
+              "world_model_digest": checkpoint and _tensor_digest(checkpoint),
               "data": data and str(data.resolve()), **settings.to_dict()}
     path = out / "config.json"
     if path.exists():
         saved = json.loads(path.read_text())
+        if saved.get("world_model_digest") != config["world_model_digest"]:
+            raise RunSettingsError(f"{out} holds a run in another world model: {checkpoint} is not the file it "
+                                   f"started with (its tensors differ, or the run is older than this check); "
+                                   f"use another --out")
         # the total may grow: a resumed run trains on towards a later --updates
         differs = sorted(k for k in set(saved) | set(config) if k != "updates" and saved.get(k) != config.get(k))
         if differs:
