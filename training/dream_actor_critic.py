@@ -57,7 +57,7 @@ from training.actor_critic import ActorCritic, ActorCriticConfig
 from training.agent_io import save_actor_critic
 from training.agents import ActorCriticAgent
 from training.cli import user_errors
-from training.closed_loop import count_events, make_dream_env, score_rate
+from training.closed_loop import count_events, make_dream_env
 from training.dataset import EpisodeDataset
 from training.evaluate import evaluate
 from training.files import FolderLock, write_json_atomic
@@ -153,9 +153,7 @@ def _dream_sign_rate(checkpoint: Checkpoint, actor_critic: ActorCritic, steps: i
         counts = count_events(env, agent, steps, checkpoint.game, seed=seed)
     finally:
         env.close()
-    rates = counts.per_1000()
-    return rates["positive_rewards"] - rates["negative_rewards"] if "positive_rewards" in rates \
-        else score_rate(checkpoint.game, rates)
+    return 1000.0 * (counts.positive_rewards - counts.negative_rewards) / counts.steps
 
 
 def _evaluate(game: str, checkpoint: Checkpoint | None, actor_critic: ActorCritic, settings: DreamTrainingSettings,

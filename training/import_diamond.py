@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from gym_diamond.atari import game_to_name, make_atari_env
+from gym_diamond.atari import game_action_meanings, game_to_name, make_atari_env
 from gym_diamond.checkpoint import StartBank, save_checkpoint
 from gym_diamond.registration import install_dir
 from gym_diamond.world_model import WorldModel
@@ -165,9 +165,7 @@ def import_diamond(game: str, diamond_checkpoint: str | Path, *, out: str | Path
     name = game_to_name(game)
     source = Path(diamond_checkpoint)
     state = load_diamond_file(source)
-    probe = make_atari_env(name)
-    meanings = probe.get_action_meanings()
-    probe.close()
+    meanings = game_action_meanings(name)
     world_model, actor_critic = from_diamond(state, str(source), num_actions=len(meanings))
     collection = collect_start_bank(actor_critic, name, bank_size, seed=seed, progress=progress)
     meta = {

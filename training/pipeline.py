@@ -39,7 +39,7 @@ from tqdm import tqdm
 
 from gym_diamond import WorldModel, save_checkpoint
 from gym_diamond.acceleration import PRECISIONS, Acceleration
-from gym_diamond.atari import game_to_name, make_atari_env
+from gym_diamond.atari import game_action_meanings, game_to_name
 from training.actor_critic import ActorCritic, ActorCriticConfig
 from training.agent_io import save_actor_critic
 from training.agents import ActorCriticAgent
@@ -129,9 +129,7 @@ class Pipeline:
             self._lock.acquire()  # released when run() ends (or with the process)
             self._check_run_config()
         self.distributed.barrier()
-        probe = make_atari_env(self.game)
-        self.action_meanings = probe.get_action_meanings()
-        probe.close()
+        self.action_meanings = game_action_meanings(self.game)
         n = len(self.action_meanings)
         p = self.preset
         torch.manual_seed(seed)

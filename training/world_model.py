@@ -38,7 +38,7 @@ from tqdm import tqdm
 
 from gym_diamond import StartBank, WorldModel, save_checkpoint
 from gym_diamond.acceleration import PRECISIONS, Acceleration
-from gym_diamond.atari import game_to_name
+from gym_diamond.atari import game_action_meanings, game_to_name
 from gym_diamond.config import MODEL_SIZES
 from gym_diamond.cpu_memory import keep_freed_memory
 from gym_diamond.diffusion import TrainingNoise
@@ -562,11 +562,7 @@ def _train_world_model(game: str, data: str | Path, out: str | Path, steps: int,
     out.mkdir(parents=True, exist_ok=True)
     distributed, device = init_distributed(device)
     main_rank = distributed.is_main
-    from gym_diamond.atari import make_atari_env
-
-    probe = make_atari_env(game)
-    action_meanings = probe.get_action_meanings()
-    probe.close()
+    action_meanings = game_action_meanings(game)
     torch.manual_seed(seed)
     model = WorldModel(MODEL_PRESETS[model_preset](len(action_meanings))).to(device)
     # a fixed dataset: DIAMOND ignores its recency weights there (static_dataset.ignore_sample_weights)
