@@ -1,7 +1,7 @@
 """Data-parallel scaling of world-model training: N processes (torchrun) against one, same global batch.
 
-    python benchmarks/ddp_scaling.py --nproc 2 --config light                     # CPU: 2 x 1 thread vs 1 x 2
-    python benchmarks/ddp_scaling.py --nproc 8 --config paper --device cuda       # GPUs: 8 x 1 GPU vs 1 GPU
+    python benchmarks/ddp_scaling.py --nproc 2 --model light                     # CPU: 2 x 1 thread vs 1 x 2
+    python benchmarks/ddp_scaling.py --nproc 8 --model paper --device cuda       # GPUs: 8 x 1 GPU vs 1 GPU
 
 Each configuration runs ``python -m training.world_model`` (or ``torchrun --nproc_per_node N -m
 training.world_model``) on the same random-frame dataset for ``--steps`` updates at the same global
@@ -36,7 +36,7 @@ def updates_per_second(run: Path) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--nproc", type=int, default=2)
-    parser.add_argument("--config", default="light", help="world-model preset: tiny, light, small, paper")
+    parser.add_argument("--model", default="light", help="world-model preset: tiny, light, small, paper")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--batch-size", type=int, default=32, help="global batch (split over the processes)")
     parser.add_argument("--steps", type=int, default=60)
@@ -52,12 +52,12 @@ def main() -> None:
         out = work / f"run{nproc}"
         launcher = [] if nproc == 1 else ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
         command = [sys.executable, *launcher, "-m", "training.world_model", "--game", "Pong", "--data",
-                   str(work / "data"), "--out", str(out), "--steps", str(args.steps), "--model", args.config,
+                   str(work / "data"), "--out", str(out), "--steps", str(args.steps), "--model", args.model,
                    "--batch-size", str(args.batch_size // nproc), "--device", args.device]
         env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
         subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         results[nproc] = updates_per_second(out)
-        print(json.dumps({"what": "world-model updates/s", "config": args.config, "device": args.device,
+        print(json.dumps({"what": "world-model updates/s", "config": args.model, "device": args.device,
                           "processes": nproc, "threads_per_process": threads if args.device == "cpu" else None,
                           "global_batch": args.batch_size, "updates_per_s": round(results[nproc], 3)}), flush=True)
     print(json.dumps({"what": "speed-up", "processes": args.nproc,

@@ -34,22 +34,22 @@ print(json.dumps({"torch": torch.__version__, "cuda": torch.version.cuda, "gpu":
 EOF
 if [ "$DRY" = "--dry-run" ]; then
     step cuda_tests 300 "$PYTHON" -m pytest -q --collect-only -k "cuda or compiled or sync" \
-        tests/test_acceleration.py tests/test_vector_env.py tests/test_training.py > "$OUT/cuda_tests.txt"
-    step throughput 300 "$PYTHON" benchmarks/imagination_throughput.py --config tiny --device cpu --batches 1 2 \
+        tests/test_gym_diamond/test_acceleration.py tests/test_gym_diamond/test_vector_env.py tests/test_training/world_model/test_training.py > "$OUT/cuda_tests.txt"
+    step throughput 300 "$PYTHON" benchmarks/imagination_throughput.py --model tiny --device cpu --batches 1 2 \
         --compare-eager --no-ale --min-seconds 0.05 > "$OUT/throughput.jsonl"
-    step env 300 "$PYTHON" benchmarks/imagination_throughput.py --config tiny --device cpu --batches 2 --env \
+    step env 300 "$PYTHON" benchmarks/imagination_throughput.py --model tiny --device cpu --batches 2 --env \
         --no-ale --min-seconds 0.05 > "$OUT/env.jsonl"
-    step training 300 "$PYTHON" benchmarks/training_speed.py --config tiny --device cpu --batch-size 2 \
+    step training 300 "$PYTHON" benchmarks/training_speed.py --model tiny --device cpu --batch-size 2 \
         --min-seconds 0.05 > "$OUT/training.jsonl"
 else
     step cuda_tests 100 "$PYTHON" -m pytest -q -rs -k "cuda or sync" \
-        tests/test_acceleration.py tests/test_vector_env.py tests/test_training.py > "$OUT/cuda_tests.txt"
-    step throughput 240 "$PYTHON" benchmarks/imagination_throughput.py --config paper --device cuda \
+        tests/test_gym_diamond/test_acceleration.py tests/test_gym_diamond/test_vector_env.py tests/test_training/world_model/test_training.py > "$OUT/cuda_tests.txt"
+    step throughput 240 "$PYTHON" benchmarks/imagination_throughput.py --model paper --device cuda \
         --precision bf16 --compile --cuda-graphs --compare-eager --batches 1 1024 --no-ale \
         --min-seconds 2 > "$OUT/throughput.jsonl"
-    step env 60 "$PYTHON" benchmarks/imagination_throughput.py --config paper --device cuda --precision bf16 \
+    step env 60 "$PYTHON" benchmarks/imagination_throughput.py --model paper --device cuda --precision bf16 \
         --batches 256 1024 --env --no-ale --min-seconds 2 > "$OUT/env.jsonl"
-    step training 150 "$PYTHON" benchmarks/training_speed.py --config paper --device cuda --precision bf16 \
+    step training 150 "$PYTHON" benchmarks/training_speed.py --model paper --device cuda --precision bf16 \
         --compile --min-seconds 5 > "$OUT/training.jsonl"
 fi
 cat "$OUT/steps.jsonl"

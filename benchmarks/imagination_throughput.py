@@ -1,7 +1,7 @@
 """Imagined env-steps per second of WorldModel.imagine_step, one JSON line per batch size.
 
     python benchmarks/imagination_throughput.py                  # paper config, batches 1, 16, 64
-    python benchmarks/imagination_throughput.py --config light   # light_world_model_config (also small, tiny)
+    python benchmarks/imagination_throughput.py --model light   # light_world_model_config (also small, tiny)
     python benchmarks/imagination_throughput.py --device cuda --precision bf16 --compile --cuda-graphs \
         --compare-eager                                          # batches 1 to 1024, and fp32 eager beside
     python benchmarks/imagination_throughput.py --env            # also DreamVectorEnv and SB3 VecEnv steps
@@ -85,7 +85,7 @@ def conv_peak_gflops(device: torch.device, dtype: torch.dtype, repeats: int = 10
 
 def ale_steps_per_s(seconds: float = 2.0) -> float:
     """The real game's agent steps per second (Pong, one game, DIAMOND's preprocessing)."""
-    from training.atari import make_vector_atari
+    from training.data.vector_atari import make_vector_atari
 
     env = make_vector_atari("Pong", 1, seed=0)
     env.reset()
@@ -192,7 +192,7 @@ def env_lines(n: int, device: torch.device, bare_seconds: float, min_seconds: fl
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", choices=sorted(CONFIGS), default="paper")
+    parser.add_argument("--model", choices=sorted(CONFIGS), default="paper")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
@@ -219,7 +219,7 @@ def main() -> None:
                                 cuda_graphs=args.cuda_graphs)
     batches = args.batches or ([1, 16, 64, 256, 1024] if device.type == "cuda" else [1, 16, 64])
     torch.manual_seed(0)
-    config = CONFIGS[args.config]()
+    config = CONFIGS[args.model]()
     if args.denoising_steps:
         config = config.with_denoising_steps(args.denoising_steps)
     model = WorldModel(config).to(device).eval()
@@ -236,7 +236,7 @@ def main() -> None:
         checkpoint = Path(args.env_checkpoint)
         trained = WorldModelConfig.from_dict(read_metadata(checkpoint)["config"])  # the envs load the weights
         if (trained.denoiser, trained.rew_end) != (config.denoiser, config.rew_end):
-            parser.error(f"--env-checkpoint {checkpoint} is not of the {args.config} config")
+            parser.error(f"--env-checkpoint {checkpoint} is not of the {args.model} config")
     elif args.env:
         folder = Path(tempfile.mkdtemp())
         L, size = config.denoiser.context_length, config.denoiser.image_size
@@ -249,7 +249,7 @@ def main() -> None:
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
         seconds = time_batch(model, n, device, args.min_seconds)
-        line = {"what": "WorldModel.imagine_step", "config": args.config, "device": str(device),
+        line = {"what": "WorldModel.imagine_step", "config": args.model, "device": str(device),
                 "threads": torch.get_num_threads(), "precision": args.precision,
                 "channels_last": args.channels_last, "compile": args.compile, "cuda_graphs": args.cuda_graphs,
                 "denoising_steps": config.sampler.num_steps, "batch": n,
@@ -269,7 +269,7 @@ def main() -> None:
             options = {"precision": args.precision, "compile": args.compile, "cuda_graphs": args.cuda_graphs,
                        "denoising_steps": args.denoising_steps}
             for env_line in env_lines(n, device, seconds, args.min_seconds, checkpoint, options):
-                print(json.dumps({"config": args.config, "device": str(device), **env_line}), flush=True)
+                print(json.dumps({"config": args.model, "device": str(device), **env_line}), flush=True)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """The transfer gate's control: PPO with the same budget trained in the real game instead of a dream.
 
     python benchmarks/ppo_real_baseline.py --game Pong --steps 143360 --out runs/pong-ppo-real \
-        --ppo-kwargs '{"n_steps": 128, "batch_size": 256, "n_epochs": 4}' --num-envs 16 --frame-stack 4
+        --algo-kwargs '{"n_steps": 128, "batch_size": 256, "n_epochs": 4}' --num-envs 16 --frame-stack 4
 
 If PPO trained on real frames for as many steps does not beat a random agent either, the gate asks
 more of the budget than of the dream. Same observations as the dream's (64x64 RGB, DIAMOND's
@@ -19,8 +19,8 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.vec_env import DummyVecEnv, VecFrameStack
 
 from gym_diamond.atari import game_to_name, make_atari_env
+from training.agents.sb3 import save_policy_safetensors
 from training.gates import against_random
-from training.sb3_agent import save_policy_safetensors
 
 
 def main() -> None:
@@ -28,7 +28,7 @@ def main() -> None:
     parser.add_argument("--game", required=True)
     parser.add_argument("--steps", type=int, required=True, help="PPO env steps in the real game")
     parser.add_argument("--out", required=True, help="folder for the PPO model")
-    parser.add_argument("--ppo-kwargs", default="{}", help="JSON for the PPO constructor")
+    parser.add_argument("--algo-kwargs", default="{}", help="JSON for the PPO constructor")
     parser.add_argument("--num-envs", type=int, default=8)
     parser.add_argument("--frame-stack", type=int, default=1)
     parser.add_argument("--episodes", type=int, default=20)
@@ -43,11 +43,11 @@ def main() -> None:
     if args.frame_stack > 1:
         envs = VecFrameStack(envs, args.frame_stack)
     start = time.perf_counter()
-    model = PPO("CnnPolicy", envs, seed=args.seed, verbose=0, **json.loads(args.ppo_kwargs))
+    model = PPO("CnnPolicy", envs, seed=args.seed, verbose=0, **json.loads(args.algo_kwargs))
     model.learn(args.steps, progress_bar=False)
     seconds = time.perf_counter() - start
     model.save(out / "model.zip")
-    save_policy_safetensors(model, out, "PPO", args.frame_stack)  # so training.evaluate --agent sb3:OUT reads it
+    save_policy_safetensors(model, out, "PPO", args.frame_stack)  # so training.agents.evaluate --agent sb3:OUT reads it
     num_actions = int(envs.action_space.n)
     envs.close()
     scores = against_random(model, args.frame_stack, game, num_actions, args.episodes, args.seed, args.max_steps)

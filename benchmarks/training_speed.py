@@ -1,7 +1,7 @@
 """Training updates per second at batch 32: world model (denoiser + reward/termination) and actor-critic.
 
-    python benchmarks/training_speed.py --config light                 # CPU, fp32 eager
-    python benchmarks/training_speed.py --config paper --device cuda --precision bf16 --compile
+    python benchmarks/training_speed.py --model light                 # CPU, fp32 eager
+    python benchmarks/training_speed.py --model paper --device cuda --precision bf16 --compile
     python benchmarks/training_speed.py --autoregressive-steps 0 1     # the cost of DIAMOND's second target
 
 Data are random frames in a temporary dataset (speed does not depend on their content). The
@@ -30,10 +30,11 @@ import torch
 
 from gym_diamond import WorldModel
 from gym_diamond.acceleration import Acceleration
-from training.actor_critic import ActorCritic, ActorCriticConfig
-from training.dataset import Episode, EpisodeDataset
-from training.imagination import ImaginationConfig, ImaginationTrainer
-from training.world_model import MODEL_PRESETS, WorldModelTrainer, WorldModelTrainingConfig
+from gym_diamond.config import MODEL_SIZES
+from gym_diamond.nn.actor_critic import ActorCritic, ActorCriticConfig
+from training.agents.imagination import ImaginationConfig, ImaginationTrainer
+from training.data.dataset import Episode, EpisodeDataset
+from training.world_model.trainer import WorldModelTrainer, WorldModelTrainingConfig
 
 
 def sync(device: torch.device) -> None:
@@ -78,7 +79,7 @@ def updates_per_s(step, device: torch.device, min_seconds: float, warmup: int) -
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", choices=sorted(MODEL_PRESETS), default="light")
+    parser.add_argument("--model", choices=sorted(MODEL_SIZES), default="light")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     parser.add_argument("--compile", action="store_true", help="torch.compile the networks")
@@ -101,9 +102,9 @@ def main() -> None:
 
     device = torch.device(args.device)
     torch.manual_seed(0)
-    model = WorldModel(MODEL_PRESETS[args.config](6)).to(device)
+    model = WorldModel(MODEL_SIZES[args.model](6)).to(device)
     dataset = random_dataset(6)
-    common = {"config": args.config, "device": str(device), "threads": torch.get_num_threads(),
+    common = {"config": args.model, "device": str(device), "threads": torch.get_num_threads(),
               "precision": args.precision, "compile": args.compile, "channels_last": args.channels_last,
               "batch": args.batch_size}
     for steps in args.autoregressive_steps:

@@ -20,9 +20,9 @@ import numpy as np
 import gym_diamond  # noqa: F401  (registers the DiamondDream/<Game>-v0 ids)
 from gym_diamond.checkpoint import read_metadata
 from gym_diamond.compare import dream_vs_real, side_by_side
-from training.agent_io import load_actor_critic
-from training.agents import ActorCriticAgent, RandomAgent
-from training.scripted import BallFollower
+from training.agents.checkpoints import load_actor_critic
+from training.data.policies import ActorCriticAgent, RandomAgent
+from training.data.scripted import BallFollower
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("run", type=Path, nargs="?", help="a pipeline run folder (world model and agent)")

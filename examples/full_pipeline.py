@@ -12,10 +12,11 @@ import gymnasium as gym
 
 import gym_diamond  # noqa: F401  (registers the DiamondDream/<Game>-v0 ids)
 from training.pipeline import Pipeline
+from training.presets import PRESETS
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--game", default="Pong")
-parser.add_argument("--preset", default="demo", help="paper, small, demo or micro")
+parser.add_argument("--preset", choices=sorted(PRESETS), default="demo", help="the run's size")
 parser.add_argument("--out", default=None, help="run folder (default: runs/<game>-<preset>)")
 args = parser.parse_args()
 

@@ -19,8 +19,8 @@ import pygame
 import gym_diamond  # noqa: F401  (registers the DiamondDream/<Game>-v0 ids)
 from gym_diamond.checkpoint import read_metadata
 from gym_diamond.play import Keyboard, Screen
-from training.agent_io import load_actor_critic
-from training.agents import ActorCriticAgent
+from training.agents.checkpoints import load_actor_critic
+from training.data.policies import ActorCriticAgent
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--checkpoint", required=True, help="a world model .safetensors")

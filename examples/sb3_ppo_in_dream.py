@@ -2,7 +2,7 @@
 
     python examples/sb3_ppo_in_dream.py --checkpoint runs/Pong-demo/world_model.safetensors --steps 100000
 
-Any SB3 algorithm works the same way; `python -m training.sb3_agent` adds periodic real-game
+Any SB3 algorithm works the same way; `python -m training.agents.sb3` adds periodic real-game
 evaluation, frame stacking and resumption around this.
 """
 
@@ -12,8 +12,8 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.vec_env import VecMonitor
 
 from gym_diamond.envs.sb3 import DreamSB3VecEnv
-from training.agents import RandomAgent, SB3Agent
-from training.evaluate import evaluate
+from training.agents.evaluate import evaluate
+from training.data.policies import RandomAgent, SB3Agent
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--checkpoint", required=True, help="a world model .safetensors")

@@ -16,6 +16,8 @@ Where to look:
     WorldModel, load_checkpoint, save_checkpoint   the model and its safetensors + JSON checkpoints
     Acceleration               speed switches: bf16, channels_last, torch.compile, CUDA graphs
     BatchedGenerator           per-environment random streams: a dream does not depend on its batch
+    to_model_frames, to_uint8_frames   uint8 (..., h, w, c) frames to the networks' [-1, 1] (..., c, h, w), and back
+    resolve_device             None: CUDA when available; a device this machine lacks is a clear error
     gym_diamond.compare        the dream against the real game from one start: PSNR, side-by-side GIFs
     gym_diamond.play           keyboard and window for playing a dream by hand (the [play] extra)
 The ``training`` package builds world models from real Atari play and trains agents in them.
@@ -34,6 +36,7 @@ from gym_diamond.config import (
     tiny_world_model_config,
 )
 from gym_diamond.envs import DreamCore, DreamEnv, DreamVectorEnv
+from gym_diamond.envs.core import resolve_device, to_model_frames, to_uint8_frames
 from gym_diamond.registration import register_envs
 from gym_diamond.rng import BatchedGenerator
 from gym_diamond.world_model import ImaginedStep, WorldModel
@@ -60,7 +63,10 @@ __all__ = [
     "light_world_model_config",
     "load_checkpoint",
     "register_envs",
+    "resolve_device",
     "save_checkpoint",
     "small_world_model_config",
     "tiny_world_model_config",
+    "to_model_frames",
+    "to_uint8_frames",
 ]

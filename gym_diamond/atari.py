@@ -18,8 +18,8 @@ returns the observation the life-loss step returned. Evaluation uses the default
 ``done_on_life_loss=False``: episodes end at game over (``truncated`` after ALE's 108,000-frame limit).
 
 When a game ends in the middle of a 4-frame step, the observation is the max-pool of the last two
-frames actually played (DIAMOND's wrapper, like ``training.atari``'s vector env, repeats the previous
-observation instead); otherwise frames are pixel-identical to ``training.atari.make_vector_atari``'s.
+frames actually played (DIAMOND's wrapper, like ``training.data.vector_atari``'s vector env, repeats the previous
+observation instead); otherwise frames are pixel-identical to ``training.data.vector_atari.make_vector_atari``'s.
 """
 
 from __future__ import annotations
@@ -33,6 +33,8 @@ import ale_py.roms
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
+
+from gym_diamond.games import normalise_game_name
 
 __all__ = [
     "FRAME_SIZE",
@@ -51,11 +53,6 @@ FRAME_SKIP = 4
 NOOP_MAX = 30
 
 
-def _normalise(name: str) -> str:
-    """Lower-case a game name and drop separators, so "MsPacman", "ms_pacman" and "mspacman" agree."""
-    return name.lower().replace("_", "").replace("-", "").replace(" ", "")
-
-
 @functools.lru_cache(maxsize=1)
 def _games() -> dict[str, tuple[str, str]]:
     """Map a normalised name to (CamelCase name, ROM id) for every game with an ``ALE/<Name>-v5`` id."""
@@ -64,7 +61,7 @@ def _games() -> dict[str, tuple[str, str]]:
     for rom in ale_py.roms.get_all_rom_ids():
         name = rom.title().replace("_", "")  # how ale_py names its gym ids
         if f"ALE/{name}-v5" in gym.registry:  # multi-player-only ROMs have no id
-            games[_normalise(name)] = (name, rom)
+            games[normalise_game_name(name)] = (name, rom)
     return games
 
 
@@ -76,15 +73,11 @@ def available_games() -> list[str]:
 def _lookup(game: str) -> tuple[str, str]:
     if not isinstance(game, str):
         raise TypeError(f"game must be a str such as 'Pong', got {type(game).__name__}: {game!r}")
-    key = game
-    if key.startswith("ALE/"):
-        key = key[len("ALE/") :]
-    if key.endswith("-v5"):
-        key = key[: -len("-v5")]
+    key = normalise_game_name(game)
     games = _games()
-    found = games.get(_normalise(key))
+    found = games.get(key)
     if found is None:
-        close = difflib.get_close_matches(_normalise(key), list(games), n=5, cutoff=0.6)
+        close = difflib.get_close_matches(key, list(games), n=5, cutoff=0.6)
         close = [games[c][0] for c in close]
         hint = f"; did you mean {', '.join(close)}?" if close else "; see gym_diamond.atari.available_games()"
         raise ValueError(f"unknown Atari game {game!r}: expected a game ale-py ships, like 'Pong'{hint}")

@@ -8,7 +8,6 @@ meanings, the full WorldModelConfig and provenance (how the model was trained).
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
+from gym_diamond.atomic import replace_atomic
 from gym_diamond.config import WorldModelConfig
 from gym_diamond.integrity import DIGEST_KEY, tensors_digest, verify_tensors
 from gym_diamond.world_model import WorldModel
@@ -118,9 +118,7 @@ def save_checkpoint(path: str | Path, world_model: WorldModel, *, game: str, act
         "provenance": {"library_versions": _library_versions(), **(provenance or {})},
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata={METADATA_KEY: json.dumps(meta)})
-    os.replace(tmp, path)
+    replace_atomic(path, lambda tmp: save_file(tensors, str(tmp), metadata={METADATA_KEY: json.dumps(meta)}))
     return path
 
 

@@ -9,6 +9,7 @@ pickles).
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -235,6 +236,51 @@ def tiny_world_model_config(num_actions: int = 3, image_size: int = 64) -> World
         rew_end=RewEndConfig(channels=(4, 4, 4, 4), blocks_per_level=1, cond_channels=8, lstm_dim=16,
                              attn_head_dim=4),
     )
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _is_real(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+ACTOR_CRITIC_LEVELS = 4  # the actor-critic encoder's poolings take 64x64 down to 4x4
+
+
+@dataclass(frozen=True)
+class ActorCriticConfig(_DictMixin):
+    """Hyperparameters of DIAMOND's actor-critic; the defaults are the paper's.
+
+    ``channels`` are the widths of the 4 residual levels (each followed by 2x2 max pooling, so a 64x64
+    frame ends as ``channels[-1] x 4 x 4`` features); ``gamma``, ``lambda_`` and ``entropy_weight`` are the
+    loss's (``training.agents.losses``). Shrink ``channels``/``lstm_dim`` for tests on a CPU.
+    """
+
+    num_actions: int
+    channels: tuple[int, ...] = (32, 32, 64, 64)
+    lstm_dim: int = 512
+    gamma: float = 0.985
+    lambda_: float = 0.95
+    entropy_weight: float = 0.001
+
+    def __post_init__(self) -> None:
+        n = type(self).__name__
+        _check(_is_int(self.num_actions) and self.num_actions >= 1, n, "num_actions", self.num_actions,
+               "an integer >= 1")
+        if isinstance(self.channels, list):  # accept lists (JSON) but store a hashable tuple
+            object.__setattr__(self, "channels", tuple(self.channels))
+        _check(isinstance(self.channels, tuple) and len(self.channels) == ACTOR_CRITIC_LEVELS, n, "channels",
+               self.channels, f"a tuple of {ACTOR_CRITIC_LEVELS} channel counts (64x64 pooled down to 4x4)")
+        _check(all(_is_int(c) for c in self.channels), n, "channels", self.channels, "positive integers")
+        _check_channels(n, "channels", self.channels)
+        _check(_is_int(self.lstm_dim) and self.lstm_dim >= 1, n, "lstm_dim", self.lstm_dim, "an integer >= 1")
+        _check(_is_real(self.gamma) and 0.0 <= self.gamma <= 1.0, n, "gamma", self.gamma, "a number in [0, 1]")
+        _check(_is_real(self.lambda_) and 0.0 <= self.lambda_ <= 1.0, n, "lambda_", self.lambda_,
+               "a number in [0, 1]")
+        _check(_is_real(self.entropy_weight) and self.entropy_weight >= 0.0, n, "entropy_weight",
+               self.entropy_weight, "a finite number >= 0")
 
 
 MODEL_SIZES: dict[str, Callable[[int], WorldModelConfig]] = {

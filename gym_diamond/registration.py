@@ -12,6 +12,7 @@ import torch
 from gym_diamond.acceleration import Acceleration
 from gym_diamond.checkpoint import Checkpoint, load_checkpoint
 from gym_diamond.config import check_denoising_steps
+from gym_diamond.games import ATARI_GAMES, normalise_game_name
 
 NAMESPACE = "DiamondDream"
 HOME_VARIABLE = "GYM_DIAMOND_HOME"
@@ -25,9 +26,7 @@ def env_id(game: str) -> str:
 
 
 def _same_game(a: str, b: str) -> bool:
-    def norm(s: str) -> str:
-        return s.lower().removeprefix("ale/").removesuffix("-v5").replace("_", "").replace("-", "")
-    return norm(a) == norm(b)
+    return normalise_game_name(a) == normalise_game_name(b)
 
 
 def user_cache_dir() -> Path:
@@ -37,7 +36,7 @@ def user_cache_dir() -> Path:
 
 
 def install_dir() -> Path:
-    """Where installed world models go (``training.import_diamond --install``): $GYM_DIAMOND_HOME if set,
+    """Where installed world models go (``training.diamond.importer --install``): $GYM_DIAMOND_HOME if set,
     else :func:`user_cache_dir`. Both are searched by :func:`find_checkpoint`."""
     home = os.environ.get(HOME_VARIABLE)
     return Path(home).expanduser() if home else user_cache_dir()
@@ -70,7 +69,7 @@ def find_checkpoint(game: str, checkpoint: str | os.PathLike | None = None) -> P
     raise FileNotFoundError(
         f"no world model for {game}: (1) pass gym.make({env_id(game)!r}, checkpoint=PATH), or (2) put "
         f"{game}.safetensors in one of {[str(d) for d in search_dirs()]} ({home_text}). DIAMOND's own model "
-        f"(26 Atari 100k games): python -m training.import_diamond --game {game} --from-hub; or train one: "
+        f"(26 Atari 100k games): python -m training.diamond.importer --game {game} --from-hub; or train one: "
         f"python -m training.pipeline --game {game}")
 
 
@@ -123,10 +122,8 @@ def warn_failed_gates(path: Path, provenance: dict) -> None:
 
 
 def register_envs() -> None:
-    """Register ``DiamondDream/<Game>-v0`` for every game ale-py ships (idempotent)."""
-    from gym_diamond.atari import available_games
-
-    for game in available_games():
+    """Register ``DiamondDream/<Game>-v0`` for every game ale-py ships (idempotent; ale-py is not imported)."""
+    for game in ATARI_GAMES:
         if env_id(game) in gym.registry:
             continue
         gym.register(

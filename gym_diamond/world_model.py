@@ -11,8 +11,9 @@ from gym_diamond.acceleration import Acceleration
 from gym_diamond.config import SamplerConfig, WorldModelConfig
 from gym_diamond.cpu_memory import keep_freed_memory
 from gym_diamond.diffusion import integrate, sampler_noise
+from gym_diamond.nn.blocks import LSTMState
 from gym_diamond.nn.denoiser import Denoiser
-from gym_diamond.nn.rew_end import LSTMState, RewEndModel
+from gym_diamond.nn.rew_end import RewEndModel
 from gym_diamond.rng import Generator, rand
 
 

@@ -1,9 +1,16 @@
 """Builders the tests share: tiny checkpoints made on the spot."""
 
+from pathlib import Path
+
 import numpy as np
 import torch
 
 from gym_diamond import StartBank, WorldModel, tiny_world_model_config
+
+TESTS = Path(__file__).resolve().parent
+DATA = TESTS / "data"  # fixtures, with the scripts that made them
+ROOT = TESTS.parent  # the repository: examples/, benchmarks/
+KILL_DRIVER = TESTS / "kill_driver.py"
 
 PONG_ACTIONS = ["NOOP", "FIRE", "RIGHT", "LEFT", "RIGHTFIRE", "LEFTFIRE"]
 

@@ -1,12 +1,12 @@
 """Run ``python -m MODULE ARGS`` in this process and SIGKILL it at a chosen file write (a test helper).
 
-Every file gym-diamond writes goes through a temp file and ``os.replace`` (``training.files``). With
+Every file gym-diamond writes goes through a temp file and ``os.replace`` (``training.runtime.files``). With
 ``KILL_AT=n`` the n-th ``os.replace`` of the run kills the process: ``KILL_MODE=mid-write`` first cuts
 the temp file to half (death while writing), ``before-rename`` leaves it whole but unrenamed,
 ``after-rename`` renames it and dies before the next write (e.g. an episode file the index does not
 list yet). Without ``KILL_AT`` the module just runs.
 
-    python tests/kill_driver.py training.collect --game Pong --out DIR --steps 400
+    python tests/kill_driver.py training.data.collect --game Pong --out DIR --steps 400
 """
 
 import os

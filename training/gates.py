@@ -8,21 +8,21 @@ On held-out real episodes: the split ``training.world_model --test-fraction`` ke
 cannot see what control needs (a dream that drops the one-pixel Pong ball loses almost nothing in
 PSNR), so the gates look where the game is:
 
-1. Open loop (the dream started from 4 real frames, fed the real actions; ``training.open_loop``), for
+1. Open loop (the dream started from 4 real frames, fed the real actions; ``training.fidelity.open_loop``), for
    each ``--denoising-steps`` given, at 1, 5 and 15 steps:
    - pooled PSNR beats repeat-last-frame at 1 and 5 steps (necessary, no longer sufficient);
-   - objects (Pong, Breakout; ``training.objects``): of the real frames that show the ball, the dream
+   - objects (Pong, Breakout; ``training.data.objects``): of the real frames that show the ball, the dream
      shows one in at least 90% at every horizon, and its ball lies within 2 pixels of the real one more
      often than repeat-last's does, at every horizon. The player's paddle is reported beside.
 2. Events: reward sign and termination recall and precision at least 0.8 each, judged by the
    reward/termination model on the real next frames and again on the dream's own next frames
-   (``training.open_loop.dream_event_confusion``): a dream that never draws a point being scored fails
+   (``training.fidelity.open_loop.dream_event_confusion``): a dream that never draws a point being scored fails
    the second. A gate with no event to judge is reported as such, not passed.
-3. Closed loop (``training.closed_loop``): each policy (random, ball follower at epsilon 0, 0.25, 0.5)
+3. Closed loop (``training.fidelity.closed_loop``): each policy (random, ball follower at epsilon 0, 0.25, 0.5)
    plays the dream from its own start contexts and the real game; its event rates (Pong: points won and
    lost; Breakout: bricks and lives lost, per 1,000 steps) lie within 30% of the game's, and the dream
    ranks the policies as the game does.
-4. Transfer: PPO trained only in the dream (``training.sb3_agent``, ``--ppo-steps``) against a random
+4. Transfer: PPO trained only in the dream (``training.agents.sb3``, ``--ppo-steps``) against a random
    agent, ``--episodes`` real games each. Breakout: PPO's mean beats random's by more than 3 points;
    Pong: more points won per game (21 + the score of a lost game, 21 for a won one).
 Writes ``OUT/gates.json`` (kept in the shipped file's provenance by ``training.ship``), whose ``passed``
@@ -41,15 +41,15 @@ import numpy as np
 from stable_baselines3.common.base_class import BaseAlgorithm
 
 from gym_diamond import WorldModel, load_checkpoint
-from training.agents import RandomAgent, SB3Agent
-from training.cli import user_errors
-from training.closed_loop import closed_loop_report
-from training.collect import read_collection_log
-from training.dataset import EpisodeDataset
-from training.evaluate import evaluate
-from training.fidelity import event_confusion, game_objects
-from training.open_loop import dream_event_confusion, fidelity_lines
-from training.sb3_agent import train_sb3_agent
+from training.agents.evaluate import evaluate
+from training.agents.sb3 import train_sb3_agent
+from training.data.collect import read_collection_log
+from training.data.dataset import EpisodeDataset
+from training.data.policies import RandomAgent, SB3Agent
+from training.fidelity.closed_loop import closed_loop_report
+from training.fidelity.measures import event_confusion, game_objects
+from training.fidelity.open_loop import dream_event_confusion, fidelity_lines
+from training.runtime.cli import user_errors
 
 EVENT_THRESHOLD = 0.8  # least recall and precision of rewards and terminations
 BALL_SHOWN_THRESHOLD = 0.9  # least share of the real frames with a ball where the dream shows one
@@ -65,7 +65,7 @@ def judged_objects(game: str) -> tuple[str, ...]:
 
 
 def object_figures(line: dict[str, Any], game: str) -> dict[str, Any]:
-    """The object agreement figures of one fidelity line (``training.fidelity.game_objects``)."""
+    """The object agreement figures of one fidelity line (``training.fidelity.measures.game_objects``)."""
     return {k: v for k, v in line.items() if k.startswith(tuple(f"{thing}_" for thing in game_objects(game)))}
 
 
@@ -215,7 +215,7 @@ def main(argv: list[str] | None = None) -> None:
                              "rates to chance (Pong's points won: about 1 per 1,000 steps)")
     parser.add_argument("--closed-loop-envs", type=int, default=8)
     parser.add_argument("--ppo-steps", type=int, default=100_000, help="PPO env steps in the dream (0: skip)")
-    parser.add_argument("--ppo-kwargs", default="{}", help='JSON for the PPO constructor, e.g. \'{"n_steps": 128}\'')
+    parser.add_argument("--algo-kwargs", default="{}", help='JSON for the PPO constructor, e.g. \'{"n_steps": 128}\'')
     parser.add_argument("--num-envs", type=int, default=8)
     parser.add_argument("--frame-stack", type=int, default=1, help="frames the PPO agent sees (VecFrameStack)")
     parser.add_argument("--episodes", type=int, default=20)
@@ -266,7 +266,7 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps({"closed_loop": gates["closed_loop"]}), flush=True)
     if args.ppo_steps:
         gates["transfer"] = transfer(args.checkpoint, game, out, args.ppo_steps, args.episodes, args.num_envs,
-                                     args.seed, json.loads(args.ppo_kwargs), args.frame_stack,
+                                     args.seed, json.loads(args.algo_kwargs), args.frame_stack,
                                      args.max_steps)
         print(json.dumps({"transfer": gates["transfer"]}), flush=True)
     gates["failed"] = failed_gates(gates)

@@ -19,7 +19,7 @@ this schedule, does not resume: the command says so.
 
 Data-parallel: ``torchrun --nproc_per_node N -m training.pipeline ...`` splits every update's batch
 (the preset's, which stays the global batch: N must divide it) and the imagined dreams across N
-processes, one device each (training.distributed). Rank 0 collects the real data, evaluates and
+processes, one device each (training.runtime.distributed). Rank 0 collects the real data, evaluates and
 writes every file; the others wait for it and re-read the dataset before training on it.
 """
 
@@ -40,26 +40,22 @@ from tqdm import tqdm
 from gym_diamond import WorldModel, save_checkpoint
 from gym_diamond.acceleration import PRECISIONS, Acceleration
 from gym_diamond.atari import game_action_meanings, game_to_name
-from training.actor_critic import ActorCritic, ActorCriticConfig
-from training.agent_io import save_actor_critic
-from training.agents import ActorCriticAgent
-from training.atari import make_vector_atari
-from training.cli import user_errors
-from training.collect import Collector
-from training.dataset import EpisodeDataset
-from training.distributed import init_distributed
-from training.evaluate import evaluate
-from training.files import FolderLock, write_json_atomic
-from training.imagination import ImaginationConfig, ImaginationTrainer
-from training.presets import SCHEDULE, PipelinePreset, get_preset
-from training.state import load_state, save_state
-from training.world_model import (
-    MODEL_PRESETS,
-    CsvLog,
-    WorldModelTrainer,
-    WorldModelTrainingConfig,
-    add_speed_arguments,
-)
+from gym_diamond.config import MODEL_SIZES
+from gym_diamond.nn.actor_critic import ActorCritic, ActorCriticConfig
+from training.agents.checkpoints import save_actor_critic
+from training.agents.evaluate import evaluate
+from training.agents.imagination import ImaginationConfig, ImaginationTrainer
+from training.data.collect import Collector
+from training.data.dataset import EpisodeDataset
+from training.data.policies import ActorCriticAgent
+from training.data.vector_atari import make_vector_atari
+from training.presets import PRESETS, SCHEDULE, PipelinePreset, get_preset
+from training.runtime.cli import add_device_argument, add_speed_arguments, user_errors
+from training.runtime.csv_log import CsvLog
+from training.runtime.distributed import init_distributed
+from training.runtime.files import FolderLock, write_json_atomic
+from training.runtime.state import load_state, save_state
+from training.world_model.trainer import WorldModelTrainer, WorldModelTrainingConfig
 
 STAGES = ("collect", "world_model", "actor_critic", "evaluate")
 WORLD_MODEL_NETWORKS = ("denoiser", "rew_end")
@@ -137,7 +133,7 @@ class Pipeline:
         self.dream_precision = dream_precision or self.precision
         if self.dream_precision not in PRECISIONS:
             raise ValueError(f"dream_precision must be one of {PRECISIONS}, got {self.dream_precision!r}")
-        self.world_model = WorldModel(MODEL_PRESETS[p.world_model](n)).to(self.device)
+        self.world_model = WorldModel(MODEL_SIZES[p.world_model](n)).to(self.device)
         # the dream; compile=True compiles the modules themselves
         self.world_model.accelerate(Acceleration(precision=self.dream_precision, channels_last=True))
         self.actor_critic = ActorCritic(ActorCriticConfig(n, channels=p.actor_critic_channels,
@@ -393,9 +389,10 @@ def main(argv: list[str] | None = None) -> None:
     """Command line: ``python -m training.pipeline --game Pong --preset demo``."""
     parser = argparse.ArgumentParser(description="Run DIAMOND end to end on one Atari game (resumable).")
     parser.add_argument("--game", default="Pong")
-    parser.add_argument("--preset", default="demo", help="paper, small, demo or micro")
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="demo",
+                        help="the run's size: paper (DIAMOND's), small, demo (a CPU afternoon) or micro (a smoke test)")
     parser.add_argument("--out", default=None, help="run folder (default runs/<game>-<preset>)")
-    parser.add_argument("--device", default=None)
+    add_device_argument(parser)
     parser.add_argument("--seed", type=int, default=0)
     add_speed_arguments(parser)
     parser.add_argument("--dream-precision", choices=PRECISIONS, default=None,

@@ -15,7 +15,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from training.dataset import DIAMOND_SAMPLE_WEIGHTS, check_sample_weights
+from training.data.dataset import DIAMOND_SAMPLE_WEIGHTS, check_sample_weights
 
 # Version of the pipeline's schedule in a run's config.json: 2 is DIAMOND's (initial collection by its
 # reward rule, first-epoch step counts, final epochs); run folders without it came before.

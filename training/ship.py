@@ -22,7 +22,7 @@ import torch
 
 from gym_diamond import load_checkpoint, save_checkpoint
 from gym_diamond.checkpoint import read_metadata
-from training.cli import user_errors
+from training.runtime.cli import user_errors
 
 __all__ = ["ship"]
 

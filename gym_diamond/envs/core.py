@@ -17,7 +17,7 @@ from torch import Tensor
 
 from gym_diamond.checkpoint import StartBank
 from gym_diamond.cpu_memory import keep_freed_memory
-from gym_diamond.nn.rew_end import LSTMState
+from gym_diamond.nn.blocks import LSTMState
 from gym_diamond.rng import BatchedGenerator
 from gym_diamond.world_model import WorldModel
 
@@ -69,6 +69,15 @@ class StartSource(Protocol):
         ``uniform`` (n,) are the environments' own random numbers in (0, 1) for choosing a start.
         """
         ...
+
+
+def check_start_bank(bank: StartBank, world_model: WorldModel) -> None:
+    """A bank's contexts must be the world model's: L frames of its size and channels."""
+    denoiser = world_model.config.denoiser
+    expected = (denoiser.context_length, denoiser.image_size, denoiser.image_size, denoiser.image_channels)
+    if tuple(bank.frames.shape[1:]) != expected:
+        raise ValueError(f"start bank frames are (k, {', '.join(map(str, bank.frames.shape[1:]))}) but "
+                         f"the world model needs (k, {', '.join(map(str, expected))})")
 
 
 class BankStarts:
@@ -123,21 +132,25 @@ class DreamCore:
     termination call; environments that terminate or reach ``max_episode_steps`` restart in the same
     call from a fresh start context, with the reward/termination LSTM warmed up on it (unless
     ``autoreset=False``, for a single gymnasium environment whose caller resets it).
+
+    ``starts`` is where dreams start: a :class:`StartSource` (``BankStarts``, ``GivenStart``, real games),
+    or a checkpoint's :class:`~gym_diamond.checkpoint.StartBank`, drawn from uniformly.
     """
 
-    def __init__(self, world_model: WorldModel, start_bank: StartBank, num_envs: int = 1,
-                 max_episode_steps: int | None = None, start_source: StartSource | None = None,
-                 autoreset: bool = True) -> None:
+    def __init__(self, world_model: WorldModel, starts: StartSource | StartBank, num_envs: int = 1,
+                 max_episode_steps: int | None = None, autoreset: bool = True) -> None:
         if not isinstance(num_envs, int) or num_envs < 1:
             raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
         if max_episode_steps is not None and (not isinstance(max_episode_steps, int) or max_episode_steps < 1):
             raise ValueError(f"max_episode_steps must be a positive integer or None, got {max_episode_steps!r}")
         L = world_model.config.denoiser.context_length
         h = world_model.config.denoiser.image_size
-        expected = (L, h, h, world_model.config.denoiser.image_channels)
-        if tuple(start_bank.frames.shape[1:]) != expected:
-            raise ValueError(f"start bank frames are (k, {', '.join(map(str, start_bank.frames.shape[1:]))}) but "
-                             f"the world model needs (k, {', '.join(map(str, expected))})")
+        if isinstance(starts, StartBank):
+            check_start_bank(starts, world_model)
+            starts = BankStarts(starts, world_model.device)
+        elif not callable(getattr(starts, "starts", None)):
+            raise TypeError(f"starts must be a StartSource (with a starts(mask, uniform) method) or a StartBank, "
+                            f"got {type(starts).__name__}")
         self.model = world_model.eval()
         self.device = world_model.device
         if self.device.type == "cpu":
@@ -146,7 +159,7 @@ class DreamCore:
         self.num_actions = world_model.config.num_actions
         self.max_episode_steps = max_episode_steps
         self.autoreset = autoreset
-        self.start_source: StartSource = start_source or BankStarts(start_bank, self.device)
+        self.start_source: StartSource = starts
         n, c = num_envs, world_model.config.denoiser.image_channels
         self.frames = torch.zeros(n, L, c, h, h, device=self.device)
         self.actions = torch.zeros(n, L, dtype=torch.long, device=self.device)

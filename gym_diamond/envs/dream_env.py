@@ -10,22 +10,14 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from gym_diamond.envs.core import DreamCore, GivenStart, StartSource, resolve_device
-from gym_diamond.registration import load_dream
+from gym_diamond.envs.core import GivenStart, StartSource
+from gym_diamond.envs.opening import ActionMeanings, check_render_options, check_start, open_dream, start_source
 from gym_diamond.render import HumanWindow, upscale
 
-START_MODES = ("bank", "ale")
 RESET_OPTIONS = {"start", "context", "context_actions"}
 
 
-def check_start(start: str) -> str:
-    """Where dreams start: the checkpoint's bank of real contexts ("bank") or the real game ("ale")."""
-    if start not in START_MODES:
-        raise ValueError(f"start must be one of {START_MODES}, got {start!r}")
-    return start
-
-
-class DreamEnv(gym.Env[np.ndarray, np.int64]):
+class DreamEnv(ActionMeanings, gym.Env[np.ndarray, np.int64]):
     """A DIAMOND world model of an Atari game, played one imagined step at a time.
 
     Observations are the dreamed 64x64 RGB frames (uint8), actions the game's minimal action set,
@@ -46,20 +38,17 @@ class DreamEnv(gym.Env[np.ndarray, np.int64]):
                  render_size: int = 256, max_episode_steps: int | None = None, start: str = "bank",
                  denoising_steps: int | None = None, precision: str | None = None, compile: bool = False,
                  cuda_graphs: bool = False) -> None:
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
-        upscale(np.zeros((1, 1, 3), np.uint8), render_size)  # validates render_size
-        ckpt = load_dream(game, checkpoint, resolve_device(device), denoising_steps=denoising_steps,
-                          precision=precision, compile=compile, cuda_graphs=cuda_graphs)
-        self.game = ckpt.game
-        self.action_meanings = list(ckpt.action_meanings)
-        self.core = DreamCore(ckpt.world_model, ckpt.start_bank, num_envs=1,
-                              max_episode_steps=max_episode_steps, autoreset=False)
-        self._sources: dict[str, StartSource] = {"bank": self.core.start_source}
-        self.start = check_start(start)
-        h, _, c = ckpt.start_bank.frames.shape[2:]
+        check_render_options(render_mode, self.metadata["render_modes"], render_size)
+        dream = open_dream(game, checkpoint, num_envs=1, device=device, max_episode_steps=max_episode_steps,
+                           start=start, autoreset=False, denoising_steps=denoising_steps, precision=precision,
+                           compile=compile, cuda_graphs=cuda_graphs)
+        self.game, self.action_meanings, self.core = dream.game, dream.action_meanings, dream.core
+        self._start_bank = dream.start_bank
+        self.start = start
+        self._sources: dict[str, StartSource] = {start: self.core.start_source}
+        h, _, c = dream.start_bank.frames.shape[2:]
         self.observation_space = spaces.Box(0, 255, (h, h, c), np.uint8)
-        self.action_space = spaces.Discrete(ckpt.world_model.config.num_actions)
+        self.action_space = spaces.Discrete(self.core.num_actions)
         self.render_mode = render_mode
         self.render_size = render_size
         self._window: HumanWindow | None = None
@@ -80,9 +69,8 @@ class DreamEnv(gym.Env[np.ndarray, np.int64]):
     def _use_start(self, start: str) -> None:
         start = check_start(start)
         if start not in self._sources:
-            from gym_diamond.envs.ale_starts import AleStarts
-
-            self._sources[start] = AleStarts(self.game, 1, self.core.frames.shape[1], self.core.device)
+            self._sources[start] = start_source(start, self.game, self._start_bank, 1, self.core.frames.shape[1],
+                                                self.core.device)
         self.core.start_source = self._sources[start]
 
     def _given_start(self, frames: Any, actions: Any) -> GivenStart:
@@ -145,10 +133,6 @@ class DreamEnv(gym.Env[np.ndarray, np.int64]):
             self._window = HumanWindow(self.render_size, self.metadata["render_fps"], f"DiamondDream {self.game}")
         self._window.show(frame)
         return None
-
-    def get_action_meanings(self) -> list[str]:
-        """The game's action names (ALE's minimal set), index = action."""
-        return list(self.action_meanings)
 
     def close(self) -> None:
         if self._window is not None:

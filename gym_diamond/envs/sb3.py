@@ -30,11 +30,12 @@ import torch
 from gymnasium import spaces
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices, VecEnvObs, VecEnvStepReturn
 
-from gym_diamond.envs.core import DreamCore, resolve_device
+from gym_diamond.envs.core import DreamCore
+from gym_diamond.envs.opening import ActionMeanings, open_dream
 from gym_diamond.render import upscale
 
 
-class DreamSB3VecEnv(VecEnv):
+class DreamSB3VecEnv(ActionMeanings, VecEnv):
     """A stable-baselines3 VecEnv over one batched :class:`DreamCore` (which must autoreset).
 
     ``action_meanings`` names the core's actions (``get_action_meanings``); ``render_size`` is the side
@@ -76,12 +77,10 @@ class DreamSB3VecEnv(VecEnv):
 
         The other options are ``gym_diamond.registration.load_dream``'s.
         """
-        from gym_diamond.registration import load_dream
-
-        ckpt = load_dream(None, path, resolve_device(device), denoising_steps=denoising_steps,
-                          precision=precision, compile=compile, cuda_graphs=cuda_graphs)
-        core = DreamCore(ckpt.world_model, ckpt.start_bank, num_envs=num_envs, max_episode_steps=max_episode_steps)
-        return cls(core, action_meanings=list(ckpt.action_meanings), render_size=render_size, game=ckpt.game)
+        dream = open_dream(None, path, num_envs=num_envs, device=device, max_episode_steps=max_episode_steps,
+                           denoising_steps=denoising_steps, precision=precision, compile=compile,
+                           cuda_graphs=cuda_graphs)
+        return cls(dream.core, action_meanings=dream.action_meanings, render_size=render_size, game=dream.game)
 
     # ------------------------------------------------------------ reset/step
     def reset(self) -> VecEnvObs:
@@ -148,9 +147,6 @@ class DreamSB3VecEnv(VecEnv):
         """``mode="rgb_array"`` (the default) tiles all environments' frames into one image."""
         return super().render(mode=mode)
 
-    def get_action_meanings(self) -> list[str]:
-        """The game's action names (ALE's minimal set), index = action."""
-        return list(self.action_meanings)
 
     # ------------------------------------------------------ SB3 plumbing
     def get_attr(self, attr_name: str, indices: VecEnvIndices = None) -> list[Any]:

@@ -12,15 +12,13 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from gym_diamond.envs.core import DreamCore, resolve_device
-from gym_diamond.envs.dream_env import check_start
-from gym_diamond.registration import load_dream
+from gym_diamond.envs.opening import ActionMeanings, check_render_options, open_dream
 from gym_diamond.render import upscale
 
 OUTPUTS = ("numpy", "torch")
 
 
-class DreamVectorEnv(VectorEnv):
+class DreamVectorEnv(ActionMeanings, VectorEnv):
     """``gym.make_vec("DiamondDream/<Game>-v0", num_envs=n, device=...)``: all n step in one call.
 
     Autoreset is SAME_STEP: an environment that ends restarts within the same ``step``; the returned
@@ -40,28 +38,17 @@ class DreamVectorEnv(VectorEnv):
                  compile: bool = False, cuda_graphs: bool = False) -> None:
         if output not in OUTPUTS:
             raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
-        check_start(start)
-        upscale(np.zeros((1, 1, 3), np.uint8), render_size)
-        ckpt = load_dream(game, checkpoint, resolve_device(device), denoising_steps=denoising_steps,
-                          precision=precision, compile=compile, cuda_graphs=cuda_graphs)
-        self.game = ckpt.game
-        self.action_meanings = list(ckpt.action_meanings)
-        source = None
-        if start == "ale":
-            from gym_diamond.envs.ale_starts import AleStarts
-
-            L = ckpt.world_model.config.denoiser.context_length
-            source = AleStarts(ckpt.game, num_envs, L, ckpt.world_model.device)
-        self.core = DreamCore(ckpt.world_model, ckpt.start_bank, num_envs=num_envs,
-                              max_episode_steps=max_episode_steps, start_source=source)
+        check_render_options(render_mode, self.metadata["render_modes"], render_size)
+        dream = open_dream(game, checkpoint, num_envs=num_envs, device=device, max_episode_steps=max_episode_steps,
+                           start=start, denoising_steps=denoising_steps, precision=precision, compile=compile,
+                           cuda_graphs=cuda_graphs)
+        self.game, self.action_meanings, self.core = dream.game, dream.action_meanings, dream.core
         self.num_envs = num_envs
         self.device = self.core.device
         self.output = output
         self.render_mode = render_mode
         self.render_size = render_size
-        h, _, c = ckpt.start_bank.frames.shape[2:]
+        h, _, c = dream.start_bank.frames.shape[2:]
         self.single_observation_space = spaces.Box(0, 255, (h, h, c), np.uint8)
         self.single_action_space = spaces.Discrete(self.core.num_actions)
         self.observation_space = batch_space(self.single_observation_space, num_envs)
@@ -107,10 +94,6 @@ class DreamVectorEnv(VectorEnv):
         if self._obs is None:
             raise RuntimeError("call reset() before render()")
         return tuple(upscale(self._obs.cpu().numpy(), self.render_size))
-
-    def get_action_meanings(self) -> list[str]:
-        """The game's action names (ALE's minimal set), index = action."""
-        return list(self.action_meanings)
 
     def close_extras(self, **kwargs: Any) -> None:
         self.core.close()

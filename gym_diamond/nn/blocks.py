@@ -10,6 +10,8 @@ from torch import Tensor, nn
 
 from gym_diamond.config import ATTENTION_RESIDUALS, GROUP_SIZE
 
+LSTMState = tuple[Tensor, Tensor]  # (h, c), each (n, lstm_dim): the reward/termination model's and the actor-critic's
+
 
 def num_groups(channels: int) -> int:
     """Groups of 32 channels, and a single group for narrow layers."""

@@ -14,9 +14,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gym_diamond.config import RewEndConfig
-from gym_diamond.nn.blocks import Downsample, GroupNorm, ResBlock, init_lstm
+from gym_diamond.nn.blocks import Downsample, GroupNorm, LSTMState, ResBlock, init_lstm
 
-LSTMState = tuple[Tensor, Tensor]
 """(h, c), each (1, n, lstm_dim), as torch.nn.LSTM keeps it."""
 
 

@@ -1,0 +1,75 @@
+"""Every example runs end to end, as a user would run it, on a tiny world model and tiny budgets."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from helpers import ROOT
+
+pytestmark = pytest.mark.slow  # subprocesses or real training: `pytest -m "not slow"` skips it
+
+EXAMPLES = ROOT / "examples"
+iio = pytest.importorskip("imageio.v3")
+pytest.importorskip("matplotlib")
+
+
+def run_example(name: str, *args, cwd: Path) -> str:
+    result = subprocess.run([sys.executable, str(EXAMPLES / name), *map(str, args)], cwd=cwd, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, f"{name} failed:\n{result.stdout}\n{result.stderr}"
+    return result.stdout
+
+
+@pytest.fixture(scope="module")
+def micro_run(tmp_path_factory):
+    """A pipeline run folder from examples/full_pipeline.py with the seconds-long micro preset."""
+    cwd = tmp_path_factory.mktemp("pipeline")
+    out = run_example("full_pipeline.py", "--game", "Pong", "--preset", "micro", "--out", "run", cwd=cwd)
+    assert re.search(r"real-game score -?\d+\.\d \+- \d+\.\d", out)
+    assert "dream of Pong: observation (64, 64, 3) uint8" in out
+    return cwd / "run"
+
+
+def test_quickstart_prints_returns_and_writes_a_gif(pong_checkpoint, tmp_path):
+    out = run_example("quickstart.py", "--checkpoint", pong_checkpoint, "--episodes", "2", "--max-steps", "4",
+                      "--gif", "dream.gif", cwd=tmp_path)
+    assert len(re.findall(r"episode \d: return [+-]\d+ in [1-4] steps", out)) == 2
+    frames = iio.imread(tmp_path / "dream.gif")
+    steps = int(re.search(r"episode 0: return [+-]\d+ in (\d) steps", out).group(1))
+    assert frames.shape[0] == steps and frames.shape[1:3] == (256, 256)
+
+
+def test_sb3_ppo_in_dream_reports_ppo_and_random(pong_checkpoint, tmp_path):
+    out = run_example("sb3_ppo_in_dream.py", "--checkpoint", pong_checkpoint, "--steps", "32", "--num-envs", "2",
+                      "--n-steps", "16", "--episodes", "1", "--eval-max-steps", "20", cwd=tmp_path)
+    assert re.search(r"PPO \(trained in the dream\): real Pong return -?\d+\.\d", out)
+    assert re.search(r"random: real Pong return -?\d+\.\d .*human-normalised", out)
+
+
+def test_vector_env_torch_times_the_batched_dream(pong_checkpoint, tmp_path):
+    out = run_example("vector_env_torch.py", "--checkpoint", pong_checkpoint, "--num-envs", "4", "--steps", "3",
+                      "--device", "cpu", cwd=tmp_path)
+    assert re.search(r"[\d.]+ imagined env-steps/s on cpu \(4 envs x 3 steps", out)
+
+
+def test_rollout_per_device_runs_one_worker_per_device(pong_checkpoint, tmp_path):
+    out = run_example("rollout_per_device.py", "--checkpoint", pong_checkpoint, "--num-envs", "3", "--steps", "4",
+                      "--cpu-workers", "2", cwd=tmp_path)
+    assert re.search(r"worker 0 on cpu: 12 imagined steps", out) and re.search(r"worker 1 on cpu: 12 imagined", out)
+    assert re.search(r"2 workers: [\d.]+ imagined env-steps/s together", out)
+
+
+def test_dream_vs_real_from_a_checkpoint_and_from_a_run(pong_checkpoint, micro_run, tmp_path):
+    out = run_example("dream_vs_real.py", "--checkpoint", pong_checkpoint, "--steps", "5", "--out", "side.gif",
+                      cwd=tmp_path)
+    frames = iio.imread(tmp_path / "side.gif")
+    assert re.search(r"(\d+) frames, PSNR [\d.]+ dB at step 1", out)
+    assert 1 <= frames.shape[0] <= 5 and frames.shape[2] == 256 * 2 + 8  # real | gap | dream, plot below
+    assert frames.shape[1] > 256  # the PSNR curve under the pictures
+    out = run_example("dream_vs_real.py", str(micro_run), "--steps", "3", cwd=tmp_path)
+    assert (micro_run / "dream_vs_real.gif").exists() and "side-by-side GIF" in out
+    out = run_example("dream_vs_real.py", "--checkpoint", pong_checkpoint, "--steps", "3", "--follow", "0",
+                      "--out", "follow.gif", cwd=tmp_path)
+    assert "played by BallFollower" in out and (tmp_path / "follow.gif").exists()

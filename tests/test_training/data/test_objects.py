@@ -1,0 +1,153 @@
+"""The ball and paddle detector (training.data.objects) on real frames of Pong and Breakout."""
+
+from dataclasses import dataclass
+from functools import cache
+
+import numpy as np
+import pytest
+
+from gym_diamond.atari import make_atari_env
+from training.data.objects import OBJECT_GAMES, find_objects, object_game
+from training.data.scripted import BallFollower
+
+# Where the emulator keeps the ball and the player's paddle (the annotated Atari RAM of Anand et al., 2019,
+# "Unsupervised State Representation Learning in Atari"): (ball x, ball y, paddle position along its axis)
+RAM = {"Pong": (49, 54, 51), "Breakout": (99, 101, 72)}
+PADDLE_AXIS = {"Pong": 1, "Breakout": 0}  # the paddle moves along y in Pong, along x in Breakout
+EPSILON = {"Pong": 0.5, "Breakout": 0.1}  # how often the player acts at random: Pong points are won and lost
+
+
+@dataclass
+class Play:
+    frames: np.ndarray  # (T+1, 64, 64, 3)
+    ram: np.ndarray  # (T+1, 128)
+    rewards: np.ndarray  # (T+1,): the reward of the step that led to each frame (0 for the first)
+    life_loss: np.ndarray  # (T+1,) bool
+
+
+@cache
+def play(game: str, steps: int = 400) -> Play:
+    """A real game played by the ball follower, so that the ball is in play most of the time."""
+    env = make_atari_env(game, seed=1)
+    obs, _ = env.reset(seed=1)
+    player = BallFollower(game, int(env.action_space.n), epsilon=EPSILON[game], seed=1)
+    frames, ram, rewards, life_loss = [obs], [env.ale.getRAM().copy()], [0.0], [False]
+    for _ in range(steps):
+        obs, reward, terminated, truncated, info = env.step(int(player.act(obs[None])[0]))
+        assert not (terminated or truncated)
+        frames.append(obs)
+        ram.append(env.ale.getRAM().copy())
+        rewards.append(reward)
+        life_loss.append(info["life_loss"])
+    env.close()
+    return Play(np.stack(frames), np.stack(ram).astype(np.float64), np.array(rewards), np.array(life_loss))
+
+
+def steps_since(events: np.ndarray) -> np.ndarray:
+    """For each frame, the steps since the last event (the first frame counts as one)."""
+    last, out = 0, np.zeros(len(events), np.int64)
+    for t, event in enumerate(events):
+        last = t if event or t == 0 else last
+        out[t] = t - last
+    return out
+
+
+def test_pong_ball_is_seen_in_play_and_gone_between_points():
+    game = play("Pong")
+    objects = find_objects("Pong", game.frames)
+    assert objects.paddle_visible.all()
+    assert (game.rewards > 0).sum() >= 1 and (game.rewards < 0).sum() >= 1  # points were won and lost
+    since_point = steps_since(game.rewards != 0)
+    in_play = since_point > 16  # after a point the ball is away for 15 steps, then served again
+    assert objects.ball_visible[in_play].mean() > 0.97
+    assert objects.ball_visible[(since_point >= 1) & (since_point <= 10)].mean() < 0.05
+    assert np.isnan(objects.ball_xy[~objects.ball_visible]).all()
+
+
+def absent_runs(visible: np.ndarray) -> list[tuple[int, int]]:
+    """(first, last + 1) of each run of frames without a ball."""
+    edges = np.diff(np.concatenate([[0], (~visible).astype(int), [0]]))
+    return list(zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1), strict=True))
+
+
+def test_breakout_ball_is_lost_only_for_moments_while_in_play():
+    """It is not looked for in the brick band, nor told from the paddle while it touches it (same red)."""
+    game = play("Breakout")
+    objects = find_objects("Breakout", game.frames)
+    assert objects.paddle_visible.all()
+    assert objects.ball_visible.mean() > 0.9 and (game.rewards > 0).sum() >= 5
+    life_lost = np.flatnonzero(game.life_loss)
+    assert len(life_lost) >= 1
+    for first, stop in absent_runs(objects.ball_visible):
+        # longer absences: the ball fell past the paddle, and is served again after the life is lost
+        assert stop - first <= 3 or any(first <= t <= stop for t in life_lost), (first, stop)
+
+
+@pytest.mark.parametrize("game_name", OBJECT_GAMES)
+def test_positions_follow_the_emulator(game_name):
+    """Centres are a linear function of the emulator's own positions, within a pixel or so."""
+    game = play(game_name)
+    objects = find_objects(game_name, game.frames)
+    ball_x, ball_y, paddle = RAM[game_name]
+    seen = objects.ball_visible & (game.rewards == 0)  # a scoring frame has the ball out of the court
+    for column, address in ((0, ball_x), (1, ball_y)):
+        fit = np.polyfit(game.ram[seen, address], objects.ball_xy[seen, column], 1)
+        residual = objects.ball_xy[seen, column] - np.polyval(fit, game.ram[seen, address])
+        assert np.abs(residual).max() < 1.5, (column, np.abs(residual).max())
+    axis = PADDLE_AXIS[game_name]
+    fit = np.polyfit(game.ram[:, paddle], objects.paddle_xy[:, axis], 1)
+    assert np.abs(objects.paddle_xy[:, axis] - np.polyval(fit, game.ram[:, paddle])).max() < 3.5
+    assert np.ptp(objects.paddle_xy[:, 1 - axis]) < 1.5  # the paddle keeps to its column (Pong) or row
+
+
+@pytest.mark.parametrize("game_name", OBJECT_GAMES)
+def test_positions_move_little_between_consecutive_frames(game_name):
+    objects = find_objects(game_name, play(game_name).frames)
+    both = objects.ball_visible[1:] & objects.ball_visible[:-1]
+    ball_steps = np.linalg.norm(np.diff(objects.ball_xy, axis=0), axis=1)[both]
+    assert both.sum() > 250 and ball_steps.max() < 6 and np.median(ball_steps) > 1  # the ball flies, smoothly
+    paddle_steps = np.linalg.norm(np.diff(objects.paddle_xy, axis=0), axis=1)
+    assert paddle_steps.max() < 12 and (paddle_steps > 0.5).mean() > 0.2  # the paddle moves, no jumps
+
+
+@pytest.mark.parametrize("game_name", OBJECT_GAMES)
+def test_a_ball_painted_over_is_gone_and_the_paddle_stays(game_name):
+    frames = play(game_name).frames
+    objects = find_objects(game_name, frames)
+    x, y = objects.ball_xy.T
+    middle = objects.ball_visible & (x > 12) & (x < 50) & (y > 14) & (y < 54)  # away from bars, bricks, paddles
+    picked = np.flatnonzero(middle)[::10]
+    assert len(picked) >= 10
+    painted = frames[picked].copy()
+    background = (144, 72, 17) if game_name == "Pong" else (0, 0, 0)
+    for frame, (bx, by) in zip(painted, np.round(objects.ball_xy[picked]).astype(int), strict=True):
+        frame[by - 2:by + 3, bx - 2:bx + 3] = background
+    after = find_objects(game_name, painted)
+    assert not after.ball_visible.any() and np.isnan(after.ball_xy).all()
+    assert after.paddle_visible.all()
+    np.testing.assert_allclose(after.paddle_xy, objects.paddle_xy[picked])
+
+
+def test_specks_of_noise_are_no_ball_and_mush_shows_nothing():
+    """Small noise over a frame without a ball (a dream's) makes no ball and does not move the paddle; a frame
+    of random colours, though specks of it have the ball's or the paddle's colour, shows neither."""
+    game = play("Pong")
+    rng = np.random.default_rng(0)
+    frames = game.frames[find_objects("Pong", game.frames).ball_visible == 0][:20]
+    noisy = np.clip(frames + rng.normal(0, 3, frames.shape), 0, 255).astype(np.uint8)
+    clean, objects = find_objects("Pong", frames), find_objects("Pong", noisy)
+    assert not objects.ball_visible.any()
+    assert np.abs(objects.paddle_xy - clean.paddle_xy).max() < 0.5
+    for game_name in OBJECT_GAMES:
+        mush = find_objects(game_name, rng.integers(0, 256, (20, 64, 64, 3), dtype=np.uint8))
+        assert not (mush.ball_visible.any() or mush.paddle_visible.any())
+
+
+def test_bad_games_and_frames_are_refused():
+    with pytest.raises(ValueError, match="supported games are Breakout, Pong"):
+        find_objects("Seaquest", np.zeros((1, 64, 64, 3), np.uint8))
+    assert object_game("ALE/Pong-v5") == "Pong"
+    with pytest.raises(ValueError, match=r"uint8 of shape \(n, 64, 64, 3\), got float32 of shape \(64, 64, 3\)"):
+        find_objects("Pong", np.zeros((64, 64, 3), np.float32))
+    empty = find_objects("Breakout", np.zeros((0, 64, 64, 3), np.uint8))
+    assert len(empty) == 0 and empty.ball_xy.shape == (0, 2)

@@ -1,0 +1,59 @@
+"""Every ``python -m training.*`` command answers a user's mistake with one line, ``error: ...``, and exit 2."""
+
+import importlib
+
+import pytest
+
+COMMANDS = {  # module under training: a bad argument for it (a game that does not exist, a missing file)
+    "data.collect": ["--game", "NoSuchGame", "--out", "{tmp}/data", "--steps", "10"],
+    "world_model.__main__": ["--game", "NoSuchGame", "--data", "{tmp}/data", "--out", "{tmp}/wm", "--steps", "1"],
+    "pipeline": ["--game", "NoSuchGame", "--preset", "micro", "--out", "{tmp}/run"],
+    "agents.sb3": ["--checkpoint", "{tmp}/missing.safetensors", "--steps", "10", "--out", "{tmp}/sb3"],
+    "agents.evaluate": ["--game", "NoSuchGame", "--agent", "random"],
+    "gates": ["--checkpoint", "{tmp}/missing.safetensors", "--test-data", "{tmp}/data", "--out", "{tmp}/gates"],
+    "diamond.importer": ["--game", "Pong", "--diamond-checkpoint", "{tmp}/missing.pt", "--out", "{tmp}/imported"],
+    "diamond.exporter": ["--checkpoint", "{tmp}/missing.safetensors", "--out", "{tmp}/x.pt"],
+    "ship": ["--checkpoint", "{tmp}/missing.safetensors", "--out", "{tmp}/shipped.safetensors"],
+    "runtime.report": ["{tmp}/no-run"],
+    "fidelity.__main__": ["--checkpoint", "{tmp}/missing.safetensors", "--data", "{tmp}/data"],
+    "agents.dream_actor_critic": ["--checkpoint", "{tmp}/missing.safetensors", "--data", "{tmp}/data", "--out",
+                                  "{tmp}/ac", "--updates", "1"],
+}
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_a_bad_argument_is_one_line_not_a_traceback(command, tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("GYM_DIAMOND_TRACEBACK", raising=False)
+    main = importlib.import_module(f"training.{command}").main
+    with pytest.raises(SystemExit) as exit_info:
+        main([arg.format(tmp=tmp_path) for arg in COMMANDS[command]])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2, (command, exit_info.value.code)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), (command, err)
+    assert "NoSuchGame" in lines[0] or "missing" in lines[0] or "no-run" in lines[0], (command, lines[0])
+
+
+def test_a_traceback_on_request(tmp_path, monkeypatch):
+    from training.agents.evaluate import main
+
+    monkeypatch.setenv("GYM_DIAMOND_TRACEBACK", "1")
+    with pytest.raises(ValueError, match="unknown Atari game 'NoSuchGame'"):
+        main(["--game", "NoSuchGame", "--agent", "random"])  # for a bug report: the whole story
+
+
+OTHER_NAMES = {"--envs": "--num-envs", "--world-model": "--checkpoint", "--config": "--model",
+               "--ppo-kwargs": "--algo-kwargs"}
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_one_name_per_concept_across_the_commands(command, capsys):
+    main = importlib.import_module(f"training.{command}").main
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    help_text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    for other, name in OTHER_NAMES.items():
+        assert f"{other} " not in help_text + " ", f"{command} says {other} where the others say {name}"
+    if "--device" in help_text:  # the same default everywhere: CUDA when there is one
+        assert "default: cuda if available, else cpu" in help_text, command

@@ -1,0 +1,367 @@
+"""World model training, imagination training and the pipeline, at toy sizes on real Atari frames."""
+
+import json
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+import gym_diamond  # noqa: F401
+from gym_diamond import load_checkpoint
+from gym_diamond.atari import make_atari_env
+from gym_diamond.config import tiny_world_model_config
+from gym_diamond.nn.actor_critic import ActorCritic, ActorCriticConfig
+from gym_diamond.world_model import WorldModel
+from training.agents.imagination import ImaginationConfig, ImaginationTrainer
+from training.data.dataset import Episode, EpisodeDataset
+from training.pipeline import Pipeline
+from training.world_model.trainer import WorldModelTrainer, WorldModelTrainingConfig, train_world_model
+
+
+def real_pong_episode(steps: int, seed: int) -> Episode:
+    """``steps`` random-action transitions of real Pong, cut short (neither terminated nor truncated)."""
+    env = make_atari_env("Pong", seed=seed)
+    obs, _ = env.reset(seed=seed)
+    rng = np.random.default_rng(seed)
+    frames, actions, rewards, lives = [obs], [], [], []
+    for _ in range(steps):
+        a = int(rng.integers(env.action_space.n))
+        obs, r, _, _, info = env.step(a)
+        frames.append(obs), actions.append(a), rewards.append(r), lives.append(info["life_loss"])
+    z = np.zeros(steps, dtype=bool)
+    return Episode(np.stack(frames), np.array(actions, dtype=np.int64), np.array(rewards, dtype=np.float32),
+                   z, z.copy(), np.array(lives, dtype=bool))
+
+
+@pytest.fixture(scope="module")
+def pong_data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pong_data")
+    dataset = EpisodeDataset(root, game="Pong")
+    for seed in range(2):
+        dataset.append(real_pong_episode(150, seed))
+    return root
+
+
+def test_denoiser_loss_falls_on_real_pong(pong_data):
+    torch.manual_seed(0)
+    model = gym_diamond.WorldModel(gym_diamond.tiny_world_model_config(num_actions=6))
+    config = WorldModelTrainingConfig(batch_size=8, lr=2e-3, warmup_steps=5, rew_end_sequence_length=4)
+    trainer = WorldModelTrainer(model, EpisodeDataset(pong_data, game="Pong"), config)
+    losses = [trainer.denoiser_step()["denoiser_loss"] for _ in range(80)]
+    assert np.mean(losses[-10:]) < 0.5 * np.mean(losses[:10]), (losses[:10], losses[-10:])
+    scalars = trainer.rew_end_step()
+    assert np.isfinite(scalars["reward_loss"]) and trainer.steps == {"denoiser": 80, "rew_end": 1}
+
+
+def test_trained_checkpoint_plays_in_gym_make_and_resume_is_exact(pong_data, tmp_path):
+    config = WorldModelTrainingConfig(batch_size=2, rew_end_sequence_length=4)
+    kwargs = dict(model_preset="tiny", device="cpu", seed=3, config=config, progress=False, log_every=1)
+    # uninterrupted
+    path = train_world_model("Pong", pong_data, tmp_path / "a", 4, save_every=100, **kwargs)
+    # interrupted after 2 steps, then the same command again
+    train_world_model("Pong", pong_data, tmp_path / "b", 2, save_every=1, **kwargs)
+    with (tmp_path / "b" / "losses.csv").open("a") as f:  # logged after the last save, then killed
+        f.write("3,9,9,9,9,9,9\n")
+    resumed = train_world_model("Pong", pong_data, tmp_path / "b", 4, save_every=100, **kwargs)
+    a, b = load_checkpoint(path), load_checkpoint(resumed)
+    assert b.provenance["denoiser_steps"] == 4
+    for (name, p), q in zip(a.world_model.state_dict().items(), b.world_model.state_dict().values(), strict=True):
+        assert torch.equal(p, q), name
+    lines = (tmp_path / "b" / "losses.csv").read_text().splitlines()
+    assert lines[0].startswith("step,denoiser_loss") and [line.split(",")[0] for line in lines[1:]] == \
+        ["1", "2", "3", "4"]
+    env = gym.make("DiamondDream/Pong-v0", checkpoint=path)
+    obs, _ = env.reset(seed=0)
+    assert obs.shape == (64, 64, 3)
+    assert any(np.array_equal(obs, ctx[-1]) for ctx in a.start_bank.frames)  # starts from real Pong contexts
+    env.step(0)
+
+
+def test_held_out_episodes_are_never_trained_on(pong_data):
+    dataset = EpisodeDataset(pong_data, game="Pong")
+    train_ids, test_ids = dataset.split(0.4, seed=0)  # the fidelity benchmark's split
+    assert len(train_ids) == 1 and len(test_ids) == 1
+    model = WorldModel(tiny_world_model_config(num_actions=6))
+    trainer = WorldModelTrainer(model, dataset, WorldModelTrainingConfig(batch_size=8, rew_end_sequence_length=3,
+                                                                        test_fraction=0.4))
+    seen = []
+    load = dataset.get_segments
+
+    def spy(*args, **kwargs):
+        segment = load(*args, **kwargs)
+        seen.extend(segment.episode_ids.tolist())
+        return segment
+
+    dataset.get_segments = spy
+    for _ in range(3):
+        trainer.denoiser_step(), trainer.rew_end_step()
+    assert set(seen) == set(train_ids.tolist())
+    with pytest.raises(ValueError, match="test_fraction"):
+        WorldModelTrainingConfig(test_fraction=1.0)
+
+
+def test_training_rejects_bad_input(pong_data, tmp_path):
+    with pytest.raises(ValueError, match="Pongg.*Pong"):
+        train_world_model("Pongg", pong_data, tmp_path / "x", 1, model_preset="tiny", progress=False)
+    with pytest.raises(ValueError, match="Breakout|Pong"):
+        train_world_model("Breakout", pong_data, tmp_path / "x", 1, model_preset="tiny", progress=False)
+    with pytest.raises(ValueError, match="empty"):
+        train_world_model("Pong", tmp_path / "empty", tmp_path / "x", 1, model_preset="tiny", progress=False)
+
+
+@pytest.mark.slow
+def test_actor_critic_learns_the_paying_action_in_imagination(tmp_path, one_thread):
+    from test_sb3 import make_bandit_checkpoint
+
+    make_bandit_checkpoint(tmp_path / "bandit.safetensors")
+    ckpt = load_checkpoint(tmp_path / "bandit.safetensors")
+    dataset = EpisodeDataset(tmp_path / "data", game="Bandit")
+    rng = np.random.default_rng(0)
+    z = np.zeros(20, dtype=bool)
+    dataset.append(Episode(rng.integers(0, 256, (21, 64, 64, 3), dtype=np.uint8), rng.integers(0, 3, 20),
+                           np.zeros(20, np.float32), z, z.copy(), z.copy()))
+    torch.manual_seed(0)
+    ac = ActorCritic(ActorCriticConfig(3, channels=(4, 4, 8, 8), lstm_dim=16))
+    trainer = ImaginationTrainer(ckpt.world_model, ac, dataset, ImaginationConfig(
+        horizon=4, backup_every=4, batch_size=8, num_batches_to_preload=4, lr=3e-3, warmup_steps=1), seed=0)
+
+    def p_paying():
+        with torch.no_grad():
+            logits, _, _ = ac(trainer.env.frames[:, -1], ac.initial_state(8))
+        return logits.softmax(-1)[:, 1].mean().item()
+
+    scalars = trainer.step()  # the first update has learning rate 0 (DIAMOND's warm-up)
+    before = p_paying()
+    for _ in range(60):  # p(paying) ~0.91 after 60 updates, ~0.97 after 150
+        scalars = trainer.step()
+    after = p_paying()
+    assert abs(before - 1 / 3) < 0.05 and after > 0.8, (before, after)
+    assert scalars["imagined_reward_per_step"] > 0.6
+
+
+def test_pipeline_resumes_without_collecting_again(tmp_path, one_thread):
+    out = tmp_path / "run"
+    first = Pipeline("Breakout", out, "micro", device="cpu", progress=False)
+    first.run(stop_after_epochs=1)  # as if killed after the first epoch
+    progress = json.loads((out / "progress.json").read_text())
+    assert progress["epoch"] == 1 and progress["collected_epochs"] == 1 and progress["collect_epochs"] == 2
+    steps_after_first = progress["env_steps"]
+    assert steps_after_first == 140 + 20 and not (out / "report.json").exists()  # the initial 140, epoch 1's 20
+    assert EpisodeDataset(out / "data").num_steps == 160  # the unfinished episode is stored too
+    report = Pipeline("Breakout", out, "micro", device="cpu", progress=False).run()
+    assert report["epochs"] == 2
+    assert report["env_steps"] == steps_after_first + 20  # epoch 2 collected its 20 steps, epoch 1 was not redone
+    assert report["dataset_steps"] == 180
+    assert report["world_model_updates"] == {"denoiser": 4, "rew_end": 4}
+    assert report["actor_critic_updates"] == 2
+    assert set(report["seconds_per_stage"]) == {"collect", "world_model", "actor_critic", "evaluate"}
+    assert len(report["final_evaluation"]["returns"]) == 1
+    assert load_checkpoint(report["world_model"]).game == "Breakout"
+    for stage, epochs in [("collect", ["1", "2"]), ("world_model", ["1", "2"]), ("actor_critic", ["1", "2"]),
+                          ("evaluate", ["2"])]:
+        rows = (out / f"{stage}.csv").read_text().splitlines()
+        assert rows[0].startswith("epoch,") and [r.split(",")[0] for r in rows[1:]] == epochs, stage
+    with pytest.raises(ValueError, match="other settings"):
+        Pipeline("Breakout", out, "micro", device="cpu", seed=1, progress=False)
+
+
+@pytest.fixture(params=["aot_eager", "inductor"])
+def compile_backend(request, monkeypatch):
+    """Which torch.compile backend ``compile=True`` uses here, and which modules it compiled.
+
+    inductor's C++ code generation for these backward passes takes about 4 minutes on a cold 2-core
+    CPU, so on CPU the test uses aot_eager: the same dynamo capture and AOT autograd of our networks,
+    run by eager kernels. On a GPU it uses inductor, the real thing.
+    """
+    if request.param == "inductor" and not torch.cuda.is_available():
+        pytest.skip("inductor training is checked on CUDA; on CPU its compile time is minutes (aot_eager runs)")
+    compiled, compile_module = [], torch.nn.Module.compile
+
+    def recording(module, **kwargs):
+        backend = torch._dynamo.lookup_backend(request.param)
+
+        def record(graph, inputs):
+            compiled.append(type(module).__name__)
+            return backend(graph, inputs)
+
+        compile_module(module, backend=record, **kwargs)
+
+    monkeypatch.setattr(torch.nn.Module, "compile", recording)
+    return torch.device("cuda" if request.param == "inductor" else "cpu"), compiled
+
+
+def test_compiled_training_matches_eager(pong_data, compile_backend):
+    """compile=True trains the same networks: the same losses, update for update, up to float reordering."""
+    device, compiled = compile_backend
+    dataset = EpisodeDataset(pong_data, game="Pong")
+
+    def train(compile: bool) -> list[dict[str, float]]:
+        torch._dynamo.reset()
+        torch.manual_seed(0)
+        model = WorldModel(tiny_world_model_config(num_actions=6)).to(device)
+        wm = WorldModelTrainer(model, dataset, WorldModelTrainingConfig(
+            batch_size=2, rew_end_sequence_length=4, warmup_steps=1, lr=1e-3, compile=compile))
+        scalars = [{**wm.denoiser_step(), **wm.rew_end_step()} for _ in range(2)]
+        ac = ActorCritic(ActorCriticConfig(6, channels=(4, 4, 8, 8), lstm_dim=16)).to(device)
+        imagination = ImaginationTrainer(model, ac, dataset, ImaginationConfig(
+            horizon=2, backup_every=2, batch_size=2, num_batches_to_preload=2, compile=compile))
+        return scalars + [imagination.step()]
+
+    eager = train(False)
+    assert not compiled
+    got = train(True)
+    assert {"UNet", "RewEndModel", "ActorCritic"} <= set(compiled)  # each network ran as a compiled graph
+    assert eager[1]["denoiser_loss"] != eager[0]["denoiser_loss"]  # the first update changed the networks
+    for e, c in zip(eager, got, strict=True):
+        assert set(e) == set(c)
+        for name in e:
+            assert c[name] == pytest.approx(e[name], rel=1e-3, abs=1e-5), name
+
+
+def test_speed_switches_reach_the_trainers_from_the_command_lines(monkeypatch, tmp_path):
+    import training.pipeline
+    import training.world_model.__main__ as world_model_command
+
+    seen = {}
+    monkeypatch.setattr(world_model_command, "train_world_model",
+                        lambda *args, config, **kwargs: seen.setdefault("world_model", config) and tmp_path)
+    world_model_command.main(["--game", "Pong", "--data", "d", "--out", "o", "--steps", "1", "--precision", "bf16",
+                              "--compile"])
+    assert seen["world_model"].precision == "bf16" and seen["world_model"].compile
+
+    class Recorder:
+        def __init__(self, *args, **kwargs):
+            seen["pipeline"] = kwargs
+
+        def run(self):
+            raise SystemExit  # what it was given is all this test needs
+
+    monkeypatch.setattr(training.pipeline, "Pipeline", Recorder)
+    with pytest.raises(SystemExit):
+        training.pipeline.main(["--precision", "bf16", "--compile"])
+    assert seen["pipeline"]["precision"] == "bf16" and seen["pipeline"]["compile"] is True
+    with pytest.raises(SystemExit):
+        training.pipeline.main([])
+    assert seen["pipeline"]["precision"] is None and seen["pipeline"]["compile"] is False  # by capability
+    with pytest.raises(SystemExit):
+        training.pipeline.main(["--precision", "fp16"])  # argparse rejects it
+
+
+def test_pipeline_passes_its_speed_switches_to_both_trainers(tmp_path, one_thread):
+    pipeline = Pipeline("Breakout", tmp_path / "run", "micro", device="cpu", progress=False, precision="bf16")
+    pipeline._collect(1)
+    pipeline._trainers()
+    assert pipeline.wm_trainer.config.precision == pipeline.ac_trainer.config.precision == "bf16"
+    assert pipeline.world_model.acceleration.precision == "bf16"  # the dream the agent learns in
+    assert not pipeline.wm_trainer.config.compile and not pipeline.ac_trainer.config.compile
+
+
+def test_training_state_from_before_the_diamond_exact_networks_says_what_to_do(pong_data):
+    dataset = EpisodeDataset(pong_data, game="Pong")
+    config = WorldModelTrainingConfig(batch_size=2, rew_end_sequence_length=3)
+    state = WorldModelTrainer(WorldModel(tiny_world_model_config(num_actions=6)), dataset, config).state_dict()
+    for part in (state["model_config"]["denoiser"]["unet"], state["model_config"]["rew_end"]):
+        del part["attention_residual"]  # what gym-diamond 0.1 wrote
+    del state["model_config"]["rew_end"]["norm_out"], state["model_config"]["sampler"]["quantization"]
+    fresh = WorldModelTrainer(WorldModel(tiny_world_model_config(num_actions=6)), dataset, config)
+    with pytest.raises(ValueError, match="gym-diamond 0.1.*still loads.*another --out"):
+        fresh.load_state_dict(state)
+
+
+def test_training_state_of_the_earlier_recipe_says_what_to_do(pong_data):
+    dataset = EpisodeDataset(pong_data, game="Pong")
+    config = WorldModelTrainingConfig(batch_size=2, rew_end_sequence_length=3)
+    state = WorldModelTrainer(WorldModel(tiny_world_model_config(num_actions=6)), dataset, config).state_dict()
+    del state["recipe"]  # what gym-diamond wrote before it trained as DIAMOND's trainer does
+    fresh = WorldModelTrainer(WorldModel(tiny_world_model_config(num_actions=6)), dataset, config)
+    with pytest.raises(ValueError, match="earlier gym-diamond.*still loads.*another --out"):
+        fresh.load_state_dict(state)
+
+
+def test_pipeline_shows_progress_inside_every_stage(tmp_path, capsys, one_thread):
+    Pipeline("Breakout", tmp_path / "run", "micro", device="cpu", progress=True).run()
+    err = capsys.readouterr().err
+    for stage in ("DIAMOND Breakout", "collect (real game)", "epoch 1: world model", "epoch 2: actor-critic",
+                  "evaluate Breakout (real game)"):
+        assert stage in err, stage
+    assert "2/2 [" in err  # the world-model stage bar counted its 2 updates
+
+
+def test_context_noise_perturbs_only_the_context_and_is_off_by_default(pong_data, monkeypatch):
+    dataset = EpisodeDataset(pong_data, game="Pong")
+
+    def first_update(context_noise: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        torch.manual_seed(0)
+        model = WorldModel(tiny_world_model_config(num_actions=6))
+        trainer = WorldModelTrainer(model, dataset, WorldModelTrainingConfig(batch_size=4, context_noise=context_noise,
+                                                                             warmup_steps=0))
+        seen = {}
+        loss = model.denoiser.autoregressive_loss
+
+        def spy(frames, *args, **kwargs):
+            seen["frames"] = frames.clone()
+            return loss(frames, *args, **kwargs)
+
+        monkeypatch.setattr(model.denoiser, "autoregressive_loss", spy)
+        trainer.denoiser_step()
+        weights = torch.cat([p.detach().flatten() for p in model.denoiser.parameters()])
+        return seen["frames"][:, 4:], seen["frames"][:, :4], weights
+
+    clean_next, clean_context, clean_weights = first_update(0.0)
+    noisy_next, noisy_context, noisy_weights = first_update(0.3)
+    assert torch.equal(clean_next, noisy_next)  # the target frames are never noised
+    assert clean_context.min() >= -1 and clean_context.max() <= 1  # real frames, as they are
+    difference = (noisy_context - clean_context).flatten(1).std(1)
+    assert (difference > 0).all() and (difference < 0.3 * 1.1).all()  # a level of at most 0.3 per sample
+    assert not torch.equal(noisy_weights, clean_weights)  # the update learnt from the noisy context
+    with pytest.raises(ValueError, match="context_noise"):
+        WorldModelTrainingConfig(context_noise=-0.1)
+
+
+def test_termination_oversampling_and_a_reward_model_fine_tuning(tmp_path, monkeypatch):
+    ended = real_pong_episode(60, 0)
+    ended.terminated[-1] = True
+    data = tmp_path / "data"
+    dataset = EpisodeDataset(data, game="Pong")
+    dataset.append(ended)
+    dataset.append(real_pong_episode(60, 1))  # cut short: never oversampled
+    model = WorldModel(tiny_world_model_config(num_actions=6))
+    trainer = WorldModelTrainer(model, dataset, WorldModelTrainingConfig(batch_size=8, termination_oversampling=0.5))
+    seen = {}
+    loss = model.rew_end.loss
+
+    def spy(*batch):
+        seen["terminated"] = batch[4].clone()
+        return loss(*batch)
+
+    monkeypatch.setattr(model.rew_end, "loss", spy)
+    trainer.rew_end_step()
+    assert seen["terminated"].shape == (8, 18)  # 19 frames, 18 transitions, as DIAMOND's
+    assert seen["terminated"][:4].any(1).all()  # half the batch holds the termination
+    with pytest.raises(ValueError, match="termination_oversampling"):
+        WorldModelTrainingConfig(termination_oversampling=1.0)
+
+    out = tmp_path / "run"
+    first = train_world_model("Pong", data, out, 1, model_preset="tiny", progress=False)
+    before = load_checkpoint(first).world_model
+    config = WorldModelTrainingConfig(batch_size=4, termination_oversampling=0.25)
+    tuned = train_world_model("Pong", data, out, 3, model_preset="tiny", progress=False, config=config,
+                              networks="rew_end")
+    after = load_checkpoint(tuned)
+    for name, weight in before.denoiser.state_dict().items():
+        assert torch.equal(after.world_model.denoiser.state_dict()[name], weight), name  # left as it was
+    assert any(not torch.equal(after.world_model.rew_end.state_dict()[n], w)
+               for n, w in before.rew_end.state_dict().items())
+    provenance = after.provenance
+    assert (provenance["denoiser_steps"], provenance["rew_end_steps"]) == (1, 3)
+    assert provenance["termination_oversampling"] == 0.25
+    assert len((out / "losses_rew_end.csv").read_text().splitlines()) == 2  # header and the row of step 3
+    denoised = load_checkpoint(train_world_model("Pong", data, out, 3, model_preset="tiny", progress=False,
+                                                 networks="denoiser"))
+    for name, weight in after.world_model.rew_end.state_dict().items():
+        assert torch.equal(denoised.world_model.rew_end.state_dict()[name], weight), name  # left as it was
+    assert (denoised.provenance["denoiser_steps"], denoised.provenance["rew_end_steps"]) == (3, 3)
+    assert (out / "losses_denoiser.csv").exists()
+    with pytest.raises(ValueError, match="networks"):
+        train_world_model("Pong", data, out, 3, model_preset="tiny", networks="reward")

@@ -1,0 +1,271 @@
+"""Playing a policy in a vector env, the dream or the real game, and counting its reward and end events.
+
+``count_events`` plays one policy for a number of agent steps and counts reward events (steps whose
+reward has a sign, since the dream's reward model predicts the sign), life losses, terminations and
+episodes. ``make_policy`` builds the policies the closed-loop gate plays (``training.fidelity.closed_loop``):
+``random`` and, per game, scripted players at several epsilons; ``make_dream_env`` and ``make_real_env``
+the two sides, with the same episode ends.
+
+Lives: the real game reports each life lost (``infos["life_loss"]``, from ALE's lives counter). The dream
+has no lives counter, only ``terminated``, which its termination model learned from where the collected
+episodes ended: at each life loss in this project's and DIAMOND's collection protocol (the game going on).
+So in a game with lives (Breakout) each dream termination counts as a life lost, unless the checkpoint's
+provenance says its data ended episodes at game over (:func:`dream_ends_at_life_loss`).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+from gym_diamond.atari import game_to_name
+from gym_diamond.checkpoint import Checkpoint
+from gym_diamond.envs.core import DreamCore
+from training.data.policies import Agent, RandomAgent
+from training.data.scripted import SCRIPTED_GAMES, BallFollower, BoxingChaser
+
+__all__ = [
+    "BOXING_POLICIES",
+    "DEFAULT_POLICIES",
+    "GAME_EVENTS",
+    "EventCounts",
+    "count_events",
+    "default_policies",
+    "dream_ends_at_life_loss",
+    "game_events",
+    "game_has_lives",
+    "make_dream_env",
+    "make_policy",
+    "make_real_env",
+    "score_rate",
+]
+
+DEFAULT_POLICIES = ("random", "follower", "follower-eps0.25", "follower-eps0.5")
+BOXING_POLICIES = ("random", "chaser", "chaser-eps0.5")
+
+GAME_EVENTS: dict[str, tuple[str, ...]] = {
+    "Pong": ("points_won", "points_lost"),
+    "Breakout": ("bricks", "lives_lost"),
+}
+"""The event kinds judged per game; other games: ``OTHER_EVENTS``."""
+OTHER_EVENTS = ("positive_rewards", "negative_rewards", "lives_lost")
+
+
+def game_events(game: str) -> tuple[str, ...]:
+    """The event kinds counted and judged for ``game``."""
+    return GAME_EVENTS.get(game_to_name(game), OTHER_EVENTS)
+
+
+def score_rate(game: str, rates: Mapping[str, float]) -> float:
+    """The policy's score per 1,000 steps, by which policies are ranked: Pong, points won minus lost; Breakout,
+    bricks; other games, positive minus negative reward events."""
+    name = game_to_name(game)
+    if name == "Pong":
+        return rates["points_won"] - rates["points_lost"]
+    if name == "Breakout":
+        return rates["bricks"]
+    return rates["positive_rewards"] - rates["negative_rewards"]
+
+
+# ------------------------------------------------------------------------------------------------ counting
+@dataclass(frozen=True)
+class EventCounts:
+    """What one policy did in one environment over ``steps`` agent steps (all environments together)."""
+
+    game: str
+    steps: int
+    positive_rewards: int  # steps with reward > 0: Pong points won, Breakout bricks
+    negative_rewards: int  # steps with reward < 0: Pong points lost
+    lives_lost: int
+    terminations: int
+    episodes: int  # episodes that ended (terminated or truncated)
+
+    def events(self) -> dict[str, int]:
+        """The game's judged event counts under their names, e.g. ``{"points_won": 3, "points_lost": 20}``."""
+        named = {"points_won": self.positive_rewards, "points_lost": self.negative_rewards,
+                 "bricks": self.positive_rewards, "positive_rewards": self.positive_rewards,
+                 "negative_rewards": self.negative_rewards, "lives_lost": self.lives_lost}
+        return {kind: named[kind] for kind in game_events(self.game)}
+
+    def per_1000(self) -> dict[str, float]:
+        """The judged events, terminations and ended episodes per 1,000 agent steps."""
+        counts = {**self.events(), "terminations": self.terminations, "episodes": self.episodes}
+        return {k: 1000.0 * v / self.steps if self.steps else 0.0 for k, v in counts.items()}
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: the raw counts and the rates per 1,000 steps."""
+        return {**asdict(self), "per_1000": {k: round(v, 3) for k, v in self.per_1000().items()}}
+
+
+class VectorEnvLike(Protocol):
+    """What ``count_events`` needs: gymnasium's vector API with SAME_STEP autoreset."""
+
+    num_envs: int
+
+    def reset(self, *, seed: int | None = None) -> tuple[np.ndarray, dict[str, Any]]: ...
+
+    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]: ...
+
+
+def _life_losses(infos: dict[str, Any], ended: np.ndarray) -> np.ndarray | None:
+    """Where the env says a life was lost this step, or None if it does not say (the dream)."""
+    if "life_loss" not in infos:
+        return None
+    life_loss = np.array(infos["life_loss"], dtype=bool)
+    final_info = infos.get("final_info", {})
+    if ended.any() and isinstance(final_info, dict) and "life_loss" in final_info:  # gymnasium's Sync/Async
+        life_loss[ended] = np.asarray(final_info["life_loss"], dtype=bool)[ended]
+    return life_loss
+
+
+def count_events(env: VectorEnvLike, policy: Agent, steps: int, game: str, *, seed: int | None = None,
+                 terminations_are_life_losses: bool = False) -> EventCounts:
+    """Play ``policy`` for at least ``steps`` agent steps (``ceil(steps / num_envs)`` vector steps) and count.
+
+    ``env`` is reset first (with ``seed``). Life losses are read from ``infos["life_loss"]`` where the env
+    reports them (the real game); an env that does not (the dream) loses a life at each termination when
+    ``terminations_are_life_losses``, else never (see :func:`dream_ends_at_life_loss`).
+    """
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    n = env.num_envs
+    obs, _ = env.reset(seed=seed)
+    policy.reset(np.ones(n, dtype=bool))
+    vector_steps = math.ceil(steps / n)
+    positive = negative = lives = terminations = episodes = 0
+    for _ in range(vector_steps):
+        actions = np.asarray(policy.act(obs)).astype(np.int64).reshape(-1)
+        obs, rewards, terminated, truncated, infos = env.step(actions)
+        rewards = np.asarray(rewards)
+        terminated, truncated = np.asarray(terminated, dtype=bool), np.asarray(truncated, dtype=bool)
+        ended = terminated | truncated
+        positive += int((rewards > 0).sum())
+        negative += int((rewards < 0).sum())
+        terminations += int(terminated.sum())
+        episodes += int(ended.sum())
+        life_loss = _life_losses(infos, ended)
+        if life_loss is not None:
+            lives += int(life_loss.sum())
+        elif terminations_are_life_losses:
+            lives += int(terminated.sum())
+        if ended.any():
+            policy.reset(ended)
+    return EventCounts(game_to_name(game), vector_steps * n, positive, negative, lives, terminations, episodes)
+
+
+# ------------------------------------------------------------------------------------------------ policies
+def default_policies(game: str) -> tuple[str, ...]:
+    """The policies judged for ``game``: random and its scripted player at several epsilons (Boxing: the
+    chaser, ``training.data.objects``; Pong, Breakout: the ball follower); random alone for other games."""
+    name = game_to_name(game)
+    if name == "Boxing":
+        return BOXING_POLICIES
+    return DEFAULT_POLICIES if name in SCRIPTED_GAMES else ("random",)
+
+
+def make_policy(name: str, game: str, num_actions: int, seed: int | None = None) -> Agent:
+    """A batched policy by name: ``random``, ``follower`` (the ball follower, epsilon 0) or ``follower-eps<E>``
+    (a uniform random action with probability E), the follower for Pong and Breakout only; ``chaser`` or
+    ``chaser-eps<E>`` for Boxing (``training.data.scripted.BoxingChaser``)."""
+    if name == "random":
+        return RandomAgent(num_actions, seed=seed)
+    if name == "chaser" or name.startswith("chaser-eps"):
+        if game_to_name(game) != "Boxing":
+            raise ValueError(f"policy {name!r} plays Boxing only, not {game}")
+        return BoxingChaser(num_actions, epsilon=0.0 if name == "chaser" else float(name.removeprefix("chaser-eps")),
+                            seed=seed)
+    if name == "follower" or name.startswith("follower-eps"):
+        epsilon = 0.0 if name == "follower" else float(name.removeprefix("follower-eps"))
+        if game_to_name(game) not in SCRIPTED_GAMES:
+            raise ValueError(f"policy {name!r} plays {', '.join(SCRIPTED_GAMES)} only, not {game}")
+        return BallFollower(game, num_actions, epsilon=epsilon, seed=seed)
+    raise ValueError(f"unknown policy {name!r}: 'random', 'follower' or 'follower-eps<epsilon>', e.g. "
+                     f"{', '.join(DEFAULT_POLICIES)}")
+
+
+# ---------------------------------------------------------------------------------------------- the games
+@functools.cache
+def game_has_lives(game: str) -> bool:
+    """Whether the real game counts lives (ALE reports lives > 0 at the start): Breakout yes, Pong no."""
+    from gym_diamond.atari import make_atari_env
+
+    env = make_atari_env(game, noop_max=0)
+    try:
+        env.reset(seed=0)
+        return env.ale.lives() > 0
+    finally:
+        env.close()
+
+
+def dream_ends_at_life_loss(provenance: Mapping[str, Any]) -> bool:
+    """Whether the dream's ``terminated`` means a life lost (True) or game over (False), from a checkpoint's
+    provenance.
+
+    The termination model learns where the collected episodes ended. This project's collection
+    (``training.data.collect``, the pipeline) and DIAMOND's end an episode at each life loss, the game going
+    on (``done_on_life_loss``); a collection run logged with ``life_loss_ends_episodes: false``
+    (``--no-life-loss``) ended them at game over. Unknown provenance (e.g. DIAMOND's own models) follows
+    DIAMOND's protocol: life loss. In a game without lives (Pong) an episode ends at game over either way.
+    """
+    runs = provenance.get("data_collection") or []
+    return not any(isinstance(run, dict) and run.get("life_loss_ends_episodes") is False for run in runs)
+
+
+class _CoreVectorEnv:
+    """A loaded checkpoint's dream as the vector API ``count_events`` needs (numpy out, SAME_STEP autoreset)."""
+
+    def __init__(self, checkpoint: Checkpoint, num_envs: int, max_episode_steps: int | None) -> None:
+        self.num_envs = num_envs
+        self.core = DreamCore(checkpoint.world_model, checkpoint.start_bank, num_envs=num_envs,
+                              max_episode_steps=max_episode_steps)
+
+    def reset(self, *, seed: int | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+        return self.core.reset(seed=seed).cpu().numpy(), {}
+
+    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        out = self.core.step(actions)
+        return (out.obs.cpu().numpy(), out.reward.cpu().numpy(), out.terminated.cpu().numpy(),
+                out.truncated.cpu().numpy(), {})
+
+    def close(self) -> None:
+        self.core.close()
+
+
+def make_dream_env(checkpoint: str | os.PathLike | Checkpoint, num_envs: int, *, denoising_steps: int | None = None,
+                   device: torch.device | str = "cpu", max_episode_steps: int | None = None) -> VectorEnvLike:
+    """``num_envs`` dreams stepped in one batched pass, each starting from the checkpoint's start bank.
+
+    A path opens ``DreamVectorEnv`` (what ``gym.make_vec("DiamondDream/<Game>-v0", ...)`` builds) on
+    ``device``; a loaded :class:`~gym_diamond.checkpoint.Checkpoint` dreams on its model's device as it is
+    (set ``denoising_steps`` on it with ``model.config.with_denoising_steps`` beforehand). No time limit by
+    default (``max_episode_steps=None``), as the real game has none short of ALE's own: a dream that never
+    ends is what the measure should see.
+    """
+    if isinstance(checkpoint, Checkpoint):
+        if denoising_steps is not None:
+            raise ValueError("denoising_steps applies to a checkpoint path; for a loaded Checkpoint set "
+                             "world_model.config = world_model.config.with_denoising_steps(n)")
+        return _CoreVectorEnv(checkpoint, num_envs, max_episode_steps)
+    from gym_diamond.envs.vector import DreamVectorEnv
+
+    return DreamVectorEnv(num_envs, checkpoint=checkpoint, device=device, denoising_steps=denoising_steps,
+                          max_episode_steps=max_episode_steps)
+
+
+def make_real_env(game: str, num_envs: int, *, done_on_life_loss: bool = True, seed: int | None = None
+                  ) -> VectorEnvLike:
+    """``num_envs`` real games with the dream's observation protocol (64x64 RGB, 4-frame repeat, max-pool, no-op
+    starts): ``training.data.vector_atari.make_vector_atari``, pixel-identical to ``gym_diamond.atari.AtariEnv``. It
+    reports ``infos["life_loss"]``; ``done_on_life_loss`` ends episodes as the dream's training data did."""
+    from training.data.vector_atari import make_vector_atari
+
+    return make_vector_atari(game, num_envs, done_on_life_loss=done_on_life_loss, seed=seed)
+
+

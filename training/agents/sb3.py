@@ -1,0 +1,314 @@
+"""Train any stable-baselines3 agent inside a dream, judged now and then in the real game.
+
+    python -m training.agents.sb3 --algo ppo --game Pong --checkpoint wm.safetensors --steps 100000
+
+From Python, one call::
+
+    from training.agents.sb3 import train_sb3_agent
+    run = train_sb3_agent("wm.safetensors", algo="ppo", steps=100_000, out="runs/pong-ppo")
+    run.model.predict(obs)
+
+The agent sees what SB3's Atari agents see from ``DreamSB3VecEnv``: 64x64 RGB uint8 frames, optionally
+stacked (``VecFrameStack``), transposed for the CNN by SB3 itself. Every ``eval_every`` steps the
+policy plays full real-game episodes (``training.agents.evaluate``) and the model is saved, so an
+interrupted run loses at most that much; running the same call again resumes from the saved model.
+
+Files in ``out``: ``model.zip`` (SB3's own format, for ``PPO.load``), ``policy.safetensors`` plus
+``policy.json`` (the policy's weights without pickles, for ``safetensors.torch.load_model(policy, path)``),
+``eval.csv``, ``sb3_log/progress.csv`` (SB3's own training log).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import difflib
+import inspect
+import json
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import stable_baselines3
+import torch
+from safetensors.torch import save_model
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.logger import configure
+from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
+from stable_baselines3.common.vec_env import VecEnv, VecFrameStack, VecMonitor
+from tqdm.auto import tqdm
+
+from gym_diamond.atari import game_to_name
+from gym_diamond.atomic import replace_atomic, write_atomic
+from gym_diamond.envs.sb3 import DreamSB3VecEnv
+from training.agents.evaluate import evaluate
+from training.data.policies import SB3Agent
+from training.runtime.cli import add_device_argument, user_errors
+from training.runtime.csv_log import CsvLog
+from training.runtime.files import FolderLock, write_json_atomic
+
+
+def algorithm_class(name: str) -> type[BaseAlgorithm]:
+    """An SB3 algorithm by name, case-insensitive (``ppo``, ``A2C``, ``dqn``; sb3-contrib's if installed)."""
+    found: dict[str, type[BaseAlgorithm]] = {}
+    modules = [stable_baselines3]
+    try:
+        import sb3_contrib
+
+        modules.append(sb3_contrib)
+    except ImportError:
+        pass
+    for module in modules:
+        for attr in dir(module):
+            obj = getattr(module, attr)
+            if isinstance(obj, type) and issubclass(obj, BaseAlgorithm):
+                found.setdefault(attr.lower(), obj)
+    if name.lower() not in found:
+        close = difflib.get_close_matches(name.lower(), list(found), n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise ValueError(f"unknown stable-baselines3 algorithm {name!r}{hint} (available: {', '.join(sorted(found))})")
+    return found[name.lower()]
+
+
+def make_dream_vec_env(checkpoint: str | Path, num_envs: int, *, frame_stack: int = 1,
+                       device: str | torch.device | None = None, max_episode_steps: int | None = 1000) -> VecEnv:
+    """The dream as SB3 agents expect it: episode statistics (``VecMonitor``) and optional frame stack."""
+    if frame_stack < 1:
+        raise ValueError(f"frame_stack must be >= 1, got {frame_stack}")
+    env: VecEnv = VecMonitor(DreamSB3VecEnv.from_checkpoint(checkpoint, num_envs, device=device,
+                                                            max_episode_steps=max_episode_steps))
+    if frame_stack > 1:
+        env = VecFrameStack(env, n_stack=frame_stack)
+    return env
+
+
+@dataclass
+class SB3Run:
+    """What ``train_sb3_agent`` leaves: the trained model, where it is saved, and its real-game scores."""
+
+    model: BaseAlgorithm
+    model_path: Path
+    evaluations: list[dict[str, float]] = field(default_factory=list)
+
+
+class _RealGameEval(BaseCallback):
+    """Every ``every`` env steps (and at the end): save the model, play the real game, log the score."""
+
+    def __init__(self, save: Any, game: str | None, every: int, episodes: int, frame_stack: int,
+                 max_steps: int, log_path: Path, seed: int) -> None:
+        super().__init__()
+        self.save, self.game, self.every, self.episodes = save, game, every, episodes
+        self.frame_stack, self.max_steps, self.log_path, self.seed = frame_stack, max_steps, log_path, seed
+        self.last = 0
+        self.rows: list[dict[str, float]] = []
+
+    def _on_training_start(self) -> None:
+        self.last = self.num_timesteps
+
+    def _on_step(self) -> bool:
+        if self.every and self.num_timesteps - self.last >= self.every:
+            self.checkpoint()
+        return True
+
+    def checkpoint(self) -> None:
+        self.last = self.num_timesteps
+        self.save()
+        if self.game is None or self.episodes == 0:
+            return
+        agent = SB3Agent(self.model, deterministic=False, frame_stack=self.frame_stack)
+        result = evaluate(agent, self.game, self.episodes, num_envs=min(8, self.episodes), seed=self.seed,
+                          max_steps=self.max_steps)
+        row = {"step": self.num_timesteps, "mean_return": result.mean, "std_return": result.std,
+               "hns": float("nan") if result.hns is None else result.hns, "episodes": self.episodes,
+               "low_return": result.interval[0], "high_return": result.interval[1],  # 95% bootstrap interval
+               "sign_rate": result.sign_rate}
+        self.rows.append(row)
+        CsvLog(self.log_path).write(row)
+        self.logger.record("real/mean_return", result.mean)
+        if self.verbose or self.model.verbose:
+            print(f"step {self.num_timesteps}: real {self.game} return {result.mean:.2f} +- {result.std:.2f}")
+
+
+class _Progress(BaseCallback):
+    """A tqdm bar over env steps showing the dream's mean episode return (SB3's own bar needs rich)."""
+
+    def __init__(self, total: int) -> None:
+        super().__init__()
+        self.total = total
+        self.bar: tqdm | None = None
+
+    def _on_training_start(self) -> None:
+        self.bar = tqdm(total=self.total, initial=self.num_timesteps, desc="sb3 in dream", unit="step")
+
+    def _on_step(self) -> bool:
+        assert self.bar is not None
+        self.bar.update(self.num_timesteps - self.bar.n)
+        buffer = self.model.ep_info_buffer
+        if buffer:
+            self.bar.set_postfix(dream_return=f"{np.mean([e['r'] for e in buffer]):.2f}", refresh=False)
+        return True
+
+    def _on_training_end(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def save_policy_safetensors(model: BaseAlgorithm, out: Path, algo: str, frame_stack: int) -> None:
+    """The policy's weights as safetensors plus JSON: a pickle-free copy next to SB3's ``model.zip``."""
+    # shared feature extractors stored once
+    replace_atomic(out / "policy.safetensors", lambda tmp: save_model(model.policy, str(tmp)))
+    meta = {"algo": algo, "policy_class": type(model.policy).__name__, "frame_stack": frame_stack,
+            "observation_shape": list(model.observation_space.shape), "num_actions": int(model.action_space.n),
+            "num_timesteps": int(model.num_timesteps)}
+    write_json_atomic(out / "policy.json", meta)
+
+
+def train_sb3_agent(checkpoint: str | Path, *, algo: str = "ppo", steps: int, out: str | Path,
+                    game: str | None = None, num_envs: int = 8, frame_stack: int = 1, policy: str = "CnnPolicy",
+                    algo_kwargs: dict[str, Any] | None = None, device: str | torch.device | None = None,
+                    max_episode_steps: int | None = 1000, eval_every: int = 10_000, eval_episodes: int = 5,
+                    eval_max_steps: int = 27_000, seed: int = 0, progress: bool = True,
+                    verbose: int = 0) -> SB3Run:
+    """Train ``algo`` for ``steps`` env steps in the dream of ``checkpoint`` (resuming ``out`` if saved there).
+
+    ``game`` is the real game for evaluation (default: the checkpoint's; ``eval_episodes=0`` turns
+    evaluation off). ``algo_kwargs`` go to the SB3 constructor (e.g. ``{"n_steps": 128}``); off-policy
+    algorithms get ``buffer_size=min(100_000, steps)`` unless given, since SB3's default of a million
+    64x64x3 frames would take 12 GB.
+    """
+    with FolderLock(out, "SB3 training run"):
+        if steps < 1:
+            raise ValueError(f"steps must be >= 1, got {steps}")
+        if eval_every < 0 or eval_episodes < 0:
+            raise ValueError(f"eval_every and eval_episodes must be >= 0, got {eval_every} and {eval_episodes}")
+        algo_cls = algorithm_class(algo)
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        env = make_dream_vec_env(checkpoint, num_envs, frame_stack=frame_stack, device=device,
+                                 max_episode_steps=max_episode_steps)
+        dream_game = env.get_attr("game")[0]
+        if game is None and eval_episodes:
+            game = dream_game
+        if game is not None:
+            game = game_to_name(game)
+        model_device = env.get_attr("device")[0]
+        model_path = out / "model.zip"
+        if model_path.exists():
+            model = algo_cls.load(model_path, env=env, device=model_device)
+            if model.num_timesteps >= steps:
+                if _saved_policy_steps(out) != model.num_timesteps:  # killed between model.zip and its policy copy
+                    save_policy_safetensors(model, out, algo_cls.__name__, frame_stack)
+                env.close()
+                return SB3Run(model, model_path, _read_evaluations(out / "eval.csv"))
+        else:
+            kwargs = dict(algo_kwargs or {})
+            if "buffer_size" in _init_parameters(algo_cls):
+                kwargs.setdefault("buffer_size", min(100_000, steps))
+            try:
+                model = algo_cls(policy, env, seed=seed, device=model_device, verbose=verbose, **kwargs)
+            except AssertionError as error:  # SB3 checks spaces with asserts
+                env.close()
+                raise ValueError(f"{algo_cls.__name__} cannot train in a dream of discrete actions and image "
+                                 f"observations: {error}") from None
+
+        # SB3's own log (progress.csv) in the run folder; left to itself SB3 makes a /tmp/SB3-<date> folder per run
+        model.set_logger(configure(str(out / "sb3_log"), ["csv", "stdout"] if verbose else ["csv"]))
+
+        def save() -> None:
+            write_atomic(model_path, model.save)  # a kill mid-save keeps the previous model.zip whole
+            save_policy_safetensors(model, out, algo_cls.__name__, frame_stack)
+
+        total = _rounded_to_rollouts(model, steps)
+        evaluation = _RealGameEval(save, game if eval_episodes else None, eval_every, eval_episodes, frame_stack,
+                                   eval_max_steps, out / "eval.csv", seed)
+        callbacks: list[BaseCallback] = [evaluation]
+        if progress:
+            callbacks.append(_Progress(total))
+        try:
+            model.learn(total_timesteps=steps - model.num_timesteps, callback=callbacks, reset_num_timesteps=False)
+            if evaluation.last != model.num_timesteps or not evaluation.rows:
+                evaluation.checkpoint()
+            else:  # evaluated at this step count, but the last policy update came after that save
+                save()
+        except KeyboardInterrupt:
+            save()  # keep what was learnt; the same call resumes
+            raise
+        finally:
+            env.close()
+        return SB3Run(model, model_path, _read_evaluations(out / "eval.csv"))
+
+
+def _saved_policy_steps(out: Path) -> int | None:
+    """The step count of the policy copy in ``out`` (None if there is none)."""
+    try:
+        return int(json.loads((out / "policy.json").read_text())["num_timesteps"])
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def _rounded_to_rollouts(model: BaseAlgorithm, steps: int) -> int:
+    """The steps SB3 will take: on-policy algorithms only stop after whole rollouts (n_steps x num_envs)."""
+    if not isinstance(model, OnPolicyAlgorithm):
+        return steps
+    rollout = model.n_steps * model.n_envs
+    total = model.num_timesteps + -(-(steps - model.num_timesteps) // rollout) * rollout
+    if total != steps:
+        warnings.warn(f"{type(model).__name__} collects {model.n_steps} x {model.n_envs} = {rollout} steps per "
+                      f"rollout and only stops after whole rollouts, so it will take {total} steps, not {steps}; "
+                      f"pass algo_kwargs={{'n_steps': ...}} (--algo-kwargs) for a smaller rollout", stacklevel=3)
+    return total
+
+
+def _init_parameters(cls: type) -> set[str]:
+    return set(inspect.signature(cls.__init__).parameters)
+
+
+def _read_evaluations(path: Path) -> list[dict[str, float]]:
+    if not path.exists():
+        return []
+    with path.open() as f:
+        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+@user_errors
+def main(argv: list[str] | None = None) -> None:
+    """Command line: ``python -m training.agents.sb3 --algo ppo --checkpoint wm.safetensors --steps N``."""
+    parser = argparse.ArgumentParser(description="Train a stable-baselines3 agent in a DIAMOND dream.")
+    parser.add_argument("--algo", default="ppo", help="any SB3 algorithm for discrete actions: ppo, a2c, dqn")
+    parser.add_argument("--game", default=None, help="real game to evaluate in (default: the checkpoint's)")
+    parser.add_argument("--checkpoint", required=True, help="world model checkpoint (.safetensors)")
+    parser.add_argument("--steps", type=int, required=True, help="total env steps in the dream")
+    parser.add_argument("--out", default=None, help="run folder (default: runs/<game>-<algo>)")
+    parser.add_argument("--num-envs", type=int, default=8)
+    parser.add_argument("--frame-stack", type=int, default=1)
+    parser.add_argument("--policy", default="CnnPolicy")
+    parser.add_argument("--algo-kwargs", default="{}", help='JSON for the SB3 constructor, e.g. \'{"n_steps": 128}\'')
+    add_device_argument(parser)
+    parser.add_argument("--max-episode-steps", type=int, default=1000)
+    parser.add_argument("--eval-every", type=int, default=10_000, help="env steps between real-game evaluations")
+    parser.add_argument("--eval-episodes", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    try:
+        algo_kwargs = json.loads(args.algo_kwargs)
+    except json.JSONDecodeError as error:
+        parser.error(f"--algo-kwargs is not valid JSON: {error}")
+    if not isinstance(algo_kwargs, dict):
+        parser.error("--algo-kwargs must be a JSON object")
+    out = args.out or f"runs/{args.game or Path(args.checkpoint).stem}-{args.algo.lower()}"
+    run = train_sb3_agent(args.checkpoint, algo=args.algo, steps=args.steps, out=out, game=args.game,
+                          num_envs=args.num_envs, frame_stack=args.frame_stack, policy=args.policy,
+                          algo_kwargs=algo_kwargs, device=args.device, max_episode_steps=args.max_episode_steps,
+                          eval_every=args.eval_every, eval_episodes=args.eval_episodes, seed=args.seed)
+    print(f"model: {run.model_path}")
+    if run.evaluations:
+        last = run.evaluations[-1]
+        print(f"real-game return after {int(last['step'])} steps: {last['mean_return']:.2f} "
+              f"+- {last['std_return']:.2f} (HNS {last['hns']:.3f})")
+
+
+if __name__ == "__main__":
+    main()

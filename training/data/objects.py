@@ -1,0 +1,274 @@
+"""Where the ball and the player's paddle are in a 64x64 frame of Pong or Breakout (colour masks).
+
+PSNR barely notices a dream that drops the Pong ball (one or two pixels of 4096), yet an agent
+trained in that dream learns nothing about returning it. ``find_objects`` reads both objects from
+the frames themselves, so that real and dreamed frames can be compared on what control needs
+(``training.fidelity.measures.object_agreement``), and ``training.data.scripted.BallFollower`` plays from it.
+
+Each pixel gets a coverage in [0, 1] for each object: how much of it the object's colour covers, after
+the environment shrinks the screen to 64x64 with area interpolation (a ball covering part of a pixel
+blends with the background, on the line from the background's colour to the ball's; ``_along``). Pong:
+the court is brown, the ball white, the player's paddle green (the right one), the opponent's orange.
+Breakout: the ball and the paddle are the same red on black, told apart by where they are (the paddle
+runs along rows 57-59, the ball flies above it; the brick band, red bricks included, is left out).
+Pixels of coverage >= ``PIXEL_COVERAGE`` count; the object is the small window (3x3 for a ball, a
+paddle's size for a paddle) that holds the most of their coverage, seen when that is at least
+``BALL_COVERAGE`` for a ball (a whole ball covers about one pixel), or the paddle's least. Its centre is
+the coverage-weighted mean position in the window, which places a ball blended over two pixels between
+them (within about a pixel of the emulator's own position in real play, through a linear fit to the
+emulator's memory).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import astuple, dataclass
+
+import numpy as np
+
+from gym_diamond.atari import FRAME_SIZE, game_to_name
+
+__all__ = ["OBJECT_GAMES", "Boxers", "Objects", "find_boxers", "find_objects", "object_game"]
+
+PIXEL_COVERAGE = 0.15  # a pixel counts toward an object from this share of its colour
+BALL_COVERAGE = 0.4  # a ball is seen when its counted pixels add up to this many whole pixels
+LIKE_THE_GAME = 0.9  # the least share of the pixels where objects can be that look like the game, for any object
+NEAR_BACKGROUND = 24.0  # RGB distance within which a pixel is background, a dream's noise and all
+CHUNK = 256  # frames looked at together
+BALL_WINDOW = (3, 3)  # rows, columns: a ball (about 1 x 1 pixel) blends over at most 3 x 2 pixels
+
+
+@dataclass(frozen=True)
+class Objects:
+    """Ball and player's paddle in each of n frames: x is the column, y the row (0..63), NaN when not seen."""
+
+    ball_visible: np.ndarray  # (n,) bool
+    ball_xy: np.ndarray  # (n, 2) float64 (x, y)
+    paddle_visible: np.ndarray  # (n,) bool
+    paddle_xy: np.ndarray  # (n, 2) float64 (x, y)
+
+    def __len__(self) -> int:
+        return len(self.ball_visible)
+
+    def of(self, thing: str) -> tuple[np.ndarray, np.ndarray]:
+        """(visible, xy) of ``thing``: "ball" or "paddle"."""
+        if thing not in ("ball", "paddle"):
+            raise ValueError(f"thing must be 'ball' or 'paddle', got {thing!r}")
+        return getattr(self, f"{thing}_visible"), getattr(self, f"{thing}_xy")
+
+    def __getitem__(self, index: np.ndarray | slice) -> Objects:
+        """The objects of some of the frames (a bool mask, indices or a slice)."""
+        return Objects(self.ball_visible[index], self.ball_xy[index], self.paddle_visible[index],
+                       self.paddle_xy[index])
+
+
+def _region(rows: list[tuple[int, int]], cols: tuple[int, int]) -> np.ndarray:
+    """A (64, 64) bool mask: the union of the row ranges [start, stop), within columns [start, stop)."""
+    mask = np.zeros((FRAME_SIZE, FRAME_SIZE), bool)
+    for start, stop in rows:
+        mask[start:stop, cols[0]:cols[1]] = True
+    return mask
+
+
+def _box(mask: np.ndarray) -> tuple[slice, slice]:
+    """The rows and columns that hold the true pixels of a 2-D mask."""
+    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+    return slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
+
+
+COLOUR_COS = 0.98  # a pixel counts for an object only within 11 degrees of the line from background to its colour
+
+
+def _along(offset: np.ndarray, norm: np.ndarray, colour: np.ndarray) -> np.ndarray:
+    """The share of ``colour`` in each pixel where the pixel lies on the line from the background to it; else 0.
+
+    ``offset`` (..., 3): the pixels less the background; ``norm`` (...): their lengths; ``colour`` (3,): the
+    colour less the background. A pixel an object covers in part blends its colour with the background, on
+    the line; a dream's off-colour smear, or noise, mostly is not.
+    """
+    along = offset @ colour
+    return np.where(along >= COLOUR_COS * np.linalg.norm(colour) * norm, along / (colour @ colour), 0)
+
+
+_PONG_COURT = np.array([144, 72, 17], np.float32)
+# what white (ball), green (player's paddle) and orange (opponent's paddle) add to the court's brown
+_PONG_WHITE, _PONG_GREEN, _PONG_ORANGE = np.array([[236, 236, 236], [92, 186, 92], [213, 130, 74]],
+                                                  np.float32) - _PONG_COURT
+_PONG_UNMIX_ORANGE = np.linalg.inv(np.stack([_PONG_WHITE, _PONG_GREEN, _PONG_ORANGE]))[:, 2].astype(np.float32)
+_PONG_MAX_ORANGE = 0.3  # a pixel with more orange is the opponent's paddle, however white (under the bar's edge)
+
+
+def _pong_coverage(offset: np.ndarray, norm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Shares of the ball's white and the player's green in each pixel, (n, 64, 64) each.
+
+    White and orange lie 23 degrees apart: the opponent's paddle under the bar's edge blends them into a
+    near white, so pixels with much orange (unmixed from white and green) are no ball. Only the white
+    beyond what most of the row holds counts: row 10, the lower edge of the top bar, is a third white all
+    along, and a ball bouncing off the bar whitens it further.
+    """
+    white = np.where(offset @ _PONG_UNMIX_ORANGE < _PONG_MAX_ORANGE, _along(offset, norm, _PONG_WHITE), 0)
+    row = np.median(white, axis=2, keepdims=True)
+    ball = (white - row) / np.maximum(1 - row, 0.5)
+    return np.clip(ball, 0, 1), np.clip(_along(offset, norm, _PONG_GREEN), 0, 1)
+
+
+_BREAKOUT_RED = np.array([200, 72, 72], np.float32)  # on black
+
+
+def _breakout_coverage(offset: np.ndarray, norm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Share of red (ball and paddle alike) in each pixel, for both objects; the regions tell them apart."""
+    coverage = np.clip(_along(offset, norm, _BREAKOUT_RED), 0, 1)
+    return coverage, coverage
+
+
+@dataclass(frozen=True)
+class _Scene:
+    """How one game draws the two objects: its colours, where each object can be, how big a paddle is."""
+
+    background: np.ndarray  # (3,) the colour behind the objects
+    colours: np.ndarray  # (k, 3) the game's colours in the regions, less the background
+    coverage: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]  # (offset, norm) -> ball, paddle
+    ball_region: np.ndarray  # (64, 64) bool
+    paddle_region: np.ndarray
+    paddle_window: tuple[int, int]  # (rows, columns) that hold the whole paddle
+    paddle_coverage: float  # the least coverage of a paddle: most of it, even half under a bar
+
+
+_SCENES = {
+    # Pong: the court is rows 10-58 between white bars (row 10 a third white, row 59 mostly); the player's
+    # green paddle is the right one, at column ~56, and slides partly under the bars at either end.
+    "Pong": _Scene(_PONG_COURT, np.stack([_PONG_WHITE, _PONG_GREEN, _PONG_ORANGE]), _pong_coverage,
+                   ball_region=_region([(10, 59)], (0, 64)), paddle_region=_region([(10, 60)], (52, 61)),
+                   paddle_window=(7, 3), paddle_coverage=1.0),
+    # Breakout: walls at columns 0-2 and 61-63 (red and teal at their feet), bricks in rows 17-28 (the top
+    # row red like the ball), the paddle in rows 57-59. The ball is seen above and below the bricks.
+    "Breakout": _Scene(np.zeros(3, np.float32), _BREAKOUT_RED[None], _breakout_coverage,
+                       ball_region=_region([(10, 17), (29, 57)], (3, 61)), paddle_region=_region([(57, 60)], (3, 61)),
+                       paddle_window=(3, 9), paddle_coverage=2.0),
+}
+OBJECT_GAMES = tuple(sorted(_SCENES))
+
+
+def _window_sums(weights: np.ndarray, window: tuple[int, int]) -> np.ndarray:
+    """Sum of ``weights`` (n, H, W) over every ``window`` (h, w) position: (n, H-h+1, W-w+1)."""
+    h, w = window
+    total = np.zeros((weights.shape[0], weights.shape[1] + 1, weights.shape[2] + 1))
+    total[:, 1:, 1:] = weights.cumsum(1).cumsum(2)
+    return total[:, h:, w:] - total[:, :-h, w:] - total[:, h:, :-w] + total[:, :-h, :-w]
+
+
+def _locate(coverage: np.ndarray, region: np.ndarray, window: tuple[int, int],
+            least: float) -> tuple[np.ndarray, np.ndarray]:
+    """Whether an object is seen in each frame (n,) and its centre (n, 2) as (x, y).
+
+    The object is the ``window`` (rows, columns) of the region that holds the most coverage, seen if that
+    is at least ``least``: faint specks scattered over the frame (a dream's noise) neither add up to an
+    object nor pull its centre.
+    """
+    n, (h, w) = len(coverage), window
+    box_rows, box_cols = _box(region)
+    coverage, region = coverage[:, box_rows, box_cols], region[box_rows, box_cols]
+    weights = np.where(region & (coverage >= PIXEL_COVERAGE), coverage, 0).astype(np.float64)
+    sums = _window_sums(weights, window)
+    top, left = np.divmod(sums.reshape(n, -1).argmax(1), sums.shape[2]) if n else (np.zeros(0, int),) * 2
+    rows, cols = top[:, None] + np.arange(h), left[:, None] + np.arange(w)
+    patch = weights[np.arange(n)[:, None, None], rows[:, :, None], cols[:, None, :]]  # (n, h, w)
+    total = patch.sum(axis=(1, 2))
+    visible = total >= least
+    safe = np.maximum(total, 1e-12)
+    xy = np.stack([box_cols.start + (patch.sum(1) * cols).sum(1) / safe,
+                   box_rows.start + (patch.sum(2) * rows).sum(1) / safe], axis=1)
+    xy[~visible] = np.nan
+    return visible, xy
+
+
+def _like_the_game(offset: np.ndarray, norm: np.ndarray, colours: np.ndarray, region: np.ndarray) -> np.ndarray:
+    """Whether most pixels of ``region`` are background or blends of the game's ``colours`` with it, (n,).
+
+    A frame that is not (a dream gone to coloured mush) shows no objects, though specks of its colours
+    would pass for some.
+    """
+    plain = norm <= NEAR_BACKGROUND
+    for colour in colours:
+        plain |= offset @ colour > COLOUR_COS * np.linalg.norm(colour) * norm
+    return np.count_nonzero(plain & region, axis=(1, 2)) >= LIKE_THE_GAME * region.sum()
+
+
+def object_game(game: str) -> str:
+    """The CamelCase name of ``game`` if ``find_objects`` knows how it draws its objects; else ValueError."""
+    name = game_to_name(game)
+    if name not in _SCENES:
+        raise ValueError(f"no object detector for {name}: supported games are {', '.join(OBJECT_GAMES)}")
+    return name
+
+
+def find_objects(game: str, frames: np.ndarray) -> Objects:
+    """The ball and the player's paddle in each of the uint8 frames (n, 64, 64, 3) of ``game``."""
+    scene = _SCENES[object_game(game)]
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[1:] != (FRAME_SIZE, FRAME_SIZE, 3) or frames.dtype != np.uint8:
+        raise ValueError(f"frames must be uint8 of shape (n, {FRAME_SIZE}, {FRAME_SIZE}, 3), "
+                         f"got {frames.dtype} of shape {frames.shape}")
+    if len(frames) > CHUNK:  # a few hundred frames at a time stay in the processor's cache
+        parts = [find_objects(game, frames[i:i + CHUNK]) for i in range(0, len(frames), CHUNK)]
+        return Objects(*(np.concatenate(field) for field in zip(*(astuple(p) for p in parts), strict=True)))
+    rows, cols = _box(scene.ball_region | scene.paddle_region)  # only the pixels where objects can be
+    offset = frames[:, rows, cols].astype(np.float32) - scene.background
+    norm = np.sqrt(np.einsum("...c,...c->...", offset, offset))
+    ball_region, paddle_region = scene.ball_region[rows, cols], scene.paddle_region[rows, cols]
+    ball, paddle = scene.coverage(offset, norm)
+    game_like = _like_the_game(offset, norm, scene.colours, ball_region | paddle_region)
+    ball_visible, ball_xy = _locate(ball, ball_region, BALL_WINDOW, BALL_COVERAGE)
+    paddle_visible, paddle_xy = _locate(paddle, paddle_region, scene.paddle_window, scene.paddle_coverage)
+    corner = np.array([cols.start, rows.start])
+    ball_xy[~game_like], paddle_xy[~game_like] = np.nan, np.nan
+    return Objects(ball_visible & game_like, ball_xy + corner, paddle_visible & game_like, paddle_xy + corner)
+
+
+# ------------------------------------------------------------------------------------------------ Boxing
+# Boxing shows a white boxer (the player) and a black one (the computer) inside a ring of orange ropes on green.
+# ``find_boxers`` reads each as the centre of its colour's pixels inside the ropes (a boxer shows as about 30
+# pixels; the score digits above the ring, white and black too, are left out).
+RING_ROWS = (9, 56)  # inside the ropes (rows 7-57, columns 9-54 of a 64x64 frame), [start, stop)
+RING_COLS = (11, 53)
+_WHITE = np.array([214, 214, 214], np.float32)
+_BLACK = np.array([0, 0, 0], np.float32)
+COLOUR_DISTANCE = 60.0  # RGB distance within which a pixel is a boxer's colour (the frame's blends included)
+LEAST_PIXELS = 8  # a boxer is seen from this many pixels of its colour (a whole one shows about 30)
+
+
+@dataclass(frozen=True)
+class Boxers:
+    """The player's (white) and the opponent's (black) boxer in each of n frames: (x, y), NaN when not seen."""
+
+    player_visible: np.ndarray  # (n,) bool
+    player_xy: np.ndarray  # (n, 2) float64: x the column, y the row
+    opponent_visible: np.ndarray
+    opponent_xy: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.player_visible)
+
+
+def _centres(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    count = mask.sum(axis=(1, 2))
+    rows = np.arange(mask.shape[1], dtype=np.float64)[None, :, None]
+    cols = np.arange(mask.shape[2], dtype=np.float64)[None, None, :]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        xy = np.stack([(mask * cols).sum(axis=(1, 2)) / count, (mask * rows).sum(axis=(1, 2)) / count], axis=1)
+    visible = count >= LEAST_PIXELS
+    xy[~visible] = np.nan
+    return visible, xy + np.array([RING_COLS[0], RING_ROWS[0]], np.float64)
+
+
+def find_boxers(frames: np.ndarray) -> Boxers:
+    """The boxers in uint8 frames (n, 64, 64, 3) (or one frame (64, 64, 3))."""
+    frames = np.asarray(frames)
+    if frames.ndim == 3:
+        frames = frames[None]
+    if frames.ndim != 4 or frames.shape[1:] != (64, 64, 3):
+        raise ValueError(f"frames must be (n, 64, 64, 3) uint8, got {frames.shape}")
+    ring = frames[:, slice(*RING_ROWS), slice(*RING_COLS)].astype(np.float32)
+    player = _centres(np.linalg.norm(ring - _WHITE, axis=-1) < COLOUR_DISTANCE)
+    opponent = _centres(np.linalg.norm(ring - _BLACK, axis=-1) < COLOUR_DISTANCE)
+    return Boxers(player[0], player[1], opponent[0], opponent[1])

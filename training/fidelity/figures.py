@@ -1,0 +1,104 @@
+"""The figures of one row of a world-model run's ``fidelity.csv``, judged on held-out episodes while it trains."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from gym_diamond import WorldModel
+from gym_diamond.atari import game_to_name
+from training.data.dataset import EpisodeDataset
+from training.data.objects import OBJECT_GAMES
+from training.fidelity.measures import DENOISER_SIGMAS, ball_shown_by_sigma, event_confusion, game_objects
+
+__all__ = ["FIDELITY_HORIZONS", "fidelity_figures", "fidelity_line"]
+
+FIDELITY_HORIZONS = (1, 5, 15)  # open-loop dream steps judged in fidelity.csv
+
+
+def _memory_format(model: nn.Module) -> torch.memory_format:
+    """The layout of the model's convolution weights: channels_last (as the trainer sets it) or contiguous."""
+    for p in model.parameters():
+        if p.ndim == 4 and p.shape[1] > 1 and p.shape[2] * p.shape[3] > 1:  # a layout shows in its strides
+            channels_last = p.is_contiguous(memory_format=torch.channels_last)
+            return torch.channels_last if channels_last else torch.contiguous_format
+    return torch.contiguous_format
+
+
+@torch.no_grad()
+def fidelity_figures(model: WorldModel, dataset: EpisodeDataset, test_ids: np.ndarray, *, samples: int = 32,
+                     seed: int = 0, events: bool = True, sequence_length: int = 19) -> dict[str, Any]:
+    """The figures of one row of ``fidelity.csv``, flat names to numbers (None where nothing was seen).
+
+    On the held-out episodes ``test_ids``, with ``samples`` samples each (``training.fidelity.open_loop.fidelity_lines``
+    and ``training.fidelity.measures.ball_shown_by_sigma``, seeded by ``seed``, fp32 dreams as DIAMOND's):
+    ``h{1,5,15}_pooled_psnr_{model,repeat_last}``: open-loop dreams (real context and actions) against
+    the real frame at that horizon, beside repeating the last context frame; for the games
+    ``training.data.objects`` reads, ``h{H}_ball_*``/``h{H}_paddle_*``: the share of real frames showing the
+    object whose prediction shows it (``shown``) and within 2 px (``within_2px``), for the model and
+    repeat-last, of ``*_real`` such frames; ``sigma{s}_ball_{shown,within_2px}``: the share of noisy
+    real next frames whose single denoised estimate keeps the ball, at the default noise levels (does
+    the denoiser predict the ball or only restore one it is shown); with ``events``, the
+    reward/termination model's recall and precision of rewards and terminations over every held-out
+    transition (``training.fidelity.measures.event_confusion``). The model's modes, layout and dream settings
+    and the global random state are as they were afterwards.
+    """
+    from training.fidelity.open_loop import fidelity_lines  # imports the dream machinery: only when judged
+
+    networks = (model.denoiser, model.rew_end)
+    modes, acceleration = [net.training for net in networks], model.acceleration
+    layout = _memory_format(model)
+    devices = [model.device] if model.device.type == "cuda" else []
+    row: dict[str, Any] = {}
+    try:
+        with torch.random.fork_rng(devices=devices):
+            model.eval()
+            for line in fidelity_lines(model, dataset, test_ids, list(FIDELITY_HORIZONS), samples, seed=seed,
+                                       precision="fp32"):
+                h = line["horizon"]
+                row.update({f"h{h}_{key}": line[key] for key in ("pooled_psnr_model", "pooled_psnr_repeat_last")})
+                things = game_objects(dataset.game) if dataset.game else ()
+                row.update({f"h{h}_{key}": value for key, value in line.items()
+                            if key.startswith(tuple(f"{thing}_" for thing in things))})
+            if dataset.game is not None and game_to_name(dataset.game) in OBJECT_GAMES:
+                for sigma, score in ball_shown_by_sigma(model, dataset, test_ids, sigmas=DENOISER_SIGMAS,
+                                                        samples=samples, seed=seed).items():
+                    row[f"sigma{sigma:g}_ball_shown"] = score["shown"]
+                    row[f"sigma{sigma:g}_ball_within_2px"] = score["within"]
+            if events:
+                report = event_confusion(model, dataset, test_ids, sequence_length=sequence_length)
+                row.update(reward_recall=report.reward_recall(), reward_precision=report.reward_precision(),
+                           termination_recall=report.termination_recall(),
+                           termination_precision=report.termination_precision())
+    finally:
+        model.accelerate(acceleration)
+        model.to(memory_format=layout)
+        for net, mode in zip(networks, modes, strict=True):
+            net.train(mode)
+    return row
+
+
+def fidelity_line(update: int, seconds: float, row: dict[str, Any]) -> str:
+    """One short progress line of a ``fidelity.csv`` row."""
+
+    def figures(names: list[str], digits: int) -> str:
+        return "/".join("-" if row.get(n) is None else f"{row[n]:.{digits}f}" for n in names)
+
+    hs = "/".join(map(str, FIDELITY_HORIZONS))
+    parts = [f"pooled PSNR h{hs} {figures([f'h{h}_pooled_psnr_model' for h in FIDELITY_HORIZONS], 1)} "
+             f"(repeat-last {figures([f'h{h}_pooled_psnr_repeat_last' for h in FIDELITY_HORIZONS], 1)})"]
+    if "h1_ball_shown_model" in row:
+        parts.append(f"ball shown {figures([f'h{h}_ball_shown_model' for h in FIDELITY_HORIZONS], 2)}, within 2 px "
+                     f"{figures([f'h{h}_ball_within_2px_model' for h in FIDELITY_HORIZONS], 2)} (repeat-last "
+                     f"{figures([f'h{h}_ball_within_2px_repeat_last' for h in FIDELITY_HORIZONS], 2)})")
+        parts.append(f"denoised ball at sigma {'/'.join(f'{s:g}' for s in DENOISER_SIGMAS)} "
+                     f"{figures([f'sigma{s:g}_ball_shown' for s in DENOISER_SIGMAS], 2)}")
+    if "reward_recall" in row:
+        parts.append(f"reward recall/precision {figures(['reward_recall', 'reward_precision'], 2)}, termination "
+                     f"{figures(['termination_recall', 'termination_precision'], 2)}")
+    return f"fidelity at update {update} ({seconds:.0f} s): " + "; ".join(parts)
+
+

@@ -1,0 +1,56 @@
+"""What every ``python -m training.*`` command does with a user's mistake: one line on stderr, exit status 2.
+
+A wrong game name, a missing file or a folder another run is writing to is the user's to fix, and a Python
+traceback hides the one line that says how. ``user_errors`` wraps a command's ``main`` so that such errors
+print ``error: <message>`` and exit 2, as argparse does for a malformed argument. Bugs (any other exception)
+still show their traceback, and ``GYM_DIAMOND_TRACEBACK=1`` shows it for user errors too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import sys
+from collections.abc import Callable
+from typing import TypeVar
+
+from gym_diamond.acceleration import PRECISIONS
+from training.runtime.files import FolderInUseError
+
+__all__ = ["USER_ERRORS", "user_errors"]
+
+# ModuleNotFoundError: an optional extra not installed (the message says which pip install brings it)
+USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, IsADirectoryError, NotADirectoryError,
+                                                ModuleNotFoundError, FolderInUseError)
+Main = TypeVar("Main", bound=Callable[..., None])
+
+
+def user_errors(main: Main) -> Main:
+    """``main`` with the user's errors (``USER_ERRORS``) turned into one line on stderr and exit status 2."""
+
+    @functools.wraps(main)
+    def command(*args, **kwargs) -> None:
+        try:
+            return main(*args, **kwargs)
+        except USER_ERRORS as err:
+            if os.environ.get("GYM_DIAMOND_TRACEBACK"):
+                raise
+            print(f"error: {err}", file=sys.stderr)
+            raise SystemExit(2) from None
+
+    return command  # type: ignore[return-value]
+
+
+def add_speed_arguments(parser: argparse.ArgumentParser) -> None:
+    """--precision and --compile, shared by the training commands (benchmarks/README.md has their speed)."""
+    parser.add_argument("--precision", choices=PRECISIONS, default=None,
+                        help="autocast of the networks. Default: fp32, as DIAMOND trains and dreams (bf16-trained "
+                             "light Pong dreams exploded in A/B runs, benchmarks/README.md)")
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile the networks (minutes to compile first, faster after)")
+
+
+def add_device_argument(parser: argparse.ArgumentParser) -> None:
+    """``--device``, the same in every command: CUDA when this machine has it, else the CPU."""
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if available, else cpu)")

@@ -1,0 +1,76 @@
+"""An append-only CSV log that a resumed run truncates to its saved state."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+from gym_diamond.atomic import replace_atomic
+
+__all__ = ["CsvLog"]
+
+
+class CsvLog:
+    """Append rows of scalars to a CSV file, writing the header once; mirrored to TensorBoard if installed.
+
+    The TensorBoard events go to ``<folder>/tensorboard`` with tags ``<csv name>/<column>``, at the
+    row's ``step`` (or ``epoch``) value.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._tensorboard: Any = None
+
+    def write(self, row: dict[str, Any]) -> None:
+        """Append one row (the header comes from the first row)."""
+        new = not self.path.exists()
+        with self.path.open("a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(row))
+            if new:
+                writer.writeheader()
+            writer.writerow(row)
+        self._mirror(row)
+
+    def _mirror(self, row: dict[str, Any]) -> None:
+        if self._tensorboard is None:
+            if importlib.util.find_spec("tensorboard") is None:
+                self._tensorboard = False
+            else:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self._tensorboard = SummaryWriter(str(self.path.parent / "tensorboard"))
+        if self._tensorboard is False:
+            return
+        step = int(row.get("step", row.get("epoch", 0)))
+        for key, value in row.items():
+            if key not in ("step", "epoch") and isinstance(value, (int, float)) and not isinstance(value, bool):
+                self._tensorboard.add_scalar(f"{self.path.stem}/{key}", value, step)
+        self._tensorboard.flush()
+
+    def drop_after(self, step: int, key: str = "step") -> None:
+        """Forget rows logged after ``step``: a resumed run repeats those steps from the saved state."""
+        if not self.path.exists():
+            return
+        with self.path.open(newline="") as f:
+            rows = list(csv.DictReader(f))
+        kept = [r for r in rows if int(float(r[key])) <= step]
+        if len(kept) == len(rows):
+            return
+        def write(tmp: Path) -> None:
+            with tmp.open("w", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+                writer.writeheader()
+                writer.writerows(kept)
+
+        replace_atomic(self.path, write)
+
+    def logged(self, key: str = "step") -> set[int]:
+        """The ``key`` values of the rows written so far."""
+        if not self.path.exists():
+            return set()
+        with self.path.open(newline="") as f:
+            return {int(float(r[key])) for r in csv.DictReader(f)}
+
+

@@ -1,0 +1,87 @@
+"""``python -m training.world_model``: train (or resume) a DIAMOND world model on collected episodes."""
+
+from __future__ import annotations
+
+import argparse
+
+from gym_diamond.config import MODEL_SIZES
+from training.runtime.cli import add_device_argument, add_speed_arguments, user_errors
+from training.runtime.distributed import init_distributed
+from training.world_model.trainer import WorldModelTrainingConfig, train_world_model
+
+DEFAULTS = WorldModelTrainingConfig()  # the command's defaults are the trainer's
+
+
+@user_errors
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Train a DIAMOND world model on a dataset of real episodes.")
+    parser.add_argument("--game", required=True, help="Atari game, e.g. Pong")
+    parser.add_argument("--data", required=True, help="dataset folder (python -m training.data.collect)")
+    parser.add_argument("--out", required=True, help="run folder: training state, losses.csv, checkpoint")
+    parser.add_argument("--steps", type=int, required=True, help="updates of each network (total, not more)")
+    parser.add_argument("--model", choices=sorted(MODEL_SIZES), default="paper", help="model size")
+    parser.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size,
+                        help="samples per update and process: under torchrun the global batch is N times this")
+    add_device_argument(parser)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--save-every", type=int, default=200)
+    parser.add_argument("--rew-end-sequence-length", type=int, default=DEFAULTS.rew_end_sequence_length,
+                        help="frames per reward/termination training sequence (DIAMOND: 19, 18 transitions)")
+    parser.add_argument("--warmup-steps", type=int, default=DEFAULTS.warmup_steps,
+                        help="updates over which the learning rate rises linearly from 0 (DIAMOND: 100)")
+    parser.add_argument("--autoregressive-steps", type=int, default=DEFAULTS.autoregressive_steps,
+                        help="denoiser targets after the first, each conditioned on the model's own estimate of "
+                             "the one before (DIAMOND: 1)")
+    parser.add_argument("--sample-weights", type=float, nargs="+", default=None,
+                        help="probabilities of the dataset's recency groups, oldest first (e.g. DIAMOND's 0.1 0.1 "
+                             "0.1 0.7 for a growing dataset; default: length-proportional, DIAMOND's rule for a "
+                             "fixed dataset)")
+    parser.add_argument("--test-fraction", type=float, default=DEFAULTS.test_fraction,
+                        help="hold out this fraction of episodes (the fidelity benchmark's split)")
+    parser.add_argument("--context-noise", type=float, default=DEFAULTS.context_noise,
+                        help="train the denoiser on context frames with Gaussian noise up to this level (frames in "
+                             "[-1, 1]; GameNGen's remedy for drift; 0, the default, is DIAMOND's training)")
+    parser.add_argument("--termination-oversampling", type=float, default=DEFAULTS.termination_oversampling,
+                        help="fraction of each reward/termination batch cut around a real termination (0, the "
+                             "default: DIAMOND's uniform sampling)")
+    parser.add_argument("--changed-pixel-weight", type=float, default=DEFAULTS.changed_pixel_weight,
+                        help="weight the denoiser's squared error by 1 + W on the pixels that change from the frame "
+                             "before (dilated by a pixel), normalised to a mean weight of 1 per frame: against "
+                             "dreams that drop the ball (0, the default: DIAMOND's loss). A resumed run keeps it")
+    parser.add_argument("--fidelity-every", type=int, default=DEFAULTS.fidelity_every,
+                        help="every N updates (and at the end) judge the model on the held-out episodes (needs "
+                             "--test-fraction > 0) and append a row to OUT/fidelity.csv: open-loop ball/paddle "
+                             "agreement and pooled PSNR at horizons 1/5/15, the ball kept by the denoiser at each "
+                             "noise level, event recall/precision. Trains the same weights as without (0: off)")
+    parser.add_argument("--fidelity-samples", type=int, default=DEFAULTS.fidelity_samples,
+                        help="held-out samples per fidelity figure (dreams and noisy frames; default 32)")
+    only = parser.add_mutually_exclusive_group()
+    only.add_argument("--only-rew-end", action="store_true",
+                      help="train the reward/termination model alone (--steps counts its updates): a fine-tuning "
+                           "that leaves the denoiser as it is")
+    only.add_argument("--only-denoiser", action="store_true",
+                      help="train the denoiser alone (the reward/termination model stays as it is)")
+    add_speed_arguments(parser)
+    args = parser.parse_args(argv)
+    if args.fidelity_every and args.test_fraction == 0:
+        parser.error("--fidelity-every judges the model on held-out episodes: hold some out with --test-fraction "
+                     "(e.g. 0.1)")
+    config = WorldModelTrainingConfig(batch_size=args.batch_size, rew_end_sequence_length=args.rew_end_sequence_length,
+                                      autoregressive_steps=args.autoregressive_steps, warmup_steps=args.warmup_steps,
+                                      sample_weights=tuple(args.sample_weights) if args.sample_weights else None,
+                                      test_fraction=args.test_fraction, precision=args.precision or "fp32",
+                                      compile=args.compile, context_noise=args.context_noise,
+                                      termination_oversampling=args.termination_oversampling,
+                                      changed_pixel_weight=args.changed_pixel_weight,
+                                      fidelity_every=args.fidelity_every, fidelity_samples=args.fidelity_samples)
+    path = train_world_model(args.game, args.data, args.out, args.steps, model_preset=args.model, device=args.device,
+                             seed=args.seed, save_every=args.save_every, config=config,
+                             networks="rew_end" if args.only_rew_end else "denoiser" if args.only_denoiser else "both")
+    distributed, _ = init_distributed(args.device)
+    if distributed.is_main:
+        print(f"world model checkpoint: {path}")
+    distributed.close()
+
+
+if __name__ == "__main__":
+    main()

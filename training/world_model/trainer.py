@@ -1,0 +1,495 @@
+"""Train a DIAMOND world model (denoiser + reward/termination model) on real episodes.
+
+    python -m training.world_model --game Pong --data runs/pong/data --steps 2000 --out runs/pong/wm
+
+The run folder holds ``train_state.safetensors`` (weights, optimisers, counters, RNG streams),
+``losses.csv`` and the exported ``world_model.safetensors`` that ``gym.make`` loads. Killing the
+command and running it again continues from the last saved state; the result is the same as an
+uninterrupted run with the same seed on the CPU.
+
+With ``--test-fraction F --fidelity-every N`` the run also judges its world model on the held-out
+episodes every N updates (and at the end) and appends one row to ``fidelity.csv``
+(``fidelity_figures``): whether open-loop dreams show the ball and the paddle where the real frames do
+at horizons 1, 5 and 15, their pooled PSNR beside repeat-last's, whether the denoiser keeps the ball of
+a noisy real frame at each noise level (``training.fidelity.measures.ball_shown_by_sigma``) and, when the
+reward/termination model trains, its event recall and precision. It draws from its own seeds, so the
+run trains exactly the same weights with it as without.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from gym_diamond import StartBank, WorldModel, save_checkpoint, to_model_frames
+from gym_diamond.acceleration import Acceleration
+from gym_diamond.atari import game_action_meanings, game_to_name
+from gym_diamond.config import MODEL_SIZES
+from gym_diamond.cpu_memory import keep_freed_memory
+from gym_diamond.diffusion import TrainingNoise
+from training.data.collect import read_collection_log
+from training.data.dataset import DIAMOND_SAMPLE_WEIGHTS, EpisodeDataset, Segment, check_sample_weights
+from training.fidelity.figures import fidelity_figures, fidelity_line
+from training.runtime.csv_log import CsvLog
+from training.runtime.distributed import Distributed, init_distributed
+from training.runtime.files import FolderLock
+from training.runtime.optim import adamw, optimizer_update, warmup_lr
+from training.runtime.state import load_optimizer_state, load_state, optimizer_state, restore_rng, rng_state, save_state
+
+# Version of the training recipe in saved training states: 2 is DIAMOND's trainer (autoregressive denoiser
+# targets, grey padding, its sampling, weight-decay groups and warm-up); states without it came before.
+TRAINING_RECIPE = 2
+NETWORKS = ("both", "denoiser", "rew_end")  # what train_world_model trains
+FIDELITY_HORIZONS = (1, 5, 15)  # open-loop dream steps judged in fidelity.csv
+# recipe fields a resumed run must keep: changing them mid-run would train another model than the one named
+RESUME_FIXED = ("changed_pixel_weight",)
+
+
+
+@dataclass(frozen=True)
+class WorldModelTrainingConfig:
+    """DIAMOND's training of the world model (its ``config/trainer.yaml`` and ``src/trainer.py``).
+
+    Every default is DIAMOND's; the options that differ from it are named and off by default.
+    """
+
+    batch_size: int = 32
+    lr: float = 1e-4
+    eps: float = 1e-8
+    weight_decay: float = 0.01  # on linear, conv and LSTM weights only (training.runtime.optim)
+    warmup_steps: int = 100
+    denoiser_grad_clip: float = 1.0
+    rew_end_grad_clip: float = 100.0
+    # frames per reward/termination sequence: horizon 15 + context 4, so 18 transitions carry loss
+    rew_end_sequence_length: int = 19
+    # DIAMOND's num_autoregressive_steps: each denoiser sample has 1 + this many consecutive targets, the
+    # later ones conditioned on the model's own estimate of the one before
+    autoregressive_steps: int = 1
+    # Episode sampling by recency groups (training.data.dataset.EpisodeDataset.episode_weights): DIAMOND's
+    # (0.1, 0.1, 0.1, 0.7) for a growing dataset; None (length-proportional) is DIAMOND's rule for a
+    # fixed dataset, which ``python -m training.world_model`` trains on
+    sample_weights: tuple[float, ...] | None = DIAMOND_SAMPLE_WEIGHTS
+    test_fraction: float = 0.0  # episodes held out for the fidelity benchmark (same split, seed 0)
+    precision: str = "fp32"  # "bf16": autocast of the networks' forward passes (losses stay fp32)
+    compile: bool = False  # torch.compile the denoiser's U-Net and the reward/termination model in place
+    # GameNGen's answer to autoregressive drift, off for DIAMOND-exact training: Gaussian noise of a
+    # per-sample level drawn uniformly in [0, context_noise] (frames in [-1, 1]) on the real context
+    # frames, so the denoiser learns to repair a context that is slightly off, as its own dreamed frames are
+    context_noise: float = 0.0
+    # Terminations are rare (a Pong game ends every ~1,500 steps, so about one reward/termination batch in
+    # three holds one): this fraction of each batch's sequences is cut around the end of a terminated
+    # episode instead, so the termination head sees more of them. 0: DIAMOND's sampling
+    termination_oversampling: float = 0.0
+    # Off (0) for DIAMOND-exact training: the denoiser's squared error on each target is weighted per pixel
+    # by 1 + W where the target differs from the frame before it (dilated by a pixel: the moving ball and
+    # its neighbourhood), normalised to a mean weight of 1 per frame (changed_pixel_weights). Against
+    # dreams that drop the ball, a pixel or two of 4096 that DIAMOND's mean squared error barely weighs
+    changed_pixel_weight: float = 0.0
+    # Every N updates (and at the end) judge the model on the held-out episodes (test_fraction > 0) and
+    # append the figures to fidelity.csv (fidelity_figures); 0: never. Changes no training draw
+    fidelity_every: int = 0
+    fidelity_samples: int = 32  # held-out samples per figure (dreams and noisy frames)
+
+    def __post_init__(self) -> None:
+        for name in ("batch_size",):
+            if getattr(self, name) < 1:
+                raise ValueError(f"WorldModelTrainingConfig.{name}={getattr(self, name)} is invalid: expected >= 1")
+        if self.rew_end_sequence_length < 2:
+            raise ValueError(f"WorldModelTrainingConfig.rew_end_sequence_length={self.rew_end_sequence_length} is "
+                             f"invalid: expected >= 2 frames (one transition)")
+        if self.autoregressive_steps < 0:
+            raise ValueError(f"WorldModelTrainingConfig.autoregressive_steps={self.autoregressive_steps} is "
+                             f"invalid: expected >= 0")
+        if self.sample_weights is not None:
+            object.__setattr__(self, "sample_weights", check_sample_weights(self.sample_weights))
+        Acceleration(precision=self.precision)  # validates precision
+        if not 0 <= self.test_fraction < 1:
+            raise ValueError(f"WorldModelTrainingConfig.test_fraction={self.test_fraction} is invalid: expected "
+                             f"a fraction in [0, 1)")
+        if not 0 <= self.termination_oversampling < 1:
+            raise ValueError(f"WorldModelTrainingConfig.termination_oversampling={self.termination_oversampling} is "
+                             f"invalid: expected a fraction in [0, 1)")
+        if self.changed_pixel_weight < 0:
+            raise ValueError(f"WorldModelTrainingConfig.changed_pixel_weight={self.changed_pixel_weight} is "
+                             f"invalid: expected >= 0 (0: DIAMOND's loss)")
+        if self.fidelity_every < 0 or self.fidelity_samples < 1:
+            raise ValueError(f"WorldModelTrainingConfig: fidelity_every must be >= 0 and fidelity_samples >= 1, got "
+                             f"{self.fidelity_every} and {self.fidelity_samples}")
+        if self.fidelity_every and self.test_fraction == 0:
+            raise ValueError("fidelity logging (fidelity_every > 0, --fidelity-every) judges the model on held-out "
+                             "episodes: hold some out with test_fraction > 0 (--test-fraction)")
+        if self.context_noise < 0:
+            raise ValueError(f"WorldModelTrainingConfig.context_noise={self.context_noise} is invalid: expected >= 0")
+        if self.lr <= 0 or self.warmup_steps < 0:
+            raise ValueError(f"WorldModelTrainingConfig: lr must be > 0 and warmup_steps >= 0, got {self.lr}, "
+                             f"{self.warmup_steps}")
+
+
+def segment_tensors(segment: Segment, device: torch.device) -> dict[str, torch.Tensor]:
+    """uint8 HWC numpy segments -> float CHW frames in [-1, 1] and typed tensors on the device.
+
+    Padded frames become 0, the grey middle of [-1, 1], as DIAMOND pads (its ``data/utils.py``).
+    """
+    frame_mask = torch.as_tensor(segment.frame_mask, device=device)
+    frames = to_model_frames(torch.as_tensor(segment.frames, device=device))
+    frames = frames * frame_mask[:, :, None, None, None]
+    return {
+        "frames": frames,
+        "frame_mask": frame_mask,
+        "actions": torch.as_tensor(segment.actions, device=device).long(),
+        "rewards": torch.as_tensor(segment.rewards, device=device).float(),
+        "terminated": torch.as_tensor(segment.terminated, device=device).bool(),
+        "mask": torch.as_tensor(segment.mask, device=device).bool(),
+    }
+
+
+def changed_pixel_weights(frames: Tensor, context_length: int, weight: float) -> Tensor:
+    """Per-pixel weights of the denoiser's squared error for ``changed_pixel_weight`` W: (n, K, h, w).
+
+    ``frames`` (n, L + K, c, h, w): the real frames of the samples (padding grey, before any context noise).
+    A pixel of target i (frame L + i) changed where that frame differs, in any channel, from the real
+    frame before it: the last context frame for the first target, the real previous frame for the
+    later ones (not the model's estimate that conditions them). The changed pixels, dilated by one pixel
+    (a 3x3 max-pool) so that the ball's neighbourhood counts, weigh 1 + W, the others 1; each frame's
+    weights are then divided by their mean, so a target's loss stays a weighted mean of its squared errors
+    on DIAMOND's scale, the weight moving to the pixels that change rather than growing. A frame where
+    nothing changed, or everything (the first frame of an episode after grey padding), weighs 1
+    everywhere, as in DIAMOND's loss. Padded targets stay out of the loss through the frame mask.
+    """
+    L = context_length
+    changed = (frames[:, L:] != frames[:, L - 1:-1]).any(dim=2).float()  # (n, K, h, w)
+    changed = F.max_pool2d(changed, kernel_size=3, stride=1, padding=1)
+    weights = 1 + weight * changed
+    return weights / weights.mean(dim=(2, 3), keepdim=True)
+
+
+class _DenoiserObjective(nn.Module):
+    """The denoiser's training loss as a forward pass, the form DistributedDataParallel wraps."""
+
+    def __init__(self, denoiser: nn.Module) -> None:
+        super().__init__()
+        self.denoiser = denoiser
+
+    def forward(self, frames: Tensor, actions: Tensor, frame_mask: Tensor, sigma: Tensor, offset: Tensor,
+                noise: Tensor, normalisers: Tensor, pixel_weight: Tensor | None = None) -> Tensor:
+        """sigma, offset, noise: the targets' draws stacked on a leading axis (one row per target)."""
+        draws = [TrainingNoise(*d) for d in zip(sigma, offset, noise, strict=True)]
+        if pixel_weight is None:  # DIAMOND's loss, as it is
+            return self.denoiser.autoregressive_loss(frames, actions, frame_mask, draws, normalisers)
+        return self.denoiser.autoregressive_loss(frames, actions, frame_mask, draws, normalisers,
+                                                 pixel_weight=pixel_weight)
+
+
+class _RewEndObjective(nn.Module):
+    """The reward/termination losses as a forward pass, for DistributedDataParallel."""
+
+    def __init__(self, rew_end: nn.Module) -> None:
+        super().__init__()
+        self.rew_end = rew_end
+
+    def forward(self, *batch: Tensor) -> tuple[Tensor, Tensor]:
+        return self.rew_end.loss(*batch)
+
+
+class WorldModelTrainer:
+    """Alternating AdamW updates of the denoiser and the reward/termination model on dataset segments.
+
+    With a ``distributed`` of N ranks, ``config.batch_size`` is each rank's batch: every rank draws
+    the positions and noise of the global batch (N x batch_size) from the same streams and trains on
+    its shard, DDP averaging the gradients (training.runtime.distributed).
+    """
+
+    def __init__(self, model: WorldModel, dataset: EpisodeDataset, config: WorldModelTrainingConfig | None = None,
+                 seed: int = 0, distributed: Distributed | None = None) -> None:
+        if dataset.num_steps == 0:
+            raise ValueError(f"the dataset at {dataset.root} is empty: collect data first "
+                             f"(python -m training.data.collect --game GAME --out DIR --steps N)")
+        self.model, self.dataset = model, dataset
+        self.config = config or WorldModelTrainingConfig()
+        self.device = model.device
+        c = self.config
+
+        self.autocast = Acceleration(precision=c.precision).autocast
+        if self.device.type == "cpu":
+            keep_freed_memory()  # see gym_diamond.cpu_memory: large activations reuse freed memory
+        # NHWC, the dreams' layout (Acceleration.default_for): +22% light updates on a CPU (benchmarks/README.md);
+        # set before the optimisers, whose state takes the parameters' layout
+        model.to(memory_format=torch.channels_last)
+        if c.compile:
+            model.denoiser.net.compile()
+            model.rew_end.compile()
+        self.distributed = distributed or Distributed()
+        self._denoiser_objective = self.distributed.wrap(_DenoiserObjective(model.denoiser))
+        self._rew_end_objective = self.distributed.wrap(_RewEndObjective(model.rew_end))
+        self.denoiser_opt = adamw(model.denoiser, c.lr, c.eps, c.weight_decay)
+        self.rew_end_opt = adamw(model.rew_end, c.lr, c.eps, c.weight_decay)
+        self.steps = {"denoiser": 0, "rew_end": 0}
+        self.rng = np.random.default_rng(seed)
+        self.noise = torch.Generator(device=self.device).manual_seed(seed)
+
+    def _update(self, name: str, optimizer: torch.optim.Optimizer, loss: torch.Tensor, clip: float) -> float:
+        lr = warmup_lr(self.config.lr, self.steps[name], self.config.warmup_steps)
+        grad_norm = optimizer_update(optimizer, loss, lr, clip)
+        self.steps[name] += 1
+        return grad_norm
+
+    def train_episode_ids(self) -> np.ndarray | None:
+        """Episodes to learn from: all (None), or those outside the held-out split of ``test_fraction``."""
+        if self.config.test_fraction == 0:
+            return None
+        train_ids, _ = self.dataset.split(self.config.test_fraction, seed=0)
+        if train_ids.size == 0:
+            raise ValueError(f"test_fraction={self.config.test_fraction} leaves no training episode in "
+                             f"{self.dataset.root}: collect more episodes")
+        return train_ids
+
+    def _global_positions(self, num_frames: int, beyond_end: bool) -> tuple[np.ndarray, np.ndarray, slice]:
+        """Positions of the global batch (the same on every rank) and this rank's rows of it."""
+        per_rank = self.config.batch_size
+        ids, starts = self.dataset.sample_positions(per_rank * self.distributed.world_size, num_frames, self.rng,
+                                                    beyond_end=beyond_end, sample_weights=self.config.sample_weights,
+                                                    episode_ids=self.train_episode_ids())
+        return ids, starts, self.distributed.shard(per_rank)
+
+    def denoiser_step(self) -> dict[str, float]:
+        """One update on samples of L context frames and 1 + ``autoregressive_steps`` targets (DIAMOND's)."""
+        L, K = self.model.config.denoiser.context_length, 1 + self.config.autoregressive_steps
+        ids, starts, rows = self._global_positions(L + K, beyond_end=False)
+        t = segment_tensors(self.dataset.get_segments(ids[rows], starts[rows], L + K - 1), self.device)
+        frame_shape = (len(ids), *t["frames"].shape[2:])
+        draws = [TrainingNoise.draw(frame_shape, self.model.denoiser.config, self.noise, self.device).shard(rows)
+                 for _ in range(K)]
+        # each target's real samples in the global batch, over the ranks (padding only before the start)
+        real = (starts[:, None] + L + np.arange(K) >= 0).sum(axis=0) / self.distributed.world_size
+        frames = t["frames"]
+        pixel_weight = (changed_pixel_weights(frames, L, self.config.changed_pixel_weight)
+                        if self.config.changed_pixel_weight > 0 else None)
+        if self.config.context_noise > 0:  # drawn for the global batch too, so every rank's shard matches
+            context = frames[:, :L]
+            levels = torch.rand(len(ids), generator=self.noise, device=self.device)[rows] * self.config.context_noise
+            noise = torch.randn((len(ids), *context.shape[1:]), generator=self.noise, device=self.device)[rows]
+            frames = torch.cat([context + levels.view(-1, 1, 1, 1, 1) * noise, frames[:, L:]], dim=1)
+        self.model.denoiser.train()
+        with self.autocast(self.device):
+            loss = self._denoiser_objective(frames, t["actions"][:, :L + K - 1], t["frame_mask"],
+                                            torch.stack([d.sigma for d in draws]),
+                                            torch.stack([d.offset for d in draws]),
+                                            torch.stack([d.noise for d in draws]),
+                                            torch.as_tensor(real, dtype=torch.float32, device=self.device),
+                                            pixel_weight)
+        grad_norm = self._update("denoiser", self.denoiser_opt, loss, self.config.denoiser_grad_clip)
+        (loss_value,) = self.distributed.mean([loss.item()])
+        return {"denoiser_loss": loss_value, "denoiser_grad_norm": grad_norm}
+
+    def rew_end_step(self) -> dict[str, float]:
+        """One update on sequences of ``rew_end_sequence_length`` frames (DIAMOND's: padding masked out).
+
+        As in DIAMOND, the sequences may run past either end of their episode; after the last action of
+        an episode that did not terminate, the next frame is padding. The losses are means over the
+        real transitions of the global batch: each rank weighs its shard's mean by its share of them,
+        so DDP's average of the ranks is the global mean.
+        """
+        F, S = self.config.rew_end_sequence_length, self.config.rew_end_sequence_length - 1
+        ids, starts, rows = self._global_positions(F, beyond_end=True)
+        endings = round(self.config.termination_oversampling * len(ids))
+        if endings:  # drawn for the global batch, the same on every rank
+            ids[:endings], starts[:endings] = self.dataset.sample_ending_positions(
+                endings, F, self.rng, episode_ids=self.train_episode_ids())
+        segment = self.dataset.get_segments(ids[rows], starts[rows], S, pad_unterminated_end=True)
+        t = segment_tensors(segment, self.device)
+        share = self.dataset.real_steps(ids[rows], starts[rows], S) * self.distributed.world_size / \
+            self.dataset.real_steps(ids, starts, S)
+        self.model.rew_end.train()
+        with self.autocast(self.device):
+            loss_reward, loss_end = self._rew_end_objective(t["frames"][:, :-1], t["actions"], t["frames"][:, 1:],
+                                                            t["rewards"], t["terminated"], t["mask"])
+        loss_reward, loss_end = loss_reward * share, loss_end * share
+        grad_norm = self._update("rew_end", self.rew_end_opt, loss_reward + loss_end, self.config.rew_end_grad_clip)
+        reward_value, end_value = self.distributed.mean([loss_reward.item(), loss_end.item()])
+        return {"reward_loss": reward_value, "end_loss": end_value, "rew_end_grad_norm": grad_norm}
+
+    def start_bank(self, size: int = 256, seed: int = 0) -> StartBank:
+        """Real contexts of L frames (and the actions taken at them) for dreams to start from."""
+        L = self.model.config.denoiser.context_length
+        long_enough = np.flatnonzero(self.dataset.lengths >= L)
+        ids, starts = self.dataset.sample_positions(size, L, np.random.default_rng(seed),
+                                                    episode_ids=long_enough if long_enough.size else None)
+        seg = self.dataset.get_segments(ids, np.maximum(starts, 0), L)  # whole real contexts: uint8 has no grey
+        return StartBank(np.ascontiguousarray(seg.frames[:, :L]), seg.actions.astype(np.int64))
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to resume: models, optimisers, step counts, RNG states."""
+        return {
+            "model": self.model.state_dict(),
+            "denoiser_opt": optimizer_state(self.denoiser_opt),
+            "rew_end_opt": optimizer_state(self.rew_end_opt),
+            "steps": dict(self.steps),
+            "rng": rng_state(self.rng, self.noise),
+            "config": dataclasses.asdict(self.config),
+            "model_config": self.model.config.to_dict(),
+            "recipe": TRAINING_RECIPE,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Resume from ``state_dict``'s output (same model config)."""
+        if state.get("recipe") != TRAINING_RECIPE:
+            raise ValueError("the saved training state was written by an earlier gym-diamond, which trained "
+                             "with one denoiser target, black padding and other departures from DIAMOND's "
+                             "trainer (its world_model.safetensors still loads as it was): start a new run "
+                             "with another --out")
+        saved = state["model_config"]
+        if saved != json.loads(json.dumps(self.model.config.to_dict())):
+            legacy = "attention_residual" not in saved.get("rew_end", {})
+            hint = ("it was written by gym-diamond 0.1, before the networks matched DIAMOND's (its "
+                    "world_model.safetensors still loads as it was); " if legacy else "")
+            raise ValueError(f"the saved training state is of a different world model config: {hint}"
+                             "start a new run with another --out")
+        for name in RESUME_FIXED:
+            default = getattr(WorldModelTrainingConfig, name)  # states written before the field had its default
+            saved_value, value = state.get("config", {}).get(name, default), getattr(self.config, name)
+            if saved_value != value:
+                flag = "--" + name.replace("_", "-")
+                raise ValueError(f"the saved training state was trained with {name}={saved_value} ({flag}), not "
+                                 f"{value}: resume with {flag} {saved_value}, or start a new run with another --out")
+        self.model.load_state_dict(state["model"])
+        load_optimizer_state(self.denoiser_opt, state["denoiser_opt"])
+        load_optimizer_state(self.rew_end_opt, state["rew_end_opt"])
+        self.steps = dict(state["steps"])
+        restore_rng(state["rng"], self.rng, self.noise)
+
+
+def train_world_model(game: str, data: str | Path, out: str | Path, steps: int, *, model_preset: str = "paper",
+                      device: str | torch.device | None = None, seed: int = 0, save_every: int = 200,
+                      log_every: int = 10, config: WorldModelTrainingConfig | None = None,
+                      progress: bool = True, networks: str = "both") -> Path:
+    """Train (or resume training) for ``steps`` updates of each network; return the exported checkpoint.
+
+    ``networks="rew_end"`` trains the reward/termination model alone (``steps`` then counts its
+    updates; the log is ``losses_rew_end.csv``): a cheap fine-tuning of a trained world model, e.g.
+    with ``termination_oversampling``, that leaves the denoiser as it is. ``networks="denoiser"``
+    trains the denoiser alone (log ``losses_denoiser.csv``): half the cost where only the frames are
+    judged, as in a fidelity A/B, or to train the two networks in two processes.
+    Under torchrun every process runs this; they train data-parallel (``config.batch_size`` each,
+    training.runtime.distributed) and rank 0 writes the state, the log and the checkpoint.
+    With ``config.fidelity_every`` N, rank 0 appends ``fidelity_figures`` on the held-out episodes to
+    ``fidelity.csv`` (columns ``update``, ``seconds``: the evaluation's own time, then the figures) after
+    every N updates and the last, and prints them as one line; a resumed run drops the rows after its
+    saved state and writes each update's row once.
+    """
+    rank = int(os.environ.get("RANK", "0"))  # under torchrun rank 0 writes the run folder; the others read it
+    with FolderLock(out, "world-model training") if rank == 0 else contextlib.nullcontext():
+        return _train_world_model(game, data, out, steps, model_preset=model_preset, device=device, seed=seed,
+                                  save_every=save_every, log_every=log_every, config=config, progress=progress,
+                                  networks=networks)
+
+
+def _train_world_model(game: str, data: str | Path, out: str | Path, steps: int, *, model_preset: str = "paper",
+                      device: str | torch.device | None = None, seed: int = 0, save_every: int = 200,
+                      log_every: int = 10, config: WorldModelTrainingConfig | None = None,
+                      progress: bool = True, networks: str = "both") -> Path:
+    """``train_world_model`` with the run folder already locked."""
+    if networks not in NETWORKS:
+        raise ValueError(f"networks must be one of {NETWORKS}, got {networks!r}")
+    game = game_to_name(game)
+    if model_preset not in MODEL_SIZES:
+        raise ValueError(f"model preset must be one of {sorted(MODEL_SIZES)}, got {model_preset!r}")
+    if steps < 0:
+        raise ValueError(f"steps must be >= 0, got {steps}")
+    dataset = EpisodeDataset(data, game=game)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    distributed, device = init_distributed(device)
+    main_rank = distributed.is_main
+    action_meanings = game_action_meanings(game)
+    torch.manual_seed(seed)
+    model = WorldModel(MODEL_SIZES[model_preset](len(action_meanings))).to(device)
+    # a fixed dataset: DIAMOND ignores its recency weights there (static_dataset.ignore_sample_weights)
+    config = config or WorldModelTrainingConfig(sample_weights=None)
+    trainer = WorldModelTrainer(model, dataset, config, seed=seed, distributed=distributed)
+    state_path = out / "train_state.safetensors"
+    if state_path.exists():
+        trainer.load_state_dict(load_state(state_path))
+    denoiser, rew_end = networks in ("both", "denoiser"), networks in ("both", "rew_end")
+    log = CsvLog(out / ("losses.csv" if networks == "both" else f"losses_{networks}.csv"))
+    counter = "denoiser" if denoiser else "rew_end"
+    start = trainer.steps[counter]
+    every = trainer.config.fidelity_every
+    fidelity_log = CsvLog(out / "fidelity.csv")
+    test_ids = np.zeros(0, np.int64)
+    if every:
+        test_ids = dataset.split(trainer.config.test_fraction, seed=0)[1]
+        if test_ids.size == 0:
+            raise ValueError(f"fidelity logging needs held-out episodes, but test_fraction="
+                             f"{trainer.config.test_fraction} holds none of the {len(dataset)} in {data} out: "
+                             f"collect more episodes")
+    if main_rank:
+        log.drop_after(start)
+        fidelity_log.drop_after(start, key="update")
+    bar = tqdm(total=steps, initial=min(start, steps), desc=f"{networks.replace('_', '/')} {game}",
+               disable=not (progress and main_rank))
+
+    def judge(update: int) -> None:
+        """Append the fidelity row of ``update`` (rank 0)."""
+        t0 = time.perf_counter()
+        row = fidelity_figures(model, dataset, test_ids, samples=trainer.config.fidelity_samples, seed=seed,
+                               events=rew_end, sequence_length=trainer.config.rew_end_sequence_length)
+        seconds = time.perf_counter() - t0
+        fidelity_log.write({"update": update, "seconds": round(seconds, 2), **row})
+        if progress:
+            tqdm.write(fidelity_line(update, seconds, row))
+
+    def fidelity_due(update: int) -> bool:
+        return bool(every) and main_rank and update > 0 and (update % every == 0 or update == steps)
+
+    if fidelity_due(start) and start not in fidelity_log.logged("update"):  # saved before its row was written
+        judge(start)
+    try:
+        for step in range(start, steps):
+            t0 = time.perf_counter()
+            scalars = {**(trainer.denoiser_step() if denoiser else {}), **(trainer.rew_end_step() if rew_end else {})}
+            if main_rank and ((step + 1) % log_every == 0 or step + 1 == steps):
+                log.write({"step": step + 1, **scalars, "seconds": round(time.perf_counter() - t0, 4)})
+                bar.set_postfix({k: f"{v:.4f}" for k, v in scalars.items() if k.endswith("_loss")})
+            if fidelity_due(step + 1):  # before the save: a state is never ahead of its row
+                judge(step + 1)
+            if main_rank and (step + 1) % save_every == 0:
+                save_state(state_path, trainer.state_dict())
+            bar.update(1)
+    finally:
+        bar.close()
+        if main_rank and trainer.steps[counter] > start:  # interrupted or done: keep what was learnt
+            save_state(state_path, trainer.state_dict())
+    checkpoint = out / "world_model.safetensors"
+    if not main_rank:
+        distributed.barrier()  # until rank 0 has written the checkpoint
+        return checkpoint
+    save_checkpoint(checkpoint, model.cpu(), game=game, action_meanings=action_meanings,
+                    start_bank=trainer.start_bank(), provenance={
+                        "denoiser_steps": trainer.steps["denoiser"], "rew_end_steps": trainer.steps["rew_end"],
+                        "dataset_steps": dataset.num_steps, "dataset_episodes": len(dataset), "seed": seed,
+                        "model_preset": model_preset, "processes": distributed.world_size,
+                        "recipe": "DIAMOND's trainer", "autoregressive_steps": trainer.config.autoregressive_steps,
+                        "sample_weights": trainer.config.sample_weights,
+                        "context_noise": trainer.config.context_noise,
+                        "termination_oversampling": trainer.config.termination_oversampling,
+                        "changed_pixel_weight": trainer.config.changed_pixel_weight,
+                        "batch_size": trainer.config.batch_size * distributed.world_size,
+                        "data_collection": read_collection_log(data),
+                        "date": time.strftime("%Y-%m-%d %H:%M:%S")})
+    model.to(device)
+    distributed.barrier()
+    return checkpoint
+
+
