@@ -46,11 +46,22 @@ __all__ = [
     "game_to_name",
     "game_to_rom_id",
     "make_atari_env",
+    "resize_frame",
 ]
 
 FRAME_SIZE = 64
 FRAME_SKIP = 4
 NOOP_MAX = 30
+
+
+def resize_frame(frame: np.ndarray, size: int) -> np.ndarray:
+    """Shrink an RGB uint8 ``(H, W, 3)`` frame to ``(size, size, 3)`` with area interpolation, as DIAMOND.
+
+    Public so that frames of other games (``training.data.any_env``) are made exactly as Atari's are.
+    """
+    import cv2  # here, so that importing gym_diamond does not load OpenCV
+
+    return cv2.resize(frame, (size, size), interpolation=cv2.INTER_AREA)
 
 
 @functools.lru_cache(maxsize=1)
@@ -220,9 +231,7 @@ class AtariEnv(gym.Env):
     def _observe(self) -> np.ndarray:
         """Max-pool the last two screens and shrink them to 64x64 (area interpolation, as DIAMOND)."""
         pooled = np.maximum(self._screens[0], self._screens[1])
-        import cv2  # here, so that importing gym_diamond does not load OpenCV
-
-        self._last_obs = cv2.resize(pooled, (FRAME_SIZE, FRAME_SIZE), interpolation=cv2.INTER_AREA)
+        self._last_obs = resize_frame(pooled, FRAME_SIZE)
         return self._last_obs
 
 

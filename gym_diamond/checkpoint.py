@@ -19,6 +19,7 @@ from safetensors.torch import save_file
 
 from gym_diamond.atomic import replace_atomic
 from gym_diamond.config import WorldModelConfig
+from gym_diamond.games import atari_game_name
 from gym_diamond.integrity import DIGEST_KEY, tensors_digest, verify_tensors
 from gym_diamond.world_model import WorldModel
 
@@ -69,6 +70,9 @@ class StartBank:
 
 @dataclass
 class Checkpoint:
+    """A loaded world model with what it dreams: its game (an Atari game's name, or the Gymnasium id of the
+    environment its data was recorded in), the action names, the start contexts and how it was made."""
+
     world_model: WorldModel
     game: str
     action_meanings: list[str]
@@ -78,6 +82,17 @@ class Checkpoint:
     @property
     def config(self) -> WorldModelConfig:
         return self.world_model.config
+
+    @property
+    def env_id(self) -> str:
+        """The Gymnasium id of the environment it dreams: ``ALE/<Game>-v5`` for an Atari game, else ``game``."""
+        atari = atari_game_name(self.game)
+        return f"ALE/{atari}-v5" if atari is not None else self.game
+
+    @property
+    def frame_size(self) -> int:
+        """The side of the square RGB frames it dreams."""
+        return self.config.denoiser.image_size
 
 
 def _library_versions() -> dict[str, str]:

@@ -7,7 +7,7 @@ have no such id); ``tests`` check it against the installed ale-py, so an upgrade
 
 from __future__ import annotations
 
-__all__ = ["ATARI_GAMES", "normalise_game_name"]
+__all__ = ["ATARI_GAMES", "atari_game_name", "normalise_game_name"]
 
 ATARI_GAMES: tuple[str, ...] = (
     "Adventure", "AirRaid", "Alien", "Amidar", "Assault", "Asterix", "Asteroids", "Atlantis", "Atlantis2",
@@ -33,3 +33,12 @@ def normalise_game_name(name: str) -> str:
     """
     key = name.lower().removeprefix("ale/").removesuffix("-v5")
     return key.replace("_", "").replace("-", "").replace(" ", "")
+
+
+_BY_KEY = {normalise_game_name(game): game for game in ATARI_GAMES}
+
+
+def atari_game_name(name: str) -> str | None:
+    """The CamelCase name of the Atari game ``name`` names ("pong", "ALE/Pong-v5": "Pong"), else None: a world
+    model of another environment (its Gymnasium id) goes through the same code without Atari's extras."""
+    return _BY_KEY.get(normalise_game_name(name))

@@ -83,7 +83,8 @@ def load_dream(game: str | None, checkpoint: str | os.PathLike | None, device: t
     switches (None precision: the device's default, bf16 on a bf16 GPU, else fp32).
     """
     if game is None and checkpoint is None:
-        raise ValueError("give the game (e.g. game='Pong') or a checkpoint path")
+        raise ValueError(f"give the game (e.g. gym.make('{NAMESPACE}/Pong-v0')) or a checkpoint: "
+                         f"gym.make({ANY_DREAM_ID!r}, checkpoint=PATH) opens any world model")
     if denoising_steps is not None:  # before any file is read
         check_denoising_steps(denoising_steps)
     acceleration = Acceleration.default_for(device)
@@ -121,8 +122,18 @@ def warn_failed_gates(path: Path, provenance: dict) -> None:
                   f"path)['provenance']['quality_gates']['failed']", UserWarning, stacklevel=3)
 
 
+ANY_DREAM_ID = f"{NAMESPACE}/Dream-v0"
+"""The id that opens any checkpoint, of an Atari game or of another environment: ``gym.make(ANY_DREAM_ID,
+checkpoint=PATH)``."""
+
+
 def register_envs() -> None:
-    """Register ``DiamondDream/<Game>-v0`` for every game ale-py ships (idempotent; ale-py is not imported)."""
+    """Register ``DiamondDream/<Game>-v0`` for every game ale-py ships and ``DiamondDream/Dream-v0`` for any
+    checkpoint (idempotent; ale-py is not imported)."""
+    if ANY_DREAM_ID not in gym.registry:
+        gym.register(id=ANY_DREAM_ID, entry_point="gym_diamond.envs.dream_env:DreamEnv",
+                     vector_entry_point="gym_diamond.envs.vector:DreamVectorEnv",
+                     max_episode_steps=DEFAULT_MAX_EPISODE_STEPS)
     for game in ATARI_GAMES:
         if env_id(game) in gym.registry:
             continue

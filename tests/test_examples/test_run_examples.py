@@ -73,3 +73,12 @@ def test_dream_vs_real_from_a_checkpoint_and_from_a_run(pong_checkpoint, micro_r
     out = run_example("dream_vs_real.py", "--checkpoint", pong_checkpoint, "--steps", "3", "--follow", "0",
                       "--out", "follow.gif", cwd=tmp_path)
     assert "played by BallFollower" in out and (tmp_path / "follow.gif").exists()
+
+
+def test_minigrid_dream_records_trains_and_opens_a_dream_of_another_environment(tmp_path):
+    pytest.importorskip("minigrid")
+    out = run_example("minigrid_dream.py", "--steps", "120", "--updates", "1", "--model", "tiny", "--out", "run",
+                      "--dream-steps", "3", cwd=tmp_path)
+    assert re.search(r"dream of MiniGrid-Empty-5x5-v0: observation \(64, 64, 3\) uint8, actions \['left', 'right', "
+                     r"'forward', 'pickup', 'drop', 'toggle', 'done'\], reward [+-]\d+ over 3 random steps", out)
+    assert (tmp_path / "run" / "data" / "index.json").is_file()

@@ -11,11 +11,11 @@ from gym_diamond.envs import DreamEnv
 from gym_diamond.registration import find_checkpoint
 
 
-def test_every_ale_game_is_registered():
+def test_every_ale_game_is_registered_and_one_id_for_any_checkpoint():
     from gym_diamond.atari import available_games
 
     ids = {k for k in gym.registry if k.startswith("DiamondDream/")}
-    assert {f"DiamondDream/{g}-v0" for g in available_games()} == ids
+    assert {f"DiamondDream/{g}-v0" for g in available_games()} | {"DiamondDream/Dream-v0"} == ids
     assert "DiamondDream/Pong-v0" in ids and "DiamondDream/Breakout-v0" in ids
 
 

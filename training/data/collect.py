@@ -23,6 +23,7 @@ provenance.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import math
 import time
@@ -35,6 +36,7 @@ import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
 
 from gym_diamond.atari import game_to_name
+from training.data.any_env import OBSERVATIONS, env_action_meanings, make_vector_env
 from training.data.dataset import Episode, EpisodeDataset
 from training.data.policies import RandomAgent
 from training.data.scripted import SCRIPTED_GAMES, BallFollower
@@ -42,8 +44,9 @@ from training.data.vector_atari import make_vector_atari
 from training.runtime.cli import user_errors
 from training.runtime.files import FolderLock, write_json_atomic
 
-__all__ = ["COLLECTION_LOG", "CollectStats", "Collector", "read_collection_log"]
+__all__ = ["COLLECTION_LOG", "FORMATS", "CollectStats", "Collector", "import_object", "read_collection_log"]
 
+FORMATS = ("gym-diamond", "minari")  # where --format writes: ours only, or ours and Minari's
 COLLECTION_LOG = "collection.json"  # in the dataset folder: what played, run by run
 
 
@@ -268,8 +271,13 @@ def main(argv: list[str] | None = None) -> None:
     repeated); ``--append`` collects ``N`` more on purpose. The episodes still running at the end are
     stored cut (``truncated``), so every collected transition counts.
     """
-    parser = argparse.ArgumentParser(description="Collect episodes of a real Atari game into a dataset.")
-    parser.add_argument("--game", required=True, help='e.g. "Breakout"')
+    parser = argparse.ArgumentParser(description="Collect episodes of a real Atari game, or of any Gymnasium "
+                                                 "environment with image observations, into a dataset.")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--game", help='an Atari game, played with DIAMOND\'s protocol, e.g. "Breakout"')
+    source.add_argument("--env-id", help="any registered Gymnasium environment with RGB image observations (or "
+                                         "renders) and discrete actions; 'module:Id' imports the module first, e.g. "
+                                         "minigrid:MiniGrid-Empty-5x5-v0")
     parser.add_argument("--out", required=True, help="dataset folder (created, or completed)")
     parser.add_argument("--steps", type=int, required=True,
                         help="transitions the dataset should hold (re-running the command completes it)")
@@ -277,26 +285,64 @@ def main(argv: list[str] | None = None) -> None:
                         help="collect --steps more transitions on top of what the dataset already holds")
     parser.add_argument("--num-envs", type=int, default=1, help="games played in parallel")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--no-life-loss", action="store_true", help="end episodes at game over, not at life losses")
+    parser.add_argument("--no-life-loss", action="store_true",
+                        help="Atari: end episodes at game over, not at life losses")
     parser.add_argument("--policy", choices=["random", "follow"], default="random",
                         help=f"random actions, or a scripted ball follower ({', '.join(SCRIPTED_GAMES)})")
     parser.add_argument("--epsilon", type=float, default=0.25,
                         help="with --policy follow: chance of a uniform random action at each step")
+    parser.add_argument("--observation", choices=OBSERVATIONS, default="auto",
+                        help="--env-id: frames from the observation (an RGB image, or a Dict's 'image' entry) or "
+                             "from render() (rgb_array)")
+    parser.add_argument("--wrapper", action="append", default=[], metavar="MODULE:CLASS",
+                        help="--env-id: a wrapper applied before the frames are read (repeatable), e.g. "
+                             "minigrid.wrappers:RGBImgObsWrapper")
+    parser.add_argument("--format", choices=FORMATS, default="gym-diamond",
+                        help="minari: also write the whole dataset in Minari's format, to OUT/minari (or to "
+                             "--minari-id under Minari's datasets folder); the collection itself resumes from OUT")
+    parser.add_argument("--minari-id", default=None, help="with --format minari: a Minari dataset id to write")
     args = parser.parse_args(argv)
     if args.steps < 0:
         parser.error(f"--steps must be >= 0, got {args.steps}")
     if not 0 <= args.epsilon <= 1:
         parser.error(f"--epsilon must be in [0, 1], got {args.epsilon}")
-    game = game_to_name(args.game)
-    if args.policy == "follow" and game not in SCRIPTED_GAMES:
-        parser.error(f"--policy follow plays {', '.join(SCRIPTED_GAMES)} only, not {game}")
+    if args.env_id is not None:
+        if args.policy != "random":
+            parser.error("--policy follow plays Atari games (--game) only")
+        game = args.env_id.split(":", 1)[-1]  # the id without the module that registers it
+    else:
+        if args.observation != "auto" or args.wrapper:
+            parser.error("--observation and --wrapper apply to --env-id environments, not Atari games")
+        game = game_to_name(args.game)
+        if args.policy == "follow" and game not in SCRIPTED_GAMES:
+            parser.error(f"--policy follow plays {', '.join(SCRIPTED_GAMES)} only, not {game}")
     with FolderLock(args.out, "collection"):
         _collect_into(args, game)
+    if args.format == "minari":
+        from training.data.minari_format import to_minari
 
+        target = args.minari_id or Path(args.out) / "minari"
+        print(f"Minari dataset: {to_minari(EpisodeDataset(args.out), target)}")
+
+
+def import_object(spec: str) -> Any:
+    """``MODULE:NAME`` -> the object (a wrapper class named on a command line)."""
+    module, sep, name = spec.partition(":")
+    if not sep or not module or not name:
+        raise ValueError(f"expected MODULE:NAME, e.g. minigrid.wrappers:RGBImgObsWrapper, got {spec!r}")
+    try:
+        found = importlib.import_module(module)
+    except ModuleNotFoundError as e:
+        raise ValueError(f"cannot import {module!r} for {spec!r}: {e}") from None
+    if not hasattr(found, name):
+        raise ValueError(f"{module} has no {name!r}")
+    return getattr(found, name)
 
 def _collect_into(args: argparse.Namespace, game: str) -> None:
     """The command's work, its dataset folder locked."""
-    dataset = EpisodeDataset(args.out, game=game)
+    wrappers = [import_object(spec) for spec in args.wrapper]
+    meanings = env_action_meanings(args.env_id) if args.env_id is not None else None
+    dataset = EpisodeDataset(args.out, game=game, action_meanings=meanings)
     have = dataset.num_steps
     missing = args.steps if args.append else args.steps - have
     if missing <= 0:
@@ -306,7 +352,10 @@ def _collect_into(args: argparse.Namespace, game: str) -> None:
     if have and not args.append:
         print(f"{args.out} holds {have} of {args.steps} transitions: collecting the {missing} missing")
     seed = args.seed + have  # more data plays new games, not the same ones again
-    env = make_vector_atari(game, args.num_envs, done_on_life_loss=not args.no_life_loss, seed=seed)
+    if args.env_id is not None:
+        env = make_vector_env(args.env_id, args.num_envs, observation=args.observation, seed=seed, wrappers=wrappers)
+    else:
+        env = make_vector_atari(game, args.num_envs, done_on_life_loss=not args.no_life_loss, seed=seed)
     num_actions = env.single_action_space.n
     if args.policy == "follow":
         follower = BallFollower(game, num_actions, epsilon=args.epsilon, seed=seed)
@@ -317,8 +366,9 @@ def _collect_into(args: argparse.Namespace, game: str) -> None:
     stats = collector.collect(missing)
     collector.flush(max_steps=have + missing - dataset.num_steps)  # exactly --steps, whatever --num-envs
     env.close()
-    _log_collection(args.out, {**described, "steps": dataset.num_steps - have, "seed": seed,
-                               "life_loss_ends_episodes": not args.no_life_loss,
+    source = ({"env_id": args.env_id, "observation": args.observation, "wrappers": args.wrapper}
+              if args.env_id is not None else {"life_loss_ends_episodes": not args.no_life_loss})
+    _log_collection(args.out, {**described, "steps": dataset.num_steps - have, "seed": seed, **source,
                                "date": time.strftime("%Y-%m-%d %H:%M:%S")})
     print(f"{stats.steps} steps, {stats.episodes_finished} episodes (mean return {stats.mean_return:.2f}), "
           f"{stats.steps_per_second:.0f} steps/s; dataset: {len(dataset)} episodes, {dataset.num_steps} steps")

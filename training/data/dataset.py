@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 
 from gym_diamond.atomic import write_atomic
-from gym_diamond.games import normalise_game_name
+from gym_diamond.games import atari_game_name, normalise_game_name
 
-__all__ = ["Episode", "EpisodeDataset", "Segment"]
+__all__ = ["Episode", "EpisodeDataset", "Segment", "environment_actions"]
 
 FORMAT_VERSION = 1
 DIAMOND_SAMPLE_WEIGHTS = (0.1, 0.1, 0.1, 0.7)  # DIAMOND's config/trainer.yaml: 4 recency groups, newest last
@@ -144,7 +144,7 @@ class EpisodeDataset:
     """
 
     def __init__(self, root: str | os.PathLike[str], game: str | None = None, *, cache_bytes: int = 2 << 30,
-                 compress: bool = True) -> None:
+                 compress: bool = True, action_meanings: list[str] | None = None) -> None:
         self.root = Path(root)
         self.cache_bytes = int(cache_bytes)
         self.compress = compress
@@ -156,6 +156,8 @@ class EpisodeDataset:
         self._returns: list[float] = []
         self.frame_shape: tuple[int, ...] | None = None
         self.game = game
+        # the environment's action names, for environments other than Atari games (whose names ale-py knows)
+        self.action_meanings: list[str] | None = list(action_meanings) if action_meanings is not None else None
         index_path = self.root / "index.json"
         if index_path.exists():
             try:
@@ -171,6 +173,12 @@ class EpisodeDataset:
                 raise ValueError(f"the dataset at {self.root} holds {stored_game!r} episodes, not {game!r}")
             self.game = stored_game if stored_game is not None else game
             self.frame_shape = tuple(index["frame_shape"]) if index.get("frame_shape") else None
+            stored_meanings = index.get("action_meanings")
+            if stored_meanings is not None and action_meanings is not None and list(action_meanings) != stored_meanings:
+                raise ValueError(f"the dataset at {self.root} has the actions {stored_meanings}, not "
+                                 f"{list(action_meanings)}")
+            if stored_meanings is not None:
+                self.action_meanings = list(stored_meanings)
             for entry in episodes:
                 self._files.append(entry["file"])
                 self._lengths.append(int(entry["length"]))
@@ -184,7 +192,8 @@ class EpisodeDataset:
         episode is stored again, longer, under its id (training.data.collect), or a rollback dropped it.
         """
         lengths, cache, cached_bytes, ends = self._lengths, self._cache, self._cached_bytes, self._ends
-        self.__init__(self.root, self.game, cache_bytes=self.cache_bytes, compress=self.compress)
+        self.__init__(self.root, self.game, cache_bytes=self.cache_bytes, compress=self.compress,
+                      action_meanings=self.action_meanings)
         self._cache, self._cached_bytes, self._ends = cache, cached_bytes, ends[:len(self)]
         changed = [i for i, n in enumerate(lengths) if i >= len(self) or self._lengths[i] != n]
         if changed:
@@ -239,6 +248,7 @@ class EpisodeDataset:
             "format": FORMAT_VERSION,
             "game": self.game,
             "frame_shape": list(self.frame_shape) if self.frame_shape else None,
+            **({"action_meanings": self.action_meanings} if self.action_meanings is not None else {}),
             "num_steps": self.num_steps,
             "episodes": [{"file": f, "length": n, "return": r}
                          for f, n, r in zip(self._files, self._lengths, self._returns, strict=True)],
@@ -470,3 +480,25 @@ class EpisodeDataset:
         for array in out.values():
             array[~mask] = 0
         return Segment(frames=frames, mask=mask, frame_mask=frame_ok, episode_ids=episode_ids, starts=starts, **out)
+
+
+def environment_actions(dataset: EpisodeDataset) -> tuple[str, list[str]]:
+    """The name a world model of ``dataset`` carries and its action names: an Atari game's (from ale-py), or the
+    Gymnasium id the episodes were recorded in with the action names the dataset stores."""
+    if dataset.game is None:
+        raise ValueError(f"the dataset at {dataset.root} does not say which game or environment it holds: name it "
+                         f"(--game)")
+    atari = atari_game_name(dataset.game)
+    if dataset.action_meanings is not None:
+        return (atari or dataset.game), list(dataset.action_meanings)
+    if atari is None:
+        from gym_diamond.atari import game_to_name
+
+        try:
+            game_to_name(dataset.game)  # the Atari lookup's error suggests close names
+        except ValueError as e:
+            raise ValueError(f"{e}; and the dataset at {dataset.root} records no action names, as one collected "
+                             f"from another environment does (python -m training.data.collect --env-id ID)") from None
+    from gym_diamond.atari import game_action_meanings
+
+    return atari, game_action_meanings(atari)

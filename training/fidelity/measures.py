@@ -31,6 +31,7 @@ import torch
 
 from gym_diamond import WorldModel, to_model_frames, to_uint8_frames
 from gym_diamond.atari import game_to_name
+from gym_diamond.games import atari_game_name
 from training.data.dataset import EpisodeDataset
 from training.data.objects import OBJECT_GAMES, find_boxers, find_objects, object_game
 
@@ -133,9 +134,10 @@ Located = tuple[np.ndarray, np.ndarray]  # visible (n,) bool, xy (n, 2) float (N
 
 
 def game_objects(game: str) -> tuple[str, ...]:
-    """The objects whose agreement is measured in ``game`` (empty for a game without a detector): the ball and the
-    player's paddle in Pong and Breakout, the two boxers in Boxing (``training.data.objects``)."""
-    name = game_to_name(game)
+    """The objects whose agreement is measured in ``game`` (empty for a game without a detector, and for environments
+    other than Atari games): the ball and the player's paddle in Pong and Breakout, the two boxers in Boxing
+    (``training.data.objects``)."""
+    name = atari_game_name(game)
     if name == "Boxing":
         return ("player", "opponent")
     return ("ball", "paddle") if name in OBJECT_GAMES else ()

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from gym_diamond.config import MODEL_SIZES
+from training.data.minari_format import local_episodes
 from training.runtime.cli import add_device_argument, add_speed_arguments, user_errors
 from training.runtime.distributed import init_distributed
 from training.world_model.trainer import WorldModelTrainingConfig, train_world_model
@@ -15,8 +17,12 @@ DEFAULTS = WorldModelTrainingConfig()  # the command's defaults are the trainer'
 @user_errors
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Train a DIAMOND world model on a dataset of real episodes.")
-    parser.add_argument("--game", required=True, help="Atari game, e.g. Pong")
-    parser.add_argument("--data", required=True, help="dataset folder (python -m training.data.collect)")
+    parser.add_argument("--game", default=None,
+                        help="Atari game, e.g. Pong, or the Gymnasium id the data was recorded in (default: the "
+                             "dataset's)")
+    parser.add_argument("--data", required=True,
+                        help="dataset folder (python -m training.data.collect), or a local Minari dataset (its id or "
+                             "folder; converted once into OUT/data)")
     parser.add_argument("--out", required=True, help="run folder: training state, losses.csv, checkpoint")
     parser.add_argument("--steps", type=int, required=True, help="updates of each network (total, not more)")
     parser.add_argument("--model", choices=sorted(MODEL_SIZES), default="paper", help="model size")
@@ -74,7 +80,8 @@ def main(argv: list[str] | None = None) -> None:
                                       termination_oversampling=args.termination_oversampling,
                                       changed_pixel_weight=args.changed_pixel_weight,
                                       fidelity_every=args.fidelity_every, fidelity_samples=args.fidelity_samples)
-    path = train_world_model(args.game, args.data, args.out, args.steps, model_preset=args.model, device=args.device,
+    data = local_episodes(args.data, Path(args.out) / "data")
+    path = train_world_model(args.game, data, args.out, args.steps, model_preset=args.model, device=args.device,
                              seed=args.seed, save_every=args.save_every, config=config,
                              networks="rew_end" if args.only_rew_end else "denoiser" if args.only_denoiser else "both")
     distributed, _ = init_distributed(args.device)

@@ -35,12 +35,17 @@ from tqdm import tqdm
 
 from gym_diamond import StartBank, WorldModel, save_checkpoint, to_model_frames
 from gym_diamond.acceleration import Acceleration
-from gym_diamond.atari import game_action_meanings, game_to_name
 from gym_diamond.config import MODEL_SIZES
 from gym_diamond.cpu_memory import keep_freed_memory
 from gym_diamond.diffusion import TrainingNoise
 from training.data.collect import read_collection_log
-from training.data.dataset import DIAMOND_SAMPLE_WEIGHTS, EpisodeDataset, Segment, check_sample_weights
+from training.data.dataset import (
+    DIAMOND_SAMPLE_WEIGHTS,
+    EpisodeDataset,
+    Segment,
+    check_sample_weights,
+    environment_actions,
+)
 from training.fidelity.figures import fidelity_figures, fidelity_line
 from training.runtime.csv_log import CsvLog
 from training.runtime.distributed import Distributed, init_distributed
@@ -370,7 +375,7 @@ class WorldModelTrainer:
         restore_rng(state["rng"], self.rng, self.noise)
 
 
-def train_world_model(game: str, data: str | Path, out: str | Path, steps: int, *, model_preset: str = "paper",
+def train_world_model(game: str | None, data: str | Path, out: str | Path, steps: int, *, model_preset: str = "paper",
                       device: str | torch.device | None = None, seed: int = 0, save_every: int = 200,
                       log_every: int = 10, config: WorldModelTrainingConfig | None = None,
                       progress: bool = True, networks: str = "both") -> Path:
@@ -395,24 +400,23 @@ def train_world_model(game: str, data: str | Path, out: str | Path, steps: int, 
                                   networks=networks)
 
 
-def _train_world_model(game: str, data: str | Path, out: str | Path, steps: int, *, model_preset: str = "paper",
+def _train_world_model(game: str | None, data: str | Path, out: str | Path, steps: int, *, model_preset: str = "paper",
                       device: str | torch.device | None = None, seed: int = 0, save_every: int = 200,
                       log_every: int = 10, config: WorldModelTrainingConfig | None = None,
                       progress: bool = True, networks: str = "both") -> Path:
     """``train_world_model`` with the run folder already locked."""
     if networks not in NETWORKS:
         raise ValueError(f"networks must be one of {NETWORKS}, got {networks!r}")
-    game = game_to_name(game)
     if model_preset not in MODEL_SIZES:
         raise ValueError(f"model preset must be one of {sorted(MODEL_SIZES)}, got {model_preset!r}")
     if steps < 0:
         raise ValueError(f"steps must be >= 0, got {steps}")
     dataset = EpisodeDataset(data, game=game)
+    game, action_meanings = environment_actions(dataset)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     distributed, device = init_distributed(device)
     main_rank = distributed.is_main
-    action_meanings = game_action_meanings(game)
     torch.manual_seed(seed)
     model = WorldModel(MODEL_SIZES[model_preset](len(action_meanings))).to(device)
     # a fixed dataset: DIAMOND ignores its recency weights there (static_dataset.ignore_sample_weights)
