@@ -81,11 +81,11 @@ def test_pooled_psnr_counts_an_exact_repeat_as_zero_error_not_100_db():
     assert pooled_psnr(guess, real) == pytest.approx(10 * math.log10(4 / 2e-4), abs=1e-3)  # 43 dB
 
 
-def test_ppo_real_baseline_trains_in_the_real_game_and_compares_with_random(tmp_path):
-    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "ppo_real_baseline.py"), "--game", "Pong",
+def test_ppo_real_trains_in_the_real_game_and_compares_with_random(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "training.ppo_real", "--game", "Pong",
                            "--steps", "64", "--out", str(tmp_path / "ppo"), "--algo-kwargs",
                            '{"n_steps": 32, "batch_size": 32, "n_epochs": 1}', "--num-envs", "2", "--frame-stack", "2",
-                           "--episodes", "1", "--max-steps", "100"], cwd=ROOT / "benchmarks",
+                           "--episodes", "1", "--max-steps", "100"], cwd=ROOT,
                           env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.splitlines()[-1])

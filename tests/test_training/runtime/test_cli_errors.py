@@ -15,6 +15,7 @@ COMMANDS = {  # module under training: a bad argument for it (a game that does n
     "diamond.exporter": ["--checkpoint", "{tmp}/missing.safetensors", "--out", "{tmp}/x.pt"],
     "ship": ["--checkpoint", "{tmp}/missing.safetensors", "--out", "{tmp}/shipped.safetensors"],
     "runtime.report": ["{tmp}/no-run"],
+    "ppo_real": ["--game", "NoSuchGame", "--steps", "1", "--out", "{tmp}/ppo"],
     "fidelity.__main__": ["--checkpoint", "{tmp}/missing.safetensors", "--data", "{tmp}/data"],
     "agents.dream_actor_critic": ["--checkpoint", "{tmp}/missing.safetensors", "--data", "{tmp}/data", "--out",
                                   "{tmp}/ac", "--updates", "1"],

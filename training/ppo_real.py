@@ -1,6 +1,6 @@
-"""The transfer gate's control: PPO with the same budget trained in the real game instead of a dream.
+"""``python -m training.ppo_real``: the transfer gate's control, PPO with the same budget trained in the real game.
 
-    python benchmarks/ppo_real_baseline.py --game Pong --steps 143360 --out runs/pong-ppo-real \
+    python -m training.ppo_real --game Pong --steps 143360 --out runs/pong-ppo-real \
         --algo-kwargs '{"n_steps": 128, "batch_size": 256, "n_epochs": 4}' --num-envs 16 --frame-stack 4
 
 If PPO trained on real frames for as many steps does not beat a random agent either, the gate asks
@@ -21,10 +21,13 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecFrameStack
 from gym_diamond.atari import game_to_name, make_atari_env
 from training.agents.sb3 import save_policy_safetensors
 from training.gates import against_random
+from training.runtime.cli import user_errors
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+@user_errors
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="PPO trained in the real game instead of a dream: the transfer "
+                                                 "gate's control.")
     parser.add_argument("--game", required=True)
     parser.add_argument("--steps", type=int, required=True, help="PPO env steps in the real game")
     parser.add_argument("--out", required=True, help="folder for the PPO model")
@@ -34,7 +37,7 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=20)
     parser.add_argument("--max-steps", type=int, default=27_000)
     parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     game = game_to_name(args.game)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
