@@ -175,3 +175,18 @@ def test_the_action_names_of_another_environment_go_both_ways(tmp_path):
     back = from_minari(path, tmp_path / "back")
     assert back.action_meanings == names and back.game == "MiniGrid-Empty-5x5-v0"
     assert_same_dataset(ours, back)
+
+
+def test_training_reads_a_minari_dataset_by_id_or_folder_and_our_own_as_it_is(ours, tmp_path, monkeypatch):
+    from training.data.minari_format import is_minari_dataset, local_episodes
+
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari-root"))
+    folder = to_minari(ours, tmp_path / "as-folder", num_actions=5)
+    to_minari(ours, "diamond/breakout-v1", num_actions=5)
+    assert is_minari_dataset(folder) and is_minari_dataset("diamond/breakout-v1")
+    assert not is_minari_dataset(ours.root) and not is_minari_dataset("diamond/absent-v0")
+    assert local_episodes(ours.root, tmp_path / "unused") == ours.root  # ours: read in place, nothing converted
+    for source, converted in ((folder, tmp_path / "c1"), ("diamond/breakout-v1", tmp_path / "c2")):
+        assert local_episodes(source, converted) == converted
+        assert_same_dataset(ours, EpisodeDataset(converted))
+        assert local_episodes(source, converted) == converted  # a resumed run reuses the conversion
