@@ -35,9 +35,11 @@ from tqdm import tqdm
 
 from gym_diamond import StartBank, WorldModel, save_checkpoint, to_model_frames
 from gym_diamond.acceleration import Acceleration
+from gym_diamond.atari import game_to_name
 from gym_diamond.config import MODEL_SIZES
 from gym_diamond.cpu_memory import keep_freed_memory
 from gym_diamond.diffusion import TrainingNoise
+from gym_diamond.games import atari_game_name
 from training.data.collect import read_collection_log
 from training.data.dataset import (
     DIAMOND_SAMPLE_WEIGHTS,
@@ -411,7 +413,12 @@ def _train_world_model(game: str | None, data: str | Path, out: str | Path, step
         raise ValueError(f"model preset must be one of {sorted(MODEL_SIZES)}, got {model_preset!r}")
     if steps < 0:
         raise ValueError(f"steps must be >= 0, got {steps}")
-    dataset = EpisodeDataset(data, game=game)
+    try:
+        dataset = EpisodeDataset(data, game=game)
+    except ValueError:
+        if game is not None and atari_game_name(game) is None:
+            game_to_name(game)  # a misspelt Atari game: its error names the close ones
+        raise
     game, action_meanings = environment_actions(dataset)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
