@@ -23,7 +23,6 @@ provenance.
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import math
 import time
@@ -41,10 +40,10 @@ from training.data.dataset import Episode, EpisodeDataset
 from training.data.policies import RandomAgent
 from training.data.scripted import SCRIPTED_GAMES, BallFollower
 from training.data.vector_atari import make_vector_atari
-from training.runtime.cli import user_errors
+from training.runtime.cli import import_object, user_errors
 from training.runtime.files import FolderLock, write_json_atomic
 
-__all__ = ["COLLECTION_LOG", "FORMATS", "CollectStats", "Collector", "import_object", "read_collection_log"]
+__all__ = ["COLLECTION_LOG", "FORMATS", "CollectStats", "Collector", "read_collection_log"]
 
 FORMATS = ("gym-diamond", "minari")  # where --format writes: ours only, or ours and Minari's
 COLLECTION_LOG = "collection.json"  # in the dataset folder: what played, run by run
@@ -324,19 +323,6 @@ def main(argv: list[str] | None = None) -> None:
         target = args.minari_id or Path(args.out) / "minari"
         print(f"Minari dataset: {to_minari(EpisodeDataset(args.out), target)}")
 
-
-def import_object(spec: str) -> Any:
-    """``MODULE:NAME`` -> the object (a wrapper class named on a command line)."""
-    module, sep, name = spec.partition(":")
-    if not sep or not module or not name:
-        raise ValueError(f"expected MODULE:NAME, e.g. minigrid.wrappers:RGBImgObsWrapper, got {spec!r}")
-    try:
-        found = importlib.import_module(module)
-    except ModuleNotFoundError as e:
-        raise ValueError(f"cannot import {module!r} for {spec!r}: {e}") from None
-    if not hasattr(found, name):
-        raise ValueError(f"{module} has no {name!r}")
-    return getattr(found, name)
 
 def _collect_into(args: argparse.Namespace, game: str) -> None:
     """The command's work, its dataset folder locked."""

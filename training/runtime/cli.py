@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import argparse
 import functools
+import importlib
 import os
 import sys
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from gym_diamond.acceleration import PRECISIONS
 from training.runtime.files import FolderInUseError
@@ -54,3 +55,17 @@ def add_speed_arguments(parser: argparse.ArgumentParser) -> None:
 def add_device_argument(parser: argparse.ArgumentParser) -> None:
     """``--device``, the same in every command: CUDA when this machine has it, else the CPU."""
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if available, else cpu)")
+
+
+def import_object(spec: str) -> Any:
+    """``MODULE:NAME`` -> the object (a wrapper class named on a command line)."""
+    module, sep, name = spec.partition(":")
+    if not sep or not module or not name:
+        raise ValueError(f"expected MODULE:NAME, e.g. minigrid.wrappers:RGBImgObsWrapper, got {spec!r}")
+    try:
+        found = importlib.import_module(module)
+    except ModuleNotFoundError as e:
+        raise ValueError(f"cannot import {module!r} for {spec!r}: {e}") from None
+    if not hasattr(found, name):
+        raise ValueError(f"{module} has no {name!r}")
+    return getattr(found, name)
