@@ -151,6 +151,7 @@ class EpisodeDataset:
         self._cache: OrderedDict[int, Episode] = OrderedDict()
         self._cached_bytes = 0
         self._ends: list[bool] = []  # whether episode i terminated, read lazily by terminated_episodes
+        self._rewarded: list[np.ndarray] = []  # episode i's rewarded steps, read lazily by rewarded_steps
         self._files: list[str] = []
         self._lengths: list[int] = []
         self._returns: list[float] = []
@@ -192,9 +193,11 @@ class EpisodeDataset:
         episode is stored again, longer, under its id (training.data.collect), or a rollback dropped it.
         """
         lengths, cache, cached_bytes, ends = self._lengths, self._cache, self._cached_bytes, self._ends
+        rewarded = self._rewarded
         self.__init__(self.root, self.game, cache_bytes=self.cache_bytes, compress=self.compress,
                       action_meanings=self.action_meanings)
         self._cache, self._cached_bytes, self._ends = cache, cached_bytes, ends[:len(self)]
+        self._rewarded = rewarded[:len(self)]
         changed = [i for i, n in enumerate(lengths) if i >= len(self) or self._lengths[i] != n]
         if changed:
             self._forget(range(changed[0], len(lengths)))
@@ -271,8 +274,9 @@ class EpisodeDataset:
         return len(dropped)
 
     def _forget(self, ids: range) -> None:
-        """Drop what is cached of episodes ``ids`` (consecutive, to the end): copies and termination flags."""
+        """Drop what is cached of episodes ``ids`` (consecutive, to the end): copies, termination flags, rewards."""
         del self._ends[ids.start:]
+        del self._rewarded[ids.start:]
         for i in ids:
             old = self._cache.pop(i, None)
             if old is not None:
@@ -403,6 +407,34 @@ class EpisodeDataset:
             raise ValueError(f"no episode of the dataset at {self.root} terminated: nothing to oversample")
         chosen = rng.choice(ended, size=batch_size)
         return chosen, self.lengths[chosen] - 1 - rng.integers(0, num_frames - 1, batch_size)
+
+    def rewarded_steps(self, episode_ids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The rewarded transitions (nonzero reward) of ``episode_ids`` (default all): (episode ids, steps).
+
+        Reads only each file's small ``rewards`` array, once per episode.
+        """
+        for i in range(len(self._rewarded), len(self)):
+            with np.load(self.root / self._files[i], allow_pickle=False) as data:
+                self._rewarded.append(np.flatnonzero(data["rewards"]))
+        ids = np.arange(len(self)) if episode_ids is None else np.sort(np.asarray(episode_ids, dtype=np.int64))
+        steps = [self._rewarded[i] for i in ids]
+        episodes = np.repeat(ids, [len(s) for s in steps]) if ids.size else ids
+        return episodes.astype(np.int64), (np.concatenate(steps) if steps else np.zeros(0)).astype(np.int64)
+
+    def sample_reward_positions(self, batch_size: int, num_frames: int, rng: np.random.Generator, *,
+                                episode_ids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Like ``sample_ending_positions``, but every segment holds a rewarded transition.
+
+        The transition is drawn uniformly among the rewarded ones of ``episode_ids``, and sits at a uniform
+        position among the segment's ``num_frames - 1`` transitions (the segment may run past either end).
+        """
+        if batch_size < 1 or num_frames < 2:
+            raise ValueError(f"batch_size must be >= 1 and num_frames >= 2, got {batch_size} and {num_frames}")
+        episodes, steps = self.rewarded_steps(episode_ids)
+        if episodes.size == 0:
+            raise ValueError(f"no transition of the dataset at {self.root} is rewarded: nothing to oversample")
+        chosen = rng.integers(0, episodes.size, batch_size)
+        return episodes[chosen], steps[chosen] - rng.integers(0, num_frames - 1, batch_size)
 
     def sample_positions(self, batch_size: int, num_frames: int, rng: np.random.Generator, *,
                          episode_ids: np.ndarray | None = None, sample_weights: tuple[float, ...] | None = None,

@@ -50,6 +50,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--termination-oversampling", type=float, default=DEFAULTS.termination_oversampling,
                         help="fraction of each reward/termination batch cut around a real termination (0, the "
                              "default: DIAMOND's uniform sampling)")
+    parser.add_argument("--reward-oversampling", type=float, default=DEFAULTS.reward_oversampling,
+                        help="fraction of each reward/termination batch cut around a rewarded transition, for games "
+                             "whose rewards are rare (0, the default: DIAMOND's uniform sampling)")
     parser.add_argument("--changed-pixel-weight", type=float, default=DEFAULTS.changed_pixel_weight,
                         help="weight the denoiser's squared error by 1 + W on the pixels that change from the frame "
                              "before (dilated by a pixel), normalised to a mean weight of 1 per frame: against "
@@ -78,6 +81,7 @@ def main(argv: list[str] | None = None) -> None:
                                       test_fraction=args.test_fraction, precision=args.precision or "fp32",
                                       compile=args.compile, context_noise=args.context_noise,
                                       termination_oversampling=args.termination_oversampling,
+                                      reward_oversampling=args.reward_oversampling,
                                       changed_pixel_weight=args.changed_pixel_weight,
                                       fidelity_every=args.fidelity_every, fidelity_samples=args.fidelity_samples)
     data = local_episodes(args.data, Path(args.out) / "data")

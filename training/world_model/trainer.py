@@ -99,6 +99,10 @@ class WorldModelTrainingConfig:
     # three holds one): this fraction of each batch's sequences is cut around the end of a terminated
     # episode instead, so the termination head sees more of them. 0: DIAMOND's sampling
     termination_oversampling: float = 0.0
+    # Rewards can be as rare (Boxing: 3% of transitions): this fraction of each batch's sequences is cut around a
+    # rewarded transition instead, so the reward head sees more of them at a CPU's few thousand updates where
+    # DIAMOND runs hundreds of thousands. 0: DIAMOND's sampling
+    reward_oversampling: float = 0.0
     # Off (0) for DIAMOND-exact training: the denoiser's squared error on each target is weighted per pixel
     # by 1 + W where the target differs from the frame before it (dilated by a pixel: the moving ball and
     # its neighbourhood), normalised to a mean weight of 1 per frame (changed_pixel_weights). Against
@@ -128,6 +132,10 @@ class WorldModelTrainingConfig:
         if not 0 <= self.termination_oversampling < 1:
             raise ValueError(f"WorldModelTrainingConfig.termination_oversampling={self.termination_oversampling} is "
                              f"invalid: expected a fraction in [0, 1)")
+        if not (0 <= self.reward_oversampling < 1 and self.termination_oversampling + self.reward_oversampling < 1):
+            raise ValueError(f"WorldModelTrainingConfig.reward_oversampling={self.reward_oversampling} is invalid: "
+                             f"expected a fraction in [0, 1) that leaves room for uniform sequences beside "
+                             f"termination_oversampling={self.termination_oversampling}")
         if self.changed_pixel_weight < 0:
             raise ValueError(f"WorldModelTrainingConfig.changed_pixel_weight={self.changed_pixel_weight} is "
                              f"invalid: expected >= 0 (0: DIAMOND's loss)")
@@ -314,6 +322,10 @@ class WorldModelTrainer:
         if endings:  # drawn for the global batch, the same on every rank
             ids[:endings], starts[:endings] = self.dataset.sample_ending_positions(
                 endings, F, self.rng, episode_ids=self.train_episode_ids())
+        rewarded = round(self.config.reward_oversampling * len(ids))
+        if rewarded:
+            ids[endings:endings + rewarded], starts[endings:endings + rewarded] = \
+                self.dataset.sample_reward_positions(rewarded, F, self.rng, episode_ids=self.train_episode_ids())
         segment = self.dataset.get_segments(ids[rows], starts[rows], S, pad_unterminated_end=True)
         t = segment_tensors(segment, self.device)
         share = self.dataset.real_steps(ids[rows], starts[rows], S) * self.distributed.world_size / \
@@ -495,6 +507,7 @@ def _train_world_model(game: str | None, data: str | Path, out: str | Path, step
                         "sample_weights": trainer.config.sample_weights,
                         "context_noise": trainer.config.context_noise,
                         "termination_oversampling": trainer.config.termination_oversampling,
+                        "reward_oversampling": trainer.config.reward_oversampling,
                         "changed_pixel_weight": trainer.config.changed_pixel_weight,
                         "batch_size": trainer.config.batch_size * distributed.world_size,
                         "data_collection": read_collection_log(data),

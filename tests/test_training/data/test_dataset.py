@@ -282,3 +282,24 @@ def test_ending_positions_hold_the_termination_of_terminated_episodes_only(tmp_p
     ds.truncate(1)
     ds.append(make_episode(5, base=90, end=False))
     np.testing.assert_array_equal(ds.terminated_episodes(), [0])  # what truncate dropped is read again
+
+
+def test_reward_positions_hold_a_rewarded_transition(tmp_path):
+    ds = EpisodeDataset(tmp_path)
+    rewarded = {0: [4, 20], 1: [], 2: [7]}
+    for i, T in enumerate((30, 25, 12)):
+        episode = make_episode(T, base=1 + 40 * i)
+        episode.rewards[:] = 0
+        episode.rewards[rewarded[i]] = [1.0, -1.0][: len(rewarded[i])]
+        ds.append(episode)
+    episodes, steps = ds.rewarded_steps()
+    assert list(zip(episodes.tolist(), steps.tolist(), strict=True)) == [(0, 4), (0, 20), (2, 7)]
+    ids, starts = ds.sample_reward_positions(600, 19, np.random.default_rng(0))
+    seg = ds.get_segments(ids, starts, 18, pad_unterminated_end=True)
+    assert (np.abs(seg.rewards).sum(1) >= 1).all()  # every segment holds a rewarded transition ...
+    positions = {(s - start) for i, start in zip(ids, starts, strict=True) for s in rewarded[i]
+                 if 0 <= s - start < 18}
+    assert positions == set(range(18))  # ... at every position of the segment's transitions
+    assert set(ds.sample_reward_positions(50, 19, np.random.default_rng(1), episode_ids=[1, 2])[0].tolist()) == {2}
+    with pytest.raises(ValueError, match="no transition .* is rewarded"):
+        ds.sample_reward_positions(4, 19, np.random.default_rng(0), episode_ids=[1])

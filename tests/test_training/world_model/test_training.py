@@ -342,6 +342,17 @@ def test_termination_oversampling_and_a_reward_model_fine_tuning(tmp_path, monke
     with pytest.raises(ValueError, match="termination_oversampling"):
         WorldModelTrainingConfig(termination_oversampling=1.0)
 
+    ended.rewards[:] = 0
+    ended.rewards[30] = 1.0  # one rewarded transition in the whole dataset
+    rewards_data = EpisodeDataset(tmp_path / "rewards", game="Pong")
+    rewards_data.append(ended)
+    trainer = WorldModelTrainer(model, rewards_data, WorldModelTrainingConfig(batch_size=8, reward_oversampling=0.5))
+    monkeypatch.setattr(model.rew_end, "loss", lambda *batch: seen.update(rewards=batch[3].clone()) or loss(*batch))
+    trainer.rew_end_step()
+    assert (seen["rewards"][:4] == 1).any(1).all()  # half the batch holds the one reward
+    with pytest.raises(ValueError, match="reward_oversampling"):
+        WorldModelTrainingConfig(termination_oversampling=0.5, reward_oversampling=0.5)
+
     out = tmp_path / "run"
     first = train_world_model("Pong", data, out, 1, model_preset="tiny", progress=False)
     before = load_checkpoint(first).world_model
