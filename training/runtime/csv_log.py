@@ -24,14 +24,38 @@ class CsvLog:
         self._tensorboard: Any = None
 
     def write(self, row: dict[str, Any]) -> None:
-        """Append one row (the header comes from the first row)."""
-        new = not self.path.exists()
+        """Append one row. The header comes from the first row; a row with columns the header lacks (a resumed
+        run whose code measures more) rewrites the file with them added, the old rows left empty there, so that
+        no value lands under another column's name."""
+        header = self._header()
+        if header is not None and not set(row) <= set(header):
+            self._add_columns([c for c in row if c not in header])
+            header = self._header()
         with self.path.open("a", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(row))
-            if new:
+            writer = csv.DictWriter(f, fieldnames=header or list(row), restval="")
+            if header is None:
                 writer.writeheader()
             writer.writerow(row)
         self._mirror(row)
+
+    def _header(self) -> list[str] | None:
+        if not self.path.exists() or self.path.stat().st_size == 0:
+            return None
+        with self.path.open(newline="") as f:
+            return next(csv.reader(f), None)
+
+    def _add_columns(self, columns: list[str]) -> None:
+        with self.path.open(newline="") as f:
+            reader = csv.DictReader(f)
+            fieldnames, rows = [*(reader.fieldnames or []), *columns], list(reader)
+
+        def write(tmp: Path) -> None:
+            with tmp.open("w", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=fieldnames, restval="")
+                writer.writeheader()
+                writer.writerows(rows)
+
+        replace_atomic(self.path, write)
 
     def _mirror(self, row: dict[str, Any]) -> None:
         if self._tensorboard is None:
