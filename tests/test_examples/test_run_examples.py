@@ -17,7 +17,7 @@ pytest.importorskip("matplotlib")
 
 def run_example(name: str, *args, cwd: Path) -> str:
     result = subprocess.run([sys.executable, str(EXAMPLES / name), *map(str, args)], cwd=cwd, capture_output=True,
-                            text=True, timeout=300)
+                            text=True, timeout=900)  # minutes on a loaded 2-core machine
     assert result.returncode == 0, f"{name} failed:\n{result.stdout}\n{result.stderr}"
     return result.stdout
 
