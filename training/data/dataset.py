@@ -150,8 +150,9 @@ class EpisodeDataset:
         self.compress = compress
         self._cache: OrderedDict[int, Episode] = OrderedDict()
         self._cached_bytes = 0
-        self._ends: list[bool] = []  # whether episode i terminated, read lazily by terminated_episodes
-        self._rewarded: list[np.ndarray] = []  # episode i's rewarded steps, read lazily by rewarded_steps
+        # per episode, read lazily together (_read_event_labels): whether it terminated, its rewarded steps
+        self._ends: list[bool] = []
+        self._rewarded: list[np.ndarray] = []
         self._files: list[str] = []
         self._lengths: list[int] = []
         self._returns: list[float] = []
@@ -192,8 +193,8 @@ class EpisodeDataset:
         Cached episodes are kept, except those whose length changed or that are gone: an unfinished
         episode is stored again, longer, under its id (training.data.collect), or a rollback dropped it.
         """
-        lengths, cache, cached_bytes, ends = self._lengths, self._cache, self._cached_bytes, self._ends
-        rewarded = self._rewarded
+        lengths, cache, cached_bytes = self._lengths, self._cache, self._cached_bytes
+        ends, rewarded = self._ends, self._rewarded
         self.__init__(self.root, self.game, cache_bytes=self.cache_bytes, compress=self.compress,
                       action_meanings=self.action_meanings)
         self._cache, self._cached_bytes, self._ends = cache, cached_bytes, ends[:len(self)]
@@ -381,14 +382,20 @@ class EpisodeDataset:
                                                     sample_weights=sample_weights, beyond_end=beyond_end)
         return self.get_segments(episode_ids, starts, num_frames - 1)
 
-    def terminated_episodes(self, episode_ids: np.ndarray | None = None) -> np.ndarray:
-        """The ids (of ``episode_ids``, default all) whose last transition is a termination.
-
-        Reads only each file's small ``terminated`` array, once per episode.
-        """
+    def _read_event_labels(self) -> None:
+        """Whether each episode not read yet terminated, and its rewarded steps: its two small label arrays,
+        read in one opening of its file (the oversampling of terminations and of rewards both need them)."""
         for i in range(len(self._ends), len(self)):
             with np.load(self.root / self._files[i], allow_pickle=False) as data:
                 self._ends.append(bool(data["terminated"][-1]))
+                self._rewarded.append(np.flatnonzero(data["rewards"]))
+
+    def terminated_episodes(self, episode_ids: np.ndarray | None = None) -> np.ndarray:
+        """The ids (of ``episode_ids``, default all) whose last transition is a termination.
+
+        Reads only each file's small label arrays, once per episode (``_read_event_labels``).
+        """
+        self._read_event_labels()
         ids = np.arange(len(self)) if episode_ids is None else np.sort(np.asarray(episode_ids, dtype=np.int64))
         return ids[np.asarray(self._ends, dtype=bool)[ids]] if ids.size else ids
 
@@ -411,11 +418,9 @@ class EpisodeDataset:
     def rewarded_steps(self, episode_ids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The rewarded transitions (nonzero reward) of ``episode_ids`` (default all): (episode ids, steps).
 
-        Reads only each file's small ``rewards`` array, once per episode.
+        Reads only each file's small label arrays, once per episode (``_read_event_labels``).
         """
-        for i in range(len(self._rewarded), len(self)):
-            with np.load(self.root / self._files[i], allow_pickle=False) as data:
-                self._rewarded.append(np.flatnonzero(data["rewards"]))
+        self._read_event_labels()
         ids = np.arange(len(self)) if episode_ids is None else np.sort(np.asarray(episode_ids, dtype=np.int64))
         steps = [self._rewarded[i] for i in ids]
         episodes = np.repeat(ids, [len(s) for s in steps]) if ids.size else ids
