@@ -147,7 +147,6 @@ class DreamSB3VecEnv(ActionMeanings, VecEnv):
         """``mode="rgb_array"`` (the default) tiles all environments' frames into one image."""
         return super().render(mode=mode)
 
-
     # ------------------------------------------------------ SB3 plumbing
     def get_attr(self, attr_name: str, indices: VecEnvIndices = None) -> list[Any]:
         """The shared attribute, once per requested environment (AttributeError if missing)."""
