@@ -19,6 +19,8 @@ COMMANDS = {  # module under training: a bad argument for it (a game that does n
     "fidelity.__main__": ["--checkpoint", "{tmp}/missing.safetensors", "--data", "{tmp}/data"],
     "agents.dream_actor_critic": ["--checkpoint", "{tmp}/missing.safetensors", "--data", "{tmp}/data", "--out",
                                   "{tmp}/ac", "--updates", "1"],
+    "world_model.combine": ["--denoiser", "{tmp}/missing.safetensors", "--rew-end", "{tmp}/missing.safetensors",
+                            "--out", "{tmp}/c.safetensors"],
 }
 
 
