@@ -15,7 +15,9 @@ interrupted run loses at most that much; running the same call again resumes fro
 
 Files in ``out``: ``model.zip`` (SB3's own format, for ``PPO.load``), ``policy.safetensors`` plus
 ``policy.json`` (the policy's weights without pickles, for ``safetensors.torch.load_model(policy, path)``),
-``eval.csv``, ``sb3_log/progress.csv`` (SB3's own training log).
+``eval.csv`` (per evaluation: the real score with its 95% interval, reward signs per 1,000 real steps, and
+the same rate in the dream over the training steps since the row before: where the two part, the agent
+exploits the dream), ``sb3_log/progress.csv`` (SB3's own training log).
 """
 
 from __future__ import annotations
@@ -104,11 +106,15 @@ class _RealGameEval(BaseCallback):
         self.frame_stack, self.max_steps, self.log_path, self.seed = frame_stack, max_steps, log_path, seed
         self.last = 0
         self.rows: list[dict[str, float]] = []
+        self.dream_signs, self.dream_steps = 0.0, 0
 
     def _on_training_start(self) -> None:
         self.last = self.num_timesteps
 
     def _on_step(self) -> bool:
+        rewards = np.asarray(self.locals["rewards"])  # the dream's, of the policy as it trains
+        self.dream_signs += float(np.sign(rewards).sum())
+        self.dream_steps += rewards.size
         if self.every and self.num_timesteps - self.last >= self.every:
             self.checkpoint()
         return True
@@ -116,6 +122,10 @@ class _RealGameEval(BaseCallback):
     def checkpoint(self) -> None:
         self.last = self.num_timesteps
         self.save()
+        # reward signs per 1,000 dream steps since the last row: beside the real game's, where they part the
+        # agent exploits the dream
+        dream_rate = 1000 * self.dream_signs / self.dream_steps if self.dream_steps else float("nan")
+        self.dream_signs, self.dream_steps = 0.0, 0
         if self.game is None or self.episodes == 0:
             return
         agent = SB3Agent(self.model, deterministic=False, frame_stack=self.frame_stack)
@@ -124,7 +134,7 @@ class _RealGameEval(BaseCallback):
         row = {"step": self.num_timesteps, "mean_return": result.mean, "std_return": result.std,
                "hns": float("nan") if result.hns is None else result.hns, "episodes": self.episodes,
                "low_return": result.interval[0], "high_return": result.interval[1],  # 95% bootstrap interval
-               "sign_rate": result.sign_rate}
+               "sign_rate": result.sign_rate, "dream_sign_rate": dream_rate}
         self.rows.append(row)
         CsvLog(self.log_path).write(row)
         self.logger.record("real/mean_return", result.mean)

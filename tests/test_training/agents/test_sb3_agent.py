@@ -7,9 +7,11 @@ import tempfile
 import numpy as np
 import pytest
 import torch
+from helpers import PONG_ACTIONS, fixed_event_dream
 from safetensors.torch import load_model
 from stable_baselines3 import DQN, PPO
 
+from gym_diamond import save_checkpoint
 from training.agents.sb3 import algorithm_class, main, train_sb3_agent
 
 PPO_SMALL = {"n_steps": 32, "batch_size": 64, "n_epochs": 1}
@@ -47,6 +49,20 @@ def test_ppo_trains_evaluates_in_real_pong_and_saves(pong_checkpoint, tmp_path, 
     load_model(loaded.policy, str(tmp_path / "policy.safetensors"))
     got = loaded.policy.get_distribution(loaded.policy.obs_to_tensor(obs)[0]).distribution.probs
     torch.testing.assert_close(got, expected)
+
+
+def test_the_dream_rate_is_measured_in_the_dream(tmp_path, one_thread):
+    """A dream that rewards every step shows 1,000 reward signs per 1,000 training steps; the real game far fewer."""
+    model, bank = fixed_event_dream(reward=1, terminates=False)
+    checkpoint = save_checkpoint(tmp_path / "Pong.safetensors", model, game="Pong", action_meanings=PONG_ACTIONS,
+                                 start_bank=bank)
+    train_sb3_agent(checkpoint, algo="ppo", steps=64, out=tmp_path / "run", num_envs=2, algo_kwargs=PPO_SMALL,
+                    eval_every=32, eval_episodes=1, eval_max_steps=30, progress=False)
+    with (tmp_path / "run" / "eval.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["step"]) for r in rows] == [32, 64]
+    assert all(float(r["dream_sign_rate"]) == 1000.0 for r in rows)
+    assert all(float(r["sign_rate"]) <= 1000.0 / 30 for r in rows)
 
 
 def test_rerun_resumes_from_the_saved_model(pong_checkpoint, tmp_path):
