@@ -27,6 +27,7 @@ import csv
 import difflib
 import inspect
 import json
+import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -107,6 +108,10 @@ class _RealGameEval(BaseCallback):
         self.last = 0
         self.rows: list[dict[str, float]] = []
         self.dream_signs, self.dream_steps = 0.0, 0
+        # CPU seconds of this process's training, on top of the last row's: a resumed run counts on from there
+        earlier = _read_evaluations(log_path)
+        self.cpu_offset = earlier[-1].get("cpu_seconds", 0.0) if earlier else 0.0
+        self.cpu_start = time.process_time()
 
     def _on_training_start(self) -> None:
         self.last = self.num_timesteps
@@ -131,7 +136,9 @@ class _RealGameEval(BaseCallback):
         agent = SB3Agent(self.model, deterministic=False, frame_stack=self.frame_stack)
         result = evaluate(agent, self.game, self.episodes, num_envs=min(8, self.episodes), seed=self.seed,
                           max_steps=self.max_steps)
-        row = {"step": self.num_timesteps, "mean_return": result.mean, "std_return": result.std,
+        cpu_seconds = self.cpu_offset + time.process_time() - self.cpu_start  # evaluations included
+        row = {"step": self.num_timesteps, "cpu_seconds": round(cpu_seconds, 1), "mean_return": result.mean,
+               "std_return": result.std,
                "hns": float("nan") if result.hns is None else result.hns, "episodes": self.episodes,
                "low_return": result.interval[0], "high_return": result.interval[1],  # 95% bootstrap interval
                "sign_rate": result.sign_rate, "dream_sign_rate": dream_rate}

@@ -85,6 +85,9 @@ CHARTS: tuple[Chart, ...] = (
     Chart("eval.csv", "real_returns.png", "real-game evaluation", "SB3 agent", ("step",), (
         Panel("mean real return (±std)", ("mean_return",), std="std_return"),
         Panel("human-normalized score", ("hns",)),
+        # apart, the agent exploits the dream
+        Panel("reward signs per 1,000 steps: dream vs real game", ("dream_sign_rate", "sign_rate"), legend=True),
+        Panel("CPU seconds", ("cpu_seconds",)),
     )),
 )
 LOG_NAMES = tuple(dict.fromkeys(chart.csv for chart in CHARTS))

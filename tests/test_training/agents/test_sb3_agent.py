@@ -63,6 +63,12 @@ def test_the_dream_rate_is_measured_in_the_dream(tmp_path, one_thread):
     assert [int(r["step"]) for r in rows] == [32, 64]
     assert all(float(r["dream_sign_rate"]) == 1000.0 for r in rows)
     assert all(float(r["sign_rate"]) <= 1000.0 / 30 for r in rows)
+    cpu = [float(r["cpu_seconds"]) for r in rows]
+    assert 0 < cpu[0] < cpu[1]
+    train_sb3_agent(checkpoint, algo="ppo", steps=96, out=tmp_path / "run", num_envs=2, algo_kwargs=PPO_SMALL,
+                    eval_every=32, eval_episodes=1, eval_max_steps=30, progress=False)  # resumed: counts on
+    with (tmp_path / "run" / "eval.csv").open() as f:
+        assert float(list(csv.DictReader(f))[-1]["cpu_seconds"]) > cpu[1]
 
 
 def test_rerun_resumes_from_the_saved_model(pong_checkpoint, tmp_path):

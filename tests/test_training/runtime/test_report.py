@@ -68,7 +68,8 @@ def make_world_model_dir(run: Path) -> Path:
 def make_sb3_dir(run: Path) -> Path:
     run.mkdir(parents=True, exist_ok=True)
     write_csv(run / "eval.csv", [
-        {"step": s, "mean_return": s / 1000, "std_return": 0.3, "hns": "nan", "episodes": 4} for s in (1000, 2000)])
+        {"step": s, "cpu_seconds": s / 100, "mean_return": s / 1000, "std_return": 0.3, "hns": "nan", "episodes": 4,
+         "sign_rate": 1.0, "dream_sign_rate": 3.0} for s in (1000, 2000)])
     return run
 
 
