@@ -171,13 +171,20 @@ def failed_gates(gates: dict[str, Any]) -> list[str]:
     return failed
 
 
+TABLE_HEADER = ("| game | pooled PSNR 1 / 5 / 15 | repeat-last | objects shown, within 2 px at 1 / 5 / 15 | "
+                "reward R / P, end R / P (real frames) | (dream frames) | closed loop | PPO vs random | all gates |")
+
+
 def table_row(gates: dict[str, Any]) -> str:
-    """One markdown row: PSNR, ball shown / within 2 px, events on real and dream frames, closed loop, transfer."""
+    """One markdown row (under ``TABLE_HEADER``): PSNR, each object of the game shown / within 2 px, events on real
+    and dream frames, closed loop, transfer."""
     fidelity = next(iter(gates["fidelity"].values()))
     psnr, last = fidelity["psnr"], fidelity["psnr_repeat_last"]
     objects = fidelity.get("objects")
-    ball = "-" if objects is None else " / ".join(
-        f"{objects[h]['ball_shown_model']}, {objects[h]['ball_within_2px_model']}" for h in HORIZONS)
+    ball = "-" if objects is None else "; ".join(
+        f"{name} " + " / ".join(f"{objects[h][f'{name}_shown_model']}, {objects[h][f'{name}_within_2px_model']}"
+                                for h in HORIZONS)
+        for name in fidelity["objects_gate"]["objects"])
 
     def events(report: dict[str, Any] | None) -> str:
         if report is None:
@@ -272,8 +279,7 @@ def main(argv: list[str] | None = None) -> None:
     gates["failed"] = failed_gates(gates)
     gates["passed"] = not gates["failed"]
     (out / "gates.json").write_text(json.dumps(gates, indent=2))
-    print("| game | pooled PSNR 1 / 5 / 15 | repeat-last | ball shown, within 2 px at 1 / 5 / 15 | "
-          "reward R / P, end R / P (real frames) | (dream frames) | closed loop | PPO vs random | all gates |")
+    print(TABLE_HEADER)
     print(table_row(gates))
 
 

@@ -15,7 +15,7 @@ from training.data.dataset import Episode, EpisodeDataset
 from training.data.objects import find_objects
 from training.fidelity.measures import event_confusion, object_agreement
 from training.fidelity.open_loop import dream_event_confusion
-from training.gates import judge_events, judge_objects, judge_psnr
+from training.gates import TABLE_HEADER, judge_events, judge_objects, judge_psnr, table_row
 
 PONG_COURT = np.array([144, 72, 17], np.uint8)
 
@@ -136,3 +136,15 @@ def test_events_on_dream_frames_see_what_the_dream_draws(tmp_path):
     nothing_happens = dream_event_confusion(_Dreamer(dataset, draws_events=False), dataset, [0, 1, 2])
     verdict = judge_events(nothing_happens.to_dict())
     assert not verdict["passed"] and nothing_happens.reward_recall() == 0.0
+
+
+def test_the_table_row_names_each_object_of_the_game():
+    """Boxing has two boxers and no ball: the row shows both (a row that looked for a ball raised KeyError)."""
+    objects = {h: {f"{name}_{figure}_model": value for name, shown, near in (("player", 1.0, 0.94 - h / 100),
+                                                                             ("opponent", 0.91, 0.81 - h / 100))
+                   for figure, value in (("shown", shown), ("within_2px", round(near, 2)))} for h in (1, 5, 15)}
+    fidelity = {"psnr": {1: 27.9, 5: 23.7, 15: 21.6}, "psnr_repeat_last": {1: 27.2, 5: 23.4, 15: 22.3},
+                "objects": objects, "objects_gate": {"passed": False, "objects": ["player", "opponent"]}}
+    row = table_row({"game": "Boxing", "fidelity": {"3": fidelity}, "events": None, "passed": False})
+    assert "| player 1.0, 0.93 / 1.0, 0.89 / 1.0, 0.79; opponent 0.91, 0.8 / 0.91, 0.76 / 0.91, 0.66 |" in row
+    assert row.count("|") == TABLE_HEADER.count("|")
