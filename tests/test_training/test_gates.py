@@ -14,7 +14,7 @@ from training.data.collect import main as collect_main
 from training.data.dataset import Episode, EpisodeDataset
 from training.data.objects import find_objects
 from training.fidelity.measures import event_confusion, object_agreement
-from training.fidelity.open_loop import dream_event_confusion
+from training.fidelity.open_loop import dream_event_confusion, dream_reward_recall
 from training.gates import TABLE_HEADER, judge_events, judge_objects, judge_psnr, table_row
 
 PONG_COURT = np.array([144, 72, 17], np.uint8)
@@ -136,6 +136,20 @@ def test_events_on_dream_frames_see_what_the_dream_draws(tmp_path):
     nothing_happens = dream_event_confusion(_Dreamer(dataset, draws_events=False), dataset, [0, 1, 2])
     verdict = judge_events(nothing_happens.to_dict())
     assert not verdict["passed"] and nothing_happens.reward_recall() == 0.0
+
+
+def test_the_dream_reward_recall_reads_the_rewards_off_the_dreams_frames(tmp_path):
+    dataset = _coded_dataset(tmp_path)
+    faithful = _Dreamer(dataset, draws_events=True)
+    assert dream_reward_recall(faithful, dataset, np.array([0, 1, 2]), samples=8, sequence_length=5) == 1.0
+    assert all(ok for *_, ok in faithful.seen), "each dreamed step must get its transition's context and action"
+    blank = _Dreamer(dataset, draws_events=False)  # the real frames would show every reward
+    assert dream_reward_recall(blank, dataset, np.array([0, 1, 2]), samples=8, sequence_length=5) == 0.0
+    quiet = EpisodeDataset(tmp_path / "quiet", game="Pong")
+    episode = dataset.episode(2)
+    quiet.append(Episode(episode.frames, episode.actions, np.zeros_like(episode.rewards), episode.terminated,
+                         episode.truncated, episode.life_loss))
+    assert dream_reward_recall(faithful, quiet, np.array([0]), samples=8) is None
 
 
 def test_the_table_row_names_each_object_of_the_game():

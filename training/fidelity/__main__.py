@@ -13,7 +13,9 @@ clamp), which lifts its mean of PSNRs by several dB (Pong, 15 of 254 samples: 39
 pooled), while the pooled figure counts it as the zero error it is. Reward (sign) and termination
 accuracy are for the first imagined step. ``--events`` adds one line on every transition of
 the held-out episodes: recall, precision and confusion of the reward sign and of terminations
-(training.fidelity.measures), the events that random segments rarely hold.
+(training.fidelity.measures), the events that random segments rarely hold, and ``dream_reward_recall``: the
+reward recall when each next frame is the dream's, on ``--samples`` sequences around a rewarded transition
+(a dream that does not draw what earns the reward reads ~0 there while the real frames' recall is high).
 
 For Pong and Breakout each line also says whether the dream shows the ball and the player's paddle
 where the real frames do (``training.fidelity.measures.object_agreement``), which PSNR barely notices: of the real
@@ -33,7 +35,7 @@ from gym_diamond.acceleration import PRECISIONS
 from gym_diamond.config import QUANTIZATIONS
 from training.data.dataset import EpisodeDataset
 from training.fidelity.measures import event_confusion
-from training.fidelity.open_loop import fidelity_lines
+from training.fidelity.open_loop import dream_reward_recall, fidelity_lines
 from training.runtime.cli import add_device_argument, user_errors
 
 
@@ -76,8 +78,9 @@ def main(argv: list[str] | None = None) -> None:
               flush=True)
     if args.events:
         report = event_confusion(model, dataset, test_ids)
+        dream_recall = dream_reward_recall(model, dataset, test_ids, samples=args.samples, seed=args.seed)
         print(json.dumps({"checkpoint": args.checkpoint, "game": ckpt.game, "held_out_episodes": len(test_ids),
-                          **report.to_dict()}), flush=True)
+                          **report.to_dict(), "dream_reward_recall": dream_recall}), flush=True)
 
 
 if __name__ == "__main__":

@@ -43,10 +43,15 @@ def fidelity_figures(model: WorldModel, dataset: EpisodeDataset, test_ids: np.nd
     real next frames whose single denoised estimate keeps the ball, at the default noise levels (does
     the denoiser predict the ball or only restore one it is shown); with ``events``, the
     reward/termination model's recall and precision of rewards and terminations over every held-out
-    transition (``training.fidelity.measures.event_confusion``). The model's modes, layout and dream settings
+    transition (``training.fidelity.measures.event_confusion``), and ``dream_reward_recall``, the same recall
+    when the next frame is the dream's (``training.fidelity.open_loop.dream_reward_recall``): far below the
+    first, the dream does not draw what earns the reward. The model's modes, layout and dream settings
     and the global random state are as they were afterwards.
     """
-    from training.fidelity.open_loop import fidelity_lines  # imports the dream machinery: only when judged
+    from training.fidelity.open_loop import (  # imports the dream machinery: only when judged
+        dream_reward_recall,
+        fidelity_lines,
+    )
 
     networks = (model.denoiser, model.rew_end)
     modes, acceleration = [net.training for net in networks], model.acceleration
@@ -72,7 +77,9 @@ def fidelity_figures(model: WorldModel, dataset: EpisodeDataset, test_ids: np.nd
                 report = event_confusion(model, dataset, test_ids, sequence_length=sequence_length)
                 row.update(reward_recall=report.reward_recall(), reward_precision=report.reward_precision(),
                            termination_recall=report.termination_recall(),
-                           termination_precision=report.termination_precision())
+                           termination_precision=report.termination_precision(),
+                           dream_reward_recall=dream_reward_recall(model, dataset, test_ids, samples=samples,
+                                                                   sequence_length=sequence_length, seed=seed))
     finally:
         model.accelerate(acceleration)
         model.to(memory_format=layout)
@@ -97,7 +104,8 @@ def fidelity_line(update: int, seconds: float, row: dict[str, Any]) -> str:
         parts.append(f"denoised ball at sigma {'/'.join(f'{s:g}' for s in DENOISER_SIGMAS)} "
                      f"{figures([f'sigma{s:g}_ball_shown' for s in DENOISER_SIGMAS], 2)}")
     if "reward_recall" in row:
-        parts.append(f"reward recall/precision {figures(['reward_recall', 'reward_precision'], 2)}, termination "
+        parts.append(f"reward recall/precision {figures(['reward_recall', 'reward_precision'], 2)} (recall on the "
+                     f"dream's frames {figures(['dream_reward_recall'], 2)}), termination "
                      f"{figures(['termination_recall', 'termination_precision'], 2)}")
     return f"fidelity at update {update} ({seconds:.0f} s): " + "; ".join(parts)
 

@@ -125,7 +125,8 @@ def imagine(model: WorldModel, precision: str, frames: torch.Tensor, actions: to
 
 @torch.no_grad()
 def dream_event_confusion(model: WorldModel, dataset: EpisodeDataset, episode_ids: np.ndarray | list[int], *,
-                          sequence_length: int = 19, batch_size: int = 32, seed: int = 0) -> EventReport:
+                          sequence_length: int = 19, batch_size: int = 32, seed: int = 0,
+                          starts: list[tuple[int, int]] | None = None) -> EventReport:
     """Reward-sign and termination confusion of ``model`` judging its *own* next frames.
 
     ``training.fidelity.measures.event_confusion`` hands the reward/termination model the real next frames; a
@@ -133,13 +134,15 @@ def dream_event_confusion(model: WorldModel, dataset: EpisodeDataset, episode_id
     dream's, sampled from the 4 real frames and actions before it (one imagined step, the sampler the
     model is configured with), while the frame the transition starts from stays real; the counts are
     against the real rewards and terminations, over every transition of ``episode_ids``, cut into
-    consecutive sequences of ``sequence_length`` as in ``event_confusion``.
+    consecutive sequences of ``sequence_length`` as in ``event_confusion``; or over the sequences given as
+    ``starts`` ((episode, first transition) pairs, which may run past the episode's ends: masked out).
     """
     device, L = model.device, model.config.denoiser.context_length
     model.rew_end.eval()
     model.denoiser.eval()
     report = EventReport.empty()
-    starts = sequence_starts(dataset, episode_ids, sequence_length)
+    if starts is None:
+        starts = sequence_starts(dataset, episode_ids, sequence_length)
     for i in range(0, len(starts), batch_size):
         ids, firsts = zip(*starts[i:i + batch_size], strict=True)
         # L - 1 frames before the sequence give every transition its context (padding before the episode)
@@ -159,3 +162,23 @@ def dream_event_confusion(model: WorldModel, dataset: EpisodeDataset, episode_id
         report.add(seg.rewards[:, L - 1:], seg.terminated[:, L - 1:], seg.mask[:, L - 1:], out.reward_logits,
                    out.end_logits)
     return report
+
+
+def dream_reward_recall(model: WorldModel, dataset: EpisodeDataset, episode_ids: np.ndarray, *, samples: int = 32,
+                        sequence_length: int = 19, seed: int = 0) -> float | None:
+    """The share of rewarded transitions whose sign the reward model reads off the dream's own next frame.
+
+    ``samples`` sequences of ``episode_ids``, each around a rewarded transition (drawn as the trainer's
+    ``--reward-oversampling`` draws them), judged as ``dream_event_confusion`` judges: the frame a transition starts
+    from is real, its next frame dreamed from the real context and action. Beside the recall on real next frames,
+    a dream that does not draw what earns a reward (a punch landing, the score changing) shows here: its agents
+    are never rewarded for it. None when the episodes hold no rewarded transition.
+    """
+    episodes, _ = dataset.rewarded_steps(episode_ids)
+    if episodes.size == 0:
+        return None
+    ids, firsts = dataset.sample_reward_positions(samples, sequence_length + 1, np.random.default_rng(seed),
+                                                  episode_ids=episode_ids)
+    report = dream_event_confusion(model, dataset, episode_ids, sequence_length=sequence_length, seed=seed,
+                                   starts=[(int(e), int(t)) for e, t in zip(ids, firsts, strict=True)])
+    return report.reward_recall()

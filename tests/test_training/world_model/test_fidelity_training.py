@@ -3,6 +3,7 @@ fidelity figures a world-model run logs to fidelity.csv (--fidelity-every)."""
 
 import csv
 import dataclasses
+import json
 
 import pytest
 import torch
@@ -99,7 +100,7 @@ def test_fidelity_logging_trains_the_same_weights_and_writes_a_row_per_judged_up
                 f"h{h}_ball_within_2px_model", f"h{h}_ball_shown_repeat_last", f"h{h}_ball_within_2px_repeat_last",
                 f"h{h}_paddle_shown_model", f"h{h}_paddle_within_2px_model"} <= set(columns)
     assert {"sigma0.05_ball_shown", "sigma5_ball_within_2px", "reward_recall", "reward_precision",
-            "termination_recall", "termination_precision"} <= set(columns)
+            "termination_recall", "termination_precision", "dream_reward_recall"} <= set(columns)
     for row in rows:
         assert float(row["seconds"]) > 0 and 0 < float(row["h1_pooled_psnr_repeat_last"]) < 110
         assert 0 <= float(row["sigma5_ball_shown"]) <= 1 and row["h1_paddle_shown_repeat_last"] == "1.0"
@@ -133,3 +134,17 @@ def test_fidelity_logging_needs_held_out_episodes(pong_data, tmp_path, capsys):
     assert "--fidelity-every judges the model on held-out episodes" in capsys.readouterr().err
     with pytest.raises(ValueError, match="fidelity_samples"):
         WorldModelTrainingConfig(test_fraction=0.1, fidelity_every=1, fidelity_samples=0)
+
+
+def test_the_fidelity_command_reports_the_reward_recall_on_the_dreams_frames(pong_data, pong_checkpoint, one_thread,
+                                                                            capsys):
+    from training.fidelity.__main__ import main
+
+    main(["--checkpoint", str(pong_checkpoint), "--data", str(pong_data), "--test-fraction", "0.5", "--samples", "4",
+          "--horizons", "1", "--events", "--device", "cpu"])
+    events = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    dataset = EpisodeDataset(pong_data, game="Pong")
+    rewarded = dataset.rewarded_steps(dataset.split(0.5, seed=0)[1])[0].size
+    assert "reward_confusion" in events
+    assert (events["dream_reward_recall"] is None) == (rewarded == 0)
+    assert events["dream_reward_recall"] is None or 0 <= events["dream_reward_recall"] <= 1
