@@ -433,13 +433,21 @@ class EpisodeDataset:
         The transition is drawn uniformly among the rewarded ones of ``episode_ids``, and sits at a uniform
         position among the segment's ``num_frames - 1`` transitions (the segment may run past either end).
         """
-        if batch_size < 1 or num_frames < 2:
-            raise ValueError(f"batch_size must be >= 1 and num_frames >= 2, got {batch_size} and {num_frames}")
+        if num_frames < 2:
+            raise ValueError(f"num_frames must be >= 2, got {num_frames}")
+        episodes, steps = self.sample_rewarded_transitions(batch_size, rng, episode_ids=episode_ids)
+        return episodes, steps - rng.integers(0, num_frames - 1, batch_size)
+
+    def sample_rewarded_transitions(self, batch_size: int, rng: np.random.Generator, *,
+                                    episode_ids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """``batch_size`` rewarded transitions of ``episode_ids``, drawn uniformly: (episode ids, steps)."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         episodes, steps = self.rewarded_steps(episode_ids)
         if episodes.size == 0:
             raise ValueError(f"no transition of the dataset at {self.root} is rewarded: nothing to oversample")
         chosen = rng.integers(0, episodes.size, batch_size)
-        return episodes[chosen], steps[chosen] - rng.integers(0, num_frames - 1, batch_size)
+        return episodes[chosen], steps[chosen]
 
     def sample_positions(self, batch_size: int, num_frames: int, rng: np.random.Generator, *,
                          episode_ids: np.ndarray | None = None, sample_weights: tuple[float, ...] | None = None,

@@ -53,6 +53,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--reward-oversampling", type=float, default=DEFAULTS.reward_oversampling,
                         help="fraction of each reward/termination batch cut around a rewarded transition, for games "
                              "whose rewards are rare (0, the default: DIAMOND's uniform sampling)")
+    parser.add_argument("--denoiser-reward-oversampling", type=float,
+                        default=DEFAULTS.denoiser_reward_oversampling,
+                        help="fraction of each denoiser batch whose target is the frame right after a rewarded "
+                             "transition, so that the dream learns to draw what earns a reward (0, the default: "
+                             "DIAMOND's sampling)")
     parser.add_argument("--changed-pixel-weight", type=float, default=DEFAULTS.changed_pixel_weight,
                         help="weight the denoiser's squared error by 1 + W on the pixels that change from the frame "
                              "before (dilated by a pixel), normalised to a mean weight of 1 per frame: against "
@@ -82,6 +87,7 @@ def main(argv: list[str] | None = None) -> None:
                                       compile=args.compile, context_noise=args.context_noise,
                                       termination_oversampling=args.termination_oversampling,
                                       reward_oversampling=args.reward_oversampling,
+                                      denoiser_reward_oversampling=args.denoiser_reward_oversampling,
                                       changed_pixel_weight=args.changed_pixel_weight,
                                       fidelity_every=args.fidelity_every, fidelity_samples=args.fidelity_samples)
     data = local_episodes(args.data, Path(args.out) / "data")

@@ -103,6 +103,10 @@ class WorldModelTrainingConfig:
     # rewarded transition instead, so the reward head sees more of them at a CPU's few thousand updates where
     # DIAMOND runs hundreds of thousands. 0: DIAMOND's sampling
     reward_oversampling: float = 0.0
+    # The denoiser's side of it: this fraction of each denoiser batch predicts the frame right after a rewarded
+    # transition (in Boxing, where a punch lands and the score changes), so that the dream learns to draw what
+    # earns a reward; a dream that does not draw it never rewards its agents. 0: DIAMOND's sampling
+    denoiser_reward_oversampling: float = 0.0
     # Off (0) for DIAMOND-exact training: the denoiser's squared error on each target is weighted per pixel
     # by 1 + W where the target differs from the frame before it (dilated by a pixel: the moving ball and
     # its neighbourhood), normalised to a mean weight of 1 per frame (changed_pixel_weights). Against
@@ -136,6 +140,9 @@ class WorldModelTrainingConfig:
             raise ValueError(f"WorldModelTrainingConfig.reward_oversampling={self.reward_oversampling} is invalid: "
                              f"expected a fraction in [0, 1) that leaves room for uniform sequences beside "
                              f"termination_oversampling={self.termination_oversampling}")
+        if not 0 <= self.denoiser_reward_oversampling < 1:
+            raise ValueError(f"WorldModelTrainingConfig.denoiser_reward_oversampling="
+                             f"{self.denoiser_reward_oversampling} is invalid: expected a fraction in [0, 1)")
         if self.changed_pixel_weight < 0:
             raise ValueError(f"WorldModelTrainingConfig.changed_pixel_weight={self.changed_pixel_weight} is "
                              f"invalid: expected >= 0 (0: DIAMOND's loss)")
@@ -282,6 +289,11 @@ class WorldModelTrainer:
         """One update on samples of L context frames and 1 + ``autoregressive_steps`` targets (DIAMOND's)."""
         L, K = self.model.config.denoiser.context_length, 1 + self.config.autoregressive_steps
         ids, starts, rows = self._global_positions(L + K, beyond_end=False)
+        rewarded = round(self.config.denoiser_reward_oversampling * len(ids))
+        if rewarded:  # drawn for the global batch, the same on every rank; the first target follows the reward
+            ids[:rewarded], steps = self.dataset.sample_rewarded_transitions(rewarded, self.rng,
+                                                                             episode_ids=self.train_episode_ids())
+            starts[:rewarded] = steps + 1 - L
         t = segment_tensors(self.dataset.get_segments(ids[rows], starts[rows], L + K - 1), self.device)
         frame_shape = (len(ids), *t["frames"].shape[2:])
         draws = [TrainingNoise.draw(frame_shape, self.model.denoiser.config, self.noise, self.device).shard(rows)
@@ -508,6 +520,7 @@ def _train_world_model(game: str | None, data: str | Path, out: str | Path, step
                         "context_noise": trainer.config.context_noise,
                         "termination_oversampling": trainer.config.termination_oversampling,
                         "reward_oversampling": trainer.config.reward_oversampling,
+                        "denoiser_reward_oversampling": trainer.config.denoiser_reward_oversampling,
                         "changed_pixel_weight": trainer.config.changed_pixel_weight,
                         "batch_size": trainer.config.batch_size * distributed.world_size,
                         "data_collection": read_collection_log(data),

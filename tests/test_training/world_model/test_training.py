@@ -353,6 +353,19 @@ def test_termination_oversampling_and_a_reward_model_fine_tuning(tmp_path, monke
     with pytest.raises(ValueError, match="reward_oversampling"):
         WorldModelTrainingConfig(termination_oversampling=0.5, reward_oversampling=0.5)
 
+    trainer = WorldModelTrainer(model, rewards_data, WorldModelTrainingConfig(batch_size=8,
+                                                                             denoiser_reward_oversampling=0.5))
+    get_segments = rewards_data.get_segments
+    monkeypatch.setattr(rewards_data, "get_segments",
+                        lambda ids, starts, n, **kw: seen.update(starts=starts.copy()) or get_segments(ids, starts, n,
+                                                                                                       **kw))
+    trainer.denoiser_step()
+    L = model.config.denoiser.context_length
+    assert (seen["starts"][:4] + L == 31).all()  # half the batch's target is the frame after the one reward
+    assert trainer.steps["denoiser"] == 1
+    with pytest.raises(ValueError, match="denoiser_reward_oversampling"):
+        WorldModelTrainingConfig(denoiser_reward_oversampling=1.0)
+
     out = tmp_path / "run"
     first = train_world_model("Pong", data, out, 1, model_preset="tiny", progress=False)
     before = load_checkpoint(first).world_model
