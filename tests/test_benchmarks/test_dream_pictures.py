@@ -1,0 +1,62 @@
+"""benchmarks/dream_pictures.py: real | dream | difference pictures, and the reward model's reads at rewarded
+transitions on the real next frame and on the dream's."""
+
+import importlib.util
+import json
+
+import numpy as np
+import pytest
+from helpers import PONG_ACTIONS, ROOT, fixed_event_dream
+from PIL import Image
+
+from gym_diamond import save_checkpoint
+from training.data.dataset import Episode, EpisodeDataset
+
+spec = importlib.util.spec_from_file_location("dream_pictures", ROOT / "benchmarks" / "dream_pictures.py")
+dream_pictures = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(dream_pictures)
+
+
+@pytest.fixture
+def rewarded_data(tmp_path):
+    """One 40-step episode of random frames, rewarded (+1) at steps 10 and 25 only."""
+    rng = np.random.default_rng(0)
+    rewards = np.zeros(40, np.float32)
+    rewards[[10, 25]] = 1.0
+    z = np.zeros(40, bool)
+    data = EpisodeDataset(tmp_path / "data", game="Pong")
+    data.append(Episode(rng.integers(0, 256, (41, 64, 64, 3), dtype=np.uint8), rng.integers(0, 6, 40), rewards,
+                        z, z.copy(), z.copy()))
+    return tmp_path / "data"
+
+
+def _dream(tmp_path, reward):
+    model, bank = fixed_event_dream(reward=reward, terminates=False)
+    return save_checkpoint(tmp_path / f"reward{reward}.safetensors", model, game="Pong", action_meanings=PONG_ACTIONS,
+                           start_bank=bank)
+
+
+@pytest.mark.parametrize("reward", [1, 0])
+def test_rewarded_reads_compare_the_reward_models_sign_with_the_real_one(tmp_path, rewarded_data, capsys, reward,
+                                                                         one_thread):
+    out = tmp_path / "punches.png"
+    dream_pictures.main(["--checkpoint", str(_dream(tmp_path, reward)), "--data", str(rewarded_data), "--out",
+                         str(out), "--rewarded", "--windows", "3", "--scale", "1", "--device", "cpu"])
+    figures = json.loads(capsys.readouterr().out.splitlines()[0])
+    assert figures["rewarded_transitions"] == 64  # every draw has 4 real frames before its reward
+    expected = 1.0 if reward == 1 else 0.0  # a model that always says +1 reads every +1; one that says 0, none
+    assert figures["reward_read_on_real_next_frame"] == figures["reward_read_on_dream_next_frame"] == expected
+    assert figures["any_reward_on_dream_next_frame"] == expected
+    with Image.open(out) as picture:
+        assert picture.size == (4 * 64 + dream_pictures.GAP, 3 * 64)
+
+
+def test_horizon_rows_show_real_dream_and_difference_at_each_horizon(tmp_path, rewarded_data, one_thread):
+    out = tmp_path / "dream.png"
+    dream_pictures.main(["--checkpoint", str(_dream(tmp_path, 0)), "--data", str(rewarded_data), "--out", str(out),
+                         "--windows", "2", "--device", "cpu"])
+    with Image.open(out) as picture:
+        assert picture.size == (2 * (9 * 64 + 2 * dream_pictures.GAP), 2 * 2 * 64)
+        pixels = np.asarray(picture.convert("RGB"))[::2, ::2]
+    real, dream, difference = pixels[:64, :64], pixels[:64, 64:128], pixels[:64, 128:192]
+    assert np.array_equal(difference, np.abs(real.astype(int) - dream.astype(int)).astype(np.uint8))
