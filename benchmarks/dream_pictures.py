@@ -49,13 +49,13 @@ def horizon_rows(model, dataset: EpisodeDataset, windows: int, seed: int) -> np.
     frames = to_model_frames(torch.as_tensor(segments.frames[whole], device=model.device))
     actions = torch.as_tensor(segments.actions[whole], device=model.device).long()
     dream = imagine(model, "fp32", frames, actions, L, H)
+    dreamed = {h: to_uint8_frames(dream.frames[h]).cpu().numpy() for h in HORIZONS}
     rows = []
     for i, row in enumerate(whole):
         cells = []
         for h in HORIZONS:
             real = segments.frames[row, L - 1 + h]
-            dreamed = to_uint8_frames(dream.frames[h][i:i + 1]).cpu().numpy()[0]
-            cells += [real, dreamed, _difference(real, dreamed), _gap(real.shape[0])]
+            cells += [real, dreamed[h][i], _difference(real, dreamed[h][i]), _gap(real.shape[0])]
         rows.append(np.concatenate(cells[:-1], 1))
     return np.concatenate(rows, 0)
 

@@ -181,7 +181,7 @@ def table_row(gates: dict[str, Any]) -> str:
     fidelity = next(iter(gates["fidelity"].values()))
     psnr, last = fidelity["psnr"], fidelity["psnr_repeat_last"]
     objects = fidelity.get("objects")
-    ball = "-" if objects is None else "; ".join(
+    shown = "-" if objects is None else "; ".join(
         f"{name} " + " / ".join(f"{objects[h][f'{name}_shown_model']}, {objects[h][f'{name}_within_2px_model']}"
                                 for h in HORIZONS)
         for name in fidelity["objects_gate"]["objects"])
@@ -194,7 +194,7 @@ def table_row(gates: dict[str, Any]) -> str:
 
     loop = gates.get("closed_loop")
     t = gates.get("transfer")
-    return (f"| {gates['game']} | {psnr[1]} / {psnr[5]} / {psnr[15]} | {last[1]} / {last[5]} / {last[15]} | {ball} | "
+    return (f"| {gates['game']} | {psnr[1]} / {psnr[5]} / {psnr[15]} | {last[1]} / {last[5]} / {last[15]} | {shown} | "
             f"{events(gates['events'])} | {events(gates.get('dream_events'))} | "
             f"{'-' if loop is None else ('passed' if loop['passed'] else 'failed')} | "
             f"{'-' if t is None else str(t['ppo']) + ' vs ' + str(t['random'])} | "
