@@ -6,6 +6,8 @@ import numpy as np
 import torch
 
 from gym_diamond import StartBank, WorldModel, tiny_world_model_config
+from gym_diamond.atari import make_atari_env
+from training.data.dataset import Episode, EpisodeDataset
 
 TESTS = Path(__file__).resolve().parent
 DATA = TESTS / "data"  # fixtures, with the scripts that made them
@@ -44,3 +46,26 @@ def fixed_event_dream(reward: int, terminates: bool, seed: int = 0) -> tuple[Wor
     rng = np.random.default_rng(seed)
     bank = StartBank(rng.integers(0, 256, (5, 4, 64, 64, 3), dtype=np.uint8), rng.integers(0, 6, (5, 4)))
     return model, bank
+
+
+def real_pong_episode(steps: int, seed: int) -> Episode:
+    """``steps`` random-action transitions of real Pong, cut short (neither terminated nor truncated)."""
+    env = make_atari_env("Pong", seed=seed)
+    obs, _ = env.reset(seed=seed)
+    rng = np.random.default_rng(seed)
+    frames, actions, rewards, lives = [obs], [], [], []
+    for _ in range(steps):
+        a = int(rng.integers(env.action_space.n))
+        obs, r, _, _, info = env.step(a)
+        frames.append(obs), actions.append(a), rewards.append(r), lives.append(info["life_loss"])
+    z = np.zeros(steps, dtype=bool)
+    return Episode(np.stack(frames), np.array(actions, dtype=np.int64), np.array(rewards, dtype=np.float32),
+                   z, z.copy(), np.array(lives, dtype=bool))
+
+
+def real_pong_data(root: Path, episodes: int = 2, steps: int = 150) -> Path:
+    """A dataset at ``root`` of ``episodes`` real Pong episodes of ``steps`` random actions (seeds 0, 1, ...)."""
+    dataset = EpisodeDataset(root, game="Pong")
+    for seed in range(episodes):
+        dataset.append(real_pong_episode(steps, seed))
+    return root

@@ -116,7 +116,7 @@ def evaluate(agent: Agent, game: str, episodes: int, *, num_envs: int = 8, seed:
     while active.any():
         vector_steps += 1
         if vector_steps % 100 == 0:  # episodes can last thousands of steps: show the steps too
-            bar.set_postfix(steps=int(steps.sum() + sum(lengths)))
+            bar.set_postfix(steps=int(steps.sum() + sum(lengths)), refresh=False)
         actions = agent.act(obs)
         new_episode = np.zeros(num_envs, dtype=bool)
         for i in np.flatnonzero(active):  # real games step one by one; only the agent is batched

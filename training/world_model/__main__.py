@@ -67,6 +67,19 @@ def main(argv: list[str] | None = None) -> None:
                              "--test-fraction > 0) and append a row to OUT/fidelity.csv: open-loop ball/paddle "
                              "agreement and pooled PSNR at horizons 1/5/15, the ball kept by the denoiser at each "
                              "noise level, event recall/precision. Trains the same weights as without (0: off)")
+    parser.add_argument("--train-sigma-loc", type=float, default=None,
+                        help="location of the denoiser's training noise, ln sigma ~ Normal(LOC, SCALE) (default: "
+                             "DIAMOND's -0.4). A higher location trains more where the sampler starts (sigma 5)")
+    parser.add_argument("--train-sigma-scale", type=float, default=None,
+                        help="scale of the denoiser's training noise in ln sigma (default: DIAMOND's 1.2)")
+    parser.add_argument("--lr", type=float, default=DEFAULTS.lr,
+                        help="AdamW learning rate after warm-up (DIAMOND: 1e-4 at batch 32). A resumed run keeps it")
+    parser.add_argument("--ema-decay", type=float, default=DEFAULTS.ema_decay,
+                        help="export (and judge) an exponential moving average of the weights with this decay per "
+                             "update, e.g. 0.999 (0, the default: the weights themselves, as DIAMOND)")
+    parser.add_argument("--time-budget", type=float, default=None, metavar="SECONDS",
+                        help="stop at the first save after this much wall time, export the checkpoint and leave the "
+                             "state to resume: the same command continues towards --steps")
     parser.add_argument("--fidelity-samples", type=int, default=DEFAULTS.fidelity_samples,
                         help="held-out samples per fidelity figure (dreams and noisy frames; default 32)")
     only = parser.add_mutually_exclusive_group()
@@ -89,11 +102,14 @@ def main(argv: list[str] | None = None) -> None:
                                       reward_oversampling=args.reward_oversampling,
                                       denoiser_reward_oversampling=args.denoiser_reward_oversampling,
                                       changed_pixel_weight=args.changed_pixel_weight,
-                                      fidelity_every=args.fidelity_every, fidelity_samples=args.fidelity_samples)
+                                      fidelity_every=args.fidelity_every, fidelity_samples=args.fidelity_samples,
+                                      train_sigma_loc=args.train_sigma_loc, train_sigma_scale=args.train_sigma_scale,
+                                      lr=args.lr, ema_decay=args.ema_decay)
     data = local_episodes(args.data, Path(args.out) / "data")
     path = train_world_model(args.game, data, args.out, args.steps, model_preset=args.model, device=args.device,
                              seed=args.seed, save_every=args.save_every, config=config,
-                             networks="rew_end" if args.only_rew_end else "denoiser" if args.only_denoiser else "both")
+                             networks="rew_end" if args.only_rew_end else "denoiser" if args.only_denoiser else "both",
+                             time_budget=args.time_budget)
     distributed, _ = init_distributed(args.device)
     if distributed.is_main:
         print(f"world model checkpoint: {path}")

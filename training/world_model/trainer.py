@@ -36,7 +36,7 @@ from tqdm import tqdm
 from gym_diamond import StartBank, WorldModel, save_checkpoint, to_model_frames
 from gym_diamond.acceleration import Acceleration
 from gym_diamond.atari import game_to_name
-from gym_diamond.config import MODEL_SIZES
+from gym_diamond.config import MODEL_SIZES, DenoiserConfig, WorldModelConfig
 from gym_diamond.cpu_memory import keep_freed_memory
 from gym_diamond.diffusion import TrainingNoise
 from gym_diamond.games import atari_game_name
@@ -53,7 +53,9 @@ from training.runtime.csv_log import CsvLog
 from training.runtime.distributed import Distributed, init_distributed
 from training.runtime.files import FolderLock
 from training.runtime.optim import adamw, optimizer_update, warmup_lr
+from training.runtime.progress import progress_bar
 from training.runtime.state import load_optimizer_state, load_state, optimizer_state, restore_rng, rng_state, save_state
+from training.world_model.weight_average import WeightAverage
 
 # Version of the training recipe in saved training states: 2 is DIAMOND's trainer (autoregressive denoiser
 # targets, grey padding, its sampling, weight-decay groups and warm-up); states without it came before.
@@ -61,7 +63,7 @@ TRAINING_RECIPE = 2
 NETWORKS = ("both", "denoiser", "rew_end")  # what train_world_model trains
 FIDELITY_HORIZONS = (1, 5, 15)  # open-loop dream steps judged in fidelity.csv
 # recipe fields a resumed run must keep: changing them mid-run would train another model than the one named
-RESUME_FIXED = ("changed_pixel_weight",)
+RESUME_FIXED = ("changed_pixel_weight", "train_sigma_loc", "train_sigma_scale", "lr", "ema_decay")
 
 
 
@@ -116,6 +118,21 @@ class WorldModelTrainingConfig:
     # append the figures to fidelity.csv (fidelity_figures); 0: never. Changes no training draw
     fidelity_every: int = 0
     fidelity_samples: int = 32  # held-out samples per figure (dreams and noisy frames)
+    # The denoiser's training noise, ln sigma ~ Normal(train_sigma_loc, train_sigma_scale): None keeps the model
+    # config's (DIAMOND's -0.4, 1.2). With one Euler step the sample is D(noise; sigma_max = 5), a next-frame
+    # regression decided where DIAMOND's distribution puts 5% of its draws; a higher location trains more there.
+    # Written into the checkpoint's denoiser config and provenance
+    train_sigma_loc: float | None = None
+    train_sigma_scale: float | None = None
+    # Exponential moving average of the weights (decay per update, warmed up as (1 + n) / (10 + n) over the first
+    # updates); the average is what the checkpoint exports and fidelity.csv judges. 0: off, DIAMOND's training
+    ema_decay: float = 0.0
+
+    def training_noise(self, denoiser: DenoiserConfig) -> DenoiserConfig:
+        """``denoiser`` with this config's training-noise distribution (the fields left None keep its own)."""
+        overrides = {name: getattr(self, name) for name in ("train_sigma_loc", "train_sigma_scale")
+                     if getattr(self, name) is not None}
+        return dataclasses.replace(denoiser, **overrides)
 
     def __post_init__(self) -> None:
         for name in ("batch_size",):
@@ -154,6 +171,12 @@ class WorldModelTrainingConfig:
                              "episodes: hold some out with test_fraction > 0 (--test-fraction)")
         if self.context_noise < 0:
             raise ValueError(f"WorldModelTrainingConfig.context_noise={self.context_noise} is invalid: expected >= 0")
+        if self.train_sigma_scale is not None and self.train_sigma_scale <= 0:
+            raise ValueError(f"WorldModelTrainingConfig.train_sigma_scale={self.train_sigma_scale} is invalid: "
+                             f"expected > 0")
+        if not 0 <= self.ema_decay < 1:
+            raise ValueError(f"WorldModelTrainingConfig.ema_decay={self.ema_decay} is invalid: expected a decay in "
+                             f"[0, 1) (0: no average)")
         if self.lr <= 0 or self.warmup_steps < 0:
             raise ValueError(f"WorldModelTrainingConfig: lr must be > 0 and warmup_steps >= 0, got {self.lr}, "
                              f"{self.warmup_steps}")
@@ -249,6 +272,9 @@ class WorldModelTrainer:
         # NHWC, the dreams' layout (Acceleration.default_for): +22% light updates on a CPU (benchmarks/README.md);
         # set before the optimisers, whose state takes the parameters' layout
         model.to(memory_format=torch.channels_last)
+        self.noise_config = c.training_noise(model.config.denoiser)  # the training sigmas' distribution
+        self.averages = {name: WeightAverage(getattr(model, name), c.ema_decay)
+                         for name in ("denoiser", "rew_end")} if c.ema_decay else {}
         if c.compile:
             model.denoiser.net.compile()
             model.rew_end.compile()
@@ -258,6 +284,7 @@ class WorldModelTrainer:
         self.denoiser_opt = adamw(model.denoiser, c.lr, c.eps, c.weight_decay)
         self.rew_end_opt = adamw(model.rew_end, c.lr, c.eps, c.weight_decay)
         self.steps = {"denoiser": 0, "rew_end": 0}
+        self.cpu_seconds = 0.0  # CPU time of this process's updates, over resumes: fidelity per CPU hour
         self.rng = np.random.default_rng(seed)
         self.noise = torch.Generator(device=self.device).manual_seed(seed)
 
@@ -265,7 +292,19 @@ class WorldModelTrainer:
         lr = warmup_lr(self.config.lr, self.steps[name], self.config.warmup_steps)
         grad_norm = optimizer_update(optimizer, loss, lr, clip)
         self.steps[name] += 1
+        if self.averages:
+            self.averages[name].update(getattr(self.model, name))
         return grad_norm
+
+    def exported_model(self) -> WorldModel:
+        """The model a checkpoint holds and fidelity.csv judges: the weights' average with ``ema_decay``, else
+        the trained model itself."""
+        if not self.averages:
+            return self.model
+        model = WorldModel(self.model.config).to(self.device)
+        for name, average in self.averages.items():
+            getattr(model, name).load_state_dict(average.average)
+        return model.eval()
 
     def train_episode_ids(self) -> np.ndarray | None:
         """Episodes to learn from: all (None), or those outside the held-out split of ``test_fraction``."""
@@ -296,7 +335,7 @@ class WorldModelTrainer:
             starts[:rewarded] = steps + 1 - L
         t = segment_tensors(self.dataset.get_segments(ids[rows], starts[rows], L + K - 1), self.device)
         frame_shape = (len(ids), *t["frames"].shape[2:])
-        draws = [TrainingNoise.draw(frame_shape, self.model.denoiser.config, self.noise, self.device).shard(rows)
+        draws = [TrainingNoise.draw(frame_shape, self.noise_config, self.noise, self.device).shard(rows)
                  for _ in range(K)]
         # each target's real samples in the global batch, over the ranks (padding only before the start)
         real = (starts[:, None] + L + np.arange(K) >= 0).sum(axis=0) / self.distributed.world_size
@@ -367,10 +406,12 @@ class WorldModelTrainer:
             "denoiser_opt": optimizer_state(self.denoiser_opt),
             "rew_end_opt": optimizer_state(self.rew_end_opt),
             "steps": dict(self.steps),
+            "cpu_seconds": self.cpu_seconds,
             "rng": rng_state(self.rng, self.noise),
             "config": dataclasses.asdict(self.config),
             "model_config": self.model.config.to_dict(),
             "recipe": TRAINING_RECIPE,
+            "averages": {name: average.state_dict() for name, average in self.averages.items()},
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -380,13 +421,6 @@ class WorldModelTrainer:
                              "with one denoiser target, black padding and other departures from DIAMOND's "
                              "trainer (its world_model.safetensors still loads as it was): start a new run "
                              "with another --out")
-        saved = state["model_config"]
-        if saved != json.loads(json.dumps(self.model.config.to_dict())):
-            legacy = "attention_residual" not in saved.get("rew_end", {})
-            hint = ("it was written by gym-diamond 0.1, before the networks matched DIAMOND's (its "
-                    "world_model.safetensors still loads as it was); " if legacy else "")
-            raise ValueError(f"the saved training state is of a different world model config: {hint}"
-                             "start a new run with another --out")
         for name in RESUME_FIXED:
             default = getattr(WorldModelTrainingConfig, name)  # states written before the field had its default
             saved_value, value = state.get("config", {}).get(name, default), getattr(self.config, name)
@@ -394,18 +428,32 @@ class WorldModelTrainer:
                 flag = "--" + name.replace("_", "-")
                 raise ValueError(f"the saved training state was trained with {name}={saved_value} ({flag}), not "
                                  f"{value}: resume with {flag} {saved_value}, or start a new run with another --out")
+        saved = state["model_config"]
+        if saved != json.loads(json.dumps(self.model.config.to_dict())):
+            legacy = "attention_residual" not in saved.get("rew_end", {})
+            hint = ("it was written by gym-diamond 0.1, before the networks matched DIAMOND's (its "
+                    "world_model.safetensors still loads as it was); " if legacy else "")
+            raise ValueError(f"the saved training state is of a different world model config: {hint}"
+                             "start a new run with another --out")
         self.model.load_state_dict(state["model"])
+        for name, average in self.averages.items():
+            average.load_state_dict(state["averages"][name])
         load_optimizer_state(self.denoiser_opt, state["denoiser_opt"])
         load_optimizer_state(self.rew_end_opt, state["rew_end_opt"])
         self.steps = dict(state["steps"])
+        self.cpu_seconds = float(state.get("cpu_seconds", 0.0))  # states written before it was counted: from 0
         restore_rng(state["rng"], self.rng, self.noise)
 
 
 def train_world_model(game: str | None, data: str | Path, out: str | Path, steps: int, *, model_preset: str = "paper",
                       device: str | torch.device | None = None, seed: int = 0, save_every: int = 200,
                       log_every: int = 10, config: WorldModelTrainingConfig | None = None,
-                      progress: bool = True, networks: str = "both") -> Path:
+                      progress: bool = True, networks: str = "both", time_budget: float | None = None) -> Path:
     """Train (or resume training) for ``steps`` updates of each network; return the exported checkpoint.
+
+    ``time_budget`` (seconds): stop at the first save (every ``save_every`` updates) after this much wall time,
+    export the checkpoint as it stands, and leave the state to resume: called again with the same ``steps``,
+    the run continues and trains the same weights as one uninterrupted run.
 
     ``networks="rew_end"`` trains the reward/termination model alone (``steps`` then counts its
     updates; the log is ``losses_rew_end.csv``): a cheap fine-tuning of a trained world model, e.g.
@@ -415,22 +463,24 @@ def train_world_model(game: str | None, data: str | Path, out: str | Path, steps
     Under torchrun every process runs this; they train data-parallel (``config.batch_size`` each,
     training.runtime.distributed) and rank 0 writes the state, the log and the checkpoint.
     With ``config.fidelity_every`` N, rank 0 appends ``fidelity_figures`` on the held-out episodes to
-    ``fidelity.csv`` (columns ``update``, ``seconds``: the evaluation's own time, then the figures) after
-    every N updates and the last, and prints them as one line; a resumed run drops the rows after its
-    saved state and writes each update's row once.
+    ``fidelity.csv`` (columns ``update``, ``seconds``: the evaluation's own time, ``train_cpu_hours``: the
+    updates' CPU time so far, then the figures) after every N updates and the last, and prints them as one
+    line; a resumed run drops the rows after its saved state and writes each update's row once.
     """
     rank = int(os.environ.get("RANK", "0"))  # under torchrun rank 0 writes the run folder; the others read it
     with FolderLock(out, "world-model training") if rank == 0 else contextlib.nullcontext():
         return _train_world_model(game, data, out, steps, model_preset=model_preset, device=device, seed=seed,
                                   save_every=save_every, log_every=log_every, config=config, progress=progress,
-                                  networks=networks)
+                                  networks=networks, time_budget=time_budget)
 
 
 def _train_world_model(game: str | None, data: str | Path, out: str | Path, steps: int, *, model_preset: str = "paper",
                       device: str | torch.device | None = None, seed: int = 0, save_every: int = 200,
                       log_every: int = 10, config: WorldModelTrainingConfig | None = None,
-                      progress: bool = True, networks: str = "both") -> Path:
+                      progress: bool = True, networks: str = "both", time_budget: float | None = None) -> Path:
     """``train_world_model`` with the run folder already locked."""
+    if time_budget is not None and time_budget <= 0:
+        raise ValueError(f"time budget must be > 0 seconds, got {time_budget}")
     if networks not in NETWORKS:
         raise ValueError(f"networks must be one of {NETWORKS}, got {networks!r}")
     if model_preset not in MODEL_SIZES:
@@ -449,9 +499,11 @@ def _train_world_model(game: str | None, data: str | Path, out: str | Path, step
     distributed, device = init_distributed(device)
     main_rank = distributed.is_main
     torch.manual_seed(seed)
-    model = WorldModel(MODEL_SIZES[model_preset](len(action_meanings))).to(device)
     # a fixed dataset: DIAMOND ignores its recency weights there (static_dataset.ignore_sample_weights)
     config = config or WorldModelTrainingConfig(sample_weights=None)
+    model_config: WorldModelConfig = MODEL_SIZES[model_preset](len(action_meanings))
+    model_config = model_config.replace(denoiser=config.training_noise(model_config.denoiser))
+    model = WorldModel(model_config).to(device)
     trainer = WorldModelTrainer(model, dataset, config, seed=seed, distributed=distributed)
     state_path = out / "train_state.safetensors"
     if state_path.exists():
@@ -472,16 +524,17 @@ def _train_world_model(game: str | None, data: str | Path, out: str | Path, step
     if main_rank:
         log.drop_after(start)
         fidelity_log.drop_after(start, key="update")
-    bar = tqdm(total=steps, initial=min(start, steps), desc=f"{networks.replace('_', '/')} {game}",
-               disable=not (progress and main_rank))
+    bar = progress_bar(total=steps, initial=min(start, steps), desc=f"{networks.replace('_', '/')} {game}",
+                       disable=not (progress and main_rank))
 
     def judge(update: int) -> None:
         """Append the fidelity row of ``update`` (rank 0)."""
         t0 = time.perf_counter()
-        row = fidelity_figures(model, dataset, test_ids, samples=trainer.config.fidelity_samples, seed=seed,
-                               events=rew_end, sequence_length=trainer.config.rew_end_sequence_length)
+        row = fidelity_figures(trainer.exported_model(), dataset, test_ids, samples=trainer.config.fidelity_samples,
+                               seed=seed, events=rew_end, sequence_length=trainer.config.rew_end_sequence_length)
         seconds = time.perf_counter() - t0
-        fidelity_log.write({"update": update, "seconds": round(seconds, 2), **row})
+        fidelity_log.write({"update": update, "seconds": round(seconds, 2),
+                            "train_cpu_hours": round(trainer.cpu_seconds / 3600, 4), **row})
         if progress:
             tqdm.write(fidelity_line(update, seconds, row))
 
@@ -490,18 +543,27 @@ def _train_world_model(game: str | None, data: str | Path, out: str | Path, step
 
     if fidelity_due(start) and start not in fidelity_log.logged("update"):  # saved before its row was written
         judge(start)
+    started = time.monotonic()
     try:
         for step in range(start, steps):
-            t0 = time.perf_counter()
+            t0, cpu0 = time.perf_counter(), time.process_time()
             scalars = {**(trainer.denoiser_step() if denoiser else {}), **(trainer.rew_end_step() if rew_end else {})}
+            trainer.cpu_seconds += time.process_time() - cpu0
             if main_rank and ((step + 1) % log_every == 0 or step + 1 == steps):
                 log.write({"step": step + 1, **scalars, "seconds": round(time.perf_counter() - t0, 4)})
-                bar.set_postfix({k: f"{v:.4f}" for k, v in scalars.items() if k.endswith("_loss")})
+                bar.set_postfix({k: f"{v:.4f}" for k, v in scalars.items() if k.endswith("_loss")}, refresh=False)
             if fidelity_due(step + 1):  # before the save: a state is never ahead of its row
                 judge(step + 1)
-            if main_rank and (step + 1) % save_every == 0:
+            saving = (step + 1) % save_every == 0
+            if main_rank and saving:
                 save_state(state_path, trainer.state_dict())
             bar.update(1)
+            if saving and time_budget is not None and step + 1 < steps and \
+                    distributed.broadcast(time.monotonic() - started >= time_budget):  # every rank stops together
+                if progress and main_rank:
+                    tqdm.write(f"time budget of {time_budget:g} s spent: stopped at update {step + 1} of {steps}, "
+                               f"state saved in {state_path}; run the same command to continue")
+                break
     finally:
         bar.close()
         if main_rank and trainer.steps[counter] > start:  # interrupted or done: keep what was learnt
@@ -510,7 +572,7 @@ def _train_world_model(game: str | None, data: str | Path, out: str | Path, step
     if not main_rank:
         distributed.barrier()  # until rank 0 has written the checkpoint
         return checkpoint
-    save_checkpoint(checkpoint, model.cpu(), game=game, action_meanings=action_meanings,
+    save_checkpoint(checkpoint, trainer.exported_model().cpu(), game=game, action_meanings=action_meanings,
                     start_bank=trainer.start_bank(), provenance={
                         "denoiser_steps": trainer.steps["denoiser"], "rew_end_steps": trainer.steps["rew_end"],
                         "dataset_steps": dataset.num_steps, "dataset_episodes": len(dataset), "seed": seed,
@@ -522,6 +584,9 @@ def _train_world_model(game: str | None, data: str | Path, out: str | Path, step
                         "reward_oversampling": trainer.config.reward_oversampling,
                         "denoiser_reward_oversampling": trainer.config.denoiser_reward_oversampling,
                         "changed_pixel_weight": trainer.config.changed_pixel_weight,
+                        "train_sigma_loc": trainer.noise_config.train_sigma_loc,
+                        "train_sigma_scale": trainer.noise_config.train_sigma_scale,
+                        "lr": trainer.config.lr, "ema_decay": trainer.config.ema_decay,
                         "batch_size": trainer.config.batch_size * distributed.world_size,
                         "data_collection": read_collection_log(data),
                         "date": time.strftime("%Y-%m-%d %H:%M:%S")})

@@ -6,10 +6,10 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from helpers import real_pong_data, real_pong_episode
 
 import gym_diamond  # noqa: F401
 from gym_diamond import load_checkpoint
-from gym_diamond.atari import make_atari_env
 from gym_diamond.config import tiny_world_model_config
 from gym_diamond.nn.actor_critic import ActorCritic, ActorCriticConfig
 from gym_diamond.world_model import WorldModel
@@ -19,28 +19,10 @@ from training.pipeline import Pipeline
 from training.world_model.trainer import WorldModelTrainer, WorldModelTrainingConfig, train_world_model
 
 
-def real_pong_episode(steps: int, seed: int) -> Episode:
-    """``steps`` random-action transitions of real Pong, cut short (neither terminated nor truncated)."""
-    env = make_atari_env("Pong", seed=seed)
-    obs, _ = env.reset(seed=seed)
-    rng = np.random.default_rng(seed)
-    frames, actions, rewards, lives = [obs], [], [], []
-    for _ in range(steps):
-        a = int(rng.integers(env.action_space.n))
-        obs, r, _, _, info = env.step(a)
-        frames.append(obs), actions.append(a), rewards.append(r), lives.append(info["life_loss"])
-    z = np.zeros(steps, dtype=bool)
-    return Episode(np.stack(frames), np.array(actions, dtype=np.int64), np.array(rewards, dtype=np.float32),
-                   z, z.copy(), np.array(lives, dtype=bool))
-
-
 @pytest.fixture(scope="module")
 def pong_data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("pong_data")
-    dataset = EpisodeDataset(root, game="Pong")
-    for seed in range(2):
-        dataset.append(real_pong_episode(150, seed))
-    return root
+    """Two real episodes of 150 random Pong steps, cut short."""
+    return real_pong_data(tmp_path_factory.mktemp("pong_data"))
 
 
 def test_denoiser_loss_falls_on_real_pong(pong_data):
