@@ -15,6 +15,7 @@ it. One process appends at a time.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections import OrderedDict
@@ -217,6 +218,15 @@ class EpisodeDataset:
     def lengths(self) -> np.ndarray:
         """(num_episodes,) int64: transitions per episode, oldest first."""
         return np.asarray(self._lengths, dtype=np.int64)
+
+    def lengths_digest(self, episodes: int | None = None) -> str:
+        """A fingerprint of the first ``episodes`` episodes (default: all): the digest of their lengths.
+
+        A training run records it, so that a later evaluation can tell its own dataset (perhaps grown since)
+        from data collected apart, and never score episodes the run trained on as held out.
+        """
+        lengths = self.lengths if episodes is None else self.lengths[:episodes]
+        return hashlib.sha256(lengths.tobytes()).hexdigest()[:16]
 
     @property
     def returns(self) -> np.ndarray:

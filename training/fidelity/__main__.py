@@ -2,7 +2,11 @@
 horizon.
 
     python -m training.fidelity --checkpoint runs/Pong-demo/world_model.safetensors \
-        --data runs/Pong-demo/data --test-fraction 0.2 --samples 64
+        --data runs/Pong-demo/data --samples 64
+
+On the checkpoint's own training data it judges the episodes its run held out (``--test-fraction`` of
+``training.world_model``, recorded in the checkpoint); on data collected apart, all of them
+(``training.fidelity.held_out``).
 
 For real segments of the held-out episodes the model starts from the 4 real context frames and is fed
 the real actions; it is scored by PSNR against the real frames after 1 and 15 imagined steps
@@ -34,6 +38,7 @@ from gym_diamond import load_checkpoint, resolve_device
 from gym_diamond.acceleration import PRECISIONS
 from gym_diamond.config import QUANTIZATIONS
 from training.data.dataset import EpisodeDataset
+from training.fidelity.held_out import held_out_episodes
 from training.fidelity.measures import event_confusion
 from training.fidelity.open_loop import dream_reward_recall, fidelity_lines
 from training.runtime.cli import add_device_argument, user_errors
@@ -45,7 +50,10 @@ def main(argv: list[str] | None = None) -> None:
         description="How faithful a world model is on held-out real episodes: one JSON line per horizon.")
     parser.add_argument("--checkpoint", required=True)
     parser.add_argument("--data", required=True)
-    parser.add_argument("--test-fraction", type=float, default=0.2)
+    parser.add_argument("--test-fraction", type=float, default=None,
+                        help="judge on the episodes EpisodeDataset.split holds out at this fraction. Default: on the "
+                             "checkpoint's own data, the fraction its run held out (a larger one is refused: it "
+                             "would score episodes the model trained on); on data collected apart, every episode")
     parser.add_argument("--samples", type=int, default=64)
     parser.add_argument("--horizons", type=int, nargs="+", default=[1, 15])
     parser.add_argument("--seed", type=int, default=0)
@@ -70,10 +78,13 @@ def main(argv: list[str] | None = None) -> None:
         sampler = dataclasses.replace(sampler, quantization=args.quantization)
     model.config = model.config.replace(sampler=sampler)
     dataset = EpisodeDataset(args.data, game=ckpt.game)
-    _, test_ids = dataset.split(args.test_fraction, seed=0)  # the split training.world_model --test-fraction holds out
+    test_ids = held_out_episodes(dataset, ckpt.provenance, args.test_fraction)
+    if test_ids.size == 0:
+        raise ValueError(f"no held-out episode in {args.data} at --test-fraction {args.test_fraction}")
     for line in fidelity_lines(model, dataset, test_ids, args.horizons, args.samples, seed=args.seed,
                                precision=args.precision, reference_precision=args.reference_precision):
-        print(json.dumps({"checkpoint": args.checkpoint, "game": ckpt.game, "precision": args.precision,
+        print(json.dumps({"checkpoint": args.checkpoint, "game": ckpt.game, "held_out_episodes": int(test_ids.size),
+                          "precision": args.precision,
                           "denoising_steps": sampler.num_steps, "quantization": sampler.quantization, **line}),
               flush=True)
     if args.events:

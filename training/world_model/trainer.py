@@ -534,7 +534,7 @@ def _train_world_model(game: str | None, data: str | Path, out: str | Path, step
                                seed=seed, events=rew_end, sequence_length=trainer.config.rew_end_sequence_length)
         seconds = time.perf_counter() - t0
         fidelity_log.write({"update": update, "seconds": round(seconds, 2),
-                            "train_cpu_hours": round(trainer.cpu_seconds / 3600, 4), **row})
+                            "train_cpu_hours": round(trainer.cpu_seconds / 3600, 6), **row})
         if progress:
             tqdm.write(fidelity_line(update, seconds, row))
 
@@ -576,6 +576,8 @@ def _train_world_model(game: str | None, data: str | Path, out: str | Path, step
                     start_bank=trainer.start_bank(), provenance={
                         "denoiser_steps": trainer.steps["denoiser"], "rew_end_steps": trainer.steps["rew_end"],
                         "dataset_steps": dataset.num_steps, "dataset_episodes": len(dataset), "seed": seed,
+                        "dataset_lengths_digest": dataset.lengths_digest(),
+                        "test_fraction": trainer.config.test_fraction,
                         "model_preset": model_preset, "processes": distributed.world_size,
                         "recipe": "DIAMOND's trainer", "autoregressive_steps": trainer.config.autoregressive_steps,
                         "sample_weights": trainer.config.sample_weights,

@@ -94,7 +94,7 @@ def test_fidelity_logging_trains_the_same_weights_and_writes_a_row_per_judged_up
     rows = _rows(tmp_path / "judged" / "fidelity.csv")
     assert [row["update"] for row in rows] == ["2", "3"]  # every 2 updates and the last
     columns = list(rows[0])
-    assert columns[:3] == ["update", "seconds", "h1_pooled_psnr_model"]
+    assert columns[:4] == ["update", "seconds", "train_cpu_hours", "h1_pooled_psnr_model"]
     for h in (1, 5, 15):
         assert {f"h{h}_pooled_psnr_model", f"h{h}_pooled_psnr_repeat_last", f"h{h}_ball_shown_model",
                 f"h{h}_ball_within_2px_model", f"h{h}_ball_shown_repeat_last", f"h{h}_ball_within_2px_repeat_last",
@@ -104,6 +104,7 @@ def test_fidelity_logging_trains_the_same_weights_and_writes_a_row_per_judged_up
     for row in rows:
         assert float(row["seconds"]) > 0 and 0 < float(row["h1_pooled_psnr_repeat_last"]) < 110
         assert 0 <= float(row["sigma5_ball_shown"]) <= 1 and row["h1_paddle_shown_repeat_last"] == "1.0"
+    assert 0 < float(rows[0]["train_cpu_hours"]) < float(rows[1]["train_cpu_hours"])  # counted on, update by update
     out = capsys.readouterr().out
     assert "fidelity at update 2" in out and "denoised ball at sigma 0.05/0.2/0.5/1/2/5" in out
 

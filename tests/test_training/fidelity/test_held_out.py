@@ -1,0 +1,70 @@
+"""A world model is judged only on episodes its run did not train on (training.fidelity.held_out)."""
+
+import numpy as np
+import pytest
+from helpers import real_pong_data
+
+from training.data.dataset import Episode, EpisodeDataset
+from training.fidelity.__main__ import main as fidelity_main
+from training.fidelity.held_out import held_out_episodes
+from training.world_model.trainer import WorldModelTrainingConfig, train_world_model
+
+
+def synthetic_dataset(root, lengths) -> EpisodeDataset:
+    dataset = EpisodeDataset(root, game="Pong")
+    for i, n in enumerate(lengths):
+        z = np.zeros(n, dtype=bool)
+        frames = np.full((n + 1, 64, 64, 3), i, dtype=np.uint8)
+        dataset.append(Episode(frames, np.zeros(n, np.int64), np.zeros(n, np.float32), z, z.copy(), z.copy()))
+    return dataset
+
+
+def provenance_of(dataset: EpisodeDataset, test_fraction: float) -> dict:
+    """What training.world_model records of its data."""
+    return {"dataset_episodes": len(dataset), "dataset_lengths_digest": dataset.lengths_digest(),
+            "test_fraction": test_fraction}
+
+
+def test_on_its_own_data_a_checkpoint_is_judged_on_its_runs_held_out_episodes_only(tmp_path):
+    dataset = synthetic_dataset(tmp_path / "own", [5 + i for i in range(20)])
+    provenance = provenance_of(dataset, 0.3)
+    held_out = dataset.split(0.3, seed=0)[1]
+    assert 0 < held_out.size < 20
+    np.testing.assert_array_equal(held_out_episodes(dataset, provenance), held_out)  # the default: the run's own
+    smaller = held_out_episodes(dataset, provenance, 0.1)
+    assert set(smaller) <= set(held_out)  # a part of the run's split is fine
+    with pytest.raises(ValueError, match="episodes it trained on"):
+        held_out_episodes(dataset, provenance, 0.6)  # takes in trained episodes: refused
+    with pytest.raises(ValueError, match="trained on every episode"):
+        held_out_episodes(dataset, provenance_of(dataset, 0.0))
+    # the dataset grows after training: it is still the run's own, and the new episodes were never trained on
+    synthetic_dataset(tmp_path / "own", [40, 41])
+    grown = EpisodeDataset(tmp_path / "own")
+    judged = held_out_episodes(grown, provenance)
+    assert set(held_out) <= set(judged) and set(judged) - set(held_out) <= {20, 21}
+
+
+def test_data_collected_apart_is_held_out_as_a_whole(tmp_path):
+    own = synthetic_dataset(tmp_path / "own", [5 + i for i in range(20)])
+    apart = synthetic_dataset(tmp_path / "apart", [7, 9, 11])
+    np.testing.assert_array_equal(held_out_episodes(apart, provenance_of(own, 0.1)), [0, 1, 2])
+    np.testing.assert_array_equal(held_out_episodes(apart, provenance_of(own, 0.1), 0.5), apart.split(0.5)[1])
+    np.testing.assert_array_equal(held_out_episodes(apart, {}), [0, 1, 2])  # a checkpoint that records no data
+
+
+def test_the_fidelity_command_refuses_a_fraction_that_takes_in_trained_episodes(tmp_path, capsys):
+    data = real_pong_data(tmp_path / "data", episodes=3, steps=60)
+    config = WorldModelTrainingConfig(batch_size=2, rew_end_sequence_length=4, test_fraction=0.3)
+    checkpoint = train_world_model("Pong", data, tmp_path / "run", 1, model_preset="tiny", device="cpu",
+                                   config=config, progress=False)
+    held_out = EpisodeDataset(data).split(0.3, seed=0)[1]
+    args = ["--checkpoint", str(checkpoint), "--data", str(data), "--samples", "2", "--horizons", "1",
+            "--device", "cpu"]
+    fidelity_main(args)
+    assert f'"held_out_episodes": {held_out.size}' in capsys.readouterr().out
+    with pytest.raises(SystemExit) as stopped:
+        fidelity_main([*args, "--test-fraction", "0.9"])
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --test-fraction 0.9 would judge the checkpoint on episodes it trained on")
+    assert len(err.splitlines()) == 1
