@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from gym_diamond.config import MODEL_SIZES
@@ -106,10 +107,15 @@ def main(argv: list[str] | None = None) -> None:
                                       train_sigma_loc=args.train_sigma_loc, train_sigma_scale=args.train_sigma_scale,
                                       lr=args.lr, ema_decay=args.ema_decay)
     data = local_episodes(args.data, Path(args.out) / "data")
-    path = train_world_model(args.game, data, args.out, args.steps, model_preset=args.model, device=args.device,
-                             seed=args.seed, save_every=args.save_every, config=config,
-                             networks="rew_end" if args.only_rew_end else "denoiser" if args.only_denoiser else "both",
-                             time_budget=args.time_budget)
+    try:
+        networks = "rew_end" if args.only_rew_end else "denoiser" if args.only_denoiser else "both"
+        path = train_world_model(args.game, data, args.out, args.steps, model_preset=args.model, device=args.device,
+                                 seed=args.seed, save_every=args.save_every, config=config, networks=networks,
+                                 time_budget=args.time_budget)
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the trainer saved its state on the way out
+        print(f"interrupted: the training state is saved in {Path(args.out) / 'train_state.safetensors'}; run the "
+              f"same command to continue", file=sys.stderr)
+        raise SystemExit(130) from None
     distributed, _ = init_distributed(args.device)
     if distributed.is_main:
         print(f"world model checkpoint: {path}")

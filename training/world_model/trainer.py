@@ -54,6 +54,7 @@ from training.runtime.distributed import Distributed, init_distributed
 from training.runtime.files import FolderLock
 from training.runtime.optim import adamw, optimizer_update, warmup_lr
 from training.runtime.progress import progress_bar
+from training.runtime.signals import terminate_as_interrupt
 from training.runtime.state import load_optimizer_state, load_state, optimizer_state, restore_rng, rng_state, save_state
 from training.world_model.weight_average import WeightAverage
 
@@ -468,7 +469,7 @@ def train_world_model(game: str | None, data: str | Path, out: str | Path, steps
     line; a resumed run drops the rows after its saved state and writes each update's row once.
     """
     rank = int(os.environ.get("RANK", "0"))  # under torchrun rank 0 writes the run folder; the others read it
-    with FolderLock(out, "world-model training") if rank == 0 else contextlib.nullcontext():
+    with FolderLock(out, "world-model training") if rank == 0 else contextlib.nullcontext(), terminate_as_interrupt():
         return _train_world_model(game, data, out, steps, model_preset=model_preset, device=device, seed=seed,
                                   save_every=save_every, log_every=log_every, config=config, progress=progress,
                                   networks=networks, time_budget=time_budget)

@@ -3,11 +3,16 @@ average of the weights, and a time budget that stops a run to be resumed."""
 
 import io
 import math
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
 import torch
-from helpers import real_pong_data
+from helpers import ROOT, real_pong_data
 
 from gym_diamond import WorldModel, load_checkpoint, tiny_world_model_config
 from gym_diamond.checkpoint import read_metadata
@@ -141,3 +146,26 @@ def test_progress_off_a_terminal_is_plain_lines():
     text = stream.getvalue()
     assert "\r" not in text and text.endswith("\n")
     assert len(text.splitlines()) <= 3 and "1000/1000" in text.splitlines()[-1]
+
+
+def test_sigterm_saves_the_state_and_says_how_to_continue(pong_data, tmp_path):
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "training.world_model", "--data", str(pong_data), "--out", str(out),
+               "--steps", "100000", "--model", "tiny", "--batch-size", "2", "--rew-end-sequence-length", "4",
+               "--device", "cpu", "--save-every", "100000"]
+    proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        deadline = time.monotonic() + 120
+        while not ((out / "losses.csv").exists() and len((out / "losses.csv").read_text().splitlines()) > 1):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)  # to the pid this test started
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert "interrupted: the training state is saved" in err and "Traceback" not in err
+    state = load_state(out / "train_state.safetensors")  # no save was due: the stop wrote it
+    assert state["steps"]["denoiser"] >= 10
