@@ -10,7 +10,7 @@ from gym_diamond.config import MODEL_SIZES
 from training.data.minari_format import local_episodes
 from training.runtime.cli import add_device_argument, add_speed_arguments, user_errors
 from training.runtime.distributed import init_distributed
-from training.world_model.trainer import WorldModelTrainingConfig, train_world_model
+from training.world_model.trainer import RECIPES, WorldModelTrainingConfig, train_world_model
 
 DEFAULTS = WorldModelTrainingConfig()  # the command's defaults are the trainer's
 
@@ -59,25 +59,32 @@ def main(argv: list[str] | None = None) -> None:
                         help="fraction of each denoiser batch whose target is the frame right after a rewarded "
                              "transition, so that the dream learns to draw what earns a reward (0, the default: "
                              "DIAMOND's sampling)")
-    parser.add_argument("--changed-pixel-weight", type=float, default=DEFAULTS.changed_pixel_weight,
+    parser.add_argument("--recipe", choices=sorted(RECIPES), default="diamond",
+                        help="named training recipe, the flags below set over it: diamond (the default: DIAMOND's "
+                             "trainer) or cpu (the loss weighted on changed pixels and training noise nearer the "
+                             f"sampler's start: {RECIPES['cpu']}; more dream fidelity per update on a CPU budget, "
+                             "benchmarks/README.md)")
+    parser.add_argument("--changed-pixel-weight", type=float, default=None,
                         help="weight the denoiser's squared error by 1 + W on the pixels that change from the frame "
                              "before (dilated by a pixel), normalised to a mean weight of 1 per frame: against "
-                             "dreams that drop the ball (0, the default: DIAMOND's loss). A resumed run keeps it")
+                             "dreams that drop the ball (default: the recipe's; DIAMOND: 0). A resumed run keeps it")
     parser.add_argument("--fidelity-every", type=int, default=DEFAULTS.fidelity_every,
                         help="every N updates (and at the end) judge the model on the held-out episodes (needs "
                              "--test-fraction > 0) and append a row to OUT/fidelity.csv: open-loop ball/paddle "
                              "agreement and pooled PSNR at horizons 1/5/15, the ball kept by the denoiser at each "
                              "noise level, event recall/precision. Trains the same weights as without (0: off)")
     parser.add_argument("--train-sigma-loc", type=float, default=None,
-                        help="location of the denoiser's training noise, ln sigma ~ Normal(LOC, SCALE) (default: "
-                             "DIAMOND's -0.4). A higher location trains more where the sampler starts (sigma 5)")
+                        help="location of the denoiser's training noise, ln sigma ~ Normal(LOC, SCALE) (default: the "
+                             "recipe's; DIAMOND: -0.4). A higher location trains more where the sampler starts "
+                             "(sigma 5)")
     parser.add_argument("--train-sigma-scale", type=float, default=None,
-                        help="scale of the denoiser's training noise in ln sigma (default: DIAMOND's 1.2)")
-    parser.add_argument("--lr", type=float, default=DEFAULTS.lr,
-                        help="AdamW learning rate after warm-up (DIAMOND: 1e-4 at batch 32). A resumed run keeps it")
-    parser.add_argument("--ema-decay", type=float, default=DEFAULTS.ema_decay,
+                        help="scale of the denoiser's training noise in ln sigma (default: the recipe's; DIAMOND: 1.2)")
+    parser.add_argument("--lr", type=float, default=None,
+                        help="AdamW learning rate after warm-up (default: the recipe's; DIAMOND: 1e-4 at batch 32). A "
+                             "resumed run keeps it")
+    parser.add_argument("--ema-decay", type=float, default=None,
                         help="export (and judge) an exponential moving average of the weights with this decay per "
-                             "update, e.g. 0.999 (0, the default: the weights themselves, as DIAMOND)")
+                             "update, e.g. 0.999 (default: the recipe's; DIAMOND: 0, the weights themselves)")
     parser.add_argument("--time-budget", type=float, default=None, metavar="SECONDS",
                         help="stop at the first save after this much wall time, export the checkpoint and leave the "
                              "state to resume: the same command continues towards --steps")
@@ -94,18 +101,16 @@ def main(argv: list[str] | None = None) -> None:
     if args.fidelity_every and args.test_fraction == 0:
         parser.error("--fidelity-every judges the model on held-out episodes: hold some out with --test-fraction "
                      "(e.g. 0.1)")
-    config = WorldModelTrainingConfig(batch_size=args.batch_size, rew_end_sequence_length=args.rew_end_sequence_length,
-                                      autoregressive_steps=args.autoregressive_steps, warmup_steps=args.warmup_steps,
-                                      sample_weights=tuple(args.sample_weights) if args.sample_weights else None,
-                                      test_fraction=args.test_fraction, precision=args.precision or "fp32",
-                                      compile=args.compile, context_noise=args.context_noise,
-                                      termination_oversampling=args.termination_oversampling,
-                                      reward_oversampling=args.reward_oversampling,
-                                      denoiser_reward_oversampling=args.denoiser_reward_oversampling,
-                                      changed_pixel_weight=args.changed_pixel_weight,
-                                      fidelity_every=args.fidelity_every, fidelity_samples=args.fidelity_samples,
-                                      train_sigma_loc=args.train_sigma_loc, train_sigma_scale=args.train_sigma_scale,
-                                      lr=args.lr, ema_decay=args.ema_decay)
+    chosen = {name: getattr(args, name) for name in ("changed_pixel_weight", "train_sigma_loc", "train_sigma_scale",
+                                                     "lr", "ema_decay") if getattr(args, name) is not None}
+    config = WorldModelTrainingConfig.from_recipe(
+        args.recipe, batch_size=args.batch_size, rew_end_sequence_length=args.rew_end_sequence_length,
+        autoregressive_steps=args.autoregressive_steps, warmup_steps=args.warmup_steps,
+        sample_weights=tuple(args.sample_weights) if args.sample_weights else None, test_fraction=args.test_fraction,
+        precision=args.precision or "fp32", compile=args.compile, context_noise=args.context_noise,
+        termination_oversampling=args.termination_oversampling, reward_oversampling=args.reward_oversampling,
+        denoiser_reward_oversampling=args.denoiser_reward_oversampling, fidelity_every=args.fidelity_every,
+        fidelity_samples=args.fidelity_samples, **chosen)
     data = local_episodes(args.data, Path(args.out) / "data")
     try:
         networks = "rew_end" if args.only_rew_end else "denoiser" if args.only_denoiser else "both"

@@ -64,6 +64,14 @@ TRAINING_RECIPE = 2
 NETWORKS = ("both", "denoiser", "rew_end")  # what train_world_model trains
 FIDELITY_HORIZONS = (1, 5, 15)  # open-loop dream steps judged in fidelity.csv
 # recipe fields a resumed run must keep: changing them mid-run would train another model than the one named
+# Named training recipes: the WorldModelTrainingConfig fields each sets, the others keeping DIAMOND's values.
+# "cpu": the sample-efficiency study's best per update on a CPU budget so far (benchmarks/README.md, "Faithful
+# dreams on a CPU budget"): the loss weighted on the pixels that change (the ball) and training noise centred
+# nearer sigma 5, where a one-step sampler decides the frame
+RECIPES: dict[str, dict[str, Any]] = {
+    "diamond": {},
+    "cpu": {"changed_pixel_weight": 20.0, "train_sigma_loc": 0.4, "train_sigma_scale": 1.0},
+}
 RESUME_FIXED = ("changed_pixel_weight", "train_sigma_loc", "train_sigma_scale", "lr", "ema_decay")
 
 
@@ -128,6 +136,14 @@ class WorldModelTrainingConfig:
     # Exponential moving average of the weights (decay per update, warmed up as (1 + n) / (10 + n) over the first
     # updates); the average is what the checkpoint exports and fidelity.csv judges. 0: off, DIAMOND's training
     ema_decay: float = 0.0
+    recipe: str = "diamond"  # the name of the recipe the other fields started from (RECIPES), for the record
+
+    @classmethod
+    def from_recipe(cls, recipe: str, **fields: Any) -> WorldModelTrainingConfig:
+        """The config of a named recipe (RECIPES), with ``fields`` set over it."""
+        if recipe not in RECIPES:
+            raise ValueError(f"unknown training recipe {recipe!r}: expected one of {sorted(RECIPES)}")
+        return cls(**{**RECIPES[recipe], **fields, "recipe": recipe})
 
     def training_noise(self, denoiser: DenoiserConfig) -> DenoiserConfig:
         """``denoiser`` with this config's training-noise distribution (the fields left None keep its own)."""
@@ -580,7 +596,7 @@ def _train_world_model(game: str | None, data: str | Path, out: str | Path, step
                         "dataset_lengths_digest": dataset.lengths_digest(),
                         "test_fraction": trainer.config.test_fraction,
                         "model_preset": model_preset, "processes": distributed.world_size,
-                        "recipe": "DIAMOND's trainer", "autoregressive_steps": trainer.config.autoregressive_steps,
+                        "recipe": trainer.config.recipe, "autoregressive_steps": trainer.config.autoregressive_steps,
                         "sample_weights": trainer.config.sample_weights,
                         "context_noise": trainer.config.context_noise,
                         "termination_oversampling": trainer.config.termination_oversampling,

@@ -169,3 +169,18 @@ def test_sigterm_saves_the_state_and_says_how_to_continue(pong_data, tmp_path):
     assert "interrupted: the training state is saved" in err and "Traceback" not in err
     state = load_state(out / "train_state.safetensors")  # no save was due: the stop wrote it
     assert state["steps"]["denoiser"] >= 10
+
+
+def test_a_named_recipe_sets_its_fields_and_flags_set_over_it(pong_data, tmp_path):
+    cpu = WorldModelTrainingConfig.from_recipe("cpu")
+    assert (cpu.changed_pixel_weight, cpu.train_sigma_loc, cpu.train_sigma_scale, cpu.recipe) == (20.0, 0.4, 1.0, "cpu")
+    assert WorldModelTrainingConfig.from_recipe("diamond") == WorldModelTrainingConfig()  # DIAMOND's stays the default
+    with pytest.raises(ValueError, match="unknown training recipe"):
+        WorldModelTrainingConfig.from_recipe("gpu")
+    out = tmp_path / "run"
+    world_model_main(["--data", str(pong_data), "--out", str(out), "--model", "tiny", "--batch-size", "2",
+                      "--device", "cpu", "--rew-end-sequence-length", "4", "--steps", "1", "--recipe", "cpu",
+                      "--changed-pixel-weight", "5"])
+    provenance = read_metadata(out / "world_model.safetensors")["provenance"]
+    chosen = (provenance["recipe"], provenance["changed_pixel_weight"], provenance["train_sigma_loc"])
+    assert chosen == ("cpu", 5.0, 0.4)
