@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import torch
 
+from gym_diamond.errors import UserError
+
 PRECISIONS = ("fp32", "bf16")
 CPU_PRECISION_VARIABLE = "GYM_DIAMOND_CPU_PRECISION"
 """Set to "fp32" or "bf16" to override the CPU default that :func:`default_precision` reads off the CPU."""
@@ -52,7 +54,7 @@ def default_precision(device: torch.device | str) -> str:
     elif device.type == "cpu" and os.environ.get(CPU_PRECISION_VARIABLE):
         precision = os.environ[CPU_PRECISION_VARIABLE]
         if precision not in PRECISIONS:
-            raise ValueError(f"${CPU_PRECISION_VARIABLE}={precision!r}: expected one of {PRECISIONS}")
+            raise UserError(f"${CPU_PRECISION_VARIABLE}={precision!r}: expected one of {PRECISIONS}")
         reason = f"${CPU_PRECISION_VARIABLE}"
     elif device.type == "cpu":
         units = cpu_bf16_units()
@@ -88,9 +90,9 @@ class Acceleration:
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+            raise UserError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.cuda_graphs and not self.compile:
-            raise ValueError("cuda_graphs=True needs compile=True: the graphs come from torch.compile's "
+            raise UserError("cuda_graphs=True needs compile=True: the graphs come from torch.compile's "
                              "reduce-overhead mode")
 
     @classmethod
@@ -103,9 +105,9 @@ class Acceleration:
         """Raise a clear error for combinations this device cannot run."""
         device = torch.device(device)
         if self.cuda_graphs and device.type != "cuda":
-            raise ValueError(f"cuda_graphs=True needs a CUDA device, but the world model is on {device}")
+            raise UserError(f"cuda_graphs=True needs a CUDA device, but the world model is on {device}")
         if self.precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
-            raise ValueError(f"precision='bf16' is not supported by {torch.cuda.get_device_name(device)}")
+            raise UserError(f"precision='bf16' is not supported by {torch.cuda.get_device_name(device)}")
 
     @property
     def dtype(self) -> torch.dtype:

@@ -34,6 +34,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from gym_diamond.errors import UserError
 from gym_diamond.games import normalise_game_name
 
 __all__ = [
@@ -91,7 +92,7 @@ def _lookup(game: str) -> tuple[str, str]:
         close = difflib.get_close_matches(key, list(games), n=5, cutoff=0.6)
         close = [games[c][0] for c in close]
         hint = f"; did you mean {', '.join(close)}?" if close else "; see gym_diamond.atari.available_games()"
-        raise ValueError(f"unknown Atari game {game!r}: expected a game ale-py ships, like 'Pong'{hint}")
+        raise UserError(f"unknown Atari game {game!r}: expected a game ale-py ships, like 'Pong'{hint}")
     return found
 
 
@@ -129,10 +130,10 @@ class AtariEnv(gym.Env):
         render_mode: str | None = None,
     ) -> None:
         if not isinstance(noop_max, int) or noop_max < 0:
-            raise ValueError(f"noop_max must be an int >= 0, got {noop_max!r}")
+            raise UserError(f"noop_max must be an int >= 0, got {noop_max!r}")
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             modes = self.metadata["render_modes"]
-            raise ValueError(f"render_mode must be one of {modes} or None, got {render_mode!r}")
+            raise UserError(f"render_mode must be one of {modes} or None, got {render_mode!r}")
         self.game = game_to_name(game)
         self.done_on_life_loss = done_on_life_loss
         self.noop_max = noop_max
@@ -197,7 +198,7 @@ class AtariEnv(gym.Env):
     def step(self, action: int) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         """Repeat ``action`` for 4 emulator frames (fewer if the game ends) and sum their rewards."""
         if not self.action_space.contains(action):
-            raise ValueError(f"action must be an int in [0, {self.action_space.n}), got {action!r}")
+            raise UserError(f"action must be an int in [0, {self.action_space.n}), got {action!r}")
         reward = 0.0
         action_id = self._action_set[int(action)]
         for _ in range(FRAME_SKIP):

@@ -19,6 +19,7 @@ from safetensors.torch import save_file
 
 from gym_diamond.atomic import replace_atomic
 from gym_diamond.config import WorldModelConfig
+from gym_diamond.errors import UserError
 from gym_diamond.games import atari_game_name
 from gym_diamond.integrity import DIGEST_KEY, tensors_digest, verify_tensors
 from gym_diamond.world_model import WorldModel
@@ -56,12 +57,12 @@ class StartBank:
 
     def __post_init__(self) -> None:
         if self.frames.dtype != np.uint8 or self.frames.ndim != 5:
-            raise ValueError(f"start frames must be uint8 (k, L, h, w, c), got {self.frames.dtype} "
+            raise UserError(f"start frames must be uint8 (k, L, h, w, c), got {self.frames.dtype} "
                              f"{self.frames.shape}")
         if self.actions.shape != self.frames.shape[:2]:
-            raise ValueError(f"start actions must be (k, L) = {self.frames.shape[:2]}, got {self.actions.shape}")
+            raise UserError(f"start actions must be (k, L) = {self.frames.shape[:2]}, got {self.actions.shape}")
         if len(self.frames) == 0:
-            raise ValueError("the start bank is empty: a dream needs at least one real context to start from")
+            raise UserError("the start bank is empty: a dream needs at least one real context to start from")
         self.actions = self.actions.astype(np.int64)
 
     def __len__(self) -> int:
@@ -111,10 +112,10 @@ def save_checkpoint(path: str | Path, world_model: WorldModel, *, game: str, act
     k, L = start_bank.actions.shape
     cfg = world_model.config
     if len(action_meanings) != cfg.num_actions:
-        raise ValueError(f"{len(action_meanings)} action meanings for a model of {cfg.num_actions} actions")
+        raise UserError(f"{len(action_meanings)} action meanings for a model of {cfg.num_actions} actions")
     expected = (cfg.denoiser.image_size, cfg.denoiser.image_size, cfg.denoiser.image_channels)
     if L != cfg.denoiser.context_length or start_bank.frames.shape[2:] != expected:
-        raise ValueError(f"start bank frames {start_bank.frames.shape} do not fit the model: expected "
+        raise UserError(f"start bank frames {start_bank.frames.shape} do not fit the model: expected "
                          f"(k, {cfg.denoiser.context_length}, {', '.join(map(str, expected))})")
     tensors: dict[str, torch.Tensor] = {}
     for name, tensor in world_model.state_dict().items():
@@ -149,21 +150,21 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
         with safe_open(str(path), framework="pt") as f:
             raw = (f.metadata() or {}).get(METADATA_KEY)
     except (SafetensorError, OSError, ValueError) as e:
-        raise ValueError(f"{path} is not a readable safetensors file (truncated or corrupt?): {e}") from e
+        raise UserError(f"{path} is not a readable safetensors file (truncated or corrupt?): {e}") from e
     if raw is None:
-        raise ValueError(
+        raise UserError(
             f"{path} is a safetensors file but not a gym-diamond checkpoint (no '{METADATA_KEY}' metadata)")
     try:
         meta = json.loads(raw)
     except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: the checkpoint metadata is not valid JSON: {e}") from e
+        raise UserError(f"{path}: the checkpoint metadata is not valid JSON: {e}") from e
     version = meta.get("format_version")
     if version not in (1, FORMAT_VERSION):
-        raise ValueError(f"{path}: checkpoint format version {version!r}, but this gym-diamond reads versions "
+        raise UserError(f"{path}: checkpoint format version {version!r}, but this gym-diamond reads versions "
                          f"1 to {FORMAT_VERSION}: upgrade gym-diamond to read it")
     for key in ("game", "action_meanings", "config"):
         if key not in meta:
-            raise ValueError(f"{path}: the checkpoint metadata has no '{key}'")
+            raise UserError(f"{path}: the checkpoint metadata has no '{key}'")
     if version == 1 and isinstance(meta["config"], dict):
         meta["config"] = _with_defaults(meta["config"], LEGACY_VARIANTS)
     return meta
@@ -180,9 +181,9 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu", *, ver
     try:
         config = WorldModelConfig.from_dict(meta["config"])
     except (TypeError, ValueError) as e:
-        raise ValueError(f"{path}: invalid world model config: {e}") from e
+        raise UserError(f"{path}: invalid world model config: {e}") from e
     if len(meta["action_meanings"]) != config.num_actions:
-        raise ValueError(f"{path}: {len(meta['action_meanings'])} action meanings but the config has "
+        raise UserError(f"{path}: {len(meta['action_meanings'])} action meanings but the config has "
                          f"{config.num_actions} actions")
     world_model = WorldModel(config)
     expected = world_model.state_dict()
@@ -191,20 +192,20 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu", *, ver
             names = set(f.keys())
             missing = sorted(set(expected) - names)
             if missing:
-                raise ValueError(f"{path}: missing tensor(s) {missing[:5]}{' ...' if len(missing) > 5 else ''}")
+                raise UserError(f"{path}: missing tensor(s) {missing[:5]}{' ...' if len(missing) > 5 else ''}")
             for required in (START_FRAMES, START_ACTIONS):
                 if required not in names:
-                    raise ValueError(f"{path}: missing tensor '{required}' (the start-context bank)")
+                    raise UserError(f"{path}: missing tensor '{required}' (the start-context bank)")
             stored = {name: f.get_tensor(name) for name in names}
     except SafetensorError as e:
-        raise ValueError(f"{path} could not be read (truncated or corrupt?): {e}") from e
+        raise UserError(f"{path} could not be read (truncated or corrupt?): {e}") from e
     if verify:
         verify_tensors(path, stored, meta.get(DIGEST_KEY))
     state = {}
     for name, ref in expected.items():
         t = stored[name]
         if t.shape != ref.shape:
-            raise ValueError(f"{path}: tensor '{name}' has shape {tuple(t.shape)} but the config "
+            raise UserError(f"{path}: tensor '{name}' has shape {tuple(t.shape)} but the config "
                              f"implies {tuple(ref.shape)}: config and weights do not match")
         state[name] = t.to(ref.dtype)
     bank = StartBank(stored[START_FRAMES].numpy(), stored[START_ACTIONS].numpy())

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import gymnasium as gym
 import numpy as np
 
+from gym_diamond.errors import UserError
 from gym_diamond.render import upscale
 
 
@@ -41,7 +42,7 @@ def dream_vs_real(env: gym.Env, policy: Callable[[np.ndarray], int], steps: int,
     ``steps`` steps or when either side's episode ends.
     """
     if not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be a positive integer, got {steps!r}")
+        raise UserError(f"steps must be a positive integer, got {steps!r}")
     dream_obs, _ = env.reset(seed=seed, options={"start": "ale"})
     real_game, real_obs = env.unwrapped.real_game, dream_obs  # the dream starts from the real game's frames
     reals, dreams = [], []

@@ -14,6 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from gym_diamond.errors import UserError
+
 T = TypeVar("T")
 
 GROUP_SIZE = 32  # group norm uses groups of 32 channels (at least one group)
@@ -27,7 +29,7 @@ QUANTIZATIONS = ("floor", "round")
 
 def _check(condition: bool, cls: str, name: str, value: Any, expected: str) -> None:
     if not condition:
-        raise ValueError(f"{cls}.{name}={value!r} is invalid: expected {expected}")
+        raise UserError(f"{cls}.{name}={value!r} is invalid: expected {expected}")
 
 
 def _check_channels(cls: str, name: str, channels: tuple[int, ...]) -> None:
@@ -51,7 +53,7 @@ class _DictMixin:
         fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
         unknown = sorted(set(data) - set(fields))
         if unknown:
-            raise ValueError(f"{cls.__name__} has no field(s) {unknown}; known: {sorted(fields)}")
+            raise UserError(f"{cls.__name__} has no field(s) {unknown}; known: {sorted(fields)}")
         kwargs = {}
         for name, value in data.items():
             sub = _NESTED.get((cls.__name__, name))
@@ -202,7 +204,7 @@ class WorldModelConfig(_DictMixin):
 def check_denoising_steps(num_steps: object) -> None:
     """A user's denoising-step override must be a positive int (the error names the argument)."""
     if not isinstance(num_steps, int) or num_steps < 1:
-        raise ValueError(f"denoising_steps must be a positive int, got {num_steps!r}")
+        raise UserError(f"denoising_steps must be a positive int, got {num_steps!r}")
 
 
 def small_world_model_config(num_actions: int = 18) -> WorldModelConfig:

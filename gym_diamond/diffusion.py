@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 from gym_diamond.config import QUANTIZATIONS, DenoiserConfig, SamplerConfig
+from gym_diamond.errors import UserError
 from gym_diamond.rng import Generator, randn
 
 
@@ -99,7 +100,7 @@ def quantize(frames: Tensor, mode: str = "floor") -> Tensor:
         return frames.clamp(-1, 1).add(1).div(2).mul(255).floor().div(255).mul(2).sub(1)
     if mode == "round":
         return frames.clamp(-1, 1).add(1).mul(127.5).round().div(127.5).sub(1)
-    raise ValueError(f"quantization mode {mode!r}: expected one of {QUANTIZATIONS}")
+    raise UserError(f"quantization mode {mode!r}: expected one of {QUANTIZATIONS}")
 
 
 Denoise = Callable[[Tensor, Tensor], Tensor]

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import torch
 
+from gym_diamond.errors import UserError
+
 DIGEST_KEY = "tensors_sha256"
 _warned: set[str] = set()
 
@@ -40,10 +42,10 @@ def verify_tensors(path: str | Path, tensors: Mapping[str, torch.Tensor], expect
             warnings.warn(f"{path} was written without a tensor digest (before gym-diamond checked them), so its "
                           "data cannot be verified; saving it again adds one", UserWarning, stacklevel=3)
     elif tensors_digest(tensors) != expected:
-        raise ValueError(f"{path}: the tensor data does not match the sha256 saved with it: the file is damaged "
+        raise UserError(f"{path}: the tensor data does not match the sha256 saved with it: the file is damaged "
                          "(an interrupted copy, a bad disk or a partial download?); restore it from a good copy "
                          "or make it again")
     for name, t in tensors.items():
         if t.is_floating_point() and not torch.isfinite(t).all():
-            raise ValueError(f"{path}: tensor {name!r} holds NaN or infinite values (training diverged, or the "
+            raise UserError(f"{path}: tensor {name!r} holds NaN or infinite values (training diverged, or the "
                              "file was damaged before its digest was written)")

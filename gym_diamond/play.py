@@ -10,6 +10,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from gym_diamond.errors import UserError
 from gym_diamond.render import upscale
 
 try:
@@ -42,7 +43,7 @@ class Keyboard:
     def __init__(self, meanings: list[str], horizon: int, agent_available: bool = False,
                  events: Iterable[list[pygame.event.Event]] | None = None) -> None:
         if horizon < 1:
-            raise ValueError(f"horizon must be a positive integer, got {horizon!r}")
+            raise UserError(f"horizon must be a positive integer, got {horizon!r}")
         self.meanings, self.horizon, self.agent_available = list(meanings), horizon, agent_available
         self.held: set[str] = set()
         self.agent_plays = self.show_real = self.switched = self.restart = False

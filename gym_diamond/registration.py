@@ -12,6 +12,7 @@ import torch
 from gym_diamond.acceleration import Acceleration
 from gym_diamond.checkpoint import Checkpoint, load_checkpoint
 from gym_diamond.config import check_denoising_steps
+from gym_diamond.errors import UserError
 from gym_diamond.games import ATARI_GAMES, normalise_game_name
 
 NAMESPACE = "DiamondDream"
@@ -83,7 +84,7 @@ def load_dream(game: str | None, checkpoint: str | os.PathLike | None, device: t
     switches (None precision: the device's default, bf16 on a bf16 GPU, else fp32).
     """
     if game is None and checkpoint is None:
-        raise ValueError(f"give the game (e.g. gym.make('{NAMESPACE}/Pong-v0')) or a checkpoint: "
+        raise UserError(f"give the game (e.g. gym.make('{NAMESPACE}/Pong-v0')) or a checkpoint: "
                          f"gym.make({ANY_DREAM_ID!r}, checkpoint=PATH) opens any world model")
     if denoising_steps is not None:  # before any file is read
         check_denoising_steps(denoising_steps)
@@ -93,7 +94,7 @@ def load_dream(game: str | None, checkpoint: str | os.PathLike | None, device: t
     path = find_checkpoint(game, checkpoint) if game is not None else Path(checkpoint)
     ckpt = load_checkpoint(path, device=device)
     if game is not None and not _same_game(ckpt.game, game):
-        raise ValueError(f"{path} is a world model of {ckpt.game!r}, but the environment is {env_id(game)!r}; "
+        raise UserError(f"{path} is a world model of {ckpt.game!r}, but the environment is {env_id(game)!r}; "
                          f"use gym.make({env_id(ckpt.game)!r}, checkpoint=...) or a {game} checkpoint")
     warn_failed_gates(path, ckpt.provenance)
     model = ckpt.world_model

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from gym_diamond.errors import UserError
+
 
 def upscale(frames: np.ndarray, size: int) -> np.ndarray:
     """Nearest-neighbour resize of uint8 frames (..., h, w, c) to (..., size, size, c), keeping pixels crisp."""
     if not isinstance(size, int) or size < 1:
-        raise ValueError(f"render size must be a positive integer, got {size!r}")
+        raise UserError(f"render size must be a positive integer, got {size!r}")
     h, w = frames.shape[-3:-1]
     rows = np.arange(size) * h // size
     cols = np.arange(size) * w // size

@@ -14,6 +14,8 @@ import math
 import torch
 from torch import Tensor
 
+from gym_diamond.errors import UserError
+
 _MASK32 = 0xFFFFFFFF
 
 
@@ -43,7 +45,7 @@ class BatchedGenerator:
     def __init__(self, seeds: Tensor | list[int], device: torch.device | str | None = None) -> None:
         seeds = torch.as_tensor(seeds, dtype=torch.int64, device=device)
         if seeds.ndim != 1:
-            raise ValueError(f"seeds must be a 1-D tensor of per-row seeds, got shape {tuple(seeds.shape)}")
+            raise UserError(f"seeds must be a 1-D tensor of per-row seeds, got shape {tuple(seeds.shape)}")
         self.device = seeds.device
         self.keys = torch.zeros_like(seeds)
         self.counters = torch.zeros_like(seeds)
@@ -95,7 +97,7 @@ def randn(shape: tuple[int, ...], generator: Generator | None = None, device: to
     """Gaussians from either kind of generator; a BatchedGenerator must have one row per ``shape[0]``."""
     if isinstance(generator, BatchedGenerator):
         if len(generator) != shape[0]:
-            raise ValueError(f"BatchedGenerator has {len(generator)} rows but the batch is {shape[0]}")
+            raise UserError(f"BatchedGenerator has {len(generator)} rows but the batch is {shape[0]}")
         return generator.normal(*shape[1:]).to(dtype)
     return torch.randn(shape, generator=generator, device=device, dtype=dtype)
 
@@ -104,6 +106,6 @@ def rand(shape: tuple[int, ...], generator: Generator | None = None, device: tor
     """Uniforms in (0, 1) from either kind of generator."""
     if isinstance(generator, BatchedGenerator):
         if len(generator) != shape[0]:
-            raise ValueError(f"BatchedGenerator has {len(generator)} rows but the batch is {shape[0]}")
+            raise UserError(f"BatchedGenerator has {len(generator)} rows but the batch is {shape[0]}")
         return generator.uniform(*shape[1:])
     return torch.rand(shape, generator=generator, device=device)

@@ -11,6 +11,7 @@ from gym_diamond.acceleration import Acceleration
 from gym_diamond.config import SamplerConfig, WorldModelConfig
 from gym_diamond.cpu_memory import keep_freed_memory
 from gym_diamond.diffusion import integrate, sampler_noise
+from gym_diamond.errors import UserError
 from gym_diamond.nn.blocks import LSTMState
 from gym_diamond.nn.denoiser import Denoiser
 from gym_diamond.nn.rew_end import RewEndModel
@@ -77,16 +78,16 @@ class WorldModel(nn.Module):
             raise TypeError(f"frames and actions must be torch tensors, got {type(frames).__name__} "
                             f"and {type(actions).__name__}")
         if frames.ndim != 5 or tuple(frames.shape[1:]) != (L, *self.frame_shape):
-            raise ValueError(f"frames must be (n, {L}, {', '.join(map(str, self.frame_shape))}), "
+            raise UserError(f"frames must be (n, {L}, {', '.join(map(str, self.frame_shape))}), "
                              f"got {tuple(frames.shape)}")
         if not frames.is_floating_point():
             raise TypeError(f"frames must be float in [-1, 1], got {frames.dtype}")
         if tuple(actions.shape) != tuple(frames.shape[:2]):
-            raise ValueError(f"actions must be (n, {L}) = {tuple(frames.shape[:2])}, got {tuple(actions.shape)}")
+            raise UserError(f"actions must be (n, {L}) = {tuple(frames.shape[:2])}, got {tuple(actions.shape)}")
         if actions.dtype not in (torch.int64, torch.int32):
             raise TypeError(f"actions must be int64, got {actions.dtype}")
         if frames.device != self.device or actions.device != self.device:
-            raise ValueError(f"frames ({frames.device}) and actions ({actions.device}) must be on the "
+            raise UserError(f"frames ({frames.device}) and actions ({actions.device}) must be on the "
                              f"world model's device {self.device}")
 
     @torch.no_grad()

@@ -5,8 +5,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gym_diamond import StartBank, WorldModel, tiny_world_model_config
+from gym_diamond import SamplerConfig, StartBank, WorldModel, save_checkpoint, tiny_world_model_config
 from gym_diamond.atari import make_atari_env
+from gym_diamond.envs.core import DreamCore
+from gym_diamond.nn.rew_end import RewEndOutput
 from training.data.dataset import Episode, EpisodeDataset
 
 TESTS = Path(__file__).resolve().parent
@@ -69,3 +71,59 @@ def real_pong_data(root: Path, episodes: int = 2, steps: int = 150) -> Path:
     for seed in range(episodes):
         dataset.append(real_pong_episode(steps, seed))
     return root
+
+
+class PixelCodeOracle(torch.nn.Module):
+    """Reads the reward sign and the termination that the test wrote into pixel (0, 0) of the next frame."""
+
+    def __init__(self, blind: bool = False) -> None:
+        super().__init__()
+        self.blind = blind
+
+    def forward(self, frames, actions, next_frames, state=None):
+        code = ((next_frames[:, :, 0, 0, 0] + 1) * 127.5).round().long()  # 0..255, written as 10 * class
+        reward_class, end = (code // 10) % 3, code // 30
+        if self.blind:
+            reward_class, end = torch.ones_like(reward_class), torch.zeros_like(end)
+        return RewEndOutput(torch.nn.functional.one_hot(reward_class, 3).float(),
+                            torch.nn.functional.one_hot(end, 2).float(), None)
+
+
+BANDIT_ACTIONS = ["NOOP", "PAY", "NOTHING"]
+
+
+def make_bandit_checkpoint(path) -> None:
+    """A tiny world model whose reward model pays +1 for action 1 only and never terminates.
+
+    The denoiser is random (perturbed so frames vary); only ``rew_end`` is trained, on frames the dream
+    itself produces, with labels reward = [action == 1], terminated = False. One denoising step keeps
+    the dream fast on a CPU.
+    """
+    torch.manual_seed(0)
+    model = WorldModel(tiny_world_model_config(num_actions=3).replace(sampler=SamplerConfig(num_steps=1)))
+    with torch.no_grad():
+        for p in model.denoiser.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    rng = np.random.default_rng(0)
+    bank = StartBank(rng.integers(0, 256, (5, 4, 64, 64, 3), dtype=np.uint8), rng.integers(0, 3, (5, 4)))
+    core = DreamCore(model, bank, num_envs=8)
+    core.reset(seed=0)
+    frames = [core.frames[:, -1].clone()]
+    for _ in range(16):
+        core.step(torch.randint(0, 3, (8,)))
+        frames.append(core.frames[:, -1].clone())
+    frames = torch.stack(frames, 1)  # (8, 17, c, h, w) in [-1, 1]: what the dream shows
+    rew_end = model.rew_end.train()
+    opt = torch.optim.Adam(rew_end.parameters(), lr=5e-3)
+    g = torch.Generator().manual_seed(0)
+    for it in range(80):
+        rows, t0 = slice(4 * (it % 2), 4 * (it % 2) + 4), it % 9
+        actions = torch.randint(0, 3, (4, 8), generator=g)
+        never = torch.zeros(4, 8, dtype=torch.bool)
+        loss_r, loss_e = rew_end.loss(frames[rows, t0:t0 + 8], actions, frames[rows, t0 + 1:t0 + 9],
+                                      (actions == 1).float(), never, ~never)
+        opt.zero_grad()
+        (loss_r + loss_e).backward()
+        opt.step()
+    assert loss_r.item() < 0.2 and loss_e.item() < 0.05
+    save_checkpoint(path, model.eval(), game="Bandit", action_meanings=BANDIT_ACTIONS, start_bank=bank)

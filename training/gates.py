@@ -49,7 +49,8 @@ from training.data.policies import RandomAgent, SB3Agent
 from training.fidelity.closed_loop import closed_loop_report
 from training.fidelity.measures import event_confusion, game_objects
 from training.fidelity.open_loop import dream_event_confusion, fidelity_lines
-from training.runtime.cli import user_errors
+from training.runtime.cli import add_algo_kwargs_argument, user_errors
+from training.runtime.files import write_json_atomic
 
 EVENT_THRESHOLD = 0.8  # least recall and precision of rewards and terminations
 BALL_SHOWN_THRESHOLD = 0.9  # least share of the real frames with a ball where the dream shows one
@@ -222,7 +223,7 @@ def main(argv: list[str] | None = None) -> None:
                              "rates to chance (Pong's points won: about 1 per 1,000 steps)")
     parser.add_argument("--closed-loop-envs", type=int, default=8)
     parser.add_argument("--ppo-steps", type=int, default=100_000, help="PPO env steps in the dream (0: skip)")
-    parser.add_argument("--algo-kwargs", default="{}", help='JSON for the PPO constructor, e.g. \'{"n_steps": 128}\'')
+    add_algo_kwargs_argument(parser, "PPO")
     parser.add_argument("--num-envs", type=int, default=8)
     parser.add_argument("--frame-stack", type=int, default=1, help="frames the PPO agent sees (VecFrameStack)")
     parser.add_argument("--episodes", type=int, default=20)
@@ -273,12 +274,12 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps({"closed_loop": gates["closed_loop"]}), flush=True)
     if args.ppo_steps:
         gates["transfer"] = transfer(args.checkpoint, game, out, args.ppo_steps, args.episodes, args.num_envs,
-                                     args.seed, json.loads(args.algo_kwargs), args.frame_stack,
+                                     args.seed, args.algo_kwargs, args.frame_stack,
                                      args.max_steps)
         print(json.dumps({"transfer": gates["transfer"]}), flush=True)
     gates["failed"] = failed_gates(gates)
     gates["passed"] = not gates["failed"]
-    (out / "gates.json").write_text(json.dumps(gates, indent=2))
+    write_json_atomic(out / "gates.json", gates)  # whole or absent: training.ship reads it
     print(TABLE_HEADER)
     print(table_row(gates))
 

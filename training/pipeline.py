@@ -41,6 +41,7 @@ from gym_diamond import WorldModel, save_checkpoint
 from gym_diamond.acceleration import PRECISIONS, Acceleration
 from gym_diamond.atari import game_action_meanings, game_to_name
 from gym_diamond.config import MODEL_SIZES
+from gym_diamond.errors import UserError
 from gym_diamond.nn.actor_critic import ActorCritic, ActorCriticConfig
 from training.agents.checkpoints import save_actor_critic
 from training.agents.evaluate import evaluate
@@ -61,7 +62,7 @@ STAGES = ("collect", "world_model", "actor_critic", "evaluate")
 WORLD_MODEL_NETWORKS = ("denoiser", "rew_end")
 
 
-class RunFolderError(ValueError):
+class RunFolderError(UserError):
     """A run folder this command cannot go on with: another run's, or one an earlier gym-diamond wrote."""
 
 
@@ -118,7 +119,7 @@ class Pipeline:
         for name, batch in (("batch_size", self.preset.batch_size),
                             ("imagination_batch_size", self.preset.imagination_batch_size)):
             if batch % self.distributed.world_size:
-                raise ValueError(f"the preset's {name} {batch} does not split over {self.distributed.world_size} "
+                raise UserError(f"the preset's {name} {batch} does not split over {self.distributed.world_size} "
                                  f"processes: use a number of processes that divides it")
         self._lock = FolderLock(self.out, "pipeline run")
         if self.main_rank:
@@ -132,7 +133,7 @@ class Pipeline:
         self.precision, self.compile = precision or "fp32", compile  # the trainers'
         self.dream_precision = dream_precision or self.precision
         if self.dream_precision not in PRECISIONS:
-            raise ValueError(f"dream_precision must be one of {PRECISIONS}, got {self.dream_precision!r}")
+            raise UserError(f"dream_precision must be one of {PRECISIONS}, got {self.dream_precision!r}")
         self.world_model = WorldModel(MODEL_SIZES[p.world_model](n)).to(self.device)
         # the dream; compile=True compiles the modules themselves
         self.world_model.accelerate(Acceleration(precision=self.dream_precision, channels_last=True))

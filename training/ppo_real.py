@@ -21,7 +21,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecFrameStack
 from gym_diamond.atari import game_to_name, make_atari_env
 from training.agents.sb3 import save_policy_safetensors
 from training.gates import against_random
-from training.runtime.cli import user_errors
+from training.runtime.cli import add_algo_kwargs_argument, user_errors
 
 
 @user_errors
@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--game", required=True)
     parser.add_argument("--steps", type=int, required=True, help="PPO env steps in the real game")
     parser.add_argument("--out", required=True, help="folder for the PPO model")
-    parser.add_argument("--algo-kwargs", default="{}", help="JSON for the PPO constructor")
+    add_algo_kwargs_argument(parser, "PPO")
     parser.add_argument("--num-envs", type=int, default=8)
     parser.add_argument("--frame-stack", type=int, default=1)
     parser.add_argument("--episodes", type=int, default=20)
@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.frame_stack > 1:
         envs = VecFrameStack(envs, args.frame_stack)
     start = time.perf_counter()
-    model = PPO("CnnPolicy", envs, seed=args.seed, verbose=0, **json.loads(args.algo_kwargs))
+    model = PPO("CnnPolicy", envs, seed=args.seed, verbose=0, **args.algo_kwargs)
     model.learn(args.steps, progress_bar=False)
     seconds = time.perf_counter() - start
     model.save(out / "model.zip")

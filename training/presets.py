@@ -15,6 +15,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from gym_diamond.errors import UserError
 from training.data.dataset import DIAMOND_SAMPLE_WEIGHTS, check_sample_weights
 
 # Version of the pipeline's schedule in a run's config.json: 2 is DIAMOND's (initial collection by its
@@ -66,14 +67,14 @@ class PipelinePreset:
             object.__setattr__(self, "sample_weights", check_sample_weights(self.sample_weights))
         per, low, high = self.collect_steps_per_epoch, self.initial_collect_min_steps, self.initial_collect_max_steps
         if per < 1 or low < 1 or low % per or (self.total_env_steps - low) % per:
-            raise ValueError(f"PipelinePreset: initial_collect_min_steps ({low}) and total_env_steps "
+            raise UserError(f"PipelinePreset: initial_collect_min_steps ({low}) and total_env_steps "
                              f"({self.total_env_steps}) must be positive multiples of collect_steps_per_epoch "
                              f"({per}) apart, as DIAMOND asserts")
         if high is not None and not low <= high <= self.total_env_steps:
-            raise ValueError(f"PipelinePreset: initial_collect_max_steps ({high}) must lie between "
+            raise UserError(f"PipelinePreset: initial_collect_max_steps ({high}) must lie between "
                              f"initial_collect_min_steps ({low}) and total_env_steps ({self.total_env_steps})")
         if self.final_epochs < 0 or self.initial_collect_threshold_rew < 0:
-            raise ValueError("PipelinePreset: final_epochs and initial_collect_threshold_rew must be >= 0")
+            raise UserError("PipelinePreset: final_epochs and initial_collect_threshold_rew must be >= 0")
 
     def epochs(self, initial_steps: int) -> int:
         """The run's number of epochs after an initial collection of ``initial_steps`` real steps."""
@@ -123,5 +124,5 @@ PRESETS: dict[str, PipelinePreset] = {
 def get_preset(name: str) -> PipelinePreset:
     """A named preset, or a clear error listing the names."""
     if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+        raise UserError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
     return PRESETS[name]

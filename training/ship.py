@@ -22,6 +22,7 @@ import torch
 
 from gym_diamond import load_checkpoint, save_checkpoint
 from gym_diamond.checkpoint import read_metadata
+from gym_diamond.errors import UserError
 from training.runtime.cli import user_errors
 
 __all__ = ["ship"]
@@ -49,7 +50,7 @@ def ship(checkpoint: str | Path, out: str | Path, *, gates: dict[str, Any] | Non
     size_mb = out.stat().st_size / 2**20
     if size_mb > max_mb:
         out.unlink()
-        raise ValueError(f"{out} would be {size_mb:.1f} MB, over the {max_mb} MB limit: ship a smaller model or "
+        raise UserError(f"{out} would be {size_mb:.1f} MB, over the {max_mb} MB limit: ship a smaller model or "
                          f"fewer start contexts")
     shipped = load_checkpoint(out)  # the digest, the shapes and finite weights, as a user loads it
     if shipped.config.sampler != model.config.sampler:

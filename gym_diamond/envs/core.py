@@ -17,6 +17,7 @@ from torch import Tensor
 
 from gym_diamond.checkpoint import StartBank
 from gym_diamond.cpu_memory import keep_freed_memory
+from gym_diamond.errors import UserError
 from gym_diamond.nn.blocks import LSTMState
 from gym_diamond.rng import BatchedGenerator
 from gym_diamond.world_model import WorldModel
@@ -46,16 +47,16 @@ def resolve_device(device: torch.device | str | None) -> torch.device:
     try:
         resolved = torch.device(device)
     except (RuntimeError, TypeError) as e:
-        raise ValueError(f"device must be like 'cpu', 'cuda' or 'cuda:1', got {device!r}") from e
+        raise UserError(f"device must be like 'cpu', 'cuda' or 'cuda:1', got {device!r}") from e
     if resolved.type == "cuda":
         choose = f"devices here: {available_devices()}; pass one of them as device=, or leave it unset (cuda " \
                  "when available, else cpu)"
         if not torch.cuda.is_available():
             why = ("this torch build has no CUDA (a CPU build)" if torch.version.cuda is None
                    else "no CUDA GPU is visible (driver? CUDA_VISIBLE_DEVICES?)")
-            raise ValueError(f"device={str(device)!r}, but {why}; {choose}")
+            raise UserError(f"device={str(device)!r}, but {why}; {choose}")
         if resolved.index is not None and resolved.index >= torch.cuda.device_count():
-            raise ValueError(f"device={str(device)!r}, but this machine has {torch.cuda.device_count()} CUDA "
+            raise UserError(f"device={str(device)!r}, but this machine has {torch.cuda.device_count()} CUDA "
                              f"device(s); {choose}")
     return resolved
 
@@ -76,7 +77,7 @@ def check_start_bank(bank: StartBank, world_model: WorldModel) -> None:
     denoiser = world_model.config.denoiser
     expected = (denoiser.context_length, denoiser.image_size, denoiser.image_size, denoiser.image_channels)
     if tuple(bank.frames.shape[1:]) != expected:
-        raise ValueError(f"start bank frames are (k, {', '.join(map(str, bank.frames.shape[1:]))}) but "
+        raise UserError(f"start bank frames are (k, {', '.join(map(str, bank.frames.shape[1:]))}) but "
                          f"the world model needs (k, {', '.join(map(str, expected))})")
 
 
@@ -140,9 +141,9 @@ class DreamCore:
     def __init__(self, world_model: WorldModel, starts: StartSource | StartBank, num_envs: int = 1,
                  max_episode_steps: int | None = None, autoreset: bool = True) -> None:
         if not isinstance(num_envs, int) or num_envs < 1:
-            raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
+            raise UserError(f"num_envs must be a positive integer, got {num_envs!r}")
         if max_episode_steps is not None and (not isinstance(max_episode_steps, int) or max_episode_steps < 1):
-            raise ValueError(f"max_episode_steps must be a positive integer or None, got {max_episode_steps!r}")
+            raise UserError(f"max_episode_steps must be a positive integer or None, got {max_episode_steps!r}")
         L = world_model.config.denoiser.context_length
         h = world_model.config.denoiser.image_size
         if isinstance(starts, StartBank):
@@ -208,11 +209,11 @@ class DreamCore:
             return torch.as_tensor(np.random.SeedSequence().generate_state(n, np.uint32).astype(np.int64))
         if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
             if seed < 0:
-                raise ValueError(f"seed must be a non-negative integer, got {seed}")
+                raise UserError(f"seed must be a non-negative integer, got {seed}")
             return torch.arange(n, dtype=torch.long) + int(seed)
         seeds = list(seed)
         if len(seeds) != n or not all(isinstance(s, (int, np.integer)) and s >= 0 for s in seeds):
-            raise ValueError(f"seed must be an int, None or {n} non-negative ints, got {seed!r}")
+            raise UserError(f"seed must be an int, None or {n} non-negative ints, got {seed!r}")
         return torch.as_tensor(seeds, dtype=torch.long)
 
     def _check_mask(self, mask: Tensor | np.ndarray | None) -> Tensor:
@@ -220,7 +221,7 @@ class DreamCore:
             return torch.ones(self.num_envs, dtype=torch.bool, device=self.device)
         mask = torch.as_tensor(mask, device=self.device)
         if mask.dtype != torch.bool or tuple(mask.shape) != (self.num_envs,):
-            raise ValueError(f"reset mask must be bool of shape ({self.num_envs},), got {mask.dtype} "
+            raise UserError(f"reset mask must be bool of shape ({self.num_envs},), got {mask.dtype} "
                              f"{tuple(mask.shape)}")
         return mask
 
@@ -265,19 +266,19 @@ class DreamCore:
         """
         if isinstance(actions, Tensor):
             if actions.device != self.device:
-                raise ValueError(f"actions are on {actions.device} but the dream runs on {self.device}")
+                raise UserError(f"actions are on {actions.device} but the dream runs on {self.device}")
         else:
             actions = torch.as_tensor(np.asarray(actions))
         if actions.dtype.is_floating_point or actions.dtype in (torch.bool, torch.complex64, torch.complex128):
             raise TypeError(f"actions must be integers, got {actions.dtype}")
         if tuple(actions.shape) != (self.num_envs,):
-            raise ValueError(f"expected {self.num_envs} actions of shape ({self.num_envs},), got shape "
+            raise UserError(f"expected {self.num_envs} actions of shape ({self.num_envs},), got shape "
                              f"{tuple(actions.shape)}")
         invalid = (actions < 0) | (actions >= self.num_actions)
         if actions.device.type == "cpu" or self._check_next_actions:
             self._check_next_actions = False
             if bool(invalid.any()):
-                raise ValueError(f"actions must be in [0, {self.num_actions}), got {actions[invalid].tolist()}")
+                raise UserError(f"actions must be in [0, {self.num_actions}), got {actions[invalid].tolist()}")
             return actions.to(self.device, torch.long)
         self._invalid_actions |= invalid.any()  # stays on the device: no sync
         return actions.long().clamp(0, self.num_actions - 1)
@@ -286,7 +287,7 @@ class DreamCore:
         """Raise if GPU actions out of range were given (and clamped) since the last check; syncs once."""
         if bool(self._invalid_actions):
             self._invalid_actions.zero_()
-            raise ValueError(f"actions outside [0, {self.num_actions}) were given since the last check; they "
+            raise UserError(f"actions outside [0, {self.num_actions}) were given since the last check; they "
                              "were clamped into range")
 
     def step(self, actions: Tensor | np.ndarray | list[int]) -> DreamStep:

@@ -12,6 +12,7 @@ from gymnasium import spaces
 
 from gym_diamond.envs.core import GivenStart, StartSource
 from gym_diamond.envs.opening import ActionMeanings, check_render_options, check_start, open_dream, start_source
+from gym_diamond.errors import UserError
 from gym_diamond.render import HumanWindow, upscale
 
 RESET_OPTIONS = {"start", "context", "context_actions"}
@@ -77,12 +78,12 @@ class DreamEnv(ActionMeanings, gym.Env[np.ndarray, np.int64]):
         L = self.core.frames.shape[1]
         frames = np.asarray(frames)
         if frames.dtype != np.uint8 or frames.shape != (L, *self.observation_space.shape):
-            raise ValueError(f"reset option 'context' must be uint8 frames of shape "
+            raise UserError(f"reset option 'context' must be uint8 frames of shape "
                              f"{(L, *self.observation_space.shape)}, got {frames.dtype} {frames.shape}")
         actions = np.zeros(L, np.int64) if actions is None else np.asarray(actions)
         if actions.shape != (L,) or not np.issubdtype(actions.dtype, np.integer) or not (
                 (actions >= 0) & (actions < self.action_space.n)).all():
-            raise ValueError(f"reset option 'context_actions' must be {L} integers in [0, {self.action_space.n}), "
+            raise UserError(f"reset option 'context_actions' must be {L} integers in [0, {self.action_space.n}), "
                              f"got {actions!r}")
         device = self.core.device
         return GivenStart(torch.as_tensor(frames, device=device), torch.as_tensor(actions, device=device).long())
@@ -93,13 +94,13 @@ class DreamEnv(ActionMeanings, gym.Env[np.ndarray, np.int64]):
         options = options or {}
         unknown = set(options) - RESET_OPTIONS
         if unknown:
-            raise ValueError(f"unknown reset option(s) {sorted(unknown)}; known: {sorted(RESET_OPTIONS)}")
+            raise UserError(f"unknown reset option(s) {sorted(unknown)}; known: {sorted(RESET_OPTIONS)}")
         if "context" in options:
             if "start" in options:
-                raise ValueError("reset options 'start' and 'context' exclude each other: give one")
+                raise UserError("reset options 'start' and 'context' exclude each other: give one")
             self.core.start_source = self._given_start(options["context"], options.get("context_actions"))
         elif "context_actions" in options:
-            raise ValueError("reset option 'context_actions' needs 'context', the frames they were taken at")
+            raise UserError("reset option 'context_actions' needs 'context', the frames they were taken at")
         else:
             self._use_start(options.get("start", self.start))
         self._obs = self.core.reset(seed=seed)[0].cpu().numpy()
@@ -113,7 +114,7 @@ class DreamEnv(ActionMeanings, gym.Env[np.ndarray, np.int64]):
         if isinstance(action, (bool, float, np.floating)) or not isinstance(action, (int, np.integer)):
             raise TypeError(f"action must be an integer in [0, {self.action_space.n}), got {action!r}")
         if not 0 <= action < self.action_space.n:
-            raise ValueError(f"action must be in [0, {self.action_space.n}), got {action}")
+            raise UserError(f"action must be in [0, {self.action_space.n}), got {action}")
         out = self.core.step(torch.tensor([int(action)], device=self.core.device))
         self._obs = out.final_obs[0].cpu().numpy()
         info = {"episode_step": int(out.episode_length[0])}

@@ -16,6 +16,7 @@ import torch
 
 from gym_diamond.checkpoint import StartBank
 from gym_diamond.envs.core import BankStarts, DreamCore, StartSource, check_start_bank, resolve_device
+from gym_diamond.errors import UserError
 from gym_diamond.registration import load_dream
 from gym_diamond.render import upscale
 
@@ -28,14 +29,14 @@ START_MODES = ("bank", "ale")
 def check_start(start: str) -> str:
     """Where dreams start: the checkpoint's bank of real contexts ("bank") or the real game ("ale")."""
     if start not in START_MODES:
-        raise ValueError(f"start must be one of {START_MODES}, got {start!r}")
+        raise UserError(f"start must be one of {START_MODES}, got {start!r}")
     return start
 
 
 def check_render_options(render_mode: str | None, render_modes: Sequence[str], render_size: int) -> None:
     """A render mode the face supports (or None) and a valid render size, before any file is read."""
     if render_mode is not None and render_mode not in render_modes:
-        raise ValueError(f"render_mode must be one of {list(render_modes)} or None, got {render_mode!r}")
+        raise UserError(f"render_mode must be one of {list(render_modes)} or None, got {render_mode!r}")
     upscale(np.zeros((1, 1, 3), np.uint8), render_size)  # validates render_size
 
 

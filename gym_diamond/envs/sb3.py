@@ -32,6 +32,7 @@ from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices,
 
 from gym_diamond.envs.core import DreamCore
 from gym_diamond.envs.opening import ActionMeanings, open_dream
+from gym_diamond.errors import UserError
 from gym_diamond.render import upscale
 
 
@@ -47,13 +48,13 @@ class DreamSB3VecEnv(ActionMeanings, VecEnv):
         if not isinstance(core, DreamCore):
             raise TypeError(f"core must be a DreamCore, got {type(core).__name__}")
         if not core.autoreset:
-            raise ValueError("DreamSB3VecEnv needs a DreamCore built with autoreset=True (SB3 VecEnvs reset "
+            raise UserError("DreamSB3VecEnv needs a DreamCore built with autoreset=True (SB3 VecEnvs reset "
                              "ended environments themselves)")
         if action_meanings is None:
             action_meanings = [f"ACTION_{i}" for i in range(core.num_actions)]
         action_meanings = [str(a) for a in action_meanings]
         if len(action_meanings) != core.num_actions:
-            raise ValueError(f"{len(action_meanings)} action meanings for a dream of {core.num_actions} actions")
+            raise UserError(f"{len(action_meanings)} action meanings for a dream of {core.num_actions} actions")
         upscale(np.zeros((1, 1, 3), np.uint8), render_size)  # validates render_size
         self.core = core
         self.game = game
@@ -86,7 +87,7 @@ class DreamSB3VecEnv(ActionMeanings, VecEnv):
     def reset(self) -> VecEnvObs:
         """Reset all environments, with the seeds given to ``seed()`` if any (used once, as SB3 does)."""
         if any(self._options):
-            raise ValueError(f"DreamSB3VecEnv takes no reset options, got {self._options}")
+            raise UserError(f"DreamSB3VecEnv takes no reset options, got {self._options}")
         seeds = list(self._seeds)
         seeded = [s is not None for s in seeds]
         core = self.core
@@ -157,7 +158,7 @@ class DreamSB3VecEnv(ActionMeanings, VecEnv):
         """Attributes are shared by all environments, so they can only be set for all of them."""
         targets = sorted(set(self._get_indices(indices)))
         if targets != list(range(self.num_envs)):
-            raise ValueError(f"the {self.num_envs} dream environments share their attributes; set_attr "
+            raise UserError(f"the {self.num_envs} dream environments share their attributes; set_attr "
                              f"{attr_name!r} needs indices=None (all), got {indices!r}")
         setattr(self, attr_name, value)
 
@@ -178,6 +179,6 @@ class DreamSB3VecEnv(ActionMeanings, VecEnv):
     def seed(self, seed: int | None = None) -> Sequence[int | None]:
         """Environment i gets ``seed + i`` at the next ``reset()`` (SB3's rule); None draws a random base."""
         if seed is not None and (not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0):
-            raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}")
+            raise UserError(f"seed must be a non-negative integer or None, got {seed!r}")
         return super().seed(None if seed is None else int(seed))
 

@@ -13,6 +13,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from gym_diamond.envs.opening import ActionMeanings, check_render_options, open_dream
+from gym_diamond.errors import UserError
 from gym_diamond.render import upscale
 
 OUTPUTS = ("numpy", "torch")
@@ -37,7 +38,7 @@ class DreamVectorEnv(ActionMeanings, VectorEnv):
                  start: str = "bank", denoising_steps: int | None = None, precision: str | None = None,
                  compile: bool = False, cuda_graphs: bool = False) -> None:
         if output not in OUTPUTS:
-            raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
+            raise UserError(f"output must be one of {OUTPUTS}, got {output!r}")
         check_render_options(render_mode, self.metadata["render_modes"], render_size)
         dream = open_dream(game, checkpoint, num_envs=num_envs, device=device, max_episode_steps=max_episode_steps,
                            start=start, denoising_steps=denoising_steps, precision=precision, compile=compile,
@@ -62,7 +63,7 @@ class DreamVectorEnv(ActionMeanings, VectorEnv):
         options = options or {}
         unknown = set(options) - {"reset_mask"}
         if unknown:
-            raise ValueError(f"unknown reset option(s) {sorted(unknown)}; known: ['reset_mask']")
+            raise UserError(f"unknown reset option(s) {sorted(unknown)}; known: ['reset_mask']")
         self._obs = self.core.reset(seed=seed, mask=options.get("reset_mask"))
         return self._out(self._obs), {}
 

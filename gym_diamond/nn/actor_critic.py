@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gym_diamond.config import ACTOR_CRITIC_LEVELS, ActorCriticConfig
+from gym_diamond.errors import UserError
 from gym_diamond.nn.blocks import GroupNorm, LSTMState, init_lstm
 
 __all__ = ["FRAME_SHAPE", "ActorCritic", "ActorCriticConfig", "LSTMState"]
@@ -74,7 +75,7 @@ class ActorCritic(nn.Module):
     def initial_state(self, n: int, device: torch.device | str | None = None) -> LSTMState:
         """Zero LSTM state ``(h, c)``, each ``(n, lstm_dim)``, on ``device`` (default: the model's)."""
         if not isinstance(n, int) or isinstance(n, bool) or n < 0:
-            raise ValueError(f"initial_state: n={n!r} is invalid: expected an integer >= 0")
+            raise UserError(f"initial_state: n={n!r} is invalid: expected an integer >= 0")
         param = next(self.parameters())
         device = param.device if device is None else torch.device(device)
         h = torch.zeros(n, self.config.lstm_dim, device=device, dtype=param.dtype)
@@ -87,7 +88,7 @@ class ActorCritic(nn.Module):
         for name, s in zip(("h", "c"), state, strict=True):
             if not isinstance(s, Tensor) or tuple(s.shape) != expected:
                 got = tuple(s.shape) if isinstance(s, Tensor) else type(s).__name__
-                raise ValueError(f"state {name} has shape {got}: expected {expected}")
+                raise UserError(f"state {name} has shape {got}: expected {expected}")
 
     @staticmethod
     def _check_frames(frames: Tensor, leading: str) -> None:
@@ -97,7 +98,7 @@ class ActorCritic(nn.Module):
         if not frames.is_floating_point():
             raise TypeError(f"frames must be float in [-1, 1], got dtype {frames.dtype}")
         if frames.ndim != ndim or tuple(frames.shape[-3:]) != FRAME_SHAPE:
-            raise ValueError(f"frames have shape {tuple(frames.shape)}: expected ({', '.join(leading)}, "
+            raise UserError(f"frames have shape {tuple(frames.shape)}: expected ({', '.join(leading)}, "
                              f"{', '.join(map(str, FRAME_SHAPE))})")
 
     # -- computation

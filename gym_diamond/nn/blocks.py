@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gym_diamond.config import ATTENTION_RESIDUALS, GROUP_SIZE
+from gym_diamond.errors import UserError
 
 LSTMState = tuple[Tensor, Tensor]  # (h, c), each (n, lstm_dim): the reward/termination model's and the actor-critic's
 
@@ -48,7 +49,7 @@ class SelfAttention2d(nn.Module):
     def __init__(self, channels: int, head_dim: int, residual: str = "normalized") -> None:
         super().__init__()
         if residual not in ATTENTION_RESIDUALS:
-            raise ValueError(f"residual={residual!r}: expected one of {ATTENTION_RESIDUALS}")
+            raise UserError(f"residual={residual!r}: expected one of {ATTENTION_RESIDUALS}")
         self.residual = residual
         self.num_heads = max(1, channels // head_dim)
         self.norm = GroupNorm(channels)

@@ -13,6 +13,7 @@ from torch import Tensor, nn
 
 from gym_diamond.config import DenoiserConfig
 from gym_diamond.diffusion import TrainingNoise, conditioners, quantize
+from gym_diamond.errors import UserError
 from gym_diamond.nn.unet import UNet
 
 
@@ -35,9 +36,9 @@ class Denoiser(nn.Module):
         cfg = self.config
         expected = (cfg.context_length, cfg.image_channels, cfg.image_size, cfg.image_size)
         if context.ndim != 5 or tuple(context.shape[1:]) != expected:
-            raise ValueError(f"context frames must be (n, {', '.join(map(str, expected))}), got {tuple(context.shape)}")
+            raise UserError(f"context frames must be (n, {', '.join(map(str, expected))}), got {tuple(context.shape)}")
         if actions.shape != context.shape[:2]:
-            raise ValueError(f"actions must be (n, {cfg.context_length}), got {tuple(actions.shape)}")
+            raise UserError(f"actions must be (n, {cfg.context_length}), got {tuple(actions.shape)}")
 
     def forward(self, noisy: Tensor, sigma: Tensor, context: Tensor, actions: Tensor) -> Tensor:
         """The network's raw output F for noisy next frames: (n, c, h, w) at levels sigma: (n,)."""
@@ -98,13 +99,13 @@ class Denoiser(nn.Module):
         """
         L, K = self.config.context_length, frames.shape[1] - self.config.context_length
         if K < 1 or len(draws) != K:
-            raise ValueError(f"expected L + K frames with K = len(draws) >= 1 targets (L = {L}), got "
+            raise UserError(f"expected L + K frames with K = len(draws) >= 1 targets (L = {L}), got "
                              f"{frames.shape[1]} frames and {len(draws)} draws")
         if actions.shape[:2] != (frames.shape[0], L + K - 1) or frame_mask.shape != frames.shape[:2]:
-            raise ValueError(f"actions must be (n, {L + K - 1}) and frame_mask (n, {L + K}), got "
+            raise UserError(f"actions must be (n, {L + K - 1}) and frame_mask (n, {L + K}), got "
                              f"{tuple(actions.shape)} and {tuple(frame_mask.shape)}")
         if pixel_weight is not None and pixel_weight.shape != (frames.shape[0], K, *frames.shape[-2:]):
-            raise ValueError(f"pixel_weight must be (n, K, h, w) = {(frames.shape[0], K, *frames.shape[-2:])}, got "
+            raise UserError(f"pixel_weight must be (n, K, h, w) = {(frames.shape[0], K, *frames.shape[-2:])}, got "
                              f"{tuple(pixel_weight.shape)}")
         context, total = frames[:, :L], frames.new_zeros(())
         for i, draw in enumerate(draws):

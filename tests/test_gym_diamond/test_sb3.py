@@ -6,16 +6,11 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from helpers import PONG_ACTIONS
+from helpers import BANDIT_ACTIONS, PONG_ACTIONS, make_bandit_checkpoint
 
 from gym_diamond import (
     DreamCore,
-    SamplerConfig,
-    StartBank,
-    WorldModel,
     load_checkpoint,
-    save_checkpoint,
-    tiny_world_model_config,
 )
 
 pytest.importorskip("stable_baselines3")
@@ -24,8 +19,6 @@ from stable_baselines3.common.vec_env import VecEnv, VecMonitor, VecTransposeIma
 
 from gym_diamond.envs.sb3 import DreamSB3VecEnv  # noqa: E402
 
-BANDIT_ACTIONS = ["NOOP", "PAY", "NOTHING"]
-
 
 @pytest.fixture
 def env(pong_checkpoint):
@@ -33,43 +26,6 @@ def env(pong_checkpoint):
     env = DreamSB3VecEnv.from_checkpoint(pong_checkpoint, 4, device="cpu", max_episode_steps=4)
     yield env
     env.close()
-
-
-def make_bandit_checkpoint(path) -> None:
-    """A tiny world model whose reward model pays +1 for action 1 only and never terminates.
-
-    The denoiser is random (perturbed so frames vary); only ``rew_end`` is trained, on frames the dream
-    itself produces, with labels reward = [action == 1], terminated = False. One denoising step keeps
-    the dream fast on a CPU.
-    """
-    torch.manual_seed(0)
-    model = WorldModel(tiny_world_model_config(num_actions=3).replace(sampler=SamplerConfig(num_steps=1)))
-    with torch.no_grad():
-        for p in model.denoiser.parameters():
-            p.add_(torch.randn_like(p) * 0.05)
-    rng = np.random.default_rng(0)
-    bank = StartBank(rng.integers(0, 256, (5, 4, 64, 64, 3), dtype=np.uint8), rng.integers(0, 3, (5, 4)))
-    core = DreamCore(model, bank, num_envs=8)
-    core.reset(seed=0)
-    frames = [core.frames[:, -1].clone()]
-    for _ in range(16):
-        core.step(torch.randint(0, 3, (8,)))
-        frames.append(core.frames[:, -1].clone())
-    frames = torch.stack(frames, 1)  # (8, 17, c, h, w) in [-1, 1]: what the dream shows
-    rew_end = model.rew_end.train()
-    opt = torch.optim.Adam(rew_end.parameters(), lr=5e-3)
-    g = torch.Generator().manual_seed(0)
-    for it in range(80):
-        rows, t0 = slice(4 * (it % 2), 4 * (it % 2) + 4), it % 9
-        actions = torch.randint(0, 3, (4, 8), generator=g)
-        never = torch.zeros(4, 8, dtype=torch.bool)
-        loss_r, loss_e = rew_end.loss(frames[rows, t0:t0 + 8], actions, frames[rows, t0 + 1:t0 + 9],
-                                      (actions == 1).float(), never, ~never)
-        opt.zero_grad()
-        (loss_r + loss_e).backward()
-        opt.step()
-    assert loss_r.item() < 0.2 and loss_e.item() < 0.05
-    save_checkpoint(path, model.eval(), game="Bandit", action_meanings=BANDIT_ACTIONS, start_bank=bank)
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from test_fidelity import _Oracle
+from helpers import PixelCodeOracle
 
 from gym_diamond import to_model_frames
 from gym_diamond.world_model import ImaginedStep
@@ -99,7 +99,7 @@ class _Dreamer:
     def __init__(self, dataset: EpisodeDataset, draws_events: bool) -> None:
         self.device, self.dataset, self.draws_events = torch.device("cpu"), dataset, draws_events
         self.config = SimpleNamespace(denoiser=SimpleNamespace(context_length=4))
-        self.denoiser, self.rew_end = torch.nn.Identity(), _Oracle()
+        self.denoiser, self.rew_end = torch.nn.Identity(), PixelCodeOracle()
         self.seen: list[tuple[int, int, int, bool]] = []
 
     def imagine_step(self, frames, actions, lstm_state=None, generator=None):
@@ -127,7 +127,8 @@ def test_events_on_dream_frames_see_what_the_dream_draws(tmp_path):
     dataset = _coded_dataset(tmp_path)
     faithful = _Dreamer(dataset, draws_events=True)
     report = dream_event_confusion(faithful, dataset, [0, 1, 2], sequence_length=19, batch_size=2)
-    on_real = event_confusion(SimpleNamespace(device=torch.device("cpu"), rew_end=_Oracle()), dataset, [0, 1, 2])
+    oracle = SimpleNamespace(device=torch.device("cpu"), rew_end=PixelCodeOracle())
+    on_real = event_confusion(oracle, dataset, [0, 1, 2])
     assert (report.reward == on_real.reward).all() and (report.termination == on_real.termination).all()
     assert judge_events(report.to_dict())["passed"]
     assert sorted((e, t) for e, t, _, _ in faithful.seen) == [(e, t) for e in range(3)

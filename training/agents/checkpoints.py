@@ -11,6 +11,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from gym_diamond.atomic import replace_atomic
+from gym_diamond.errors import UserError
 from gym_diamond.integrity import DIGEST_KEY, tensors_digest, verify_tensors
 from gym_diamond.nn.actor_critic import ActorCritic, ActorCriticConfig
 
@@ -51,13 +52,13 @@ def load_actor_critic(path: str | Path, device: torch.device | str = "cpu") -> A
             meta = f.metadata() or {}
             tensors = {k: f.get_tensor(k) for k in f.keys()}
     except SafetensorError as e:
-        raise ValueError(f"{path} could not be read (truncated or corrupt?): {e}") from e
+        raise UserError(f"{path} could not be read (truncated or corrupt?): {e}") from e
     if CONFIG_KEY not in meta:
-        raise ValueError(f"{path} is not a gym-diamond actor-critic (no {CONFIG_KEY!r} metadata)")
+        raise UserError(f"{path} is not a gym-diamond actor-critic (no {CONFIG_KEY!r} metadata)")
     verify_tensors(path, tensors, meta.get(DIGEST_KEY))
     model = ActorCritic(ActorCriticConfig.from_dict(json.loads(meta[CONFIG_KEY])))
     try:
         model.load_state_dict(tensors)
     except RuntimeError as e:
-        raise ValueError(f"{path}: the weights do not fit the config saved with them: {e}") from e
+        raise UserError(f"{path}: the weights do not fit the config saved with them: {e}") from e
     return model.to(device)

@@ -35,7 +35,6 @@ a run folder refuses other settings.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import math
 import time
@@ -52,6 +51,7 @@ from gym_diamond import load_checkpoint, resolve_device
 from gym_diamond.acceleration import PRECISIONS, Acceleration
 from gym_diamond.atari import game_action_meanings, game_to_name
 from gym_diamond.checkpoint import Checkpoint, read_metadata
+from gym_diamond.errors import UserError
 from gym_diamond.integrity import DIGEST_KEY
 from gym_diamond.nn.actor_critic import ActorCritic, ActorCriticConfig
 from training.agents.checkpoints import save_actor_critic
@@ -73,7 +73,7 @@ __all__ = ["DreamTrainingSettings", "RunSettingsError", "train_actor_critic_in_d
 TRAIN_IN = ("dream", "real")
 
 
-class RunSettingsError(ValueError):
+class RunSettingsError(UserError):
     """A run folder that holds a run with other settings."""
 
 
@@ -98,9 +98,9 @@ class DreamTrainingSettings:
         for name, least in (("updates", 0), ("eval_every", 0), ("eval_episodes", 1), ("eval_max_steps", 1),
                             ("dream_eval_steps", 0)):
             if getattr(self, name) < least:
-                raise ValueError(f"{name} must be >= {least}, got {getattr(self, name)}")
+                raise UserError(f"{name} must be >= {least}, got {getattr(self, name)}")
         if self.train_in not in TRAIN_IN:
-            raise ValueError(f"train_in must be one of {TRAIN_IN}, got {self.train_in!r}")
+            raise UserError(f"train_in must be one of {TRAIN_IN}, got {self.train_in!r}")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (the run folder's config.json); speed switches left out."""
@@ -186,18 +186,18 @@ def train_actor_critic_in_dream(checkpoint: str | Path | None, data: str | Path 
     rate is measured.
     """
     if save_every < 1 or log_every < 1:
-        raise ValueError(f"save_every and log_every must be >= 1, got {save_every} and {log_every}")
+        raise UserError(f"save_every and log_every must be >= 1, got {save_every} and {log_every}")
     if dream_precision not in PRECISIONS:
-        raise ValueError(f"dream_precision must be one of {PRECISIONS}, got {dream_precision!r}")
+        raise UserError(f"dream_precision must be one of {PRECISIONS}, got {dream_precision!r}")
     in_dream = settings.train_in == "dream"
     if in_dream and (checkpoint is None or data is None):
-        raise ValueError("training in the dream needs the world model (checkpoint) and its dataset (data)")
+        raise UserError("training in the dream needs the world model (checkpoint) and its dataset (data)")
     checkpoint, data, out = (Path(checkpoint) if checkpoint else None), (Path(data) if data else None), Path(out)
     ckpt = load_checkpoint(checkpoint, device) if checkpoint is not None else None
     if ckpt is not None and game is not None and game_to_name(game) != ckpt.game:
-        raise ValueError(f"{checkpoint} dreams {ckpt.game}, not {game_to_name(game)}")
+        raise UserError(f"{checkpoint} dreams {ckpt.game}, not {game_to_name(game)}")
     if ckpt is None and game is None:
-        raise ValueError("name the game (training in the real game without a checkpoint)")
+        raise UserError("name the game (training in the real game without a checkpoint)")
     game = ckpt.game if ckpt is not None else game_to_name(game)
     with FolderLock(out, "actor-critic training run"):
         _check_run_folder(out, game, checkpoint, data if in_dream else None, settings)
@@ -220,7 +220,7 @@ def _train(ckpt: Checkpoint | None, checkpoint: Path | None, data: Path | None, 
     if in_dream:
         dataset = EpisodeDataset(data, game=game)
         if len(dataset) == 0:
-            raise ValueError(f"{data} holds no episodes: the dreams start from the world model's training data")
+            raise UserError(f"{data} holds no episodes: the dreams start from the world model's training data")
         trainer = ImaginationTrainer(ckpt.world_model, actor_critic, dataset, settings.imagination, seed=settings.seed)
     else:
         batch = settings.imagination.batch_size
@@ -236,7 +236,7 @@ def _train(ckpt: Checkpoint | None, checkpoint: Path | None, data: Path | None, 
     training_log, eval_log = CsvLog(out / "training.csv"), CsvLog(out / "evaluations.csv")
     training_log.drop_after(trainer.steps, key="update")  # rows a killed run wrote after its last save
     eval_log.drop_after(trainer.steps, key="update")
-    evaluated = _read_updates(out / "evaluations.csv")
+    evaluated = eval_log.logged("update")
     started_cpu, started_wall = time.process_time(), time.perf_counter()
 
     def elapsed() -> dict[str, float]:
@@ -292,18 +292,7 @@ def _train(ckpt: Checkpoint | None, checkpoint: Path | None, data: Path | None, 
         if not in_dream:
             trainer.env.close()
     save()
-    return _read_rows(out / "evaluations.csv")
-
-
-def _read_rows(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    with path.open(newline="") as f:
-        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
-
-
-def _read_updates(path: Path) -> set[int]:
-    return {int(row["update"]) for row in _read_rows(path)}
+    return eval_log.rows()
 
 
 @user_errors

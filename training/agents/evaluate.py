@@ -15,6 +15,7 @@ from tqdm import tqdm
 
 from gym_diamond import resolve_device
 from gym_diamond.atari import game_action_meanings, game_to_name, make_atari_env
+from gym_diamond.errors import UserError
 from training.data.policies import Agent, RandomAgent
 from training.runtime.cli import add_device_argument, user_errors
 
@@ -44,11 +45,11 @@ def bootstrap_interval(values: list[float] | np.ndarray, confidence: float = 0.9
     """
     values = np.asarray(values, dtype=np.float64)
     if values.ndim != 1 or len(values) == 0:
-        raise ValueError(f"bootstrap_interval needs a non-empty 1-D sample, got shape {values.shape}")
+        raise UserError(f"bootstrap_interval needs a non-empty 1-D sample, got shape {values.shape}")
     if not 0 < confidence < 1:
-        raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
+        raise UserError(f"confidence must lie in (0, 1), got {confidence}")
     if resamples < 1:
-        raise ValueError(f"resamples must be >= 1, got {resamples}")
+        raise UserError(f"resamples must be >= 1, got {resamples}")
     rng = np.random.default_rng(seed)
     means = values[rng.integers(0, len(values), (resamples, len(values)))].mean(axis=1)
     tail = (1 - confidence) / 2
@@ -60,7 +61,7 @@ def human_normalized_score(game: str, score: float) -> float:
     """(score - random) / (human - random) for one of the 26 Atari 100k games."""
     name = game_to_name(game)
     if name not in RANDOM_HUMAN_SCORES:
-        raise ValueError(f"no published random/human scores for {name}: HNS is defined for the 26 Atari 100k "
+        raise UserError(f"no published random/human scores for {name}: HNS is defined for the 26 Atari 100k "
                          f"games {sorted(RANDOM_HUMAN_SCORES)}")
     random, human = RANDOM_HUMAN_SCORES[name]
     return (score - random) / (human - random)
@@ -97,7 +98,7 @@ def evaluate(agent: Agent, game: str, episodes: int, *, num_envs: int = 8, seed:
     environments.
     """
     if episodes < 1:
-        raise ValueError(f"episodes must be >= 1, got {episodes}")
+        raise UserError(f"episodes must be >= 1, got {episodes}")
     name = game_to_name(game)
     num_envs = min(num_envs, episodes)
     envs = [make_atari_env(name) for _ in range(num_envs)]
@@ -172,7 +173,7 @@ def load_agent(spec: str, game: str, num_envs: int, *, seed: int = 0, device: st
         meta = json.loads((folder / "policy.json").read_text())
         model = algorithm_class(meta["algo"]).load(folder / "model.zip", device=device)
         return SB3Agent(model, deterministic=greedy, frame_stack=int(meta.get("frame_stack", 1)))
-    raise ValueError(f"unknown agent {spec!r}: use random, actor-critic:PATH or sb3:FOLDER")
+    raise UserError(f"unknown agent {spec!r}: use random, actor-critic:PATH or sb3:FOLDER")
 
 
 def compare_to(result: Evaluation, reference: Evaluation) -> str:

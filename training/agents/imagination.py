@@ -43,6 +43,7 @@ from torch import Tensor, nn
 
 from gym_diamond import WorldModel, to_model_frames
 from gym_diamond.acceleration import Acceleration
+from gym_diamond.errors import UserError
 from gym_diamond.nn.actor_critic import ActorCritic, LSTMState
 from training.agents.losses import ActorCriticLosses, rollout_loss
 from training.data.dataset import DIAMOND_SAMPLE_WEIGHTS, EpisodeDataset, check_sample_weights
@@ -80,7 +81,7 @@ class ImaginationConfig:
         Acceleration(precision=self.precision)  # validates precision
         for name in ("horizon", "backup_every", "batch_size", "num_batches_to_preload"):
             if getattr(self, name) < 1:
-                raise ValueError(f"ImaginationConfig.{name}={getattr(self, name)} is invalid: expected >= 1")
+                raise UserError(f"ImaginationConfig.{name}={getattr(self, name)} is invalid: expected >= 1")
         if self.sample_weights is not None:
             object.__setattr__(self, "sample_weights", check_sample_weights(self.sample_weights))
 
@@ -117,7 +118,7 @@ class PreloadedStarts:
         if n > self.remaining:
             self._preload()
             if n > self.remaining:
-                raise ValueError(f"{n} start contexts asked at once, but a group holds {self.remaining}")
+                raise UserError(f"{n} start contexts asked at once, but a group holds {self.remaining}")
         rows = slice(self._next, self._next + n)
         self._next += n
         g = self._group
@@ -313,7 +314,7 @@ class ImaginationTrainer:
         self.world_model, self.actor_critic, self.dataset = world_model, actor_critic, dataset
         self.make_env = make_env
         if make_env is None and (world_model is None or dataset is None):
-            raise ValueError("dreams need a world model and a dataset to start from (or pass make_env)")
+            raise UserError("dreams need a world model and a dataset to start from (or pass make_env)")
         self.device = next(actor_critic.parameters()).device
         self.seed, self.distributed = seed, distributed or Distributed()
         self.rng = np.random.default_rng(seed)
@@ -381,7 +382,7 @@ class ImaginationTrainer:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Resume from ``state_dict``'s output; the dreams start afresh (as DIAMOND's on resume)."""
         if state.get("recipe") != IMAGINATION_RECIPE:
-            raise ValueError("the saved actor-critic training state was written by an earlier gym-diamond, whose "
+            raise UserError("the saved actor-critic training state was written by an earlier gym-diamond, whose "
                              "dreams restarted at every update: start a new run with another --out")
         self.actor_critic.load_state_dict(state["actor_critic"])
         load_optimizer_state(self.optimizer, state["optimizer"])

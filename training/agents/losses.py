@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from gym_diamond.config import ActorCriticConfig
+from gym_diamond.errors import UserError
 
 __all__ = ["ActorCriticLosses", "actor_critic_loss", "lambda_returns", "rollout_loss"]
 
@@ -29,7 +30,7 @@ def _as_float(x: Tensor, name: str, shape: tuple[int, ...], like: Tensor) -> Ten
     if not isinstance(x, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
     if tuple(x.shape) != shape:
-        raise ValueError(f"{name} has shape {tuple(x.shape)}: expected {shape}")
+        raise UserError(f"{name} has shape {tuple(x.shape)}: expected {shape}")
     return x.to(dtype=like.dtype, device=like.device)
 
 
@@ -73,7 +74,7 @@ def lambda_returns(rewards: Tensor, values: Tensor, terminated: Tensor, truncate
     """
     if not isinstance(rewards, Tensor) or rewards.ndim != 2:
         got = tuple(rewards.shape) if isinstance(rewards, Tensor) else type(rewards).__name__
-        raise ValueError(f"rewards has shape {got}: expected (n, H)")
+        raise UserError(f"rewards has shape {got}: expected (n, H)")
     if not rewards.is_floating_point():
         rewards = rewards.float()
     n, horizon = rewards.shape
@@ -83,10 +84,10 @@ def lambda_returns(rewards: Tensor, values: Tensor, terminated: Tensor, truncate
     bootstrap = _as_float(bootstrap_value, "bootstrap_value", (n,), rewards)
     for name, x in (("gamma", gamma), ("lambda_", lambda_)):
         if not (_is_real(x) and 0.0 <= x <= 1.0):
-            raise ValueError(f"lambda_returns: {name}={x!r} is invalid: expected a number in [0, 1]")
+            raise UserError(f"lambda_returns: {name}={x!r} is invalid: expected a number in [0, 1]")
     if final_values is None:
         if bool(trunc.any()):
-            raise ValueError("lambda_returns: truncated has steps set but final_values is None: expected "
+            raise UserError("lambda_returns: truncated has steps set but final_values is None: expected "
                              "(n, H) values of the truncated episodes' final observations")
         final = torch.zeros_like(rewards)
     else:
@@ -145,17 +146,17 @@ def actor_critic_loss(logits: Tensor, values: Tensor, actions: Tensor, lambda_re
     """
     if not isinstance(logits, Tensor) or logits.ndim != 3:
         got = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
-        raise ValueError(f"logits has shape {got}: expected (n, H, k)")
+        raise UserError(f"logits has shape {got}: expected (n, H, k)")
     n, horizon, k = logits.shape
     if not isinstance(values, Tensor) or tuple(values.shape) != (n, horizon):
-        raise ValueError(f"values has shape {tuple(getattr(values, 'shape', ()))}: expected {(n, horizon)}")
+        raise UserError(f"values has shape {tuple(getattr(values, 'shape', ()))}: expected {(n, horizon)}")
     if not isinstance(actions, Tensor) or tuple(actions.shape) != (n, horizon):
-        raise ValueError(f"actions has shape {tuple(getattr(actions, 'shape', ()))}: expected {(n, horizon)}")
+        raise UserError(f"actions has shape {tuple(getattr(actions, 'shape', ()))}: expected {(n, horizon)}")
     if actions.is_floating_point() or actions.dtype == torch.bool:
         raise TypeError(f"actions must be integers, got dtype {actions.dtype}")
     targets = _as_float(lambda_returns, "lambda_returns", (n, horizon), values).detach()
     if not (_is_real(entropy_weight) and entropy_weight >= 0):
-        raise ValueError(f"entropy_weight={entropy_weight!r} is invalid: expected a finite number >= 0")
+        raise UserError(f"entropy_weight={entropy_weight!r} is invalid: expected a finite number >= 0")
     m = None if mask is None else _as_float(mask, "mask", (n, horizon), values)
 
     log_probs = torch.log_softmax(logits.float(), dim=-1)

@@ -28,6 +28,7 @@ import torch
 from gym_diamond.atari import game_to_name
 from gym_diamond.checkpoint import Checkpoint
 from gym_diamond.envs.core import DreamCore
+from gym_diamond.errors import UserError
 from training.data.policies import Agent, RandomAgent
 from training.data.scripted import SCRIPTED_GAMES, BallFollower, BoxingChaser
 
@@ -134,7 +135,7 @@ def count_events(env: VectorEnvLike, policy: Agent, steps: int, game: str, *, se
     ``terminations_are_life_losses``, else never (see :func:`dream_ends_at_life_loss`).
     """
     if steps < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}")
+        raise UserError(f"steps must be >= 1, got {steps}")
     n = env.num_envs
     obs, _ = env.reset(seed=seed)
     policy.reset(np.ones(n, dtype=bool))
@@ -178,15 +179,15 @@ def make_policy(name: str, game: str, num_actions: int, seed: int | None = None)
         return RandomAgent(num_actions, seed=seed)
     if name == "chaser" or name.startswith("chaser-eps"):
         if game_to_name(game) != "Boxing":
-            raise ValueError(f"policy {name!r} plays Boxing only, not {game}")
+            raise UserError(f"policy {name!r} plays Boxing only, not {game}")
         return BoxingChaser(num_actions, epsilon=0.0 if name == "chaser" else float(name.removeprefix("chaser-eps")),
                             seed=seed)
     if name == "follower" or name.startswith("follower-eps"):
         epsilon = 0.0 if name == "follower" else float(name.removeprefix("follower-eps"))
         if game_to_name(game) not in SCRIPTED_GAMES:
-            raise ValueError(f"policy {name!r} plays {', '.join(SCRIPTED_GAMES)} only, not {game}")
+            raise UserError(f"policy {name!r} plays {', '.join(SCRIPTED_GAMES)} only, not {game}")
         return BallFollower(game, num_actions, epsilon=epsilon, seed=seed)
-    raise ValueError(f"unknown policy {name!r}: 'random', 'follower' or 'follower-eps<epsilon>', e.g. "
+    raise UserError(f"unknown policy {name!r}: 'random', 'follower' or 'follower-eps<epsilon>', e.g. "
                      f"{', '.join(DEFAULT_POLICIES)}")
 
 
@@ -250,7 +251,7 @@ def make_dream_env(checkpoint: str | os.PathLike | Checkpoint, num_envs: int, *,
     """
     if isinstance(checkpoint, Checkpoint):
         if denoising_steps is not None:
-            raise ValueError("denoising_steps applies to a checkpoint path; for a loaded Checkpoint set "
+            raise UserError("denoising_steps applies to a checkpoint path; for a loaded Checkpoint set "
                              "world_model.config = world_model.config.with_denoising_steps(n)")
         return _CoreVectorEnv(checkpoint, num_envs, max_episode_steps)
     from gym_diamond.envs.vector import DreamVectorEnv

@@ -23,7 +23,6 @@ exploits the dream), ``sb3_log/progress.csv`` (SB3's own training log).
 from __future__ import annotations
 
 import argparse
-import csv
 import difflib
 import inspect
 import json
@@ -47,9 +46,10 @@ from tqdm.auto import tqdm
 from gym_diamond.atari import game_to_name
 from gym_diamond.atomic import replace_atomic, write_atomic
 from gym_diamond.envs.sb3 import DreamSB3VecEnv
+from gym_diamond.errors import UserError
 from training.agents.evaluate import evaluate
 from training.data.policies import SB3Agent
-from training.runtime.cli import add_device_argument, user_errors
+from training.runtime.cli import add_algo_kwargs_argument, add_device_argument, user_errors
 from training.runtime.csv_log import CsvLog
 from training.runtime.files import FolderLock, write_json_atomic
 
@@ -72,7 +72,7 @@ def algorithm_class(name: str) -> type[BaseAlgorithm]:
     if name.lower() not in found:
         close = difflib.get_close_matches(name.lower(), list(found), n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise ValueError(f"unknown stable-baselines3 algorithm {name!r}{hint} (available: {', '.join(sorted(found))})")
+        raise UserError(f"unknown stable-baselines3 algorithm {name!r}{hint} (available: {', '.join(sorted(found))})")
     return found[name.lower()]
 
 
@@ -80,7 +80,7 @@ def make_dream_vec_env(checkpoint: str | Path, num_envs: int, *, frame_stack: in
                        device: str | torch.device | None = None, max_episode_steps: int | None = 1000) -> VecEnv:
     """The dream as SB3 agents expect it: episode statistics (``VecMonitor``) and optional frame stack."""
     if frame_stack < 1:
-        raise ValueError(f"frame_stack must be >= 1, got {frame_stack}")
+        raise UserError(f"frame_stack must be >= 1, got {frame_stack}")
     env: VecEnv = VecMonitor(DreamSB3VecEnv.from_checkpoint(checkpoint, num_envs, device=device,
                                                             max_episode_steps=max_episode_steps))
     if frame_stack > 1:
@@ -109,7 +109,7 @@ class _RealGameEval(BaseCallback):
         self.rows: list[dict[str, float]] = []
         self.dream_signs, self.dream_steps = 0.0, 0
         # CPU seconds of this process's training, on top of the last row's: a resumed run counts on from there
-        earlier = _read_evaluations(log_path)
+        earlier = CsvLog(log_path).rows()
         self.cpu_offset = earlier[-1].get("cpu_seconds", 0.0) if earlier else 0.0
         self.cpu_start = time.process_time()
 
@@ -198,9 +198,9 @@ def train_sb3_agent(checkpoint: str | Path, *, algo: str = "ppo", steps: int, ou
     """
     with FolderLock(out, "SB3 training run"):
         if steps < 1:
-            raise ValueError(f"steps must be >= 1, got {steps}")
+            raise UserError(f"steps must be >= 1, got {steps}")
         if eval_every < 0 or eval_episodes < 0:
-            raise ValueError(f"eval_every and eval_episodes must be >= 0, got {eval_every} and {eval_episodes}")
+            raise UserError(f"eval_every and eval_episodes must be >= 0, got {eval_every} and {eval_episodes}")
         algo_cls = algorithm_class(algo)
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
@@ -219,7 +219,7 @@ def train_sb3_agent(checkpoint: str | Path, *, algo: str = "ppo", steps: int, ou
                 if _saved_policy_steps(out) != model.num_timesteps:  # killed between model.zip and its policy copy
                     save_policy_safetensors(model, out, algo_cls.__name__, frame_stack)
                 env.close()
-                return SB3Run(model, model_path, _read_evaluations(out / "eval.csv"))
+                return SB3Run(model, model_path, CsvLog(out / "eval.csv").rows())
         else:
             kwargs = dict(algo_kwargs or {})
             if "buffer_size" in _init_parameters(algo_cls):
@@ -228,7 +228,7 @@ def train_sb3_agent(checkpoint: str | Path, *, algo: str = "ppo", steps: int, ou
                 model = algo_cls(policy, env, seed=seed, device=model_device, verbose=verbose, **kwargs)
             except AssertionError as error:  # SB3 checks spaces with asserts
                 env.close()
-                raise ValueError(f"{algo_cls.__name__} cannot train in a dream of discrete actions and image "
+                raise UserError(f"{algo_cls.__name__} cannot train in a dream of discrete actions and image "
                                  f"observations: {error}") from None
 
         # SB3's own log (progress.csv) in the run folder; left to itself SB3 makes a /tmp/SB3-<date> folder per run
@@ -255,7 +255,7 @@ def train_sb3_agent(checkpoint: str | Path, *, algo: str = "ppo", steps: int, ou
             raise
         finally:
             env.close()
-        return SB3Run(model, model_path, _read_evaluations(out / "eval.csv"))
+        return SB3Run(model, model_path, CsvLog(out / "eval.csv").rows())
 
 
 def _saved_policy_steps(out: Path) -> int | None:
@@ -283,13 +283,6 @@ def _init_parameters(cls: type) -> set[str]:
     return set(inspect.signature(cls.__init__).parameters)
 
 
-def _read_evaluations(path: Path) -> list[dict[str, float]]:
-    if not path.exists():
-        return []
-    with path.open() as f:
-        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
-
-
 @user_errors
 def main(argv: list[str] | None = None) -> None:
     """Command line: ``python -m training.agents.sb3 --algo ppo --checkpoint wm.safetensors --steps N``."""
@@ -302,23 +295,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--num-envs", type=int, default=8)
     parser.add_argument("--frame-stack", type=int, default=1)
     parser.add_argument("--policy", default="CnnPolicy")
-    parser.add_argument("--algo-kwargs", default="{}", help='JSON for the SB3 constructor, e.g. \'{"n_steps": 128}\'')
+    add_algo_kwargs_argument(parser)
     add_device_argument(parser)
     parser.add_argument("--max-episode-steps", type=int, default=1000)
     parser.add_argument("--eval-every", type=int, default=10_000, help="env steps between real-game evaluations")
     parser.add_argument("--eval-episodes", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    try:
-        algo_kwargs = json.loads(args.algo_kwargs)
-    except json.JSONDecodeError as error:
-        parser.error(f"--algo-kwargs is not valid JSON: {error}")
-    if not isinstance(algo_kwargs, dict):
-        parser.error("--algo-kwargs must be a JSON object")
     out = args.out or f"runs/{args.game or Path(args.checkpoint).stem}-{args.algo.lower()}"
     run = train_sb3_agent(args.checkpoint, algo=args.algo, steps=args.steps, out=out, game=args.game,
                           num_envs=args.num_envs, frame_stack=args.frame_stack, policy=args.policy,
-                          algo_kwargs=algo_kwargs, device=args.device, max_episode_steps=args.max_episode_steps,
+                          algo_kwargs=args.algo_kwargs, device=args.device, max_episode_steps=args.max_episode_steps,
                           eval_every=args.eval_every, eval_episodes=args.eval_episodes, seed=args.seed)
     print(f"model: {run.model_path}")
     if run.evaluations:

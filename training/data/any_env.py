@@ -45,6 +45,7 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
 from gym_diamond.atari import FRAME_SIZE, resize_frame
+from gym_diamond.errors import UserError
 
 __all__ = ["OBSERVATIONS", "ImageFrames", "env_action_meanings", "make_env", "make_vector_env"]
 
@@ -58,13 +59,13 @@ def _check_discrete(space: spaces.Space) -> spaces.Discrete:
     """The action space, if the world model can condition on it (Discrete from 0); else ValueError."""
     if isinstance(space, spaces.Discrete):
         if int(space.start) != 0:
-            raise ValueError(f"action space {space} starts at {int(space.start)}: only Discrete actions "
+            raise UserError(f"action space {space} starts at {int(space.start)}: only Discrete actions "
                              f"0..n-1 are supported (the collected actions are indices from 0)")
         return space
     if isinstance(space, spaces.Box):
-        raise ValueError(f"continuous actions ({space}) are not supported: DIAMOND's world model conditions on "
+        raise UserError(f"continuous actions ({space}) are not supported: DIAMOND's world model conditions on "
                          f"discrete actions")
-    raise ValueError(f"action space {space} is not supported: DIAMOND's world model conditions on one discrete "
+    raise UserError(f"action space {space} is not supported: DIAMOND's world model conditions on one discrete "
                      f"action (a Discrete space)")
 
 
@@ -77,7 +78,7 @@ def _check_image_box(space: spaces.Space, what: str) -> None:
     """ValueError naming the shape when ``space`` is a uint8 image but not 3-channel RGB."""
     if isinstance(space, spaces.Box) and space.dtype == np.uint8 and len(space.shape) in (2, 3) \
             and not _is_rgb_box(space):
-        raise ValueError(f"{what} {space} is an image of shape {space.shape}, not 3-channel RGB (H, W, 3): "
+        raise UserError(f"{what} {space} is an image of shape {space.shape}, not 3-channel RGB (H, W, 3): "
                          f"DIAMOND's frames are RGB; pass observation='render' to use the env's rgb_array renders")
 
 
@@ -88,15 +89,15 @@ def _image_key(space: spaces.Space) -> str | None:
     _check_image_box(space, "observation space")
     if isinstance(space, spaces.Dict):
         if "image" not in space.spaces:
-            raise ValueError(f"Dict observation space with keys {list(space.spaces)} has no 'image' entry; "
+            raise UserError(f"Dict observation space with keys {list(space.spaces)} has no 'image' entry; "
                              f"pass observation='render' to use the env's rgb_array renders")
         image = space.spaces["image"]
         if _is_rgb_box(image):
             return "image"
         _check_image_box(image, "the 'image' entry")
-        raise ValueError(f"the 'image' entry {image} of the Dict observation space is not an RGB image "
+        raise UserError(f"the 'image' entry {image} of the Dict observation space is not an RGB image "
                          f"(uint8 (H, W, 3)); pass observation='render' to use the env's rgb_array renders")
-    raise ValueError(f"observation space {space} is not an RGB image (uint8 (H, W, 3)) nor a Dict with an 'image' "
+    raise UserError(f"observation space {space} is not an RGB image (uint8 (H, W, 3)) nor a Dict with an 'image' "
                      f"entry; pass observation='render' to use its rgb_array renders")
 
 
@@ -111,9 +112,9 @@ class ImageFrames(gym.ObservationWrapper):
     def __init__(self, env: gym.Env, *, size: int = FRAME_SIZE, observation: str = "auto") -> None:
         super().__init__(env)
         if observation not in OBSERVATIONS:
-            raise ValueError(f"observation must be one of {OBSERVATIONS}, got {observation!r}")
+            raise UserError(f"observation must be one of {OBSERVATIONS}, got {observation!r}")
         if not isinstance(size, (int, np.integer)) or size < 1:
-            raise ValueError(f"size must be a positive int, got {size!r}")
+            raise UserError(f"size must be a positive int, got {size!r}")
         _check_discrete(env.action_space)
         self.size, self.mode = int(size), observation
         self._key: str | None = None
@@ -126,7 +127,7 @@ class ImageFrames(gym.ObservationWrapper):
                               f"with minigrid.wrappers.RGBImgObsWrapper or pass observation='render'",
                               stacklevel=2)
         elif env.render_mode != "rgb_array":
-            raise ValueError(f"observation='render' needs an env made with render_mode='rgb_array', "
+            raise UserError(f"observation='render' needs an env made with render_mode='rgb_array', "
                              f"got render_mode={env.render_mode!r}")
         self.observation_space = spaces.Box(0, 255, (self.size, self.size, 3), np.uint8)
 
@@ -134,14 +135,14 @@ class ImageFrames(gym.ObservationWrapper):
         if self.mode == "render":
             frame = self.env.render()
             if frame is None:
-                raise ValueError("render() returned None: make the env with render_mode='rgb_array'")
+                raise UserError("render() returned None: make the env with render_mode='rgb_array'")
         else:
             frame = observation if self._key is None else observation[self._key]
         frame = np.asarray(frame)
         if frame.ndim != 3 or frame.shape[2] != 3:
-            raise ValueError(f"frames must be 3-channel RGB images (H, W, 3), got shape {frame.shape}")
+            raise UserError(f"frames must be 3-channel RGB images (H, W, 3), got shape {frame.shape}")
         if frame.dtype != np.uint8:
-            raise ValueError(f"frames must be uint8 RGB images, got dtype {frame.dtype}")
+            raise UserError(f"frames must be uint8 RGB images, got dtype {frame.dtype}")
         return resize_frame(np.ascontiguousarray(frame), self.size)
 
 
@@ -160,7 +161,7 @@ def make_env(
     ``make_kwargs`` says otherwise. An unknown ``env_id`` raises gymnasium's own error.
     """
     if observation not in OBSERVATIONS:
-        raise ValueError(f"observation must be one of {OBSERVATIONS}, got {observation!r}")
+        raise UserError(f"observation must be one of {OBSERVATIONS}, got {observation!r}")
     if observation == "render":
         make_kwargs.setdefault("render_mode", "rgb_array")
     env = gym.make(env_id, **make_kwargs)
@@ -204,7 +205,7 @@ def make_vector_env(
     ``infos["final_obs"]``. The first ``reset()`` uses ``seed`` (env i gets ``seed + i``) if given.
     """
     if not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
-        raise ValueError(f"num_envs must be a positive int, got {num_envs!r}")
+        raise UserError(f"num_envs must be a positive int, got {num_envs!r}")
 
     def make() -> gym.Env:
         return make_env(env_id, frame_size=frame_size, observation=observation, wrappers=wrappers,

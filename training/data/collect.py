@@ -35,6 +35,7 @@ import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
 
 from gym_diamond.atari import game_to_name
+from gym_diamond.errors import UserError
 from training.data.any_env import OBSERVATIONS, env_action_meanings, make_vector_env
 from training.data.dataset import Episode, EpisodeDataset
 from training.data.policies import RandomAgent
@@ -113,7 +114,7 @@ class Collector:
                  *, progress: bool = False) -> None:
         mode = env.metadata.get("autoreset_mode")
         if mode != AutoresetMode.SAME_STEP:
-            raise ValueError(f"Collector needs a vector env with autoreset_mode SAME_STEP (make_vector_atari's), "
+            raise UserError(f"Collector needs a vector env with autoreset_mode SAME_STEP (make_vector_atari's), "
                              f"got {mode!r}")
         self.env, self.dataset, self.policy = env, dataset, policy
         self.progress = progress
@@ -133,7 +134,7 @@ class Collector:
         actions = act(obs) if callable(act) else self.policy(obs)
         actions = np.asarray(actions).astype(np.int64, copy=False).reshape(-1)
         if actions.shape != (self.num_envs,):
-            raise ValueError(f"the policy returned actions of shape {actions.shape}, expected ({self.num_envs},)")
+            raise UserError(f"the policy returned actions of shape {actions.shape}, expected ({self.num_envs},)")
         return actions
 
     def _policy_reset(self, mask: np.ndarray) -> None:
@@ -192,7 +193,7 @@ class Collector:
     def collect(self, num_steps: int, *, progress: bool | None = None) -> CollectStats:
         """Collect at least ``num_steps`` transitions: ``ceil(num_steps / num_envs)`` steps of every env."""
         if num_steps < 0:
-            raise ValueError(f"num_steps must be >= 0, got {num_steps}")
+            raise UserError(f"num_steps must be >= 0, got {num_steps}")
         start = time.perf_counter()
         if self._obs is None:
             self._obs, _ = self.env.reset()
@@ -253,7 +254,7 @@ def read_collection_log(data: str | Path) -> list[dict[str, Any]]:
         return []
     runs = json.loads(path.read_text())
     if not isinstance(runs, list):
-        raise ValueError(f"{path}: expected a JSON list of collection runs")
+        raise UserError(f"{path}: expected a JSON list of collection runs")
     return runs
 
 

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from gym_diamond.atomic import write_atomic
+from gym_diamond.errors import UserError
 from gym_diamond.games import atari_game_name, normalise_game_name
 
 __all__ = ["Episode", "EpisodeDataset", "Segment", "environment_actions"]
@@ -65,19 +66,19 @@ class Episode:
             if not isinstance(value, np.ndarray):
                 raise TypeError(f"Episode.{name} must be a numpy array, got {type(value).__name__}")
             if value.dtype != dtype:
-                raise ValueError(f"Episode.{name} must have dtype {np.dtype(dtype)}, got {value.dtype}")
+                raise UserError(f"Episode.{name} must have dtype {np.dtype(dtype)}, got {value.dtype}")
         if self.frames.ndim != 4:
-            raise ValueError(f"Episode.frames must have shape (T+1, h, w, c), got {self.frames.shape}")
+            raise UserError(f"Episode.frames must have shape (T+1, h, w, c), got {self.frames.shape}")
         T = len(self.frames) - 1
         if T < 1:
-            raise ValueError(f"an Episode needs at least one transition (2 frames), got frames {self.frames.shape}")
+            raise UserError(f"an Episode needs at least one transition (2 frames), got frames {self.frames.shape}")
         for name in ("actions", "rewards", "terminated", "truncated", "life_loss"):
             shape = getattr(self, name).shape
             if shape != (T,):
-                raise ValueError(f"Episode.{name} must have shape ({T},) for {T + 1} frames, got {shape}")
+                raise UserError(f"Episode.{name} must have shape ({T},) for {T + 1} frames, got {shape}")
         if self.terminated[:-1].any() or self.truncated[:-1].any():
             t = int(np.flatnonzero(self.terminated[:-1] | self.truncated[:-1])[0])
-            raise ValueError(f"Episode ends at transition {t} but has {T} transitions: terminated/truncated "
+            raise UserError(f"Episode ends at transition {t} but has {T} transitions: terminated/truncated "
                              f"may only be set on the last one")
 
     def __len__(self) -> int:
@@ -123,7 +124,7 @@ def check_sample_weights(sample_weights: tuple[float, ...]) -> tuple[float, ...]
     """Recency-group weights: non-negative, summing to 1 (DIAMOND's ``BatchSampler`` asserts the same)."""
     weights = tuple(float(w) for w in sample_weights)
     if not weights or any(w < 0 for w in weights) or abs(sum(weights) - 1) > 1e-6:
-        raise ValueError(f"sample_weights must be non-negative and sum to 1, got {sample_weights}")
+        raise UserError(f"sample_weights must be non-negative and sum to 1, got {sample_weights}")
     return weights
 
 
@@ -168,17 +169,17 @@ class EpisodeDataset:
                 stored_game = index["game"]
                 episodes = index["episodes"]
             except (json.JSONDecodeError, KeyError, TypeError) as e:
-                raise ValueError(f"{index_path} is not a dataset index: {e}") from e
+                raise UserError(f"{index_path} is not a dataset index: {e}") from e
             if index.get("format") != FORMAT_VERSION:
-                raise ValueError(f"{index_path} has format {index.get('format')!r}, expected {FORMAT_VERSION}")
+                raise UserError(f"{index_path} has format {index.get('format')!r}, expected {FORMAT_VERSION}")
             if (game is not None and stored_game is not None
                     and normalise_game_name(game) != normalise_game_name(stored_game)):
-                raise ValueError(f"the dataset at {self.root} holds {stored_game!r} episodes, not {game!r}")
+                raise UserError(f"the dataset at {self.root} holds {stored_game!r} episodes, not {game!r}")
             self.game = stored_game if stored_game is not None else game
             self.frame_shape = tuple(index["frame_shape"]) if index.get("frame_shape") else None
             stored_meanings = index.get("action_meanings")
             if stored_meanings is not None and action_meanings is not None and list(action_meanings) != stored_meanings:
-                raise ValueError(f"the dataset at {self.root} has the actions {stored_meanings}, not "
+                raise UserError(f"the dataset at {self.root} has the actions {stored_meanings}, not "
                                  f"{list(action_meanings)}")
             if stored_meanings is not None:
                 self.action_meanings = list(stored_meanings)
@@ -243,7 +244,7 @@ class EpisodeDataset:
             raise TypeError(f"append expects an Episode, got {type(episode).__name__}")
         shape = tuple(episode.frames.shape[1:])
         if self.frame_shape is not None and shape != self.frame_shape:
-            raise ValueError(f"episode frames are {shape}, but the dataset at {self.root} holds {self.frame_shape}")
+            raise UserError(f"episode frames are {shape}, but the dataset at {self.root} holds {self.frame_shape}")
         i = len(self)
         name = f"episodes/{i:06d}.npz"
         (self.root / "episodes").mkdir(parents=True, exist_ok=True)
@@ -274,7 +275,7 @@ class EpisodeDataset:
         """Forget the episodes after the first ``num_episodes`` (and delete their files): a resumed run
         drops what it collected after its last saved state, which it collects again. Returns how many."""
         if not 0 <= num_episodes <= len(self):
-            raise ValueError(f"num_episodes must be in [0, {len(self)}], got {num_episodes}")
+            raise UserError(f"num_episodes must be in [0, {len(self)}], got {num_episodes}")
         dropped = self._files[num_episodes:]
         del self._files[num_episodes:], self._lengths[num_episodes:], self._returns[num_episodes:]
         self._forget(range(num_episodes, num_episodes + len(dropped)))
@@ -339,7 +340,7 @@ class EpisodeDataset:
             return self._cache[i]
         episode = self._load(self._files[i])
         if len(episode) != self._lengths[i]:
-            raise ValueError(f"{self.root / self._files[i]} holds {len(episode)} transitions, the index says "
+            raise UserError(f"{self.root / self._files[i]} holds {len(episode)} transitions, the index says "
                              f"{self._lengths[i]}")
         self._remember(i, episode)
         return episode
@@ -352,7 +353,7 @@ class EpisodeDataset:
         no test episode while there are at least 2 episodes, the one with the smallest draw is.
         """
         if not 0 <= test_fraction < 1:
-            raise ValueError(f"test_fraction must be in [0, 1), got {test_fraction}")
+            raise UserError(f"test_fraction must be in [0, 1), got {test_fraction}")
         ids = np.arange(len(self), dtype=np.int64)
         draws = _splitmix64(_splitmix64(np.uint64(seed & (2**64 - 1))) ^ ids.astype(np.uint64))
         u = (draws >> np.uint64(11)).astype(np.float64) / 2.0**53
@@ -418,10 +419,10 @@ class EpisodeDataset:
         terminating transition lies inside the segment (the rest may run past the start).
         """
         if batch_size < 1 or num_frames < 2:
-            raise ValueError(f"batch_size must be >= 1 and num_frames >= 2, got {batch_size} and {num_frames}")
+            raise UserError(f"batch_size must be >= 1 and num_frames >= 2, got {batch_size} and {num_frames}")
         ended = self.terminated_episodes(episode_ids)
         if ended.size == 0:
-            raise ValueError(f"no episode of the dataset at {self.root} terminated: nothing to oversample")
+            raise UserError(f"no episode of the dataset at {self.root} terminated: nothing to oversample")
         chosen = rng.choice(ended, size=batch_size)
         return chosen, self.lengths[chosen] - 1 - rng.integers(0, num_frames - 1, batch_size)
 
@@ -444,7 +445,7 @@ class EpisodeDataset:
         position among the segment's ``num_frames - 1`` transitions (the segment may run past either end).
         """
         if num_frames < 2:
-            raise ValueError(f"num_frames must be >= 2, got {num_frames}")
+            raise UserError(f"num_frames must be >= 2, got {num_frames}")
         episodes, steps = self.sample_rewarded_transitions(batch_size, rng, episode_ids=episode_ids)
         return episodes, steps - rng.integers(0, num_frames - 1, batch_size)
 
@@ -452,10 +453,10 @@ class EpisodeDataset:
                                     episode_ids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """``batch_size`` rewarded transitions of ``episode_ids``, drawn uniformly: (episode ids, steps)."""
         if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+            raise UserError(f"batch_size must be >= 1, got {batch_size}")
         episodes, steps = self.rewarded_steps(episode_ids)
         if episodes.size == 0:
-            raise ValueError(f"no transition of the dataset at {self.root} is rewarded: nothing to oversample")
+            raise UserError(f"no transition of the dataset at {self.root} is rewarded: nothing to oversample")
         chosen = rng.integers(0, episodes.size, batch_size)
         return episodes[chosen], steps[chosen]
 
@@ -474,14 +475,14 @@ class EpisodeDataset:
         Data-parallel ranks draw the positions of a whole global batch and load their shard only.
         """
         if batch_size < 1 or num_frames < 1:
-            raise ValueError(f"batch_size and num_frames must be >= 1, got {batch_size} and {num_frames}")
+            raise UserError(f"batch_size and num_frames must be >= 1, got {batch_size} and {num_frames}")
         if len(self) == 0:
-            raise ValueError(f"the dataset at {self.root} has no episodes to sample from")
+            raise UserError(f"the dataset at {self.root} has no episodes to sample from")
         ids = np.arange(len(self)) if episode_ids is None else np.sort(np.asarray(episode_ids, dtype=np.int64))
         if ids.size == 0:
-            raise ValueError("episode_ids is empty")
+            raise UserError("episode_ids is empty")
         if ids.min() < 0 or ids.max() >= len(self):
-            raise ValueError(f"episode_ids must be in [0, {len(self)}), got {ids.min()}..{ids.max()}")
+            raise UserError(f"episode_ids must be in [0, {len(self)}), got {ids.min()}..{ids.max()}")
         chosen = rng.choice(ids, size=batch_size, p=self.episode_weights(ids, sample_weights))
         lengths = self.lengths[chosen]
         t = rng.integers(0, lengths)
@@ -508,10 +509,10 @@ class EpisodeDataset:
         episode_ids = np.asarray(episode_ids, dtype=np.int64).reshape(-1)
         starts = np.asarray(starts, dtype=np.int64).reshape(-1)
         if episode_ids.shape != starts.shape:
-            raise ValueError(f"episode_ids and starts must have the same length, got {episode_ids.shape} "
+            raise UserError(f"episode_ids and starts must have the same length, got {episode_ids.shape} "
                              f"and {starts.shape}")
         if len(self) == 0 or self.frame_shape is None:
-            raise ValueError(f"the dataset at {self.root} has no episodes")
+            raise UserError(f"the dataset at {self.root} has no episodes")
         B, S = len(episode_ids), int(num_steps)
         frames = np.empty((B, S + 1, *self.frame_shape), dtype=np.uint8)
         out = {name: np.empty((B, S), dtype=dtype) for name, dtype in _DTYPES.items() if name != "frames"}
@@ -541,7 +542,7 @@ def environment_actions(dataset: EpisodeDataset) -> tuple[str, list[str]]:
     """The name a world model of ``dataset`` carries and its action names: an Atari game's (from ale-py), or the
     Gymnasium id the episodes were recorded in with the action names the dataset stores."""
     if dataset.game is None:
-        raise ValueError(f"the dataset at {dataset.root} does not say which game or environment it holds: name it "
+        raise UserError(f"the dataset at {dataset.root} does not say which game or environment it holds: name it "
                          f"(--game)")
     atari = atari_game_name(dataset.game)
     if dataset.action_meanings is not None:
@@ -552,7 +553,7 @@ def environment_actions(dataset: EpisodeDataset) -> tuple[str, list[str]]:
         try:
             game_to_name(dataset.game)  # the Atari lookup's error suggests close names
         except ValueError as e:
-            raise ValueError(f"{e}; and the dataset at {dataset.root} records no action names, as one collected "
+            raise UserError(f"{e}; and the dataset at {dataset.root} records no action names, as one collected "
                              f"from another environment does (python -m training.data.collect --env-id ID)") from None
     from gym_diamond.atari import game_action_meanings
 

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from gym_diamond.errors import UserError
 from gym_diamond.games import atari_game_name, normalise_game_name
 from training.data.dataset import Episode, EpisodeDataset, environment_actions
 
@@ -67,7 +68,7 @@ def _check_dataset_id(dataset_id: str) -> str:
 
     match = DATASET_ID_RE.fullmatch(dataset_id) if isinstance(dataset_id, str) else None
     if match is None or match.group("version") is None:
-        raise ValueError(f"dataset_id must be a Minari dataset id '(namespace/)name-vN', got {dataset_id!r}")
+        raise UserError(f"dataset_id must be a Minari dataset id '(namespace/)name-vN', got {dataset_id!r}")
     return dataset_id
 
 
@@ -102,23 +103,23 @@ def to_minari(dataset: EpisodeDataset, target: str | os.PathLike[str], *, num_ac
             meanings = None
     if num_actions is None:
         if meanings is None:
-            raise ValueError(f"the dataset at {dataset.root} names no actions: pass num_actions (the env's "
+            raise UserError(f"the dataset at {dataset.root} names no actions: pass num_actions (the env's "
                              f"action_space.n)")
         num_actions = len(meanings)
     if meanings is not None and len(meanings) != num_actions:
         meanings = None
     if isinstance(num_actions, bool) or not isinstance(num_actions, (int, np.integer)) or num_actions < 1:
-        raise ValueError(f"num_actions must be an int >= 1, got {num_actions!r}")
+        raise UserError(f"num_actions must be an int >= 1, got {num_actions!r}")
     if len(dataset) == 0 or dataset.frame_shape is None:
-        raise ValueError(f"the dataset at {dataset.root} has no episodes to convert")
+        raise UserError(f"the dataset at {dataset.root} has no episodes to convert")
     frame_shape = tuple(dataset.frame_shape)
     if len(frame_shape) != 3 or frame_shape[2] != 3:
-        raise ValueError(f"Minari conversion takes RGB frames (h, w, 3), the dataset holds {frame_shape}")
+        raise UserError(f"Minari conversion takes RGB frames (h, w, 3), the dataset holds {frame_shape}")
 
     target_id = _as_dataset_id(target)
     if target_id is not None:
         if dataset_id is not None and dataset_id != target_id:
-            raise ValueError(f"dataset_id {dataset_id!r} differs from the dataset id target {target_id!r}")
+            raise UserError(f"dataset_id {dataset_id!r} differs from the dataset id target {target_id!r}")
         dataset_id = target_id
         from minari.dataset.minari_dataset import parse_dataset_id
         from minari.namespace import create_namespace, list_local_namespaces
@@ -126,7 +127,7 @@ def to_minari(dataset: EpisodeDataset, target: str | os.PathLike[str], *, num_ac
 
         root = Path(get_dataset_path(dataset_id))
         if root.exists():
-            raise ValueError(f"a Minari dataset with id {dataset_id!r} already exists at {root}")
+            raise UserError(f"a Minari dataset with id {dataset_id!r} already exists at {root}")
         namespace = parse_dataset_id(dataset_id)[0]
         if namespace is not None and namespace not in list_local_namespaces():
             create_namespace(namespace)
@@ -135,7 +136,7 @@ def to_minari(dataset: EpisodeDataset, target: str | os.PathLike[str], *, num_ac
         dataset_id = _check_dataset_id(dataset_id if dataset_id is not None else _default_dataset_id(dataset.game))
         path = Path(os.fspath(target)).expanduser()
         if (path / _METADATA_FILE).exists():
-            raise ValueError(f"a Minari dataset is already stored at {path}")
+            raise UserError(f"a Minari dataset is already stored at {path}")
         created = None if path.exists() else path
 
     # Minari releases before the jpeg_encoding flag either store frames raw or JPEG them unasked: checked below
@@ -159,7 +160,7 @@ def to_minari(dataset: EpisodeDataset, target: str | os.PathLike[str], *, num_ac
         for i in range(len(dataset)):
             episode = dataset.episode(i)
             if episode.actions.min() < 0 or episode.actions.max() >= num_actions:
-                raise ValueError(f"episode {i} has actions in [{episode.actions.min()}, {episode.actions.max()}], "
+                raise UserError(f"episode {i} has actions in [{episode.actions.min()}, {episode.actions.max()}], "
                                  f"outside the {num_actions} actions of num_actions")
             storage.update_episodes([_buffer(episode)])
             if i == 0 and not jpeg_flag:
@@ -238,17 +239,17 @@ def from_minari(source: str | os.PathLike[str], out: str | os.PathLike[str], *,
     observation_space, action_space = minari_dataset.observation_space, minari_dataset.action_space
     images, image_key = _image_space(observation_space)
     if not images:
-        raise ValueError(f"Minari dataset {minari_dataset.id!r}: observations must be uint8 RGB images (h, w, 3) "
+        raise UserError(f"Minari dataset {minari_dataset.id!r}: observations must be uint8 RGB images (h, w, 3) "
                          f"or a Dict with an 'image' key holding them, got observation space {observation_space}")
     if not isinstance(action_space, spaces.Discrete):
-        raise ValueError(f"Minari dataset {minari_dataset.id!r}: actions must be Discrete, got action space "
+        raise UserError(f"Minari dataset {minari_dataset.id!r}: actions must be Discrete, got action space "
                          f"{action_space}")
 
     recorded = minari_dataset.storage.metadata.get(METADATA_KEY)
     recorded_game = recorded.get("game") if isinstance(recorded, dict) else None
     if recorded_game is not None and game is not None and normalise_game_name(game) != normalise_game_name(
             recorded_game):
-        raise ValueError(f"the Minari dataset records game {recorded_game!r}, not {game!r}")
+        raise UserError(f"the Minari dataset records game {recorded_game!r}, not {game!r}")
     env_spec = minari_dataset.env_spec
     name = recorded_game or game or (env_spec.id if env_spec is not None else None) or minari_dataset.id
 
@@ -257,7 +258,7 @@ def from_minari(source: str | os.PathLike[str], out: str | os.PathLike[str], *,
         meanings = [f"ACTION_{i}" for i in range(int(action_space.n))]
     dataset = EpisodeDataset(out, game=name, action_meanings=meanings)
     if len(dataset):
-        raise ValueError(f"{dataset.root} already holds {len(dataset)} episodes: from_minari needs a new dataset")
+        raise UserError(f"{dataset.root} already holds {len(dataset)} episodes: from_minari needs a new dataset")
     start = int(action_space.start)
     try:
         for data in minari_dataset.iterate_episodes():
@@ -274,14 +275,14 @@ def _episode(data: Any, image_key: str | None, start: int) -> Episode:
     frames = np.asarray(frames)
     T = len(data.rewards)
     if frames.shape[0] != T + 1:
-        raise ValueError(f"Minari episode {data.id} has {frames.shape[0]} observations for {T} steps, "
+        raise UserError(f"Minari episode {data.id} has {frames.shape[0]} observations for {T} steps, "
                          f"expected {T + 1}")
     infos = data.infos or {}
     life_loss = np.asarray(infos["life_loss"], dtype=bool) if "life_loss" in infos else np.zeros(T, dtype=bool)
     if life_loss.shape == (T + 1,):
         life_loss = life_loss[1:]  # entry 0 is the reset's info
     if life_loss.shape != (T,):
-        raise ValueError(f"Minari episode {data.id} has infos['life_loss'] of shape {life_loss.shape} for {T} "
+        raise UserError(f"Minari episode {data.id} has infos['life_loss'] of shape {life_loss.shape} for {T} "
                          f"steps, expected ({T + 1},) or ({T},)")
     try:
         return Episode(
@@ -293,7 +294,7 @@ def _episode(data: Any, image_key: str | None, start: int) -> Episode:
             life_loss=life_loss,
         )
     except ValueError as e:
-        raise ValueError(f"Minari episode {data.id}: {e}") from e
+        raise UserError(f"Minari episode {data.id}: {e}") from e
 
 
 def is_minari_dataset(source: str | os.PathLike[str]) -> bool:

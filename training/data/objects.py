@@ -27,6 +27,7 @@ from dataclasses import astuple, dataclass
 import numpy as np
 
 from gym_diamond.atari import FRAME_SIZE, game_to_name
+from gym_diamond.errors import UserError
 
 __all__ = ["OBJECT_GAMES", "Boxers", "Objects", "find_boxers", "find_objects", "object_game"]
 
@@ -53,7 +54,7 @@ class Objects:
     def of(self, thing: str) -> tuple[np.ndarray, np.ndarray]:
         """(visible, xy) of ``thing``: "ball" or "paddle"."""
         if thing not in ("ball", "paddle"):
-            raise ValueError(f"thing must be 'ball' or 'paddle', got {thing!r}")
+            raise UserError(f"thing must be 'ball' or 'paddle', got {thing!r}")
         return getattr(self, f"{thing}_visible"), getattr(self, f"{thing}_xy")
 
     def __getitem__(self, index: np.ndarray | slice) -> Objects:
@@ -198,7 +199,7 @@ def object_game(game: str) -> str:
     """The CamelCase name of ``game`` if ``find_objects`` knows how it draws its objects; else ValueError."""
     name = game_to_name(game)
     if name not in _SCENES:
-        raise ValueError(f"no object detector for {name}: supported games are {', '.join(OBJECT_GAMES)}")
+        raise UserError(f"no object detector for {name}: supported games are {', '.join(OBJECT_GAMES)}")
     return name
 
 
@@ -207,7 +208,7 @@ def find_objects(game: str, frames: np.ndarray) -> Objects:
     scene = _SCENES[object_game(game)]
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[1:] != (FRAME_SIZE, FRAME_SIZE, 3) or frames.dtype != np.uint8:
-        raise ValueError(f"frames must be uint8 of shape (n, {FRAME_SIZE}, {FRAME_SIZE}, 3), "
+        raise UserError(f"frames must be uint8 of shape (n, {FRAME_SIZE}, {FRAME_SIZE}, 3), "
                          f"got {frames.dtype} of shape {frames.shape}")
     if len(frames) > CHUNK:  # a few hundred frames at a time stay in the processor's cache
         parts = [find_objects(game, frames[i:i + CHUNK]) for i in range(0, len(frames), CHUNK)]
@@ -267,7 +268,7 @@ def find_boxers(frames: np.ndarray) -> Boxers:
     if frames.ndim == 3:
         frames = frames[None]
     if frames.ndim != 4 or frames.shape[1:] != (64, 64, 3):
-        raise ValueError(f"frames must be (n, 64, 64, 3) uint8, got {frames.shape}")
+        raise UserError(f"frames must be (n, 64, 64, 3) uint8, got {frames.shape}")
     ring = frames[:, slice(*RING_ROWS), slice(*RING_COLS)].astype(np.float32)
     player = _centres(np.linalg.norm(ring - _WHITE, axis=-1) < COLOUR_DISTANCE)
     opponent = _centres(np.linalg.norm(ring - _BLACK, axis=-1) < COLOUR_DISTANCE)

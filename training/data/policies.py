@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from gym_diamond import to_model_frames
+from gym_diamond.errors import UserError
 from gym_diamond.nn.actor_critic import ActorCritic
 
 
@@ -27,7 +28,7 @@ class RandomAgent:
 
     def __init__(self, num_actions: int, seed: int | None = None) -> None:
         if num_actions < 1:
-            raise ValueError(f"num_actions must be >= 1, got {num_actions}")
+            raise UserError(f"num_actions must be >= 1, got {num_actions}")
         self.num_actions = num_actions
         self.rng = np.random.default_rng(seed)
 
@@ -49,7 +50,7 @@ class ActorCriticAgent:
     def __init__(self, actor_critic: ActorCritic, num_envs: int, *, epsilon: float = 0.0, greedy: bool = False,
                  seed: int | None = None) -> None:
         if not 0 <= epsilon <= 1:
-            raise ValueError(f"epsilon must be in [0, 1], got {epsilon}")
+            raise UserError(f"epsilon must be in [0, 1], got {epsilon}")
         self.model = actor_critic
         self.device = next(actor_critic.parameters()).device
         self.epsilon, self.greedy = epsilon, greedy

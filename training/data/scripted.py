@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from gym_diamond.atari import game_to_name
+from gym_diamond.errors import UserError
 from training.data.objects import find_boxers, find_objects
 
 __all__ = ["SCRIPTED_GAMES", "BallFollower", "BoxingChaser"]
@@ -52,9 +53,9 @@ class BallFollower:
                  seed: int | None = None) -> None:
         name = game_to_name(game)
         if name not in _LAYOUTS:
-            raise ValueError(f"no scripted player for {name}: scripted games are {', '.join(SCRIPTED_GAMES)}")
+            raise UserError(f"no scripted player for {name}: scripted games are {', '.join(SCRIPTED_GAMES)}")
         if not 0 <= epsilon <= 1:
-            raise ValueError(f"epsilon must be in [0, 1], got {epsilon}")
+            raise UserError(f"epsilon must be in [0, 1], got {epsilon}")
         self.game, self.layout = name, _LAYOUTS[name]
         self.num_actions, self.epsilon, self.dead_zone = num_actions, epsilon, dead_zone
         self.rng = np.random.default_rng(seed)
@@ -99,9 +100,9 @@ class BoxingChaser:
     def __init__(self, num_actions: int = 18, *, epsilon: float = 0.0, reach: float = 8.0, row_slack: float = 2.0,
                  punch_range: float = 14.0, seed: int | None = None) -> None:
         if num_actions != 18:
-            raise ValueError(f"Boxing has 18 actions, got num_actions={num_actions}")
+            raise UserError(f"Boxing has 18 actions, got num_actions={num_actions}")
         if not 0 <= epsilon <= 1:
-            raise ValueError(f"epsilon must be in [0, 1], got {epsilon}")
+            raise UserError(f"epsilon must be in [0, 1], got {epsilon}")
         self.num_actions, self.epsilon, self.reach, self.row_slack = num_actions, epsilon, reach, row_slack
         self.punch_range = punch_range
         self.rng = np.random.default_rng(seed)

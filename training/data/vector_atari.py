@@ -47,6 +47,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from gym_diamond.atari import FRAME_SIZE, FRAME_SKIP, NOOP_MAX, game_to_name, game_to_rom_id
+from gym_diamond.errors import UserError
 
 __all__ = ["NativeAtariVectorEnv", "make_vector_atari"]
 
@@ -67,9 +68,9 @@ class NativeAtariVectorEnv(VectorEnv):
         num_threads: int = 0,
     ) -> None:
         if not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
-            raise ValueError(f"num_envs must be a positive int, got {num_envs!r}")
+            raise UserError(f"num_envs must be a positive int, got {num_envs!r}")
         if not isinstance(noop_max, (int, np.integer)) or noop_max < 0:
-            raise ValueError(f"noop_max must be an int >= 0, got {noop_max!r}")
+            raise UserError(f"noop_max must be an int >= 0, got {noop_max!r}")
         num_envs, noop_max = int(num_envs), int(noop_max)
         self.game = game_to_name(game)
         self.num_envs = num_envs
@@ -127,7 +128,7 @@ class NativeAtariVectorEnv(VectorEnv):
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         actions = np.asarray(actions, dtype=np.int64)
         if actions.shape != (self.num_envs,):
-            raise ValueError(f"actions must have shape ({self.num_envs},), got {actions.shape}")
+            raise UserError(f"actions must have shape ({self.num_envs},), got {actions.shape}")
         obs, rewards, terminated, truncated, info = self._env.step(actions)
         obs = obs[:, 0]
         lives = info["lives"]

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from torch import Tensor
 
 from gym_diamond.config import DenoiserConfig, RewEndConfig, UNetConfig, WorldModelConfig
+from gym_diamond.errors import UserError
 from gym_diamond.nn.actor_critic import FRAME_SHAPE, ActorCritic, ActorCriticConfig
 from gym_diamond.world_model import WorldModel
 
@@ -30,7 +31,7 @@ DIAMOND_HEAD_DIM = 8  # DIAMOND's ATTN_HEAD_DIM: max(1, channels // 8) heads
 DIAMOND_SIGMA_DATA, DIAMOND_SIGMA_OFFSET_NOISE = 0.5, 0.3
 
 
-class DiamondFormatError(ValueError):
+class DiamondFormatError(UserError):
     """A DIAMOND state dict that does not fit (or a model that DIAMOND cannot represent)."""
 
 

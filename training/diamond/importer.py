@@ -30,6 +30,7 @@ from tqdm import tqdm
 
 from gym_diamond.atari import game_action_meanings, game_to_name, make_atari_env
 from gym_diamond.checkpoint import StartBank, save_checkpoint
+from gym_diamond.errors import UserError
 from gym_diamond.nn.actor_critic import ActorCritic
 from gym_diamond.registration import install_dir
 from gym_diamond.world_model import WorldModel
@@ -59,7 +60,7 @@ def download_from_hub(game: str) -> Path:
     """Download (or find in the Hugging Face cache) DIAMOND's agent file for ``game``."""
     name = game_to_name(game)
     if name not in ATARI_100K_GAMES:
-        raise ValueError(f"DIAMOND released models for the 26 Atari 100k games only, not {name}: "
+        raise UserError(f"DIAMOND released models for the 26 Atari 100k games only, not {name}: "
                          f"{', '.join(ATARI_100K_GAMES)}")
     manual = (f"or download {hub_url(name)} yourself and run: python -m training.diamond.importer --game {name} "
               f"--diamond-checkpoint {name}.pt --install")
@@ -112,7 +113,7 @@ def collect_start_bank(actor_critic: ActorCritic, game: str, size: int, *, seed:
     has L frames of the current episode, so no context spans a reset.
     """
     if size < 1:
-        raise ValueError(f"the bank needs at least one context, got size={size}")
+        raise UserError(f"the bank needs at least one context, got size={size}")
     L = 4
     envs = [make_atari_env(game, seed=seed + i) for i in range(num_envs)]
     agent = ActorCriticAgent(actor_critic, num_envs, epsilon=BANK_EPSILON, seed=seed)
@@ -160,7 +161,7 @@ def import_diamond(game: str, diamond_checkpoint: str | Path, *, out: str | Path
                    progress: bool = True, provenance: dict | None = None) -> ImportResult:
     """Convert a DIAMOND agent file into our world model and actor-critic files (see the module docstring)."""
     if out is None and not install:
-        raise ValueError("say where to write: out=DIR, install=True, or both")
+        raise UserError("say where to write: out=DIR, install=True, or both")
     t0 = time.perf_counter()
     name = game_to_name(game)
     source = Path(diamond_checkpoint)

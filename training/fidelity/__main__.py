@@ -37,6 +37,7 @@ import json
 from gym_diamond import load_checkpoint, resolve_device
 from gym_diamond.acceleration import PRECISIONS
 from gym_diamond.config import QUANTIZATIONS
+from gym_diamond.errors import UserError
 from training.data.dataset import EpisodeDataset
 from training.fidelity.held_out import held_out_episodes
 from training.fidelity.measures import event_confusion
@@ -80,7 +81,7 @@ def main(argv: list[str] | None = None) -> None:
     dataset = EpisodeDataset(args.data, game=ckpt.game)
     test_ids = held_out_episodes(dataset, ckpt.provenance, args.test_fraction)
     if test_ids.size == 0:
-        raise ValueError(f"no held-out episode in {args.data} at --test-fraction {args.test_fraction}")
+        raise UserError(f"no held-out episode in {args.data} at --test-fraction {args.test_fraction}")
     for line in fidelity_lines(model, dataset, test_ids, args.horizons, args.samples, seed=args.seed,
                                precision=args.precision, reference_precision=args.reference_precision):
         print(json.dumps({"checkpoint": args.checkpoint, "game": ckpt.game, "held_out_episodes": int(test_ids.size),

@@ -39,6 +39,7 @@ import torch
 
 from gym_diamond.atari import game_to_name
 from gym_diamond.checkpoint import Checkpoint
+from gym_diamond.errors import UserError
 from training.agents.rollouts import (
     count_events,
     default_policies,
@@ -152,14 +153,14 @@ def closed_loop_report(checkpoint: str | os.PathLike | Checkpoint, game: str, *,
         meta = read_metadata(checkpoint)
         ckpt_game, num_actions, provenance = meta["game"], len(meta["action_meanings"]), meta.get("provenance", {})
     if game_to_name(ckpt_game) != name:
-        raise ValueError(f"the checkpoint is a world model of {ckpt_game}, not {name}")
+        raise UserError(f"the checkpoint is a world model of {ckpt_game}, not {name}")
     life_loss_ends = dream_ends_at_life_loss(provenance)
     terminations_are_life_losses = life_loss_ends and game_has_lives(name)
     policies = list(default_policies(name) if policies is None else policies)
     for policy_name in policies:  # fail on a bad name before playing anything
         make_policy(policy_name, name, num_actions)
     if len(set(policies)) != len(policies):
-        raise ValueError(f"policies must be distinct, got {policies}")
+        raise UserError(f"policies must be distinct, got {policies}")
 
     dream_env = make_dream_env(checkpoint, num_envs, denoising_steps=denoising_steps, device=device,
                                max_episode_steps=max_episode_steps)

@@ -31,6 +31,7 @@ import torch
 
 from gym_diamond import WorldModel, to_model_frames, to_uint8_frames
 from gym_diamond.atari import game_to_name
+from gym_diamond.errors import UserError
 from gym_diamond.games import atari_game_name
 from training.data.dataset import EpisodeDataset
 from training.data.objects import OBJECT_GAMES, find_boxers, find_objects, object_game
@@ -113,7 +114,7 @@ def sequence_starts(dataset: EpisodeDataset, episode_ids: np.ndarray | list[int]
     """(episode, first transition) of consecutive sequences of ``sequence_length`` that cover every transition
     of ``episode_ids`` once, as the event counts judge them."""
     if sequence_length < 1:
-        raise ValueError(f"sequence_length must be >= 1, got {sequence_length}")
+        raise UserError(f"sequence_length must be >= 1, got {sequence_length}")
     return [(int(e), s) for e in episode_ids for s in range(0, int(dataset.lengths[int(e)]), sequence_length)]
 
 
@@ -195,7 +196,7 @@ def _check_frames(name: str, frames: np.ndarray, ndim: int) -> np.ndarray:
     frames = np.asarray(frames)
     if frames.ndim != ndim or frames.shape[-3:] != (64, 64, 3) or frames.dtype != np.uint8:
         dims = "(n, H, 64, 64, 3)" if ndim == 5 else "(n, L, 64, 64, 3)"
-        raise ValueError(f"{name} must be uint8 of shape {dims}, got {frames.dtype} of shape {frames.shape}")
+        raise UserError(f"{name} must be uint8 of shape {dims}, got {frames.dtype} of shape {frames.shape}")
     return frames
 
 
@@ -212,20 +213,20 @@ def object_agreement(game: str, context: np.ndarray, real: np.ndarray, predicted
     name = game_to_name(game)
     things = game_objects(name)
     if not things:
-        raise ValueError(f"no object detector for {name}: supported games are "
+        raise UserError(f"no object detector for {name}: supported games are "
                          f"{', '.join(sorted((*OBJECT_GAMES, 'Boxing')))}")
     context, real = _check_frames("context", context, 5), _check_frames("real", real, 5)
     predicted = _check_frames("predicted", predicted, 5)
     if predicted.shape != real.shape or len(context) != len(real):
-        raise ValueError(f"predicted {predicted.shape} must match real {real.shape}, and context {context.shape} "
+        raise UserError(f"predicted {predicted.shape} must match real {real.shape}, and context {context.shape} "
                          f"hold as many samples")
     n, H = real.shape[:2]
     valid = np.ones((n, H), bool) if valid is None else np.asarray(valid, bool)
     if valid.shape != (n, H):
-        raise ValueError(f"valid must have shape {(n, H)}, got {valid.shape}")
+        raise UserError(f"valid must have shape {(n, H)}, got {valid.shape}")
     bad = [h for h in horizons if not 1 <= h <= H]
     if bad:
-        raise ValueError(f"horizons must lie in 1..{H} (the predicted steps), got {list(horizons)}")
+        raise UserError(f"horizons must lie in 1..{H} (the predicted steps), got {list(horizons)}")
     last = locate_objects(name, context[:, -1])
     scores = {}
     for h in horizons:
@@ -245,7 +246,7 @@ def _ball_positions(dataset: EpisodeDataset, episode_ids: np.ndarray | list[int]
     counts = np.maximum(dataset.lengths[ids] - L + 1, 0) if ids.size else np.zeros(0, np.int64)
     ends = np.cumsum(counts)  # starts 0..T-L of an episode of T transitions: frames start..start+L are real
     if not ends.size or ends[-1] == 0:
-        raise ValueError(f"no episode among the {ids.size} given holds {L + 1} frames (a context and a next frame)")
+        raise UserError(f"no episode among the {ids.size} given holds {L + 1} frames (a context and a next frame)")
     order = rng.permutation(int(ends[-1]))
     chosen_ids, chosen_starts = [], []
     found, chunk = 0, 4 * samples
@@ -286,13 +287,13 @@ def ball_shown_by_sigma(model: WorldModel, dataset: EpisodeDataset, episode_ids:
     the sampler's ``sigma_max``, 5 in DIAMOND.
     """
     if dataset.game is None:
-        raise ValueError("the dataset does not say its game: open it with EpisodeDataset(root, game=...)")
+        raise UserError("the dataset does not say its game: open it with EpisodeDataset(root, game=...)")
     game = object_game(dataset.game)
     if samples < 1 or batch_size < 1:
-        raise ValueError(f"samples and batch_size must be >= 1, got {samples} and {batch_size}")
+        raise UserError(f"samples and batch_size must be >= 1, got {samples} and {batch_size}")
     sigmas = tuple(float(s) for s in sigmas)
     if not sigmas or min(sigmas) <= 0:
-        raise ValueError(f"sigmas must be noise levels > 0, got {sigmas}")
+        raise UserError(f"sigmas must be noise levels > 0, got {sigmas}")
     L, device, denoiser = model.config.denoiser.context_length, model.device, model.denoiser
     ids, starts = _ball_positions(dataset, episode_ids, game, L, samples, np.random.default_rng(seed))
     n = len(ids)

@@ -11,18 +11,22 @@ from __future__ import annotations
 import argparse
 import functools
 import importlib
+import json
 import os
 import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from gym_diamond.acceleration import PRECISIONS
+from gym_diamond.errors import UserError
 from training.runtime.files import FolderInUseError
 
-__all__ = ["USER_ERRORS", "user_errors"]
+__all__ = ["USER_ERRORS", "UserError", "add_algo_kwargs_argument", "json_object", "user_errors"]
 
-# ModuleNotFoundError: an optional extra not installed (the message says which pip install brings it)
-USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, IsADirectoryError, NotADirectoryError,
+# UserError: what our code refuses, saying why; a plain ValueError (raised inside numpy, torch...) is a bug and
+# keeps its traceback. ModuleNotFoundError: an optional extra not installed (the message says which pip install
+# brings it)
+USER_ERRORS: tuple[type[BaseException], ...] = (UserError, FileNotFoundError, IsADirectoryError, NotADirectoryError,
                                                 ModuleNotFoundError, FolderInUseError)
 Main = TypeVar("Main", bound=Callable[..., None])
 
@@ -52,6 +56,23 @@ def add_speed_arguments(parser: argparse.ArgumentParser) -> None:
                         help="torch.compile the networks (minutes to compile first, faster after)")
 
 
+def json_object(text: str) -> dict[str, Any]:
+    """An argparse ``type``: a JSON object (``--algo-kwargs '{"n_steps": 128}'``), or argparse's one-line error."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise argparse.ArgumentTypeError(f"not valid JSON ({error}): {text!r}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object such as '{{\"n_steps\": 128}}', got {text!r}")
+    return value
+
+
+def add_algo_kwargs_argument(parser: argparse.ArgumentParser, algorithm: str = "SB3") -> None:
+    """``--algo-kwargs``, the same in every command that builds an SB3 algorithm: a JSON object, checked."""
+    parser.add_argument("--algo-kwargs", type=json_object, default={},
+                        help=f'JSON object for the {algorithm} constructor, e.g. \'{{"n_steps": 128}}\'')
+
+
 def add_device_argument(parser: argparse.ArgumentParser) -> None:
     """``--device``, the same in every command: CUDA when this machine has it, else the CPU."""
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if available, else cpu)")
@@ -61,11 +82,11 @@ def import_object(spec: str) -> Any:
     """``MODULE:NAME`` -> the object (a wrapper class named on a command line)."""
     module, sep, name = spec.partition(":")
     if not sep or not module or not name:
-        raise ValueError(f"expected MODULE:NAME, e.g. minigrid.wrappers:RGBImgObsWrapper, got {spec!r}")
+        raise UserError(f"expected MODULE:NAME, e.g. minigrid.wrappers:RGBImgObsWrapper, got {spec!r}")
     try:
         found = importlib.import_module(module)
     except ModuleNotFoundError as e:
-        raise ValueError(f"cannot import {module!r} for {spec!r}: {e}") from None
+        raise UserError(f"cannot import {module!r} for {spec!r}: {e}") from None
     if not hasattr(found, name):
-        raise ValueError(f"{module} has no {name!r}")
+        raise UserError(f"{module} has no {name!r}")
     return getattr(found, name)

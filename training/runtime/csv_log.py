@@ -90,6 +90,14 @@ class CsvLog:
 
         replace_atomic(self.path, write)
 
+    def rows(self) -> list[dict[str, float]]:
+        """The rows written so far, each cell as a float. A cell left blank (a column added after its row was
+        written, by a resumed run whose code measures more) is left out of its row: ``row.get(column)``."""
+        if not self.path.exists():
+            return []
+        with self.path.open(newline="") as f:
+            return [{k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(f)]
+
     def logged(self, key: str = "step") -> set[int]:
         """The ``key`` values of the rows written so far."""
         if not self.path.exists():

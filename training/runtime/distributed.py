@@ -22,6 +22,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from gym_diamond import resolve_device
+from gym_diamond.errors import UserError
 
 __all__ = ["Distributed", "init_distributed", "is_torchrun"]
 
@@ -102,7 +103,7 @@ def init_distributed(device: str | torch.device | None = None) -> tuple[Distribu
     wanted = resolve_device(device)
     if wanted.type == "cuda":
         if local_rank >= torch.cuda.device_count():
-            raise ValueError(f"local rank {local_rank} has no GPU: this node has {torch.cuda.device_count()}; "
+            raise UserError(f"local rank {local_rank} has no GPU: this node has {torch.cuda.device_count()}; "
                              f"use --nproc_per_node {torch.cuda.device_count()} or fewer")
         wanted = torch.device("cuda", local_rank)
         torch.cuda.set_device(wanted)

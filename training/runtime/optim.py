@@ -12,6 +12,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from gym_diamond.errors import UserError
+
 __all__ = ["adamw", "decay_groups", "optimizer_update", "warmup_lr"]
 
 _DECAYED = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.LSTMCell, nn.LSTM)
@@ -36,7 +38,7 @@ def decay_groups(module: nn.Module) -> tuple[list[str], list[str]]:
                 no_decay.add(full)
     unplaced = {name for name, _ in module.named_parameters()} - decay - no_decay
     if unplaced:
-        raise ValueError(f"no weight-decay rule for parameters {sorted(unplaced)}: expected weights of "
+        raise UserError(f"no weight-decay rule for parameters {sorted(unplaced)}: expected weights of "
                          f"{[t.__name__ for t in _DECAYED + _NOT_DECAYED]} or biases")
     return sorted(decay), sorted(no_decay)
 

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from gym_diamond.errors import UserError
 from training.runtime.cli import user_errors
 
 SMOOTH_FROM = 50  # rows from which a moving mean is drawn over the (then faint) raw curve
@@ -100,7 +101,7 @@ def find_logs(run_dir: str | Path) -> list[Path]:
         raise FileNotFoundError(f"{run_dir} is not a folder")
     found = [run_dir / name for name in LOG_NAMES if (run_dir / name).is_file()]
     if not found:
-        raise ValueError(f"{run_dir} holds none of {', '.join(LOG_NAMES)} (the logs of training.pipeline, "
+        raise UserError(f"{run_dir} holds none of {', '.join(LOG_NAMES)} (the logs of training.pipeline, "
                          f"training.world_model and training.agents.sb3); nothing to draw")
     return found
 

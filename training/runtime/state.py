@@ -16,6 +16,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from gym_diamond.atomic import replace_atomic
+from gym_diamond.errors import UserError
 from gym_diamond.integrity import DIGEST_KEY, tensors_digest, verify_tensors
 
 STATE_KEY = "training_state"
@@ -59,9 +60,9 @@ def load_state(path: Path) -> dict[str, Any]:
             meta = f.metadata() or {}
             tensors = {k: f.get_tensor(k) for k in f.keys()}
     except Exception as e:  # safetensors raises its own error types for corrupt files
-        raise ValueError(f"{path}: not a readable training state ({e})") from e
+        raise UserError(f"{path}: not a readable training state ({e})") from e
     if STATE_KEY not in meta:
-        raise ValueError(f"{path}: not a gym-diamond training state (no {STATE_KEY!r} metadata)")
+        raise UserError(f"{path}: not a gym-diamond training state (no {STATE_KEY!r} metadata)")
     verify_tensors(path, tensors, meta.get(DIGEST_KEY))
     return unflatten_tensors(json.loads(meta[STATE_KEY]), tensors)
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from gym_diamond import WorldModel, load_checkpoint, save_checkpoint
+from gym_diamond.errors import UserError
 from training.runtime.cli import user_errors
 
 
@@ -26,7 +27,7 @@ def combine_checkpoints(denoiser_path: str | Path, rew_end_path: str | Path, out
     for what, a, b in (("game", den.game, rew.game), ("action names", den.action_meanings, rew.action_meanings),
                        ("frame format", *frame_format)):
         if a != b:
-            raise ValueError(f"{denoiser_path} and {rew_end_path} are not world models of the same environment: "
+            raise UserError(f"{denoiser_path} and {rew_end_path} are not world models of the same environment: "
                              f"their {what} differ ({a} vs {b})")
     model = WorldModel(den.config.replace(rew_end=rew.config.rew_end))
     model.denoiser.load_state_dict(den.world_model.denoiser.state_dict())

@@ -39,6 +39,7 @@ from gym_diamond.atari import game_to_name
 from gym_diamond.config import MODEL_SIZES, DenoiserConfig, WorldModelConfig
 from gym_diamond.cpu_memory import keep_freed_memory
 from gym_diamond.diffusion import TrainingNoise
+from gym_diamond.errors import UserError
 from gym_diamond.games import atari_game_name
 from training.data.collect import read_collection_log
 from training.data.dataset import (
@@ -142,7 +143,7 @@ class WorldModelTrainingConfig:
     def from_recipe(cls, recipe: str, **fields: Any) -> WorldModelTrainingConfig:
         """The config of a named recipe (RECIPES), with ``fields`` set over it."""
         if recipe not in RECIPES:
-            raise ValueError(f"unknown training recipe {recipe!r}: expected one of {sorted(RECIPES)}")
+            raise UserError(f"unknown training recipe {recipe!r}: expected one of {sorted(RECIPES)}")
         return cls(**{**RECIPES[recipe], **fields, "recipe": recipe})
 
     def training_noise(self, denoiser: DenoiserConfig) -> DenoiserConfig:
@@ -154,48 +155,48 @@ class WorldModelTrainingConfig:
     def __post_init__(self) -> None:
         for name in ("batch_size",):
             if getattr(self, name) < 1:
-                raise ValueError(f"WorldModelTrainingConfig.{name}={getattr(self, name)} is invalid: expected >= 1")
+                raise UserError(f"WorldModelTrainingConfig.{name}={getattr(self, name)} is invalid: expected >= 1")
         if self.rew_end_sequence_length < 2:
-            raise ValueError(f"WorldModelTrainingConfig.rew_end_sequence_length={self.rew_end_sequence_length} is "
+            raise UserError(f"WorldModelTrainingConfig.rew_end_sequence_length={self.rew_end_sequence_length} is "
                              f"invalid: expected >= 2 frames (one transition)")
         if self.autoregressive_steps < 0:
-            raise ValueError(f"WorldModelTrainingConfig.autoregressive_steps={self.autoregressive_steps} is "
+            raise UserError(f"WorldModelTrainingConfig.autoregressive_steps={self.autoregressive_steps} is "
                              f"invalid: expected >= 0")
         if self.sample_weights is not None:
             object.__setattr__(self, "sample_weights", check_sample_weights(self.sample_weights))
         Acceleration(precision=self.precision)  # validates precision
         if not 0 <= self.test_fraction < 1:
-            raise ValueError(f"WorldModelTrainingConfig.test_fraction={self.test_fraction} is invalid: expected "
+            raise UserError(f"WorldModelTrainingConfig.test_fraction={self.test_fraction} is invalid: expected "
                              f"a fraction in [0, 1)")
         if not 0 <= self.termination_oversampling < 1:
-            raise ValueError(f"WorldModelTrainingConfig.termination_oversampling={self.termination_oversampling} is "
+            raise UserError(f"WorldModelTrainingConfig.termination_oversampling={self.termination_oversampling} is "
                              f"invalid: expected a fraction in [0, 1)")
         if not (0 <= self.reward_oversampling < 1 and self.termination_oversampling + self.reward_oversampling < 1):
-            raise ValueError(f"WorldModelTrainingConfig.reward_oversampling={self.reward_oversampling} is invalid: "
+            raise UserError(f"WorldModelTrainingConfig.reward_oversampling={self.reward_oversampling} is invalid: "
                              f"expected a fraction in [0, 1) that leaves room for uniform sequences beside "
                              f"termination_oversampling={self.termination_oversampling}")
         if not 0 <= self.denoiser_reward_oversampling < 1:
-            raise ValueError(f"WorldModelTrainingConfig.denoiser_reward_oversampling="
+            raise UserError(f"WorldModelTrainingConfig.denoiser_reward_oversampling="
                              f"{self.denoiser_reward_oversampling} is invalid: expected a fraction in [0, 1)")
         if self.changed_pixel_weight < 0:
-            raise ValueError(f"WorldModelTrainingConfig.changed_pixel_weight={self.changed_pixel_weight} is "
+            raise UserError(f"WorldModelTrainingConfig.changed_pixel_weight={self.changed_pixel_weight} is "
                              f"invalid: expected >= 0 (0: DIAMOND's loss)")
         if self.fidelity_every < 0 or self.fidelity_samples < 1:
-            raise ValueError(f"WorldModelTrainingConfig: fidelity_every must be >= 0 and fidelity_samples >= 1, got "
+            raise UserError(f"WorldModelTrainingConfig: fidelity_every must be >= 0 and fidelity_samples >= 1, got "
                              f"{self.fidelity_every} and {self.fidelity_samples}")
         if self.fidelity_every and self.test_fraction == 0:
-            raise ValueError("fidelity logging (fidelity_every > 0, --fidelity-every) judges the model on held-out "
+            raise UserError("fidelity logging (fidelity_every > 0, --fidelity-every) judges the model on held-out "
                              "episodes: hold some out with test_fraction > 0 (--test-fraction)")
         if self.context_noise < 0:
-            raise ValueError(f"WorldModelTrainingConfig.context_noise={self.context_noise} is invalid: expected >= 0")
+            raise UserError(f"WorldModelTrainingConfig.context_noise={self.context_noise} is invalid: expected >= 0")
         if self.train_sigma_scale is not None and self.train_sigma_scale <= 0:
-            raise ValueError(f"WorldModelTrainingConfig.train_sigma_scale={self.train_sigma_scale} is invalid: "
+            raise UserError(f"WorldModelTrainingConfig.train_sigma_scale={self.train_sigma_scale} is invalid: "
                              f"expected > 0")
         if not 0 <= self.ema_decay < 1:
-            raise ValueError(f"WorldModelTrainingConfig.ema_decay={self.ema_decay} is invalid: expected a decay in "
+            raise UserError(f"WorldModelTrainingConfig.ema_decay={self.ema_decay} is invalid: expected a decay in "
                              f"[0, 1) (0: no average)")
         if self.lr <= 0 or self.warmup_steps < 0:
-            raise ValueError(f"WorldModelTrainingConfig: lr must be > 0 and warmup_steps >= 0, got {self.lr}, "
+            raise UserError(f"WorldModelTrainingConfig: lr must be > 0 and warmup_steps >= 0, got {self.lr}, "
                              f"{self.warmup_steps}")
 
 
@@ -276,7 +277,7 @@ class WorldModelTrainer:
     def __init__(self, model: WorldModel, dataset: EpisodeDataset, config: WorldModelTrainingConfig | None = None,
                  seed: int = 0, distributed: Distributed | None = None) -> None:
         if dataset.num_steps == 0:
-            raise ValueError(f"the dataset at {dataset.root} is empty: collect data first "
+            raise UserError(f"the dataset at {dataset.root} is empty: collect data first "
                              f"(python -m training.data.collect --game GAME --out DIR --steps N)")
         self.model, self.dataset = model, dataset
         self.config = config or WorldModelTrainingConfig()
@@ -329,7 +330,7 @@ class WorldModelTrainer:
             return None
         train_ids, _ = self.dataset.split(self.config.test_fraction, seed=0)
         if train_ids.size == 0:
-            raise ValueError(f"test_fraction={self.config.test_fraction} leaves no training episode in "
+            raise UserError(f"test_fraction={self.config.test_fraction} leaves no training episode in "
                              f"{self.dataset.root}: collect more episodes")
         return train_ids
 
@@ -434,7 +435,7 @@ class WorldModelTrainer:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Resume from ``state_dict``'s output (same model config)."""
         if state.get("recipe") != TRAINING_RECIPE:
-            raise ValueError("the saved training state was written by an earlier gym-diamond, which trained "
+            raise UserError("the saved training state was written by an earlier gym-diamond, which trained "
                              "with one denoiser target, black padding and other departures from DIAMOND's "
                              "trainer (its world_model.safetensors still loads as it was): start a new run "
                              "with another --out")
@@ -443,14 +444,14 @@ class WorldModelTrainer:
             saved_value, value = state.get("config", {}).get(name, default), getattr(self.config, name)
             if saved_value != value:
                 flag = "--" + name.replace("_", "-")
-                raise ValueError(f"the saved training state was trained with {name}={saved_value} ({flag}), not "
+                raise UserError(f"the saved training state was trained with {name}={saved_value} ({flag}), not "
                                  f"{value}: resume with {flag} {saved_value}, or start a new run with another --out")
         saved = state["model_config"]
         if saved != json.loads(json.dumps(self.model.config.to_dict())):
             legacy = "attention_residual" not in saved.get("rew_end", {})
             hint = ("it was written by gym-diamond 0.1, before the networks matched DIAMOND's (its "
                     "world_model.safetensors still loads as it was); " if legacy else "")
-            raise ValueError(f"the saved training state is of a different world model config: {hint}"
+            raise UserError(f"the saved training state is of a different world model config: {hint}"
                              "start a new run with another --out")
         self.model.load_state_dict(state["model"])
         for name, average in self.averages.items():
@@ -497,13 +498,13 @@ def _train_world_model(game: str | None, data: str | Path, out: str | Path, step
                       progress: bool = True, networks: str = "both", time_budget: float | None = None) -> Path:
     """``train_world_model`` with the run folder already locked."""
     if time_budget is not None and time_budget <= 0:
-        raise ValueError(f"time budget must be > 0 seconds, got {time_budget}")
+        raise UserError(f"time budget must be > 0 seconds, got {time_budget}")
     if networks not in NETWORKS:
-        raise ValueError(f"networks must be one of {NETWORKS}, got {networks!r}")
+        raise UserError(f"networks must be one of {NETWORKS}, got {networks!r}")
     if model_preset not in MODEL_SIZES:
-        raise ValueError(f"model preset must be one of {sorted(MODEL_SIZES)}, got {model_preset!r}")
+        raise UserError(f"model preset must be one of {sorted(MODEL_SIZES)}, got {model_preset!r}")
     if steps < 0:
-        raise ValueError(f"steps must be >= 0, got {steps}")
+        raise UserError(f"steps must be >= 0, got {steps}")
     try:
         dataset = EpisodeDataset(data, game=game)
     except ValueError:
@@ -535,7 +536,7 @@ def _train_world_model(game: str | None, data: str | Path, out: str | Path, step
     if every:
         test_ids = dataset.split(trainer.config.test_fraction, seed=0)[1]
         if test_ids.size == 0:
-            raise ValueError(f"fidelity logging needs held-out episodes, but test_fraction="
+            raise UserError(f"fidelity logging needs held-out episodes, but test_fraction="
                              f"{trainer.config.test_fraction} holds none of the {len(dataset)} in {data} out: "
                              f"collect more episodes")
     if main_rank:

@@ -12,6 +12,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from gym_diamond.errors import UserError
+
 __all__ = ["WeightAverage"]
 
 
@@ -25,7 +27,7 @@ class WeightAverage:
 
     def __init__(self, module: nn.Module, decay: float) -> None:
         if not 0 < decay < 1:
-            raise ValueError(f"decay={decay} is invalid: expected a value in (0, 1)")
+            raise UserError(f"decay={decay} is invalid: expected a value in (0, 1)")
         self.decay = decay
         self.updates = 0
         self.average: dict[str, Tensor] = {k: v.detach().clone() for k, v in module.state_dict().items()}
@@ -51,10 +53,10 @@ class WeightAverage:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state["decay"] != self.decay:
-            raise ValueError(f"the saved weight average has decay {state['decay']}, not {self.decay}")
+            raise UserError(f"the saved weight average has decay {state['decay']}, not {self.decay}")
         missing = set(self.average) ^ set(state["average"])
         if missing:
-            raise ValueError(f"the saved weight average does not match the network: keys {sorted(missing)}")
+            raise UserError(f"the saved weight average does not match the network: keys {sorted(missing)}")
         self.updates = int(state["updates"])
         for name, average in self.average.items():
             average.copy_(state["average"][name])

@@ -6,34 +6,18 @@ import json
 import numpy as np
 import pytest
 import torch
+from helpers import PixelCodeOracle
 
 from gym_diamond import load_checkpoint
-from gym_diamond.nn.rew_end import RewEndOutput
 from training.data.collect import main as collect_main
 from training.data.dataset import Episode, EpisodeDataset
 from training.fidelity.measures import EventReport, event_confusion, object_agreement
 
 
-class _Oracle(torch.nn.Module):
-    """Reads the reward sign and the termination that the test wrote into pixel (0, 0) of the next frame."""
-
-    def __init__(self, blind: bool = False) -> None:
-        super().__init__()
-        self.blind = blind
-
-    def forward(self, frames, actions, next_frames, state=None):
-        code = ((next_frames[:, :, 0, 0, 0] + 1) * 127.5).round().long()  # 0..255, written as 10 * class
-        reward_class, end = (code // 10) % 3, code // 30
-        if self.blind:
-            reward_class, end = torch.ones_like(reward_class), torch.zeros_like(end)
-        return RewEndOutput(torch.nn.functional.one_hot(reward_class, 3).float(),
-                            torch.nn.functional.one_hot(end, 2).float(), None)
-
-
 class _Model:
     def __init__(self, blind: bool = False) -> None:
         self.device = torch.device("cpu")
-        self.rew_end = _Oracle(blind)
+        self.rew_end = PixelCodeOracle(blind)
 
 
 @pytest.fixture

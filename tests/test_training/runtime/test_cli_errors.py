@@ -45,6 +45,30 @@ def test_a_traceback_on_request(tmp_path, monkeypatch):
         main(["--game", "NoSuchGame", "--agent", "random"])  # for a bug report: the whole story
 
 
+def test_a_bug_keeps_its_traceback_while_a_refusal_is_one_line(capsys, monkeypatch):
+    import numpy as np
+
+    from gym_diamond.errors import UserError
+    from training.runtime.cli import user_errors
+
+    monkeypatch.delenv("GYM_DIAMOND_TRACEBACK", raising=False)
+
+    @user_errors
+    def buggy() -> None:
+        np.zeros(3).reshape(2, 2)  # numpy's ValueError: our mistake, not the user's
+
+    with pytest.raises(ValueError, match="reshape"):
+        buggy()
+
+    @user_errors
+    def refusing() -> None:
+        raise UserError("--steps 0 trains nothing")
+
+    with pytest.raises(SystemExit) as stopped:
+        refusing()
+    assert stopped.value.code == 2 and capsys.readouterr().err == "error: --steps 0 trains nothing\n"
+
+
 OTHER_NAMES = {"--envs": "--num-envs", "--world-model": "--checkpoint", "--config": "--model",
                "--ppo-kwargs": "--algo-kwargs"}
 
@@ -60,3 +84,21 @@ def test_one_name_per_concept_across_the_commands(command, capsys):
         assert f"{other} " not in help_text + " ", f"{command} says {other} where the others say {name}"
     if "--device" in help_text:  # the same default everywhere: CUDA when there is one
         assert "default: cuda if available, else cpu" in help_text, command
+
+
+ALGO_KWARGS_COMMANDS = {  # the commands that build an SB3 algorithm from --algo-kwargs
+    "agents.sb3": ["--checkpoint", "{tmp}/x.safetensors", "--steps", "10"],
+    "gates": ["--checkpoint", "{tmp}/x.safetensors", "--test-data", "{tmp}/data", "--out", "{tmp}/gates"],
+    "ppo_real": ["--game", "Pong", "--steps", "1", "--out", "{tmp}/ppo"],
+}
+
+
+@pytest.mark.parametrize("command", sorted(ALGO_KWARGS_COMMANDS))
+@pytest.mark.parametrize("bad", ['[1, 2]', '{"n_steps": '])
+def test_algo_kwargs_that_are_not_a_json_object_are_one_line(command, bad, tmp_path, capsys):
+    main = importlib.import_module(f"training.{command}").main
+    with pytest.raises(SystemExit) as exit_info:
+        main([arg.format(tmp=tmp_path) for arg in ALGO_KWARGS_COMMANDS[command]] + ["--algo-kwargs", bad])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert exit_info.value.code == 2 and "argument --algo-kwargs" in lines[-1], (command, lines)
+    assert not any("Traceback" in line for line in lines)
