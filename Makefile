@@ -25,6 +25,7 @@ demo: install
 	$(BIN)/python examples/dream_vs_real.py runs/Pong-demo
 
 test: install
+	$(BIN)/python -m ruff check .
 	$(BIN)/python -m pytest -q
 
 clean:
