@@ -93,7 +93,7 @@ class Acceleration:
             raise UserError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.cuda_graphs and not self.compile:
             raise UserError("cuda_graphs=True needs compile=True: the graphs come from torch.compile's "
-                             "reduce-overhead mode")
+                            "reduce-overhead mode")
 
     @classmethod
     def default_for(cls, device: torch.device | str) -> Acceleration:

@@ -58,7 +58,7 @@ class StartBank:
     def __post_init__(self) -> None:
         if self.frames.dtype != np.uint8 or self.frames.ndim != 5:
             raise UserError(f"start frames must be uint8 (k, L, h, w, c), got {self.frames.dtype} "
-                             f"{self.frames.shape}")
+                            f"{self.frames.shape}")
         if self.actions.shape != self.frames.shape[:2]:
             raise UserError(f"start actions must be (k, L) = {self.frames.shape[:2]}, got {self.actions.shape}")
         if len(self.frames) == 0:
@@ -116,7 +116,7 @@ def save_checkpoint(path: str | Path, world_model: WorldModel, *, game: str, act
     expected = (cfg.denoiser.image_size, cfg.denoiser.image_size, cfg.denoiser.image_channels)
     if L != cfg.denoiser.context_length or start_bank.frames.shape[2:] != expected:
         raise UserError(f"start bank frames {start_bank.frames.shape} do not fit the model: expected "
-                         f"(k, {cfg.denoiser.context_length}, {', '.join(map(str, expected))})")
+                        f"(k, {cfg.denoiser.context_length}, {', '.join(map(str, expected))})")
     tensors: dict[str, torch.Tensor] = {}
     for name, tensor in world_model.state_dict().items():
         t = tensor.detach().cpu()
@@ -161,7 +161,7 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
     version = meta.get("format_version")
     if version not in (1, FORMAT_VERSION):
         raise UserError(f"{path}: checkpoint format version {version!r}, but this gym-diamond reads versions "
-                         f"1 to {FORMAT_VERSION}: upgrade gym-diamond to read it")
+                        f"1 to {FORMAT_VERSION}: upgrade gym-diamond to read it")
     for key in ("game", "action_meanings", "config"):
         if key not in meta:
             raise UserError(f"{path}: the checkpoint metadata has no '{key}'")
@@ -184,7 +184,7 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu", *, ver
         raise UserError(f"{path}: invalid world model config: {e}") from e
     if len(meta["action_meanings"]) != config.num_actions:
         raise UserError(f"{path}: {len(meta['action_meanings'])} action meanings but the config has "
-                         f"{config.num_actions} actions")
+                        f"{config.num_actions} actions")
     world_model = WorldModel(config)
     expected = world_model.state_dict()
     try:
@@ -206,7 +206,7 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu", *, ver
         t = stored[name]
         if t.shape != ref.shape:
             raise UserError(f"{path}: tensor '{name}' has shape {tuple(t.shape)} but the config "
-                             f"implies {tuple(ref.shape)}: config and weights do not match")
+                            f"implies {tuple(ref.shape)}: config and weights do not match")
         state[name] = t.to(ref.dtype)
     bank = StartBank(stored[START_FRAMES].numpy(), stored[START_ACTIONS].numpy())
     world_model.load_state_dict(state)

@@ -43,9 +43,9 @@ def verify_tensors(path: str | Path, tensors: Mapping[str, torch.Tensor], expect
                           "data cannot be verified; saving it again adds one", UserWarning, stacklevel=3)
     elif tensors_digest(tensors) != expected:
         raise UserError(f"{path}: the tensor data does not match the sha256 saved with it: the file is damaged "
-                         "(an interrupted copy, a bad disk or a partial download?); restore it from a good copy "
-                         "or make it again")
+                        "(an interrupted copy, a bad disk or a partial download?); restore it from a good copy "
+                        "or make it again")
     for name, t in tensors.items():
         if t.is_floating_point() and not torch.isfinite(t).all():
             raise UserError(f"{path}: tensor {name!r} holds NaN or infinite values (training diverged, or the "
-                             "file was damaged before its digest was written)")
+                            "file was damaged before its digest was written)")

@@ -85,7 +85,7 @@ def load_dream(game: str | None, checkpoint: str | os.PathLike | None, device: t
     """
     if game is None and checkpoint is None:
         raise UserError(f"give the game (e.g. gym.make('{NAMESPACE}/Pong-v0')) or a checkpoint: "
-                         f"gym.make({ANY_DREAM_ID!r}, checkpoint=PATH) opens any world model")
+                        f"gym.make({ANY_DREAM_ID!r}, checkpoint=PATH) opens any world model")
     if denoising_steps is not None:  # before any file is read
         check_denoising_steps(denoising_steps)
     acceleration = Acceleration.default_for(device)
@@ -95,7 +95,7 @@ def load_dream(game: str | None, checkpoint: str | os.PathLike | None, device: t
     ckpt = load_checkpoint(path, device=device)
     if game is not None and not _same_game(ckpt.game, game):
         raise UserError(f"{path} is a world model of {ckpt.game!r}, but the environment is {env_id(game)!r}; "
-                         f"use gym.make({env_id(ckpt.game)!r}, checkpoint=...) or a {game} checkpoint")
+                        f"use gym.make({env_id(ckpt.game)!r}, checkpoint=...) or a {game} checkpoint")
     warn_failed_gates(path, ckpt.provenance)
     model = ckpt.world_model
     if denoising_steps is not None:

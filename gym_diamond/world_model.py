@@ -79,7 +79,7 @@ class WorldModel(nn.Module):
                             f"and {type(actions).__name__}")
         if frames.ndim != 5 or tuple(frames.shape[1:]) != (L, *self.frame_shape):
             raise UserError(f"frames must be (n, {L}, {', '.join(map(str, self.frame_shape))}), "
-                             f"got {tuple(frames.shape)}")
+                            f"got {tuple(frames.shape)}")
         if not frames.is_floating_point():
             raise TypeError(f"frames must be float in [-1, 1], got {frames.dtype}")
         if tuple(actions.shape) != tuple(frames.shape[:2]):
@@ -88,7 +88,7 @@ class WorldModel(nn.Module):
             raise TypeError(f"actions must be int64, got {actions.dtype}")
         if frames.device != self.device or actions.device != self.device:
             raise UserError(f"frames ({frames.device}) and actions ({actions.device}) must be on the "
-                             f"world model's device {self.device}")
+                            f"world model's device {self.device}")
 
     @torch.no_grad()
     def burn_in(self, frames: Tensor, actions: Tensor) -> LSTMState:

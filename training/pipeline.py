@@ -120,7 +120,7 @@ class Pipeline:
                             ("imagination_batch_size", self.preset.imagination_batch_size)):
             if batch % self.distributed.world_size:
                 raise UserError(f"the preset's {name} {batch} does not split over {self.distributed.world_size} "
-                                 f"processes: use a number of processes that divides it")
+                                f"processes: use a number of processes that divides it")
         self._lock = FolderLock(self.out, "pipeline run")
         if self.main_rank:
             self._lock.acquire()  # released when run() ends (or with the process)

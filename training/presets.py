@@ -68,11 +68,11 @@ class PipelinePreset:
         per, low, high = self.collect_steps_per_epoch, self.initial_collect_min_steps, self.initial_collect_max_steps
         if per < 1 or low < 1 or low % per or (self.total_env_steps - low) % per:
             raise UserError(f"PipelinePreset: initial_collect_min_steps ({low}) and total_env_steps "
-                             f"({self.total_env_steps}) must be positive multiples of collect_steps_per_epoch "
-                             f"({per}) apart, as DIAMOND asserts")
+                            f"({self.total_env_steps}) must be positive multiples of collect_steps_per_epoch "
+                            f"({per}) apart, as DIAMOND asserts")
         if high is not None and not low <= high <= self.total_env_steps:
             raise UserError(f"PipelinePreset: initial_collect_max_steps ({high}) must lie between "
-                             f"initial_collect_min_steps ({low}) and total_env_steps ({self.total_env_steps})")
+                            f"initial_collect_min_steps ({low}) and total_env_steps ({self.total_env_steps})")
         if self.final_epochs < 0 or self.initial_collect_threshold_rew < 0:
             raise UserError("PipelinePreset: final_epochs and initial_collect_threshold_rew must be >= 0")
 

@@ -51,7 +51,7 @@ def ship(checkpoint: str | Path, out: str | Path, *, gates: dict[str, Any] | Non
     if size_mb > max_mb:
         out.unlink()
         raise UserError(f"{out} would be {size_mb:.1f} MB, over the {max_mb} MB limit: ship a smaller model or "
-                         f"fewer start contexts")
+                        f"fewer start contexts")
     shipped = load_checkpoint(out)  # the digest, the shapes and finite weights, as a user loads it
     if shipped.config.sampler != model.config.sampler:
         raise RuntimeError(f"{out}: the sampler did not survive the round trip")

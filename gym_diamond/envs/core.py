@@ -57,7 +57,7 @@ def resolve_device(device: torch.device | str | None) -> torch.device:
             raise UserError(f"device={str(device)!r}, but {why}; {choose}")
         if resolved.index is not None and resolved.index >= torch.cuda.device_count():
             raise UserError(f"device={str(device)!r}, but this machine has {torch.cuda.device_count()} CUDA "
-                             f"device(s); {choose}")
+                            f"device(s); {choose}")
     return resolved
 
 
@@ -78,7 +78,7 @@ def check_start_bank(bank: StartBank, world_model: WorldModel) -> None:
     expected = (denoiser.context_length, denoiser.image_size, denoiser.image_size, denoiser.image_channels)
     if tuple(bank.frames.shape[1:]) != expected:
         raise UserError(f"start bank frames are (k, {', '.join(map(str, bank.frames.shape[1:]))}) but "
-                         f"the world model needs (k, {', '.join(map(str, expected))})")
+                        f"the world model needs (k, {', '.join(map(str, expected))})")
 
 
 class BankStarts:
@@ -222,7 +222,7 @@ class DreamCore:
         mask = torch.as_tensor(mask, device=self.device)
         if mask.dtype != torch.bool or tuple(mask.shape) != (self.num_envs,):
             raise UserError(f"reset mask must be bool of shape ({self.num_envs},), got {mask.dtype} "
-                             f"{tuple(mask.shape)}")
+                            f"{tuple(mask.shape)}")
         return mask
 
     def _restart(self, mask: Tensor) -> None:
@@ -273,7 +273,7 @@ class DreamCore:
             raise TypeError(f"actions must be integers, got {actions.dtype}")
         if tuple(actions.shape) != (self.num_envs,):
             raise UserError(f"expected {self.num_envs} actions of shape ({self.num_envs},), got shape "
-                             f"{tuple(actions.shape)}")
+                            f"{tuple(actions.shape)}")
         invalid = (actions < 0) | (actions >= self.num_actions)
         if actions.device.type == "cpu" or self._check_next_actions:
             self._check_next_actions = False

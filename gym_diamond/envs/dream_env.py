@@ -79,7 +79,7 @@ class DreamEnv(ActionMeanings, gym.Env[np.ndarray, np.int64]):
         frames = np.asarray(frames)
         if frames.dtype != np.uint8 or frames.shape != (L, *self.observation_space.shape):
             raise UserError(f"reset option 'context' must be uint8 frames of shape "
-                             f"{(L, *self.observation_space.shape)}, got {frames.dtype} {frames.shape}")
+                            f"{(L, *self.observation_space.shape)}, got {frames.dtype} {frames.shape}")
         actions = np.zeros(L, np.int64) if actions is None else np.asarray(actions)
         if actions.shape != (L,) or not np.issubdtype(actions.dtype, np.integer) or not (
                 (actions >= 0) & (actions < self.action_space.n)).all():

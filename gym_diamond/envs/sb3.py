@@ -49,7 +49,7 @@ class DreamSB3VecEnv(ActionMeanings, VecEnv):
             raise TypeError(f"core must be a DreamCore, got {type(core).__name__}")
         if not core.autoreset:
             raise UserError("DreamSB3VecEnv needs a DreamCore built with autoreset=True (SB3 VecEnvs reset "
-                             "ended environments themselves)")
+                            "ended environments themselves)")
         if action_meanings is None:
             action_meanings = [f"ACTION_{i}" for i in range(core.num_actions)]
         action_meanings = [str(a) for a in action_meanings]
@@ -159,7 +159,7 @@ class DreamSB3VecEnv(ActionMeanings, VecEnv):
         targets = sorted(set(self._get_indices(indices)))
         if targets != list(range(self.num_envs)):
             raise UserError(f"the {self.num_envs} dream environments share their attributes; set_attr "
-                             f"{attr_name!r} needs indices=None (all), got {indices!r}")
+                            f"{attr_name!r} needs indices=None (all), got {indices!r}")
         setattr(self, attr_name, value)
 
     def env_method(self, method_name: str, *method_args: Any, indices: VecEnvIndices = None,

@@ -99,7 +99,7 @@ class ActorCritic(nn.Module):
             raise TypeError(f"frames must be float in [-1, 1], got dtype {frames.dtype}")
         if frames.ndim != ndim or tuple(frames.shape[-3:]) != FRAME_SHAPE:
             raise UserError(f"frames have shape {tuple(frames.shape)}: expected ({', '.join(leading)}, "
-                             f"{', '.join(map(str, FRAME_SHAPE))})")
+                            f"{', '.join(map(str, FRAME_SHAPE))})")
 
     # -- computation
 

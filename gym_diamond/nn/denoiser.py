@@ -100,13 +100,13 @@ class Denoiser(nn.Module):
         L, K = self.config.context_length, frames.shape[1] - self.config.context_length
         if K < 1 or len(draws) != K:
             raise UserError(f"expected L + K frames with K = len(draws) >= 1 targets (L = {L}), got "
-                             f"{frames.shape[1]} frames and {len(draws)} draws")
+                            f"{frames.shape[1]} frames and {len(draws)} draws")
         if actions.shape[:2] != (frames.shape[0], L + K - 1) or frame_mask.shape != frames.shape[:2]:
             raise UserError(f"actions must be (n, {L + K - 1}) and frame_mask (n, {L + K}), got "
-                             f"{tuple(actions.shape)} and {tuple(frame_mask.shape)}")
+                            f"{tuple(actions.shape)} and {tuple(frame_mask.shape)}")
         if pixel_weight is not None and pixel_weight.shape != (frames.shape[0], K, *frames.shape[-2:]):
             raise UserError(f"pixel_weight must be (n, K, h, w) = {(frames.shape[0], K, *frames.shape[-2:])}, got "
-                             f"{tuple(pixel_weight.shape)}")
+                            f"{tuple(pixel_weight.shape)}")
         context, total = frames[:, :L], frames.new_zeros(())
         for i, draw in enumerate(draws):
             target, mask = frames[:, L + i], frame_mask[:, L + i]

@@ -62,7 +62,7 @@ def human_normalized_score(game: str, score: float) -> float:
     name = game_to_name(game)
     if name not in RANDOM_HUMAN_SCORES:
         raise UserError(f"no published random/human scores for {name}: HNS is defined for the 26 Atari 100k "
-                         f"games {sorted(RANDOM_HUMAN_SCORES)}")
+                        f"games {sorted(RANDOM_HUMAN_SCORES)}")
     random, human = RANDOM_HUMAN_SCORES[name]
     return (score - random) / (human - random)
 

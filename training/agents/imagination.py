@@ -383,7 +383,7 @@ class ImaginationTrainer:
         """Resume from ``state_dict``'s output; the dreams start afresh (as DIAMOND's on resume)."""
         if state.get("recipe") != IMAGINATION_RECIPE:
             raise UserError("the saved actor-critic training state was written by an earlier gym-diamond, whose "
-                             "dreams restarted at every update: start a new run with another --out")
+                            "dreams restarted at every update: start a new run with another --out")
         self.actor_critic.load_state_dict(state["actor_critic"])
         load_optimizer_state(self.optimizer, state["optimizer"])
         self.steps = int(state["steps"])

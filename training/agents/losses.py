@@ -88,7 +88,7 @@ def lambda_returns(rewards: Tensor, values: Tensor, terminated: Tensor, truncate
     if final_values is None:
         if bool(trunc.any()):
             raise UserError("lambda_returns: truncated has steps set but final_values is None: expected "
-                             "(n, H) values of the truncated episodes' final observations")
+                            "(n, H) values of the truncated episodes' final observations")
         final = torch.zeros_like(rewards)
     else:
         final = _as_float(final_values, "final_values", (n, horizon), rewards)

@@ -188,7 +188,7 @@ def make_policy(name: str, game: str, num_actions: int, seed: int | None = None)
             raise UserError(f"policy {name!r} plays {', '.join(SCRIPTED_GAMES)} only, not {game}")
         return BallFollower(game, num_actions, epsilon=epsilon, seed=seed)
     raise UserError(f"unknown policy {name!r}: 'random', 'follower' or 'follower-eps<epsilon>', e.g. "
-                     f"{', '.join(DEFAULT_POLICIES)}")
+                    f"{', '.join(DEFAULT_POLICIES)}")
 
 
 # ---------------------------------------------------------------------------------------------- the games
@@ -252,7 +252,7 @@ def make_dream_env(checkpoint: str | os.PathLike | Checkpoint, num_envs: int, *,
     if isinstance(checkpoint, Checkpoint):
         if denoising_steps is not None:
             raise UserError("denoising_steps applies to a checkpoint path; for a loaded Checkpoint set "
-                             "world_model.config = world_model.config.with_denoising_steps(n)")
+                            "world_model.config = world_model.config.with_denoising_steps(n)")
         return _CoreVectorEnv(checkpoint, num_envs, max_episode_steps)
     from gym_diamond.envs.vector import DreamVectorEnv
 

@@ -229,7 +229,7 @@ def train_sb3_agent(checkpoint: str | Path, *, algo: str = "ppo", steps: int, ou
             except AssertionError as error:  # SB3 checks spaces with asserts
                 env.close()
                 raise UserError(f"{algo_cls.__name__} cannot train in a dream of discrete actions and image "
-                                 f"observations: {error}") from None
+                                f"observations: {error}") from None
 
         # SB3's own log (progress.csv) in the run folder; left to itself SB3 makes a /tmp/SB3-<date> folder per run
         model.set_logger(configure(str(out / "sb3_log"), ["csv", "stdout"] if verbose else ["csv"]))

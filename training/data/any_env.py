@@ -60,13 +60,13 @@ def _check_discrete(space: spaces.Space) -> spaces.Discrete:
     if isinstance(space, spaces.Discrete):
         if int(space.start) != 0:
             raise UserError(f"action space {space} starts at {int(space.start)}: only Discrete actions "
-                             f"0..n-1 are supported (the collected actions are indices from 0)")
+                            f"0..n-1 are supported (the collected actions are indices from 0)")
         return space
     if isinstance(space, spaces.Box):
         raise UserError(f"continuous actions ({space}) are not supported: DIAMOND's world model conditions on "
-                         f"discrete actions")
+                        f"discrete actions")
     raise UserError(f"action space {space} is not supported: DIAMOND's world model conditions on one discrete "
-                     f"action (a Discrete space)")
+                    f"action (a Discrete space)")
 
 
 def _is_rgb_box(space: spaces.Space) -> bool:
@@ -79,7 +79,7 @@ def _check_image_box(space: spaces.Space, what: str) -> None:
     if isinstance(space, spaces.Box) and space.dtype == np.uint8 and len(space.shape) in (2, 3) \
             and not _is_rgb_box(space):
         raise UserError(f"{what} {space} is an image of shape {space.shape}, not 3-channel RGB (H, W, 3): "
-                         f"DIAMOND's frames are RGB; pass observation='render' to use the env's rgb_array renders")
+                        f"DIAMOND's frames are RGB; pass observation='render' to use the env's rgb_array renders")
 
 
 def _image_key(space: spaces.Space) -> str | None:
@@ -90,15 +90,15 @@ def _image_key(space: spaces.Space) -> str | None:
     if isinstance(space, spaces.Dict):
         if "image" not in space.spaces:
             raise UserError(f"Dict observation space with keys {list(space.spaces)} has no 'image' entry; "
-                             f"pass observation='render' to use the env's rgb_array renders")
+                            f"pass observation='render' to use the env's rgb_array renders")
         image = space.spaces["image"]
         if _is_rgb_box(image):
             return "image"
         _check_image_box(image, "the 'image' entry")
         raise UserError(f"the 'image' entry {image} of the Dict observation space is not an RGB image "
-                         f"(uint8 (H, W, 3)); pass observation='render' to use the env's rgb_array renders")
+                        f"(uint8 (H, W, 3)); pass observation='render' to use the env's rgb_array renders")
     raise UserError(f"observation space {space} is not an RGB image (uint8 (H, W, 3)) nor a Dict with an 'image' "
-                     f"entry; pass observation='render' to use its rgb_array renders")
+                    f"entry; pass observation='render' to use its rgb_array renders")
 
 
 class ImageFrames(gym.ObservationWrapper):
@@ -128,7 +128,7 @@ class ImageFrames(gym.ObservationWrapper):
                               stacklevel=2)
         elif env.render_mode != "rgb_array":
             raise UserError(f"observation='render' needs an env made with render_mode='rgb_array', "
-                             f"got render_mode={env.render_mode!r}")
+                            f"got render_mode={env.render_mode!r}")
         self.observation_space = spaces.Box(0, 255, (self.size, self.size, 3), np.uint8)
 
     def observation(self, observation: Any) -> np.ndarray:

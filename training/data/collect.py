@@ -115,7 +115,7 @@ class Collector:
         mode = env.metadata.get("autoreset_mode")
         if mode != AutoresetMode.SAME_STEP:
             raise UserError(f"Collector needs a vector env with autoreset_mode SAME_STEP (make_vector_atari's), "
-                             f"got {mode!r}")
+                            f"got {mode!r}")
         self.env, self.dataset, self.policy = env, dataset, policy
         self.progress = progress
         self.num_envs = env.num_envs

@@ -79,7 +79,7 @@ class Episode:
         if self.terminated[:-1].any() or self.truncated[:-1].any():
             t = int(np.flatnonzero(self.terminated[:-1] | self.truncated[:-1])[0])
             raise UserError(f"Episode ends at transition {t} but has {T} transitions: terminated/truncated "
-                             f"may only be set on the last one")
+                            f"may only be set on the last one")
 
     def __len__(self) -> int:
         return len(self.actions)
@@ -180,7 +180,7 @@ class EpisodeDataset:
             stored_meanings = index.get("action_meanings")
             if stored_meanings is not None and action_meanings is not None and list(action_meanings) != stored_meanings:
                 raise UserError(f"the dataset at {self.root} has the actions {stored_meanings}, not "
-                                 f"{list(action_meanings)}")
+                                f"{list(action_meanings)}")
             if stored_meanings is not None:
                 self.action_meanings = list(stored_meanings)
             for entry in episodes:
@@ -341,7 +341,7 @@ class EpisodeDataset:
         episode = self._load(self._files[i])
         if len(episode) != self._lengths[i]:
             raise UserError(f"{self.root / self._files[i]} holds {len(episode)} transitions, the index says "
-                             f"{self._lengths[i]}")
+                            f"{self._lengths[i]}")
         self._remember(i, episode)
         return episode
 
@@ -510,7 +510,7 @@ class EpisodeDataset:
         starts = np.asarray(starts, dtype=np.int64).reshape(-1)
         if episode_ids.shape != starts.shape:
             raise UserError(f"episode_ids and starts must have the same length, got {episode_ids.shape} "
-                             f"and {starts.shape}")
+                            f"and {starts.shape}")
         if len(self) == 0 or self.frame_shape is None:
             raise UserError(f"the dataset at {self.root} has no episodes")
         B, S = len(episode_ids), int(num_steps)
@@ -543,7 +543,7 @@ def environment_actions(dataset: EpisodeDataset) -> tuple[str, list[str]]:
     Gymnasium id the episodes were recorded in with the action names the dataset stores."""
     if dataset.game is None:
         raise UserError(f"the dataset at {dataset.root} does not say which game or environment it holds: name it "
-                         f"(--game)")
+                        f"(--game)")
     atari = atari_game_name(dataset.game)
     if dataset.action_meanings is not None:
         return (atari or dataset.game), list(dataset.action_meanings)
@@ -554,7 +554,7 @@ def environment_actions(dataset: EpisodeDataset) -> tuple[str, list[str]]:
             game_to_name(dataset.game)  # the Atari lookup's error suggests close names
         except ValueError as e:
             raise UserError(f"{e}; and the dataset at {dataset.root} records no action names, as one collected "
-                             f"from another environment does (python -m training.data.collect --env-id ID)") from None
+                            f"from another environment does (python -m training.data.collect --env-id ID)") from None
     from gym_diamond.atari import game_action_meanings
 
     return atari, game_action_meanings(atari)

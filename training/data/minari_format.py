@@ -104,7 +104,7 @@ def to_minari(dataset: EpisodeDataset, target: str | os.PathLike[str], *, num_ac
     if num_actions is None:
         if meanings is None:
             raise UserError(f"the dataset at {dataset.root} names no actions: pass num_actions (the env's "
-                             f"action_space.n)")
+                            f"action_space.n)")
         num_actions = len(meanings)
     if meanings is not None and len(meanings) != num_actions:
         meanings = None
@@ -161,7 +161,7 @@ def to_minari(dataset: EpisodeDataset, target: str | os.PathLike[str], *, num_ac
             episode = dataset.episode(i)
             if episode.actions.min() < 0 or episode.actions.max() >= num_actions:
                 raise UserError(f"episode {i} has actions in [{episode.actions.min()}, {episode.actions.max()}], "
-                                 f"outside the {num_actions} actions of num_actions")
+                                f"outside the {num_actions} actions of num_actions")
             storage.update_episodes([_buffer(episode)])
             if i == 0 and not jpeg_flag:
                 stored = next(iter(storage.get_episodes([0])))["observations"]
@@ -240,10 +240,10 @@ def from_minari(source: str | os.PathLike[str], out: str | os.PathLike[str], *,
     images, image_key = _image_space(observation_space)
     if not images:
         raise UserError(f"Minari dataset {minari_dataset.id!r}: observations must be uint8 RGB images (h, w, 3) "
-                         f"or a Dict with an 'image' key holding them, got observation space {observation_space}")
+                        f"or a Dict with an 'image' key holding them, got observation space {observation_space}")
     if not isinstance(action_space, spaces.Discrete):
         raise UserError(f"Minari dataset {minari_dataset.id!r}: actions must be Discrete, got action space "
-                         f"{action_space}")
+                        f"{action_space}")
 
     recorded = minari_dataset.storage.metadata.get(METADATA_KEY)
     recorded_game = recorded.get("game") if isinstance(recorded, dict) else None
@@ -276,14 +276,14 @@ def _episode(data: Any, image_key: str | None, start: int) -> Episode:
     T = len(data.rewards)
     if frames.shape[0] != T + 1:
         raise UserError(f"Minari episode {data.id} has {frames.shape[0]} observations for {T} steps, "
-                         f"expected {T + 1}")
+                        f"expected {T + 1}")
     infos = data.infos or {}
     life_loss = np.asarray(infos["life_loss"], dtype=bool) if "life_loss" in infos else np.zeros(T, dtype=bool)
     if life_loss.shape == (T + 1,):
         life_loss = life_loss[1:]  # entry 0 is the reset's info
     if life_loss.shape != (T,):
         raise UserError(f"Minari episode {data.id} has infos['life_loss'] of shape {life_loss.shape} for {T} "
-                         f"steps, expected ({T + 1},) or ({T},)")
+                        f"steps, expected ({T + 1},) or ({T},)")
     try:
         return Episode(
             frames=frames.astype(np.uint8, copy=False),

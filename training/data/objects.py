@@ -209,7 +209,7 @@ def find_objects(game: str, frames: np.ndarray) -> Objects:
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[1:] != (FRAME_SIZE, FRAME_SIZE, 3) or frames.dtype != np.uint8:
         raise UserError(f"frames must be uint8 of shape (n, {FRAME_SIZE}, {FRAME_SIZE}, 3), "
-                         f"got {frames.dtype} of shape {frames.shape}")
+                        f"got {frames.dtype} of shape {frames.shape}")
     if len(frames) > CHUNK:  # a few hundred frames at a time stay in the processor's cache
         parts = [find_objects(game, frames[i:i + CHUNK]) for i in range(0, len(frames), CHUNK)]
         return Objects(*(np.concatenate(field) for field in zip(*(astuple(p) for p in parts), strict=True)))

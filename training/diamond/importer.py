@@ -61,7 +61,7 @@ def download_from_hub(game: str) -> Path:
     name = game_to_name(game)
     if name not in ATARI_100K_GAMES:
         raise UserError(f"DIAMOND released models for the 26 Atari 100k games only, not {name}: "
-                         f"{', '.join(ATARI_100K_GAMES)}")
+                        f"{', '.join(ATARI_100K_GAMES)}")
     manual = (f"or download {hub_url(name)} yourself and run: python -m training.diamond.importer --game {name} "
               f"--diamond-checkpoint {name}.pt --install")
     try:

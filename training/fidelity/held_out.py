@@ -38,12 +38,12 @@ def held_out_episodes(dataset: EpisodeDataset, provenance: dict[str, Any],
     run_fraction = float(provenance.get("test_fraction", 0.0))
     if run_fraction == 0:
         raise UserError(f"the checkpoint was trained on every episode of {dataset.root}: judge it on data collected "
-                         f"apart (python -m training.data.collect with another --seed)")
+                        f"apart (python -m training.data.collect with another --seed)")
     fraction = run_fraction if test_fraction is None else test_fraction
     trained = dataset.split(run_fraction, seed=0)[0]
     trained = trained[trained < trained_episodes]
     test_ids = dataset.split(fraction, seed=0)[1]
     if np.intersect1d(test_ids, trained).size:
         raise UserError(f"--test-fraction {fraction} would judge the checkpoint on episodes it trained on (its run "
-                         f"held out {run_fraction} of {dataset.root}): use {run_fraction} or less")
+                        f"held out {run_fraction} of {dataset.root}): use {run_fraction} or less")
     return test_ids

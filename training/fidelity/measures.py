@@ -214,12 +214,12 @@ def object_agreement(game: str, context: np.ndarray, real: np.ndarray, predicted
     things = game_objects(name)
     if not things:
         raise UserError(f"no object detector for {name}: supported games are "
-                         f"{', '.join(sorted((*OBJECT_GAMES, 'Boxing')))}")
+                        f"{', '.join(sorted((*OBJECT_GAMES, 'Boxing')))}")
     context, real = _check_frames("context", context, 5), _check_frames("real", real, 5)
     predicted = _check_frames("predicted", predicted, 5)
     if predicted.shape != real.shape or len(context) != len(real):
         raise UserError(f"predicted {predicted.shape} must match real {real.shape}, and context {context.shape} "
-                         f"hold as many samples")
+                        f"hold as many samples")
     n, H = real.shape[:2]
     valid = np.ones((n, H), bool) if valid is None else np.asarray(valid, bool)
     if valid.shape != (n, H):

@@ -104,7 +104,7 @@ def init_distributed(device: str | torch.device | None = None) -> tuple[Distribu
     if wanted.type == "cuda":
         if local_rank >= torch.cuda.device_count():
             raise UserError(f"local rank {local_rank} has no GPU: this node has {torch.cuda.device_count()}; "
-                             f"use --nproc_per_node {torch.cuda.device_count()} or fewer")
+                            f"use --nproc_per_node {torch.cuda.device_count()} or fewer")
         wanted = torch.device("cuda", local_rank)
         torch.cuda.set_device(wanted)
     if not dist.is_initialized():

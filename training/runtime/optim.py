@@ -39,7 +39,7 @@ def decay_groups(module: nn.Module) -> tuple[list[str], list[str]]:
     unplaced = {name for name, _ in module.named_parameters()} - decay - no_decay
     if unplaced:
         raise UserError(f"no weight-decay rule for parameters {sorted(unplaced)}: expected weights of "
-                         f"{[t.__name__ for t in _DECAYED + _NOT_DECAYED]} or biases")
+                        f"{[t.__name__ for t in _DECAYED + _NOT_DECAYED]} or biases")
     return sorted(decay), sorted(no_decay)
 
 

@@ -102,7 +102,7 @@ def find_logs(run_dir: str | Path) -> list[Path]:
     found = [run_dir / name for name in LOG_NAMES if (run_dir / name).is_file()]
     if not found:
         raise UserError(f"{run_dir} holds none of {', '.join(LOG_NAMES)} (the logs of training.pipeline, "
-                         f"training.world_model and training.agents.sb3); nothing to draw")
+                        f"training.world_model and training.agents.sb3); nothing to draw")
     return found
 
 

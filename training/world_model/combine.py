@@ -28,7 +28,7 @@ def combine_checkpoints(denoiser_path: str | Path, rew_end_path: str | Path, out
                        ("frame format", *frame_format)):
         if a != b:
             raise UserError(f"{denoiser_path} and {rew_end_path} are not world models of the same environment: "
-                             f"their {what} differ ({a} vs {b})")
+                            f"their {what} differ ({a} vs {b})")
     model = WorldModel(den.config.replace(rew_end=rew.config.rew_end))
     model.denoiser.load_state_dict(den.world_model.denoiser.state_dict())
     model.rew_end.load_state_dict(rew.world_model.rew_end.state_dict())

@@ -158,46 +158,46 @@ class WorldModelTrainingConfig:
                 raise UserError(f"WorldModelTrainingConfig.{name}={getattr(self, name)} is invalid: expected >= 1")
         if self.rew_end_sequence_length < 2:
             raise UserError(f"WorldModelTrainingConfig.rew_end_sequence_length={self.rew_end_sequence_length} is "
-                             f"invalid: expected >= 2 frames (one transition)")
+                            f"invalid: expected >= 2 frames (one transition)")
         if self.autoregressive_steps < 0:
             raise UserError(f"WorldModelTrainingConfig.autoregressive_steps={self.autoregressive_steps} is "
-                             f"invalid: expected >= 0")
+                            f"invalid: expected >= 0")
         if self.sample_weights is not None:
             object.__setattr__(self, "sample_weights", check_sample_weights(self.sample_weights))
         Acceleration(precision=self.precision)  # validates precision
         if not 0 <= self.test_fraction < 1:
             raise UserError(f"WorldModelTrainingConfig.test_fraction={self.test_fraction} is invalid: expected "
-                             f"a fraction in [0, 1)")
+                            f"a fraction in [0, 1)")
         if not 0 <= self.termination_oversampling < 1:
             raise UserError(f"WorldModelTrainingConfig.termination_oversampling={self.termination_oversampling} is "
-                             f"invalid: expected a fraction in [0, 1)")
+                            f"invalid: expected a fraction in [0, 1)")
         if not (0 <= self.reward_oversampling < 1 and self.termination_oversampling + self.reward_oversampling < 1):
             raise UserError(f"WorldModelTrainingConfig.reward_oversampling={self.reward_oversampling} is invalid: "
-                             f"expected a fraction in [0, 1) that leaves room for uniform sequences beside "
+                            f"expected a fraction in [0, 1) that leaves room for uniform sequences beside "
                              f"termination_oversampling={self.termination_oversampling}")
         if not 0 <= self.denoiser_reward_oversampling < 1:
             raise UserError(f"WorldModelTrainingConfig.denoiser_reward_oversampling="
-                             f"{self.denoiser_reward_oversampling} is invalid: expected a fraction in [0, 1)")
+                            f"{self.denoiser_reward_oversampling} is invalid: expected a fraction in [0, 1)")
         if self.changed_pixel_weight < 0:
             raise UserError(f"WorldModelTrainingConfig.changed_pixel_weight={self.changed_pixel_weight} is "
-                             f"invalid: expected >= 0 (0: DIAMOND's loss)")
+                            f"invalid: expected >= 0 (0: DIAMOND's loss)")
         if self.fidelity_every < 0 or self.fidelity_samples < 1:
             raise UserError(f"WorldModelTrainingConfig: fidelity_every must be >= 0 and fidelity_samples >= 1, got "
-                             f"{self.fidelity_every} and {self.fidelity_samples}")
+                            f"{self.fidelity_every} and {self.fidelity_samples}")
         if self.fidelity_every and self.test_fraction == 0:
             raise UserError("fidelity logging (fidelity_every > 0, --fidelity-every) judges the model on held-out "
-                             "episodes: hold some out with test_fraction > 0 (--test-fraction)")
+                            "episodes: hold some out with test_fraction > 0 (--test-fraction)")
         if self.context_noise < 0:
             raise UserError(f"WorldModelTrainingConfig.context_noise={self.context_noise} is invalid: expected >= 0")
         if self.train_sigma_scale is not None and self.train_sigma_scale <= 0:
             raise UserError(f"WorldModelTrainingConfig.train_sigma_scale={self.train_sigma_scale} is invalid: "
-                             f"expected > 0")
+                            f"expected > 0")
         if not 0 <= self.ema_decay < 1:
             raise UserError(f"WorldModelTrainingConfig.ema_decay={self.ema_decay} is invalid: expected a decay in "
-                             f"[0, 1) (0: no average)")
+                            f"[0, 1) (0: no average)")
         if self.lr <= 0 or self.warmup_steps < 0:
             raise UserError(f"WorldModelTrainingConfig: lr must be > 0 and warmup_steps >= 0, got {self.lr}, "
-                             f"{self.warmup_steps}")
+                            f"{self.warmup_steps}")
 
 
 def segment_tensors(segment: Segment, device: torch.device) -> dict[str, torch.Tensor]:
@@ -278,7 +278,7 @@ class WorldModelTrainer:
                  seed: int = 0, distributed: Distributed | None = None) -> None:
         if dataset.num_steps == 0:
             raise UserError(f"the dataset at {dataset.root} is empty: collect data first "
-                             f"(python -m training.data.collect --game GAME --out DIR --steps N)")
+                            f"(python -m training.data.collect --game GAME --out DIR --steps N)")
         self.model, self.dataset = model, dataset
         self.config = config or WorldModelTrainingConfig()
         self.device = model.device
@@ -331,7 +331,7 @@ class WorldModelTrainer:
         train_ids, _ = self.dataset.split(self.config.test_fraction, seed=0)
         if train_ids.size == 0:
             raise UserError(f"test_fraction={self.config.test_fraction} leaves no training episode in "
-                             f"{self.dataset.root}: collect more episodes")
+                            f"{self.dataset.root}: collect more episodes")
         return train_ids
 
     def _global_positions(self, num_frames: int, beyond_end: bool) -> tuple[np.ndarray, np.ndarray, slice]:
@@ -436,23 +436,23 @@ class WorldModelTrainer:
         """Resume from ``state_dict``'s output (same model config)."""
         if state.get("recipe") != TRAINING_RECIPE:
             raise UserError("the saved training state was written by an earlier gym-diamond, which trained "
-                             "with one denoiser target, black padding and other departures from DIAMOND's "
-                             "trainer (its world_model.safetensors still loads as it was): start a new run "
-                             "with another --out")
+                            "with one denoiser target, black padding and other departures from DIAMOND's "
+                            "trainer (its world_model.safetensors still loads as it was): start a new run "
+                            "with another --out")
         for name in RESUME_FIXED:
             default = getattr(WorldModelTrainingConfig, name)  # states written before the field had its default
             saved_value, value = state.get("config", {}).get(name, default), getattr(self.config, name)
             if saved_value != value:
                 flag = "--" + name.replace("_", "-")
                 raise UserError(f"the saved training state was trained with {name}={saved_value} ({flag}), not "
-                                 f"{value}: resume with {flag} {saved_value}, or start a new run with another --out")
+                                f"{value}: resume with {flag} {saved_value}, or start a new run with another --out")
         saved = state["model_config"]
         if saved != json.loads(json.dumps(self.model.config.to_dict())):
             legacy = "attention_residual" not in saved.get("rew_end", {})
             hint = ("it was written by gym-diamond 0.1, before the networks matched DIAMOND's (its "
                     "world_model.safetensors still loads as it was); " if legacy else "")
             raise UserError(f"the saved training state is of a different world model config: {hint}"
-                             "start a new run with another --out")
+                            "start a new run with another --out")
         self.model.load_state_dict(state["model"])
         for name, average in self.averages.items():
             average.load_state_dict(state["averages"][name])
@@ -537,8 +537,8 @@ def _train_world_model(game: str | None, data: str | Path, out: str | Path, step
         test_ids = dataset.split(trainer.config.test_fraction, seed=0)[1]
         if test_ids.size == 0:
             raise UserError(f"fidelity logging needs held-out episodes, but test_fraction="
-                             f"{trainer.config.test_fraction} holds none of the {len(dataset)} in {data} out: "
-                             f"collect more episodes")
+                            f"{trainer.config.test_fraction} holds none of the {len(dataset)} in {data} out: "
+                            f"collect more episodes")
     if main_rank:
         log.drop_after(start)
         fidelity_log.drop_after(start, key="update")
