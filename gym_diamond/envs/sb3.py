@@ -15,12 +15,15 @@ terminating. ``seed(s)`` seeds environment i with ``s + i`` at the next ``reset(
 
 All n environments live in one :class:`~gym_diamond.envs.core.DreamCore`, so attributes and methods
 are shared: ``get_attr``/``env_method`` read or call the one object and return its answer once per
-requested index. Wrap it in ``VecMonitor`` for episode statistics (SB3's ``Monitor`` is per gymnasium env).
+requested index. A finished episode's info carries ``"episode": {"r": return, "l": length, "t": seconds}`` as
+SB3's ``Monitor`` writes it, so SB3 logs ``ep_rew_mean`` and ``ep_len_mean`` with no wrapper (``VecMonitor``
+on top computes the same figures).
 """
 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -68,6 +71,9 @@ class DreamSB3VecEnv(ActionMeanings, VecEnv):
         super().__init__(core.num_envs, observation_space, action_space)
         self._obs: torch.Tensor | None = None
         self._actions: torch.Tensor | None = None
+        self._started = time.time()  # Monitor's "t" counts from here
+        self._episode_returns = np.zeros(self.num_envs, np.float64)
+        self._episode_lengths = np.zeros(self.num_envs, np.int64)
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, num_envs: int, *, device: torch.device | str | None = None,
@@ -104,6 +110,7 @@ class DreamSB3VecEnv(ActionMeanings, VecEnv):
             obs = core.reset(mask=~mask)
         self._obs = obs
         self._actions = None
+        self._episode_returns[:], self._episode_lengths[:] = 0, 0
         self.reset_infos = [{} for _ in range(self.num_envs)]
         self._reset_seeds()
         self._reset_options()
@@ -128,10 +135,16 @@ class DreamSB3VecEnv(ActionMeanings, VecEnv):
         dones = terminated | truncated
         time_limit = truncated & ~terminated
         infos: list[dict[str, Any]] = [{"TimeLimit.truncated": bool(t)} for t in time_limit]
+        self._episode_returns += rewards
+        self._episode_lengths += 1
         if dones.any():
             final = out.final_obs.cpu().numpy()
+            seconds = round(time.time() - self._started, 6)
             for i in np.flatnonzero(dones):  # only building SB3's per-env info dicts
                 infos[i]["terminal_observation"] = final[i]
+                infos[i]["episode"] = {"r": round(float(self._episode_returns[i]), 6),
+                                       "l": int(self._episode_lengths[i]), "t": seconds}
+            self._episode_returns[dones], self._episode_lengths[dones] = 0, 0
         return obs, rewards, dones, infos
 
     def close(self) -> None:

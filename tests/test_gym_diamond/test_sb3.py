@@ -103,14 +103,21 @@ def test_time_limit_truncation_and_bandit_reward(bandit_checkpoint):
     env.reset()
     rng = np.random.default_rng(0)
     agree = 0
+    returns = np.zeros(3)
     for step in range(1, 16):
         actions = rng.integers(0, 3, 3)
         obs, rewards, dones, infos = env.step(actions)
         agree += int(((rewards == 1) == (actions == 1)).sum())
+        returns += rewards
         ends = step % 5 == 0
         assert dones.tolist() == [ends] * 3
         assert [i["TimeLimit.truncated"] for i in infos] == [ends] * 3
         assert all(("terminal_observation" in i) == ends for i in infos)
+        assert all(("episode" in i) == ends for i in infos)  # as SB3's Monitor reports a finished episode
+        if ends:
+            assert [i["episode"]["r"] for i in infos] == pytest.approx(returns.tolist())
+            assert [i["episode"]["l"] for i in infos] == [5] * 3 and infos[0]["episode"]["t"] >= 0
+            returns[:] = 0
     assert agree / 45 > 0.9  # the reward model pays for action 1, and (almost) only for it
 
 
@@ -217,7 +224,10 @@ def test_vec_transpose_monitor_and_ppo_smoke(env):
     model.learn(64)
     assert model.num_timesteps == 64
     assert len(model.ep_info_buffer) > 0  # VecMonitor saw episodes end through dones
-    PPO("CnnPolicy", env, n_steps=8, batch_size=32, device="cpu")  # SB3 adds VecTransposeImage by itself
+    bare = PPO("CnnPolicy", env, n_steps=8, batch_size=32, n_epochs=1, device="cpu",
+               policy_kwargs={"features_extractor_kwargs": {"features_dim": 32}})  # SB3 adds VecTransposeImage
+    bare.learn(64)
+    assert len(bare.ep_info_buffer) > 0  # no VecMonitor: the adapter's own "episode" infos, so ep_rew_mean is logged
 
 
 # ------------------------------------------------------------------------------------ learning in a dream
