@@ -35,6 +35,7 @@ Example::
 from __future__ import annotations
 
 import enum
+import importlib
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -187,6 +188,27 @@ class _SeededSyncVectorEnv(SyncVectorEnv):
             seed = self._pending_seed
         self._pending_seed = None
         return super().reset(seed=seed, options=options)
+
+
+def check_env_id(env_id: str) -> None:
+    """Raise UserError, in one line that says how to name it, unless ``env_id`` is a registered environment.
+
+    ``MODULE:ID`` imports MODULE first (gymnasium's own rule), which is how a package's ids get registered; an id
+    whose package was not imported is the common mistake (``MiniGrid-Empty-6x6-v0`` for
+    ``minigrid:MiniGrid-Empty-6x6-v0``).
+    """
+    module, _, name = env_id.rpartition(":")
+    if module:
+        importlib.import_module(module)  # ModuleNotFoundError names the missing package
+    try:
+        gym.spec(name)
+    except gym.error.Error as error:
+        hint = ""
+        if not module and isinstance(error, (gym.error.NamespaceNotFound, gym.error.NameNotFound)) and \
+                "Did you mean" not in str(error):
+            example = f"{name.split('-')[0].lower()}:{name}" if "/" not in name else f"MODULE:{name}"
+            hint = f"; if a package registers it, name it MODULE:ID so that it is imported first, e.g. {example}"
+        raise UserError(f"unknown Gymnasium environment {env_id!r} ({error}){hint}") from None
 
 
 def make_vector_env(

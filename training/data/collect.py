@@ -36,7 +36,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 
 from gym_diamond.atari import game_to_name
 from gym_diamond.errors import UserError
-from training.data.any_env import OBSERVATIONS, env_action_meanings, make_vector_env
+from training.data.any_env import OBSERVATIONS, check_env_id, env_action_meanings, make_vector_env
 from training.data.dataset import Episode, EpisodeDataset
 from training.data.policies import RandomAgent
 from training.data.scripted import SCRIPTED_GAMES, BallFollower
@@ -309,6 +309,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.env_id is not None:
         if args.policy != "random":
             parser.error("--policy follow plays Atari games (--game) only")
+        check_env_id(args.env_id)  # before any folder is made
         game = args.env_id.split(":", 1)[-1]  # the id without the module that registers it
     else:
         if args.observation != "auto" or args.wrapper:

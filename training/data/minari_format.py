@@ -319,7 +319,11 @@ def local_episodes(source: str | os.PathLike[str], converted: str | os.PathLike[
     """Where our trainers read ``source`` from: our dataset folder itself, or, for a Minari dataset, its conversion
     at ``converted`` (made once by :func:`from_minari`, reused by a resumed run)."""
     if not is_minari_dataset(source):
-        return Path(os.fspath(source))
+        path = Path(os.fspath(source)).expanduser()
+        if not path.exists():
+            raise FileNotFoundError(f"dataset {os.fspath(source)!r} not found: no such folder, nor a local Minari "
+                                    f"dataset of that id (python -m training.data.collect --out FOLDER writes one)")
+        return path
     converted = Path(os.fspath(converted))
     if not (len(EpisodeDataset(converted)) if (converted / "index.json").is_file() else 0):
         from_minari(source, converted)

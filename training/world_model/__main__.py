@@ -98,6 +98,8 @@ def main(argv: list[str] | None = None) -> None:
                       help="train the denoiser alone (the reward/termination model stays as it is)")
     add_speed_arguments(parser)
     args = parser.parse_args(argv)
+    if args.steps < 1:
+        parser.error(f"--steps {args.steps} trains nothing: give the total number of updates (>= 1)")
     if args.fidelity_every and args.test_fraction == 0:
         parser.error("--fidelity-every judges the model on held-out episodes: hold some out with --test-fraction "
                      "(e.g. 0.1)")

@@ -183,3 +183,33 @@ def test_dict_image_entry_and_channels():
 def test_unknown_env_id():
     with pytest.raises(gym.error.Error, match="NoSuchGame"):
         make_vector_env("NoSuchGame-v0", 1)
+
+
+def test_an_id_without_its_module_is_one_line_naming_the_module_form(tmp_path, capsys):
+    from training.data.collect import main as collect_main
+
+    with pytest.raises(SystemExit) as stopped:
+        collect_main(["--env-id", "MiniGrid-Empty-6x6-v0", "--out", str(tmp_path / "data"), "--steps", "10"])
+    err = capsys.readouterr().err.strip()
+    assert stopped.value.code == 2 and len(err.splitlines()) == 1
+    assert "minigrid:MiniGrid-Empty-6x6-v0" in err and "Traceback" not in err
+    assert not (tmp_path / "data").exists()  # no empty, locked folder left behind
+
+
+def test_a_dataset_that_does_not_exist_is_not_found(tmp_path, capsys):
+    from training.world_model.__main__ import main as world_model_main
+
+    for missing in (str(tmp_path / "nowhere"), "nobody/no-dataset-v0"):
+        with pytest.raises(SystemExit):
+            world_model_main(["--data", missing, "--out", str(tmp_path / "wm"), "--steps", "1"])
+        assert "not found" in capsys.readouterr().err
+    assert not (tmp_path / "wm").exists()
+
+
+def test_world_model_steps_0_is_refused(tmp_path, capsys):
+    from training.world_model.__main__ import main as world_model_main
+
+    with pytest.raises(SystemExit) as stopped:
+        world_model_main(["--data", str(tmp_path), "--out", str(tmp_path / "wm"), "--steps", "0"])
+    assert stopped.value.code == 2 and "--steps 0 trains nothing" in capsys.readouterr().err
+    assert not (tmp_path / "wm").exists()

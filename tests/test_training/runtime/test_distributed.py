@@ -65,7 +65,7 @@ def max_difference(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> fl
 def test_two_processes_with_batch_b_equal_one_with_batch_2b(data, tmp_path):
     one = world_model(data, tmp_path / "one", steps=4, batch=4, nproc=1)
     two = world_model(data, tmp_path / "two", steps=4, batch=2, nproc=2)
-    untrained = world_model(data, tmp_path / "zero", steps=0, batch=4, nproc=1)
+    untrained = world_model(data, tmp_path / "zero", steps=1, batch=4, nproc=1)  # update 1 has lr 0
     moved = max_difference(one, untrained)  # small: the learning rate warms up from 1e-6
     difference = max_difference(one, two)
     print(f"[ddp] max |2 x batch 2 - 1 x batch 4| after 4 updates: {difference:.3g} (the updates moved "
@@ -83,7 +83,7 @@ def test_resumes_with_another_number_of_processes(data, tmp_path):
     straight = world_model(data, tmp_path / "straight", steps=4, batch=4, nproc=1)
     world_model(data, tmp_path / "switched", steps=2, batch=2, nproc=2)
     resumed = world_model(data, tmp_path / "switched", steps=4, batch=4, nproc=1)
-    untrained = world_model(data, tmp_path / "zero", steps=0, batch=4, nproc=1)
+    untrained = world_model(data, tmp_path / "zero", steps=1, batch=4, nproc=1)  # update 1 has lr 0
     difference = max_difference(straight, resumed)
     print(f"[ddp] max |2 procs then 1 - 1 proc| after 4 updates: {difference:.3g}")
     assert difference < 1e-3 * max_difference(straight, untrained)
