@@ -39,7 +39,6 @@ from tqdm import tqdm
 
 from gym_diamond import WorldModel, save_checkpoint
 from gym_diamond.acceleration import PRECISIONS, Acceleration
-from gym_diamond.atari import game_action_meanings, game_to_name
 from gym_diamond.config import MODEL_SIZES
 from gym_diamond.errors import UserError
 from gym_diamond.nn.actor_critic import ActorCritic, ActorCriticConfig
@@ -48,13 +47,14 @@ from training.agents.evaluate import evaluate
 from training.agents.imagination import ImaginationConfig, ImaginationTrainer
 from training.data.collect import Collector
 from training.data.dataset import EpisodeDataset
-from training.data.policies import ActorCriticAgent
-from training.data.vector_atari import make_vector_atari
+from training.data.environments import RealEnvironment, add_environment_arguments, environment_from_arguments
+from training.data.policies import ActorCriticAgent, Agent, RandomAgent
 from training.presets import PRESETS, SCHEDULE, PipelinePreset, get_preset
 from training.runtime.cli import add_device_argument, add_speed_arguments, user_errors
 from training.runtime.csv_log import CsvLog
 from training.runtime.distributed import init_distributed
 from training.runtime.files import FolderLock, write_json_atomic
+from training.runtime.progress import progress_bar
 from training.runtime.state import load_state, save_state
 from training.world_model.trainer import WorldModelTrainer, WorldModelTrainingConfig
 
@@ -102,14 +102,17 @@ def collect_initial_dataset(collect: Callable[[int], int], dataset_steps: Callab
 class Pipeline:
     """One run folder and the objects that train in it; ``run()`` goes on from wherever it stopped."""
 
-    def __init__(self, game: str, out: str | Path, preset: str | PipelinePreset = "demo", *,
+    def __init__(self, environment: RealEnvironment | str, out: str | Path, preset: str | PipelinePreset = "demo", *,
                  device: str | torch.device | None = None, seed: int = 0, progress: bool = True,
                  precision: str | None = None, compile: bool = False, dream_precision: str | None = None) -> None:
         """``precision`` and ``compile`` are speed switches of every network, training and dream alike; they
         are not part of the run's settings, so a run may resume with others. By default everything runs
         in fp32, as DIAMOND does; ``dream_precision`` sets the dream the actor-critic learns in apart
-        (e.g. "bf16", faster on a bf16 device; default: ``precision``)."""
-        self.game = game_to_name(game)
+        (e.g. "bf16", faster on a bf16 device; default: ``precision``). ``environment`` is an Atari game's name
+        or any ``RealEnvironment`` (a Gymnasium id with image observations and discrete actions)."""
+        self.environment = (environment if isinstance(environment, RealEnvironment)
+                            else RealEnvironment(game=environment))
+        self.game = self.environment.name
         self.preset_name = preset if isinstance(preset, str) else "custom"
         self.preset = get_preset(preset) if isinstance(preset, str) else preset
         self.out = Path(out)
@@ -126,7 +129,7 @@ class Pipeline:
             self._lock.acquire()  # released when run() ends (or with the process)
             self._check_run_config()
         self.distributed.barrier()
-        self.action_meanings = game_action_meanings(self.game)
+        self.action_meanings = self.environment.action_meanings()
         n = len(self.action_meanings)
         p = self.preset
         torch.manual_seed(seed)
@@ -151,12 +154,12 @@ class Pipeline:
         # rank 0 opens the dataset first (opening recovers listed-late episodes, truncation deletes some):
         # the other ranks open it once it is settled
         if self.main_rank:
-            self.dataset = EpisodeDataset(self.out / "data", game=self.game)
+            self.dataset = self._open_dataset()
             # episodes a killed run stored after its last save are collected again
             self.dataset.truncate(min(self.state["dataset_episodes"], len(self.dataset)))
         self.distributed.barrier()
         if not self.main_rank:
-            self.dataset = EpisodeDataset(self.out / "data", game=self.game)
+            self.dataset = self._open_dataset()
         self.logs = {stage: CsvLog(self.out / f"{stage}.csv")  # one CSV per stage: each has its own columns
                      for stage in ("collect", "world_model", "actor_critic", "evaluate")}
         if self.main_rank:
@@ -166,6 +169,11 @@ class Pipeline:
         self.wm_trainer: WorldModelTrainer | None = None
         self.ac_trainer: ImaginationTrainer | None = None
         self.collector: Collector | None = None
+
+    def _open_dataset(self) -> EpisodeDataset:
+        """The run's dataset; one of a Gymnasium env stores its action names (an Atari game's come from ale-py)."""
+        meanings = None if self.environment.is_atari else self.action_meanings
+        return EpisodeDataset(self.out / "data", game=self.game, action_meanings=meanings)
 
     @staticmethod
     def _initial_state() -> dict[str, Any]:
@@ -179,6 +187,8 @@ class Pipeline:
         one an earlier gym-diamond wrote with another schedule."""
         config = {"game": self.game, "preset": self.preset_name, "seed": self.seed, "schedule": SCHEDULE,
                   **self.preset.to_dict()}
+        if not self.environment.is_atari:  # an Atari run's config names its game alone, as before
+            config["environment"] = self.environment.describe()
         config = json.loads(json.dumps(config))
         path = self.out / "config.json"
         earlier = (path.exists() and json.loads(path.read_text()).get("schedule") != SCHEDULE) or \
@@ -224,7 +234,7 @@ class Pipeline:
         """Epoch ``epoch``'s real steps (the first epoch's after the initial collection), episodes stored."""
         p, t0 = self.preset, time.perf_counter()
         if self.collector is None:
-            env = make_vector_atari(self.game, 1, done_on_life_loss=True, seed=self.seed + 1000 * epoch)
+            env = self.environment.collector_env(1, seed=self.seed + 1000 * epoch)
             # DIAMOND collects with the actor-critic from the start: untrained, its zero heads play uniformly
             agent = ActorCriticAgent(self.actor_critic, 1, epsilon=p.epsilon, seed=self.seed + epoch)
             self.collector = Collector(env, self.dataset, agent)
@@ -259,7 +269,7 @@ class Pipeline:
 
     def _stage_bar(self, total: int, desc: str, unit: str) -> tqdm:
         """A bar inside the epoch bar, so a long stage shows it is moving (gone when the stage ends)."""
-        return tqdm(range(total), desc=desc, unit=unit, leave=False, disable=not self.progress)
+        return progress_bar(range(total), desc=desc, unit=unit, leave=False, disable=not self.progress)
 
     def _trainers(self) -> None:
         if self.wm_trainer is not None:
@@ -303,14 +313,18 @@ class Pipeline:
         record = self._evaluate_here(episodes) if self.main_rank else None
         return self.distributed.broadcast(record)
 
-    def _evaluate_here(self, episodes: int) -> dict[str, Any]:
+    def _evaluate_here(self, episodes: int, agent: Agent | None = None) -> dict[str, Any]:
+        """The actor-critic's real episodes (or ``agent``'s, not logged: the random baseline's)."""
         t0 = time.perf_counter()
-        agent = ActorCriticAgent(self.actor_critic, min(8, episodes), seed=self.seed)
-        result = evaluate(agent, self.game, episodes, num_envs=min(8, episodes), seed=self.seed + 10_000,
+        played = agent or ActorCriticAgent(self.actor_critic, min(8, episodes), seed=self.seed)
+        result = evaluate(played, self.environment, episodes, num_envs=min(8, episodes), seed=self.seed + 10_000,
                           progress=self.progress)
         self._timed("evaluate", t0)
         record = {"epoch": self.state["epoch"], "env_steps": self.state["env_steps"], "mean": result.mean,
-                  "std": result.std, "hns": result.hns, "episodes": episodes, "returns": result.returns}
+                  "ci95": list(result.interval), "std": result.std, "hns": result.hns, "episodes": episodes,
+                  "returns": result.returns}
+        if agent is not None:
+            return record
         self.logs["evaluate"].write({"epoch": self.state["epoch"], "env_steps": self.state["env_steps"],
                                      "mean": result.mean, "std": result.std, "hns": result.hns})
         return record
@@ -331,7 +345,7 @@ class Pipeline:
         p = self.preset
         if self.main_rank:
             self._lock.acquire()  # again, if an earlier run() of this object gave it up
-        bar = tqdm(total=self.epochs, initial=self.state["epoch"], desc=f"DIAMOND {self.game}", unit="epoch",
+        bar = progress_bar(total=self.epochs, initial=self.state["epoch"], desc=f"DIAMOND {self.game}", unit="epoch",
                    disable=not self.progress)
         try:
             while self.epochs is None or self.state["epoch"] < self.epochs:
@@ -361,12 +375,16 @@ class Pipeline:
             return json.loads(report_path.read_text())
         self._trainers()
         final = self._evaluate(self.preset.final_eval_episodes)
+        # random play on the same episodes (the same seeds): what the agent must beat
+        random = self._evaluate_here(self.preset.final_eval_episodes,
+                                     RandomAgent(len(self.action_meanings), seed=self.seed)) if self.main_rank else None
         if not self.main_rank:
             self.distributed.barrier()  # until rank 0 has written the files
             return json.loads(report_path.read_text())
         wm_path = save_checkpoint(self.out / "world_model.safetensors", self.world_model.cpu(), game=self.game,
                                   action_meanings=self.action_meanings, start_bank=self.wm_trainer.start_bank(),
                                   provenance={"preset": self.preset_name, "epochs": self.state["epoch"],
+                                              "environment": self.environment.describe(),
                                               "env_steps": self.state["env_steps"],
                                               "dataset_steps": self.dataset.num_steps})
         self.world_model.to(self.device)
@@ -376,7 +394,8 @@ class Pipeline:
                   "env_steps": self.state["env_steps"], "dataset_steps": self.dataset.num_steps,
                   "dataset_episodes": len(self.dataset), "seconds_per_stage": self.state["seconds"],
                   "world_model_updates": self.wm_trainer.steps, "actor_critic_updates": self.ac_trainer.steps,
-                  "final_evaluation": final, "evaluations": self.state["evaluations"],
+                  "final_evaluation": final, "random_evaluation": random, "evaluations": self.state["evaluations"],
+                  "environment": self.environment.describe(),
                   "world_model": str(wm_path), "actor_critic": str(ac_path),
                   "precision": {"training": self.precision, "dream": self.dream_precision}}
         write_json_atomic(self.progress_path, self.state)
@@ -389,7 +408,7 @@ class Pipeline:
 def main(argv: list[str] | None = None) -> None:
     """Command line: ``python -m training.pipeline --game Pong --preset demo``."""
     parser = argparse.ArgumentParser(description="Run DIAMOND end to end on one Atari game (resumable).")
-    parser.add_argument("--game", default="Pong")
+    add_environment_arguments(parser, game_default="Pong")
     parser.add_argument("--preset", choices=sorted(PRESETS), default="demo",
                         help="the run's size: paper (DIAMOND's), small, demo (a CPU afternoon) or micro (a smoke test)")
     parser.add_argument("--out", default=None, help="run folder (default runs/<game>-<preset>)")
@@ -400,18 +419,28 @@ def main(argv: list[str] | None = None) -> None:
                         help="precision of the dream the actor-critic learns in (default: --precision, else fp32 "
                              "as DIAMOND; bf16 is faster on a bf16 device)")
     args = parser.parse_args(argv)
-    out = args.out or f"runs/{game_to_name(args.game)}-{args.preset}"
-    pipeline = Pipeline(args.game, out, args.preset, device=args.device, seed=args.seed, precision=args.precision,
+    environment = environment_from_arguments(args)
+    out = args.out or f"runs/{environment.name}-{args.preset}"
+    pipeline = Pipeline(environment, out, args.preset, device=args.device, seed=args.seed, precision=args.precision,
                         compile=args.compile, dream_precision=args.dream_precision)
     report = pipeline.run()
     pipeline.distributed.close()
     if not pipeline.main_rank:
         return
     final = report["final_evaluation"]
+    random = report["random_evaluation"]
     print(f"{report['game']} ({report['preset']}): {report['env_steps']} real steps, final score "
           f"{final['mean']:.1f} +- {final['std']:.1f} over {final['episodes']} episodes, HNS {final['hns']}")
+    for name, record in (("agent trained in the dream", final), ("random agent, the same episodes", random)):
+        low, high = record["ci95"]
+        print(f"  {name}: mean return {record['mean']:.3f}, 95% interval [{low:.3f}, {high:.3f}] over "
+              f"{record['episodes']} episodes")
+    verdict = ("beats random" if final["ci95"][0] > random["ci95"][1] else
+               "below random" if final["ci95"][1] < random["ci95"][0] else "not apart from random")
+    print(f"  the agent {verdict} (95% intervals)")
     print(f"report: {Path(out) / 'report.json'}")
-    print(f"world model: {report['world_model']}  (gym.make('DiamondDream/{report['game']}-v0', checkpoint=...))")
+    env_id = f"DiamondDream/{report['game']}-v0" if environment.is_atari else "DiamondDream/Dream-v0"
+    print(f"world model: {report['world_model']}  (gym.make('{env_id}', checkpoint=...))")
     print(f"agent: {report['actor_critic']}")
 
 

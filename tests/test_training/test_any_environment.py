@@ -1,5 +1,7 @@
 """A dream of an environment that is not Atari: MiniGrid recorded, trained, opened with gym.make and stepped."""
 
+import json
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -102,3 +104,43 @@ def test_a_minari_recording_trains_a_world_model(minigrid_checkpoint, tmp_path, 
     assert converted.num_steps == original.num_steps == 60 and converted.action_meanings == MINIGRID_ACTIONS
     ckpt = load_checkpoint(tmp_path / "wm" / "world_model.safetensors")
     assert ckpt.game == "MiniGrid-Empty-5x5-v0" and ckpt.action_meanings == MINIGRID_ACTIONS
+
+
+MINIGRID = ["--env-id", "minigrid:MiniGrid-Empty-5x5-v0", "--wrapper", "minigrid.wrappers:RGBImgObsWrapper"]
+
+
+def test_the_pipeline_runs_any_environment_end_to_end_and_judges_against_random(tmp_path, capsys, one_thread):
+    from training.data.environments import RealEnvironment
+    from training.pipeline import main as pipeline
+
+    out = tmp_path / "run"
+    pipeline([*MINIGRID, "--preset", "micro", "--out", str(out), "--device", "cpu"])
+    report = json.loads((out / "report.json").read_text())
+    for name in ("final_evaluation", "random_evaluation"):
+        evaluation = report[name]
+        low, high = evaluation["ci95"]
+        assert low <= evaluation["mean"] <= high and evaluation["episodes"] == len(evaluation["returns"]) >= 1
+        assert evaluation["hns"] is None  # no human scores outside Atari
+    assert report["environment"]["env_id"] == "minigrid:MiniGrid-Empty-5x5-v0"
+    printed = capsys.readouterr().out
+    assert "random agent, the same episodes" in printed and "DiamondDream/Dream-v0" in printed
+    checkpoint = load_checkpoint(out / "world_model.safetensors")
+    environment = RealEnvironment.of_checkpoint(checkpoint.game, checkpoint.provenance)
+    assert environment == RealEnvironment(env_id="minigrid:MiniGrid-Empty-5x5-v0",
+                                          wrappers=("minigrid.wrappers:RGBImgObsWrapper",))
+    pipeline([*MINIGRID, "--preset", "micro", "--out", str(out), "--device", "cpu"])  # a finished run: its report
+    with pytest.raises(SystemExit):  # the same folder with another environment is refused
+        pipeline(["--env-id", "minigrid:MiniGrid-Empty-6x6-v0", "--wrapper", "minigrid.wrappers:RGBImgObsWrapper",
+                  "--preset", "micro", "--out", str(out), "--device", "cpu"])
+    assert "other settings" in capsys.readouterr().err
+
+
+def test_a_checkpoint_of_a_recording_names_its_environment(minigrid_checkpoint):
+    from training.data.environments import RealEnvironment
+
+    checkpoint = load_checkpoint(minigrid_checkpoint / "wm" / "world_model.safetensors")
+    environment = RealEnvironment.of_checkpoint(checkpoint.game, checkpoint.provenance)
+    assert environment.env_id == "minigrid:MiniGrid-Empty-5x5-v0" and environment.name == "MiniGrid-Empty-5x5-v0"
+    assert environment.action_meanings() == MINIGRID_ACTIONS
+    frame, _ = environment.eval_env().reset(seed=0)
+    assert frame.shape == (64, 64, 3) and frame.dtype == np.uint8

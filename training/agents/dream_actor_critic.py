@@ -64,6 +64,7 @@ from training.data.policies import ActorCriticAgent
 from training.runtime.cli import add_device_argument, user_errors
 from training.runtime.csv_log import CsvLog
 from training.runtime.files import FolderLock, write_json_atomic
+from training.runtime.progress import progress_bar
 from training.runtime.report import draw_learning_curve
 from training.runtime.state import load_state, save_state
 
@@ -270,8 +271,8 @@ def _train(ckpt: Checkpoint | None, checkpoint: Path | None, data: Path | None, 
                        f"{row['real_high']:.2f}] over {row['episodes']} episodes; reward signs per 1,000 steps: "
                        f"dream {row['dream_sign_rate']:.1f}, game {row['real_sign_rate']:.1f}")
 
-    bar = tqdm(total=settings.updates, initial=trainer.steps, desc=f"actor-critic in {game} ({settings.train_in})",
-               unit="update", disable=not progress)
+    bar = progress_bar(total=settings.updates, initial=trainer.steps, unit="update", disable=not progress,
+                       desc=f"actor-critic in {game} ({settings.train_in})")
     done_here = 0
     try:
         while True:

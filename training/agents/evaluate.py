@@ -11,13 +11,14 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 from gym_diamond import resolve_device
-from gym_diamond.atari import game_action_meanings, game_to_name, make_atari_env
+from gym_diamond.atari import game_to_name
 from gym_diamond.errors import UserError
+from training.data.environments import RealEnvironment, add_environment_arguments, environment_from_arguments
 from training.data.policies import Agent, RandomAgent
 from training.runtime.cli import add_device_argument, user_errors
+from training.runtime.progress import progress_bar
 
 # Random and human scores of the 26 Atari 100k games, as used by the Atari 100k literature (SimPLe,
 # IRIS, DIAMOND); they come from Mnih et al. 2015 (Nature, "Human-level control through deep RL")
@@ -89,9 +90,10 @@ class Evaluation:
         return asdict(self)
 
 
-def evaluate(agent: Agent, game: str, episodes: int, *, num_envs: int = 8, seed: int = 0,
+def evaluate(agent: Agent, environment: RealEnvironment | str, episodes: int, *, num_envs: int = 8, seed: int = 0,
              max_steps: int = 27_000, progress: bool = False) -> Evaluation:
-    """Play ``episodes`` full real-game episodes with ``num_envs`` games side by side.
+    """Play ``episodes`` full real episodes of ``environment`` (an Atari game's name, or any ``RealEnvironment``)
+    with ``num_envs`` environments side by side.
 
     ``max_steps`` cuts an episode after that many agent steps (27,000 = 108,000 frames, the usual
     Atari cap) so that a stuck agent cannot hang evaluation; the agent must be built for ``num_envs``
@@ -99,9 +101,10 @@ def evaluate(agent: Agent, game: str, episodes: int, *, num_envs: int = 8, seed:
     """
     if episodes < 1:
         raise UserError(f"episodes must be >= 1, got {episodes}")
-    name = game_to_name(game)
+    environment = environment if isinstance(environment, RealEnvironment) else RealEnvironment(game=environment)
+    name = environment.name
     num_envs = min(num_envs, episodes)
-    envs = [make_atari_env(name) for _ in range(num_envs)]
+    envs = [environment.eval_env() for _ in range(num_envs)]
     obs = np.stack([env.reset(seed=seed + i)[0] for i, env in enumerate(envs)])
     started = num_envs
     agent.reset(np.ones(num_envs, dtype=bool))
@@ -112,7 +115,7 @@ def evaluate(agent: Agent, game: str, episodes: int, *, num_envs: int = 8, seed:
     returns: list[float] = []
     lengths: list[int] = []
     reward_signs: list[int] = []
-    bar = tqdm(total=episodes, desc=f"evaluate {name} (real game)", unit="episode", disable=not progress)
+    bar = progress_bar(total=episodes, desc=f"evaluate {name} (real game)", unit="episode", disable=not progress)
     vector_steps = 0
     while active.any():
         vector_steps += 1
@@ -143,18 +146,19 @@ def evaluate(agent: Agent, game: str, episodes: int, *, num_envs: int = 8, seed:
     for env in envs:
         env.close()
     mean = float(np.mean(returns))
-    hns = human_normalized_score(name, mean) if name in RANDOM_HUMAN_SCORES else None
+    hns = human_normalized_score(name, mean) if environment.is_atari and name in RANDOM_HUMAN_SCORES else None
     return Evaluation(name, returns, lengths, mean, float(np.std(returns)), hns, bootstrap_interval(returns, seed=seed),
                       reward_signs)
 
 
-def load_agent(spec: str, game: str, num_envs: int, *, seed: int = 0, device: str = "cpu", epsilon: float = 0.0,
-               greedy: bool = False) -> Agent:
+def load_agent(spec: str, environment: RealEnvironment | str, num_envs: int, *, seed: int = 0, device: str = "cpu",
+               epsilon: float = 0.0, greedy: bool = False) -> Agent:
     """An agent from a command-line spec: ``random``, ``actor-critic:PATH`` (a saved DIAMOND actor-critic) or
     ``sb3:FOLDER`` (a ``training.agents.sb3`` run folder: its ``model.zip`` and ``policy.json``)."""
     kind, _, path = spec.partition(":")
     if kind == "random" and not path:
-        return RandomAgent(len(game_action_meanings(game)), seed=seed)
+        environment = environment if isinstance(environment, RealEnvironment) else RealEnvironment(game=environment)
+        return RandomAgent(len(environment.action_meanings()), seed=seed)
     if kind == "actor-critic" and path:
         from training.agents.checkpoints import load_actor_critic
         from training.data.policies import ActorCriticAgent
@@ -206,7 +210,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Score agents in the real game (Atari 100k test protocol: full "
                                                  "episodes, raw score, 95%% bootstrap interval, HNS) and tabulate "
                                                  "them against random play.")
-    parser.add_argument("--game", required=True)
+    add_environment_arguments(parser)
     parser.add_argument("--agent", action="append", default=[],
                         help="random, actor-critic:PATH or sb3:FOLDER; repeat for a table (played with the same seeds)")
     parser.add_argument("--actor-critic", default=None, help="shorthand for --agent actor-critic:PATH")
@@ -219,15 +223,16 @@ def main(argv: list[str] | None = None) -> None:
     add_device_argument(parser)
     parser.add_argument("--out", default=None, help="write every evaluation (all returns) to this JSON file")
     args = parser.parse_args(argv)
+    environment = environment_from_arguments(args)
     specs = args.agent + ([f"actor-critic:{args.actor_critic}"] if args.actor_critic else [])
     if not specs:
         parser.error("name at least one agent (--agent or --actor-critic)")
     results: dict[str, Evaluation] = {}
     for spec in dict.fromkeys(specs):
         num_envs = min(args.num_envs, args.episodes)
-        agent = load_agent(spec, args.game, num_envs, seed=args.seed, device=resolve_device(args.device),
+        agent = load_agent(spec, environment, num_envs, seed=args.seed, device=resolve_device(args.device),
                            epsilon=args.epsilon, greedy=args.greedy)
-        result = results[spec] = evaluate(agent, args.game, args.episodes, num_envs=num_envs, seed=args.seed,
+        result = results[spec] = evaluate(agent, environment, args.episodes, num_envs=num_envs, seed=args.seed,
                                           max_steps=args.max_steps, progress=True)
         print(json.dumps({"agent": spec, **result.to_dict()}))
         hns = "" if result.hns is None else f", HNS {result.hns:.3f}"

@@ -52,6 +52,7 @@ from training.data.policies import SB3Agent
 from training.runtime.cli import add_algo_kwargs_argument, add_device_argument, user_errors
 from training.runtime.csv_log import CsvLog
 from training.runtime.files import FolderLock, write_json_atomic
+from training.runtime.progress import progress_bar
 
 
 def algorithm_class(name: str) -> type[BaseAlgorithm]:
@@ -158,7 +159,7 @@ class _Progress(BaseCallback):
         self.bar: tqdm | None = None
 
     def _on_training_start(self) -> None:
-        self.bar = tqdm(total=self.total, initial=self.num_timesteps, desc="sb3 in dream", unit="step")
+        self.bar = progress_bar(total=self.total, initial=self.num_timesteps, desc="sb3 in dream", unit="step")
 
     def _on_step(self) -> bool:
         assert self.bar is not None

@@ -36,13 +36,15 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 
 from gym_diamond.atari import game_to_name
 from gym_diamond.errors import UserError
-from training.data.any_env import OBSERVATIONS, check_env_id, env_action_meanings, make_vector_env
+from training.data.any_env import check_env_id, env_action_meanings, make_vector_env
 from training.data.dataset import Episode, EpisodeDataset
+from training.data.environments import add_environment_arguments
 from training.data.policies import RandomAgent
 from training.data.scripted import SCRIPTED_GAMES, BallFollower
 from training.data.vector_atari import make_vector_atari
 from training.runtime.cli import import_object, user_errors
 from training.runtime.files import FolderLock, write_json_atomic
+from training.runtime.progress import progress_bar
 
 __all__ = ["COLLECTION_LOG", "FORMATS", "CollectStats", "Collector", "read_collection_log"]
 
@@ -204,9 +206,7 @@ class Collector:
         show = self.progress if progress is None else progress
         bar = None
         if show:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=vector_steps * self.num_envs, desc="collect (real game)", unit="step")
+            bar = progress_bar(total=vector_steps * self.num_envs, desc="collect (real game)", unit="step")
         returns: list[float] = []
         for _ in range(vector_steps):
             actions = self._act(self._obs)
@@ -273,11 +273,7 @@ def main(argv: list[str] | None = None) -> None:
     """
     parser = argparse.ArgumentParser(description="Collect episodes of a real Atari game, or of any Gymnasium "
                                                  "environment with image observations, into a dataset.")
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--game", help='an Atari game, played with DIAMOND\'s protocol, e.g. "Breakout"')
-    source.add_argument("--env-id", help="any registered Gymnasium environment with RGB image observations (or "
-                                         "renders) and discrete actions; 'module:Id' imports the module first, e.g. "
-                                         "minigrid:MiniGrid-Empty-5x5-v0")
+    add_environment_arguments(parser)
     parser.add_argument("--out", required=True, help="dataset folder (created, or completed)")
     parser.add_argument("--steps", type=int, required=True,
                         help="transitions the dataset should hold (re-running the command completes it)")
@@ -291,12 +287,6 @@ def main(argv: list[str] | None = None) -> None:
                         help=f"random actions, or a scripted ball follower ({', '.join(SCRIPTED_GAMES)})")
     parser.add_argument("--epsilon", type=float, default=0.25,
                         help="with --policy follow: chance of a uniform random action at each step")
-    parser.add_argument("--observation", choices=OBSERVATIONS, default="auto",
-                        help="--env-id: frames from the observation (an RGB image, or a Dict's 'image' entry) or "
-                             "from render() (rgb_array)")
-    parser.add_argument("--wrapper", action="append", default=[], metavar="MODULE:CLASS",
-                        help="--env-id: a wrapper applied before the frames are read (repeatable), e.g. "
-                             "minigrid.wrappers:RGBImgObsWrapper")
     parser.add_argument("--format", choices=FORMATS, default="gym-diamond",
                         help="minari: also write the whole dataset in Minari's format, to OUT/minari (or to "
                              "--minari-id under Minari's datasets folder); the collection itself resumes from OUT")

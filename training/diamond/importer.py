@@ -26,7 +26,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from gym_diamond.atari import game_action_meanings, game_to_name, make_atari_env
 from gym_diamond.checkpoint import StartBank, save_checkpoint
@@ -39,6 +38,7 @@ from training.agents.evaluate import RANDOM_HUMAN_SCORES
 from training.data.policies import ActorCriticAgent
 from training.diamond.format import DiamondFormatError, check_diamond_state, from_diamond
 from training.runtime.cli import user_errors
+from training.runtime.progress import progress_bar
 
 HUB_REPO = "eloialonso/diamond"
 ATARI_100K_GAMES = sorted(RANDOM_HUMAN_SCORES)  # the games DIAMOND released a model for
@@ -122,7 +122,7 @@ def collect_start_bank(actor_critic: ActorCritic, game: str, size: int, *, seed:
     history: list[list[tuple[np.ndarray, int]]] = [[] for _ in range(num_envs)]
     frames, actions = [], []
     steps = 0
-    bar = tqdm(total=size, desc=f"start contexts ({game_to_name(game)}, DIAMOND's agent)", disable=not progress)
+    bar = progress_bar(total=size, desc=f"start contexts ({game_to_name(game)}, DIAMOND's agent)", disable=not progress)
     try:
         while len(frames) < size:
             chosen = agent.act(obs)

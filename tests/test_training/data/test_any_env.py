@@ -189,10 +189,11 @@ def test_an_id_without_its_module_is_one_line_naming_the_module_form(tmp_path, c
     from training.data.collect import main as collect_main
 
     with pytest.raises(SystemExit) as stopped:
-        collect_main(["--env-id", "MiniGrid-Empty-6x6-v0", "--out", str(tmp_path / "data"), "--steps", "10"])
+        # an id no imported package registered (MiniGrid's are, once a test has imported minigrid)
+        collect_main(["--env-id", "Frobnicate-Maze-6x6-v0", "--out", str(tmp_path / "data"), "--steps", "10"])
     err = capsys.readouterr().err.strip()
     assert stopped.value.code == 2 and len(err.splitlines()) == 1
-    assert "minigrid:MiniGrid-Empty-6x6-v0" in err and "Traceback" not in err
+    assert "name it MODULE:ID" in err and "frobnicate:Frobnicate-Maze-6x6-v0" in err and "Traceback" not in err
     assert not (tmp_path / "data").exists()  # no empty, locked folder left behind
 
 

@@ -6,7 +6,8 @@ import pytest
 
 COMMANDS = {  # module under training: a bad argument for it (a game that does not exist, a missing file)
     "data.collect": ["--game", "NoSuchGame", "--out", "{tmp}/data", "--steps", "10"],
-    "world_model.__main__": ["--game", "NoSuchGame", "--data", "{tmp}/data", "--out", "{tmp}/wm", "--steps", "1"],
+    "world_model.__main__": ["--game", "NoSuchGame", "--data", "{tmp}/missing-data", "--out", "{tmp}/wm",
+                             "--steps", "1"],
     "pipeline": ["--game", "NoSuchGame", "--preset", "micro", "--out", "{tmp}/run"],
     "agents.sb3": ["--checkpoint", "{tmp}/missing.safetensors", "--steps", "10", "--out", "{tmp}/sb3"],
     "agents.evaluate": ["--game", "NoSuchGame", "--agent", "random"],

@@ -207,8 +207,8 @@ def test_speed_switches_reach_the_trainers_from_the_command_lines(monkeypatch, t
     seen = {}
     monkeypatch.setattr(world_model_command, "train_world_model",
                         lambda *args, config, **kwargs: seen.setdefault("world_model", config) and tmp_path)
-    world_model_command.main(["--game", "Pong", "--data", "d", "--out", "o", "--steps", "1", "--precision", "bf16",
-                              "--compile"])
+    world_model_command.main(["--game", "Pong", "--data", str(tmp_path), "--out", "o", "--steps", "1", "--precision",
+                              "bf16", "--compile"])
     assert seen["world_model"].precision == "bf16" and seen["world_model"].compile
 
     class Recorder:
