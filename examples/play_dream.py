@@ -19,6 +19,7 @@ import pygame
 import gym_diamond  # noqa: F401  (registers the DiamondDream/<Game>-v0 ids)
 from gym_diamond.checkpoint import read_metadata
 from gym_diamond.play import Keyboard, Screen
+from gym_diamond.registration import env_id
 from training.agents.checkpoints import load_actor_critic
 from training.data.policies import ActorCriticAgent
 
@@ -35,7 +36,7 @@ def main(argv: Sequence[str] | None = None, events: Iterable[list[pygame.event.E
     """Play until Esc or --max-frames; ``events`` scripts each frame's events. Returns a record per frame."""
     args = parser.parse_args(argv)
     game = read_metadata(args.checkpoint)["game"]
-    env = gym.make(f"DiamondDream/{game}-v0", checkpoint=args.checkpoint)
+    env = gym.make(env_id(game), checkpoint=args.checkpoint)  # DiamondDream/<Game>-v0, or Dream-v0 for any other
     agent = ActorCriticAgent(load_actor_critic(args.agent), 1) if args.agent else None
     screen = Screen(args.scale, args.fps)
     keys, log = Keyboard(env.unwrapped.action_meanings, args.horizon, agent is not None, events), []

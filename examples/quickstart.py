@@ -13,17 +13,19 @@ import gymnasium as gym
 import imageio.v3 as iio
 
 import gym_diamond  # noqa: F401  (registers the DiamondDream/<Game>-v0 ids)
+from gym_diamond.checkpoint import read_metadata
+from gym_diamond.registration import env_id
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-parser.add_argument("--game", default="Pong")
+parser.add_argument("--game", default="Pong", help="the game whose dream the lookup finds (without --checkpoint)")
 parser.add_argument("--checkpoint", default=None, help="a world model .safetensors (default: the lookup)")
 parser.add_argument("--episodes", type=int, default=3)
 parser.add_argument("--max-steps", type=int, default=300, help="dream steps per episode at most")
 parser.add_argument("--gif", default="quickstart.gif")
 args = parser.parse_args()
 
-env = gym.make(f"DiamondDream/{args.game}-v0", checkpoint=args.checkpoint, render_mode="rgb_array",
-               max_episode_steps=args.max_steps)
+game = read_metadata(args.checkpoint)["game"] if args.checkpoint else args.game  # an Atari game or any environment
+env = gym.make(env_id(game), checkpoint=args.checkpoint, render_mode="rgb_array", max_episode_steps=args.max_steps)
 pictures = []
 for episode in range(args.episodes):
     obs, info = env.reset(seed=episode)

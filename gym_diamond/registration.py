@@ -13,17 +13,22 @@ from gym_diamond.acceleration import Acceleration
 from gym_diamond.checkpoint import Checkpoint, load_checkpoint
 from gym_diamond.config import check_denoising_steps
 from gym_diamond.errors import UserError
-from gym_diamond.games import ATARI_GAMES, normalise_game_name
+from gym_diamond.games import ATARI_GAMES, atari_game_name, normalise_game_name
 
 NAMESPACE = "DiamondDream"
+ANY_DREAM_ID = f"{NAMESPACE}/Dream-v0"
+"""The id that opens any checkpoint, of an Atari game or of another environment: ``gym.make(ANY_DREAM_ID,
+checkpoint=PATH)``."""
 HOME_VARIABLE = "GYM_DIAMOND_HOME"
 PRETRAINED_DIR = Path(__file__).parent / "pretrained"
 DEFAULT_MAX_EPISODE_STEPS = 1000
 
 
 def env_id(game: str) -> str:
-    """The gymnasium id of a game's dream, e.g. ``DiamondDream/Pong-v0``."""
-    return f"{NAMESPACE}/{game}-v0"
+    """The gymnasium id that opens a dream of ``game``: ``DiamondDream/Pong-v0`` for an Atari game, the one for any
+    checkpoint (``DiamondDream/Dream-v0``) for another environment's."""
+    atari = atari_game_name(game)
+    return f"{NAMESPACE}/{atari}-v0" if atari is not None else ANY_DREAM_ID
 
 
 def _same_game(a: str, b: str) -> bool:
@@ -121,11 +126,6 @@ def warn_failed_gates(path: Path, provenance: dict) -> None:
     first = f": {failed[0]}" + (f" (and {len(failed) - 1} more)" if len(failed) > 1 else "") if failed else ""
     warnings.warn(f"{path.name} failed its quality gates{first}. The list: gym_diamond.checkpoint.read_metadata("
                   f"path)['provenance']['quality_gates']['failed']", UserWarning, stacklevel=3)
-
-
-ANY_DREAM_ID = f"{NAMESPACE}/Dream-v0"
-"""The id that opens any checkpoint, of an Atari game or of another environment: ``gym.make(ANY_DREAM_ID,
-checkpoint=PATH)``."""
 
 
 def register_envs() -> None:

@@ -199,3 +199,9 @@ def test_keyboard_reads_intent_frame_by_frame():
                     (False, 1, False, False, "RIGHT"), (False, 1, False, False, "RIGHT")]
     with pytest.raises(ValueError, match="horizon"):
         Keyboard(PONG, horizon=0)
+
+
+def test_a_dream_of_another_environment_plays_too(tmp_path):
+    checkpoint = make_tiny_checkpoint(tmp_path / "maze.safetensors", game="MiniGrid-Empty-6x6-v0")
+    log = play(checkpoint, [[]] * 3)  # opened with DiamondDream/Dream-v0, not a made-up MiniGrid id
+    assert [r["step"] for r in log][:2] == [0, 1]

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import ROOT
+from helpers import ROOT, make_tiny_checkpoint
 
 pytestmark = pytest.mark.slow  # subprocesses or real training: `pytest -m "not slow"` skips it
 
@@ -32,8 +32,10 @@ def micro_run(tmp_path_factory):
     return cwd / "run"
 
 
-def test_quickstart_prints_returns_and_writes_a_gif(pong_checkpoint, tmp_path):
-    out = run_example("quickstart.py", "--checkpoint", pong_checkpoint, "--episodes", "2", "--max-steps", "4",
+@pytest.mark.parametrize("game", ["Pong", "MiniGrid-Empty-6x6-v0"])  # any checkpoint, as DiamondDream/Dream-v0
+def test_quickstart_prints_returns_and_writes_a_gif(game, pong_checkpoint, tmp_path):
+    checkpoint = pong_checkpoint if game == "Pong" else make_tiny_checkpoint(tmp_path / "maze.safetensors", game=game)
+    out = run_example("quickstart.py", "--checkpoint", checkpoint, "--episodes", "2", "--max-steps", "4",
                       "--gif", "dream.gif", cwd=tmp_path)
     assert len(re.findall(r"episode \d: return [+-]\d+ in [1-4] steps", out)) == 2
     frames = iio.imread(tmp_path / "dream.gif")

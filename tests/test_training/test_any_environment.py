@@ -144,3 +144,13 @@ def test_a_checkpoint_of_a_recording_names_its_environment(minigrid_checkpoint):
     assert environment.action_meanings() == MINIGRID_ACTIONS
     frame, _ = environment.eval_env().reset(seed=0)
     assert frame.shape == (64, 64, 3) and frame.dtype == np.uint8
+
+
+def test_an_sb3_agent_trains_in_any_dream_and_is_judged_in_its_own_environment(minigrid_checkpoint, tmp_path):
+    from training.agents.sb3 import train_sb3_agent
+
+    run = train_sb3_agent(minigrid_checkpoint / "wm" / "world_model.safetensors", steps=32, out=tmp_path / "sb3",
+                          num_envs=2, algo_kwargs={"n_steps": 16, "batch_size": 32}, device="cpu", eval_every=32,
+                          eval_episodes=1, max_episode_steps=20, progress=False)
+    (row,) = run.evaluations
+    assert row["episodes"] == 1 and 0 <= row["mean_return"] <= 1  # MiniGrid's return, played in MiniGrid

@@ -43,11 +43,12 @@ from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.vec_env import VecEnv, VecFrameStack, VecMonitor
 from tqdm.auto import tqdm
 
-from gym_diamond.atari import game_to_name
 from gym_diamond.atomic import replace_atomic, write_atomic
+from gym_diamond.checkpoint import read_metadata
 from gym_diamond.envs.sb3 import DreamSB3VecEnv
 from gym_diamond.errors import UserError
 from training.agents.evaluate import evaluate
+from training.data.environments import RealEnvironment
 from training.data.policies import SB3Agent
 from training.runtime.cli import add_algo_kwargs_argument, add_device_argument, user_errors
 from training.runtime.csv_log import CsvLog
@@ -101,7 +102,7 @@ class SB3Run:
 class _RealGameEval(BaseCallback):
     """Every ``every`` env steps (and at the end): save the model, play the real game, log the score."""
 
-    def __init__(self, save: Any, game: str | None, every: int, episodes: int, frame_stack: int,
+    def __init__(self, save: Any, game: RealEnvironment | None, every: int, episodes: int, frame_stack: int,
                  max_steps: int, log_path: Path, seed: int) -> None:
         super().__init__()
         self.save, self.game, self.every, self.episodes = save, game, every, episodes
@@ -147,7 +148,7 @@ class _RealGameEval(BaseCallback):
         CsvLog(self.log_path).write(row)
         self.logger.record("real/mean_return", result.mean)
         if self.verbose or self.model.verbose:
-            print(f"step {self.num_timesteps}: real {self.game} return {result.mean:.2f} +- {result.std:.2f}")
+            print(f"step {self.num_timesteps}: real {self.game.name} return {result.mean:.2f} +- {result.std:.2f}")
 
 
 class _Progress(BaseCallback):
@@ -185,14 +186,16 @@ def save_policy_safetensors(model: BaseAlgorithm, out: Path, algo: str, frame_st
 
 
 def train_sb3_agent(checkpoint: str | Path, *, algo: str = "ppo", steps: int, out: str | Path,
-                    game: str | None = None, num_envs: int = 8, frame_stack: int = 1, policy: str = "CnnPolicy",
+                    game: str | RealEnvironment | None = None, num_envs: int = 8, frame_stack: int = 1,
+                    policy: str = "CnnPolicy",
                     algo_kwargs: dict[str, Any] | None = None, device: str | torch.device | None = None,
                     max_episode_steps: int | None = 1000, eval_every: int = 10_000, eval_episodes: int = 5,
                     eval_max_steps: int = 27_000, seed: int = 0, progress: bool = True,
                     verbose: int = 0) -> SB3Run:
     """Train ``algo`` for ``steps`` env steps in the dream of ``checkpoint`` (resuming ``out`` if saved there).
 
-    ``game`` is the real game for evaluation (default: the checkpoint's; ``eval_episodes=0`` turns
+    ``game`` is the real environment for evaluation: an Atari game's name or a ``RealEnvironment`` (default: the
+    checkpoint's own, an Atari game or the Gymnasium environment its data came from; ``eval_episodes=0`` turns
     evaluation off). ``algo_kwargs`` go to the SB3 constructor (e.g. ``{"n_steps": 128}``); off-policy
     algorithms get ``buffer_size=min(100_000, steps)`` unless given, since SB3's default of a million
     64x64x3 frames would take 12 GB.
@@ -207,11 +210,10 @@ def train_sb3_agent(checkpoint: str | Path, *, algo: str = "ppo", steps: int, ou
         out.mkdir(parents=True, exist_ok=True)
         env = make_dream_vec_env(checkpoint, num_envs, frame_stack=frame_stack, device=device,
                                  max_episode_steps=max_episode_steps)
-        dream_game = env.get_attr("game")[0]
-        if game is None and eval_episodes:
-            game = dream_game
-        if game is not None:
-            game = game_to_name(game)
+        if isinstance(game, str):
+            game = RealEnvironment(game=game)
+        elif game is None and eval_episodes:
+            game = RealEnvironment.of_checkpoint(env.get_attr("game")[0], read_metadata(checkpoint)["provenance"])
         model_device = env.get_attr("device")[0]
         model_path = out / "model.zip"
         if model_path.exists():
@@ -289,7 +291,9 @@ def main(argv: list[str] | None = None) -> None:
     """Command line: ``python -m training.agents.sb3 --algo ppo --checkpoint wm.safetensors --steps N``."""
     parser = argparse.ArgumentParser(description="Train a stable-baselines3 agent in a DIAMOND dream.")
     parser.add_argument("--algo", default="ppo", help="any SB3 algorithm for discrete actions: ppo, a2c, dqn")
-    parser.add_argument("--game", default=None, help="real game to evaluate in (default: the checkpoint's)")
+    parser.add_argument("--game", default=None,
+                        help="Atari game to evaluate in (default: the checkpoint's own environment, an Atari game or "
+                             "the Gymnasium environment its data came from)")
     parser.add_argument("--checkpoint", required=True, help="world model checkpoint (.safetensors)")
     parser.add_argument("--steps", type=int, required=True, help="total env steps in the dream")
     parser.add_argument("--out", default=None, help="run folder (default: runs/<game>-<algo>)")
