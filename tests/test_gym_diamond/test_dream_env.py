@@ -189,3 +189,18 @@ def test_real_game_plays_on_from_the_dream_start(pong_checkpoint):
     env.reset(seed=0, options={"context": np.zeros((4, 64, 64, 3), np.uint8)})
     assert env.real_game is None
     env.close()
+
+
+def test_gymnasiums_record_video_films_a_dream(pong_checkpoint, tmp_path):
+    pytest.importorskip("moviepy")  # the examples' extras bring it
+    from gymnasium.wrappers import RecordVideo
+
+    env = gym.make("DiamondDream/Pong-v0", checkpoint=pong_checkpoint, render_mode="rgb_array", max_episode_steps=3,
+                   device="cpu")
+    env = RecordVideo(env, str(tmp_path / "videos"), episode_trigger=lambda episode: True, disable_logger=True)
+    env.reset(seed=0)
+    for _ in range(3):
+        env.step(env.action_space.sample())
+    env.close()
+    videos = list((tmp_path / "videos").glob("*.mp4"))
+    assert len(videos) == 1 and videos[0].stat().st_size > 0
