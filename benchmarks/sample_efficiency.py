@@ -1,0 +1,121 @@
+"""Fidelity per update and per CPU hour: the sample-efficiency study's table and curves from world-model runs.
+
+    python benchmarks/sample_efficiency.py runs/diamond runs/cpu --out study.png
+
+Each RUN is a ``python -m training.world_model --fidelity-every N`` folder (its ``fidelity.csv``: the held-out
+figures every N updates, with the updates' CPU hours). Prints a Markdown table, one row per run: the updates
+and CPU hours at which the dream first passes the object gate's test for the ball at 1 and at 5 steps ahead
+(``training.gates.judge_objects``: the ball shown in 90% of the real frames that show one, and within 2 pixels
+of the real one more often than repeat-last), and the figures of its last row; ``--out`` draws the curves against
+updates and against CPU hours side by side (matplotlib, the ``plot`` extra). CPU hours compare only between
+runs on one machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+from pathlib import Path
+
+from training.gates import judge_objects
+
+HORIZONS = (1, 5)
+LAST_ROW = ("h1_pooled_psnr_model", "h5_pooled_psnr_model", "h15_pooled_psnr_model", "h1_ball_within_2px_model",
+            "h5_ball_within_2px_model", "h15_ball_within_2px_model", "h1_ball_shown_model", "h5_ball_shown_model",
+            "h15_ball_shown_model", "sigma5_ball_within_2px")
+
+
+def read_rows(run: Path) -> list[dict[str, float]]:
+    """``run/fidelity.csv``, numbers as floats (blank cells left out), oldest update first."""
+    path = run / "fidelity.csv"
+    if not path.is_file():
+        raise SystemExit(f"error: {path} not found: pass folders of training.world_model runs with --fidelity-every")
+    with path.open(newline="") as f:
+        rows = [{k: float(v) for k, v in row.items() if v not in ("", None)} for row in csv.DictReader(f)]
+    return sorted(rows, key=lambda row: row["update"])
+
+
+def first_passing(rows: list[dict[str, float]], horizon: int) -> dict[str, float] | None:
+    """The first row whose figures at ``horizon`` steps pass the object gate's test for the ball."""
+    prefix = f"h{horizon}_"
+    for row in rows:
+        line = {key[len(prefix):]: value for key, value in row.items() if key.startswith(prefix)}
+        if {"ball_real", "ball_shown_model", "ball_within_2px_model", "ball_within_2px_repeat_last"} <= set(line) \
+                and judge_objects({horizon: line})["passed"]:
+            return row
+    return None
+
+
+def table(runs: dict[str, list[dict[str, float]]]) -> str:
+    """The study's Markdown table: when each run first matched repeat-last, and where it ended."""
+    header = ["run"] + [f"ball gate passed at {h} step{'s' * (h > 1)}: updates / CPU h" for h in HORIZONS]
+    header += ["last row: updates / CPU h", "PSNR 1 / 5 / 15 (repeat-last)", "ball within 2 px 1 / 5 / 15",
+               "ball shown 1 / 5 / 15", "ball at sigma 5"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for name, rows in runs.items():
+        cells = [name]
+        for horizon in HORIZONS:
+            row = first_passing(rows, horizon)
+            cells.append("not yet" if row is None else f"{row['update']:,.0f} / {row.get('train_cpu_hours', 0):.2f}")
+        last = rows[-1]
+
+        def get(key: str, last: dict[str, float] = last) -> float:
+            return last.get(key, float("nan"))
+
+        cells.append(f"{last['update']:,.0f} / {get('train_cpu_hours'):.2f}")
+        cells.append(" / ".join(f"{get(f'h{h}_pooled_psnr_model'):.2f}" for h in (1, 5, 15))
+                     + " (" + " / ".join(f"{get(f'h{h}_pooled_psnr_repeat_last'):.2f}" for h in (1, 5, 15)) + ")")
+        cells.append(" / ".join(f"{get(f'h{h}_ball_within_2px_model'):.2f}" for h in (1, 5, 15)))
+        cells.append(" / ".join(f"{get(f'h{h}_ball_shown_model'):.2f}" for h in (1, 5, 15)))
+        cells.append(f"{get('sigma5_ball_within_2px'):.2f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def draw(runs: dict[str, list[dict[str, float]]], out: Path) -> None:
+    """Ball within 2 px at 1 and 5 steps and PSNR at 5 steps, against updates (left) and CPU hours (right)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figures = [("h1_ball_within_2px", "ball within 2 px, 1 step ahead"),
+               ("h5_ball_within_2px", "ball within 2 px, 5 steps ahead"),
+               ("h5_pooled_psnr", "pooled PSNR 5 steps ahead (dB)")]
+    fig, axes = plt.subplots(len(figures), 2, figsize=(11, 3.2 * len(figures)), squeeze=False)
+    for row_axes, (key, title) in zip(axes, figures, strict=True):
+        for column, (x, label) in enumerate((("update", "updates"), ("train_cpu_hours", "CPU hours of updates"))):
+            ax = row_axes[column]
+            for name, rows in runs.items():
+                points = [(r[x], r[f"{key}_model"]) for r in rows if x in r and f"{key}_model" in r]
+                if points:
+                    ax.plot(*zip(*points, strict=True), marker=".", label=name)
+            baseline = [r.get(f"{key}_repeat_last") for r in next(iter(runs.values()))]
+            if baseline and baseline[-1] is not None:
+                ax.axhline(baseline[-1], color="grey", linestyle="--", linewidth=1, label="repeat-last")
+            ax.set_title(title, fontsize=10)
+            ax.set_xlabel(label)
+            ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=90)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="The sample-efficiency study's table (and curves) from world-model "
+                                                 "runs' fidelity.csv")
+    parser.add_argument("runs", nargs="+", type=Path, help="training.world_model run folders")
+    parser.add_argument("--out", type=Path, default=None, help="PNG of the curves (needs matplotlib)")
+    args = parser.parse_args(argv)
+    runs = {run.name: read_rows(run) for run in args.runs}
+    empty = [name for name, rows in runs.items() if not rows]
+    if empty:
+        raise SystemExit(f"error: no fidelity rows yet in {', '.join(empty)}")
+    print(table(runs))
+    if args.out is not None:
+        draw(runs, args.out)
+        print(f"curves: {args.out}")
+
+
+if __name__ == "__main__":
+    main()

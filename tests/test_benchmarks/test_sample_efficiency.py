@@ -1,0 +1,41 @@
+"""benchmarks/sample_efficiency.py: when each run first passes the ball's gate, by updates and by CPU hours."""
+
+import importlib.util
+
+from helpers import ROOT
+
+from training.runtime.csv_log import CsvLog
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("sample_efficiency", ROOT / "benchmarks" / "sample_efficiency.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def write_run(folder, rows):
+    log = CsvLog(folder / "fidelity.csv")
+    for update, hours, shown, within in rows:
+        row = {"update": update, "train_cpu_hours": hours}
+        for h in (1, 5, 15):
+            row.update({f"h{h}_ball_real": 30, f"h{h}_ball_shown_model": shown, f"h{h}_ball_within_2px_model": within,
+                        f"h{h}_ball_within_2px_repeat_last": 0.3 if h == 1 else 0.0,
+                        f"h{h}_pooled_psnr_model": 30.0, f"h{h}_pooled_psnr_repeat_last": 32.0})
+        log.write(row)
+
+
+def test_the_table_names_the_first_update_that_passes_the_balls_gate(tmp_path, capsys):
+    script = load_script()
+    fast, slow = tmp_path / "fast", tmp_path / "slow"
+    folder_rows = {fast: [(250, 0.1, 0.5, 0.1), (500, 0.2, 0.95, 0.6)],
+                   slow: [(250, 0.1, 0.2, 0.0), (500, 0.2, 0.95, 0.25)]}  # slow: within 2 px below repeat-last at 1
+    for folder, rows in folder_rows.items():
+        folder.mkdir()
+        write_run(folder, rows)
+    script.main([str(fast), str(slow)])
+    lines = capsys.readouterr().out.splitlines()
+    fast_row = next(line for line in lines if line.startswith("| fast"))
+    slow_row = next(line for line in lines if line.startswith("| slow"))
+    assert fast_row.split(" | ")[1:3] == ["500 / 0.20", "500 / 0.20"]
+    assert slow_row.split(" | ")[1:3] == ["not yet", "500 / 0.20"]  # at 5 steps repeat-last has no ball within 2 px
