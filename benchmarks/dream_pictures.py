@@ -24,10 +24,11 @@ from PIL import Image
 
 from gym_diamond import BatchedGenerator, load_checkpoint, resolve_device, to_model_frames, to_uint8_frames
 from training.data.dataset import EpisodeDataset
+from training.fidelity.measures import FIDELITY_HORIZONS
 from training.fidelity.open_loop import imagine
 from training.runtime.cli import add_device_argument, user_errors
 
-HORIZONS = (1, 5, 15)
+HORIZONS = FIDELITY_HORIZONS
 GAP = 4  # white pixels between groups
 
 

@@ -17,6 +17,7 @@ import argparse
 import csv
 from pathlib import Path
 
+from training.fidelity.measures import FIDELITY_HORIZONS
 from training.gates import judge_objects
 
 HORIZONS = (1, 5)
@@ -63,10 +64,12 @@ def table(runs: dict[str, list[dict[str, float]]]) -> str:
             return last.get(key, float("nan"))
 
         cells.append(f"{last['update']:,.0f} / {get('train_cpu_hours'):.2f}")
-        cells.append(" / ".join(f"{get(f'h{h}_pooled_psnr_model'):.2f}" for h in (1, 5, 15))
-                     + " (" + " / ".join(f"{get(f'h{h}_pooled_psnr_repeat_last'):.2f}" for h in (1, 5, 15)) + ")")
-        cells.append(" / ".join(f"{get(f'h{h}_ball_within_2px_model'):.2f}" for h in (1, 5, 15)))
-        cells.append(" / ".join(f"{get(f'h{h}_ball_shown_model'):.2f}" for h in (1, 5, 15)))
+        def across(template: str) -> str:
+            return " / ".join(f"{get(template.format(h=h)):.2f}" for h in FIDELITY_HORIZONS)
+
+        cells.append(f"{across('h{h}_pooled_psnr_model')} ({across('h{h}_pooled_psnr_repeat_last')})")
+        cells.append(across("h{h}_ball_within_2px_model"))
+        cells.append(across("h{h}_ball_shown_model"))
         cells.append(f"{get('sigma5_ball_within_2px'):.2f}")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -38,23 +38,21 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from stable_baselines3.common.base_class import BaseAlgorithm
 
 from gym_diamond import WorldModel, load_checkpoint
-from training.agents.evaluate import evaluate
+from training.agents.evaluate import REAL_EPISODE_CAP, against_random
 from training.agents.sb3 import train_sb3_agent
 from training.data.collect import read_collection_log
 from training.data.dataset import EpisodeDataset
-from training.data.policies import RandomAgent, SB3Agent
 from training.fidelity.closed_loop import closed_loop_report
-from training.fidelity.measures import event_confusion, game_objects
+from training.fidelity.measures import FIDELITY_HORIZONS, event_confusion, game_objects
 from training.fidelity.open_loop import dream_event_confusion, fidelity_lines
 from training.runtime.cli import add_algo_kwargs_argument, user_errors
 from training.runtime.files import write_json_atomic
 
 EVENT_THRESHOLD = 0.8  # least recall and precision of rewards and terminations
 BALL_SHOWN_THRESHOLD = 0.9  # least share of the real frames with a ball where the dream shows one
-HORIZONS = (1, 5, 15)
+HORIZONS = FIDELITY_HORIZONS
 PSNR_HORIZONS = (1, 5)  # where pooled PSNR must beat repeat-last (at 15 steps both have drifted far)
 
 
@@ -107,27 +105,8 @@ def judge_events(report: dict[str, Any], threshold: float = EVENT_THRESHOLD) -> 
     return {**report, "passed": not failed, "failed": failed}
 
 
-def points_won(game: str, returns: list[float]) -> list[float]:
-    """Pong: points the agent scored in each game (a game ends when a side reaches 21)."""
-    return [21.0 if r > 0 else 21.0 + r for r in returns] if game == "Pong" else list(returns)
-
-
-def against_random(model: BaseAlgorithm, frame_stack: int, game: str, num_actions: int, episodes: int, seed: int,
-                   max_steps: int) -> dict[str, Any]:
-    """The trained PPO agent and a random one, each over the same ``episodes`` real games, in the gate's measure."""
-    ppo = evaluate(SB3Agent(model, frame_stack=frame_stack), game, episodes, seed=seed + 10_000, max_steps=max_steps,
-                   progress=True)
-    random = evaluate(RandomAgent(num_actions, seed=seed), game, episodes, seed=seed + 10_000, max_steps=max_steps,
-                      progress=True)
-    ppo_score, random_score = (float(np.mean(points_won(game, e.returns))) for e in (ppo, random))
-    return {"episodes": episodes, "max_steps": max_steps,
-            "measure": "points won per game" if game == "Pong" else "mean return",
-            "ppo": round(ppo_score, 2), "random": round(random_score, 2), "ppo_returns": ppo.returns,
-            "random_returns": random.returns}
-
-
 def transfer(checkpoint: str, game: str, out: Path, ppo_steps: int, episodes: int, num_envs: int, seed: int,
-             ppo_kwargs: dict[str, Any], frame_stack: int = 1, max_steps: int = 27_000) -> dict[str, Any]:
+             ppo_kwargs: dict[str, Any], frame_stack: int = 1, max_steps: int = REAL_EPISODE_CAP) -> dict[str, Any]:
     start = time.perf_counter()
     run = train_sb3_agent(checkpoint, algo="ppo", steps=ppo_steps, out=out / "ppo", num_envs=num_envs,
                           frame_stack=frame_stack, algo_kwargs=ppo_kwargs, eval_episodes=0, seed=seed, progress=True)
@@ -227,7 +206,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--num-envs", type=int, default=8)
     parser.add_argument("--frame-stack", type=int, default=1, help="frames the PPO agent sees (VecFrameStack)")
     parser.add_argument("--episodes", type=int, default=20)
-    parser.add_argument("--max-steps", type=int, default=27_000,
+    parser.add_argument("--max-steps", type=int, default=REAL_EPISODE_CAP,
                         help="cut a real game after this many agent steps (27,000: 30 minutes of play, the usual cap)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)

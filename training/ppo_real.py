@@ -19,8 +19,8 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.vec_env import DummyVecEnv, VecFrameStack
 
 from gym_diamond.atari import game_to_name, make_atari_env
+from training.agents.evaluate import REAL_EPISODE_CAP, against_random
 from training.agents.sb3 import save_policy_safetensors
-from training.gates import against_random
 from training.runtime.cli import add_algo_kwargs_argument, user_errors
 
 
@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--num-envs", type=int, default=8)
     parser.add_argument("--frame-stack", type=int, default=1)
     parser.add_argument("--episodes", type=int, default=20)
-    parser.add_argument("--max-steps", type=int, default=27_000)
+    parser.add_argument("--max-steps", type=int, default=REAL_EPISODE_CAP)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     game = game_to_name(args.game)

@@ -55,7 +55,7 @@ from gym_diamond.errors import UserError
 from gym_diamond.integrity import DIGEST_KEY
 from gym_diamond.nn.actor_critic import ActorCritic, ActorCriticConfig
 from training.agents.checkpoints import save_actor_critic
-from training.agents.evaluate import evaluate
+from training.agents.evaluate import REAL_EPISODE_CAP, evaluate
 from training.agents.imagination import ImaginationConfig, ImaginationTrainer
 from training.agents.real_game_env import RealGameEnv
 from training.agents.rollouts import count_events, make_dream_env
@@ -86,7 +86,7 @@ class DreamTrainingSettings:
     train_in: str = "dream"  # or "real": the control, the same actor-critic and loss on real games
     eval_every: int = 500
     eval_episodes: int = 8
-    eval_max_steps: int = 27_000  # agent steps before a real episode is cut (the usual 108,000-frame cap)
+    eval_max_steps: int = REAL_EPISODE_CAP  # agent steps before a real episode is cut
     dream_eval_steps: int = 4000
     seed: int = 0
     channels: tuple[int, ...] = (32, 32, 64, 64)  # DIAMOND's actor-critic

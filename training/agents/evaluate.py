@@ -16,7 +16,7 @@ from gym_diamond import resolve_device
 from gym_diamond.atari import game_to_name
 from gym_diamond.errors import UserError
 from training.data.environments import RealEnvironment, add_environment_arguments, environment_from_arguments
-from training.data.policies import Agent, RandomAgent
+from training.data.policies import Agent, RandomAgent, SB3Agent
 from training.runtime.cli import add_device_argument, user_errors
 from training.runtime.progress import progress_bar
 
@@ -90,8 +90,13 @@ class Evaluation:
         return asdict(self)
 
 
+# Agent steps after which a real episode is cut: 108,000 frames at 4 a step, the usual Atari cap (stuck agents
+# cannot hang an evaluation)
+REAL_EPISODE_CAP = 27_000
+
+
 def evaluate(agent: Agent, environment: RealEnvironment | str, episodes: int, *, num_envs: int = 8, seed: int = 0,
-             max_steps: int = 27_000, progress: bool = False) -> Evaluation:
+             max_steps: int = REAL_EPISODE_CAP, progress: bool = False) -> Evaluation:
     """Play ``episodes`` full real episodes of ``environment`` (an Atari game's name, or any ``RealEnvironment``)
     with ``num_envs`` environments side by side.
 
@@ -149,6 +154,25 @@ def evaluate(agent: Agent, environment: RealEnvironment | str, episodes: int, *,
     hns = human_normalized_score(name, mean) if environment.is_atari and name in RANDOM_HUMAN_SCORES else None
     return Evaluation(name, returns, lengths, mean, float(np.std(returns)), hns, bootstrap_interval(returns, seed=seed),
                       reward_signs)
+
+
+def points_won(game: str, returns: list[float]) -> list[float]:
+    """Pong: points the agent scored in each game (a game ends when a side reaches 21)."""
+    return [21.0 if r > 0 else 21.0 + r for r in returns] if game == "Pong" else list(returns)
+
+
+def against_random(model: Any, frame_stack: int, game: str, num_actions: int, episodes: int, seed: int,
+                   max_steps: int) -> dict[str, Any]:
+    """The trained PPO agent and a random one, each over the same ``episodes`` real games, in the gate's measure."""
+    ppo = evaluate(SB3Agent(model, frame_stack=frame_stack), game, episodes, seed=seed + 10_000, max_steps=max_steps,
+                   progress=True)
+    random = evaluate(RandomAgent(num_actions, seed=seed), game, episodes, seed=seed + 10_000, max_steps=max_steps,
+                      progress=True)
+    ppo_score, random_score = (float(np.mean(points_won(game, e.returns))) for e in (ppo, random))
+    return {"episodes": episodes, "max_steps": max_steps,
+            "measure": "points won per game" if game == "Pong" else "mean return",
+            "ppo": round(ppo_score, 2), "random": round(random_score, 2), "ppo_returns": ppo.returns,
+            "random_returns": random.returns}
 
 
 def load_agent(spec: str, environment: RealEnvironment | str, num_envs: int, *, seed: int = 0, device: str = "cpu",
@@ -218,7 +242,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--num-envs", type=int, default=8, help="games played side by side")
     parser.add_argument("--epsilon", type=float, default=0.0, help="chance of a random action (actor-critics)")
     parser.add_argument("--greedy", action="store_true", help="the policy's argmax instead of a sample")
-    parser.add_argument("--max-steps", type=int, default=27_000, help="agent steps before an episode is cut")
+    parser.add_argument("--max-steps", type=int, default=REAL_EPISODE_CAP, help="agent steps before an episode is cut")
     parser.add_argument("--seed", type=int, default=0)
     add_device_argument(parser)
     parser.add_argument("--out", default=None, help="write every evaluation (all returns) to this JSON file")

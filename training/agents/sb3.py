@@ -47,7 +47,7 @@ from gym_diamond.atomic import replace_atomic, write_atomic
 from gym_diamond.checkpoint import read_metadata
 from gym_diamond.envs.sb3 import DreamSB3VecEnv
 from gym_diamond.errors import UserError
-from training.agents.evaluate import evaluate
+from training.agents.evaluate import REAL_EPISODE_CAP, evaluate
 from training.data.environments import RealEnvironment
 from training.data.policies import SB3Agent
 from training.runtime.cli import add_algo_kwargs_argument, add_device_argument, user_errors
@@ -190,7 +190,7 @@ def train_sb3_agent(checkpoint: str | Path, *, algo: str = "ppo", steps: int, ou
                     policy: str = "CnnPolicy",
                     algo_kwargs: dict[str, Any] | None = None, device: str | torch.device | None = None,
                     max_episode_steps: int | None = 1000, eval_every: int = 10_000, eval_episodes: int = 5,
-                    eval_max_steps: int = 27_000, seed: int = 0, progress: bool = True,
+                    eval_max_steps: int = REAL_EPISODE_CAP, seed: int = 0, progress: bool = True,
                     verbose: int = 0) -> SB3Run:
     """Train ``algo`` for ``steps`` env steps in the dream of ``checkpoint`` (resuming ``out`` if saved there).
 

@@ -12,11 +12,16 @@ from gym_diamond import WorldModel
 from gym_diamond.games import atari_game_name
 from training.data.dataset import EpisodeDataset
 from training.data.objects import OBJECT_GAMES
-from training.fidelity.measures import DENOISER_SIGMAS, ball_shown_by_sigma, event_confusion, game_objects
+from training.fidelity.measures import (
+    DENOISER_SIGMAS,
+    FIDELITY_HORIZONS,
+    ball_shown_by_sigma,
+    event_confusion,
+    game_objects,
+)
 
 __all__ = ["FIDELITY_HORIZONS", "fidelity_figures", "fidelity_line"]
 
-FIDELITY_HORIZONS = (1, 5, 15)  # open-loop dream steps judged in fidelity.csv
 
 
 def _memory_format(model: nn.Module) -> torch.memory_format:

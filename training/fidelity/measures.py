@@ -36,6 +36,9 @@ from gym_diamond.games import atari_game_name
 from training.data.dataset import EpisodeDataset
 from training.data.objects import OBJECT_GAMES, find_boxers, find_objects, object_game
 
+# The open-loop horizons every fidelity figure and gate judges (dream steps ahead of the real context)
+FIDELITY_HORIZONS = (1, 5, 15)
+
 __all__ = ["DENOISER_SIGMAS", "OBJECT_TOLERANCE", "EventReport", "ObjectAgreement", "ObjectScore",
            "ball_shown_by_sigma", "event_confusion", "game_objects", "locate_objects", "object_agreement",
            "sequence_starts"]
@@ -201,7 +204,7 @@ def _check_frames(name: str, frames: np.ndarray, ndim: int) -> np.ndarray:
 
 
 def object_agreement(game: str, context: np.ndarray, real: np.ndarray, predicted: np.ndarray, *,
-                     horizons: tuple[int, ...] | list[int] = (1, 5, 15), valid: np.ndarray | None = None,
+                     horizons: tuple[int, ...] | list[int] = FIDELITY_HORIZONS, valid: np.ndarray | None = None,
                      tolerance: float = OBJECT_TOLERANCE) -> ObjectAgreement:
     """Does the prediction show the game's objects (``game_objects``: ball and paddle, or the boxers) where the real
     frames do, and does repeat-last?

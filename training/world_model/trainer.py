@@ -63,7 +63,6 @@ from training.world_model.weight_average import WeightAverage
 # targets, grey padding, its sampling, weight-decay groups and warm-up); states without it came before.
 TRAINING_RECIPE = 2
 NETWORKS = ("both", "denoiser", "rew_end")  # what train_world_model trains
-FIDELITY_HORIZONS = (1, 5, 15)  # open-loop dream steps judged in fidelity.csv
 # recipe fields a resumed run must keep: changing them mid-run would train another model than the one named
 # Named training recipes: the WorldModelTrainingConfig fields each sets, the others keeping DIAMOND's values.
 # "cpu": the sample-efficiency study's best per update on a CPU budget so far (benchmarks/README.md, "Faithful
