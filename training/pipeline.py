@@ -53,7 +53,7 @@ from training.presets import PRESETS, SCHEDULE, PipelinePreset, get_preset
 from training.runtime.cli import add_device_argument, add_speed_arguments, user_errors
 from training.runtime.csv_log import CsvLog
 from training.runtime.distributed import init_distributed
-from training.runtime.files import FolderLock, write_json_atomic
+from training.runtime.files import RUN_CONFIG, FolderLock, guard_run_settings, write_json_atomic
 from training.runtime.progress import progress_bar
 from training.runtime.state import load_state, save_state
 from training.world_model.trainer import WorldModelTrainer, WorldModelTrainingConfig
@@ -189,21 +189,13 @@ class Pipeline:
                   **self.preset.to_dict()}
         if not self.environment.is_atari:  # an Atari run's config names its game alone, as before
             config["environment"] = self.environment.describe()
-        config = json.loads(json.dumps(config))
-        path = self.out / "config.json"
+        path = self.out / RUN_CONFIG
         earlier = (path.exists() and json.loads(path.read_text()).get("schedule") != SCHEDULE) or \
             (not path.exists() and (self.out / "progress.json").exists())
         if earlier:
             raise RunFolderError(f"{self.out} holds a run of an earlier gym-diamond, whose pipeline did not follow "
                                  f"DIAMOND's schedule: it cannot resume; start a new run with another --out")
-        if path.exists():
-            saved = json.loads(path.read_text())
-            if saved != config:
-                diff = sorted(k for k in set(saved) | set(config) if saved.get(k) != config.get(k))
-                raise RunFolderError(f"{self.out} holds a run with other settings ({', '.join(diff)}); "
-                                     f"use another --out or the same arguments")
-        else:
-            write_json_atomic(path, config)
+        guard_run_settings(self.out, config)
 
     # ------------------------------------------------------------------ schedule
     @property

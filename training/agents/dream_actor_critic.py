@@ -63,7 +63,7 @@ from training.data.dataset import EpisodeDataset
 from training.data.policies import ActorCriticAgent
 from training.runtime.cli import add_device_argument, user_errors
 from training.runtime.csv_log import CsvLog
-from training.runtime.files import FolderLock, write_json_atomic
+from training.runtime.files import RUN_CONFIG, FolderLock, RunSettingsError, guard_run_settings
 from training.runtime.progress import progress_bar
 from training.runtime.report import draw_learning_curve
 from training.runtime.state import load_state, save_state
@@ -72,10 +72,6 @@ __all__ = ["DreamTrainingSettings", "RunSettingsError", "train_actor_critic_in_d
 
 
 TRAIN_IN = ("dream", "real")
-
-
-class RunSettingsError(UserError):
-    """A run folder that holds a run with other settings."""
 
 
 @dataclass(frozen=True)
@@ -130,19 +126,12 @@ def _check_run_folder(out: Path, game: str, checkpoint: Path | None, data: Path 
     config = {"game": game, "checkpoint": checkpoint and str(checkpoint.resolve()),
               "world_model_digest": checkpoint and _tensor_digest(checkpoint),
               "data": data and str(data.resolve()), **settings.to_dict()}
-    path = out / "config.json"
-    if path.exists():
-        saved = json.loads(path.read_text())
-        if saved.get("world_model_digest") != config["world_model_digest"]:
-            raise RunSettingsError(f"{out} holds a run in another world model: {checkpoint} is not the file it "
-                                   f"started with (its tensors differ, or the run is older than this check); "
-                                   f"use another --out")
-        # the total may grow: a resumed run trains on towards a later --updates
-        differs = sorted(k for k in set(saved) | set(config) if k != "updates" and saved.get(k) != config.get(k))
-        if differs:
-            raise RunSettingsError(f"{out} holds a run with other settings ({', '.join(differs)}); use another --out "
-                                   f"or the same arguments")
-    write_json_atomic(path, config)
+    path = out / RUN_CONFIG
+    if path.exists() and json.loads(path.read_text()).get("world_model_digest") != config["world_model_digest"]:
+        raise RunSettingsError(f"{out} holds a run in another world model: {checkpoint} is not the file it "
+                               f"started with (its tensors differ, or the run is older than this check); "
+                               f"use another --out")
+    guard_run_settings(out, config, may_grow=("updates",))  # a resumed run trains on towards a later --updates
 
 
 def _dream_sign_rate(checkpoint: Checkpoint, actor_critic: ActorCritic, steps: int, num_envs: int,

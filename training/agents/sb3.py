@@ -47,12 +47,13 @@ from gym_diamond.atomic import replace_atomic, write_atomic
 from gym_diamond.checkpoint import read_metadata
 from gym_diamond.envs.sb3 import DreamSB3VecEnv
 from gym_diamond.errors import UserError
+from gym_diamond.integrity import DIGEST_KEY
 from training.agents.evaluate import REAL_EPISODE_CAP, evaluate
 from training.data.environments import RealEnvironment
 from training.data.policies import SB3Agent
 from training.runtime.cli import add_algo_kwargs_argument, add_device_argument, user_errors
 from training.runtime.csv_log import CsvLog
-from training.runtime.files import FolderLock, write_json_atomic
+from training.runtime.files import FolderLock, guard_run_settings, write_json_atomic
 from training.runtime.progress import progress_bar
 
 
@@ -208,6 +209,14 @@ def train_sb3_agent(checkpoint: str | Path, *, algo: str = "ppo", steps: int, ou
         algo_cls = algorithm_class(algo)
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
+        guard_run_settings(out, {  # a resumed run is the same run: another dream or setting is refused
+            "algo": algo_cls.__name__, "checkpoint": str(Path(checkpoint).resolve()),
+            "world_model_digest": read_metadata(checkpoint).get(DIGEST_KEY), "num_envs": num_envs,
+            "frame_stack": frame_stack, "policy": policy, "algo_kwargs": algo_kwargs or {},
+            "max_episode_steps": max_episode_steps, "eval_every": eval_every, "eval_episodes": eval_episodes,
+            "eval_max_steps": eval_max_steps, "seed": seed, "steps": steps,
+            "environment": None if isinstance(game, str) or game is None else game.describe(),
+            "game": game if isinstance(game, str) else None}, may_grow=("steps",))
         env = make_dream_vec_env(checkpoint, num_envs, frame_stack=frame_stack, device=device,
                                  max_episode_steps=max_episode_steps)
         if isinstance(game, str):

@@ -1,4 +1,5 @@
-"""Run folders' files: whole or absent (``gym_diamond.atomic``), and one writer per folder (``FolderLock``)."""
+"""Run folders' files: whole or absent (``gym_diamond.atomic``), one writer per folder (``FolderLock``), and one run
+per folder (``guard_run_settings``: a resume with other settings is refused)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from gym_diamond.atomic import write_atomic
+from gym_diamond.errors import UserError
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
@@ -88,3 +90,28 @@ class FolderLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+# ---------------------------------------------------------------------------------------- one run a folder
+RUN_CONFIG = "config.json"
+
+
+class RunSettingsError(UserError):
+    """A run folder that holds a run with other settings: resuming it would train another run than the one named."""
+
+
+def guard_run_settings(folder: Path, settings: dict[str, Any], *, may_grow: tuple[str, ...] = ()) -> None:
+    """Record a run's ``settings`` in ``folder/config.json`` the first time; on a resume, refuse other settings.
+
+    ``settings`` is JSON-ready (tuples become lists). ``may_grow`` names totals a resumed run may raise (a later
+    ``--steps``). The refusal names every setting that differs, so the user knows which argument to repeat.
+    """
+    path = Path(folder) / RUN_CONFIG
+    settings = json.loads(json.dumps(settings))
+    if path.exists():
+        saved = json.loads(path.read_text())
+        differs = sorted(k for k in set(saved) | set(settings) if k not in may_grow and saved.get(k) != settings.get(k))
+        if differs:
+            raise RunSettingsError(f"{folder} holds a run with other settings ({', '.join(differs)}); use another "
+                                   f"--out or the same arguments")
+    write_json_atomic(path, settings)

@@ -13,6 +13,7 @@ from stable_baselines3 import DQN, PPO
 
 from gym_diamond import save_checkpoint
 from training.agents.sb3 import algorithm_class, main, train_sb3_agent
+from training.runtime.files import RunSettingsError
 
 PPO_SMALL = {"n_steps": 32, "batch_size": 64, "n_epochs": 1}
 
@@ -82,6 +83,8 @@ def test_rerun_resumes_from_the_saved_model(pong_checkpoint, tmp_path):
         torch.testing.assert_close(v, saved[k])
     longer = train_sb3_agent(pong_checkpoint, steps=96, **kwargs)
     assert longer.model.num_timesteps == 96  # continued from 64, not restarted
+    with pytest.raises(RunSettingsError, match=r"other settings \(algo_kwargs, frame_stack\)"):
+        train_sb3_agent(pong_checkpoint, steps=128, **{**kwargs, "algo_kwargs": {"n_steps": 16}}, frame_stack=2)
 
 
 def test_cli_dqn_with_frame_stack(pong_checkpoint, tmp_path, capsys):
