@@ -311,5 +311,7 @@ class DreamCore:
         final_obs = to_uint8_frames(out.next_frame)
         if self.autoreset:
             self._restart(terminated | truncated)
+        else:  # the start draw a vector env makes every step, so a single dream's stream stays the same as its
+            self.generator.uniform()  # environment 0's in a vector env seeded alike, until an episode ends
         return DreamStep(to_uint8_frames(self.frames[:, -1]), out.reward, terminated, truncated, final_obs,
                          episode_length)

@@ -217,3 +217,24 @@ def test_torch_output_step_on_cuda_never_synchronises(pong_checkpoint):
         envs.reset()
     with pytest.raises(ValueError, match=r"must be in \[0, 6\)"):
         envs.step(torch.full((8,), -1, device="cuda"))  # the first batch after reset: checked at once
+
+
+def test_a_single_dream_and_environment_0_of_a_vector_dream_seeded_alike_agree(tmp_path, one_thread):
+    """gym.make(seed=s) and gym.make_vec(seed=s)[0] draw the same numbers step for step while no episode ends (each
+    step of a vector dream draws a start number for its autoreset; the single dream draws it too)."""
+    from helpers import make_bandit_checkpoint  # a dream that never terminates
+
+    path = tmp_path / "bandit.safetensors"
+    make_bandit_checkpoint(path)
+    single = gym.make("DiamondDream/Dream-v0", checkpoint=path, device="cpu", precision="fp32")
+    vector = gym.make_vec("DiamondDream/Dream-v0", num_envs=3, checkpoint=path, device="cpu", precision="fp32")
+    obs, _ = single.reset(seed=7)
+    obs_vec, _ = vector.reset(seed=7)
+    np.testing.assert_array_equal(obs, obs_vec[0])
+    for step in range(6):
+        action = step % 3
+        obs, reward, terminated, truncated, _ = single.step(action)
+        obs_vec, rewards, terms, truncs, _ = vector.step(np.array([action, 0, 1]))
+        assert not (terminated or truncated or terms[0] or truncs[0])
+        np.testing.assert_array_equal(obs, obs_vec[0], err_msg=f"step {step}")
+        assert reward == rewards[0]
