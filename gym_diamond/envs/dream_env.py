@@ -90,6 +90,19 @@ class DreamEnv(ActionMeanings, gym.Env[np.ndarray, np.int64]):
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None
               ) -> tuple[np.ndarray, dict[str, Any]]:
+        """Start a new dream.
+
+        Args:
+            seed: seeds the dream's random stream (sampler noise, reward and end sampling, the start context);
+                None continues the stream (fresh seeds from the OS at the first reset).
+            options: ``{"start": "bank"}`` (a real context stored in the checkpoint, the default) or
+                ``{"start": "ale"}`` (the real game's frames; it plays on beside the dream in ``real_game``), or
+                ``{"context": frames}`` (uint8 (4, 64, 64, 3) of your own, with ``"context_actions"`` (4,) optional).
+
+        Returns:
+            observation: uint8 (64, 64, 3), the last frame of the start context.
+            info: ``{"episode_step": 0}``.
+        """
         super().reset(seed=seed)
         options = options or {}
         unknown = set(options) - RESET_OPTIONS
@@ -109,6 +122,18 @@ class DreamEnv(ActionMeanings, gym.Env[np.ndarray, np.int64]):
         return self._obs, {"episode_step": 0}
 
     def step(self, action: int | np.integer) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        """Imagine one step: one sampler call for the next frame, one reward/termination call.
+
+        Args:
+            action: an integer in ``[0, action_space.n)`` (``get_action_meanings()`` names them).
+
+        Returns:
+            observation: uint8 (64, 64, 3), the imagined frame.
+            reward: the sign of the reward the reward model samples (-1.0, 0.0 or 1.0).
+            terminated: whether the termination model sampled an end.
+            truncated: always False here; ``gym.make`` adds the ``max_episode_steps`` time limit.
+            info: ``{"episode_step": n}``, steps since the reset.
+        """
         if isinstance(action, np.ndarray) and action.shape == ():
             action = action.item()
         if isinstance(action, (bool, float, np.floating)) or not isinstance(action, (int, np.integer)):

@@ -58,7 +58,17 @@ class DreamVectorEnv(ActionMeanings, VectorEnv):
 
     def reset(self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None
               ) -> tuple[Any, dict[str, Any]]:
-        """``options={"reset_mask": mask}`` resets only the environments where ``mask`` (n,) bool is true."""
+        """Start new dreams in all environments (or some).
+
+        Args:
+            seed: an int seeds environment i with ``seed + i``, a list gives one seed each; None continues the
+                streams (fresh seeds from the OS at the first reset).
+            options: ``{"reset_mask": mask}`` resets only the environments where ``mask`` (n,) bool is true.
+
+        Returns:
+            observations: uint8 (n, 64, 64, 3), numpy (or a device tensor with ``output="torch"``).
+            infos: an empty dict.
+        """
         super().reset(seed=seed if isinstance(seed, int) else None)
         options = options or {}
         unknown = set(options) - {"reset_mask"}
@@ -68,6 +78,17 @@ class DreamVectorEnv(ActionMeanings, VectorEnv):
         return self._out(self._obs), {}
 
     def step(self, actions: Any) -> tuple[Any, Any, Any, Any, dict[str, Any]]:
+        """Imagine one step of every environment in one batched call; ended ones restart in the same step.
+
+        Args:
+            actions: (n,) integers (numpy, a list, or a tensor on the device).
+
+        Returns:
+            observations: uint8 (n, 64, 64, 3); an ended environment's is its new episode's first frame.
+            rewards: (n,) float64 reward signs; terminated, truncated: (n,) bool.
+            infos: where an episode ended, ``final_obs`` (its last frame) and ``_final_obs`` (the mask), as
+                gymnasium's SAME_STEP autoreset gives them. With ``output="torch"`` everything stays on the device.
+        """
         out = self.core.step(actions)
         self._obs = out.obs
         done = out.done
