@@ -44,6 +44,7 @@ from training.agents.evaluate import REAL_EPISODE_CAP, against_random
 from training.agents.sb3 import train_sb3_agent
 from training.data.collect import read_collection_log
 from training.data.dataset import EpisodeDataset
+from training.data.games import rules
 from training.fidelity.closed_loop import closed_loop_report
 from training.fidelity.measures import FIDELITY_HORIZONS, event_confusion, game_objects
 from training.fidelity.open_loop import dream_event_confusion, fidelity_lines
@@ -113,7 +114,7 @@ def transfer(checkpoint: str, game: str, out: Path, ppo_steps: int, episodes: in
     ppo_seconds = time.perf_counter() - start
     scores = against_random(run.model, frame_stack, game, len(load_checkpoint(checkpoint).action_meanings), episodes,
                             seed, max_steps)
-    passed = scores["ppo"] > scores["random"] + 3 if game == "Breakout" else scores["ppo"] > scores["random"]
+    passed = scores["ppo"] > scores["random"] + rules(game).transfer_margin
     return {"ppo_steps": ppo_steps, "ppo_train_seconds": round(ppo_seconds, 1), "ppo_kwargs": ppo_kwargs,
             "frame_stack": frame_stack, "num_envs": num_envs, **scores, "passed": bool(passed)}
 

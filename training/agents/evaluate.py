@@ -16,6 +16,7 @@ from gym_diamond import resolve_device
 from gym_diamond.atari import game_to_name
 from gym_diamond.errors import UserError
 from training.data.environments import RealEnvironment, add_environment_arguments, environment_from_arguments
+from training.data.games import rules
 from training.data.policies import Agent, RandomAgent, SB3Agent
 from training.runtime.cli import add_device_argument, user_errors
 from training.runtime.progress import progress_bar
@@ -156,11 +157,6 @@ def evaluate(agent: Agent, environment: RealEnvironment | str, episodes: int, *,
                       reward_signs)
 
 
-def points_won(game: str, returns: list[float]) -> list[float]:
-    """Pong: points the agent scored in each game (a game ends when a side reaches 21)."""
-    return [21.0 if r > 0 else 21.0 + r for r in returns] if game == "Pong" else list(returns)
-
-
 def against_random(model: Any, frame_stack: int, game: str, num_actions: int, episodes: int, seed: int,
                    max_steps: int) -> dict[str, Any]:
     """The trained PPO agent and a random one, each over the same ``episodes`` real games, in the gate's measure."""
@@ -168,9 +164,9 @@ def against_random(model: Any, frame_stack: int, game: str, num_actions: int, ep
                    progress=True)
     random = evaluate(RandomAgent(num_actions, seed=seed), game, episodes, seed=seed + 10_000, max_steps=max_steps,
                       progress=True)
-    ppo_score, random_score = (float(np.mean(points_won(game, e.returns))) for e in (ppo, random))
-    return {"episodes": episodes, "max_steps": max_steps,
-            "measure": "points won per game" if game == "Pong" else "mean return",
+    game_rules = rules(game)  # Pong: points won per game
+    ppo_score, random_score = (float(np.mean(game_rules.points(e.returns))) for e in (ppo, random))
+    return {"episodes": episodes, "max_steps": max_steps, "measure": game_rules.measure,
             "ppo": round(ppo_score, 2), "random": round(random_score, 2), "ppo_returns": ppo.returns,
             "random_returns": random.returns}
 

@@ -29,13 +29,11 @@ from gym_diamond.atari import game_to_name
 from gym_diamond.checkpoint import Checkpoint
 from gym_diamond.envs.core import DreamCore
 from gym_diamond.errors import UserError
+from training.data.games import FOLLOWER_POLICIES, rules
 from training.data.policies import Agent, RandomAgent
-from training.data.scripted import SCRIPTED_GAMES, BallFollower, BoxingChaser
 
 __all__ = [
-    "BOXING_POLICIES",
     "DEFAULT_POLICIES",
-    "GAME_EVENTS",
     "EventCounts",
     "count_events",
     "default_policies",
@@ -48,31 +46,19 @@ __all__ = [
     "score_rate",
 ]
 
-DEFAULT_POLICIES = ("random", "follower", "follower-eps0.25", "follower-eps0.5")
-BOXING_POLICIES = ("random", "chaser", "chaser-eps0.5")
-
-GAME_EVENTS: dict[str, tuple[str, ...]] = {
-    "Pong": ("points_won", "points_lost"),
-    "Breakout": ("bricks", "lives_lost"),
-}
-"""The event kinds judged per game; other games: ``OTHER_EVENTS``."""
-OTHER_EVENTS = ("positive_rewards", "negative_rewards", "lives_lost")
+DEFAULT_POLICIES = FOLLOWER_POLICIES  # the closed loop's policies in Pong and Breakout (``training.data.games``)
 
 
 def game_events(game: str) -> tuple[str, ...]:
-    """The event kinds counted and judged for ``game``."""
-    return GAME_EVENTS.get(game_to_name(game), OTHER_EVENTS)
+    """The event kinds counted and judged for ``game`` (``training.data.games.rules``): Pong, points won and lost;
+    Breakout, bricks and lives lost; other games, reward events and lives lost."""
+    return rules(game).events
 
 
 def score_rate(game: str, rates: Mapping[str, float]) -> float:
     """The policy's score per 1,000 steps, by which policies are ranked: Pong, points won minus lost; Breakout,
-    bricks; other games, positive minus negative reward events."""
-    name = game_to_name(game)
-    if name == "Pong":
-        return rates["points_won"] - rates["points_lost"]
-    if name == "Breakout":
-        return rates["bricks"]
-    return rates["positive_rewards"] - rates["negative_rewards"]
+    bricks; other games, positive minus negative reward events (``training.data.games.rules``)."""
+    return rules(game).score(rates)
 
 
 # ------------------------------------------------------------------------------------------------ counting
@@ -164,11 +150,8 @@ def count_events(env: VectorEnvLike, policy: Agent, steps: int, game: str, *, se
 # ------------------------------------------------------------------------------------------------ policies
 def default_policies(game: str) -> tuple[str, ...]:
     """The policies judged for ``game``: random and its scripted player at several epsilons (Boxing: the
-    chaser, ``training.data.objects``; Pong, Breakout: the ball follower); random alone for other games."""
-    name = game_to_name(game)
-    if name == "Boxing":
-        return BOXING_POLICIES
-    return DEFAULT_POLICIES if name in SCRIPTED_GAMES else ("random",)
+    chaser; Pong, Breakout: the ball follower); random alone for other games (``training.data.games.rules``)."""
+    return rules(game).policies
 
 
 def make_policy(name: str, game: str, num_actions: int, seed: int | None = None) -> Agent:
@@ -177,18 +160,7 @@ def make_policy(name: str, game: str, num_actions: int, seed: int | None = None)
     ``chaser-eps<E>`` for Boxing (``training.data.scripted.BoxingChaser``)."""
     if name == "random":
         return RandomAgent(num_actions, seed=seed)
-    if name == "chaser" or name.startswith("chaser-eps"):
-        if game_to_name(game) != "Boxing":
-            raise UserError(f"policy {name!r} plays Boxing only, not {game}")
-        return BoxingChaser(num_actions, epsilon=0.0 if name == "chaser" else float(name.removeprefix("chaser-eps")),
-                            seed=seed)
-    if name == "follower" or name.startswith("follower-eps"):
-        epsilon = 0.0 if name == "follower" else float(name.removeprefix("follower-eps"))
-        if game_to_name(game) not in SCRIPTED_GAMES:
-            raise UserError(f"policy {name!r} plays {', '.join(SCRIPTED_GAMES)} only, not {game}")
-        return BallFollower(game, num_actions, epsilon=epsilon, seed=seed)
-    raise UserError(f"unknown policy {name!r}: 'random', 'follower' or 'follower-eps<epsilon>', e.g. "
-                    f"{', '.join(DEFAULT_POLICIES)}")
+    return rules(game).make_policy(name, num_actions, seed)
 
 
 # ---------------------------------------------------------------------------------------------- the games

@@ -9,9 +9,7 @@ import torch
 from torch import nn
 
 from gym_diamond import WorldModel
-from gym_diamond.games import atari_game_name
 from training.data.dataset import EpisodeDataset
-from training.data.objects import OBJECT_GAMES
 from training.fidelity.measures import (
     DENOISER_SIGMAS,
     FIDELITY_HORIZONS,
@@ -73,7 +71,7 @@ def fidelity_figures(model: WorldModel, dataset: EpisodeDataset, test_ids: np.nd
                 things = game_objects(dataset.game) if dataset.game else ()
                 row.update({f"h{h}_{key}": value for key, value in line.items()
                             if key.startswith(tuple(f"{thing}_" for thing in things))})
-            if dataset.game is not None and atari_game_name(dataset.game) in OBJECT_GAMES:
+            if dataset.game is not None and "ball" in game_objects(dataset.game):  # the denoiser keeps the ball?
                 for sigma, score in ball_shown_by_sigma(model, dataset, test_ids, sigmas=DENOISER_SIGMAS,
                                                         samples=samples, seed=seed).items():
                     row[f"sigma{sigma:g}_ball_shown"] = score["shown"]

@@ -32,9 +32,9 @@ import torch
 from gym_diamond import WorldModel, to_model_frames, to_uint8_frames
 from gym_diamond.atari import game_to_name
 from gym_diamond.errors import UserError
-from gym_diamond.games import atari_game_name
 from training.data.dataset import EpisodeDataset
-from training.data.objects import OBJECT_GAMES, find_boxers, find_objects, object_game
+from training.data.games import Located, games_with, rules
+from training.data.objects import find_objects, object_game
 
 # The open-loop horizons every fidelity figure and gate judges (dream steps ahead of the real context)
 FIDELITY_HORIZONS = (1, 5, 15)
@@ -134,28 +134,18 @@ class ObjectScore:
 
 
 _PREDICTORS = ("model", "repeat_last")
-Located = tuple[np.ndarray, np.ndarray]  # visible (n,) bool, xy (n, 2) float (NaN where unseen)
 
 
 def game_objects(game: str) -> tuple[str, ...]:
-    """The objects whose agreement is measured in ``game`` (empty for a game without a detector, and for environments
-    other than Atari games): the ball and the player's paddle in Pong and Breakout, the two boxers in Boxing
-    (``training.data.objects``)."""
-    name = atari_game_name(game)
-    if name == "Boxing":
-        return ("player", "opponent")
-    return ("ball", "paddle") if name in OBJECT_GAMES else ()
+    """The objects whose agreement is measured in ``game`` (``training.data.games.rules``; empty for a game without a
+    detector and for environments other than Atari games): the ball and the player's paddle in Pong and Breakout,
+    the two boxers in Boxing."""
+    return rules(game).objects
 
 
 def locate_objects(game: str, frames: np.ndarray) -> dict[str, Located]:
     """Each of ``game_objects(game)`` in uint8 frames (n, 64, 64, 3)."""
-    name = game_to_name(game)
-    if name == "Boxing":
-        boxers = find_boxers(frames)
-        return {"player": (boxers.player_visible, boxers.player_xy),
-                "opponent": (boxers.opponent_visible, boxers.opponent_xy)}
-    objects = find_objects(object_game(name), frames)
-    return {thing: objects.of(thing) for thing in ("ball", "paddle")}
+    return rules(game).locate(frames)
 
 
 def _subset(located: dict[str, Located], rows: np.ndarray) -> dict[str, Located]:
@@ -216,8 +206,7 @@ def object_agreement(game: str, context: np.ndarray, real: np.ndarray, predicted
     name = game_to_name(game)
     things = game_objects(name)
     if not things:
-        raise UserError(f"no object detector for {name}: supported games are "
-                        f"{', '.join(sorted((*OBJECT_GAMES, 'Boxing')))}")
+        raise UserError(f"no object detector for {name}: supported games are {', '.join(games_with('locate'))}")
     context, real = _check_frames("context", context, 5), _check_frames("real", real, 5)
     predicted = _check_frames("predicted", predicted, 5)
     if predicted.shape != real.shape or len(context) != len(real):
