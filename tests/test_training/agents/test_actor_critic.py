@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -264,3 +265,42 @@ def test_config_validation_names_the_field(field: str, value: object) -> None:
     kwargs = {"num_actions": 6, field: value}
     with pytest.raises(ValueError, match=f"ActorCriticConfig.{field}="):
         ActorCriticConfig(**kwargs)
+
+
+def test_an_actor_critic_update_is_diamonds_adamw_step(monkeypatch, tmp_path):
+    """DIAMOND's actor-critic optimiser: AdamW without weight decay, gradients clipped to a global norm of 100
+    (its ``config/trainer.yaml``). Two updates of a loss whose gradient is c * w for a unit direction w, c = 1000
+    (clipped to 100) then 50 (not clipped), must move the weights as that optimiser does: another weight decay
+    adds a pull towards 0, another clip changes the ratio of the two gradients and so the second Adam step."""
+    from gym_diamond import WorldModel, tiny_world_model_config
+    from training.agents.imagination import ImaginationConfig, ImaginationTrainer
+    from training.data.dataset import Episode, EpisodeDataset
+
+    dataset = EpisodeDataset(tmp_path / "data", game="Pong")
+    rng = np.random.default_rng(0)
+    z = np.zeros(12, dtype=bool)
+    dataset.append(Episode(rng.integers(0, 256, (13, 64, 64, 3), dtype=np.uint8), rng.integers(0, 3, 12),
+                           np.zeros(12, np.float32), z, z.copy(), z.copy()))
+    torch.manual_seed(0)
+    model = tiny_model()
+    trainer = ImaginationTrainer(WorldModel(tiny_world_model_config(num_actions=3)), model, dataset,
+                                 ImaginationConfig(horizon=2, backup_every=2, batch_size=2, num_batches_to_preload=1,
+                                                   warmup_steps=0), seed=0)
+    params = list(model.parameters())
+    direction = [torch.randn_like(p) for p in params]
+    norm = torch.sqrt(sum((d ** 2).sum() for d in direction))
+    direction = [d / norm for d in direction]
+    scales = iter([1000.0, 50.0])
+    monkeypatch.setattr(trainer, "_objective", lambda: (next(scales) * sum((p * d).sum() for p, d in
+                                                                           zip(params, direction, strict=True)), {}))
+    reference = [p.detach().clone().requires_grad_(True) for p in params]
+    optimizer = torch.optim.AdamW(reference, lr=1e-4, eps=1e-8, weight_decay=0.0)  # DIAMOND's
+    for scale in (1000.0, 50.0):
+        for r, d in zip(reference, direction, strict=True):
+            r.grad = scale * d
+        torch.nn.utils.clip_grad_norm_(reference, 100.0)
+        optimizer.step()
+        scalars = trainer.step()
+        assert scalars["ac_grad_norm"] == pytest.approx(scale, rel=1e-4)  # reported before clipping
+    for p, r in zip(params, reference, strict=True):
+        torch.testing.assert_close(p.detach(), r.detach(), rtol=0, atol=1e-7)  # a rounding apart
