@@ -162,6 +162,13 @@ class WorldModelEnv:
     float (n, c, h, w) in [-1, 1]. Where an episode ended, ``obs`` is already the last frame of its new
     context, ``info["final_observation"]`` holds the frames the ended episodes reached and
     ``info["burnin_obs"]`` their new contexts' first L-1 frames, both for the ended rows in order.
+
+    Why not ``gym_diamond.envs.core.DreamCore``, which steps dreams too: this one is DIAMOND's imagination, computation
+    for computation (its ``envs/world_model_env.py``). Its starts come preloaded from the dataset with the LSTM
+    burnt in per batch, its episodes are cut after ``horizon`` steps of their own, and ``truncated`` is not masked by
+    ``terminated``: both can be true on one step, as in DIAMOND, whose lambda-returns let the termination win
+    (``training.agents.losses``). ``DreamCore`` serves the gymnasium and SB3 faces, where a step that terminates is
+    not also truncated (gymnasium's and SB3's convention: ``TimeLimit.truncated`` means cut while still alive).
     """
 
     def __init__(self, world_model: WorldModel, starts: PreloadedStarts, num_envs: int, horizon: int,
