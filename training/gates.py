@@ -46,6 +46,7 @@ from training.data.collect import read_collection_log
 from training.data.dataset import EpisodeDataset
 from training.data.games import rules
 from training.fidelity.closed_loop import closed_loop_report
+from training.fidelity.held_out import held_out_episodes
 from training.fidelity.measures import FIDELITY_HORIZONS, event_confusion, game_objects
 from training.fidelity.open_loop import dream_event_confusion, fidelity_lines
 from training.runtime.cli import add_algo_kwargs_argument, user_errors
@@ -228,7 +229,7 @@ def main(argv: list[str] | None = None) -> None:
                     "collection": read_collection_log(args.test_data)}
     else:
         dataset = EpisodeDataset(args.data, game=game)
-        _, test_ids = dataset.split(args.test_fraction, seed=0)
+        test_ids = held_out_episodes(dataset, ckpt.provenance, args.test_fraction)  # never the run's trained ones
         held_out = {"data": str(args.data), "how": f"split, test_fraction {args.test_fraction}"}
     gates: dict[str, Any] = {"checkpoint": str(args.checkpoint), "game": game, "held_out_episodes": len(test_ids),
                              "held_out": {**held_out, "episodes": len(test_ids),
