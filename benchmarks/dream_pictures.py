@@ -24,6 +24,7 @@ from PIL import Image
 
 from gym_diamond import BatchedGenerator, load_checkpoint, resolve_device, to_model_frames, to_uint8_frames
 from training.data.dataset import EpisodeDataset
+from training.data.sampling import BatchSampler
 from training.fidelity.measures import FIDELITY_HORIZONS
 from training.fidelity.open_loop import imagine
 from training.runtime.cli import add_device_argument, user_errors
@@ -43,7 +44,7 @@ def _gap(height: int) -> np.ndarray:
 def horizon_rows(model, dataset: EpisodeDataset, windows: int, seed: int) -> np.ndarray:
     """Rows of real | dream | difference at each of ``HORIZONS`` steps for ``windows`` random windows."""
     L, H = model.config.denoiser.context_length, max(HORIZONS)
-    segments = dataset.sample_segments(8 * windows, L + H, np.random.default_rng(seed))
+    segments = BatchSampler(dataset).sample_segments(8 * windows, L + H, np.random.default_rng(seed))
     whole = np.flatnonzero(segments.frame_mask.all(1))[:windows]
     if whole.size == 0:
         raise ValueError(f"no window of {L + H} frames in {dataset.root}: the episodes are too short")
@@ -65,7 +66,8 @@ def horizon_rows(model, dataset: EpisodeDataset, windows: int, seed: int) -> np.
 def rewarded_rows(model, dataset: EpisodeDataset, windows: int, seed: int) -> tuple[np.ndarray, dict[str, float]]:
     """Rows of frame t | real t+1 | dream t+1 | difference at rewarded transitions, and the reward model's reads."""
     L = model.config.denoiser.context_length
-    episodes, steps = dataset.sample_rewarded_transitions(8 * max(windows, 8), np.random.default_rng(seed))
+    episodes, steps = BatchSampler(dataset).sample_rewarded_transitions(8 * max(windows, 8),
+                                                                        np.random.default_rng(seed))
     segments = dataset.get_segments(episodes, steps - (L - 1), L)  # frames t-L+1 .. t+1, actions up to t
     whole = np.flatnonzero(segments.frame_mask.all(1))
     if whole.size == 0:

@@ -47,6 +47,7 @@ from gym_diamond.errors import UserError
 from gym_diamond.nn.actor_critic import ActorCritic, LSTMState
 from training.agents.losses import ActorCriticLosses, rollout_loss
 from training.data.dataset import DIAMOND_SAMPLE_WEIGHTS, EpisodeDataset, check_sample_weights
+from training.data.sampling import BatchSampler
 from training.runtime.distributed import Distributed
 from training.runtime.optim import adamw, optimizer_update, warmup_lr
 from training.runtime.state import load_optimizer_state, optimizer_state, restore_rng, rng_state
@@ -92,7 +93,7 @@ class ImaginationConfig:
 class PreloadedStarts:
     """Start contexts for dreams, drawn ``num_batches`` batches at a time (DIAMOND's ``make_generator_init``).
 
-    Each batch is a DIAMOND ``BatchSampler`` draw (``EpisodeDataset.sample_positions``: L frames,
+    Each batch is a DIAMOND ``BatchSampler`` draw (``training.data.sampling.BatchSampler.sample_positions``: L frames,
     padding only before an episode's start, grey as DIAMOND pads); the reward/termination model's
     LSTM is burnt in on each batch's L-1 transitions as it is preloaded. Frames are kept as uint8 with
     their padding mask and made float when handed out, the same values as at preload.
@@ -101,6 +102,7 @@ class PreloadedStarts:
     def __init__(self, dataset: EpisodeDataset, world_model: WorldModel, batch_size: int, num_batches: int,
                  sample_weights: tuple[float, ...] | None, rng: np.random.Generator) -> None:
         self.dataset, self.world_model, self.rng = dataset, world_model, rng
+        self.sampler = BatchSampler(dataset)
         self.batch_size, self.num_batches, self.sample_weights = batch_size, num_batches, sample_weights
         self.context_length = world_model.config.denoiser.context_length
         self.groups = 0  # groups preloaded so far
@@ -130,7 +132,7 @@ class PreloadedStarts:
         device, L = self.world_model.device, self.context_length
         parts: dict[str, list[Tensor]] = {"frames": [], "frame_mask": [], "actions": [], "h": [], "c": []}
         for _ in range(self.num_batches):
-            ids, starts = self.dataset.sample_positions(self.batch_size, L, self.rng,
+            ids, starts = self.sampler.sample_positions(self.batch_size, L, self.rng,
                                                         sample_weights=self.sample_weights)
             segment = self.dataset.get_segments(ids, starts, L - 1)
             frames_u8 = torch.as_tensor(segment.frames, device=device)

@@ -21,6 +21,7 @@ import torch
 from gym_diamond import BatchedGenerator, WorldModel, to_model_frames, to_uint8_frames
 from gym_diamond.acceleration import Acceleration
 from training.data.dataset import EpisodeDataset
+from training.data.sampling import BatchSampler
 from training.fidelity.measures import EventReport, ObjectAgreement, game_objects, object_agreement, sequence_starts
 
 __all__ = ["Dream", "dream_event_confusion", "fidelity_lines", "imagine", "pooled_psnr", "psnr"]
@@ -46,7 +47,7 @@ def fidelity_lines(model: WorldModel, dataset: EpisodeDataset, test_ids: np.ndar
     L, device = model.config.denoiser.context_length, model.device
     rng = np.random.default_rng(seed)
     H = max(horizons)
-    seg = dataset.sample_segments(samples, L + H + 1, rng, episode_ids=test_ids, beyond_end=True)
+    seg = BatchSampler(dataset).sample_segments(samples, L + H + 1, rng, episode_ids=test_ids, beyond_end=True)
     # keep segments whose context and first step are real; later steps count only where real
     frames = to_model_frames(torch.as_tensor(seg.frames, device=device))  # (B, L+H+1, 3, 64, 64)
     actions = torch.as_tensor(seg.actions, device=device).long()
@@ -177,8 +178,8 @@ def dream_reward_recall(model: WorldModel, dataset: EpisodeDataset, episode_ids:
     episodes, _ = dataset.rewarded_steps(episode_ids)
     if episodes.size == 0:
         return None
-    ids, firsts = dataset.sample_reward_positions(samples, sequence_length + 1, np.random.default_rng(seed),
-                                                  episode_ids=episode_ids)
+    ids, firsts = BatchSampler(dataset).sample_reward_positions(samples, sequence_length + 1,
+                                                                np.random.default_rng(seed), episode_ids=episode_ids)
     report = dream_event_confusion(model, dataset, episode_ids, sequence_length=sequence_length, seed=seed,
                                    starts=[(int(e), int(t)) for e, t in zip(ids, firsts, strict=True)])
     return report.reward_recall()

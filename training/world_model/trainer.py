@@ -49,6 +49,7 @@ from training.data.dataset import (
     check_sample_weights,
     environment_actions,
 )
+from training.data.sampling import BatchSampler
 from training.fidelity.figures import fidelity_figures, fidelity_line
 from training.runtime.csv_log import CsvLog
 from training.runtime.distributed import Distributed, init_distributed
@@ -95,7 +96,7 @@ class WorldModelTrainingConfig:
     # DIAMOND's num_autoregressive_steps: each denoiser sample has 1 + this many consecutive targets, the
     # later ones conditioned on the model's own estimate of the one before
     autoregressive_steps: int = 1
-    # Episode sampling by recency groups (training.data.dataset.EpisodeDataset.episode_weights): DIAMOND's
+    # Episode sampling by recency groups (training.data.sampling.BatchSampler.episode_weights): DIAMOND's
     # (0.1, 0.1, 0.1, 0.7) for a growing dataset; None (length-proportional) is DIAMOND's rule for a
     # fixed dataset, which ``python -m training.world_model`` trains on
     sample_weights: tuple[float, ...] | None = DIAMOND_SAMPLE_WEIGHTS
@@ -279,6 +280,7 @@ class WorldModelTrainer:
             raise UserError(f"the dataset at {dataset.root} is empty: collect data first "
                             f"(python -m training.data.collect --game GAME --out DIR --steps N)")
         self.model, self.dataset = model, dataset
+        self.sampler = BatchSampler(dataset)  # DIAMOND's: where each batch's segments are cut
         self.config = config or WorldModelTrainingConfig()
         self.device = model.device
         c = self.config
@@ -336,7 +338,7 @@ class WorldModelTrainer:
     def _global_positions(self, num_frames: int, beyond_end: bool) -> tuple[np.ndarray, np.ndarray, slice]:
         """Positions of the global batch (the same on every rank) and this rank's rows of it."""
         per_rank = self.config.batch_size
-        ids, starts = self.dataset.sample_positions(per_rank * self.distributed.world_size, num_frames, self.rng,
+        ids, starts = self.sampler.sample_positions(per_rank * self.distributed.world_size, num_frames, self.rng,
                                                     beyond_end=beyond_end, sample_weights=self.config.sample_weights,
                                                     episode_ids=self.train_episode_ids())
         return ids, starts, self.distributed.shard(per_rank)
@@ -347,7 +349,7 @@ class WorldModelTrainer:
         ids, starts, rows = self._global_positions(L + K, beyond_end=False)
         rewarded = round(self.config.denoiser_reward_oversampling * len(ids))
         if rewarded:  # drawn for the global batch, the same on every rank; the first target follows the reward
-            ids[:rewarded], steps = self.dataset.sample_rewarded_transitions(rewarded, self.rng,
+            ids[:rewarded], steps = self.sampler.sample_rewarded_transitions(rewarded, self.rng,
                                                                              episode_ids=self.train_episode_ids())
             starts[:rewarded] = steps + 1 - L
         t = segment_tensors(self.dataset.get_segments(ids[rows], starts[rows], L + K - 1), self.device)
@@ -388,16 +390,16 @@ class WorldModelTrainer:
         ids, starts, rows = self._global_positions(F, beyond_end=True)
         endings = round(self.config.termination_oversampling * len(ids))
         if endings:  # drawn for the global batch, the same on every rank
-            ids[:endings], starts[:endings] = self.dataset.sample_ending_positions(
+            ids[:endings], starts[:endings] = self.sampler.sample_ending_positions(
                 endings, F, self.rng, episode_ids=self.train_episode_ids())
         rewarded = round(self.config.reward_oversampling * len(ids))
         if rewarded:
             ids[endings:endings + rewarded], starts[endings:endings + rewarded] = \
-                self.dataset.sample_reward_positions(rewarded, F, self.rng, episode_ids=self.train_episode_ids())
+                self.sampler.sample_reward_positions(rewarded, F, self.rng, episode_ids=self.train_episode_ids())
         segment = self.dataset.get_segments(ids[rows], starts[rows], S, pad_unterminated_end=True)
         t = segment_tensors(segment, self.device)
-        share = self.dataset.real_steps(ids[rows], starts[rows], S) * self.distributed.world_size / \
-            self.dataset.real_steps(ids, starts, S)
+        share = self.sampler.real_steps(ids[rows], starts[rows], S) * self.distributed.world_size / \
+            self.sampler.real_steps(ids, starts, S)
         self.model.rew_end.train()
         with self.autocast(self.device):
             loss_reward, loss_end = self._rew_end_objective(t["frames"][:, :-1], t["actions"], t["frames"][:, 1:],
@@ -411,7 +413,7 @@ class WorldModelTrainer:
         """Real contexts of L frames (and the actions taken at them) for dreams to start from."""
         L = self.model.config.denoiser.context_length
         long_enough = np.flatnonzero(self.dataset.lengths >= L)
-        ids, starts = self.dataset.sample_positions(size, L, np.random.default_rng(seed),
+        ids, starts = self.sampler.sample_positions(size, L, np.random.default_rng(seed),
                                                     episode_ids=long_enough if long_enough.size else None)
         seg = self.dataset.get_segments(ids, np.maximum(starts, 0), L)  # whole real contexts: uint8 has no grey
         return StartBank(np.ascontiguousarray(seg.frames[:, :L]), seg.actions.astype(np.int64))

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from training.data.dataset import DIAMOND_SAMPLE_WEIGHTS, Episode, EpisodeDataset
+from training.data.sampling import BatchSampler
 
 
 def make_episode(T, base=1, shape=(2, 2, 3), end=True, life_loss_at_end=False):
@@ -181,7 +182,7 @@ def test_positions_follow_diamond_batch_sampler(tmp_path, beyond_end):
     ds = EpisodeDataset(tmp_path)
     ds.append(make_episode(7, base=1))
     n = 60000
-    ids, starts = ds.sample_positions(n, 4, np.random.default_rng(0), beyond_end=beyond_end)
+    ids, starts = BatchSampler(ds).sample_positions(n, 4, np.random.default_rng(0), beyond_end=beyond_end)
     assert (ids == 0).all()
     exact = _exact_position_probabilities(7, 4, beyond_end)
     values, counts = np.unique(starts, return_counts=True)
@@ -196,20 +197,21 @@ def test_positions_follow_diamond_batch_sampler(tmp_path, beyond_end):
 
 
 def test_sample_segments_and_their_draws(small):
-    seg = small.sample_segments(2000, 4, np.random.default_rng(1), beyond_end=True)
+    seg = BatchSampler(small).sample_segments(2000, 4, np.random.default_rng(1), beyond_end=True)
     assert seg.frames.shape == (2000, 4, 2, 2, 3) and seg.mask.shape == (2000, 3)
     assert (~seg.mask[:, 0]).any() and (~seg.mask[:, -1]).any()
     assert seg.frame_mask.any(axis=1).all()
     again = small.get_segments(seg.episode_ids, seg.starts, 3)
     np.testing.assert_array_equal(again.frames, seg.frames)
-    same = small.sample_segments(2000, 4, np.random.default_rng(1), beyond_end=True)  # the same seed, the same draws
+    # the same seed, the same draws
+    same = BatchSampler(small).sample_segments(2000, 4, np.random.default_rng(1), beyond_end=True)
     np.testing.assert_array_equal(same.starts, seg.starts)
     np.testing.assert_array_equal(same.episode_ids, seg.episode_ids)
     assert seg.episode_ids.tolist().count(0) > 1000  # 3 of 5 acting frames: p = 0.6
-    only = small.sample_segments(50, 2, np.random.default_rng(2), episode_ids=[1])
+    only = BatchSampler(small).sample_segments(50, 2, np.random.default_rng(2), episode_ids=[1])
     assert (only.episode_ids == 1).all()
     with pytest.raises(ValueError):
-        small.sample_segments(4, 2, np.random.default_rng(0), episode_ids=[5])
+        BatchSampler(small).sample_segments(4, 2, np.random.default_rng(0), episode_ids=[5])
 
 
 def test_diamond_recency_groups(tmp_path):
@@ -217,21 +219,22 @@ def test_diamond_recency_groups(tmp_path):
     lengths = [4, 8, 4, 8, 4, 8, 2, 6, 5, 9]
     for T in lengths:
         ds.append(make_episode(T))
-    w = ds.episode_weights(sample_weights=DIAMOND_SAMPLE_WEIGHTS)
+    w = BatchSampler(ds).episode_weights(sample_weights=DIAMOND_SAMPLE_WEIGHTS)
     # 10 episodes in 4 groups of 10 // 4 = 2, the newest taking the remainder (4); equal inside a group
     np.testing.assert_allclose(w, [0.05] * 6 + [0.7 / 4] * 4)
-    np.testing.assert_allclose(ds.episode_weights(), np.array(lengths) / sum(lengths))
-    ids, _ = ds.sample_positions(20000, 2, np.random.default_rng(0), sample_weights=DIAMOND_SAMPLE_WEIGHTS)
+    np.testing.assert_allclose(BatchSampler(ds).episode_weights(), np.array(lengths) / sum(lengths))
+    ids, _ = BatchSampler(ds).sample_positions(20000, 2, np.random.default_rng(0),
+                                               sample_weights=DIAMOND_SAMPLE_WEIGHTS)
     assert abs(np.isin(ids, [6, 7, 8, 9]).mean() - 0.7) < 0.02
     assert abs((ids == 6).mean() - 0.175) < 0.02  # the short episode as likely as its long neighbours
-    only_train = ds.episode_weights([0, 1, 2, 3, 9], sample_weights=DIAMOND_SAMPLE_WEIGHTS)
+    only_train = BatchSampler(ds).episode_weights([0, 1, 2, 3, 9], sample_weights=DIAMOND_SAMPLE_WEIGHTS)
     np.testing.assert_allclose(only_train, [0.1, 0.1, 0.1, 0.35, 0.35])
     with pytest.raises(ValueError, match="sum to 1"):
-        ds.episode_weights(sample_weights=(0.5, 0.6))
+        BatchSampler(ds).episode_weights(sample_weights=(0.5, 0.6))
 
 
 def test_recency_groups_need_as_many_episodes_as_weights(small):
-    np.testing.assert_allclose(small.episode_weights(sample_weights=DIAMOND_SAMPLE_WEIGHTS), [0.6, 0.4])
+    np.testing.assert_allclose(BatchSampler(small).episode_weights(sample_weights=DIAMOND_SAMPLE_WEIGHTS), [0.6, 0.4])
 
 
 def test_split(tmp_path):
@@ -259,7 +262,7 @@ def test_split(tmp_path):
 
 def test_empty_dataset_cannot_sample(tmp_path):
     with pytest.raises(ValueError, match="no episodes"):
-        EpisodeDataset(tmp_path).sample_segments(2, 2, np.random.default_rng(0))
+        BatchSampler(EpisodeDataset(tmp_path)).sample_segments(2, 2, np.random.default_rng(0))
 
 
 def test_ending_positions_hold_the_termination_of_terminated_episodes_only(tmp_path):
@@ -269,16 +272,16 @@ def test_ending_positions_hold_the_termination_of_terminated_episodes_only(tmp_p
     ds.append(make_episode(12, base=80))  # terminated
     np.testing.assert_array_equal(ds.terminated_episodes(), [0, 2])
     np.testing.assert_array_equal(ds.terminated_episodes([1, 2]), [2])
-    ids, starts = ds.sample_ending_positions(400, 19, np.random.default_rng(0))
+    ids, starts = BatchSampler(ds).sample_ending_positions(400, 19, np.random.default_rng(0))
     seg = ds.get_segments(ids, starts, 18)
     assert set(ids.tolist()) == {0, 2}
     assert (seg.terminated.sum(1) == 1).all()  # every segment holds exactly one termination ...
     positions = np.flatnonzero(seg.terminated.reshape(-1)) % 18
     assert set(positions.tolist()) == set(range(18))  # ... at every position of the segment's transitions
-    ids, _ = ds.sample_ending_positions(20, 19, np.random.default_rng(0), episode_ids=[0, 1])
+    ids, _ = BatchSampler(ds).sample_ending_positions(20, 19, np.random.default_rng(0), episode_ids=[0, 1])
     assert set(ids.tolist()) == {0}
     with pytest.raises(ValueError, match="no episode .* terminated"):
-        ds.sample_ending_positions(4, 19, np.random.default_rng(0), episode_ids=[1])
+        BatchSampler(ds).sample_ending_positions(4, 19, np.random.default_rng(0), episode_ids=[1])
     ds.truncate(1)
     ds.append(make_episode(5, base=90, end=False))
     np.testing.assert_array_equal(ds.terminated_episodes(), [0])  # what truncate dropped is read again
@@ -294,12 +297,13 @@ def test_reward_positions_hold_a_rewarded_transition(tmp_path):
         ds.append(episode)
     episodes, steps = ds.rewarded_steps()
     assert list(zip(episodes.tolist(), steps.tolist(), strict=True)) == [(0, 4), (0, 20), (2, 7)]
-    ids, starts = ds.sample_reward_positions(600, 19, np.random.default_rng(0))
+    ids, starts = BatchSampler(ds).sample_reward_positions(600, 19, np.random.default_rng(0))
     seg = ds.get_segments(ids, starts, 18, pad_unterminated_end=True)
     assert (np.abs(seg.rewards).sum(1) >= 1).all()  # every segment holds a rewarded transition ...
     positions = {(s - start) for i, start in zip(ids, starts, strict=True) for s in rewarded[i]
                  if 0 <= s - start < 18}
     assert positions == set(range(18))  # ... at every position of the segment's transitions
-    assert set(ds.sample_reward_positions(50, 19, np.random.default_rng(1), episode_ids=[1, 2])[0].tolist()) == {2}
+    ids, _ = BatchSampler(ds).sample_reward_positions(50, 19, np.random.default_rng(1), episode_ids=[1, 2])
+    assert set(ids.tolist()) == {2}
     with pytest.raises(ValueError, match="no transition .* is rewarded"):
-        ds.sample_reward_positions(4, 19, np.random.default_rng(0), episode_ids=[1])
+        BatchSampler(ds).sample_reward_positions(4, 19, np.random.default_rng(0), episode_ids=[1])

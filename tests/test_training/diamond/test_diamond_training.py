@@ -32,6 +32,7 @@ from gym_diamond.config import DenoiserConfig, RewEndConfig, UNetConfig, WorldMo
 from gym_diamond.diffusion import TrainingNoise
 from gym_diamond.nn.actor_critic import ActorCritic, ActorCriticConfig
 from training.data.dataset import Episode, EpisodeDataset
+from training.data.sampling import BatchSampler
 from training.diamond.format import diamond_keys
 from training.runtime.optim import adamw, decay_groups, optimizer_update, warmup_lr
 from training.world_model.trainer import WorldModelTrainer, WorldModelTrainingConfig, segment_tensors
@@ -395,8 +396,8 @@ def our_exact_distribution(dataset: EpisodeDataset, weights: tuple[float, ...] |
     """P(episode, first frame) of ``sample_positions``, every outcome of its draws walked."""
     enumerator, probs = Enumerator(), {}
     while True:
-        ids, starts = dataset.sample_positions(1, num_frames, EnumeratingRng(enumerator), sample_weights=weights,
-                                               beyond_end=beyond_end)
+        ids, starts = BatchSampler(dataset).sample_positions(1, num_frames, EnumeratingRng(enumerator),
+                                                             sample_weights=weights, beyond_end=beyond_end)
         key = (int(ids[0]), int(starts[0]))
         probs[key] = probs.get(key, 0.0) + enumerator.prob
         if not enumerator.next_run():
@@ -418,7 +419,7 @@ def test_episode_weights_are_diamonds(data, meta, dataset, name):
     theirs = np.zeros(len(dataset))
     for (e, _), p in diamond_distribution(data, name).items():
         theirs[e] += p
-    assert np.abs(dataset.episode_weights(None, weights) - theirs).max() <= PROB_TOL
+    assert np.abs(BatchSampler(dataset).episode_weights(None, weights) - theirs).max() <= PROB_TOL
 
 
 @pytest.mark.parametrize("name", SAMPLING_CASES)
@@ -445,8 +446,8 @@ def test_sampled_positions_follow_diamonds_distribution(data, meta, dataset, nam
     keys, probs = list(theirs), np.array(list(theirs.values()))
     assert binomial_z(data[f"sample_{name}_count"].numpy(), probs) < 5  # the enumeration is its code's
     n = int(data[f"sample_{name}_count"].sum())
-    ids, starts = dataset.sample_positions(n, seq_length, np.random.default_rng(0), sample_weights=weights,
-                                           beyond_end=beyond_end)
+    ids, starts = BatchSampler(dataset).sample_positions(n, seq_length, np.random.default_rng(0),
+                                                         sample_weights=weights, beyond_end=beyond_end)
     index = {k: i for i, k in enumerate(keys)}
     counts = np.bincount([index[(int(e), int(s))] for e, s in zip(ids, starts, strict=True)], minlength=len(keys))
     assert binomial_z(counts, probs) < 5
