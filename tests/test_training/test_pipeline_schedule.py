@@ -20,6 +20,7 @@ from training.agents.imagination import EnvLoop, PreloadedStarts, WorldModelEnv
 from training.data.collect import Collector
 from training.data.dataset import Episode, EpisodeDataset
 from training.data.policies import RandomAgent
+from training.data.sampling import BatchSampler
 from training.pipeline import (
     Pipeline,
     RunFolderError,
@@ -147,14 +148,14 @@ def test_unfinished_episodes_are_stored_then_extended_under_the_same_id(tmp_path
 
 def test_start_contexts_are_preloaded_in_groups_and_handed_out_in_order(dataset, world_model, monkeypatch):
     drawn = []
-    sample_positions = dataset.sample_positions
+    sample_positions = BatchSampler.sample_positions
 
-    def recording(*args, **kwargs):
-        ids, starts = sample_positions(*args, **kwargs)
+    def recording(sampler, *args, **kwargs):
+        ids, starts = sample_positions(sampler, *args, **kwargs)
         drawn.append((ids, starts, kwargs["sample_weights"]))
         return ids, starts
 
-    monkeypatch.setattr(dataset, "sample_positions", recording)
+    monkeypatch.setattr(BatchSampler, "sample_positions", recording)
     starts = PreloadedStarts(dataset, world_model, batch_size=2, num_batches=3, sample_weights=(0.1, 0.1, 0.1, 0.7),
                              rng=np.random.default_rng(0))
     frames, actions, (h, c) = starts.take(4)
