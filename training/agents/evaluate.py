@@ -188,7 +188,7 @@ def load_agent(spec: str, environment: RealEnvironment | str, num_envs: int, *, 
         import json
         from pathlib import Path
 
-        from training.agents.sb3 import algorithm_class
+        from training.agents.sb3_algorithms import algorithm_class
         from training.data.policies import SB3Agent
 
         folder = Path(path)

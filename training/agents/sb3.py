@@ -23,7 +23,6 @@ exploits the dream), ``sb3_log/progress.csv`` (SB3's own training log).
 from __future__ import annotations
 
 import argparse
-import difflib
 import inspect
 import json
 import time
@@ -33,7 +32,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import stable_baselines3
 import torch
 from safetensors.torch import save_model
 from stable_baselines3.common.base_class import BaseAlgorithm
@@ -49,34 +47,13 @@ from gym_diamond.envs.sb3 import DreamSB3VecEnv
 from gym_diamond.errors import UserError
 from gym_diamond.integrity import DIGEST_KEY
 from training.agents.evaluate import REAL_EPISODE_CAP, evaluate
+from training.agents.sb3_algorithms import algorithm_class
 from training.data.environments import RealEnvironment
 from training.data.policies import SB3Agent
 from training.runtime.cli import add_algo_kwargs_argument, add_device_argument, user_errors
 from training.runtime.csv_log import CsvLog
 from training.runtime.files import FolderLock, guard_run_settings, write_json_atomic
 from training.runtime.progress import progress_bar
-
-
-def algorithm_class(name: str) -> type[BaseAlgorithm]:
-    """An SB3 algorithm by name, case-insensitive (``ppo``, ``A2C``, ``dqn``; sb3-contrib's if installed)."""
-    found: dict[str, type[BaseAlgorithm]] = {}
-    modules = [stable_baselines3]
-    try:
-        import sb3_contrib
-
-        modules.append(sb3_contrib)
-    except ImportError:
-        pass
-    for module in modules:
-        for attr in dir(module):
-            obj = getattr(module, attr)
-            if isinstance(obj, type) and issubclass(obj, BaseAlgorithm):
-                found.setdefault(attr.lower(), obj)
-    if name.lower() not in found:
-        close = difflib.get_close_matches(name.lower(), list(found), n=3)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise UserError(f"unknown stable-baselines3 algorithm {name!r}{hint} (available: {', '.join(sorted(found))})")
-    return found[name.lower()]
 
 
 def make_dream_vec_env(checkpoint: str | Path, num_envs: int, *, frame_stack: int = 1,
