@@ -17,15 +17,7 @@ DRY=${2:-}
 PYTHON=${PYTHON:-python}
 cd "$(dirname "$0")/.."
 mkdir -p "$OUT"
-status=0
-step() {  # step NAME SECONDS COMMAND...: run it, record its exit status and time as a JSON line
-    local name=$1 limit=$2; shift 2
-    local start=$SECONDS
-    timeout "$limit" "$@"
-    local rc=$?
-    echo "{\"step\": \"$name\", \"rc\": $rc, \"seconds\": $((SECONDS - start))}" >> "$OUT/steps.jsonl"
-    [ "$rc" -eq 0 ] || status=1
-}
+source benchmarks/steps.sh  # step NAME SECONDS COMMAND... and $status
 : > "$OUT/steps.jsonl"
 "$PYTHON" - > "$OUT/machine.json" <<'EOF'
 import json, platform, torch

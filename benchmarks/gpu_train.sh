@@ -46,16 +46,7 @@ else
 fi
 POLICY=random
 case $GAME in Pong|Breakout) POLICY=follow ;; esac
-status=0
-step() {  # step NAME SECONDS COMMAND...: run it, record its exit status and time as a JSON line
-    local name=$1 limit=$2; shift 2
-    local start=$SECONDS
-    timeout "$limit" "$@"
-    local rc=$?
-    echo "{\"step\": \"$name\", \"rc\": $rc, \"seconds\": $((SECONDS - start))}" >> "$OUT/steps.jsonl"
-    [ "$rc" -eq 0 ] || status=1
-    return "$rc"
-}
+source benchmarks/steps.sh  # step NAME SECONDS COMMAND... and $status
 : > "$OUT/steps.jsonl"
 if [ -n "$WHEELS" ]; then
     step install 120 "$PYTHON" -m pip install -q --no-index --find-links "$WHEELS" -e . || exit 1
