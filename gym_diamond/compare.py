@@ -11,15 +11,25 @@ from dataclasses import dataclass
 
 import gymnasium as gym
 import numpy as np
+import torch
 
 from gym_diamond.errors import UserError
 from gym_diamond.render import upscale
+
+PSNR_CEILING_DB = 100.0  # identical uint8 frames: the squared error is floored at 1e-10 of the peak's square
+
+
+def psnr_of_mse(mse: torch.Tensor, peak_to_peak: float, ceiling_db: float = PSNR_CEILING_DB) -> torch.Tensor:
+    """PSNR in dB of mean squared errors of signals spanning ``peak_to_peak``, at most ``ceiling_db`` (where the
+    error is 0); the one formula every PSNR of the project uses."""
+    peak_squared = float(peak_to_peak) ** 2
+    return 10 * torch.log10(peak_squared / mse.clamp_min(peak_squared * 10 ** (-ceiling_db / 10)))
 
 
 def psnr(real: np.ndarray, dream: np.ndarray) -> np.ndarray:
     """PSNR in dB of uint8 frames (..., h, w, c), one value per frame; identical frames give 100 dB."""
     mse = ((real.astype(np.float64) - dream.astype(np.float64)) ** 2).mean(axis=(-3, -2, -1))
-    return 10 * np.log10(255.0**2 / np.maximum(mse, 1e-10 * 255.0**2))
+    return psnr_of_mse(torch.from_numpy(np.asarray(mse)), 255.0).numpy()
 
 
 @dataclass(frozen=True)

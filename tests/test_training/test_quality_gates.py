@@ -81,6 +81,21 @@ def test_pooled_psnr_counts_an_exact_repeat_as_zero_error_not_100_db():
     assert pooled_psnr(guess, real) == pytest.approx(10 * math.log10(4 / 2e-4), abs=1e-3)  # 43 dB
 
 
+def test_model_frame_psnr_and_uint8_frame_psnr_agree_on_the_same_frames():
+    """One formula: the fidelity benchmark's PSNR (frames in [-1, 1]) is the PSNR of the uint8 frames they show."""
+    import torch
+
+    from gym_diamond import to_model_frames
+    from gym_diamond.compare import psnr as uint8_psnr
+    from training.fidelity.open_loop import psnr
+
+    rng = np.random.default_rng(0)
+    real = rng.integers(0, 256, (3, 64, 64, 3), dtype=np.uint8)
+    dream = np.clip(real.astype(int) + rng.integers(-9, 10, real.shape), 0, 255).astype(np.uint8)
+    as_model = [to_model_frames(torch.from_numpy(x)) for x in (real, dream)]
+    assert psnr(as_model[1], as_model[0]).tolist() == pytest.approx(uint8_psnr(real, dream).tolist(), abs=1e-3)
+
+
 def test_ppo_real_trains_in_the_real_game_and_compares_with_random(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "training.ppo_real", "--game", "Pong",
                            "--steps", "64", "--out", str(tmp_path / "ppo"), "--algo-kwargs",

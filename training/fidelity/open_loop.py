@@ -13,6 +13,7 @@ barely notices.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,23 +21,27 @@ import torch
 
 from gym_diamond import BatchedGenerator, WorldModel, to_model_frames, to_uint8_frames
 from gym_diamond.acceleration import Acceleration
+from gym_diamond.compare import psnr_of_mse
 from training.data.dataset import EpisodeDataset
 from training.data.sampling import BatchSampler
 from training.fidelity.measures import EventReport, ObjectAgreement, game_objects, object_agreement, sequence_starts
+
+FRAME_PEAK_TO_PEAK = 2.0  # model frames lie in [-1, 1]
+# identical frames: 10 log10(4 / 1e-10) = 106 dB, the clamp every fidelity.csv so far was written with
+FRAME_PSNR_CEILING_DB = 10 * math.log10(FRAME_PEAK_TO_PEAK**2 / 1e-10)
 
 __all__ = ["Dream", "dream_event_confusion", "fidelity_lines", "imagine", "pooled_psnr", "psnr"]
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Per-sample PSNR in dB of frames in [-1, 1] (peak-to-peak 2)."""
-    mse = (a - b).pow(2).flatten(1).mean(1).clamp_min(1e-10)
-    return 10 * torch.log10(4.0 / mse)
+    return psnr_of_mse((a - b).pow(2).flatten(1).mean(1), FRAME_PEAK_TO_PEAK, FRAME_PSNR_CEILING_DB)
 
 
 def pooled_psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     """PSNR of the mean squared error over all samples: a frame that repeats exactly (mse 0, 106 dB after the
     clamp) does not outweigh the others, as it does in the mean of per-sample PSNRs."""
-    return 10 * torch.log10(4.0 / (a - b).pow(2).mean().clamp_min(1e-10)).item()
+    return psnr_of_mse((a - b).pow(2).mean(), FRAME_PEAK_TO_PEAK, FRAME_PSNR_CEILING_DB).item()
 
 
 def fidelity_lines(model: WorldModel, dataset: EpisodeDataset, test_ids: np.ndarray, horizons: list[int],
