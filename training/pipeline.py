@@ -51,10 +51,9 @@ from training.data.environments import RealEnvironment, add_environment_argument
 from training.data.policies import ActorCriticAgent, Agent, RandomAgent
 from training.presets import PRESETS, SCHEDULE, PipelinePreset, get_preset
 from training.runtime.cli import add_device_argument, add_speed_arguments, user_errors
-from training.runtime.csv_log import CsvLog
 from training.runtime.distributed import init_distributed
-from training.runtime.files import RUN_CONFIG, FolderLock, guard_run_settings, write_json_atomic
-from training.runtime.progress import progress_bar
+from training.runtime.files import write_json_atomic
+from training.runtime.run_folder import RunFolder
 from training.runtime.state import load_state, save_state
 from training.world_model.trainer import WorldModelTrainer, WorldModelTrainingConfig
 
@@ -124,9 +123,9 @@ class Pipeline:
             if batch % self.distributed.world_size:
                 raise UserError(f"the preset's {name} {batch} does not split over {self.distributed.world_size} "
                                 f"processes: use a number of processes that divides it")
-        self._lock = FolderLock(self.out, "pipeline run")
+        self.folder = RunFolder(self.out, "pipeline run", writer=self.main_rank)
+        self.folder.open()  # released when run() ends (or with the process)
         if self.main_rank:
-            self._lock.acquire()  # released when run() ends (or with the process)
             self._check_run_config()
         self.distributed.barrier()
         self.action_meanings = self.environment.action_meanings()
@@ -142,8 +141,8 @@ class Pipeline:
         self.world_model.accelerate(Acceleration(precision=self.dream_precision, channels_last=True))
         self.actor_critic = ActorCritic(ActorCriticConfig(n, channels=p.actor_critic_channels,
                                                           lstm_dim=p.actor_critic_lstm_dim)).to(self.device)
-        self.progress_path = self.out / "progress.json"
-        self.state_path = self.out / "train_state.safetensors"
+        self.progress_path = self.folder.file("progress.json")
+        self.state_path = self.folder.file("train_state.safetensors")
         self.state = self._initial_state()
         self._saved: dict[str, Any] | None = load_state(self.state_path) if self.state_path.exists() else None
         if self.progress_path.exists():
@@ -160,12 +159,11 @@ class Pipeline:
         self.distributed.barrier()
         if not self.main_rank:
             self.dataset = self._open_dataset()
-        self.logs = {stage: CsvLog(self.out / f"{stage}.csv")  # one CSV per stage: each has its own columns
-                     for stage in ("collect", "world_model", "actor_critic", "evaluate")}
-        if self.main_rank:
-            self.logs["collect"].drop_after(self.state["collected_epochs"], key="epoch")  # rows a killed run
-            for stage in ("world_model", "actor_critic"):  # wrote after its last save are redone on resume
-                self.logs[stage].drop_after(self.state["epoch"], key="epoch")
+        # one CSV per stage, each with its own columns; rows a killed run wrote after its last save are redone
+        self.logs = {"collect": self.folder.log("collect.csv", resume_at=self.state["collected_epochs"], key="epoch"),
+                     **{stage: self.folder.log(f"{stage}.csv", resume_at=self.state["epoch"], key="epoch")
+                        for stage in ("world_model", "actor_critic")},
+                     "evaluate": self.folder.log("evaluate.csv")}
         self.wm_trainer: WorldModelTrainer | None = None
         self.ac_trainer: ImaginationTrainer | None = None
         self.collector: Collector | None = None
@@ -189,13 +187,13 @@ class Pipeline:
                   **self.preset.to_dict()}
         if not self.environment.is_atari:  # an Atari run's config names its game alone, as before
             config["environment"] = self.environment.describe()
-        path = self.out / RUN_CONFIG
-        earlier = (path.exists() and json.loads(path.read_text()).get("schedule") != SCHEDULE) or \
-            (not path.exists() and (self.out / "progress.json").exists())
+        saved = self.folder.saved_settings()
+        earlier = (saved is not None and saved.get("schedule") != SCHEDULE) or \
+            (saved is None and self.folder.file("progress.json").exists())
         if earlier:
             raise RunFolderError(f"{self.out} holds a run of an earlier gym-diamond, whose pipeline did not follow "
                                  f"DIAMOND's schedule: it cannot resume; start a new run with another --out")
-        guard_run_settings(self.out, config)
+        self.folder.guard(config)
 
     # ------------------------------------------------------------------ schedule
     @property
@@ -261,7 +259,7 @@ class Pipeline:
 
     def _stage_bar(self, total: int, desc: str, unit: str) -> tqdm:
         """A bar inside the epoch bar, so a long stage shows it is moving (gone when the stage ends)."""
-        return progress_bar(range(total), desc=desc, unit=unit, leave=False, disable=not self.progress)
+        return self.folder.progress_bar(range(total), desc=desc, unit=unit, leave=False, enabled=self.progress)
 
     def _trainers(self) -> None:
         if self.wm_trainer is not None:
@@ -335,10 +333,9 @@ class Pipeline:
     def run(self, stop_after_epochs: int | None = None) -> dict[str, Any]:
         """Run (or resume) to the end; ``stop_after_epochs`` stops early (to test resumption)."""
         p = self.preset
-        if self.main_rank:
-            self._lock.acquire()  # again, if an earlier run() of this object gave it up
-        bar = progress_bar(total=self.epochs, initial=self.state["epoch"], desc=f"DIAMOND {self.game}", unit="epoch",
-                   disable=not self.progress)
+        self.folder.open()  # again, if an earlier run() of this object gave it up
+        bar = self.folder.progress_bar(total=self.epochs, initial=self.state["epoch"], desc=f"DIAMOND {self.game}",
+                                       unit="epoch", enabled=self.progress)
         try:
             while self.epochs is None or self.state["epoch"] < self.epochs:
                 epoch = self.state["epoch"] + 1
@@ -359,7 +356,7 @@ class Pipeline:
             return self._finish()
         finally:
             bar.close()
-            self._lock.release()
+            self.folder.close()
 
     def _finish(self) -> dict[str, Any]:
         report_path = self.out / "report.json"

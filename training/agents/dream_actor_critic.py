@@ -62,10 +62,8 @@ from training.agents.rollouts import count_events, make_dream_env
 from training.data.dataset import EpisodeDataset
 from training.data.policies import ActorCriticAgent
 from training.runtime.cli import add_device_argument, user_errors
-from training.runtime.csv_log import CsvLog
-from training.runtime.files import RUN_CONFIG, FolderLock, RunSettingsError, guard_run_settings
-from training.runtime.progress import progress_bar
 from training.runtime.report import draw_learning_curve
+from training.runtime.run_folder import RunFolder, RunSettingsError
 from training.runtime.state import load_state, save_state
 
 __all__ = ["DreamTrainingSettings", "RunSettingsError", "train_actor_critic_in_dream"]
@@ -121,17 +119,17 @@ def _tensor_digest(checkpoint: Path) -> str | None:
     return read_metadata(checkpoint).get(DIGEST_KEY)
 
 
-def _check_run_folder(out: Path, game: str, checkpoint: Path | None, data: Path | None,
+def _check_run_folder(folder: RunFolder, game: str, checkpoint: Path | None, data: Path | None,
                       settings: DreamTrainingSettings) -> None:
     config = {"game": game, "checkpoint": checkpoint and str(checkpoint.resolve()),
               "world_model_digest": checkpoint and _tensor_digest(checkpoint),
               "data": data and str(data.resolve()), **settings.to_dict()}
-    path = out / RUN_CONFIG
-    if path.exists() and json.loads(path.read_text()).get("world_model_digest") != config["world_model_digest"]:
-        raise RunSettingsError(f"{out} holds a run in another world model: {checkpoint} is not the file it "
+    saved = folder.saved_settings()
+    if saved is not None and saved.get("world_model_digest") != config["world_model_digest"]:
+        raise RunSettingsError(f"{folder.path} holds a run in another world model: {checkpoint} is not the file it "
                                f"started with (its tensors differ, or the run is older than this check); "
                                f"use another --out")
-    guard_run_settings(out, config, may_grow=("updates",))  # a resumed run trains on towards a later --updates
+    folder.guard(config, may_grow=("updates",))  # a resumed run trains on towards a later --updates
 
 
 def _dream_sign_rate(checkpoint: Checkpoint, actor_critic: ActorCritic, steps: int, num_envs: int,
@@ -189,13 +187,13 @@ def train_actor_critic_in_dream(checkpoint: str | Path | None, data: str | Path 
     if ckpt is None and game is None:
         raise UserError("name the game (training in the real game without a checkpoint)")
     game = ckpt.game if ckpt is not None else game_to_name(game)
-    with FolderLock(out, "actor-critic training run"):
-        _check_run_folder(out, game, checkpoint, data if in_dream else None, settings)
-        return _train(ckpt, checkpoint, data, out, game, settings, device, dream_precision, save_every, log_every,
-                      progress, stop_after)
+    with RunFolder(out, "actor-critic training run") as folder:
+        _check_run_folder(folder, game, checkpoint, data if in_dream else None, settings)
+        return _train(ckpt, checkpoint, data, folder, game, settings, device, dream_precision, save_every,
+                      log_every, progress, stop_after)
 
 
-def _train(ckpt: Checkpoint | None, checkpoint: Path | None, data: Path | None, out: Path, game: str,
+def _train(ckpt: Checkpoint | None, checkpoint: Path | None, data: Path | None, folder: RunFolder, game: str,
            settings: DreamTrainingSettings, device: str | torch.device, dream_precision: str, save_every: int,
            log_every: int, progress: bool, stop_after: int | None) -> list[dict[str, Any]]:
     """``train_actor_critic_in_dream``'s work, its run folder locked."""
@@ -217,15 +215,15 @@ def _train(ckpt: Checkpoint | None, checkpoint: Path | None, data: Path | None, 
         trainer = ImaginationTrainer(None, actor_critic, None, settings.imagination, seed=settings.seed,
                                      make_env=lambda: RealGameEnv(game, batch, seed=settings.seed + 20_000,
                                                                   device=device))
-    state_path = out / "train_state.safetensors"
+    out = folder.path
+    state_path = folder.file("train_state.safetensors")
     clock = {"cpu_seconds": 0.0, "wall_seconds": 0.0}
     if state_path.exists():
         saved = load_state(state_path)
         trainer.load_state_dict(saved["trainer"])
         clock = saved["clock"]
-    training_log, eval_log = CsvLog(out / "training.csv"), CsvLog(out / "evaluations.csv")
-    training_log.drop_after(trainer.steps, key="update")  # rows a killed run wrote after its last save
-    eval_log.drop_after(trainer.steps, key="update")
+    training_log = folder.log("training.csv", resume_at=trainer.steps, key="update")
+    eval_log = folder.log("evaluations.csv", resume_at=trainer.steps, key="update")
     evaluated = eval_log.logged("update")
     started_cpu, started_wall = time.process_time(), time.perf_counter()
 
@@ -260,8 +258,8 @@ def _train(ckpt: Checkpoint | None, checkpoint: Path | None, data: Path | None, 
                        f"{row['real_high']:.2f}] over {row['episodes']} episodes; reward signs per 1,000 steps: "
                        f"dream {row['dream_sign_rate']:.1f}, game {row['real_sign_rate']:.1f}")
 
-    bar = progress_bar(total=settings.updates, initial=trainer.steps, unit="update", disable=not progress,
-                       desc=f"actor-critic in {game} ({settings.train_in})")
+    bar = folder.progress_bar(total=settings.updates, initial=trainer.steps, unit="update", enabled=progress,
+                              desc=f"actor-critic in {game} ({settings.train_in})")
     done_here = 0
     try:
         while True:

@@ -52,8 +52,8 @@ from training.data.environments import RealEnvironment
 from training.data.policies import SB3Agent
 from training.runtime.cli import add_algo_kwargs_argument, add_device_argument, user_errors
 from training.runtime.csv_log import CsvLog
-from training.runtime.files import FolderLock, guard_run_settings, write_json_atomic
-from training.runtime.progress import progress_bar
+from training.runtime.files import write_json_atomic
+from training.runtime.run_folder import RunFolder
 
 
 def make_dream_vec_env(checkpoint: str | Path, num_envs: int, *, frame_stack: int = 1,
@@ -81,15 +81,15 @@ class _RealGameEval(BaseCallback):
     """Every ``every`` env steps (and at the end): save the model, play the real game, log the score."""
 
     def __init__(self, save: Any, game: RealEnvironment | None, every: int, episodes: int, frame_stack: int,
-                 max_steps: int, log_path: Path, seed: int) -> None:
+                 max_steps: int, log: CsvLog, seed: int) -> None:
         super().__init__()
         self.save, self.game, self.every, self.episodes = save, game, every, episodes
-        self.frame_stack, self.max_steps, self.log_path, self.seed = frame_stack, max_steps, log_path, seed
+        self.frame_stack, self.max_steps, self.log, self.seed = frame_stack, max_steps, log, seed
         self.last = 0
         self.rows: list[dict[str, float]] = []
         self.dream_signs, self.dream_steps = 0.0, 0
         # CPU seconds of this process's training, on top of the last row's: a resumed run counts on from there
-        earlier = CsvLog(log_path).rows()
+        earlier = log.rows()
         self.cpu_offset = earlier[-1].get("cpu_seconds", 0.0) if earlier else 0.0
         self.cpu_start = time.process_time()
 
@@ -123,7 +123,7 @@ class _RealGameEval(BaseCallback):
                "low_return": result.interval[0], "high_return": result.interval[1],  # 95% bootstrap interval
                "sign_rate": result.sign_rate, "dream_sign_rate": dream_rate}
         self.rows.append(row)
-        CsvLog(self.log_path).write(row)
+        self.log.write(row)
         self.logger.record("real/mean_return", result.mean)
         if self.verbose or self.model.verbose:
             print(f"step {self.num_timesteps}: real {self.game.name} return {result.mean:.2f} +- {result.std:.2f}")
@@ -132,13 +132,14 @@ class _RealGameEval(BaseCallback):
 class _Progress(BaseCallback):
     """A tqdm bar over env steps showing the dream's mean episode return (SB3's own bar needs rich)."""
 
-    def __init__(self, total: int) -> None:
+    def __init__(self, folder: RunFolder, total: int) -> None:
         super().__init__()
-        self.total = total
+        self.folder, self.total = folder, total
         self.bar: tqdm | None = None
 
     def _on_training_start(self) -> None:
-        self.bar = progress_bar(total=self.total, initial=self.num_timesteps, desc="sb3 in dream", unit="step")
+        self.bar = self.folder.progress_bar(total=self.total, initial=self.num_timesteps, desc="sb3 in dream",
+                                            unit="step")
 
     def _on_step(self) -> bool:
         assert self.bar is not None
@@ -178,15 +179,14 @@ def train_sb3_agent(checkpoint: str | Path, *, algo: str = "ppo", steps: int, ou
     algorithms get ``buffer_size=min(100_000, steps)`` unless given, since SB3's default of a million
     64x64x3 frames would take 12 GB.
     """
-    with FolderLock(out, "SB3 training run"):
+    with RunFolder(out, "SB3 training run") as folder:
         if steps < 1:
             raise UserError(f"steps must be >= 1, got {steps}")
         if eval_every < 0 or eval_episodes < 0:
             raise UserError(f"eval_every and eval_episodes must be >= 0, got {eval_every} and {eval_episodes}")
         algo_cls = algorithm_class(algo)
-        out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
-        guard_run_settings(out, {  # a resumed run is the same run: another dream or setting is refused
+        out = folder.path
+        folder.guard({  # a resumed run is the same run: another dream or setting is refused
             "algo": algo_cls.__name__, "checkpoint": str(Path(checkpoint).resolve()),
             "world_model_digest": read_metadata(checkpoint).get(DIGEST_KEY), "num_envs": num_envs,
             "frame_stack": frame_stack, "policy": policy, "algo_kwargs": algo_kwargs or {},
@@ -208,7 +208,7 @@ def train_sb3_agent(checkpoint: str | Path, *, algo: str = "ppo", steps: int, ou
                 if _saved_policy_steps(out) != model.num_timesteps:  # killed between model.zip and its policy copy
                     save_policy_safetensors(model, out, algo_cls.__name__, frame_stack)
                 env.close()
-                return SB3Run(model, model_path, CsvLog(out / "eval.csv").rows())
+                return SB3Run(model, model_path, folder.log("eval.csv").rows())
         else:
             kwargs = dict(algo_kwargs or {})
             if "buffer_size" in _init_parameters(algo_cls):
@@ -228,11 +228,12 @@ def train_sb3_agent(checkpoint: str | Path, *, algo: str = "ppo", steps: int, ou
             save_policy_safetensors(model, out, algo_cls.__name__, frame_stack)
 
         total = _rounded_to_rollouts(model, steps)
+        eval_log = folder.log("eval.csv", resume_at=model.num_timesteps)  # rows past the saved model are redone
         evaluation = _RealGameEval(save, game if eval_episodes else None, eval_every, eval_episodes, frame_stack,
-                                   eval_max_steps, out / "eval.csv", seed)
+                                   eval_max_steps, eval_log, seed)
         callbacks: list[BaseCallback] = [evaluation]
         if progress:
-            callbacks.append(_Progress(total))
+            callbacks.append(_Progress(folder, total))
         try:
             model.learn(total_timesteps=steps - model.num_timesteps, callback=callbacks, reset_num_timesteps=False)
             if evaluation.last != model.num_timesteps or not evaluation.rows:
@@ -244,7 +245,7 @@ def train_sb3_agent(checkpoint: str | Path, *, algo: str = "ppo", steps: int, ou
             raise
         finally:
             env.close()
-        return SB3Run(model, model_path, CsvLog(out / "eval.csv").rows())
+        return SB3Run(model, model_path, eval_log.rows())
 
 
 def _saved_policy_steps(out: Path) -> int | None:

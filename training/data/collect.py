@@ -43,8 +43,9 @@ from training.data.policies import RandomAgent
 from training.data.scripted import SCRIPTED_GAMES, BallFollower
 from training.data.vector_atari import make_vector_atari
 from training.runtime.cli import import_object, user_errors
-from training.runtime.files import FolderLock, write_json_atomic
+from training.runtime.files import write_json_atomic
 from training.runtime.progress import progress_bar
+from training.runtime.run_folder import FolderLock
 
 __all__ = ["COLLECTION_LOG", "FORMATS", "CollectStats", "Collector", "read_collection_log"]
 

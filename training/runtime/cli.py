@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 from gym_diamond.acceleration import PRECISIONS
 from gym_diamond.errors import UserError
-from training.runtime.files import FolderInUseError
+from training.runtime.run_folder import FolderInUseError
 
 __all__ = ["USER_ERRORS", "UserError", "add_algo_kwargs_argument", "json_object", "user_errors"]
 

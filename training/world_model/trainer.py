@@ -18,7 +18,6 @@ run trains exactly the same weights with it as without.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import os
@@ -51,11 +50,9 @@ from training.data.dataset import (
 )
 from training.data.sampling import BatchSampler
 from training.fidelity.figures import fidelity_figures, fidelity_line
-from training.runtime.csv_log import CsvLog
 from training.runtime.distributed import Distributed, init_distributed
-from training.runtime.files import FolderLock
 from training.runtime.optim import adamw, optimizer_update, warmup_lr
-from training.runtime.progress import progress_bar
+from training.runtime.run_folder import RunFolder
 from training.runtime.signals import terminate_as_interrupt
 from training.runtime.state import load_optimizer_state, load_state, optimizer_state, restore_rng, rng_state, save_state
 from training.world_model.weight_average import WeightAverage
@@ -64,7 +61,6 @@ from training.world_model.weight_average import WeightAverage
 # targets, grey padding, its sampling, weight-decay groups and warm-up); states without it came before.
 TRAINING_RECIPE = 2
 NETWORKS = ("both", "denoiser", "rew_end")  # what train_world_model trains
-# recipe fields a resumed run must keep: changing them mid-run would train another model than the one named
 # Named training recipes: the WorldModelTrainingConfig fields each sets, the others keeping DIAMOND's values.
 # "cpu": the sample-efficiency study's best per update on a CPU budget so far (benchmarks/README.md, "Faithful
 # dreams on a CPU budget"): the loss weighted on the pixels that change (the ball) and training noise centred
@@ -73,7 +69,8 @@ RECIPES: dict[str, dict[str, Any]] = {
     "diamond": {},
     "cpu": {"changed_pixel_weight": 20.0, "train_sigma_loc": 0.4, "train_sigma_scale": 1.0},
 }
-RESUME_FIXED = ("changed_pixel_weight", "train_sigma_loc", "train_sigma_scale", "lr", "ema_decay")
+# fields a resumed run may change: how fast it runs and how often it is judged, not what it trains
+NOT_RUN_SETTINGS = ("precision", "compile", "fidelity_every", "fidelity_samples", "recipe")
 
 
 
@@ -145,6 +142,10 @@ class WorldModelTrainingConfig:
         if recipe not in RECIPES:
             raise UserError(f"unknown training recipe {recipe!r}: expected one of {sorted(RECIPES)}")
         return cls(**{**RECIPES[recipe], **fields, "recipe": recipe})
+
+    def run_settings(self) -> dict[str, Any]:
+        """The fields that decide what a run trains, which its resumes must repeat (speed and judging left out)."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in NOT_RUN_SETTINGS}
 
     def training_noise(self, denoiser: DenoiserConfig) -> DenoiserConfig:
         """``denoiser`` with this config's training-noise distribution (the fields left None keep its own)."""
@@ -440,13 +441,6 @@ class WorldModelTrainer:
                             "with one denoiser target, black padding and other departures from DIAMOND's "
                             "trainer (its world_model.safetensors still loads as it was): start a new run "
                             "with another --out")
-        for name in RESUME_FIXED:
-            default = getattr(WorldModelTrainingConfig, name)  # states written before the field had its default
-            saved_value, value = state.get("config", {}).get(name, default), getattr(self.config, name)
-            if saved_value != value:
-                flag = "--" + name.replace("_", "-")
-                raise UserError(f"the saved training state was trained with {name}={saved_value} ({flag}), not "
-                                f"{value}: resume with {flag} {saved_value}, or start a new run with another --out")
         saved = state["model_config"]
         if saved != json.loads(json.dumps(self.model.config.to_dict())):
             legacy = "attention_residual" not in saved.get("rew_end", {})
@@ -487,16 +481,16 @@ def train_world_model(game: str | None, data: str | Path, out: str | Path, steps
     line; a resumed run drops the rows after its saved state and writes each update's row once.
     """
     rank = int(os.environ.get("RANK", "0"))  # under torchrun rank 0 writes the run folder; the others read it
-    with FolderLock(out, "world-model training") if rank == 0 else contextlib.nullcontext(), terminate_as_interrupt():
-        return _train_world_model(game, data, out, steps, model_preset=model_preset, device=device, seed=seed,
+    with RunFolder(out, "world-model training", writer=rank == 0) as folder, terminate_as_interrupt():
+        return _train_world_model(game, data, folder, steps, model_preset=model_preset, device=device, seed=seed,
                                   save_every=save_every, log_every=log_every, config=config, progress=progress,
                                   networks=networks, time_budget=time_budget)
 
 
-def _train_world_model(game: str | None, data: str | Path, out: str | Path, steps: int, *, model_preset: str = "paper",
-                      device: str | torch.device | None = None, seed: int = 0, save_every: int = 200,
-                      log_every: int = 10, config: WorldModelTrainingConfig | None = None,
-                      progress: bool = True, networks: str = "both", time_budget: float | None = None) -> Path:
+def _train_world_model(game: str | None, data: str | Path, folder: RunFolder, steps: int, *,
+                       model_preset: str = "paper", device: str | torch.device | None = None, seed: int = 0,
+                       save_every: int = 200, log_every: int = 10, config: WorldModelTrainingConfig | None = None,
+                       progress: bool = True, networks: str = "both", time_budget: float | None = None) -> Path:
     """``train_world_model`` with the run folder already locked."""
     if time_budget is not None and time_budget <= 0:
         raise UserError(f"time budget must be > 0 seconds, got {time_budget}")
@@ -513,26 +507,29 @@ def _train_world_model(game: str | None, data: str | Path, out: str | Path, step
             game_to_name(game)  # a misspelt Atari game: its error names the close ones
         raise
     game, action_meanings = environment_actions(dataset)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     distributed, device = init_distributed(device)
     main_rank = distributed.is_main
     torch.manual_seed(seed)
     # a fixed dataset: DIAMOND ignores its recency weights there (static_dataset.ignore_sample_weights)
     config = config or WorldModelTrainingConfig(sample_weights=None)
+    # each phase (both networks, the denoiser alone, the reward/termination model alone) is held to its own settings:
+    # a trained run's reward model may be fine-tuned with others. The global batch: a resume may run on another
+    # number of processes (--batch-size is per process)
+    folder.guard({"game": game, "data": str(Path(data).resolve()), "model_preset": model_preset, "seed": seed,
+                  **config.run_settings(), "batch_size": config.batch_size * distributed.world_size}, phase=networks)
     model_config: WorldModelConfig = MODEL_SIZES[model_preset](len(action_meanings))
     model_config = model_config.replace(denoiser=config.training_noise(model_config.denoiser))
     model = WorldModel(model_config).to(device)
     trainer = WorldModelTrainer(model, dataset, config, seed=seed, distributed=distributed)
-    state_path = out / "train_state.safetensors"
+    state_path = folder.file("train_state.safetensors")
     if state_path.exists():
         trainer.load_state_dict(load_state(state_path))
     denoiser, rew_end = networks in ("both", "denoiser"), networks in ("both", "rew_end")
-    log = CsvLog(out / ("losses.csv" if networks == "both" else f"losses_{networks}.csv"))
     counter = "denoiser" if denoiser else "rew_end"
     start = trainer.steps[counter]
+    log = folder.log("losses.csv" if networks == "both" else f"losses_{networks}.csv", resume_at=start)
     every = trainer.config.fidelity_every
-    fidelity_log = CsvLog(out / "fidelity.csv")
+    fidelity_log = folder.log("fidelity.csv", resume_at=start, key="update")
     test_ids = np.zeros(0, np.int64)
     if every:
         test_ids = dataset.split(trainer.config.test_fraction, seed=0)[1]
@@ -540,11 +537,8 @@ def _train_world_model(game: str | None, data: str | Path, out: str | Path, step
             raise UserError(f"fidelity logging needs held-out episodes, but test_fraction="
                             f"{trainer.config.test_fraction} holds none of the {len(dataset)} in {data} out: "
                             f"collect more episodes")
-    if main_rank:
-        log.drop_after(start)
-        fidelity_log.drop_after(start, key="update")
-    bar = progress_bar(total=steps, initial=min(start, steps), desc=f"{networks.replace('_', '/')} {game}",
-                       disable=not (progress and main_rank))
+    bar = folder.progress_bar(total=steps, initial=min(start, steps), desc=f"{networks.replace('_', '/')} {game}",
+                              enabled=progress)
 
     def judge(update: int) -> None:
         """Append the fidelity row of ``update`` (rank 0)."""
@@ -587,7 +581,7 @@ def _train_world_model(game: str | None, data: str | Path, out: str | Path, step
         bar.close()
         if main_rank and trainer.steps[counter] > start:  # interrupted or done: keep what was learnt
             save_state(state_path, trainer.state_dict())
-    checkpoint = out / "world_model.safetensors"
+    checkpoint = folder.file("world_model.safetensors")
     if not main_rank:
         distributed.barrier()  # until rank 0 has written the checkpoint
         return checkpoint

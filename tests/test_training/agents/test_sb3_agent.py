@@ -13,7 +13,7 @@ from stable_baselines3 import DQN, PPO
 
 from gym_diamond import save_checkpoint
 from training.agents.sb3 import algorithm_class, main, train_sb3_agent
-from training.runtime.files import RunSettingsError
+from training.runtime.run_folder import RunSettingsError
 
 PPO_SMALL = {"n_steps": 32, "batch_size": 64, "n_epochs": 1}
 

@@ -39,5 +39,5 @@ def test_a_resumed_sb3_run_reads_an_eval_log_that_predates_a_column(tmp_path):
     log = CsvLog(tmp_path / "eval.csv")
     log.write({"step": 100, "real_score_mean": -21.0, "cpu_seconds": 30.0})
     log.write({"step": 200, "real_score_mean": -20.0, "cpu_seconds": 60.0, "dream_sign_rate": 1.5})
-    callback = _RealGameEval(None, "Pong", 100, 1, 4, 100, tmp_path / "eval.csv", 0)  # crashed on float("")
+    callback = _RealGameEval(None, "Pong", 100, 1, 4, 100, log, 0)  # crashed on float("")
     assert callback.cpu_offset == 60.0

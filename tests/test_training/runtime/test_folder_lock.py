@@ -1,4 +1,4 @@
-"""training.runtime.files.FolderLock: a dataset or run folder has one writer; a second gets a clear error at once."""
+"""training.runtime.run_folder.FolderLock: a dataset or run folder has one writer; a second fails at once."""
 
 import os
 import signal
@@ -9,11 +9,11 @@ import time
 import pytest
 
 from training.data.collect import main as collect
-from training.runtime.files import FolderInUseError, FolderLock
+from training.runtime.run_folder import FolderInUseError, FolderLock
 
 HOLD = """
 import sys, time
-from training.runtime.files import FolderLock
+from training.runtime.run_folder import FolderLock
 FolderLock(sys.argv[1], "collection").acquire()
 print("held", flush=True)
 time.sleep(120)
