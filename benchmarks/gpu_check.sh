@@ -28,11 +28,11 @@ if [ "$DRY" = "--dry-run" ]; then
     step cuda_tests 300 "$PYTHON" -m pytest -q --collect-only -k "cuda or compiled or sync" \
         tests/test_gym_diamond/test_acceleration.py tests/test_gym_diamond/test_vector_env.py tests/test_training/world_model/test_training.py > "$OUT/cuda_tests.txt"
     step throughput 300 "$PYTHON" benchmarks/imagination_throughput.py --model tiny --device cpu --batches 1 2 \
-        --compare-eager --no-ale --min-seconds 0.05 > "$OUT/throughput.jsonl"
+        --compare-eager --no-ale --no-peaks --min-seconds 0.05 > "$OUT/throughput.jsonl"
     step env 300 "$PYTHON" benchmarks/imagination_throughput.py --model tiny --device cpu --batches 2 --env \
-        --no-ale --min-seconds 0.05 > "$OUT/env.jsonl"
+        --no-ale --no-peaks --min-seconds 0.05 > "$OUT/env.jsonl"
     step training 300 "$PYTHON" benchmarks/training_speed.py --model tiny --device cpu --batch-size 2 \
-        --min-seconds 0.05 > "$OUT/training.jsonl"
+        --rew-end-sequence-length 3 --horizon 2 --num-batches-to-preload 2 --min-seconds 0.05 > "$OUT/training.jsonl"
 else
     step cuda_tests 100 "$PYTHON" -m pytest -q -rs -k "cuda or sync" \
         tests/test_gym_diamond/test_acceleration.py tests/test_gym_diamond/test_vector_env.py tests/test_training/world_model/test_training.py > "$OUT/cuda_tests.txt"

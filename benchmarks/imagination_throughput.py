@@ -207,6 +207,8 @@ def main() -> None:
     parser.add_argument("--env-checkpoint", help="with --env: time the env layers on this trained checkpoint (same "
                         "config) instead of random weights, whose dreams end about every other step")
     parser.add_argument("--no-ale", action="store_true", help="skip timing the real game")
+    parser.add_argument("--no-peaks", action="store_true",
+                        help="skip measuring the device's conv and matmul peaks (seconds on a CPU; for dry runs)")
     parser.add_argument("--min-seconds", type=float, default=3.0, help="time each batch size at least this long")
     args = parser.parse_args()
 
@@ -224,8 +226,8 @@ def main() -> None:
         config = config.with_denoising_steps(args.denoising_steps)
     model = WorldModel(config).to(device).eval()
     gflop = gflop_per_step(model, device)
-    conv_peak = conv_peak_gflops(device, acceleration.dtype)
-    matmul_peak = matmul_peak_gflops(device, acceleration.dtype)
+    conv_peak = None if args.no_peaks else conv_peak_gflops(device, acceleration.dtype)
+    matmul_peak = None if args.no_peaks else matmul_peak_gflops(device, acceleration.dtype)
     ale = None if args.no_ale else ale_steps_per_s()
     eager = WorldModel(config).to(device).eval() if args.compare_eager else None
     if eager is not None:
@@ -255,8 +257,9 @@ def main() -> None:
                 "denoising_steps": config.sampler.num_steps, "batch": n,
                 "env_steps_per_s": round(n / seconds, 2), "ms_per_step": round(1000 * seconds, 2),
                 "gflop_per_step": round(gflop, 3), "achieved_tflops": round(gflop * n / seconds / 1000, 4),
-                "conv_peak_gflops": round(conv_peak, 1), "matmul_peak_gflops": round(matmul_peak, 1),
-                "peak_fraction": round(gflop * n / seconds / conv_peak, 3),
+                "conv_peak_gflops": conv_peak and round(conv_peak, 1),
+                "matmul_peak_gflops": matmul_peak and round(matmul_peak, 1),
+                "peak_fraction": conv_peak and round(gflop * n / seconds / conv_peak, 3),
                 "peak_memory_mb": round(peak_memory_mb(device), 1)}
         if ale is not None:
             line.update(ale_steps_per_s=round(ale, 1), dream_over_ale=round(n / seconds / ale, 4))

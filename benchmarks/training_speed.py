@@ -93,6 +93,10 @@ def main() -> None:
     parser.add_argument("--dream-precision", choices=["fp32", "bf16"], default=None,
                         help="the actor-critic's dream (default: --precision; the pipeline's default is the "
                              "device's, bf16 on a CPU with native bf16)")
+    parser.add_argument("--horizon", type=int, default=ImaginationConfig.horizon,
+                        help="imagined steps per actor-critic update (DIAMOND: 15)")
+    parser.add_argument("--num-batches-to-preload", type=int, default=ImaginationConfig.num_batches_to_preload,
+                        help="start contexts drawn and burnt in at once (DIAMOND: 256; fewer for a dry run)")
     parser.add_argument("--end-rate", type=float, default=None,
                         help="the actor-critic's dreams end with this probability per step (default: as the "
                              "random model does)")
@@ -126,12 +130,13 @@ def main() -> None:
     model.accelerate(Acceleration(precision=dream_precision, compile=args.compile, channels_last=args.channels_last))
     actor_critic = ActorCritic(ActorCriticConfig(6)).to(device)
     ac = ImaginationTrainer(model, actor_critic, dataset, ImaginationConfig(
-        batch_size=args.batch_size, precision=args.precision, compile=args.compile))
+        horizon=args.horizon, backup_every=args.horizon, batch_size=args.batch_size,
+        num_batches_to_preload=args.num_batches_to_preload, precision=args.precision, compile=args.compile))
     rate = updates_per_s(ac.step, device, args.min_seconds, warmup=3 if args.compile else 1)
     print(json.dumps({"what": "actor_critic_update", **common, "dream_precision": dream_precision,
-                      "end_rate": args.end_rate, "horizon": 15,
+                      "end_rate": args.end_rate, "horizon": args.horizon,
                       "updates_per_s": round(rate, 3),
-                      "imagined_steps_per_s": round(rate * 15 * args.batch_size, 1)}), flush=True)
+                      "imagined_steps_per_s": round(rate * args.horizon * args.batch_size, 1)}), flush=True)
 
 
 if __name__ == "__main__":

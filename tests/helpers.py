@@ -1,5 +1,6 @@
-"""Builders the tests share: tiny checkpoints made on the spot."""
+"""Builders the tests share: tiny checkpoints made on the spot, a command run in this process."""
 
+import importlib
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,21 @@ ROOT = TESTS.parent  # the repository: examples/, benchmarks/
 KILL_DRIVER = TESTS / "kill_driver.py"
 
 PONG_ACTIONS = ["NOOP", "FIRE", "RIGHT", "LEFT", "RIGHTFIRE", "LEFTFIRE"]
+
+
+def run_command_here(module: str, args: list[str], threads: int = 1) -> None:
+    """``python -m module args`` in this process with ``threads`` torch threads, as a subprocess with
+    ``OMP_NUM_THREADS=threads`` computes, without the seconds a new interpreter takes to import torch. For the run
+    after a killed subprocess: the kill needs a process of its own, the rerun does not."""
+    command = importlib.import_module(module)
+    if not hasattr(command, "main"):  # a package run as python -m: its __main__ module
+        command = importlib.import_module(f"{module}.__main__")
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        command.main(args)
+    finally:
+        torch.set_num_threads(before)
 
 
 def make_tiny_checkpoint(path, game: str = "Pong", seed: int = 0, provenance: dict | None = None):

@@ -16,19 +16,19 @@ pytestmark = pytest.mark.slow  # subprocesses or real training: `pytest -m "not 
 
 
 
-def test_quality_gates_measure_fidelity_events_and_transfer(tmp_path):
+def test_quality_gates_measure_fidelity_events_and_transfer(tmp_path, capsys):
+    from training.gates import main as gates_main
+
     data = tmp_path / "data"
     collect_main(["--game", "Pong", "--out", str(data), "--steps", "1200", "--num-envs", "2", "--no-life-loss"])
     checkpoint = make_tiny_checkpoint(tmp_path / "wm.safetensors")
-    proc = subprocess.run([sys.executable, "-m", "training.gates", "--checkpoint",
-                           str(checkpoint), "--data", str(data), "--test-fraction", "0.5", "--out", str(tmp_path / "g"),
-                           "--samples", "8", "--denoising-steps", "1", "2", "--ppo-steps", "64", "--algo-kwargs",
-                           '{"n_steps": 32, "batch_size": 32}', "--num-envs", "1",
-                           "--frame-stack", "2", "--episodes", "1", "--max-steps", "300", "--dream-event-steps", "100",
-                           "--closed-loop-steps", "48", "--closed-loop-envs", "2"],
-                          cwd=tmp_path, env={**os.environ, "OMP_NUM_THREADS": "1"},
-                          capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    capsys.readouterr()
+    gates_main(["--checkpoint", str(checkpoint), "--data", str(data), "--test-fraction", "0.5", "--out",
+                str(tmp_path / "g"), "--samples", "4", "--denoising-steps", "1", "2", "--ppo-steps", "64",
+                "--algo-kwargs", '{"n_steps": 32, "batch_size": 32}', "--num-envs", "1", "--frame-stack", "2",
+                "--episodes", "1", "--max-steps", "300", "--dream-event-steps", "40", "--closed-loop-steps", "24",
+                "--closed-loop-envs", "2"])
+    stdout = capsys.readouterr().out
     gates = json.loads((tmp_path / "g" / "gates.json").read_text())
     assert set(gates["fidelity"]) == {"1_denoising_steps", "2_denoising_steps"}
     for figures in gates["fidelity"].values():
@@ -42,23 +42,19 @@ def test_quality_gates_measure_fidelity_events_and_transfer(tmp_path):
     events = gates["events"]
     assert sum(map(sum, events["reward_confusion"])) == events["transitions"] > 0
     dream_events = gates["dream_events"]  # judged on the dream's own next frames, the first sampler's
-    assert dream_events["denoising_steps"] == 1 and sum(map(sum, dream_events["reward_confusion"])) >= 100
+    assert dream_events["denoising_steps"] == 1 and sum(map(sum, dream_events["reward_confusion"])) >= 40
     assert set(gates["closed_loop"]["policies"]) >= {"random", "follower"}
     assert gates["passed"] is False and any(why.startswith("1_denoising_steps objects_gate") for why in gates["failed"])
     assert gates["transfer"]["episodes"] == 1 and gates["transfer"]["measure"] == "points won per game"
     assert gates["transfer"]["frame_stack"] == 2  # the agent trained on 2 stacked frames played the real game so
     assert gates["transfer"]["max_steps"] == 300
-    assert proc.stdout.splitlines()[-1].startswith("| Pong | ")
+    assert stdout.splitlines()[-1].startswith("| Pong | ")
     assert gates["held_out"]["how"] == "split, test_fraction 0.5" and gates["held_out"]["episodes"] >= 1
 
     apart = tmp_path / "apart"  # a dataset collected apart: every episode of it is judged
     collect_main(["--game", "Pong", "--out", str(apart), "--steps", "300", "--num-envs", "2", "--seed", "5"])
-    proc = subprocess.run([sys.executable, "-m", "training.gates", "--checkpoint",
-                           str(checkpoint), "--test-data", str(apart), "--out", str(tmp_path / "g2"), "--samples", "4",
-                           "--ppo-steps", "0", "--closed-loop-steps", "0", "--dream-event-steps", "0"],
-                          cwd=tmp_path, env={**os.environ, "OMP_NUM_THREADS": "1"},
-                          capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    gates_main(["--checkpoint", str(checkpoint), "--test-data", str(apart), "--out", str(tmp_path / "g2"),
+                "--samples", "4", "--ppo-steps", "0", "--closed-loop-steps", "0", "--dream-event-steps", "0"])
     gates = json.loads((tmp_path / "g2" / "gates.json").read_text())
     assert gates["held_out"]["how"] == "collected apart" and gates["held_out"]["steps"] == 300
     assert gates["held_out"]["collection"][0]["seed"] == 5 and gates["events"]["transitions"] == 300

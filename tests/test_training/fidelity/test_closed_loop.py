@@ -243,15 +243,15 @@ def test_a_dream_that_never_scores_fails_the_report(tmp_path):
     model, bank = fixed_event_dream(reward=0, terminates=False)
     path = tmp_path / "Pong.safetensors"
     save_checkpoint(path, model, game="Pong", action_meanings=PONG_ACTIONS, start_bank=bank)
-    report = closed_loop_report(path, "Pong", steps=1600, num_envs=8, seed=0, policies=("random", "follower"),
+    report = closed_loop_report(path, "Pong", steps=800, num_envs=8, seed=0, policies=("random", "follower"),
                                 denoising_steps=1)
     assert not report["passed"]
     assert report["denoising_steps"] == 1 and report["events"] == ["points_won", "points_lost"]
-    assert report["steps_per_policy"] == 1600
+    assert report["steps_per_policy"] == 800
     for policy in ("random", "follower"):
         dream = report["policies"][policy]["dream"]
         assert dream["positive_rewards"] == dream["negative_rewards"] == 0
-    assert report["policies"]["random"]["real"]["negative_rewards"] >= 20  # random play loses points, often
+    assert report["policies"]["random"]["real"]["negative_rewards"] >= 8  # random play loses points, often
     failing = [f for f in report["failures"] if f["check"] == "rate"]
     assert ("random", "points_lost") in {(f["policy"], f["event"]) for f in failing}
     assert all(f["dream"] == 0 and f["real"] > f["allowed_difference"] for f in failing)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import KILL_DRIVER
+from helpers import KILL_DRIVER, run_command_here
 from safetensors.torch import load_file
 
 from gym_diamond.checkpoint import read_metadata
@@ -28,11 +28,15 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
 def run(module: str, args: list[str], nproc: int, cwd: Path, kill_at: int | None = None) -> int:
-    """``torchrun --standalone --nproc_per_node nproc -m module args`` (plain python for one process).
+    """``torchrun --standalone --nproc_per_node nproc -m module args``, one thread a process (one process: in this
+    one, ``run_command_here``).
 
     ``kill_at=n``: the workers run under ``tests/kill_driver.py``, which SIGKILLs rank 0 (the rank that
     writes) just after its n-th file rename; torchrun then stops the other worker and fails.
     """
+    if nproc == 1 and kill_at is None:
+        run_command_here(module, args)
+        return 0
     env = ENV if kill_at is None else {**ENV, "KILL_MODE": "after-rename", "KILL_AT": str(kill_at)}
     target = ["-m", module] if kill_at is None else [str(KILL_DRIVER), module]
     launcher = [] if nproc == 1 else ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]

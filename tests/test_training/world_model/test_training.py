@@ -28,12 +28,12 @@ def pong_data(tmp_path_factory):
 def test_denoiser_loss_falls_on_real_pong(pong_data):
     torch.manual_seed(0)
     model = gym_diamond.WorldModel(gym_diamond.tiny_world_model_config(num_actions=6))
-    config = WorldModelTrainingConfig(batch_size=8, lr=2e-3, warmup_steps=5, rew_end_sequence_length=4)
+    config = WorldModelTrainingConfig(batch_size=8, lr=3e-3, warmup_steps=5, rew_end_sequence_length=4)
     trainer = WorldModelTrainer(model, EpisodeDataset(pong_data, game="Pong"), config)
-    losses = [trainer.denoiser_step()["denoiser_loss"] for _ in range(80)]
+    losses = [trainer.denoiser_step()["denoiser_loss"] for _ in range(40)]  # the last ten: about a third of the first
     assert np.mean(losses[-10:]) < 0.5 * np.mean(losses[:10]), (losses[:10], losses[-10:])
     scalars = trainer.rew_end_step()
-    assert np.isfinite(scalars["reward_loss"]) and trainer.steps == {"denoiser": 80, "rew_end": 1}
+    assert np.isfinite(scalars["reward_loss"]) and trainer.steps == {"denoiser": 40, "rew_end": 1}
 
 
 def test_trained_checkpoint_plays_in_gym_make_and_resume_is_exact(pong_data, tmp_path):
@@ -105,7 +105,7 @@ def test_actor_critic_learns_the_paying_action_in_imagination(tmp_path, one_thre
     torch.manual_seed(0)
     ac = ActorCritic(ActorCriticConfig(3, channels=(4, 4, 8, 8), lstm_dim=16))
     trainer = ImaginationTrainer(ckpt.world_model, ac, dataset, ImaginationConfig(
-        horizon=4, backup_every=4, batch_size=8, num_batches_to_preload=4, lr=3e-3, warmup_steps=1), seed=0)
+        horizon=4, backup_every=4, batch_size=8, num_batches_to_preload=4, lr=1e-2, warmup_steps=1), seed=0)
 
     def p_paying():
         with torch.no_grad():
@@ -114,7 +114,7 @@ def test_actor_critic_learns_the_paying_action_in_imagination(tmp_path, one_thre
 
     scalars = trainer.step()  # the first update has learning rate 0 (DIAMOND's warm-up)
     before = p_paying()
-    for _ in range(60):  # p(paying) ~0.91 after 60 updates, ~0.97 after 150
+    for _ in range(25):  # p(paying) ~0.8 after 10 updates, ~0.95 after 20, ~0.98 after 30
         scalars = trainer.step()
     after = p_paying()
     assert abs(before - 1 / 3) < 0.05 and after > 0.8, (before, after)
