@@ -260,7 +260,7 @@ class ActorCriticConfig(_DictMixin):
     loss's (``training.agents.losses``). Shrink ``channels``/``lstm_dim`` for tests on a CPU.
     """
 
-    num_actions: int
+    num_actions: int | None = None  # None: a size for any game (a preset's); ``for_actions`` sets it
     channels: tuple[int, ...] = (32, 32, 64, 64)
     lstm_dim: int = 512
     gamma: float = 0.985
@@ -269,8 +269,8 @@ class ActorCriticConfig(_DictMixin):
 
     def __post_init__(self) -> None:
         n = type(self).__name__
-        _check(_is_int(self.num_actions) and self.num_actions >= 1, n, "num_actions", self.num_actions,
-               "an integer >= 1")
+        _check(self.num_actions is None or (_is_int(self.num_actions) and self.num_actions >= 1), n, "num_actions",
+               self.num_actions, "an integer >= 1 (or None, set later with for_actions)")
         if isinstance(self.channels, list):  # accept lists (JSON) but store a hashable tuple
             object.__setattr__(self, "channels", tuple(self.channels))
         _check(isinstance(self.channels, tuple) and len(self.channels) == ACTOR_CRITIC_LEVELS, n, "channels",
@@ -283,6 +283,10 @@ class ActorCriticConfig(_DictMixin):
                "a number in [0, 1]")
         _check(_is_real(self.entropy_weight) and self.entropy_weight >= 0.0, n, "entropy_weight",
                self.entropy_weight, "a finite number >= 0")
+
+    def for_actions(self, num_actions: int) -> ActorCriticConfig:
+        """This size of actor-critic for a game of ``num_actions`` actions."""
+        return dataclasses.replace(self, num_actions=num_actions)
 
 
 MODEL_SIZES: dict[str, Callable[[int], WorldModelConfig]] = {

@@ -26,6 +26,7 @@ writes every file; the others wait for it and re-read the dataset before trainin
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import time
@@ -41,10 +42,10 @@ from gym_diamond import WorldModel, save_checkpoint
 from gym_diamond.acceleration import PRECISIONS, Acceleration
 from gym_diamond.config import MODEL_SIZES
 from gym_diamond.errors import UserError
-from gym_diamond.nn.actor_critic import ActorCritic, ActorCriticConfig
+from gym_diamond.nn.actor_critic import ActorCritic
 from training.agents.checkpoints import save_actor_critic
 from training.agents.evaluate import evaluate
-from training.agents.imagination import ImaginationConfig, ImaginationTrainer
+from training.agents.imagination import ImaginationTrainer
 from training.data.collect import Collector
 from training.data.dataset import EpisodeDataset
 from training.data.environments import RealEnvironment, add_environment_arguments, environment_from_arguments
@@ -55,7 +56,7 @@ from training.runtime.distributed import init_distributed
 from training.runtime.files import write_json_atomic
 from training.runtime.run_folder import RunFolder
 from training.runtime.state import load_state, save_state
-from training.world_model.trainer import WorldModelTrainer, WorldModelTrainingConfig
+from training.world_model.trainer import WorldModelTrainer
 
 STAGES = ("collect", "world_model", "actor_critic", "evaluate")
 WORLD_MODEL_NETWORKS = ("denoiser", "rew_end")
@@ -118,8 +119,8 @@ class Pipeline:
         self.distributed, self.device = init_distributed(device)
         self.main_rank = self.distributed.is_main
         self.seed, self.progress = seed, progress and self.main_rank
-        for name, batch in (("batch_size", self.preset.batch_size),
-                            ("imagination_batch_size", self.preset.imagination_batch_size)):
+        for name, batch in (("world_model_training.batch_size", self.preset.world_model_training.batch_size),
+                            ("imagination.batch_size", self.preset.imagination.batch_size)):
             if batch % self.distributed.world_size:
                 raise UserError(f"the preset's {name} {batch} does not split over {self.distributed.world_size} "
                                 f"processes: use a number of processes that divides it")
@@ -139,8 +140,7 @@ class Pipeline:
         self.world_model = WorldModel(MODEL_SIZES[p.world_model](n)).to(self.device)
         # the dream; compile=True compiles the modules themselves
         self.world_model.accelerate(Acceleration(precision=self.dream_precision, channels_last=True))
-        self.actor_critic = ActorCritic(ActorCriticConfig(n, channels=p.actor_critic_channels,
-                                                          lstm_dim=p.actor_critic_lstm_dim)).to(self.device)
+        self.actor_critic = ActorCritic(p.actor_critic.for_actions(n)).to(self.device)
         self.progress_path = self.folder.file("progress.json")
         self.state_path = self.folder.file("train_state.safetensors")
         self.state = self._initial_state()
@@ -183,10 +183,12 @@ class Pipeline:
     def _check_run_config(self) -> None:
         """A run folder belongs to one game, preset and seed; reusing it for another is an error, and so is
         one an earlier gym-diamond wrote with another schedule."""
-        config = {"game": self.game, "preset": self.preset_name, "seed": self.seed, "schedule": SCHEDULE,
-                  **self.preset.to_dict()}
+        run = {"game": self.game, "preset": self.preset_name, "seed": self.seed, "schedule": SCHEDULE}
         if not self.environment.is_atari:  # an Atari run's config names its game alone, as before
-            config["environment"] = self.environment.describe()
+            run["environment"] = self.environment.describe()
+        config = {**run, **self.preset.to_dict()}
+        # runs recorded before the preset composed the trainers' configs resume, their config.json rewritten
+        self.folder.upgrade_settings({**run, **self.preset.legacy_dict()}, config)
         saved = self.folder.saved_settings()
         earlier = (saved is not None and saved.get("schedule") != SCHEDULE) or \
             (saved is None and self.folder.file("progress.json").exists())
@@ -265,14 +267,13 @@ class Pipeline:
         if self.wm_trainer is not None:
             return
         p, n = self.preset, self.distributed.world_size
-        self.wm_trainer = WorldModelTrainer(self.world_model, self.dataset, WorldModelTrainingConfig(
-            batch_size=p.batch_size // n, rew_end_sequence_length=p.rew_end_sequence_length,
-            sample_weights=p.sample_weights, precision=self.precision, compile=self.compile),
+        speed = {"precision": self.precision, "compile": self.compile}  # the command's, not the preset's
+        self.wm_trainer = WorldModelTrainer(self.world_model, self.dataset, dataclasses.replace(
+            p.world_model_training, batch_size=p.world_model_training.batch_size // n, **speed),
             seed=self.seed, distributed=self.distributed)
-        self.ac_trainer = ImaginationTrainer(self.world_model, self.actor_critic, self.dataset, ImaginationConfig(
-            horizon=p.horizon, backup_every=p.backup_every, batch_size=p.imagination_batch_size // n,
-            num_batches_to_preload=p.num_batches_to_preload, sample_weights=p.sample_weights,
-            precision=self.precision, compile=self.compile), seed=self.seed, distributed=self.distributed)
+        self.ac_trainer = ImaginationTrainer(self.world_model, self.actor_critic, self.dataset, dataclasses.replace(
+            p.imagination, batch_size=p.imagination.batch_size // n, **speed), seed=self.seed,
+            distributed=self.distributed)
         if self._saved is not None:
             self.wm_trainer.load_state_dict(self._saved["world_model"])
             self.ac_trainer.load_state_dict(self._saved["actor_critic"])

@@ -1,5 +1,7 @@
 """Named budgets for the DIAMOND pipeline: the paper's, a GPU-hour one, a CPU demo, and a test micro.
 
+A preset composes the three trainers' own configs (``WorldModelTrainingConfig``, ``ImaginationConfig``,
+``ActorCriticConfig``: their defaults are DIAMOND's, written once there) with the schedule below.
 The schedule is DIAMOND's (its ``config/trainer.yaml`` and ``Trainer.run``): an initial collection of at
 least ``initial_collect_min_steps`` real steps, going on ``collect_steps_per_epoch`` at a time until at
 least ``initial_collect_threshold_rew`` steps carry a reward sign other than the most frequent one (or
@@ -11,12 +13,14 @@ epoch trains every network ``*_steps_first_epoch`` times, the others ``*_steps_p
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 from typing import Any
 
+from gym_diamond.config import ActorCriticConfig
 from gym_diamond.errors import UserError
-from training.data.dataset import DIAMOND_SAMPLE_WEIGHTS, check_sample_weights
+from training.agents.imagination import ImaginationConfig
+from training.world_model.trainer import WorldModelTrainingConfig
 
 # Version of the pipeline's schedule in a run's config.json: 2 is DIAMOND's (initial collection by its
 # reward rule, first-epoch step counts, final epochs); run folders without it came before.
@@ -25,11 +29,16 @@ SCHEDULE = 2
 
 @dataclass(frozen=True)
 class PipelinePreset:
-    """Everything the pipeline's loop needs besides the game; the defaults are DIAMOND's."""
+    """Everything the pipeline's loop needs besides the game; the defaults are DIAMOND's.
+
+    Batch sizes in ``world_model_training`` and ``imagination`` are global: a data-parallel run splits them over
+    its processes. Their speed switches (precision, compile) are the command's, not the preset's.
+    """
 
     world_model: str = "paper"  # a gym_diamond.config.MODEL_SIZES name
-    actor_critic_channels: tuple[int, ...] = (32, 32, 64, 64)
-    actor_critic_lstm_dim: int = 512
+    world_model_training: WorldModelTrainingConfig = field(default_factory=WorldModelTrainingConfig)
+    imagination: ImaginationConfig = field(default_factory=ImaginationConfig)  # world_model_env, actor_critic
+    actor_critic: ActorCriticConfig = field(default_factory=ActorCriticConfig)  # its size; the game sets its actions
     # real data (collection.train)
     total_env_steps: int = 100_000  # num_steps_total
     initial_collect_min_steps: int = 5000  # first_epoch.min
@@ -45,15 +54,6 @@ class PipelinePreset:
     rew_end_steps_per_epoch: int = 400
     actor_critic_steps_first_epoch: int = 5000
     actor_critic_steps_per_epoch: int = 400
-    # world model training
-    batch_size: int = 32
-    rew_end_sequence_length: int = 19  # frames: horizon 15 + context 4
-    sample_weights: tuple[float, ...] | None = DIAMOND_SAMPLE_WEIGHTS  # recency groups, every sampler
-    # imagination (world_model_env, actor_critic)
-    horizon: int = 15
-    backup_every: int = 15
-    imagination_batch_size: int = 32
-    num_batches_to_preload: int = 256
     # evaluation in the real game
     eval_every: int = 10  # epochs; 0 = only at the end
     eval_episodes: int = 4
@@ -61,10 +61,6 @@ class PipelinePreset:
     save_every: int = 1  # epochs between saved states
 
     def __post_init__(self) -> None:
-        if isinstance(self.actor_critic_channels, list):
-            object.__setattr__(self, "actor_critic_channels", tuple(self.actor_critic_channels))
-        if self.sample_weights is not None:
-            object.__setattr__(self, "sample_weights", check_sample_weights(self.sample_weights))
         per, low, high = self.collect_steps_per_epoch, self.initial_collect_min_steps, self.initial_collect_max_steps
         if per < 1 or low < 1 or low % per or (self.total_env_steps - low) % per:
             raise UserError(f"PipelinePreset: initial_collect_min_steps ({low}) and total_env_steps "
@@ -89,35 +85,56 @@ class PipelinePreset:
         return getattr(self, f"{network}_steps_{'first_epoch' if epoch == 1 else 'per_epoch'}")
 
     def to_dict(self) -> dict[str, Any]:
-        """The preset as JSON-ready values (saved in the run's config.json)."""
-        return dataclasses.asdict(self)
+        """The preset as JSON-ready values, what a run is (its config.json): the speed switches left out."""
+        schedule = {f: getattr(self, f) for f in self.__dataclass_fields__
+                    if f not in ("world_model_training", "imagination", "actor_critic")}
+        actor_critic = self.actor_critic.to_dict()
+        del actor_critic["num_actions"]
+        return json.loads(json.dumps({**schedule, "world_model_training": self.world_model_training.run_settings(),
+                                      "imagination": self.imagination.run_settings(), "actor_critic": actor_critic}))
+
+    def legacy_dict(self) -> dict[str, Any]:
+        """The preset as run folders wrote it before it composed the trainers' configs (a flat copy of some of
+        their fields), so that those runs resume."""
+        schedule = {f: getattr(self, f) for f in self.__dataclass_fields__
+                    if f not in ("world_model", "world_model_training", "imagination", "actor_critic")}
+        wm, im = self.world_model_training, self.imagination
+        return {"world_model": self.world_model, "actor_critic_channels": list(self.actor_critic.channels),
+                "actor_critic_lstm_dim": self.actor_critic.lstm_dim, **schedule, "batch_size": wm.batch_size,
+                "rew_end_sequence_length": wm.rew_end_sequence_length,
+                "sample_weights": None if wm.sample_weights is None else list(wm.sample_weights),
+                "horizon": im.horizon, "backup_every": im.backup_every, "imagination_batch_size": im.batch_size,
+                "num_batches_to_preload": im.num_batches_to_preload}
 
 
 PRESETS: dict[str, PipelinePreset] = {
     "paper": PipelinePreset(),
     # about an hour on one recent GPU: a sixth of the world model's compute, a fifth of the real data and epochs
-    "small": PipelinePreset(world_model="small", actor_critic_channels=(16, 16, 32, 32), actor_critic_lstm_dim=256,
+    "small": PipelinePreset(world_model="small",
+                            actor_critic=ActorCriticConfig(channels=(16, 16, 32, 32), lstm_dim=256),
                             total_env_steps=20_000, initial_collect_min_steps=2000, initial_collect_max_steps=4000,
                             final_epochs=20, denoiser_steps_first_epoch=2000, rew_end_steps_first_epoch=2000,
                             actor_critic_steps_first_epoch=1000, eval_every=50, final_eval_episodes=20),
     # start to finish in about 8 minutes on a 2-core CPU: a tiny model, 1,300 real steps in up to 4 short
     # epochs; it shows every stage working, not a good agent
-    "demo": PipelinePreset(world_model="tiny", actor_critic_channels=(8, 8, 16, 16), actor_critic_lstm_dim=32,
+    "demo": PipelinePreset(world_model="tiny", actor_critic=ActorCriticConfig(channels=(8, 8, 16, 16), lstm_dim=32),
+                           world_model_training=WorldModelTrainingConfig(batch_size=8, rew_end_sequence_length=9),
+                           imagination=ImaginationConfig(batch_size=8, num_batches_to_preload=16),
                            total_env_steps=1300, initial_collect_min_steps=1000, initial_collect_max_steps=1300,
                            final_epochs=1, denoiser_steps_first_epoch=250, denoiser_steps_per_epoch=100,
                            rew_end_steps_first_epoch=300, rew_end_steps_per_epoch=100,
-                           actor_critic_steps_first_epoch=30, actor_critic_steps_per_epoch=15, batch_size=8,
-                           rew_end_sequence_length=9, imagination_batch_size=8, num_batches_to_preload=16,
+                           actor_critic_steps_first_epoch=30, actor_critic_steps_per_epoch=15,
                            eval_every=0, final_eval_episodes=2),
     # seconds, for tests: 2 epochs that both collect, no final epoch
-    "micro": PipelinePreset(world_model="tiny", actor_critic_channels=(4, 4, 4, 4), actor_critic_lstm_dim=8,
+    "micro": PipelinePreset(world_model="tiny", actor_critic=ActorCriticConfig(channels=(4, 4, 4, 4), lstm_dim=8),
+                            world_model_training=WorldModelTrainingConfig(batch_size=2, rew_end_sequence_length=5),
+                            imagination=ImaginationConfig(horizon=3, backup_every=3, batch_size=2,
+                                                          num_batches_to_preload=2),
                             total_env_steps=180, initial_collect_min_steps=140, initial_collect_max_steps=140,
                             initial_collect_threshold_rew=0, collect_steps_per_epoch=20, final_epochs=0,
                             denoiser_steps_first_epoch=2, denoiser_steps_per_epoch=2, rew_end_steps_first_epoch=2,
                             rew_end_steps_per_epoch=2, actor_critic_steps_first_epoch=1,
-                            actor_critic_steps_per_epoch=1, batch_size=2, rew_end_sequence_length=5, horizon=3,
-                            backup_every=3, imagination_batch_size=2, num_batches_to_preload=2, eval_every=0,
-                            final_eval_episodes=1),
+                            actor_critic_steps_per_epoch=1, eval_every=0, final_eval_episodes=1),
 }
 
 

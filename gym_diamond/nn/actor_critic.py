@@ -54,6 +54,9 @@ class ActorCritic(nn.Module):
         super().__init__()
         if not isinstance(config, ActorCriticConfig):
             raise TypeError(f"ActorCritic expects an ActorCriticConfig, got {type(config).__name__}")
+        if config.num_actions is None:
+            raise UserError("ActorCriticConfig.num_actions is not set: build the network from "
+                            "config.for_actions(num_actions)")
         self.config = config
         ch = config.channels
         layers: list[nn.Module] = [nn.Conv2d(FRAME_SHAPE[0], ch[0], 3, padding=1)]

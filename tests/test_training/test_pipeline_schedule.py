@@ -72,13 +72,59 @@ def test_the_paper_preset_is_diamonds_trainer_config():
         (100_000, 5000, 10_000, 10, 100, 0.01, 50)
     assert [p.steps_of(n, 1) for n in ("denoiser", "rew_end", "actor_critic")] == [10_000, 10_000, 5000]
     assert [p.steps_of(n, 2) for n in ("denoiser", "rew_end", "actor_critic")] == [400, 400, 400]
-    assert (p.batch_size, p.rew_end_sequence_length, p.sample_weights) == (32, 19, (0.1, 0.1, 0.1, 0.7))
-    assert (p.horizon, p.backup_every, p.imagination_batch_size, p.num_batches_to_preload) == (15, 15, 32, 256)
+    wm, im = p.world_model_training, p.imagination
+    assert (wm.batch_size, wm.rew_end_sequence_length, wm.sample_weights) == (32, 19, (0.1, 0.1, 0.1, 0.7))
+    assert (im.horizon, im.backup_every, im.batch_size, im.num_batches_to_preload) == (15, 15, 32, 256)
+    assert im.sample_weights == wm.sample_weights and (wm.lr, im.lr) == (1e-4, 1e-4)
+    assert (p.actor_critic.channels, p.actor_critic.lstm_dim) == ((32, 32, 64, 64), 512)
     assert (p.eval_every, p.eval_episodes, p.final_eval_episodes) == (10, 4, 100)
     # Trainer.run: (100,000 - initial) / 100 collecting epochs, then 50 that only train
     assert p.epochs(5000) == 950 + 50 and p.epochs(6300) == 937 + 50 and p.collect_epochs(10_000) == 900
     for name, preset in PRESETS.items():  # every preset's schedule holds together
         assert preset.epochs(preset.initial_collect_min_steps) >= 1, name
+
+
+def test_a_preset_composes_the_trainers_configs_and_each_default_is_written_once():
+    from training.agents.dream_actor_critic import DreamTrainingSettings
+
+    micro = PRESETS["micro"]
+    assert micro.actor_critic.num_actions is None  # a size for any game
+    assert micro.actor_critic.for_actions(6) == ActorCriticConfig(6, channels=(4, 4, 4, 4), lstm_dim=8)
+    with pytest.raises(ValueError, match="for_actions"):
+        ActorCritic(micro.actor_critic)
+    settings = micro.to_dict()  # a run's config.json: what it trains, not how fast
+    assert settings["world_model_training"]["batch_size"] == 2 and "precision" not in settings["world_model_training"]
+    assert settings["imagination"]["horizon"] == 3 and "compile" not in settings["imagination"]
+    assert "num_actions" not in settings["actor_critic"] and settings["actor_critic"]["lstm_dim"] == 8
+    default = ActorCriticConfig(num_actions=3)
+    assert (DreamTrainingSettings(updates=1).channels, DreamTrainingSettings(updates=1).lstm_dim) == \
+        (default.channels, default.lstm_dim) == (PRESETS["paper"].actor_critic.channels, 512)
+
+
+# the micro preset as run folders recorded it before presets composed the trainers' configs
+MICRO_BEFORE = {
+    "world_model": "tiny", "actor_critic_channels": [4, 4, 4, 4], "actor_critic_lstm_dim": 8, "total_env_steps": 180,
+    "initial_collect_min_steps": 140, "initial_collect_max_steps": 140, "initial_collect_threshold_rew": 0,
+    "collect_steps_per_epoch": 20, "epsilon": 0.01, "final_epochs": 0, "denoiser_steps_first_epoch": 2,
+    "denoiser_steps_per_epoch": 2, "rew_end_steps_first_epoch": 2, "rew_end_steps_per_epoch": 2,
+    "actor_critic_steps_first_epoch": 1, "actor_critic_steps_per_epoch": 1, "batch_size": 2,
+    "rew_end_sequence_length": 5, "sample_weights": [0.1, 0.1, 0.1, 0.7], "horizon": 3, "backup_every": 3,
+    "imagination_batch_size": 2, "num_batches_to_preload": 2, "eval_every": 0, "eval_episodes": 4,
+    "final_eval_episodes": 1, "save_every": 1}
+
+
+def test_a_run_recorded_before_presets_composed_configs_resumes(tmp_path):
+    run = {"game": "Breakout", "preset": "micro", "seed": 0, "schedule": 2}
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "config.json").write_text(json.dumps({**run, **MICRO_BEFORE}))
+    Pipeline("Breakout", out, "micro", device="cpu", progress=False).folder.close()
+    assert json.loads((out / "config.json").read_text()) == {**run, **PRESETS["micro"].to_dict()}  # today's layout
+    other = tmp_path / "other"  # a run of other settings in the old layout stays refused
+    other.mkdir()
+    (other / "config.json").write_text(json.dumps({**run, **MICRO_BEFORE, "batch_size": 4}))
+    with pytest.raises(ValueError, match="other settings"):
+        Pipeline("Breakout", other, "micro", device="cpu", progress=False)
 
 
 def test_presets_refuse_a_schedule_diamond_would_assert_on():

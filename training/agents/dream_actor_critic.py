@@ -83,8 +83,8 @@ class DreamTrainingSettings:
     eval_max_steps: int = REAL_EPISODE_CAP  # agent steps before a real episode is cut
     dream_eval_steps: int = 4000
     seed: int = 0
-    channels: tuple[int, ...] = (32, 32, 64, 64)  # DIAMOND's actor-critic
-    lstm_dim: int = 512
+    channels: tuple[int, ...] = ActorCriticConfig.channels  # DIAMOND's actor-critic
+    lstm_dim: int = ActorCriticConfig.lstm_dim
     # uniform start contexts: DIAMOND's recency weights favour the newest episodes of a dataset that grows as the
     # agent plays; this one is fixed
     imagination: ImaginationConfig = field(default_factory=lambda: ImaginationConfig(sample_weights=None))
@@ -99,10 +99,7 @@ class DreamTrainingSettings:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (the run folder's config.json); speed switches left out."""
-        d = asdict(self)
-        for speed in ("precision", "compile"):
-            d["imagination"].pop(speed)
-        return json.loads(json.dumps(d))
+        return json.loads(json.dumps({**asdict(self), "imagination": self.imagination.run_settings()}))
 
     @property
     def steps_per_update(self) -> int:
@@ -297,13 +294,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--game", default=None, help="the game (default: the checkpoint's)")
     parser.add_argument("--out", required=True, help="run folder (created, or resumed)")
     parser.add_argument("--updates", type=int, required=True, help="actor-critic updates in all (a rerun resumes)")
-    parser.add_argument("--eval-every", type=int, default=500, help="updates between evaluations (0: start and end)")
-    parser.add_argument("--eval-episodes", type=int, default=8, help="real episodes per evaluation")
-    parser.add_argument("--dream-eval-steps", type=int, default=4000, help="dream steps per evaluation (0: none)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--channels", type=int, nargs=4, default=list(ActorCriticConfig.channels),
+    parser.add_argument("--eval-every", type=int, default=DreamTrainingSettings.eval_every,
+                        help="updates between evaluations (0: start and end)")
+    parser.add_argument("--eval-episodes", type=int, default=DreamTrainingSettings.eval_episodes,
+                        help="real episodes per evaluation")
+    parser.add_argument("--dream-eval-steps", type=int, default=DreamTrainingSettings.dream_eval_steps,
+                        help="dream steps per evaluation (0: none)")
+    parser.add_argument("--seed", type=int, default=DreamTrainingSettings.seed)
+    parser.add_argument("--channels", type=int, nargs=4, default=list(DreamTrainingSettings.channels),
                         help="actor-critic widths (DIAMOND's: 32 32 64 64)")
-    parser.add_argument("--lstm-dim", type=int, default=ActorCriticConfig.lstm_dim)
+    parser.add_argument("--lstm-dim", type=int, default=DreamTrainingSettings.lstm_dim)
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help="dreams side by side")
     parser.add_argument("--horizon", type=int, default=defaults.horizon)
     parser.add_argument("--sample-weights", type=float, nargs="+", default=None,

@@ -33,6 +33,7 @@ derive theirs from the seed, their rank and the update count, so a saved state r
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -77,6 +78,13 @@ class ImaginationConfig:
     grad_clip: float = 100.0
     precision: str = "fp32"  # "bf16": autocast of the actor-critic's forward passes (the dream: WorldModel.accelerate)
     compile: bool = False  # torch.compile the actor-critic in place (the dream: WorldModel.accelerate)
+
+    def run_settings(self) -> dict[str, Any]:
+        """The fields that decide what the actor-critic learns, JSON-ready (the speed switches left out)."""
+        settings = json.loads(json.dumps(dataclasses.asdict(self)))
+        for speed in ("precision", "compile"):
+            del settings[speed]
+        return settings
 
     def __post_init__(self) -> None:
         Acceleration(precision=self.precision)  # validates precision

@@ -166,6 +166,12 @@ class RunFolder:
         if self.writer:
             guard_run_settings(self.path, settings, may_grow=may_grow, phase=phase)
 
+    def upgrade_settings(self, old_layout: dict[str, Any], settings: dict[str, Any]) -> None:
+        """Where the folder recorded exactly ``old_layout`` (the same settings as an earlier gym-diamond wrote them),
+        record ``settings`` instead, so that the run resumes under today's guard; any other record is left as it is."""
+        if self.writer and self.saved_settings() == json.loads(json.dumps(old_layout)):
+            write_json_atomic(self.path / RUN_CONFIG, json.loads(json.dumps(settings)))
+
     def saved_settings(self) -> dict[str, Any] | None:
         """The settings the run recorded (``config.json``), or None for a new folder."""
         path = self.path / RUN_CONFIG
