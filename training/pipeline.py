@@ -44,7 +44,7 @@ from gym_diamond.config import MODEL_SIZES
 from gym_diamond.errors import UserError
 from gym_diamond.nn.actor_critic import ActorCritic
 from training.agents.checkpoints import save_actor_critic
-from training.agents.evaluate import evaluate
+from training.agents.evaluate import EVALUATION_SEED_OFFSET, evaluate
 from training.agents.imagination import ImaginationTrainer
 from training.data.collect import Collector
 from training.data.dataset import EpisodeDataset
@@ -308,8 +308,8 @@ class Pipeline:
         """The actor-critic's real episodes (or ``agent``'s, not logged: the random baseline's)."""
         t0 = time.perf_counter()
         played = agent or ActorCriticAgent(self.actor_critic, min(8, episodes), seed=self.seed)
-        result = evaluate(played, self.environment, episodes, num_envs=min(8, episodes), seed=self.seed + 10_000,
-                          progress=self.progress)
+        result = evaluate(played, self.environment, episodes, num_envs=min(8, episodes),
+                          seed=self.seed + EVALUATION_SEED_OFFSET, progress=self.progress)
         self._timed("evaluate", t0)
         record = {"epoch": self.state["epoch"], "env_steps": self.state["env_steps"], "mean": result.mean,
                   "ci95": list(result.interval), "std": result.std, "hns": result.hns, "episodes": episodes,

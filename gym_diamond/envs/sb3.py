@@ -36,6 +36,7 @@ from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices,
 from gym_diamond.envs.core import DreamCore
 from gym_diamond.envs.opening import ActionMeanings, open_dream
 from gym_diamond.errors import UserError
+from gym_diamond.registration import DEFAULT_MAX_EPISODE_STEPS
 from gym_diamond.render import upscale
 
 
@@ -77,7 +78,7 @@ class DreamSB3VecEnv(ActionMeanings, VecEnv):
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, num_envs: int, *, device: torch.device | str | None = None,
-                        max_episode_steps: int | None = 1000, render_size: int = 256,
+                        max_episode_steps: int | None = DEFAULT_MAX_EPISODE_STEPS, render_size: int = 256,
                         denoising_steps: int | None = None, precision: str | None = None, compile: bool = False,
                         cuda_graphs: bool = False) -> DreamSB3VecEnv:
         """Load a checkpoint (``device`` None: CUDA when available) and dream ``num_envs`` environments in it.

@@ -55,7 +55,7 @@ from gym_diamond.errors import UserError
 from gym_diamond.integrity import DIGEST_KEY
 from gym_diamond.nn.actor_critic import ActorCritic, ActorCriticConfig
 from training.agents.checkpoints import save_actor_critic
-from training.agents.evaluate import REAL_EPISODE_CAP, evaluate
+from training.agents.evaluate import EVALUATION_SEED_OFFSET, REAL_EPISODE_CAP, evaluate
 from training.agents.imagination import ImaginationConfig, ImaginationTrainer
 from training.agents.real_game_env import RealGameEnv
 from training.agents.rollouts import count_events, make_dream_env
@@ -147,7 +147,7 @@ def _evaluate(game: str, checkpoint: Checkpoint | None, actor_critic: ActorCriti
     there is one)."""
     num_envs = min(8, settings.eval_episodes)
     agent = ActorCriticAgent(actor_critic, num_envs, seed=settings.seed)
-    real = evaluate(agent, game, settings.eval_episodes, num_envs=num_envs, seed=settings.seed + 10_000,
+    real = evaluate(agent, game, settings.eval_episodes, num_envs=num_envs, seed=settings.seed + EVALUATION_SEED_OFFSET,
                     max_steps=settings.eval_max_steps, progress=progress)
     dream_rate = math.nan
     if settings.dream_eval_steps and checkpoint is not None:

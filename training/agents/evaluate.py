@@ -94,6 +94,8 @@ class Evaluation:
 # Agent steps after which a real episode is cut: 108,000 frames at 4 a step, the usual Atari cap (stuck agents
 # cannot hang an evaluation)
 REAL_EPISODE_CAP = 27_000
+# Real-game evaluations play seeds the run's seed + this, apart from the seeds its training played
+EVALUATION_SEED_OFFSET = 10_000
 
 
 def evaluate(agent: Agent, environment: RealEnvironment | str, episodes: int, *, num_envs: int = 8, seed: int = 0,
@@ -160,9 +162,10 @@ def evaluate(agent: Agent, environment: RealEnvironment | str, episodes: int, *,
 def against_random(model: Any, frame_stack: int, game: str, num_actions: int, episodes: int, seed: int,
                    max_steps: int) -> dict[str, Any]:
     """The trained PPO agent and a random one, each over the same ``episodes`` real games, in the gate's measure."""
-    ppo = evaluate(SB3Agent(model, frame_stack=frame_stack), game, episodes, seed=seed + 10_000, max_steps=max_steps,
+    seeds = seed + EVALUATION_SEED_OFFSET
+    ppo = evaluate(SB3Agent(model, frame_stack=frame_stack), game, episodes, seed=seeds, max_steps=max_steps,
                    progress=True)
-    random = evaluate(RandomAgent(num_actions, seed=seed), game, episodes, seed=seed + 10_000, max_steps=max_steps,
+    random = evaluate(RandomAgent(num_actions, seed=seed), game, episodes, seed=seeds, max_steps=max_steps,
                       progress=True)
     game_rules = rules(game)  # Pong: points won per game
     ppo_score, random_score = (float(np.mean(game_rules.points(e.returns))) for e in (ppo, random))

@@ -46,6 +46,7 @@ from gym_diamond.checkpoint import read_metadata
 from gym_diamond.envs.sb3 import DreamSB3VecEnv
 from gym_diamond.errors import UserError
 from gym_diamond.integrity import DIGEST_KEY
+from gym_diamond.registration import DEFAULT_MAX_EPISODE_STEPS
 from training.agents.evaluate import REAL_EPISODE_CAP, evaluate
 from training.agents.sb3_algorithms import algorithm_class
 from training.data.environments import RealEnvironment
@@ -57,7 +58,8 @@ from training.runtime.run_folder import RunFolder
 
 
 def make_dream_vec_env(checkpoint: str | Path, num_envs: int, *, frame_stack: int = 1,
-                       device: str | torch.device | None = None, max_episode_steps: int | None = 1000) -> VecEnv:
+                       device: str | torch.device | None = None,
+                       max_episode_steps: int | None = DEFAULT_MAX_EPISODE_STEPS) -> VecEnv:
     """The dream as SB3 agents expect it: episode statistics (``VecMonitor``) and optional frame stack."""
     if frame_stack < 1:
         raise UserError(f"frame_stack must be >= 1, got {frame_stack}")
@@ -168,7 +170,8 @@ def train_sb3_agent(checkpoint: str | Path, *, algo: str = "ppo", steps: int, ou
                     game: str | RealEnvironment | None = None, num_envs: int = 8, frame_stack: int = 1,
                     policy: str = "CnnPolicy",
                     algo_kwargs: dict[str, Any] | None = None, device: str | torch.device | None = None,
-                    max_episode_steps: int | None = 1000, eval_every: int = 10_000, eval_episodes: int = 5,
+                    max_episode_steps: int | None = DEFAULT_MAX_EPISODE_STEPS, eval_every: int = 10_000,
+                    eval_episodes: int = 5,
                     eval_max_steps: int = REAL_EPISODE_CAP, seed: int = 0, progress: bool = True,
                     verbose: int = 0) -> SB3Run:
     """Train ``algo`` for ``steps`` env steps in the dream of ``checkpoint`` (resuming ``out`` if saved there).
@@ -289,7 +292,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--policy", default="CnnPolicy")
     add_algo_kwargs_argument(parser)
     add_device_argument(parser)
-    parser.add_argument("--max-episode-steps", type=int, default=1000)
+    parser.add_argument("--max-episode-steps", type=int, default=DEFAULT_MAX_EPISODE_STEPS)
     parser.add_argument("--eval-every", type=int, default=10_000, help="env steps between real-game evaluations")
     parser.add_argument("--eval-episodes", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)

@@ -40,7 +40,7 @@ from gym_diamond.config import QUANTIZATIONS
 from gym_diamond.errors import UserError
 from training.data.dataset import EpisodeDataset
 from training.fidelity.held_out import held_out_episodes
-from training.fidelity.measures import event_confusion
+from training.fidelity.measures import FIDELITY_HORIZONS, event_confusion
 from training.fidelity.open_loop import dream_reward_recall, fidelity_lines
 from training.runtime.cli import add_device_argument, user_errors
 
@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> None:
                              "checkpoint's own data, the fraction its run held out (a larger one is refused: it "
                              "would score episodes the model trained on); on data collected apart, every episode")
     parser.add_argument("--samples", type=int, default=64)
-    parser.add_argument("--horizons", type=int, nargs="+", default=[1, 15])
+    parser.add_argument("--horizons", type=int, nargs="+", default=list(FIDELITY_HORIZONS))
     parser.add_argument("--seed", type=int, default=0)
     add_device_argument(parser)
     parser.add_argument("--denoising-steps", type=int, default=None, help="override the sampler's (fewer: faster)")
