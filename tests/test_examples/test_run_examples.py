@@ -1,6 +1,11 @@
-"""Every example runs end to end, as a user would run it, on a tiny world model and tiny budgets."""
+"""Every example runs end to end, as a user would run it (its command line, as ``__main__``), on a tiny world model
+and tiny budgets."""
 
+import contextlib
+import io
+import os
 import re
+import runpy
 import subprocess
 import sys
 from pathlib import Path
@@ -8,18 +13,34 @@ from pathlib import Path
 import pytest
 from helpers import ROOT, make_tiny_checkpoint
 
-pytestmark = pytest.mark.slow  # subprocesses or real training: `pytest -m "not slow"` skips it
+pytestmark = pytest.mark.slow  # real training, the examples end to end: `pytest -m "not slow"` skips it
 
 EXAMPLES = ROOT / "examples"
 iio = pytest.importorskip("imageio.v3")
 pytest.importorskip("matplotlib")
 
 
-def run_example(name: str, *args, cwd: Path) -> str:
-    result = subprocess.run([sys.executable, str(EXAMPLES / name), *map(str, args)], cwd=cwd, capture_output=True,
-                            text=True, timeout=900)  # minutes on a loaded 2-core machine
-    assert result.returncode == 0, f"{name} failed:\n{result.stdout}\n{result.stderr}"
-    return result.stdout
+def run_example(name: str, *args, cwd: Path, own_process: bool = False) -> str:
+    """``python examples/NAME ARGS`` in ``cwd``; its stdout. In this process (as ``__main__``, with its argv and
+    working directory: the seconds a new interpreter takes to import torch saved) unless ``own_process``, which an
+    example that starts processes of its own needs."""
+    if own_process:
+        result = subprocess.run([sys.executable, str(EXAMPLES / name), *map(str, args)], cwd=cwd,
+                                capture_output=True, text=True, timeout=900)  # minutes on a loaded 2-core machine
+        assert result.returncode == 0, f"{name} failed:\n{result.stdout}\n{result.stderr}"
+        return result.stdout
+    stdout, argv, where = io.StringIO(), sys.argv, os.getcwd()
+    sys.argv = [str(EXAMPLES / name), *map(str, args)]
+    os.chdir(cwd)
+    try:
+        with contextlib.redirect_stdout(stdout):
+            runpy.run_path(str(EXAMPLES / name), run_name="__main__")
+    except SystemExit as exit_:
+        assert exit_.code in (0, None), f"{name} exited with {exit_.code}:\n{stdout.getvalue()}"
+    finally:
+        sys.argv = argv
+        os.chdir(where)
+    return stdout.getvalue()
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +79,7 @@ def test_vector_env_torch_times_the_batched_dream(pong_checkpoint, tmp_path):
 
 def test_rollout_per_device_runs_one_worker_per_device(pong_checkpoint, tmp_path):
     out = run_example("rollout_per_device.py", "--checkpoint", pong_checkpoint, "--num-envs", "3", "--steps", "4",
-                      "--cpu-workers", "2", cwd=tmp_path)
+                      "--cpu-workers", "2", cwd=tmp_path, own_process=True)
     assert re.search(r"worker 0 on cpu: 12 imagined steps", out) and re.search(r"worker 1 on cpu: 12 imagined", out)
     assert re.search(r"2 workers: [\d.]+ imagined env-steps/s together", out)
 

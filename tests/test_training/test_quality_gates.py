@@ -24,8 +24,8 @@ def test_quality_gates_measure_fidelity_events_and_transfer(tmp_path, capsys):
     checkpoint = make_tiny_checkpoint(tmp_path / "wm.safetensors")
     capsys.readouterr()
     gates_main(["--checkpoint", str(checkpoint), "--data", str(data), "--test-fraction", "0.5", "--out",
-                str(tmp_path / "g"), "--samples", "4", "--denoising-steps", "1", "2", "--ppo-steps", "64",
-                "--algo-kwargs", '{"n_steps": 32, "batch_size": 32}', "--num-envs", "1", "--frame-stack", "2",
+                str(tmp_path / "g"), "--samples", "4", "--denoising-steps", "1", "2", "--ppo-steps", "32",
+                "--algo-kwargs", '{"n_steps": 16, "batch_size": 16}', "--num-envs", "1", "--frame-stack", "2",
                 "--episodes", "1", "--max-steps", "300", "--dream-event-steps", "40", "--closed-loop-steps", "24",
                 "--closed-loop-envs", "2"])
     stdout = capsys.readouterr().out
