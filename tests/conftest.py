@@ -4,7 +4,7 @@ import tempfile
 import numpy as np
 import pytest
 import torch
-from helpers import make_tiny_checkpoint
+from helpers import make_bandit_checkpoint, make_tiny_checkpoint
 
 from gym_diamond import StartBank, WorldModel, tiny_world_model_config
 
@@ -31,6 +31,14 @@ def start_bank() -> StartBank:
 @pytest.fixture(scope="session")
 def pong_checkpoint(tmp_path_factory):
     return make_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "Pong.safetensors")
+
+
+@pytest.fixture(scope="session")
+def bandit_path(tmp_path_factory):
+    """``make_bandit_checkpoint``'s dream (its reward model trained for seconds), made once for the tests."""
+    path = tmp_path_factory.mktemp("bandit") / "Bandit.safetensors"
+    make_bandit_checkpoint(path)
+    return path
 
 
 @pytest.fixture

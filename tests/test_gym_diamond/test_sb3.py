@@ -6,7 +6,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from helpers import BANDIT_ACTIONS, PONG_ACTIONS, make_bandit_checkpoint
+from helpers import BANDIT_ACTIONS, PONG_ACTIONS
 
 from gym_diamond import (
     DreamCore,
@@ -29,12 +29,10 @@ def env(pong_checkpoint):
 
 
 @pytest.fixture(scope="module")
-def bandit_checkpoint(tmp_path_factory):
-    path = tmp_path_factory.mktemp("bandit") / "Bandit.safetensors"
-    make_bandit_checkpoint(path)
-    ckpt = load_checkpoint(path, "cpu")  # round trip: what the env will load
+def bandit_checkpoint(bandit_path):
+    ckpt = load_checkpoint(bandit_path, "cpu")  # round trip: what the env will load
     assert ckpt.game == "Bandit" and ckpt.action_meanings == BANDIT_ACTIONS
-    return path
+    return bandit_path
 
 
 # --------------------------------------------------------------------------------- the VecEnv contract
@@ -235,7 +233,7 @@ def test_ppo_learns_the_paying_action_in_a_dream(bandit_checkpoint):
     """Reward +1 for action 1 only: PPO, trained only in the dream, must come to prefer action 1."""
     start = time.perf_counter()
     env = DreamSB3VecEnv.from_checkpoint(bandit_checkpoint, 8, device="cpu", max_episode_steps=50)
-    model = PPO("CnnPolicy", env, n_steps=32, batch_size=64, n_epochs=4, learning_rate=1e-3, gamma=0.9, seed=0,
+    model = PPO("CnnPolicy", env, n_steps=32, batch_size=64, n_epochs=4, learning_rate=3e-3, gamma=0.9, seed=0,
                 device="cpu", policy_kwargs={"features_extractor_kwargs": {"features_dim": 64}})
     env.seed(123)
     observations = [env.reset()]
@@ -250,10 +248,10 @@ def test_ppo_learns_the_paying_action_in_a_dream(bandit_checkpoint):
             return model.policy.get_distribution(obs).distribution.probs[:, 1].mean().item()
 
     before = p_pay()
-    model.learn(2048)
+    model.learn(1280)  # P(action 1) ~0.94 (2,048 steps at a rate of 1e-3: ~0.998)
     after = p_pay()
     elapsed = time.perf_counter() - start
-    print(f"P(action 1): {before:.3f} untrained -> {after:.3f} after 2048 dream steps ({elapsed:.1f} s)")
+    print(f"P(action 1): {before:.3f} untrained -> {after:.3f} after 1280 dream steps ({elapsed:.1f} s)")
     assert abs(before - 1 / 3) < 0.1
     assert after > 0.8 and after > before + 0.4
     greedy, _ = model.predict(observations, deterministic=True)

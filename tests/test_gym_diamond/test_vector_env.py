@@ -219,13 +219,10 @@ def test_torch_output_step_on_cuda_never_synchronises(pong_checkpoint):
         envs.step(torch.full((8,), -1, device="cuda"))  # the first batch after reset: checked at once
 
 
-def test_a_single_dream_and_environment_0_of_a_vector_dream_seeded_alike_agree(tmp_path, one_thread):
+def test_a_single_dream_and_environment_0_of_a_vector_dream_seeded_alike_agree(bandit_path, one_thread):
     """gym.make(seed=s) and gym.make_vec(seed=s)[0] draw the same numbers step for step while no episode ends (each
     step of a vector dream draws a start number for its autoreset; the single dream draws it too)."""
-    from helpers import make_bandit_checkpoint  # a dream that never terminates
-
-    path = tmp_path / "bandit.safetensors"
-    make_bandit_checkpoint(path)
+    path = bandit_path  # a dream that never terminates
     single = gym.make("DiamondDream/Dream-v0", checkpoint=path, device="cpu", precision="fp32")
     vector = gym.make_vec("DiamondDream/Dream-v0", num_envs=3, checkpoint=path, device="cpu", precision="fp32")
     obs, _ = single.reset(seed=7)

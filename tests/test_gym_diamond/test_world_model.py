@@ -76,10 +76,13 @@ def test_bad_inputs_raise_clear_errors(tiny_world_model, frames, actions, error,
 
 @pytest.mark.slow
 def test_tiny_denoiser_overfits_one_transition():
+    """The denoiser's loss can be driven down: it memorises one smooth frame (32x32, a quarter of the pixels, the
+    same network)."""
     torch.manual_seed(0)
-    model = WorldModel(tiny_world_model_config(num_actions=3))
-    frames, actions = _inputs(1, seed=3)
-    yy, xx = torch.meshgrid(torch.linspace(-1, 1, 64), torch.linspace(-1, 1, 64), indexing="ij")
+    model = WorldModel(tiny_world_model_config(num_actions=3, image_size=32))
+    g = torch.Generator().manual_seed(3)
+    frames, actions = torch.rand(1, 4, 3, 32, 32, generator=g) * 2 - 1, torch.randint(0, 3, (1, 4), generator=g)
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, 32), torch.linspace(-1, 1, 32), indexing="ij")
     target = 0.8 * torch.stack([xx, yy, xx * yy]).unsqueeze(0)  # a smooth frame a tiny net can memorise
     batch = (target.expand(8, -1, -1, -1), frames.expand(8, -1, -1, -1, -1), actions.expand(8, -1))
 
@@ -89,7 +92,7 @@ def test_tiny_denoiser_overfits_one_transition():
 
     before = eval_loss()
     opt = torch.optim.Adam(model.denoiser.parameters(), lr=3e-3)
-    for _ in range(250):  # the loss is a tenth of the first by 250 updates, a twentieth by 400
+    for _ in range(250):  # the loss is a ninth of the first by 250 updates, a twentieth by 400
         loss = model.denoiser.loss(*batch).loss
         opt.zero_grad()
         loss.backward()

@@ -280,22 +280,25 @@ def _init_parameters(cls: type) -> set[str]:
 def main(argv: list[str] | None = None) -> None:
     """Command line: ``python -m training.agents.sb3 --algo ppo --checkpoint wm.safetensors --steps N``."""
     parser = argparse.ArgumentParser(description="Train a stable-baselines3 agent in a DIAMOND dream.")
-    parser.add_argument("--algo", default="ppo", help="any SB3 algorithm for discrete actions: ppo, a2c, dqn")
+    defaults = {name: p.default for name, p in inspect.signature(train_sb3_agent).parameters.items()}
+    parser.add_argument("--algo", default=defaults["algo"],
+                        help="any SB3 algorithm for discrete actions: ppo, a2c, dqn")
     parser.add_argument("--game", default=None,
                         help="Atari game to evaluate in (default: the checkpoint's own environment, an Atari game or "
                              "the Gymnasium environment its data came from)")
     parser.add_argument("--checkpoint", required=True, help="world model checkpoint (.safetensors)")
     parser.add_argument("--steps", type=int, required=True, help="total env steps in the dream")
     parser.add_argument("--out", default=None, help="run folder (default: runs/<game>-<algo>)")
-    parser.add_argument("--num-envs", type=int, default=8)
-    parser.add_argument("--frame-stack", type=int, default=1)
-    parser.add_argument("--policy", default="CnnPolicy")
+    parser.add_argument("--num-envs", type=int, default=defaults["num_envs"])
+    parser.add_argument("--frame-stack", type=int, default=defaults["frame_stack"])
+    parser.add_argument("--policy", default=defaults["policy"])
     add_algo_kwargs_argument(parser)
     add_device_argument(parser)
-    parser.add_argument("--max-episode-steps", type=int, default=DEFAULT_MAX_EPISODE_STEPS)
-    parser.add_argument("--eval-every", type=int, default=10_000, help="env steps between real-game evaluations")
-    parser.add_argument("--eval-episodes", type=int, default=5)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--max-episode-steps", type=int, default=defaults["max_episode_steps"])
+    parser.add_argument("--eval-every", type=int, default=defaults["eval_every"],
+                        help="env steps between real-game evaluations")
+    parser.add_argument("--eval-episodes", type=int, default=defaults["eval_episodes"])
+    parser.add_argument("--seed", type=int, default=defaults["seed"])
     args = parser.parse_args(argv)
     out = args.out or f"runs/{args.game or Path(args.checkpoint).stem}-{args.algo.lower()}"
     run = train_sb3_agent(args.checkpoint, algo=args.algo, steps=args.steps, out=out, game=args.game,

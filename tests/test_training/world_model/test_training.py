@@ -6,7 +6,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from helpers import make_bandit_checkpoint, real_pong_data, real_pong_episode
+from helpers import real_pong_data, real_pong_episode
 
 import gym_diamond  # noqa: F401
 from gym_diamond import load_checkpoint
@@ -93,10 +93,8 @@ def test_training_rejects_bad_input(pong_data, tmp_path):
 
 
 @pytest.mark.slow
-def test_actor_critic_learns_the_paying_action_in_imagination(tmp_path, one_thread):
-
-    make_bandit_checkpoint(tmp_path / "bandit.safetensors")
-    ckpt = load_checkpoint(tmp_path / "bandit.safetensors")
+def test_actor_critic_learns_the_paying_action_in_imagination(tmp_path, one_thread, bandit_path):
+    ckpt = load_checkpoint(bandit_path)
     dataset = EpisodeDataset(tmp_path / "data", game="Bandit")
     rng = np.random.default_rng(0)
     z = np.zeros(20, dtype=bool)
