@@ -25,6 +25,7 @@ from training.world_model.trainer import WorldModelTrainingConfig
 # Version of the pipeline's schedule in a run's config.json: 2 is DIAMOND's (initial collection by its
 # reward rule, first-epoch step counts, final epochs); run folders without it came before.
 SCHEDULE = 2
+COMPOSED = ("world_model_training", "imagination", "actor_critic")  # the trainers' configs a preset holds
 
 
 @dataclass(frozen=True)
@@ -86,21 +87,22 @@ class PipelinePreset:
 
     def to_dict(self) -> dict[str, Any]:
         """The preset as JSON-ready values, what a run is (its config.json): the speed switches left out."""
-        schedule = {f: getattr(self, f) for f in self.__dataclass_fields__
-                    if f not in ("world_model_training", "imagination", "actor_critic")}
         actor_critic = self.actor_critic.to_dict()
         del actor_critic["num_actions"]
-        return json.loads(json.dumps({**schedule, "world_model_training": self.world_model_training.run_settings(),
-                                      "imagination": self.imagination.run_settings(), "actor_critic": actor_critic}))
+        composed = {"world_model_training": self.world_model_training.run_settings(),
+                    "imagination": self.imagination.run_settings(), "actor_critic": actor_critic}
+        return json.loads(json.dumps({**self._schedule(), **composed}))
+
+    def _schedule(self) -> dict[str, Any]:
+        """The preset's own fields: the model size and the schedule, the composed configs left out."""
+        return {f: getattr(self, f) for f in self.__dataclass_fields__ if f not in COMPOSED}
 
     def legacy_dict(self) -> dict[str, Any]:
         """The preset as run folders wrote it before it composed the trainers' configs (a flat copy of some of
         their fields), so that those runs resume."""
-        schedule = {f: getattr(self, f) for f in self.__dataclass_fields__
-                    if f not in ("world_model", "world_model_training", "imagination", "actor_critic")}
         wm, im = self.world_model_training, self.imagination
-        return {"world_model": self.world_model, "actor_critic_channels": list(self.actor_critic.channels),
-                "actor_critic_lstm_dim": self.actor_critic.lstm_dim, **schedule, "batch_size": wm.batch_size,
+        return {**self._schedule(), "actor_critic_channels": list(self.actor_critic.channels),
+                "actor_critic_lstm_dim": self.actor_critic.lstm_dim, "batch_size": wm.batch_size,
                 "rew_end_sequence_length": wm.rew_end_sequence_length,
                 "sample_weights": None if wm.sample_weights is None else list(wm.sample_weights),
                 "horizon": im.horizon, "backup_every": im.backup_every, "imagination_batch_size": im.batch_size,

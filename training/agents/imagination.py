@@ -33,7 +33,6 @@ derive theirs from the seed, their rank and the update count, so a saved state r
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -80,11 +79,8 @@ class ImaginationConfig:
     compile: bool = False  # torch.compile the actor-critic in place (the dream: WorldModel.accelerate)
 
     def run_settings(self) -> dict[str, Any]:
-        """The fields that decide what the actor-critic learns, JSON-ready (the speed switches left out)."""
-        settings = json.loads(json.dumps(dataclasses.asdict(self)))
-        for speed in ("precision", "compile"):
-            del settings[speed]
-        return settings
+        """The fields that decide what the actor-critic learns (the speed switches left out)."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in ("precision", "compile")}
 
     def __post_init__(self) -> None:
         Acceleration(precision=self.precision)  # validates precision

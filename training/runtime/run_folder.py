@@ -19,7 +19,7 @@ from training.runtime.files import write_json_atomic
 from training.runtime.progress import progress_bar
 
 __all__ = ["LOCK_NAME", "RUN_CONFIG", "FolderInUseError", "FolderLock", "RunFolder", "RunSettingsError",
-           "guard_run_settings"]
+           "guard_run_settings", "read_run_settings"]
 
 # ---------------------------------------------------------------------------------------------- one writer
 LOCK_NAME = ".lock"
@@ -113,10 +113,9 @@ def guard_run_settings(folder: Path, settings: dict[str, Any], *, may_grow: tupl
     trained together, then one fine-tuned alone): the file keeps each phase's settings under its name, and a
     resume is held to its own phase's.
     """
-    path = Path(folder) / RUN_CONFIG
     settings = json.loads(json.dumps(settings))
-    recorded = json.loads(path.read_text()) if path.exists() else {}
-    saved = recorded.get(phase) if phase is not None else (recorded if path.exists() else None)
+    recorded = read_run_settings(folder)
+    saved = recorded if phase is None else (recorded or {}).get(phase)
     if saved is not None:
         differs = sorted(k for k in set(saved) | set(settings) if k not in may_grow and saved.get(k) != settings.get(k))
         if differs:
@@ -125,7 +124,13 @@ def guard_run_settings(folder: Path, settings: dict[str, Any], *, may_grow: tupl
             where = f"{folder}" if phase is None else f"{folder} ({phase} phase)"
             raise RunSettingsError(f"{where} holds a run with other settings ({', '.join(differs)}): {values}; use "
                                    f"another --out or the same arguments")
-    write_json_atomic(path, settings if phase is None else {**recorded, phase: settings})
+    write_json_atomic(Path(folder) / RUN_CONFIG, settings if phase is None else {**(recorded or {}), phase: settings})
+
+
+def read_run_settings(folder: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The settings a run recorded in its folder (``config.json``), or None where it recorded none."""
+    path = Path(folder) / RUN_CONFIG
+    return json.loads(path.read_text()) if path.exists() else None
 
 
 # ------------------------------------------------------------------------------------------------ the folder
@@ -170,12 +175,11 @@ class RunFolder:
         """Where the folder recorded exactly ``old_layout`` (the same settings as an earlier gym-diamond wrote them),
         record ``settings`` instead, so that the run resumes under today's guard; any other record is left as it is."""
         if self.writer and self.saved_settings() == json.loads(json.dumps(old_layout)):
-            write_json_atomic(self.path / RUN_CONFIG, json.loads(json.dumps(settings)))
+            write_json_atomic(self.path / RUN_CONFIG, settings)
 
     def saved_settings(self) -> dict[str, Any] | None:
         """The settings the run recorded (``config.json``), or None for a new folder."""
-        path = self.path / RUN_CONFIG
-        return json.loads(path.read_text()) if path.exists() else None
+        return read_run_settings(self.path)
 
     def log(self, name: str, *, resume_at: int | None = None, key: str = "step") -> CsvLog:
         """The CSV log ``name``; with ``resume_at``, its rows past that ``key`` value (written by a killed run after
