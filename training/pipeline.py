@@ -40,18 +40,18 @@ from tqdm import tqdm
 
 from gym_diamond import WorldModel, save_checkpoint
 from gym_diamond.acceleration import PRECISIONS, Acceleration
-from gym_diamond.config import MODEL_SIZES
 from gym_diamond.errors import UserError
 from gym_diamond.nn.actor_critic import ActorCritic
 from training.agents.checkpoints import save_actor_critic
 from training.agents.evaluate import EVALUATION_SEED_OFFSET, evaluate
 from training.agents.imagination import ImaginationTrainer
+from training.agents.sb3_pipeline_agent import ACTOR_CRITIC, SB3PipelineAgent
 from training.data.collect import Collector
 from training.data.dataset import EpisodeDataset
 from training.data.environments import RealEnvironment, add_environment_arguments, environment_from_arguments
 from training.data.policies import ActorCriticAgent, Agent, RandomAgent
 from training.presets import PRESETS, SCHEDULE, PipelinePreset, get_preset
-from training.runtime.cli import add_device_argument, add_speed_arguments, user_errors
+from training.runtime.cli import add_algo_kwargs_argument, add_device_argument, add_speed_arguments, user_errors
 from training.runtime.distributed import init_distributed
 from training.runtime.files import write_json_atomic
 from training.runtime.run_folder import RunFolder
@@ -104,12 +104,15 @@ class Pipeline:
 
     def __init__(self, environment: RealEnvironment | str, out: str | Path, preset: str | PipelinePreset = "demo", *,
                  device: str | torch.device | None = None, seed: int = 0, progress: bool = True,
-                 precision: str | None = None, compile: bool = False, dream_precision: str | None = None) -> None:
+                 precision: str | None = None, compile: bool = False, dream_precision: str | None = None,
+                 agent: str = ACTOR_CRITIC, algo_kwargs: dict[str, Any] | None = None) -> None:
         """``precision`` and ``compile`` are speed switches of every network, training and dream alike; they
         are not part of the run's settings, so a run may resume with others. By default everything runs
         in fp32, as DIAMOND does; ``dream_precision`` sets the dream the actor-critic learns in apart
         (e.g. "bf16", faster on a bf16 device; default: ``precision``). ``environment`` is an Atari game's name
-        or any ``RealEnvironment`` (a Gymnasium id with image observations and discrete actions)."""
+        or any ``RealEnvironment`` (a Gymnasium id with image observations and discrete actions). ``agent`` is
+        DIAMOND's actor-critic, or the name of a stable-baselines3 algorithm (``"ppo"``, built with
+        ``algo_kwargs``) trained in the same dreams (``training.agents.sb3_pipeline_agent``)."""
         self.environment = (environment if isinstance(environment, RealEnvironment)
                             else RealEnvironment(game=environment))
         self.game = self.environment.name
@@ -119,6 +122,9 @@ class Pipeline:
         self.distributed, self.device = init_distributed(device)
         self.main_rank = self.distributed.is_main
         self.seed, self.progress = seed, progress and self.main_rank
+        self.agent_name, self.algo_kwargs = agent, dict(algo_kwargs or {})
+        if agent != ACTOR_CRITIC and self.distributed.world_size > 1:
+            raise UserError(f"--agent {agent} trains in one process; run it without torchrun")
         for name, batch in (("world_model_training.batch_size", self.preset.world_model_training.batch_size),
                             ("imagination.batch_size", self.preset.imagination.batch_size)):
             if batch % self.distributed.world_size:
@@ -137,10 +143,13 @@ class Pipeline:
         self.dream_precision = dream_precision or self.precision
         if self.dream_precision not in PRECISIONS:
             raise UserError(f"dream_precision must be one of {PRECISIONS}, got {self.dream_precision!r}")
-        self.world_model = WorldModel(MODEL_SIZES[p.world_model](n)).to(self.device)
+        self.world_model = WorldModel(p.world_model_config(n)).to(self.device)
         # the dream; compile=True compiles the modules themselves
         self.world_model.accelerate(Acceleration(precision=self.dream_precision, channels_last=True))
         self.actor_critic = ActorCritic(p.actor_critic.for_actions(n)).to(self.device)
+        self.sb3 = None if agent == ACTOR_CRITIC else SB3PipelineAgent(
+            agent, self.action_meanings, p.imagination, self.folder.file("sb3_model.zip"), algo_kwargs=algo_kwargs,
+            seed=seed, device=self.device)
         self.progress_path = self.folder.file("progress.json")
         self.state_path = self.folder.file("train_state.safetensors")
         self.state = self._initial_state()
@@ -163,6 +172,7 @@ class Pipeline:
         self.logs = {"collect": self.folder.log("collect.csv", resume_at=self.state["collected_epochs"], key="epoch"),
                      **{stage: self.folder.log(f"{stage}.csv", resume_at=self.state["epoch"], key="epoch")
                         for stage in ("world_model", "actor_critic")},
+                     "agent": self.folder.log("agent.csv", resume_at=self.state["epoch"], key="epoch"),
                      "evaluate": self.folder.log("evaluate.csv")}
         self.wm_trainer: WorldModelTrainer | None = None
         self.ac_trainer: ImaginationTrainer | None = None
@@ -186,6 +196,8 @@ class Pipeline:
         run = {"game": self.game, "preset": self.preset_name, "seed": self.seed, "schedule": SCHEDULE}
         if not self.environment.is_atari:  # an Atari run's config names its game alone, as before
             run["environment"] = self.environment.describe()
+        if self.agent_name != ACTOR_CRITIC:  # so does a run of DIAMOND's own agent
+            run.update(agent=self.agent_name, algo_kwargs=self.algo_kwargs)
         config = {**run, **self.preset.to_dict()}
         # runs recorded before the preset composed the trainers' configs resume, their config.json rewritten
         self.folder.upgrade_settings({**run, **self.preset.legacy_dict()}, config)
@@ -230,6 +242,8 @@ class Pipeline:
             # DIAMOND collects with the actor-critic from the start: untrained, its zero heads play uniformly
             agent = ActorCriticAgent(self.actor_critic, 1, epsilon=p.epsilon, seed=self.seed + epoch)
             self.collector = Collector(env, self.dataset, agent)
+        if self.sb3 is not None:  # the policy as it now is (uniform play until it first trains)
+            self.collector.policy = self.sb3.playing_agent(1, seed=self.seed + epoch)
         stats = {"steps": 0, "episodes_finished": 0, "returns": []}
 
         def collect(steps: int) -> int:
@@ -271,12 +285,14 @@ class Pipeline:
         self.wm_trainer = WorldModelTrainer(self.world_model, self.dataset, dataclasses.replace(
             p.world_model_training, batch_size=p.world_model_training.batch_size // n, **speed),
             seed=self.seed, distributed=self.distributed)
-        self.ac_trainer = ImaginationTrainer(self.world_model, self.actor_critic, self.dataset, dataclasses.replace(
-            p.imagination, batch_size=p.imagination.batch_size // n, **speed), seed=self.seed,
-            distributed=self.distributed)
+        if self.sb3 is None:
+            self.ac_trainer = ImaginationTrainer(self.world_model, self.actor_critic, self.dataset, dataclasses.replace(
+                p.imagination, batch_size=p.imagination.batch_size // n, **speed), seed=self.seed,
+                distributed=self.distributed)
         if self._saved is not None:
             self.wm_trainer.load_state_dict(self._saved["world_model"])
-            self.ac_trainer.load_state_dict(self._saved["actor_critic"])
+            if self.ac_trainer is not None:
+                self.ac_trainer.load_state_dict(self._saved["actor_critic"])
             self._saved = None
 
     def _train(self, epoch: int) -> None:
@@ -293,6 +309,12 @@ class Pipeline:
         if self.main_rank:
             self.logs["world_model"].write({"epoch": epoch, **scalars})
         t0 = time.perf_counter()
+        if self.sb3 is not None:
+            steps = self.sb3.steps_for(p.steps_of("actor_critic", epoch))
+            self.logs["agent"].write({"epoch": epoch, **self.sb3.learn(self.world_model, self.wm_trainer.start_bank(),
+                                                                       steps)})
+            self._timed("actor_critic", t0)
+            return
         for _ in self._stage_bar(p.steps_of("actor_critic", epoch), f"epoch {epoch}: actor-critic", "update"):
             scalars = self.ac_trainer.step()
         self._timed("actor_critic", t0)
@@ -307,7 +329,8 @@ class Pipeline:
     def _evaluate_here(self, episodes: int, agent: Agent | None = None) -> dict[str, Any]:
         """The actor-critic's real episodes (or ``agent``'s, not logged: the random baseline's)."""
         t0 = time.perf_counter()
-        played = agent or ActorCriticAgent(self.actor_critic, min(8, episodes), seed=self.seed)
+        played = agent or (self.sb3.playing_agent(min(8, episodes), seed=self.seed) if self.sb3 is not None else
+                           ActorCriticAgent(self.actor_critic, min(8, episodes), seed=self.seed))
         result = evaluate(played, self.environment, episodes, num_envs=min(8, episodes),
                           seed=self.seed + EVALUATION_SEED_OFFSET, progress=self.progress)
         self._timed("evaluate", t0)
@@ -326,8 +349,11 @@ class Pipeline:
         if not self.main_rank:
             return
         if self.wm_trainer is not None:
-            save_state(self.state_path, {"world_model": self.wm_trainer.state_dict(),
-                                         "actor_critic": self.ac_trainer.state_dict(), "progress": self.state})
+            agent = {} if self.ac_trainer is None else {"actor_critic": self.ac_trainer.state_dict()}
+            save_state(self.state_path, {"world_model": self.wm_trainer.state_dict(), **agent,
+                                         "progress": self.state})
+        if self.sb3 is not None:
+            self.sb3.save()
         write_json_atomic(self.progress_path, self.state)
 
     # --------------------------------------------------------------------- run
@@ -378,15 +404,23 @@ class Pipeline:
                                               "env_steps": self.state["env_steps"],
                                               "dataset_steps": self.dataset.num_steps})
         self.world_model.to(self.device)
-        ac_path = save_actor_critic(self.out / "actor_critic.safetensors", self.actor_critic, self.game)
+        if self.sb3 is None:
+            agent_path = save_actor_critic(self.out / "actor_critic.safetensors", self.actor_critic, self.game)
+        else:
+            agent_path = self.sb3.export(self.out)
         report = {"game": self.game, "preset": self.preset_name, "epochs": self.state["epoch"],
                   "collect_epochs": self.state["collect_epochs"],
                   "env_steps": self.state["env_steps"], "dataset_steps": self.dataset.num_steps,
                   "dataset_episodes": len(self.dataset), "seconds_per_stage": self.state["seconds"],
-                  "world_model_updates": self.wm_trainer.steps, "actor_critic_updates": self.ac_trainer.steps,
+                  "world_model_updates": self.wm_trainer.steps,
+                  "actor_critic_updates": None if self.ac_trainer is None else self.ac_trainer.steps,
+                  "agent": self.agent_name if self.sb3 is None else self.sb3.name,
+                  "imagined_steps": self.sb3.steps if self.sb3 is not None else
+                  self.ac_trainer.steps * self.preset.imagination.batch_size * self.preset.imagination.backup_every,
                   "final_evaluation": final, "random_evaluation": random, "evaluations": self.state["evaluations"],
                   "environment": self.environment.describe(),
-                  "world_model": str(wm_path), "actor_critic": str(ac_path),
+                  "world_model": str(wm_path), "agent_file": str(agent_path),
+                  "actor_critic": str(agent_path) if self.sb3 is None else None,
                   "precision": {"training": self.precision, "dream": self.dream_precision}}
         write_json_atomic(self.progress_path, self.state)
         write_json_atomic(report_path, report)
@@ -405,6 +439,10 @@ def main(argv: list[str] | None = None) -> None:
     add_device_argument(parser)
     parser.add_argument("--seed", type=int, default=0)
     add_speed_arguments(parser)
+    parser.add_argument("--agent", default=ACTOR_CRITIC,
+                        help="the agent trained in the dream: DIAMOND's actor-critic (default), or any "
+                             "stable-baselines3 algorithm by name (ppo, a2c, dqn, ...)")
+    add_algo_kwargs_argument(parser, "--agent's SB3")
     parser.add_argument("--dream-precision", choices=PRECISIONS, default=None,
                         help="precision of the dream the actor-critic learns in (default: --precision, else fp32 "
                              "as DIAMOND; bf16 is faster on a bf16 device)")
@@ -412,7 +450,8 @@ def main(argv: list[str] | None = None) -> None:
     environment = environment_from_arguments(args)
     out = args.out or f"runs/{environment.name}-{args.preset}"
     pipeline = Pipeline(environment, out, args.preset, device=args.device, seed=args.seed, precision=args.precision,
-                        compile=args.compile, dream_precision=args.dream_precision)
+                        compile=args.compile, dream_precision=args.dream_precision, agent=args.agent,
+                        algo_kwargs=args.algo_kwargs)
     report = pipeline.run()
     pipeline.distributed.close()
     if not pipeline.main_rank:
@@ -431,7 +470,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"report: {Path(out) / 'report.json'}")
     env_id = f"DiamondDream/{report['game']}-v0" if environment.is_atari else "DiamondDream/Dream-v0"
     print(f"world model: {report['world_model']}  (gym.make('{env_id}', checkpoint=...))")
-    print(f"agent: {report['actor_critic']}")
+    print(f"agent ({report['agent']}): {report['agent_file']}")
 
 
 if __name__ == "__main__":

@@ -13,11 +13,12 @@ epoch trains every network ``*_steps_first_epoch`` times, the others ``*_steps_p
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from gym_diamond.config import ActorCriticConfig
+from gym_diamond.config import MODEL_SIZES, ActorCriticConfig, WorldModelConfig
 from gym_diamond.errors import UserError
 from training.agents.imagination import ImaginationConfig
 from training.world_model.trainer import WorldModelTrainingConfig
@@ -37,6 +38,9 @@ class PipelinePreset:
     """
 
     world_model: str = "paper"  # a gym_diamond.config.MODEL_SIZES name
+    # Euler steps of the world model's sampler, in the dream the agent learns in and in the exported checkpoint
+    # (None: the model size's, DIAMOND's 3); 1 triples a CPU's imagination where the game's frames allow it
+    denoising_steps: int | None = None
     world_model_training: WorldModelTrainingConfig = field(default_factory=WorldModelTrainingConfig)
     imagination: ImaginationConfig = field(default_factory=ImaginationConfig)  # world_model_env, actor_critic
     actor_critic: ActorCriticConfig = field(default_factory=ActorCriticConfig)  # its size; the game sets its actions
@@ -70,6 +74,8 @@ class PipelinePreset:
         if high is not None and not low <= high <= self.total_env_steps:
             raise UserError(f"PipelinePreset: initial_collect_max_steps ({high}) must lie between "
                             f"initial_collect_min_steps ({low}) and total_env_steps ({self.total_env_steps})")
+        if self.denoising_steps is not None and self.denoising_steps < 1:
+            raise UserError(f"PipelinePreset: denoising_steps must be >= 1 (or None), got {self.denoising_steps}")
         if self.final_epochs < 0 or self.initial_collect_threshold_rew < 0:
             raise UserError("PipelinePreset: final_epochs and initial_collect_threshold_rew must be >= 0")
 
@@ -93,9 +99,18 @@ class PipelinePreset:
                     "imagination": self.imagination.run_settings(), "actor_critic": actor_critic}
         return json.loads(json.dumps({**self._schedule(), **composed}))
 
+    def world_model_config(self, num_actions: int) -> WorldModelConfig:
+        """The world model this preset trains, for a game of ``num_actions`` actions."""
+        config = MODEL_SIZES[self.world_model](num_actions)
+        if self.denoising_steps is None:
+            return config
+        return dataclasses.replace(config, sampler=dataclasses.replace(config.sampler, num_steps=self.denoising_steps))
+
     def _schedule(self) -> dict[str, Any]:
-        """The preset's own fields: the model size and the schedule, the composed configs left out."""
-        return {f: getattr(self, f) for f in self.__dataclass_fields__ if f not in COMPOSED}
+        """The preset's own fields: the model size and the schedule, the composed configs left out (and
+        ``denoising_steps`` where it is the model's own, as run folders recorded before it existed)."""
+        return {f: getattr(self, f) for f in self.__dataclass_fields__
+                if f not in COMPOSED and not (f == "denoising_steps" and self.denoising_steps is None)}
 
     def legacy_dict(self) -> dict[str, Any]:
         """The preset as run folders wrote it before it composed the trainers' configs (a flat copy of some of

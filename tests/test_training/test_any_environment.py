@@ -10,6 +10,7 @@ import gym_diamond  # noqa: F401  (registers DiamondDream/Dream-v0)
 from gym_diamond import load_checkpoint
 from training.data.collect import main as collect
 from training.data.dataset import Episode, EpisodeDataset, environment_actions
+from training.data.environments import RealEnvironment
 from training.world_model.__main__ import main as train_world_model
 
 pytest.importorskip("minigrid")
@@ -133,6 +134,36 @@ def test_the_pipeline_runs_any_environment_end_to_end_and_judges_against_random(
         pipeline(["--env-id", "minigrid:MiniGrid-Empty-6x6-v0", "--wrapper", "minigrid.wrappers:RGBImgObsWrapper",
                   "--preset", "micro", "--out", str(out), "--device", "cpu"])
     assert "other settings" in capsys.readouterr().err
+
+
+def test_the_pipeline_trains_an_sb3_agent_in_the_dream_and_resumes_it(tmp_path, capsys, one_thread):
+    from stable_baselines3 import PPO
+
+    from training.pipeline import Pipeline
+    from training.pipeline import main as pipeline
+    from training.presets import get_preset
+
+    out = tmp_path / "ppo"
+    args = [*MINIGRID, "--preset", "micro", "--out", str(out), "--device", "cpu", "--agent", "ppo"]
+    environment = RealEnvironment(env_id=MINIGRID[1], wrappers=(MINIGRID[3],))
+    Pipeline(environment, out, "micro", device="cpu", agent="ppo", progress=False).run(stop_after_epochs=1)
+    first = PPO.load(out / "sb3_model.zip")
+    micro = get_preset("micro").imagination
+    assert first.num_timesteps == micro.batch_size * micro.backup_every  # an actor-critic update's imagined steps
+    pipeline(args)  # resumed from the saved model: it learns on rather than again
+    report = json.loads((out / "report.json").read_text())
+    assert report["agent"] == "PPO" and report["actor_critic"] is None and report["actor_critic_updates"] is None
+    assert report["imagined_steps"] == 2 * first.num_timesteps  # micro's two epochs
+    assert report["agent_file"].endswith("policy.safetensors") and (out / "policy.json").exists()
+    assert report["final_evaluation"]["episodes"] >= 1
+    assert json.loads((out / "config.json").read_text())["agent"] == "ppo"
+    assert "agent (PPO)" in capsys.readouterr().out
+    with pytest.raises(SystemExit):  # the same folder with DIAMOND's actor-critic is another run
+        pipeline(args[:-2])
+    assert "other settings" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        pipeline([*MINIGRID, "--preset", "micro", "--out", str(tmp_path / "x"), "--agent", "ppq"])
+    assert "did you mean ppo" in capsys.readouterr().err
 
 
 def test_a_checkpoint_of_a_recording_names_its_environment(minigrid_checkpoint):

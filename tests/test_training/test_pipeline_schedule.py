@@ -127,6 +127,19 @@ def test_a_run_recorded_before_presets_composed_configs_resumes(tmp_path):
         Pipeline("Breakout", other, "micro", device="cpu", progress=False)
 
 
+def test_a_preset_may_set_the_dreams_denoising_steps_and_records_them_only_then(tmp_path):
+    micro = PRESETS["micro"]
+    assert "denoising_steps" not in micro.to_dict()  # the model's own: config.json as before the option
+    assert micro.world_model_config(3).sampler.num_steps == 3  # DIAMOND's
+    one_step = dataclasses.replace(micro, denoising_steps=1)
+    assert one_step.to_dict()["denoising_steps"] == 1 and one_step.world_model_config(3).sampler.num_steps == 1
+    pipeline = Pipeline("Breakout", tmp_path / "run", one_step, device="cpu", progress=False)
+    pipeline.folder.close()
+    assert pipeline.world_model.config.sampler.num_steps == 1  # the dream the agent learns in, and the export
+    with pytest.raises(ValueError, match="denoising_steps must be >= 1"):
+        dataclasses.replace(micro, denoising_steps=0)
+
+
 def test_presets_refuse_a_schedule_diamond_would_assert_on():
     with pytest.raises(ValueError, match="multiples of collect_steps_per_epoch"):
         dataclasses.replace(PRESETS["paper"], initial_collect_min_steps=5050)

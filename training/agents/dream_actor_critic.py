@@ -49,7 +49,6 @@ from tqdm import tqdm
 
 from gym_diamond import load_checkpoint, resolve_device
 from gym_diamond.acceleration import PRECISIONS, Acceleration
-from gym_diamond.atari import game_action_meanings, game_to_name
 from gym_diamond.checkpoint import Checkpoint, read_metadata
 from gym_diamond.errors import UserError
 from gym_diamond.integrity import DIGEST_KEY
@@ -60,6 +59,7 @@ from training.agents.imagination import ImaginationConfig, ImaginationTrainer
 from training.agents.real_game_env import RealGameEnv
 from training.agents.rollouts import count_events, make_dream_env
 from training.data.dataset import EpisodeDataset
+from training.data.environments import RealEnvironment, add_environment_arguments, environment_from_arguments
 from training.data.policies import ActorCriticAgent
 from training.runtime.cli import add_device_argument, user_errors
 from training.runtime.report import draw_learning_curve
@@ -116,9 +116,11 @@ def _tensor_digest(checkpoint: Path) -> str | None:
     return read_metadata(checkpoint).get(DIGEST_KEY)
 
 
-def _check_run_folder(folder: RunFolder, game: str, checkpoint: Path | None, data: Path | None,
+def _check_run_folder(folder: RunFolder, environment: RealEnvironment, checkpoint: Path | None, data: Path | None,
                       settings: DreamTrainingSettings) -> None:
-    config = {"game": game, "checkpoint": checkpoint and str(checkpoint.resolve()),
+    # an Atari run names its game alone, as before any environment could be trained in
+    where = {"game": environment.name, **({} if environment.is_atari else {"environment": environment.describe()})}
+    config = {**where, "checkpoint": checkpoint and str(checkpoint.resolve()),
               "world_model_digest": checkpoint and _tensor_digest(checkpoint),
               "data": data and str(data.resolve()), **settings.to_dict()}
     saved = folder.saved_settings()
@@ -141,14 +143,14 @@ def _dream_sign_rate(checkpoint: Checkpoint, actor_critic: ActorCritic, steps: i
     return 1000.0 * (counts.positive_rewards - counts.negative_rewards) / counts.steps
 
 
-def _evaluate(game: str, checkpoint: Checkpoint | None, actor_critic: ActorCritic, settings: DreamTrainingSettings,
-              progress: bool) -> dict[str, Any]:
+def _evaluate(environment: RealEnvironment, checkpoint: Checkpoint | None, actor_critic: ActorCritic,
+              settings: DreamTrainingSettings, progress: bool) -> dict[str, Any]:
     """The agent's real-game score (with interval) and its reward-sign rates in the game and in the dream (when
     there is one)."""
     num_envs = min(8, settings.eval_episodes)
     agent = ActorCriticAgent(actor_critic, num_envs, seed=settings.seed)
-    real = evaluate(agent, game, settings.eval_episodes, num_envs=num_envs, seed=settings.seed + EVALUATION_SEED_OFFSET,
-                    max_steps=settings.eval_max_steps, progress=progress)
+    real = evaluate(agent, environment, settings.eval_episodes, num_envs=num_envs,
+                    seed=settings.seed + EVALUATION_SEED_OFFSET, max_steps=settings.eval_max_steps, progress=progress)
     dream_rate = math.nan
     if settings.dream_eval_steps and checkpoint is not None:
         dream_rate = _dream_sign_rate(checkpoint, actor_critic, settings.dream_eval_steps, 8, settings.seed)
@@ -159,16 +161,17 @@ def _evaluate(game: str, checkpoint: Checkpoint | None, actor_critic: ActorCriti
 
 
 def train_actor_critic_in_dream(checkpoint: str | Path | None, data: str | Path | None, out: str | Path,
-                                settings: DreamTrainingSettings, *, game: str | None = None,
+                                settings: DreamTrainingSettings, *, game: str | RealEnvironment | None = None,
                                 device: str | torch.device = "cpu", dream_precision: str = "fp32",
                                 save_every: int = 100, log_every: int = 10, progress: bool = True,
                                 stop_after: int | None = None) -> list[dict[str, Any]]:
     """Train (or resume) to ``settings.updates``; returns every evaluation's row. ``stop_after`` stops early
     after that many updates in this call (to test resumption).
 
-    Trained in the dream, ``checkpoint`` and ``data`` are needed. Trained in the real game (the control),
-    neither is: ``game`` names the game, and a ``checkpoint``, if given, is only where the agent's dream
-    rate is measured.
+    Trained in the dream, ``checkpoint`` and ``data`` are needed; the agent is judged in the environment the
+    checkpoint's data came from. Trained in the real game (the control), neither is: ``game`` names the
+    environment (an Atari game, or any ``RealEnvironment``), and a ``checkpoint``, if given, is only where the
+    agent's dream rate is measured.
     """
     if save_every < 1 or log_every < 1:
         raise UserError(f"save_every and log_every must be >= 1, got {save_every} and {log_every}")
@@ -179,26 +182,28 @@ def train_actor_critic_in_dream(checkpoint: str | Path | None, data: str | Path 
         raise UserError("training in the dream needs the world model (checkpoint) and its dataset (data)")
     checkpoint, data, out = (Path(checkpoint) if checkpoint else None), (Path(data) if data else None), Path(out)
     ckpt = load_checkpoint(checkpoint, device) if checkpoint is not None else None
-    if ckpt is not None and game is not None and game_to_name(game) != ckpt.game:
-        raise UserError(f"{checkpoint} dreams {ckpt.game}, not {game_to_name(game)}")
-    if ckpt is None and game is None:
+    named = RealEnvironment(game=game) if isinstance(game, str) else game
+    if ckpt is not None and named is not None and named.name != ckpt.game:
+        raise UserError(f"{checkpoint} dreams {ckpt.game}, not {named.name}")
+    if ckpt is None and named is None:
         raise UserError("name the game (training in the real game without a checkpoint)")
-    game = ckpt.game if ckpt is not None else game_to_name(game)
+    environment = named or RealEnvironment.of_checkpoint(ckpt.game, ckpt.provenance)
     with RunFolder(out, "actor-critic training run") as folder:
-        _check_run_folder(folder, game, checkpoint, data if in_dream else None, settings)
-        return _train(ckpt, checkpoint, data, folder, game, settings, device, dream_precision, save_every,
+        _check_run_folder(folder, environment, checkpoint, data if in_dream else None, settings)
+        return _train(ckpt, checkpoint, data, folder, environment, settings, device, dream_precision, save_every,
                       log_every, progress, stop_after)
 
 
-def _train(ckpt: Checkpoint | None, checkpoint: Path | None, data: Path | None, folder: RunFolder, game: str,
+def _train(ckpt: Checkpoint | None, checkpoint: Path | None, data: Path | None, folder: RunFolder,
+           environment: RealEnvironment,
            settings: DreamTrainingSettings, device: str | torch.device, dream_precision: str, save_every: int,
            log_every: int, progress: bool, stop_after: int | None) -> list[dict[str, Any]]:
     """``train_actor_critic_in_dream``'s work, its run folder locked."""
-    in_dream = settings.train_in == "dream"
+    in_dream, game = settings.train_in == "dream", environment.name
     if ckpt is not None:
         ckpt.world_model.eval().requires_grad_(False)
         ckpt.world_model.accelerate(Acceleration(precision=dream_precision, channels_last=True))
-    num_actions = ckpt.world_model.config.num_actions if ckpt is not None else len(game_action_meanings(game))
+    num_actions = ckpt.world_model.config.num_actions if ckpt is not None else len(environment.action_meanings())
     torch.manual_seed(settings.seed)
     actor_critic = ActorCritic(ActorCriticConfig(num_actions, channels=settings.channels,
                                                  lstm_dim=settings.lstm_dim)).to(device)
@@ -210,7 +215,7 @@ def _train(ckpt: Checkpoint | None, checkpoint: Path | None, data: Path | None, 
     else:
         batch = settings.imagination.batch_size
         trainer = ImaginationTrainer(None, actor_critic, None, settings.imagination, seed=settings.seed,
-                                     make_env=lambda: RealGameEnv(game, batch, seed=settings.seed + 20_000,
+                                     make_env=lambda: RealGameEnv(environment, batch, seed=settings.seed + 20_000,
                                                                   device=device))
     out = folder.path
     state_path = folder.file("train_state.safetensors")
@@ -233,7 +238,7 @@ def _train(ckpt: Checkpoint | None, checkpoint: Path | None, data: Path | None, 
 
     def judge() -> None:
         row = {"update": trainer.steps, "agent_steps": trainer.steps * settings.steps_per_update, **elapsed(),
-               **_evaluate(game, ckpt, actor_critic, settings, progress)}
+               **_evaluate(environment, ckpt, actor_critic, settings, progress)}
         provenance = {"trained_in": settings.train_in, "world_model": checkpoint.name if in_dream else None,
                       "data": data.name if in_dream else None, "updates": trainer.steps,
                       "agent_steps": row["agent_steps"],
@@ -291,7 +296,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--train-in", choices=TRAIN_IN, default="dream",
                         help="real: the control, the same actor-critic and loss on real games (updates x batch size "
                              "x 15 real steps)")
-    parser.add_argument("--game", default=None, help="the game (default: the checkpoint's)")
+    add_environment_arguments(parser, required=False)  # default: the checkpoint's own environment
     parser.add_argument("--out", required=True, help="run folder (created, or resumed)")
     parser.add_argument("--updates", type=int, required=True, help="actor-critic updates in all (a rerun resumes)")
     parser.add_argument("--eval-every", type=int, default=DreamTrainingSettings.eval_every,
@@ -321,7 +326,8 @@ def main(argv: list[str] | None = None) -> None:
         lstm_dim=args.lstm_dim, imagination=ImaginationConfig(
             batch_size=args.batch_size, horizon=args.horizon, precision=args.precision,
             sample_weights=tuple(args.sample_weights) if args.sample_weights else None))
-    rows = train_actor_critic_in_dream(args.checkpoint, args.data, args.out, settings, game=args.game,
+    environment = environment_from_arguments(args) if args.game or args.env_id else None
+    rows = train_actor_critic_in_dream(args.checkpoint, args.data, args.out, settings, game=environment,
                                        device=resolve_device(args.device), save_every=args.save_every,
                                        dream_precision=args.dream_precision or args.precision)
     best = max(rows, key=lambda r: r["real_mean"])

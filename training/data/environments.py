@@ -121,11 +121,13 @@ class RealEnvironment:
         return make_env(self.env_id, observation=self.observation, wrappers=self._wrappers())
 
 
-def add_environment_arguments(parser: argparse.ArgumentParser, *, game_default: str | None = None) -> None:
-    """``--game`` or ``--env-id`` (with ``--observation`` and ``--wrapper``), the same in every command."""
+def add_environment_arguments(parser: argparse.ArgumentParser, *, game_default: str | None = None,
+                              required: bool = True) -> None:
+    """``--game`` or ``--env-id`` (with ``--observation`` and ``--wrapper``), the same in every command; one of them
+    is ``required`` unless ``game_default`` names a game."""
     from training.data.any_env import OBSERVATIONS
 
-    source = parser.add_mutually_exclusive_group(required=game_default is None)
+    source = parser.add_mutually_exclusive_group(required=required and game_default is None)
     source.add_argument("--game", default=game_default,
                         help="an Atari game, played with DIAMOND's protocol, e.g. Breakout"
                              + (f" (default: {game_default})" if game_default else ""))

@@ -122,6 +122,42 @@ def test_the_real_game_control_trains_on_real_steps(tmp_path, one_thread):
         train_actor_critic_in_dream(None, None, tmp_path / "x", settings, progress=False)
 
 
+def test_the_control_trains_in_any_environment_from_the_command_line(tmp_path, one_thread, capsys):
+    pytest.importorskip("minigrid")
+    out = tmp_path / "maze"
+    main(["--train-in", "real", "--env-id", "minigrid:MiniGrid-Empty-5x5-v0", "--wrapper",
+          "minigrid.wrappers:RGBImgObsWrapper", "--out", str(out), "--updates", "2", "--eval-every", "0",
+          "--eval-episodes", "2", "--dream-eval-steps", "0", "--channels", "4", "4", "4", "4", "--lstm-dim", "8",
+          "--batch-size", "2", "--horizon", "3", "--device", "cpu"])
+    rows = read_rows(out / "evaluations.csv")
+    assert [int(r["update"]) for r in rows] == [0, 2]
+    assert all(int(r["episodes"]) == 2 and 0 <= float(r["real_mean"]) <= 1 for r in rows)  # MiniGrid's returns
+    config = json.loads((out / "config.json").read_text())
+    assert config["game"] == "MiniGrid-Empty-5x5-v0" and config["environment"]["wrappers"] == [
+        "minigrid.wrappers:RGBImgObsWrapper"]
+    assert "best real score" in capsys.readouterr().out
+
+
+def test_real_game_env_of_any_environment_hands_over_final_frames():
+    pytest.importorskip("minigrid")
+    from training.agents.real_game_env import RealGameEnv
+    from training.data.environments import RealEnvironment
+
+    maze = RealEnvironment(env_id="minigrid:MiniGrid-Empty-5x5-v0", wrappers=("minigrid.wrappers:RGBImgObsWrapper",))
+    env = RealGameEnv(maze, 3, seed=0)
+    obs, _ = env.reset()
+    assert obs.shape == (3, 3, 64, 64)
+    ends = 0
+    for _ in range(120):  # MiniGrid-Empty-5x5 cuts an episode at 100 steps
+        obs, reward, terminated, truncated, info = env.step(torch.randint(0, 3, (3,)))
+        ended = terminated | truncated
+        if ended.any():
+            ends += 1
+            assert info["final_observation"].shape == (ended.sum(), 3, 64, 64)
+    env.close()
+    assert ends > 0
+
+
 def test_real_game_env_keeps_the_dream_contract():
     from training.agents.real_game_env import RealGameEnv
 

@@ -149,6 +149,19 @@ def test_progress_off_a_terminal_is_plain_lines():
     assert len(text.splitlines()) <= 3 and "1000/1000" in text.splitlines()[-1]
 
 
+def test_nested_progress_off_a_terminal_leaves_no_cursor_moves_and_keeps_each_total():
+    stream = io.StringIO()
+    outer = progress_bar(total=2, desc="epochs", file=stream)
+    for _ in range(2):
+        for _ in progress_bar(range(5), desc="updates", leave=False, file=stream):  # vanishes on a terminal
+            pass
+        outer.update(1)
+    outer.close()
+    text = stream.getvalue()
+    assert "\x1b" not in text and "\r" not in text
+    assert text.count("updates: 100%") == 2 and "2/2" in text.splitlines()[-1]
+
+
 def test_sigterm_saves_the_state_and_says_how_to_continue(pong_data, tmp_path):
     out = tmp_path / "run"
     command = [sys.executable, "-m", "training.world_model", "--data", str(pong_data), "--out", str(out),
