@@ -13,7 +13,6 @@ epoch trains every network ``*_steps_first_epoch`` times, the others ``*_steps_p
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -102,9 +101,7 @@ class PipelinePreset:
     def world_model_config(self, num_actions: int) -> WorldModelConfig:
         """The world model this preset trains, for a game of ``num_actions`` actions."""
         config = MODEL_SIZES[self.world_model](num_actions)
-        if self.denoising_steps is None:
-            return config
-        return dataclasses.replace(config, sampler=dataclasses.replace(config.sampler, num_steps=self.denoising_steps))
+        return config if self.denoising_steps is None else config.with_denoising_steps(self.denoising_steps)
 
     def _schedule(self) -> dict[str, Any]:
         """The preset's own fields: the model size and the schedule, the composed configs left out (and

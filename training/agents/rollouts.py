@@ -25,10 +25,10 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from gym_diamond.atari import game_to_name
 from gym_diamond.checkpoint import Checkpoint
 from gym_diamond.envs.core import DreamCore
 from gym_diamond.errors import UserError
+from gym_diamond.games import atari_game_name
 from training.data.games import FOLLOWER_POLICIES, rules
 from training.data.policies import Agent, RandomAgent
 
@@ -144,7 +144,9 @@ def count_events(env: VectorEnvLike, policy: Agent, steps: int, game: str, *, se
             lives += int(terminated.sum())
         if ended.any():
             policy.reset(ended)
-    return EventCounts(game_to_name(game), vector_steps * n, positive, negative, lives, terminations, episodes)
+    # an Atari game by its usual name; any other environment by its own (its dream's game)
+    return EventCounts(atari_game_name(game) or game, vector_steps * n, positive, negative, lives, terminations,
+                       episodes)
 
 
 # ------------------------------------------------------------------------------------------------ policies

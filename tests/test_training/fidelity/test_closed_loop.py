@@ -163,6 +163,9 @@ def test_count_events_counts_what_the_env_gives():
     assert count_events(dream, _RecordingPolicy(), 12, "Breakout", terminations_are_life_losses=True).lives_lost == 4
     with pytest.raises(ValueError, match="steps"):
         count_events(dream, _RecordingPolicy(), 0, "Breakout")
+    maze = count_events(dream, _RecordingPolicy(), 12, "MiniGrid-Empty-6x6-v0")  # any environment's dream
+    assert maze.game == "MiniGrid-Empty-6x6-v0" and maze.positive_rewards == 4
+    assert count_events(dream, _RecordingPolicy(), 12, "ALE/Pong-v5").game == "Pong"
 
 
 class _RecordingEnv:
