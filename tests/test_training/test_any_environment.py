@@ -166,6 +166,26 @@ def test_the_pipeline_trains_an_sb3_agent_in_the_dream_and_resumes_it(tmp_path, 
     assert "did you mean ppo" in capsys.readouterr().err
 
 
+def test_make_kwargs_reach_every_env_and_are_recorded_with_the_data(tmp_path, capsys):
+    from training.data.collect import read_collection_log
+
+    plain = RealEnvironment(env_id=MINIGRID[1], wrappers=(MINIGRID[3],), make_kwargs={"highlight": False})
+    lit = RealEnvironment(env_id=MINIGRID[1], wrappers=(MINIGRID[3],))
+    dark, bright = plain.eval_env().reset(seed=0)[0], lit.eval_env().reset(seed=0)[0]
+    assert dark.mean() < bright.mean()  # MiniGrid's view highlight is off
+    assert plain.describe()["make_kwargs"] == {"highlight": False} and "make_kwargs" not in lit.describe()
+    collect([*MINIGRID, "--env-kwargs", '{"highlight": false}', "--out", str(tmp_path / "data"), "--steps", "20"])
+    (run,) = read_collection_log(tmp_path / "data")
+    assert RealEnvironment.of_checkpoint("MiniGrid-Empty-5x5-v0", {"data_collection": [run]}) == plain
+    frame = EpisodeDataset(tmp_path / "data").episode(0).frames[0]
+    assert np.array_equal(frame, dark)  # the recording is of the environment made with them
+    with pytest.raises(SystemExit):
+        collect(["--game", "Pong", "--env-kwargs", '{"full_action_space": true}', "--out", str(tmp_path / "pong"), "--steps", "1"])
+    with pytest.raises(SystemExit):
+        collect([*MINIGRID, "--env-kwargs", "[1]", "--out", str(tmp_path / "x"), "--steps", "1"])
+    assert "expected a JSON object" in capsys.readouterr().err
+
+
 def test_a_checkpoint_of_a_recording_names_its_environment(minigrid_checkpoint):
     from training.data.environments import RealEnvironment
 

@@ -303,8 +303,8 @@ def main(argv: list[str] | None = None) -> None:
         check_env_id(args.env_id)  # before any folder is made
         game = args.env_id.split(":", 1)[-1]  # the id without the module that registers it
     else:
-        if args.observation != "auto" or args.wrapper:
-            parser.error("--observation and --wrapper apply to --env-id environments, not Atari games")
+        if args.observation != "auto" or args.wrapper or args.env_kwargs:
+            parser.error("--observation, --wrapper and --env-kwargs apply to --env-id environments, not Atari games")
         game = game_to_name(args.game)
         if args.policy == "follow" and game not in SCRIPTED_GAMES:
             parser.error(f"--policy follow plays {', '.join(SCRIPTED_GAMES)} only, not {game}")
@@ -320,7 +320,7 @@ def main(argv: list[str] | None = None) -> None:
 def _collect_into(args: argparse.Namespace, game: str) -> None:
     """The command's work, its dataset folder locked."""
     wrappers = [import_object(spec) for spec in args.wrapper]
-    meanings = env_action_meanings(args.env_id) if args.env_id is not None else None
+    meanings = env_action_meanings(args.env_id, **args.env_kwargs) if args.env_id is not None else None
     dataset = EpisodeDataset(args.out, game=game, action_meanings=meanings)
     have = dataset.num_steps
     missing = args.steps if args.append else args.steps - have
@@ -332,7 +332,8 @@ def _collect_into(args: argparse.Namespace, game: str) -> None:
         print(f"{args.out} holds {have} of {args.steps} transitions: collecting the {missing} missing")
     seed = args.seed + have  # more data plays new games, not the same ones again
     if args.env_id is not None:
-        env = make_vector_env(args.env_id, args.num_envs, observation=args.observation, seed=seed, wrappers=wrappers)
+        env = make_vector_env(args.env_id, args.num_envs, observation=args.observation, seed=seed, wrappers=wrappers,
+                              **args.env_kwargs)
     else:
         env = make_vector_atari(game, args.num_envs, done_on_life_loss=not args.no_life_loss, seed=seed)
     num_actions = env.single_action_space.n
@@ -345,7 +346,8 @@ def _collect_into(args: argparse.Namespace, game: str) -> None:
     stats = collector.collect(missing)
     collector.flush(max_steps=have + missing - dataset.num_steps)  # exactly --steps, whatever --num-envs
     env.close()
-    source = ({"env_id": args.env_id, "observation": args.observation, "wrappers": args.wrapper}
+    source = ({"env_id": args.env_id, "observation": args.observation, "wrappers": args.wrapper,
+               **({"make_kwargs": args.env_kwargs} if args.env_kwargs else {})}
               if args.env_id is not None else {"life_loss_ends_episodes": not args.no_life_loss})
     _log_collection(args.out, {**described, "steps": dataset.num_steps - have, "seed": seed, **source,
                                "date": time.strftime("%Y-%m-%d %H:%M:%S")})

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import gymnasium as gym
@@ -27,12 +27,14 @@ __all__ = ["RealEnvironment", "add_environment_arguments", "environment_from_arg
 @dataclass(frozen=True)
 class RealEnvironment:
     """An Atari ``game`` or a Gymnasium ``env_id`` (``MODULE:ID`` imports MODULE first) with its frames' source
-    (``observation``, ``training.data.any_env``) and ``wrappers`` given as ``MODULE:CLASS`` specs."""
+    (``observation``, ``training.data.any_env``), ``wrappers`` given as ``MODULE:CLASS`` specs and ``make_kwargs``
+    for ``gym.make`` (JSON values, e.g. MiniGrid's ``{"highlight": false}``)."""
 
     game: str | None = None
     env_id: str | None = None
     observation: str = "auto"
     wrappers: tuple[str, ...] = ()
+    make_kwargs: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if (self.game is None) == (self.env_id is None):
@@ -41,8 +43,9 @@ class RealEnvironment:
         if self.game is not None:
             from gym_diamond.atari import game_to_name
 
-            if self.observation != "auto" or self.wrappers:
-                raise UserError("--observation and --wrapper apply to --env-id environments, not Atari games")
+            if self.observation != "auto" or self.wrappers or self.make_kwargs:
+                raise UserError("--observation, --wrapper and --env-kwargs apply to --env-id environments, not Atari "
+                                "games")
             object.__setattr__(self, "game", game_to_name(self.game))  # a misspelt game names its close matches
         else:
             from training.data.any_env import OBSERVATIONS, check_env_id
@@ -61,7 +64,7 @@ class RealEnvironment:
         for run in reversed(provenance.get("data_collection") or []):
             if run.get("env_id"):
                 return cls(env_id=run["env_id"], observation=run.get("observation", "auto"),
-                           wrappers=tuple(run.get("wrappers") or ()))
+                           wrappers=tuple(run.get("wrappers") or ()), make_kwargs=run.get("make_kwargs") or {})
         if atari_game_name(game) is None:
             raise UserError(f"the checkpoint's game {game!r} is no Atari game and its provenance does not say which "
                             f"Gymnasium environment its data came from: name it (--env-id, --wrapper, --observation)")
@@ -80,7 +83,10 @@ class RealEnvironment:
         """JSON-ready, for run configs and reports."""
         if self.is_atari:
             return {"game": self.game}
-        return {"env_id": self.env_id, "observation": self.observation, "wrappers": list(self.wrappers)}
+        described = {"env_id": self.env_id, "observation": self.observation, "wrappers": list(self.wrappers)}
+        if self.make_kwargs:  # left out when empty: as environments were described before the option
+            described["make_kwargs"] = dict(self.make_kwargs)
+        return described
 
     def action_meanings(self) -> list[str]:
         if self.is_atari:
@@ -89,7 +95,7 @@ class RealEnvironment:
             return game_action_meanings(self.game)
         from training.data.any_env import env_action_meanings
 
-        return env_action_meanings(self.env_id)
+        return env_action_meanings(self.env_id, **self.make_kwargs)
 
     def _wrappers(self) -> Sequence[Any]:
         from training.runtime.cli import import_object
@@ -108,7 +114,7 @@ class RealEnvironment:
         from training.data.any_env import make_vector_env
 
         return make_vector_env(self.env_id, num_envs, observation=self.observation, seed=seed,
-                               wrappers=self._wrappers())
+                               wrappers=self._wrappers(), **self.make_kwargs)
 
     def eval_env(self) -> gym.Env:
         """One environment to judge an agent in: full episodes (Atari: to game over), uint8 64x64 frames."""
@@ -118,7 +124,7 @@ class RealEnvironment:
             return make_atari_env(self.game)
         from training.data.any_env import make_env
 
-        return make_env(self.env_id, observation=self.observation, wrappers=self._wrappers())
+        return make_env(self.env_id, observation=self.observation, wrappers=self._wrappers(), **self.make_kwargs)
 
 
 def add_environment_arguments(parser: argparse.ArgumentParser, *, game_default: str | None = None,
@@ -126,6 +132,7 @@ def add_environment_arguments(parser: argparse.ArgumentParser, *, game_default: 
     """``--game`` or ``--env-id`` (with ``--observation`` and ``--wrapper``), the same in every command; one of them
     is ``required`` unless ``game_default`` names a game."""
     from training.data.any_env import OBSERVATIONS
+    from training.runtime.cli import json_object
 
     source = parser.add_mutually_exclusive_group(required=required and game_default is None)
     source.add_argument("--game", default=game_default,
@@ -140,10 +147,12 @@ def add_environment_arguments(parser: argparse.ArgumentParser, *, game_default: 
     parser.add_argument("--wrapper", action="append", default=[], metavar="MODULE:CLASS",
                         help="--env-id: a wrapper applied before the frames are read (repeatable), e.g. "
                              "minigrid.wrappers:RGBImgObsWrapper")
+    parser.add_argument("--env-kwargs", type=json_object, default={}, metavar="JSON",
+                        help="--env-id: keyword arguments of gym.make, a JSON object, e.g. '{\"highlight\": false}' "
+                             "(MiniGrid without its view highlight)")
 
 
 def environment_from_arguments(args: argparse.Namespace) -> RealEnvironment:
     """The ``RealEnvironment`` that ``add_environment_arguments``' flags name."""
-    if args.env_id is not None:
-        return RealEnvironment(env_id=args.env_id, observation=args.observation, wrappers=tuple(args.wrapper))
-    return RealEnvironment(game=args.game, observation=args.observation, wrappers=tuple(args.wrapper))
+    return RealEnvironment(game=args.game if args.env_id is None else None, env_id=args.env_id,
+                           observation=args.observation, wrappers=tuple(args.wrapper), make_kwargs=args.env_kwargs)
