@@ -434,7 +434,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Run DIAMOND end to end on one Atari game (resumable).")
     add_environment_arguments(parser, game_default="Pong")
     parser.add_argument("--preset", choices=sorted(PRESETS), default="demo",
-                        help="the run's size: paper (DIAMOND's), small, demo (a CPU afternoon) or micro (a smoke test)")
+                        help="the run's size: paper (DIAMOND's), small, demo (minutes on a CPU), cpu (a small image "
+                             "environment such as a MiniGrid maze on a 2-core CPU) or micro (a smoke test)")
     parser.add_argument("--out", default=None, help="run folder (default runs/<game>-<preset>)")
     add_device_argument(parser)
     parser.add_argument("--seed", type=int, default=0)

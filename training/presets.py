@@ -139,6 +139,20 @@ PRESETS: dict[str, PipelinePreset] = {
                            rew_end_steps_first_epoch=300, rew_end_steps_per_epoch=100,
                            actor_critic_steps_first_epoch=30, actor_critic_steps_per_epoch=15,
                            eval_every=0, final_eval_episodes=2),
+    # a small image environment (a MiniGrid maze) from nothing to an evaluated agent on a 2-core CPU: the tiny
+    # world model trained with the CPU recipe (training.world_model.RECIPES["cpu"]) at 10x DIAMOND's learning rate,
+    # a third of each reward/termination batch cut around rewards and ends (they are rare and decide the agent's
+    # return), dreams sampled with one Euler step, a small actor-critic, 3,000 real steps
+    "cpu": PipelinePreset(world_model="tiny", denoising_steps=1,
+                          actor_critic=ActorCriticConfig(channels=(16, 16, 32, 32), lstm_dim=128),
+                          world_model_training=WorldModelTrainingConfig.from_recipe(
+                              "cpu", batch_size=16, lr=1e-3, reward_oversampling=0.3, termination_oversampling=0.2),
+                          imagination=ImaginationConfig(batch_size=16, num_batches_to_preload=32),
+                          total_env_steps=3000, initial_collect_min_steps=1000, initial_collect_max_steps=2000,
+                          collect_steps_per_epoch=200, final_epochs=5, denoiser_steps_first_epoch=600,
+                          denoiser_steps_per_epoch=100, rew_end_steps_first_epoch=600, rew_end_steps_per_epoch=100,
+                          actor_critic_steps_first_epoch=60, actor_critic_steps_per_epoch=30, eval_every=2,
+                          eval_episodes=8, final_eval_episodes=30),
     # seconds, for tests: 2 epochs that both collect, no final epoch
     "micro": PipelinePreset(world_model="tiny", actor_critic=ActorCriticConfig(channels=(4, 4, 4, 4), lstm_dim=8),
                             world_model_training=WorldModelTrainingConfig(batch_size=2, rew_end_sequence_length=5),
