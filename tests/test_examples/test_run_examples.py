@@ -105,3 +105,12 @@ def test_minigrid_dream_records_trains_and_opens_a_dream_of_another_environment(
     assert re.search(r"dream of MiniGrid-Empty-5x5-v0: observation \(64, 64, 3\) uint8, actions \['left', 'right', "
                      r"'forward', 'pickup', 'drop', 'toggle', 'done'\], reward [+-]\d+ over 3 random steps", out)
     assert (tmp_path / "run" / "data" / "index.json").is_file()
+
+
+def test_agent_in_dream_runs_the_maze_end_to_end_and_judges_against_random(tmp_path):
+    pytest.importorskip("minigrid")
+    out = run_example("agent_in_dream.py", "--quick", "--env-id", "minigrid:MiniGrid-Empty-5x5-v0", "--agent", "ppo",
+                      cwd=tmp_path)
+    assert re.search(r"MiniGrid-Empty-5x5-v0: \d+ real steps, \d+ imagined steps for the agent \(PPO\)", out)
+    assert re.search(r"random, the same episodes: mean return \d\.\d{3} \[\d\.\d{3}, \d\.\d{3}\]", out)
+    assert (tmp_path / "runs" / "agent-in-dream-micro-ppo" / "report.json").is_file()

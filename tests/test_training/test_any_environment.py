@@ -180,7 +180,8 @@ def test_make_kwargs_reach_every_env_and_are_recorded_with_the_data(tmp_path, ca
     frame = EpisodeDataset(tmp_path / "data").episode(0).frames[0]
     assert np.array_equal(frame, dark)  # the recording is of the environment made with them
     with pytest.raises(SystemExit):
-        collect(["--game", "Pong", "--env-kwargs", '{"full_action_space": true}', "--out", str(tmp_path / "pong"), "--steps", "1"])
+        collect(["--game", "Pong", "--env-kwargs", '{"full_action_space": true}', "--out", str(tmp_path / "pong"),
+                 "--steps", "1"])
     with pytest.raises(SystemExit):
         collect([*MINIGRID, "--env-kwargs", "[1]", "--out", str(tmp_path / "x"), "--steps", "1"])
     assert "expected a JSON object" in capsys.readouterr().err
