@@ -149,8 +149,8 @@ PRESETS: dict[str, PipelinePreset] = {
                               "cpu", batch_size=16, lr=1e-3, reward_oversampling=0.3, termination_oversampling=0.2),
                           imagination=ImaginationConfig(batch_size=16, num_batches_to_preload=32),
                           total_env_steps=3000, initial_collect_min_steps=1000, initial_collect_max_steps=2000,
-                          collect_steps_per_epoch=200, final_epochs=5, denoiser_steps_first_epoch=600,
-                          denoiser_steps_per_epoch=100, rew_end_steps_first_epoch=600, rew_end_steps_per_epoch=100,
+                          collect_steps_per_epoch=200, final_epochs=5, denoiser_steps_first_epoch=1500,
+                          denoiser_steps_per_epoch=200, rew_end_steps_first_epoch=300, rew_end_steps_per_epoch=50,
                           actor_critic_steps_first_epoch=60, actor_critic_steps_per_epoch=30, eval_every=2,
                           eval_episodes=8, final_eval_episodes=30),
     # seconds, for tests: 2 epochs that both collect, no final epoch
