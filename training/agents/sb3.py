@@ -214,7 +214,7 @@ def train_sb3_agent(checkpoint: str | Path, *, algo: str = "ppo", steps: int, ou
                 return SB3Run(model, model_path, folder.log("eval.csv").rows())
         else:
             kwargs = dict(algo_kwargs or {})
-            if "buffer_size" in _init_parameters(algo_cls):
+            if "buffer_size" in constructor_parameters(algo_cls):
                 kwargs.setdefault("buffer_size", min(100_000, steps))
             try:
                 model = algo_cls(policy, env, seed=seed, device=model_device, verbose=verbose, **kwargs)
@@ -272,7 +272,8 @@ def _rounded_to_rollouts(model: BaseAlgorithm, steps: int) -> int:
     return total
 
 
-def _init_parameters(cls: type) -> set[str]:
+def constructor_parameters(cls: type) -> set[str]:
+    """The keyword names an SB3 algorithm's constructor takes (which defaults apply to it)."""
     return set(inspect.signature(cls.__init__).parameters)
 
 

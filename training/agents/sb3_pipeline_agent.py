@@ -15,7 +15,6 @@ policy is ``policy.safetensors`` plus ``policy.json`` (``training.agents.sb3.sav
 
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +29,7 @@ from gym_diamond.envs.sb3 import DreamSB3VecEnv
 from gym_diamond.errors import UserError
 from gym_diamond.world_model import WorldModel
 from training.agents.imagination import ImaginationConfig
-from training.agents.sb3 import save_policy_safetensors
+from training.agents.sb3 import constructor_parameters, save_policy_safetensors
 from training.agents.sb3_algorithms import algorithm_class
 from training.data.policies import RandomAgent, SB3Agent
 
@@ -74,9 +73,9 @@ class SB3PipelineAgent:
         kwargs = dict(self.algo_kwargs)
         if issubclass(self.algo_cls, OnPolicyAlgorithm):
             kwargs.setdefault("n_steps", self.imagination.backup_every)
-            if "batch_size" in _init_parameters(self.algo_cls):
+            if "batch_size" in constructor_parameters(self.algo_cls):
                 kwargs.setdefault("batch_size", kwargs["n_steps"] * env.num_envs)
-        elif "buffer_size" in _init_parameters(self.algo_cls):
+        elif "buffer_size" in constructor_parameters(self.algo_cls):
             kwargs.setdefault("buffer_size", 100_000)  # SB3's million 64x64x3 frames would take 12 GB
         try:
             return self.algo_cls("CnnPolicy", env, seed=self.seed, device=self.device, **kwargs)
@@ -114,7 +113,3 @@ class SB3PipelineAgent:
             raise UserError("the agent never trained: there is no policy to export")
         save_policy_safetensors(self.model, out, self.name, frame_stack=1)
         return out / "policy.safetensors"
-
-
-def _init_parameters(cls: type) -> set[str]:
-    return set(inspect.signature(cls.__init__).parameters)

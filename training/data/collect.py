@@ -36,13 +36,13 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 
 from gym_diamond.atari import game_to_name
 from gym_diamond.errors import UserError
-from training.data.any_env import check_env_id, env_action_meanings, make_vector_env
+from training.data.any_env import check_env_id
 from training.data.dataset import Episode, EpisodeDataset
-from training.data.environments import add_environment_arguments
+from training.data.environments import add_environment_arguments, environment_from_arguments
 from training.data.policies import RandomAgent
 from training.data.scripted import SCRIPTED_GAMES, BallFollower
 from training.data.vector_atari import make_vector_atari
-from training.runtime.cli import import_object, user_errors
+from training.runtime.cli import user_errors
 from training.runtime.files import write_json_atomic
 from training.runtime.progress import progress_bar
 from training.runtime.run_folder import FolderLock
@@ -319,8 +319,8 @@ def main(argv: list[str] | None = None) -> None:
 
 def _collect_into(args: argparse.Namespace, game: str) -> None:
     """The command's work, its dataset folder locked."""
-    wrappers = [import_object(spec) for spec in args.wrapper]
-    meanings = env_action_meanings(args.env_id, **args.env_kwargs) if args.env_id is not None else None
+    environment = environment_from_arguments(args) if args.env_id is not None else None
+    meanings = environment.action_meanings() if environment is not None else None
     dataset = EpisodeDataset(args.out, game=game, action_meanings=meanings)
     have = dataset.num_steps
     missing = args.steps if args.append else args.steps - have
@@ -331,9 +331,8 @@ def _collect_into(args: argparse.Namespace, game: str) -> None:
     if have and not args.append:
         print(f"{args.out} holds {have} of {args.steps} transitions: collecting the {missing} missing")
     seed = args.seed + have  # more data plays new games, not the same ones again
-    if args.env_id is not None:
-        env = make_vector_env(args.env_id, args.num_envs, observation=args.observation, seed=seed, wrappers=wrappers,
-                              **args.env_kwargs)
+    if environment is not None:
+        env = environment.collector_env(args.num_envs, seed=seed)
     else:
         env = make_vector_atari(game, args.num_envs, done_on_life_loss=not args.no_life_loss, seed=seed)
     num_actions = env.single_action_space.n
@@ -346,9 +345,8 @@ def _collect_into(args: argparse.Namespace, game: str) -> None:
     stats = collector.collect(missing)
     collector.flush(max_steps=have + missing - dataset.num_steps)  # exactly --steps, whatever --num-envs
     env.close()
-    source = ({"env_id": args.env_id, "observation": args.observation, "wrappers": args.wrapper,
-               **({"make_kwargs": args.env_kwargs} if args.env_kwargs else {})}
-              if args.env_id is not None else {"life_loss_ends_episodes": not args.no_life_loss})
+    source = (environment.describe() if environment is not None
+              else {"life_loss_ends_episodes": not args.no_life_loss})
     _log_collection(args.out, {**described, "steps": dataset.num_steps - have, "seed": seed, **source,
                                "date": time.strftime("%Y-%m-%d %H:%M:%S")})
     print(f"{stats.steps} steps, {stats.episodes_finished} episodes (mean return {stats.mean_return:.2f}), "
