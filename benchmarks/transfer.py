@@ -7,12 +7,13 @@ agent trained on the real steps the dream was learnt from?
 Three agents, each judged over ``--episodes`` real episodes on the same seeds (mean return and success rate, each
 with its 95% bootstrap interval):
 
-1. DIAMOND's actor-critic trained only in the dream: ``training.pipeline`` with ``--preset`` (collection, world
-   model, the agent in the dream), in ``OUT/dream``;
+1. DIAMOND's actor-critic (or ``--agent ppo``, any stable-baselines3 algorithm) trained only in the dream:
+   ``training.pipeline`` with ``--preset`` (collection, world model, the agent in the dream), in ``OUT/dream``;
 2. uniform random play;
-3. the control: the same actor-critic (size, loss, batch) trained on the real environment itself
-   (``training.agents.dream_actor_critic --train-in real``) for as many real steps as the pipeline collected, in
-   ``OUT/real``: what the dream bought, the sample-efficiency claim of world models.
+3. the control: the same agent (size, loss, batch; an SB3 algorithm with the same settings and as many environments
+   as the dream's batch) trained on the real environment itself (``training.agents.dream_actor_critic --train-in
+   real``) for as many real steps as the pipeline collected, in ``OUT/real``: what the dream bought, the
+   sample-efficiency claim of world models.
 
 To trace a failure to the dream or to the agent, each of the first two policies also plays the dream on its own
 frames (closed loop, no time limit) and its reward signs per 1,000 steps there are set beside the real rate: a
@@ -38,10 +39,13 @@ from training.agents.checkpoints import load_actor_critic
 from training.agents.dream_actor_critic import DreamTrainingSettings, train_actor_critic_in_dream
 from training.agents.evaluate import EVALUATION_SEED_OFFSET, Evaluation, bootstrap_interval, evaluate
 from training.agents.rollouts import count_events, make_dream_env
+from training.agents.sb3 import make_real_vec_env
+from training.agents.sb3_pipeline_agent import ACTOR_CRITIC, SB3PipelineAgent
 from training.data.environments import RealEnvironment, add_environment_arguments, environment_from_arguments
-from training.data.policies import ActorCriticAgent, Agent, RandomAgent
+from training.data.policies import ActorCriticAgent, Agent, RandomAgent, SB3Agent
 from training.pipeline import Pipeline
 from training.presets import PRESETS, PipelinePreset, get_preset
+from training.runtime.cli import add_algo_kwargs_argument
 from training.runtime.files import write_json_atomic
 
 NUM_ENVS = 8
@@ -76,6 +80,43 @@ def control_settings(preset: PipelinePreset, real_steps: int, episodes: int, see
                                  imagination=preset.imagination)
 
 
+def train_sb3_control(environment: RealEnvironment, out: Path, algo: str, algo_kwargs: dict[str, Any],
+                      preset: PipelinePreset, real_steps: int, seed: int, device: str) -> SB3PipelineAgent:
+    """``algo`` made as the pipeline makes it, on as many real environments as the dream's batch, for at least
+    ``real_steps`` real steps (whole rollouts); resumes from ``OUT/real/sb3_model.zip``."""
+    out.mkdir(parents=True, exist_ok=True)
+    agent = SB3PipelineAgent(algo, environment.action_meanings(), preset.imagination, out / "sb3_model.zip",
+                             algo_kwargs=algo_kwargs, seed=seed, device=device)
+    if agent.steps < real_steps:
+        agent.learn_in(make_real_vec_env(environment, preset.imagination.batch_size, seed=seed),
+                       real_steps - agent.steps)
+        agent.save()
+    return agent
+
+
+AgentMaker = Callable[[int], Agent]  # an agent for a number of environments
+
+
+def actor_critic_agents(environment: RealEnvironment, out: Path, preset: PipelinePreset, real_steps: int,
+                        episodes: int, seed: int, device: str) -> tuple[AgentMaker, AgentMaker, dict[str, int]]:
+    """The pipeline's actor-critic and its control, trained here (or resumed), with the control's budget."""
+    control = control_settings(preset, real_steps, episodes, seed)
+    train_actor_critic_in_dream(None, None, out / "real", control, game=environment, device=device)
+    dreamt = load_actor_critic(out / "dream" / "actor_critic.safetensors")
+    real = load_actor_critic(out / "real" / "actor_critic.safetensors")
+    return (lambda k: ActorCriticAgent(dreamt, k, seed=seed), lambda k: ActorCriticAgent(real, k, seed=seed),
+            {"updates": control.updates, "real_steps": control.updates * control.steps_per_update})
+
+
+def sb3_agents(environment: RealEnvironment, out: Path, algo: str, algo_kwargs: dict[str, Any], preset: PipelinePreset,
+               real_steps: int, seed: int, device: str) -> tuple[AgentMaker, AgentMaker, dict[str, int]]:
+    """The pipeline's SB3 agent and its control, trained here (or resumed), with the control's budget."""
+    dreamt = SB3PipelineAgent(algo, environment.action_meanings(), preset.imagination, out / "dream" / "sb3_model.zip",
+                              device=device)
+    real = train_sb3_control(environment, out / "real", algo, algo_kwargs, preset, real_steps, seed, device)
+    return lambda k: SB3Agent(dreamt.model), lambda k: SB3Agent(real.model), {"real_steps": real.steps}
+
+
 def draw(out: Path, name: str, curve: list[tuple[int, float]], random_mean: float, control: tuple[int, float]) -> None:
     import matplotlib
 
@@ -84,9 +125,9 @@ def draw(out: Path, name: str, curve: list[tuple[int, float]], random_mean: floa
 
     fig, ax = plt.subplots(figsize=(6, 4))
     if curve:
-        ax.plot(*zip(*curve, strict=True), marker="o", label="actor-critic trained in the dream")
+        ax.plot(*zip(*curve, strict=True), marker="o", label="agent trained in the dream")
     ax.axhline(random_mean, color="grey", linestyle="--", label="random")
-    ax.scatter([control[0]], [control[1]], color="red", zorder=3, label="same actor-critic, real steps")
+    ax.scatter([control[0]], [control[1]], color="red", zorder=3, label="same agent, real steps")
     ax.set_xlabel("real environment steps")
     ax.set_ylabel("mean real return")
     ax.set_title(name)
@@ -97,22 +138,23 @@ def draw(out: Path, name: str, curve: list[tuple[int, float]], random_mean: floa
 
 
 def run_transfer(environment: RealEnvironment, out: Path, preset_name: str, *, seed: int = 0, episodes: int = 30,
-                 dream_steps: int = 4000, device: str = "cpu") -> dict[str, Any]:
-    """The three agents of the module's docstring, judged; resumable stage by stage."""
+                 dream_steps: int = 4000, device: str = "cpu", agent: str = ACTOR_CRITIC,
+                 algo_kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The three agents of the module's docstring, judged; resumable stage by stage. ``agent`` is DIAMOND's
+    actor-critic or a stable-baselines3 algorithm's name, as ``training.pipeline --agent`` takes it."""
     preset = get_preset(preset_name)
-    report = Pipeline(environment, out / "dream", preset_name, device=device, seed=seed).run()
+    report = Pipeline(environment, out / "dream", preset_name, device=device, seed=seed, agent=agent,
+                      algo_kwargs=algo_kwargs).run()
     real_steps = int(report["env_steps"])
-    control = control_settings(preset, real_steps, episodes, seed)
-    train_actor_critic_in_dream(None, None, out / "real", control, game=environment, device=device)
-    eval_seed = seed + EVALUATION_SEED_OFFSET
     n = len(environment.action_meanings())
-    dream_agent = load_actor_critic(out / "dream" / "actor_critic.safetensors")
-    real_agent = load_actor_critic(out / "real" / "actor_critic.safetensors")
-    agents: dict[str, Callable[[int], Agent]] = {  # each made for a number of environments
-        "dream": lambda k: ActorCriticAgent(dream_agent, k, seed=seed),
-        "random": lambda k: RandomAgent(n, seed=seed),
-        "real_control": lambda k: ActorCriticAgent(real_agent, k, seed=seed),
-    }
+    agents: dict[str, AgentMaker] = {"random": lambda k: RandomAgent(n, seed=seed)}
+    if agent == ACTOR_CRITIC:
+        agents["dream"], agents["real_control"], control_record = actor_critic_agents(
+            environment, out, preset, real_steps, episodes, seed, device)
+    else:
+        agents["dream"], agents["real_control"], control_record = sb3_agents(
+            environment, out, agent, dict(algo_kwargs or {}), preset, real_steps, seed, device)
+    eval_seed = seed + EVALUATION_SEED_OFFSET
     results: dict[str, Any] = {}
     world_model = out / "dream" / "world_model.safetensors"
     for name, make in agents.items():
@@ -122,12 +164,13 @@ def run_transfer(environment: RealEnvironment, out: Path, preset_name: str, *, s
                                    seed)
             if name != "real_control":  # the control never saw the dream
                 results[name]["dream_sign_rate"] = dream_sign_rate(world_model, make(NUM_ENVS), dream_steps, seed)
-    results["real_control"]["updates"] = control.updates
-    results["real_control"]["real_steps"] = control.updates * control.steps_per_update
+    results["real_control"].update(control_record)
     dream_beats_random = results["dream"]["ci95"][0] > results["random"]["ci95"][1]
-    summary = {"environment": environment.describe(), "preset": preset_name, "seed": seed, "real_steps": real_steps,
+    summary = {"environment": environment.describe(), "preset": preset_name, "agent": report["agent"], "seed": seed,
+               "real_steps": real_steps,
                "world_model_updates": report["world_model_updates"], "actor_critic_updates":
-               report["actor_critic_updates"], "seconds_per_stage": report["seconds_per_stage"],
+               report["actor_critic_updates"], "imagined_steps": report.get("imagined_steps"),
+               "seconds_per_stage": report["seconds_per_stage"],
                "agents": results, "dream_beats_random": dream_beats_random,
                "dream_vs_control": ("above" if results["dream"]["ci95"][0] > results["real_control"]["ci95"][1] else
                                     "below" if results["dream"]["ci95"][1] < results["real_control"]["ci95"][0] else
@@ -146,8 +189,9 @@ def run_transfer(environment: RealEnvironment, out: Path, preset_name: str, *, s
 def table(summary: dict[str, Any]) -> str:
     """Markdown rows: agent, mean return [interval], success [interval], real and dream reward-sign rates."""
     rows = []
-    names = {"dream": "actor-critic, dream only", "random": "random",
-             "real_control": f"actor-critic, {summary['agents']['real_control']['real_steps']} real steps"}
+    agent = summary.get("agent", "actor-critic")
+    names = {"dream": f"{agent}, dream only", "random": "random",
+             "real_control": f"{agent}, {summary['agents']['real_control']['real_steps']} real steps"}
     for key, label in names.items():
         r = summary["agents"][key]
         dream = f"{r['dream_sign_rate']:.1f}" if "dream_sign_rate" in r else "-"
@@ -166,9 +210,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--episodes", type=int, default=30, help="real episodes per agent")
     parser.add_argument("--dream-steps", type=int, default=4000, help="closed-loop dream steps per policy")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--agent", default=ACTOR_CRITIC,
+                        help="DIAMOND's actor-critic (default) or a stable-baselines3 algorithm, e.g. ppo")
+    add_algo_kwargs_argument(parser, "the SB3 algorithm")
     args = parser.parse_args(argv)
     summary = run_transfer(environment_from_arguments(args), Path(args.out), args.preset, seed=args.seed,
-                           episodes=args.episodes, dream_steps=args.dream_steps, device=args.device)
+                           episodes=args.episodes, dream_steps=args.dream_steps, device=args.device,
+                           agent=args.agent, algo_kwargs=args.algo_kwargs)
     print("| environment | agent | mean return [95% CI] | success [95% CI] | reward signs / 1k real steps | "
           "/ 1k dream steps |")
     print("| --- | --- | --- | --- | --- | --- |")

@@ -37,3 +37,27 @@ def test_three_agents_are_judged_on_the_same_episodes_and_the_control_sees_the_p
     assert printed.count("| minigrid:MiniGrid-Empty-5x5-v0 |") == 3 and "dream agent beats random" in printed
     load_script().main(args)  # every stage resumes: the finished run is judged again, nothing retrained
     assert json.loads((out / "transfer.json").read_text())["agents"]["real_control"] == agents["real_control"]
+
+
+def test_an_sb3_agent_is_judged_against_the_same_algorithm_trained_on_as_many_real_steps(tmp_path, capsys, one_thread):
+    from stable_baselines3 import PPO
+
+    from training.presets import get_preset
+
+    out = tmp_path / "transfer"
+    args = ["--env-id", "minigrid:MiniGrid-Empty-5x5-v0", "--wrapper", "minigrid.wrappers:RGBImgObsWrapper",
+            "--preset", "micro", "--out", str(out), "--episodes", "2", "--dream-steps", "16", "--agent", "ppo"]
+    load_script().main(args)
+    summary = json.loads((out / "transfer.json").read_text())
+    assert summary["agent"] == "PPO" and summary["imagined_steps"] > 0
+    control = PPO.load(out / "real" / "sb3_model.zip")
+    imagination = get_preset("micro").imagination
+    rollout = imagination.batch_size * imagination.backup_every  # the pipeline's PPO settings, on real environments
+    assert control.n_envs == imagination.batch_size and control.n_steps == imagination.backup_every
+    assert summary["real_steps"] <= summary["agents"]["real_control"]["real_steps"] < summary["real_steps"] + rollout
+    assert summary["agents"]["real_control"]["real_steps"] == control.num_timesteps
+    assert {record["episodes"] for record in summary["agents"].values()} == {2}
+    printed = capsys.readouterr().out
+    assert "| PPO, dream only |" in printed and f"| PPO, {control.num_timesteps} real steps |" in printed
+    load_script().main(args)  # resumed: the control is not trained again
+    assert PPO.load(out / "real" / "sb3_model.zip").num_timesteps == control.num_timesteps

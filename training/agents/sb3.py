@@ -38,7 +38,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import configure
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
-from stable_baselines3.common.vec_env import VecEnv, VecFrameStack, VecMonitor
+from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecFrameStack, VecMonitor
 from tqdm.auto import tqdm
 
 from gym_diamond.atomic import replace_atomic, write_atomic
@@ -65,6 +65,19 @@ def make_dream_vec_env(checkpoint: str | Path, num_envs: int, *, frame_stack: in
         raise UserError(f"frame_stack must be >= 1, got {frame_stack}")
     env: VecEnv = VecMonitor(DreamSB3VecEnv.from_checkpoint(checkpoint, num_envs, device=device,
                                                             max_episode_steps=max_episode_steps))
+    if frame_stack > 1:
+        env = VecFrameStack(env, n_stack=frame_stack)
+    return env
+
+
+def make_real_vec_env(environment: RealEnvironment, num_envs: int, *, seed: int = 0, frame_stack: int = 1) -> VecEnv:
+    """The real environment as SB3 agents see the dream: the same 64x64 RGB uint8 frames, whole episodes (Atari: to
+    game over), episode statistics and optional frame stack. For a control trained on real steps."""
+    if frame_stack < 1:
+        raise UserError(f"frame_stack must be >= 1, got {frame_stack}")
+    env: VecEnv = DummyVecEnv([environment.eval_env] * num_envs)
+    env.seed(seed)  # environment i starts from seed + i
+    env = VecMonitor(env)
     if frame_stack > 1:
         env = VecFrameStack(env, n_stack=frame_stack)
     return env

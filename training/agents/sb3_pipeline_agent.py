@@ -84,7 +84,14 @@ class SB3PipelineAgent:
 
     def learn(self, world_model: WorldModel, starts: StartBank, steps: int) -> dict[str, float]:
         """``steps`` imagined steps of learning in the dream of ``world_model`` started from ``starts``."""
-        env = self._dream(world_model, starts)
+        try:
+            return self.learn_in(self._dream(world_model, starts), steps)
+        finally:
+            world_model.train()  # the dream put it in eval mode; its trainer's steps expect train mode back
+
+    def learn_in(self, env: VecEnv, steps: int) -> dict[str, float]:
+        """``steps`` steps of learning in ``env`` (closed afterwards), the model made on first use with the
+        settings above: the dream's, or the real environment's for a control trained with the same algorithm."""
         try:
             if self.model is None:
                 self.model = self._new_model(env)
@@ -93,7 +100,6 @@ class SB3PipelineAgent:
             self.model.learn(total_timesteps=steps, reset_num_timesteps=False)
         finally:
             env.close()
-            world_model.train()  # the dream put it in eval mode; its trainer's steps expect train mode back
         values = self.model.logger.name_to_value
         return {"imagined_steps": float(self.model.num_timesteps),
                 **{k.split("/")[-1]: float(v) for k, v in values.items() if k.startswith("train/")}}
