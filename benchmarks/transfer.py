@@ -117,21 +117,35 @@ def sb3_agents(environment: RealEnvironment, out: Path, algo: str, algo_kwargs: 
     return lambda k: SB3Agent(dreamt.model), lambda k: SB3Agent(real.model), {"real_steps": real.steps}
 
 
-def draw(out: Path, name: str, curve: list[tuple[int, float]], random_mean: float, control: tuple[int, float]) -> None:
+def draw(out: Path, name: str, report: dict[str, Any], results: dict[str, Any]) -> None:
+    """The dream agent's real return at each of the pipeline's evaluations (95% intervals) against its epoch, the
+    transfer's own final judgement, random play and the control as bands."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    if curve:
-        ax.plot(*zip(*curve, strict=True), marker="o", label="agent trained in the dream")
-    ax.axhline(random_mean, color="grey", linestyle="--", label="random")
-    ax.scatter([control[0]], [control[1]], color="red", zorder=3, label="same agent, real steps")
-    ax.set_xlabel("real environment steps")
-    ax.set_ylabel("mean real return")
+    for key, colour, label in (("random", "grey", "random"),
+                               ("real_control", "red", f"same agent, {results['real_control']['real_steps']} real "
+                                                       "steps")):
+        low, high = results[key]["ci95"]
+        ax.axhspan(low, high, color=colour, alpha=0.15)
+        ax.axhline(results[key]["mean"], color=colour, linestyle="--", label=label)
+    evaluations = report["evaluations"]
+    if evaluations:
+        epochs = [e["epoch"] for e in evaluations]
+        means = np.array([e["mean"] for e in evaluations])
+        bars = np.abs(np.array([e["ci95"] for e in evaluations]).T - means)
+        ax.errorbar(epochs, means, yerr=bars, marker="o", capsize=3, label="trained in the dream (as it trains)")
+    final = results["dream"]
+    ax.errorbar([report["epochs"] + 0.2], [final["mean"]], yerr=np.abs(np.array([final["ci95"]]).T - final["mean"]),
+                marker="s", color="black", capsize=3, label=f"trained in the dream, {final['episodes']} episodes")
+    ax.axvline(report["collect_epochs"] + 0.5, color="black", linewidth=0.5)
+    ax.set_xlabel(f"epoch (real steps collected up to epoch {report['collect_epochs']}: {report['env_steps']})")
+    ax.set_ylabel("mean real return [95% CI]")
     ax.set_title(name)
-    ax.legend()
+    ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(out)
     plt.close(fig)
@@ -176,11 +190,8 @@ def run_transfer(environment: RealEnvironment, out: Path, preset_name: str, *, s
                                     "below" if results["dream"]["ci95"][1] < results["real_control"]["ci95"][0] else
                                     "not apart")}
     write_json_atomic(out / "transfer.json", summary)
-    curve = [(int(e["env_steps"]), float(e["mean"])) for e in report["evaluations"]]
-    curve.append((real_steps, results["dream"]["mean"]))
     try:
-        draw(out / "learning_curve.png", environment.name, curve, results["random"]["mean"],
-             (results["real_control"]["real_steps"], results["real_control"]["mean"]))
+        draw(out / "learning_curve.png", environment.name, report, results)
     except ModuleNotFoundError:  # matplotlib is an extra; transfer.json holds the same figures
         pass
     return summary
