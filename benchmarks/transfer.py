@@ -200,7 +200,7 @@ def run_transfer(environment: RealEnvironment, out: Path, preset_name: str, *, s
 def table(summary: dict[str, Any]) -> str:
     """Markdown rows: agent, mean return [interval], success [interval], real and dream reward-sign rates."""
     rows = []
-    agent = summary.get("agent", "actor-critic")
+    agent = summary["agent"]
     names = {"dream": f"{agent}, dream only", "random": "random",
              "real_control": f"{agent}, {summary['agents']['real_control']['real_steps']} real steps"}
     for key, label in names.items():

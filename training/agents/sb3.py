@@ -70,17 +70,12 @@ def make_dream_vec_env(checkpoint: str | Path, num_envs: int, *, frame_stack: in
     return env
 
 
-def make_real_vec_env(environment: RealEnvironment, num_envs: int, *, seed: int = 0, frame_stack: int = 1) -> VecEnv:
+def make_real_vec_env(environment: RealEnvironment, num_envs: int, *, seed: int = 0) -> VecEnv:
     """The real environment as SB3 agents see the dream: the same 64x64 RGB uint8 frames, whole episodes (Atari: to
-    game over), episode statistics and optional frame stack. For a control trained on real steps."""
-    if frame_stack < 1:
-        raise UserError(f"frame_stack must be >= 1, got {frame_stack}")
-    env: VecEnv = DummyVecEnv([environment.eval_env] * num_envs)
+    game over), episode statistics. For a control trained on real steps."""
+    env = DummyVecEnv([environment.eval_env] * num_envs)
     env.seed(seed)  # environment i starts from seed + i
-    env = VecMonitor(env)
-    if frame_stack > 1:
-        env = VecFrameStack(env, n_stack=frame_stack)
-    return env
+    return VecMonitor(env)
 
 
 @dataclass
