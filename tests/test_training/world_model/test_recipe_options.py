@@ -188,6 +188,7 @@ def test_sigterm_saves_the_state_and_says_how_to_continue(pong_data, tmp_path):
 def test_a_named_recipe_sets_its_fields_and_flags_set_over_it(pong_data, tmp_path):
     cpu = WorldModelTrainingConfig.from_recipe("cpu")
     assert (cpu.changed_pixel_weight, cpu.train_sigma_loc, cpu.train_sigma_scale, cpu.recipe) == (20.0, 0.4, 1.0, "cpu")
+    assert (cpu.lr, cpu.ema_decay) == (1e-3, 0.999)
     assert WorldModelTrainingConfig.from_recipe("diamond") == WorldModelTrainingConfig()  # DIAMOND's stays the default
     with pytest.raises(ValueError, match="unknown training recipe"):
         WorldModelTrainingConfig.from_recipe("gpu")
@@ -196,5 +197,6 @@ def test_a_named_recipe_sets_its_fields_and_flags_set_over_it(pong_data, tmp_pat
                       "--device", "cpu", "--rew-end-sequence-length", "4", "--steps", "1", "--recipe", "cpu",
                       "--changed-pixel-weight", "5"])
     provenance = read_metadata(out / "world_model.safetensors")["provenance"]
-    chosen = (provenance["recipe"], provenance["changed_pixel_weight"], provenance["train_sigma_loc"])
-    assert chosen == ("cpu", 5.0, 0.4)
+    chosen = (provenance["recipe"], provenance["changed_pixel_weight"], provenance["train_sigma_loc"],
+              provenance["lr"], provenance["ema_decay"])
+    assert chosen == ("cpu", 5.0, 0.4, 1e-3, 0.999)
