@@ -41,6 +41,7 @@ from training.agents.evaluate import EVALUATION_SEED_OFFSET, Evaluation, bootstr
 from training.agents.rollouts import count_events, make_dream_env
 from training.agents.sb3 import make_real_vec_env
 from training.agents.sb3_pipeline_agent import ACTOR_CRITIC, SB3PipelineAgent
+from training.agents.sb3_pipeline_agent import MODEL_FILE as SB3_MODEL_FILE
 from training.data.environments import RealEnvironment, add_environment_arguments, environment_from_arguments
 from training.data.policies import ActorCriticAgent, Agent, RandomAgent, SB3Agent
 from training.pipeline import Pipeline
@@ -83,9 +84,9 @@ def control_settings(preset: PipelinePreset, real_steps: int, episodes: int, see
 def train_sb3_control(environment: RealEnvironment, out: Path, algo: str, algo_kwargs: dict[str, Any],
                       preset: PipelinePreset, real_steps: int, seed: int, device: str) -> SB3PipelineAgent:
     """``algo`` made as the pipeline makes it, on as many real environments as the dream's batch, for at least
-    ``real_steps`` real steps (whole rollouts); resumes from ``OUT/real/sb3_model.zip``."""
+    ``real_steps`` real steps (whole rollouts); resumes from ``OUT/real/sb3_model.zip`` (``SB3_MODEL_FILE``)."""
     out.mkdir(parents=True, exist_ok=True)
-    agent = SB3PipelineAgent(algo, environment.action_meanings(), preset.imagination, out / "sb3_model.zip",
+    agent = SB3PipelineAgent(algo, environment.action_meanings(), preset.imagination, out / SB3_MODEL_FILE,
                              algo_kwargs=algo_kwargs, seed=seed, device=device)
     if agent.steps < real_steps:
         agent.learn_in(make_real_vec_env(environment, preset.imagination.batch_size, seed=seed),
@@ -111,7 +112,7 @@ def actor_critic_agents(environment: RealEnvironment, out: Path, preset: Pipelin
 def sb3_agents(environment: RealEnvironment, out: Path, algo: str, algo_kwargs: dict[str, Any], preset: PipelinePreset,
                real_steps: int, seed: int, device: str) -> tuple[AgentMaker, AgentMaker, dict[str, int]]:
     """The pipeline's SB3 agent and its control, trained here (or resumed), with the control's budget."""
-    dreamt = SB3PipelineAgent(algo, environment.action_meanings(), preset.imagination, out / "dream" / "sb3_model.zip",
+    dreamt = SB3PipelineAgent(algo, environment.action_meanings(), preset.imagination, out / "dream" / SB3_MODEL_FILE,
                               device=device)
     real = train_sb3_control(environment, out / "real", algo, algo_kwargs, preset, real_steps, seed, device)
     return lambda k: SB3Agent(dreamt.model), lambda k: SB3Agent(real.model), {"real_steps": real.steps}

@@ -46,6 +46,7 @@ from training.agents.checkpoints import save_actor_critic
 from training.agents.evaluate import EVALUATION_SEED_OFFSET, evaluate
 from training.agents.imagination import ImaginationTrainer
 from training.agents.sb3_pipeline_agent import ACTOR_CRITIC, SB3PipelineAgent
+from training.agents.sb3_pipeline_agent import MODEL_FILE as SB3_MODEL_FILE
 from training.data.collect import Collector
 from training.data.dataset import EpisodeDataset
 from training.data.environments import RealEnvironment, add_environment_arguments, environment_from_arguments
@@ -148,7 +149,7 @@ class Pipeline:
         self.world_model.accelerate(Acceleration(precision=self.dream_precision, channels_last=True))
         self.actor_critic = ActorCritic(p.actor_critic.for_actions(n)).to(self.device)
         self.sb3 = None if agent == ACTOR_CRITIC else SB3PipelineAgent(
-            agent, self.action_meanings, p.imagination, self.folder.file("sb3_model.zip"), algo_kwargs=algo_kwargs,
+            agent, self.action_meanings, p.imagination, self.folder.file(SB3_MODEL_FILE), algo_kwargs=algo_kwargs,
             seed=seed, device=self.device)
         self.progress_path = self.folder.file("progress.json")
         self.state_path = self.folder.file("train_state.safetensors")

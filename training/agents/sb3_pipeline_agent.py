@@ -9,8 +9,9 @@ uniformly at random, as DIAMOND's untrained actor-critic (zero heads) plays.
 
 On-policy algorithms collect ``backup_every`` steps per rollout by default (SB3's 2,048 per dream would take
 many epochs to fill) and, for PPO, learn from the whole rollout as one minibatch; ``algo_kwargs`` overrides both.
-The model is saved in SB3's own ``model.zip`` (it holds the optimiser, so a resumed run learns on); the exported
-policy is ``policy.safetensors`` plus ``policy.json`` (``training.agents.sb3.save_policy_safetensors``).
+The model is saved as SB3 saves it, in ``MODEL_FILE`` of the run folder (it holds the optimiser, so a resumed
+run learns on); the exported policy is ``policy.safetensors`` plus ``policy.json``
+(``training.agents.sb3.save_policy_safetensors``).
 """
 
 from __future__ import annotations
@@ -33,9 +34,10 @@ from training.agents.sb3 import constructor_parameters, save_policy_safetensors
 from training.agents.sb3_algorithms import algorithm_class
 from training.data.policies import RandomAgent, SB3Agent
 
-__all__ = ["ACTOR_CRITIC", "SB3PipelineAgent"]
+__all__ = ["ACTOR_CRITIC", "MODEL_FILE", "SB3PipelineAgent"]
 
 ACTOR_CRITIC = "actor-critic"  # the pipeline's own agent, DIAMOND's; any other name is an SB3 algorithm's
+MODEL_FILE = "sb3_model.zip"  # the SB3 agent's saved model in a run folder
 
 
 class SB3PipelineAgent:
