@@ -12,8 +12,9 @@ final epochs that only train. The agent is scored in the real game every 10 epoc
 the end (100 episodes). The collector stores the episode it is in the middle of at the end of each
 collection, so every collected step is trainable, and extends it at the next.
 
-The run folder holds everything; re-running the same command resumes after the last finished stage
-(collection is never repeated). At the end it writes ``world_model.safetensors`` (for ``gym.make``),
+Each epoch appends a row to ``world_model.csv`` and ``actor_critic.csv``: the mean of every scalar over the
+epoch's updates. The run folder holds everything; re-running the same command resumes after the last finished
+stage (collection is never repeated). At the end it writes ``world_model.safetensors`` (for ``gym.make``),
 ``actor_critic.safetensors`` and ``report.json``. A run folder written by an earlier gym-diamond, before
 this schedule, does not resume: the command says so.
 
@@ -53,6 +54,7 @@ from training.data.environments import RealEnvironment, add_environment_argument
 from training.data.policies import ActorCriticAgent, Agent, RandomAgent
 from training.presets import PRESETS, SCHEDULE, PipelinePreset, get_preset
 from training.runtime.cli import add_algo_kwargs_argument, add_device_argument, add_speed_arguments, user_errors
+from training.runtime.csv_log import ScalarMeans
 from training.runtime.distributed import init_distributed
 from training.runtime.files import write_json_atomic
 from training.runtime.run_folder import RunFolder
@@ -301,14 +303,14 @@ class Pipeline:
         p = self.preset
         self._trainers()
         t0 = time.perf_counter()
-        scalars: dict[str, float] = {}
+        scalars = ScalarMeans()
         updates = {"denoiser": self.wm_trainer.denoiser_step, "rew_end": self.wm_trainer.rew_end_step}
         for network in WORLD_MODEL_NETWORKS:
             for _ in self._stage_bar(p.steps_of(network, epoch), f"epoch {epoch}: world model ({network})", "update"):
-                scalars.update(updates[network]())
+                scalars.add(updates[network]())
         self._timed("world_model", t0)
         if self.main_rank:
-            self.logs["world_model"].write({"epoch": epoch, **scalars})
+            self.logs["world_model"].write({"epoch": epoch, **scalars.means()})
         t0 = time.perf_counter()
         if self.sb3 is not None:
             steps = self.sb3.steps_for(p.steps_of("actor_critic", epoch))
@@ -316,11 +318,12 @@ class Pipeline:
                                                                        steps)})
             self._timed("actor_critic", t0)
             return
+        scalars = ScalarMeans()
         for _ in self._stage_bar(p.steps_of("actor_critic", epoch), f"epoch {epoch}: actor-critic", "update"):
-            scalars = self.ac_trainer.step()
+            scalars.add(self.ac_trainer.step())
         self._timed("actor_critic", t0)
         if self.main_rank:
-            self.logs["actor_critic"].write({"epoch": epoch, **scalars})
+            self.logs["actor_critic"].write({"epoch": epoch, **scalars.means()})
 
     def _evaluate(self, episodes: int) -> dict[str, Any]:
         """Rank 0 scores the agent in the real game; every rank gets the record."""

@@ -7,6 +7,7 @@ DIAMOND's values are those of its ``config/trainer.yaml``; its code is ``src/tra
 ``src/envs/world_model_env.py`` and ``src/coroutines/env_loop.py``.
 """
 
+import csv
 import dataclasses
 import json
 
@@ -355,3 +356,29 @@ def test_a_run_folder_of_the_earlier_schedule_fails_with_one_line(tmp_path, caps
         main(["--game", "Breakout", "--preset", "micro", "--out", str(out), "--device", "cpu"])
     message = capsys.readouterr().err
     assert exit_info.value.code == 2 and message.startswith("error: ") and message.count("\n") == 1
+
+
+def test_each_epochs_log_row_is_the_mean_over_its_updates_not_the_last_one(tmp_path, monkeypatch):
+    """One update of a rare-reward game sees no reward at all: the row must be the epoch's rate."""
+    from training.agents.imagination import ImaginationTrainer
+    from training.world_model.trainer import WorldModelTrainer
+
+    calls = {"denoiser": 0, "actor_critic": 0}
+
+    def scripted(name, key):
+        def step(self):
+            calls[name] += 1
+            return {key: float(calls[name])}
+        return step
+
+    monkeypatch.setattr(WorldModelTrainer, "denoiser_step", scripted("denoiser", "denoiser_loss"))
+    monkeypatch.setattr(ImaginationTrainer, "step", scripted("actor_critic", "imagined_reward_per_step"))
+    preset = dataclasses.replace(PRESETS["micro"], denoiser_steps_first_epoch=4, actor_critic_steps_first_epoch=3)
+    Pipeline("Breakout", tmp_path / "run", preset, device="cpu", progress=False).run(stop_after_epochs=1)
+    with (tmp_path / "run" / "world_model.csv").open() as f:
+        world_model = list(csv.DictReader(f))
+    with (tmp_path / "run" / "actor_critic.csv").open() as f:
+        actor_critic = list(csv.DictReader(f))
+    assert float(world_model[0]["denoiser_loss"]) == (1 + 2 + 3 + 4) / 4
+    assert world_model[0]["reward_loss"] != ""  # the other network's scalars kept beside them
+    assert float(actor_critic[0]["imagined_reward_per_step"]) == (1 + 2 + 3) / 3

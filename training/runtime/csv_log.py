@@ -9,7 +9,7 @@ from typing import Any
 
 from gym_diamond.atomic import replace_atomic
 
-__all__ = ["CsvLog"]
+__all__ = ["CsvLog", "ScalarMeans"]
 
 
 class CsvLog:
@@ -106,3 +106,23 @@ class CsvLog:
             return {int(float(r[key])) for r in csv.DictReader(f)}
 
 
+
+
+class ScalarMeans:
+    """The mean of each scalar over the updates that returned it: an epoch's row, not its last update's.
+
+    One update of a rare-reward game's actor-critic may see no reward at all; the mean over an epoch's hundreds of
+    updates is the rate it learnt from.
+    """
+
+    def __init__(self) -> None:
+        self._sums: dict[str, float] = {}
+        self._counts: dict[str, int] = {}
+
+    def add(self, scalars: dict[str, Any]) -> None:
+        for name, value in scalars.items():
+            self._sums[name] = self._sums.get(name, 0.0) + float(value)
+            self._counts[name] = self._counts.get(name, 0) + 1
+
+    def means(self) -> dict[str, float]:
+        return {name: total / self._counts[name] for name, total in self._sums.items()}
