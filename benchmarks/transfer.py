@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import argparse
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,8 +45,8 @@ from training.agents.sb3_pipeline_agent import MODEL_FILE as SB3_MODEL_FILE
 from training.data.environments import RealEnvironment, add_environment_arguments, environment_from_arguments
 from training.data.policies import ActorCriticAgent, Agent, RandomAgent, SB3Agent
 from training.pipeline import Pipeline
-from training.presets import PRESETS, PipelinePreset, get_preset
-from training.runtime.cli import add_algo_kwargs_argument
+from training.presets import PRESETS, PipelinePreset, get_preset, override_preset
+from training.runtime.cli import add_algo_kwargs_argument, add_preset_override_argument, user_errors
 from training.runtime.files import write_json_atomic
 
 NUM_ENVS = 8
@@ -154,12 +154,14 @@ def draw(out: Path, name: str, report: dict[str, Any], results: dict[str, Any]) 
 
 def run_transfer(environment: RealEnvironment, out: Path, preset_name: str, *, seed: int = 0, episodes: int = 30,
                  dream_steps: int = 4000, device: str = "cpu", agent: str = ACTOR_CRITIC,
-                 algo_kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
+                 algo_kwargs: dict[str, Any] | None = None, preset_overrides: Sequence[str] = ()) -> dict[str, Any]:
     """The three agents of the module's docstring, judged; resumable stage by stage. ``agent`` is DIAMOND's
-    actor-critic or a stable-baselines3 algorithm's name, as ``training.pipeline --agent`` takes it."""
-    preset = get_preset(preset_name)
-    report = Pipeline(environment, out / "dream", preset_name, device=device, seed=seed, agent=agent,
-                      algo_kwargs=algo_kwargs).run()
+    actor-critic or a stable-baselines3 algorithm's name, as ``training.pipeline --agent`` takes it;
+    ``preset_overrides`` set fields of the preset as ``training.pipeline --set`` does."""
+    preset = override_preset(get_preset(preset_name), preset_overrides)
+    pipeline = Pipeline(environment, out / "dream", preset_name, device=device, seed=seed, agent=agent,
+                        algo_kwargs=algo_kwargs, preset_overrides=preset_overrides)
+    report = pipeline.run()
     real_steps = int(report["env_steps"])
     n = len(environment.action_meanings())
     agents: dict[str, AgentMaker] = {"random": lambda k: RandomAgent(n, seed=seed)}
@@ -181,8 +183,8 @@ def run_transfer(environment: RealEnvironment, out: Path, preset_name: str, *, s
                 results[name]["dream_sign_rate"] = dream_sign_rate(world_model, make(NUM_ENVS), dream_steps, seed)
     results["real_control"].update(control_record)
     dream_beats_random = results["dream"]["ci95"][0] > results["random"]["ci95"][1]
-    summary = {"environment": environment.describe(), "preset": preset_name, "agent": report["agent"], "seed": seed,
-               "real_steps": real_steps,
+    summary = {"environment": environment.describe(), "preset": pipeline.preset_name, "agent": report["agent"],
+               "seed": seed, "real_steps": real_steps,
                "world_model_updates": report["world_model_updates"], "actor_critic_updates":
                report["actor_critic_updates"], "imagined_steps": report.get("imagined_steps"),
                "seconds_per_stage": report["seconds_per_stage"],
@@ -213,10 +215,12 @@ def table(summary: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
+@user_errors
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_environment_arguments(parser)
     parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
+    add_preset_override_argument(parser)
     parser.add_argument("--out", required=True)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--episodes", type=int, default=30, help="real episodes per agent")
@@ -228,7 +232,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     summary = run_transfer(environment_from_arguments(args), Path(args.out), args.preset, seed=args.seed,
                            episodes=args.episodes, dream_steps=args.dream_steps, device=args.device,
-                           agent=args.agent, algo_kwargs=args.algo_kwargs)
+                           agent=args.agent, algo_kwargs=args.algo_kwargs, preset_overrides=args.preset_overrides)
     print("| environment | agent | mean return [95% CI] | success [95% CI] | reward signs / 1k real steps | "
           "/ 1k dream steps |")
     print("| --- | --- | --- | --- | --- | --- |")

@@ -52,8 +52,14 @@ from training.data.collect import Collector
 from training.data.dataset import EpisodeDataset
 from training.data.environments import RealEnvironment, add_environment_arguments, environment_from_arguments
 from training.data.policies import ActorCriticAgent, Agent, RandomAgent
-from training.presets import PRESETS, SCHEDULE, PipelinePreset, get_preset
-from training.runtime.cli import add_algo_kwargs_argument, add_device_argument, add_speed_arguments, user_errors
+from training.presets import PRESETS, SCHEDULE, PipelinePreset, get_preset, override_preset
+from training.runtime.cli import (
+    add_algo_kwargs_argument,
+    add_device_argument,
+    add_preset_override_argument,
+    add_speed_arguments,
+    user_errors,
+)
 from training.runtime.csv_log import ScalarMeans
 from training.runtime.distributed import init_distributed
 from training.runtime.files import write_json_atomic
@@ -108,19 +114,22 @@ class Pipeline:
     def __init__(self, environment: RealEnvironment | str, out: str | Path, preset: str | PipelinePreset = "demo", *,
                  device: str | torch.device | None = None, seed: int = 0, progress: bool = True,
                  precision: str | None = None, compile: bool = False, dream_precision: str | None = None,
-                 agent: str = ACTOR_CRITIC, algo_kwargs: dict[str, Any] | None = None) -> None:
+                 agent: str = ACTOR_CRITIC, algo_kwargs: dict[str, Any] | None = None,
+                 preset_overrides: Sequence[str] = ()) -> None:
         """``precision`` and ``compile`` are speed switches of every network, training and dream alike; they
         are not part of the run's settings, so a run may resume with others. By default everything runs
         in fp32, as DIAMOND does; ``dream_precision`` sets the dream the actor-critic learns in apart
         (e.g. "bf16", faster on a bf16 device; default: ``precision``). ``environment`` is an Atari game's name
         or any ``RealEnvironment`` (a Gymnasium id with image observations and discrete actions). ``agent`` is
         DIAMOND's actor-critic, or the name of a stable-baselines3 algorithm (``"ppo"``, built with
-        ``algo_kwargs``) trained in the same dreams (``training.agents.sb3_pipeline_agent``)."""
+        ``algo_kwargs``) trained in the same dreams (``training.agents.sb3_pipeline_agent``). ``preset_overrides``
+        set fields of the preset (``FIELD=VALUE``, :func:`training.presets.override_preset`); the run records them
+        in its preset's name and every value in its config.json, so it resumes only with the same."""
         self.environment = (environment if isinstance(environment, RealEnvironment)
                             else RealEnvironment(game=environment))
         self.game = self.environment.name
-        self.preset_name = preset if isinstance(preset, str) else "custom"
-        self.preset = get_preset(preset) if isinstance(preset, str) else preset
+        self.preset_name = " ".join([preset if isinstance(preset, str) else "custom", *preset_overrides])
+        self.preset = override_preset(get_preset(preset) if isinstance(preset, str) else preset, preset_overrides)
         self.out = Path(out)
         self.distributed, self.device = init_distributed(device)
         self.main_rank = self.distributed.is_main
@@ -440,6 +449,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--preset", choices=sorted(PRESETS), default="demo",
                         help="the run's size: paper (DIAMOND's), small, demo (minutes on a CPU), cpu (a small image "
                              "environment such as a MiniGrid maze on a 2-core CPU) or micro (a smoke test)")
+    add_preset_override_argument(parser)
     parser.add_argument("--out", default=None, help="run folder (default runs/<game>-<preset>)")
     add_device_argument(parser)
     parser.add_argument("--seed", type=int, default=0)
@@ -456,7 +466,7 @@ def main(argv: list[str] | None = None) -> None:
     out = args.out or f"runs/{environment.name}-{args.preset}"
     pipeline = Pipeline(environment, out, args.preset, device=args.device, seed=args.seed, precision=args.precision,
                         compile=args.compile, dream_precision=args.dream_precision, agent=args.agent,
-                        algo_kwargs=args.algo_kwargs)
+                        algo_kwargs=args.algo_kwargs, preset_overrides=args.preset_overrides)
     report = pipeline.run()
     pipeline.distributed.close()
     if not pipeline.main_rank:

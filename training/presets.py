@@ -14,7 +14,8 @@ epoch trains every network ``*_steps_first_epoch`` times, the others ``*_steps_p
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field, replace
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields, is_dataclass, replace
 from typing import Any
 
 from gym_diamond.config import MODEL_SIZES, ActorCriticConfig, WorldModelConfig
@@ -181,3 +182,62 @@ def get_preset(name: str) -> PipelinePreset:
     if name not in PRESETS:
         raise UserError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
     return PRESETS[name]
+
+
+def override_preset(preset: PipelinePreset, assignments: Sequence[str]) -> PipelinePreset:
+    """``preset`` with fields set by ``FIELD=VALUE`` assignments, as DIAMOND's command line sets its config's
+    (``actor_critic_steps_per_epoch=150``; a composed trainer config's field by a dotted name,
+    ``imagination.horizon=30``). Values are JSON (numbers, ``null``, lists) or else plain words, and must have the
+    field's type; the preset's own checks run on the result."""
+    for assignment in assignments:
+        name, sep, text = assignment.partition("=")
+        if not sep or not name:
+            raise UserError(f"preset override {assignment!r}: expected FIELD=VALUE, e.g. "
+                            f"actor_critic_steps_per_epoch=150")
+        path = name.split(".")
+        if len(path) > 2:
+            raise UserError(f"preset override {assignment!r}: at most one dot (a composed config's field)")
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            value = text
+        preset = _with_field(preset, path, value, assignment)
+    return preset
+
+
+def _with_field(config: Any, path: list[str], value: Any, assignment: str) -> Any:
+    """``config`` (a dataclass) with the field at ``path`` set to ``value``, type-checked against its current one."""
+    known = {f.name: f for f in fields(config)}
+    if path[0] not in known:
+        raise UserError(f"preset override {assignment!r}: {type(config).__name__} has no field {path[0]!r}; "
+                        f"its fields: {', '.join(sorted(known))}")
+    current = getattr(config, path[0])
+    if len(path) == 2:
+        if not is_dataclass(current):
+            raise UserError(f"preset override {assignment!r}: {path[0]} is not a composed config")
+        return replace(config, **{path[0]: _with_field(current, path[1:], value, assignment)})
+    if is_dataclass(current):
+        raise UserError(f"preset override {assignment!r}: {path[0]} is a config; set one of its fields, "
+                        f"e.g. {path[0]}.{fields(current)[0].name}=...")
+    return replace(config, **{path[0]: _typed(current, value, "None" in str(known[path[0]].type), assignment)})
+
+
+def _typed(current: Any, value: Any, optional: bool, assignment: str) -> Any:
+    """``value`` as the type of the field's ``current`` value, or a clear error."""
+    if value is None and (optional or current is None):
+        return None
+    if isinstance(current, bool) or isinstance(value, bool):
+        ok = isinstance(current, bool) and isinstance(value, bool)
+    elif isinstance(current, int):
+        ok = isinstance(value, int)
+    elif isinstance(current, float):
+        ok, value = isinstance(value, int | float), float(value) if isinstance(value, int | float) else value
+    elif isinstance(current, tuple):
+        ok, value = isinstance(value, list), tuple(value) if isinstance(value, list) else value
+    elif current is None:
+        ok, value = True, tuple(value) if isinstance(value, list) else value
+    else:
+        ok = isinstance(value, type(current))
+    if not ok:
+        raise UserError(f"preset override {assignment!r}: expected a value like {current!r}, got {value!r}")
+    return value

@@ -382,3 +382,31 @@ def test_each_epochs_log_row_is_the_mean_over_its_updates_not_the_last_one(tmp_p
     assert float(world_model[0]["denoiser_loss"]) == (1 + 2 + 3 + 4) / 4
     assert world_model[0]["reward_loss"] != ""  # the other network's scalars kept beside them
     assert float(actor_critic[0]["imagined_reward_per_step"]) == (1 + 2 + 3) / 3
+
+
+def test_a_preset_field_is_set_from_the_command_line_checked_and_recorded(tmp_path):
+    from training.presets import override_preset
+
+    sparse = PRESETS["cpu-sparse"]
+    more = override_preset(sparse, ["actor_critic_steps_per_epoch=150", "imagination.horizon=30",
+                                    "world_model_training.lr=0.0003", "initial_collect_max_steps=null",
+                                    "world_model=light", "actor_critic.channels=[8, 8, 16, 16]"])
+    assert more.actor_critic_steps_per_epoch == 150 and more.imagination.horizon == 30
+    assert more.world_model_training.lr == 3e-4 and more.initial_collect_max_steps is None
+    assert more.world_model == "light" and more.actor_critic.channels == (8, 8, 16, 16)
+    assert more.imagination.batch_size == sparse.imagination.batch_size  # the rest as it was
+    assert override_preset(sparse, ["world_model_training.lr=1"]).world_model_training.lr == 1.0  # an int for a float
+    for bad, message in [("actor_critic_steps_per_epoch", "FIELD=VALUE"), ("actor_critic_step=3", "no field"),
+                         ("actor_critic_steps_per_epoch=1.5", "expected a value like 60"),
+                         ("imagination=3", "is a config"), ("world_model.x=1", "not a composed config"),
+                         ("initial_collect_min_steps=150", "multiples of collect_steps_per_epoch"),
+                         ("imagination.horizon=null", "expected a value like 15")]:
+        with pytest.raises(ValueError, match=message):
+            override_preset(sparse, [bad])
+    out = tmp_path / "run"
+    Pipeline("Breakout", out, "micro", device="cpu", progress=False,
+             preset_overrides=["actor_critic_steps_per_epoch=2"]).folder.close()
+    config = json.loads((out / "config.json").read_text())
+    assert config["preset"] == "micro actor_critic_steps_per_epoch=2" and config["actor_critic_steps_per_epoch"] == 2
+    with pytest.raises(ValueError, match="other settings"):  # resumed without the override: refused
+        Pipeline("Breakout", out, "micro", device="cpu", progress=False)

@@ -73,6 +73,13 @@ def add_algo_kwargs_argument(parser: argparse.ArgumentParser, algorithm: str = "
                         help=f'JSON object for the {algorithm} constructor, e.g. \'{{"n_steps": 128}}\'')
 
 
+def add_preset_override_argument(parser: argparse.ArgumentParser) -> None:
+    """``--set FIELD=VALUE`` (repeatable), the same in every command that takes a pipeline preset."""
+    parser.add_argument("--set", dest="preset_overrides", action="append", default=[], metavar="FIELD=VALUE",
+                        help="set one field of the preset, e.g. --set actor_critic_steps_per_epoch=150 or --set "
+                             "imagination.horizon=30 (repeatable; a resumed run takes the same)")
+
+
 def add_device_argument(parser: argparse.ArgumentParser) -> None:
     """``--device``, the same in every command: CUDA when this machine has it, else the CPU."""
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if available, else cpu)")
