@@ -2,6 +2,7 @@
 
     python benchmarks/dream_pictures.py --checkpoint wm.safetensors --data DATA --out dream.png
     python benchmarks/dream_pictures.py --checkpoint wm.safetensors --data DATA --out punches.png --rewarded
+    python benchmarks/dream_pictures.py --checkpoint wm.safetensors --agent actor_critic.safetensors --out paid.png
 
 Default: ``--windows`` random windows of ``--data``, each dreamed open loop from 4 real frames fed the real
 actions; a row per window holds real | dream | |difference| at 1, 5 and 15 steps. ``--rewarded``: windows
@@ -9,6 +10,9 @@ that end on a rewarded transition; a row holds the frame it starts from, the rea
 frame (one step from the real context and action) and their difference, and the command prints how often the
 reward model reads the reward's sign off the real next frame and off the dream's: where the dream does not
 draw what earns the reward, the second is near 0, and an agent in the dream is never rewarded for it.
+``--agent ACTOR_CRITIC``: closed loop, the actor-critic plays the dream on its own frames (8 dreams, ``--steps``
+steps in all); a row per dream reward holds the ``BEFORE`` frames before it and the frame it was paid on (what an
+agent trained in the dream may have learnt to exploit), and the command prints every reward's step and sign.
 Needs Pillow (the ``video`` extra).
 """
 
@@ -23,7 +27,10 @@ import torch
 from PIL import Image
 
 from gym_diamond import BatchedGenerator, load_checkpoint, resolve_device, to_model_frames, to_uint8_frames
+from training.agents.checkpoints import load_actor_critic
+from training.agents.rollouts import make_dream_env
 from training.data.dataset import EpisodeDataset
+from training.data.policies import ActorCriticAgent
 from training.data.sampling import BatchSampler
 from training.fidelity.measures import FIDELITY_HORIZONS
 from training.fidelity.open_loop import imagine
@@ -97,11 +104,46 @@ def rewarded_rows(model, dataset: EpisodeDataset, windows: int, seed: int) -> tu
     return np.concatenate(rows, 0), figures
 
 
+BEFORE = 8  # frames shown before each dream reward in --agent rows
+DREAMS = 8  # dreams the agent plays at once
+
+
+@torch.no_grad()
+def agent_reward_rows(checkpoint, agent_path: str, steps: int, windows: int, seed: int
+                      ) -> tuple[np.ndarray | None, list[dict[str, int]]]:
+    """Rows of the ``BEFORE`` frames before a dream reward and the frame it was paid on, the actor-critic at
+    ``agent_path`` playing ``checkpoint``'s dream on its own frames; and every reward's step, dream and sign."""
+    env = make_dream_env(checkpoint, DREAMS)
+    agent = ActorCriticAgent(load_actor_critic(agent_path, device=checkpoint.world_model.device), DREAMS, seed=seed)
+    obs, _ = env.reset(seed=seed)
+    agent.reset(np.ones(DREAMS, dtype=bool))
+    blank = np.zeros_like(obs[0])
+    history = [[blank] * BEFORE for _ in range(DREAMS)]
+    rows, paid = [], []
+    for step in range(-(-steps // DREAMS)):
+        for i in range(DREAMS):
+            history[i] = [*history[i][1:], obs[i]]
+        obs, rewards, terminated, truncated, infos = env.step(agent.act(obs))
+        ended = np.asarray(terminated) | np.asarray(truncated)
+        for i in np.flatnonzero(np.asarray(rewards) != 0):
+            paid.append({"step": step, "dream": int(i), "sign": int(np.sign(rewards[i]))})
+            if len(rows) < windows:  # an ended dream's obs is the next one's start: show the frame it ended on
+                last = np.asarray(infos["final_obs"][i]) if ended[i] else obs[i]
+                rows.append(np.concatenate([*history[i], _gap(last.shape[0]), last], 1))
+        if ended.any():
+            agent.reset(ended)
+            for i in np.flatnonzero(ended):
+                history[i] = [blank] * BEFORE
+    return (np.concatenate(rows, 0) if rows else None), paid
+
+
 @user_errors
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", required=True, help="a world model (.safetensors)")
-    parser.add_argument("--data", required=True, help="a dataset folder (python -m training.data.collect)")
+    parser.add_argument("--data", help="a dataset folder (python -m training.data.collect); not with --agent")
+    parser.add_argument("--agent", help="an actor-critic (.safetensors) to play the dream in closed loop")
+    parser.add_argument("--steps", type=int, default=4000, help="with --agent: dream steps in all")
     parser.add_argument("--out", required=True, help="the PNG to write")
     parser.add_argument("--windows", type=int, default=4, help="rows of the picture")
     parser.add_argument("--rewarded", action="store_true",
@@ -112,13 +154,24 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.windows < 1 or args.scale < 1:
         parser.error("--windows and --scale must be >= 1")
+    if (args.agent is None) == (args.data is None):
+        parser.error("give --data (open loop), or --agent (closed loop)")
     checkpoint = load_checkpoint(args.checkpoint, device=resolve_device(args.device))
-    dataset = EpisodeDataset(args.data, game=checkpoint.game)
-    if args.rewarded:
+    if args.agent is not None:
+        picture, paid = agent_reward_rows(checkpoint, args.agent, args.steps, args.windows, args.seed)
+        print(json.dumps({"checkpoint": args.checkpoint, "agent": args.agent, "steps": args.steps,
+                          "rewards": paid}))
+        if picture is None:
+            print("no reward in the dream: no picture")
+            return
+        columns = f"{BEFORE} frames before a dream reward | the frame it was paid on"
+    elif args.rewarded:
+        dataset = EpisodeDataset(args.data, game=checkpoint.game)
         picture, figures = rewarded_rows(checkpoint.world_model, dataset, args.windows, args.seed)
         print(json.dumps({"checkpoint": args.checkpoint, "data": args.data, **figures}))
         columns = "frame t | real t+1, dream t+1, |difference|"
     else:
+        dataset = EpisodeDataset(args.data, game=checkpoint.game)
         picture = horizon_rows(checkpoint.world_model, dataset, args.windows, args.seed)
         columns = "real, dream, |difference| at " + ", ".join(map(str, HORIZONS)) + " steps"
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

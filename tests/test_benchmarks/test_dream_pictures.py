@@ -60,3 +60,27 @@ def test_horizon_rows_show_real_dream_and_difference_at_each_horizon(tmp_path, r
         pixels = np.asarray(picture.convert("RGB"))[::2, ::2]
     real, dream, difference = pixels[:64, :64], pixels[:64, 64:128], pixels[:64, 128:192]
     assert np.array_equal(difference, np.abs(real.astype(int) - dream.astype(int)).astype(np.uint8))
+
+
+@pytest.mark.parametrize("reward", [1, 0])
+def test_an_agent_plays_its_dream_and_each_reward_is_drawn_with_the_frames_before_it(tmp_path, capsys, reward,
+                                                                                    one_thread):
+    from gym_diamond.nn.actor_critic import ActorCritic, ActorCriticConfig
+    from training.agents.checkpoints import save_actor_critic
+
+    agent = save_actor_critic(tmp_path / "agent.safetensors",
+                              ActorCritic(ActorCriticConfig(len(PONG_ACTIONS), channels=(4, 4, 4, 4), lstm_dim=8)),
+                              game="Pong")
+    out = tmp_path / "paid.png"
+    dream_pictures.main(["--checkpoint", str(_dream(tmp_path, reward)), "--agent", str(agent), "--out", str(out),
+                         "--steps", "16", "--windows", "3", "--scale", "1", "--device", "cpu"])
+    figures = json.loads(capsys.readouterr().out.splitlines()[0])
+    if reward == 0:  # a dream that never pays: nothing to draw
+        assert figures["rewards"] == [] and not out.exists()
+        return
+    # a dream that pays +1 on every step: 8 dreams x 2 steps, 3 of them drawn with the frames before
+    assert len(figures["rewards"]) == 16 and {r["sign"] for r in figures["rewards"]} == {1}
+    with Image.open(out) as picture:
+        assert picture.size == ((dream_pictures.BEFORE + 1) * 64 + dream_pictures.GAP, 3 * 64)
+    with pytest.raises(SystemExit):
+        dream_pictures.main(["--checkpoint", str(_dream(tmp_path, 1)), "--out", str(out)])  # neither --data nor --agent

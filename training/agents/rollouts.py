@@ -194,7 +194,8 @@ def dream_ends_at_life_loss(provenance: Mapping[str, Any]) -> bool:
 
 
 class _CoreVectorEnv:
-    """A loaded checkpoint's dream as the vector API ``count_events`` needs (numpy out, SAME_STEP autoreset)."""
+    """A loaded checkpoint's dream as the vector API ``count_events`` needs (numpy out, SAME_STEP autoreset, the
+    frame an episode ended on in ``infos["final_obs"]`` as gymnasium 1.x puts it)."""
 
     def __init__(self, checkpoint: Checkpoint, num_envs: int, max_episode_steps: int | None) -> None:
         self.num_envs = num_envs
@@ -206,8 +207,9 @@ class _CoreVectorEnv:
 
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         out = self.core.step(actions)
+        ended = (out.terminated | out.truncated).cpu().numpy()
         return (out.obs.cpu().numpy(), out.reward.cpu().numpy(), out.terminated.cpu().numpy(),
-                out.truncated.cpu().numpy(), {})
+                out.truncated.cpu().numpy(), {"final_obs": out.final_obs.cpu().numpy(), "_final_obs": ended})
 
     def close(self) -> None:
         self.core.close()
