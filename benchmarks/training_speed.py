@@ -97,6 +97,9 @@ def main() -> None:
                         help="imagined steps per actor-critic update (DIAMOND: 15)")
     parser.add_argument("--num-batches-to-preload", type=int, default=ImaginationConfig.num_batches_to_preload,
                         help="start contexts drawn and burnt in at once (DIAMOND: 256; fewer for a dry run)")
+    parser.add_argument("--denoising-steps", type=int, nargs="+", default=[None],
+                        help="Euler steps of the dream the actor-critic learns in (default: the model's, DIAMOND's "
+                             "3); several values are timed in turn, e.g. 3 1")
     parser.add_argument("--end-rate", type=float, default=None,
                         help="the actor-critic's dreams end with this probability per step (default: as the "
                              "random model does)")
@@ -128,15 +131,18 @@ def main() -> None:
         model.rew_end.head.append(_EndLogOdds(args.end_rate).to(device))
     dream_precision = args.dream_precision or args.precision
     model.accelerate(Acceleration(precision=dream_precision, compile=args.compile, channels_last=args.channels_last))
-    actor_critic = ActorCritic(ActorCriticConfig(6)).to(device)
-    ac = ImaginationTrainer(model, actor_critic, dataset, ImaginationConfig(
-        horizon=args.horizon, backup_every=args.horizon, batch_size=args.batch_size,
-        num_batches_to_preload=args.num_batches_to_preload, precision=args.precision, compile=args.compile))
-    rate = updates_per_s(ac.step, device, args.min_seconds, warmup=3 if args.compile else 1)
-    print(json.dumps({"what": "actor_critic_update", **common, "dream_precision": dream_precision,
-                      "end_rate": args.end_rate, "horizon": args.horizon,
-                      "updates_per_s": round(rate, 3),
-                      "imagined_steps_per_s": round(rate * args.horizon * args.batch_size, 1)}), flush=True)
+    own_config = model.config
+    for denoising_steps in args.denoising_steps:
+        model.config = own_config if denoising_steps is None else own_config.with_denoising_steps(denoising_steps)
+        actor_critic = ActorCritic(ActorCriticConfig(6)).to(device)
+        ac = ImaginationTrainer(model, actor_critic, dataset, ImaginationConfig(
+            horizon=args.horizon, backup_every=args.horizon, batch_size=args.batch_size,
+            num_batches_to_preload=args.num_batches_to_preload, precision=args.precision, compile=args.compile))
+        rate = updates_per_s(ac.step, device, args.min_seconds, warmup=3 if args.compile else 1)
+        print(json.dumps({"what": "actor_critic_update", **common, "dream_precision": dream_precision,
+                          "denoising_steps": model.config.sampler.num_steps, "end_rate": args.end_rate,
+                          "horizon": args.horizon, "updates_per_s": round(rate, 3),
+                          "imagined_steps_per_s": round(rate * args.horizon * args.batch_size, 1)}), flush=True)
 
 
 if __name__ == "__main__":
