@@ -3,6 +3,7 @@
     python benchmarks/training_speed.py --model light                 # CPU, fp32 eager
     python benchmarks/training_speed.py --model paper --device cuda --precision bf16 --compile
     python benchmarks/training_speed.py --autoregressive-steps 0 1     # the cost of DIAMOND's second target
+    python benchmarks/training_speed.py --denoising-steps 3 1          # the actor-critic in a 3- and a 1-step dream
 
 Data are random frames in a temporary dataset (speed does not depend on their content). The
 world-model line counts one denoiser update plus one reward/termination update (sequences of
