@@ -45,7 +45,7 @@ from training.agents.sb3_pipeline_agent import MODEL_FILE as SB3_MODEL_FILE
 from training.data.environments import RealEnvironment, add_environment_arguments, environment_from_arguments
 from training.data.policies import ActorCriticAgent, Agent, RandomAgent, SB3Agent
 from training.pipeline import Pipeline
-from training.presets import PRESETS, PipelinePreset, get_preset, override_preset
+from training.presets import PRESETS, PipelinePreset
 from training.runtime.cli import add_algo_kwargs_argument, add_preset_override_argument, user_errors
 from training.runtime.files import write_json_atomic
 
@@ -158,9 +158,9 @@ def run_transfer(environment: RealEnvironment, out: Path, preset_name: str, *, s
     """The three agents of the module's docstring, judged; resumable stage by stage. ``agent`` is DIAMOND's
     actor-critic or a stable-baselines3 algorithm's name, as ``training.pipeline --agent`` takes it;
     ``preset_overrides`` set fields of the preset as ``training.pipeline --set`` does."""
-    preset = override_preset(get_preset(preset_name), preset_overrides)
     pipeline = Pipeline(environment, out / "dream", preset_name, device=device, seed=seed, agent=agent,
                         algo_kwargs=algo_kwargs, preset_overrides=preset_overrides)
+    preset = pipeline.preset
     report = pipeline.run()
     real_steps = int(report["env_steps"])
     n = len(environment.action_meanings())

@@ -207,9 +207,9 @@ class _CoreVectorEnv:
 
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         out = self.core.step(actions)
-        ended = (out.terminated | out.truncated).cpu().numpy()
-        return (out.obs.cpu().numpy(), out.reward.cpu().numpy(), out.terminated.cpu().numpy(),
-                out.truncated.cpu().numpy(), {"final_obs": out.final_obs.cpu().numpy(), "_final_obs": ended})
+        terminated, truncated = out.terminated.cpu().numpy(), out.truncated.cpu().numpy()
+        return (out.obs.cpu().numpy(), out.reward.cpu().numpy(), terminated, truncated,
+                {"final_obs": out.final_obs.cpu().numpy(), "_final_obs": terminated | truncated})
 
     def close(self) -> None:
         self.core.close()
