@@ -26,10 +26,10 @@ Every ``--eval-every`` updates (and at update 0 and at the end) the agent is jud
 
 The run folder holds ``evaluations.csv`` (one row per evaluation: updates, agent steps, CPU and wall seconds, real
 score and interval, HNS, reward-sign rates in dream and game), ``learning_curve.png`` (drawn after each
-evaluation), ``training.csv`` (the loss scalars), ``agents/actor_critic_<updates>.safetensors`` (each
-evaluated agent, its scores in its metadata), ``actor_critic.safetensors`` (the latest) and
-``train_state.safetensors``. Running the same command again resumes from the last save (``--save-every``);
-a run folder refuses other settings.
+evaluation), ``training.csv`` (the loss scalars, each row the mean over the updates since the row before),
+``agents/actor_critic_<updates>.safetensors`` (each evaluated agent, its scores in its metadata),
+``actor_critic.safetensors`` (the latest) and ``train_state.safetensors``. Running the same command again resumes
+from the last save (``--save-every``); a run folder refuses other settings.
 """
 
 from __future__ import annotations
@@ -62,6 +62,7 @@ from training.data.dataset import EpisodeDataset
 from training.data.environments import RealEnvironment, add_environment_arguments, environment_from_arguments
 from training.data.policies import ActorCriticAgent
 from training.runtime.cli import add_device_argument, user_errors
+from training.runtime.csv_log import ScalarMeans
 from training.runtime.report import draw_learning_curve
 from training.runtime.run_folder import RunFolder, RunSettingsError
 from training.runtime.state import load_state, save_state
@@ -263,6 +264,7 @@ def _train(ckpt: Checkpoint | None, checkpoint: Path | None, data: Path | None, 
     bar = folder.progress_bar(total=settings.updates, initial=trainer.steps, unit="update", enabled=progress,
                               desc=f"actor-critic in {game} ({settings.train_in})")
     done_here = 0
+    window = ScalarMeans()
     try:
         while True:
             if settings.evaluates_at(trainer.steps) and trainer.steps not in evaluated:
@@ -270,11 +272,11 @@ def _train(ckpt: Checkpoint | None, checkpoint: Path | None, data: Path | None, 
                 save()
             if trainer.steps >= settings.updates or (stop_after is not None and done_here >= stop_after):
                 break
-            scalars = trainer.step()
+            window.add(trainer.step())
             done_here += 1
             bar.update(1)
-            if trainer.steps % log_every == 0:
-                training_log.write({"update": trainer.steps, **scalars})
+            if trainer.steps % log_every == 0:  # the mean over the updates since the last row
+                training_log.write({"update": trainer.steps, **window.take()})
             if trainer.steps % save_every == 0:
                 save()
     finally:

@@ -106,8 +106,6 @@ class CsvLog:
             return {int(float(r[key])) for r in csv.DictReader(f)}
 
 
-
-
 class ScalarMeans:
     """The mean of each scalar over the updates that returned it: an epoch's row, not its last update's.
 
@@ -126,3 +124,9 @@ class ScalarMeans:
 
     def means(self) -> dict[str, float]:
         return {name: total / self._counts[name] for name, total in self._sums.items()}
+
+    def take(self) -> dict[str, float]:
+        """The means so far, then start over: the row of one logging window."""
+        means = self.means()
+        self._sums, self._counts = {}, {}
+        return means

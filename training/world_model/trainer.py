@@ -50,6 +50,7 @@ from training.data.dataset import (
 )
 from training.data.sampling import BatchSampler
 from training.fidelity.figures import fidelity_figures, fidelity_line
+from training.runtime.csv_log import ScalarMeans
 from training.runtime.distributed import Distributed, init_distributed
 from training.runtime.optim import adamw, optimizer_update, warmup_lr
 from training.runtime.run_folder import RunFolder
@@ -476,7 +477,8 @@ def train_world_model(game: str | None, data: str | Path, out: str | Path, steps
     trains the denoiser alone (log ``losses_denoiser.csv``): half the cost where only the frames are
     judged, as in a fidelity A/B, or to train the two networks in two processes.
     Under torchrun every process runs this; they train data-parallel (``config.batch_size`` each,
-    training.runtime.distributed) and rank 0 writes the state, the log and the checkpoint.
+    training.runtime.distributed) and rank 0 writes the state, the log and the checkpoint. Every ``log_every``
+    updates the log gets one row: each loss, and the seconds an update took, averaged over those updates.
     With ``config.fidelity_every`` N, rank 0 appends ``fidelity_figures`` on the held-out episodes to
     ``fidelity.csv`` (columns ``update``, ``seconds``: the evaluation's own time, ``train_cpu_hours``: the
     updates' CPU time so far, then the figures) after every N updates and the last, and prints them as one
@@ -559,14 +561,17 @@ def _train_world_model(game: str | None, data: str | Path, folder: RunFolder, st
     if fidelity_due(start) and start not in fidelity_log.logged("update"):  # saved before its row was written
         judge(start)
     started = time.monotonic()
+    window = ScalarMeans()  # a row is the mean over the updates since the last row, not its last update's
     try:
         for step in range(start, steps):
             t0, cpu0 = time.perf_counter(), time.process_time()
             scalars = {**(trainer.denoiser_step() if denoiser else {}), **(trainer.rew_end_step() if rew_end else {})}
             trainer.cpu_seconds += time.process_time() - cpu0
+            window.add({**scalars, "seconds": time.perf_counter() - t0})
             if main_rank and ((step + 1) % log_every == 0 or step + 1 == steps):
-                log.write({"step": step + 1, **scalars, "seconds": round(time.perf_counter() - t0, 4)})
-                bar.set_postfix({k: f"{v:.4f}" for k, v in scalars.items() if k.endswith("_loss")}, refresh=False)
+                means = window.take()
+                log.write({"step": step + 1, **means, "seconds": round(means.pop("seconds"), 4)})
+                bar.set_postfix({k: f"{v:.4f}" for k, v in means.items() if k.endswith("_loss")}, refresh=False)
             if fidelity_due(step + 1):  # before the save: a state is never ahead of its row
                 judge(step + 1)
             saving = (step + 1) % save_every == 0

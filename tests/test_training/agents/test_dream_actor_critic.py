@@ -175,3 +175,20 @@ def test_real_game_env_keeps_the_dream_contract():
     env.close()
     assert set(signs) <= {-1.0, 0.0, 1.0} and -1.0 in signs
     assert env.steps == 600
+
+
+def test_each_training_log_row_is_the_mean_over_its_updates(tmp_path, pong_data, one_thread, monkeypatch):
+    """A row of training.csv averages the updates since the row before, not its last update's scalars alone."""
+    from training.agents.imagination import ImaginationTrainer
+
+    def scripted_step(self):
+        self.steps += 1
+        return {"loss_actor": float(self.steps), "entropy": 2.0 * self.steps}
+
+    monkeypatch.setattr(ImaginationTrainer, "step", scripted_step)
+    checkpoint = make_tiny_checkpoint(tmp_path / "Pong.safetensors")
+    train_actor_critic_in_dream(checkpoint, pong_data, tmp_path / "run", tiny_settings(updates=6, eval_every=6),
+                                progress=False, log_every=3)
+    rows = read_rows(tmp_path / "run" / "training.csv")
+    assert [(int(r["update"]), float(r["loss_actor"]), float(r["entropy"])) for r in rows] == \
+        [(3, 2.0, 4.0), (6, 5.0, 10.0)]

@@ -60,6 +60,26 @@ def test_trained_checkpoint_plays_in_gym_make_and_resume_is_exact(pong_data, tmp
     env.step(0)
 
 
+def test_each_loss_log_row_is_the_mean_over_its_updates(pong_data, tmp_path):
+    """With log_every 2, each row of losses_denoiser.csv is the mean of the two rows that log_every 1 writes for the
+    same updates (one run's single update says little of a noisy loss)."""
+    config = WorldModelTrainingConfig(batch_size=2, rew_end_sequence_length=4)
+    kwargs = dict(model_preset="tiny", device="cpu", seed=3, config=config, progress=False, networks="denoiser")
+    train_world_model("Pong", pong_data, tmp_path / "every", 4, log_every=1, **kwargs)
+    train_world_model("Pong", pong_data, tmp_path / "pairs", 4, log_every=2, **kwargs)
+
+    def losses(name):
+        lines = (tmp_path / name / "losses_denoiser.csv").read_text().splitlines()
+        column = lines[0].split(",").index("denoiser_loss")
+        return [(int(line.split(",")[0]), float(line.split(",")[column])) for line in lines[1:]]
+
+    every, pairs = losses("every"), losses("pairs")
+    assert [step for step, _ in pairs] == [2, 4]
+    expected = [(every[0][1] + every[1][1]) / 2, (every[2][1] + every[3][1]) / 2]
+    assert [loss for _, loss in pairs] == pytest.approx(expected, rel=1e-6)
+    assert expected != pytest.approx([every[1][1], every[3][1]], rel=1e-3)  # the last update alone differs
+
+
 def test_held_out_episodes_are_never_trained_on(pong_data):
     dataset = EpisodeDataset(pong_data, game="Pong")
     train_ids, test_ids = dataset.split(0.4, seed=0)  # the fidelity benchmark's split
