@@ -25,7 +25,9 @@ For Pong and Breakout each line also says whether the dream shows the ball and t
 where the real frames do (``training.fidelity.measures.object_agreement``), which PSNR barely notices: of the real
 frames with a ball, ``ball_real``, the share whose dream shows one (``ball_shown_model``) and the share
 whose dreamed ball lies within 2 pixels of the real one (``ball_within_2px_model``); the same for the
-paddle, and for repeat-last (``*_repeat_last``).
+paddle, and for repeat-last (``*_repeat_last``). ``--serves`` adds a line on the ball's return after a point
+(``training.fidelity.serve``): of ``serves`` real serves, the share the dream draws one step ahead
+(``serve_drawn``), and the share of ball-less next frames it draws a ball in (``pause_phantom``).
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from training.data.dataset import EpisodeDataset
 from training.fidelity.held_out import held_out_episodes
 from training.fidelity.measures import FIDELITY_HORIZONS, event_confusion
 from training.fidelity.open_loop import dream_reward_recall, fidelity_lines
+from training.fidelity.serve import ball_serves
 from training.runtime.cli import add_device_argument, user_errors
 
 
@@ -68,6 +71,9 @@ def main(argv: list[str] | None = None) -> None:
                              "and between the two dreams")
     parser.add_argument("--events", action="store_true",
                         help="also score rewards and terminations on every held-out transition (confusion matrices)")
+    parser.add_argument("--serves", action="store_true",
+                        help="also dream --samples real serves (the ball back after a point) and as many ball-less "
+                             "pauses one step ahead: does the dream put the ball back in play? (Pong, Breakout)")
     args = parser.parse_args(argv)
 
     ckpt = load_checkpoint(args.checkpoint, device=resolve_device(args.device))
@@ -93,6 +99,12 @@ def main(argv: list[str] | None = None) -> None:
         dream_recall = dream_reward_recall(model, dataset, test_ids, samples=args.samples, seed=args.seed)
         print(json.dumps({"checkpoint": args.checkpoint, "game": ckpt.game, "held_out_episodes": len(test_ids),
                           **report.to_dict(), "dream_reward_recall": dream_recall}), flush=True)
+    if args.serves:
+        serves = ball_serves(model, dataset, test_ids, samples=args.samples, seed=args.seed)
+        print(json.dumps({"checkpoint": args.checkpoint, "game": ckpt.game, "held_out_episodes": len(test_ids),
+                          "denoising_steps": sampler.num_steps, "serves": serves.serves,
+                          "serve_drawn": serves.recall(), "pauses": serves.pauses,
+                          "pause_phantom": serves.phantom_rate()}), flush=True)
 
 
 if __name__ == "__main__":

@@ -17,9 +17,9 @@ from training.fidelity.measures import (
     event_confusion,
     game_objects,
 )
+from training.fidelity.serve import ball_serves
 
 __all__ = ["FIDELITY_HORIZONS", "fidelity_figures", "fidelity_line"]
-
 
 
 def _memory_format(model: nn.Module) -> torch.memory_format:
@@ -48,8 +48,11 @@ def fidelity_figures(model: WorldModel, dataset: EpisodeDataset, test_ids: np.nd
     reward/termination model's recall and precision of rewards and terminations over every held-out
     transition (``training.fidelity.measures.event_confusion``), and ``dream_reward_recall``, the same recall
     when the next frame is the dream's (``training.fidelity.open_loop.dream_reward_recall``): far below the
-    first, the dream does not draw what earns the reward. The model's modes, layout and dream settings
-    and the global random state are as they were afterwards.
+    first, the dream does not draw what earns the reward. With a ball, ``ball_serve_drawn``: of ``ball_serves_real``
+    real serves (the ball back after frames without it), the share the dream draws one step ahead, and
+    ``ball_pause_phantom``: the share of ball-less real next frames it draws a ball in
+    (``training.fidelity.serve.ball_serves``): a dream that never serves stalls after its first point. The model's
+    modes, layout and dream settings and the global random state are as they were afterwards.
     """
     from training.fidelity.open_loop import (  # imports the dream machinery: only when judged
         dream_reward_recall,
@@ -76,6 +79,9 @@ def fidelity_figures(model: WorldModel, dataset: EpisodeDataset, test_ids: np.nd
                                                         samples=samples, seed=seed).items():
                     row[f"sigma{sigma:g}_ball_shown"] = score["shown"]
                     row[f"sigma{sigma:g}_ball_within_2px"] = score["within"]
+                serves = ball_serves(model, dataset, test_ids, samples=samples, seed=seed)
+                row.update(ball_serves_real=serves.serves, ball_serve_drawn=serves.recall(),
+                           ball_pause_phantom=serves.phantom_rate())
             if events:
                 report = event_confusion(model, dataset, test_ids, sequence_length=sequence_length)
                 row.update(reward_recall=report.reward_recall(), reward_precision=report.reward_precision(),
@@ -106,6 +112,9 @@ def fidelity_line(update: int, seconds: float, row: dict[str, Any]) -> str:
                      f"{figures([f'h{h}_ball_within_2px_repeat_last' for h in FIDELITY_HORIZONS], 2)})")
         parts.append(f"denoised ball at sigma {'/'.join(f'{s:g}' for s in DENOISER_SIGMAS)} "
                      f"{figures([f'sigma{s:g}_ball_shown' for s in DENOISER_SIGMAS], 2)}")
+        if "ball_serve_drawn" in row:
+            parts.append(f"serves drawn {figures(['ball_serve_drawn'], 2)} of {row['ball_serves_real']}, "
+                         f"phantom balls in pauses {figures(['ball_pause_phantom'], 2)}")
     if "reward_recall" in row:
         parts.append(f"reward recall/precision {figures(['reward_recall', 'reward_precision'], 2)} (recall on the "
                      f"dream's frames {figures(['dream_reward_recall'], 2)}), termination "

@@ -79,6 +79,10 @@ def main(argv: list[str] | None = None) -> None:
                              "(sigma 5)")
     parser.add_argument("--train-sigma-scale", type=float, default=None,
                         help="scale of the denoiser's training noise in ln sigma (default: the recipe's; DIAMOND: 1.2)")
+    parser.add_argument("--context-length", type=int, default=None,
+                        help="frames the denoiser is conditioned on (default: the model preset's, DIAMOND's 4). Pong "
+                             "needs 16: it serves the ball 16 steps after a point, which 4 still frames cannot time; "
+                             "the preset's cond channels must divide by it")
     parser.add_argument("--lr", type=float, default=None,
                         help="AdamW learning rate after warm-up (default: the recipe's; DIAMOND: 1e-4 at batch 32). A "
                              "resumed run keeps it")
@@ -103,8 +107,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.fidelity_every and args.test_fraction == 0:
         parser.error("--fidelity-every judges the model on held-out episodes: hold some out with --test-fraction "
                      "(e.g. 0.1)")
-    chosen = {name: getattr(args, name) for name in ("changed_pixel_weight", "train_sigma_loc", "train_sigma_scale",
-                                                     "lr", "ema_decay") if getattr(args, name) is not None}
+    over_recipe = ("changed_pixel_weight", "train_sigma_loc", "train_sigma_scale", "lr", "ema_decay", "context_length")
+    chosen = {name: getattr(args, name) for name in over_recipe if getattr(args, name) is not None}
     config = WorldModelTrainingConfig.from_recipe(
         args.recipe, batch_size=args.batch_size, rew_end_sequence_length=args.rew_end_sequence_length,
         autoregressive_steps=args.autoregressive_steps, warmup_steps=args.warmup_steps,

@@ -134,6 +134,10 @@ class WorldModelTrainingConfig:
     # Written into the checkpoint's denoiser config and provenance
     train_sigma_loc: float | None = None
     train_sigma_scale: float | None = None
+    # Frames the denoiser is conditioned on (DIAMOND's num_steps_conditioning, 4): None keeps the model preset's. A
+    # game whose next frame depends on more than the last 4 needs more: Pong serves the ball 16 steps after a
+    # point, which 4 still frames cannot time, and a few-step sampler does not draw a 1-in-12 serve at random
+    context_length: int | None = None
     # Exponential moving average of the weights (decay per update, warmed up as (1 + n) / (10 + n) over the first
     # updates); the average is what the checkpoint exports and fidelity.csv judges. 0: off, DIAMOND's training
     ema_decay: float = 0.0
@@ -156,7 +160,17 @@ class WorldModelTrainingConfig:
                      if getattr(self, name) is not None}
         return dataclasses.replace(denoiser, **overrides)
 
+    def denoiser_config(self, denoiser: DenoiserConfig) -> DenoiserConfig:
+        """``denoiser`` with this config's training noise and context length (the fields left None keep its own)."""
+        denoiser = self.training_noise(denoiser)
+        if self.context_length is None:
+            return denoiser
+        return dataclasses.replace(denoiser, context_length=self.context_length)
+
     def __post_init__(self) -> None:
+        if self.context_length is not None and self.context_length < 1:
+            raise UserError(f"WorldModelTrainingConfig.context_length={self.context_length} is invalid: expected "
+                            f">= 1 frame")
         for name in ("batch_size",):
             if getattr(self, name) < 1:
                 raise UserError(f"WorldModelTrainingConfig.{name}={getattr(self, name)} is invalid: expected >= 1")
@@ -296,6 +310,10 @@ class WorldModelTrainer:
         # set before the optimisers, whose state takes the parameters' layout
         model.to(memory_format=torch.channels_last)
         self.noise_config = c.training_noise(model.config.denoiser)  # the training sigmas' distribution
+        if c.context_length is not None and c.context_length != model.config.denoiser.context_length:
+            raise UserError(f"the training config's context_length {c.context_length} differs from the model's "
+                            f"{model.config.denoiser.context_length}: build the model with "
+                            f"config.denoiser_config(...)")
         self.averages = {name: WeightAverage(getattr(model, name), c.ema_decay)
                          for name in ("denoiser", "rew_end")} if c.ema_decay else {}
         if c.compile:
@@ -522,7 +540,7 @@ def _train_world_model(game: str | None, data: str | Path, folder: RunFolder, st
     folder.guard({"game": game, "data": str(Path(data).resolve()), "model_preset": model_preset, "seed": seed,
                   **config.run_settings(), "batch_size": config.batch_size * distributed.world_size}, phase=networks)
     model_config: WorldModelConfig = MODEL_SIZES[model_preset](len(action_meanings))
-    model_config = model_config.replace(denoiser=config.training_noise(model_config.denoiser))
+    model_config = model_config.replace(denoiser=config.denoiser_config(model_config.denoiser))
     model = WorldModel(model_config).to(device)
     trainer = WorldModelTrainer(model, dataset, config, seed=seed, distributed=distributed)
     state_path = folder.file("train_state.safetensors")
@@ -608,6 +626,7 @@ def _train_world_model(game: str | None, data: str | Path, folder: RunFolder, st
                         "changed_pixel_weight": trainer.config.changed_pixel_weight,
                         "train_sigma_loc": trainer.noise_config.train_sigma_loc,
                         "train_sigma_scale": trainer.noise_config.train_sigma_scale,
+                        "context_length": model.config.denoiser.context_length,
                         "lr": trainer.config.lr, "ema_decay": trainer.config.ema_decay,
                         "batch_size": trainer.config.batch_size * distributed.world_size,
                         "data_collection": read_collection_log(data),

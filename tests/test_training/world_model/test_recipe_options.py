@@ -81,6 +81,33 @@ def test_training_noise_is_written_into_the_checkpoint_and_kept_on_resume(pong_d
         world_model_main([*args[:-4], "--steps", "2"])
 
 
+def test_context_length_builds_the_model_plays_in_gym_and_is_kept_on_resume(pong_data, tmp_path):
+    """--context-length 8 trains a denoiser on 8 frames (tiny's 16 cond channels divide by it); the checkpoint records
+    it, its start bank holds 8-frame contexts, the dream env steps; a resume with another length is refused."""
+    import gymnasium as gym
+
+    import gym_diamond  # noqa: F401
+
+    out = tmp_path / "run"
+    args = ["--data", str(pong_data), "--out", str(out), "--model", "tiny", "--batch-size", "2", "--device", "cpu",
+            "--rew-end-sequence-length", "4", "--context-length", "8"]
+    world_model_main([*args, "--steps", "1"])
+    checkpoint = load_checkpoint(out / "world_model.safetensors")
+    assert checkpoint.world_model.config.denoiser.context_length == 8 == checkpoint.provenance["context_length"]
+    assert checkpoint.start_bank.frames.shape[1] == 8
+    env = gym.make_vec("DiamondDream/Pong-v0", num_envs=2, checkpoint=out / "world_model.safetensors")
+    env.reset(seed=0)
+    assert env.step(np.array([0, 1]))[0].shape == (2, 64, 64, 3)
+    env.close()
+    with pytest.raises(SystemExit):
+        world_model_main([*args[:-2], "--steps", "2"])  # the preset's 4 frames on resume
+    with pytest.raises(ValueError, match="context_length=0 is invalid"):
+        WorldModelTrainingConfig(context_length=0)
+    with pytest.raises(ValueError, match="differs from the model's 4"):
+        WorldModelTrainer(WorldModel(tiny_world_model_config(num_actions=6)), EpisodeDataset(pong_data),
+                          WorldModelTrainingConfig(context_length=8))
+
+
 def test_weight_average_follows_its_warmed_up_decay():
     net = torch.nn.Linear(2, 1)
     average = WeightAverage(net, decay=0.9)
