@@ -2,6 +2,7 @@
 
     python benchmarks/dream_pictures.py --checkpoint wm.safetensors --data DATA --out dream.png
     python benchmarks/dream_pictures.py --checkpoint wm.safetensors --data DATA --out punches.png --rewarded
+    python benchmarks/dream_pictures.py --checkpoint wm.safetensors --data DATA --out serve.png --after-point
     python benchmarks/dream_pictures.py --checkpoint wm.safetensors --agent actor_critic.safetensors --out paid.png
 
 Default: ``--windows`` random windows of ``--data``, each dreamed open loop from 4 real frames fed the real
@@ -10,8 +11,11 @@ that end on a rewarded transition; a row holds the frame it starts from, the rea
 frame (one step from the real context and action) and their difference, and the command prints how often the
 reward model reads the reward's sign off the real next frame and off the dream's: where the dream does not
 draw what earns the reward, the second is near 0, and an agent in the dream is never rewarded for it.
-``--agent ACTOR_CRITIC``: closed loop, the actor-critic plays the dream on its own frames (8 dreams, ``--steps``
-steps in all); a row per dream reward holds the ``BEFORE`` frames before it and the frame it was paid on (what an
+``--after-point``: per window three rows, real, dream and their difference, every other step of the 20 after a
+point, dreamt open loop from the real context that ends on the frame after the point and fed the real actions (Pong
+serves again 16 or 17 steps after a point: does the dream?). ``--agent ACTOR_CRITIC``: closed loop, the
+actor-critic plays the dream on its own frames (8 dreams, ``--steps`` steps in all); a row per dream reward holds
+the ``BEFORE`` frames before it and the frame it was paid on (what an
 agent trained in the dream may have learnt to exploit), and the command prints every reward's step and sign.
 Needs Pillow (the ``video`` extra).
 """
@@ -30,9 +34,10 @@ from gym_diamond import BatchedGenerator, load_checkpoint, resolve_device, to_mo
 from training.agents.checkpoints import load_actor_critic
 from training.agents.rollouts import make_dream_env
 from training.data.dataset import EpisodeDataset
+from training.data.objects import find_objects, object_game
 from training.data.policies import ActorCriticAgent
 from training.data.sampling import BatchSampler
-from training.fidelity.measures import FIDELITY_HORIZONS
+from training.fidelity.measures import FIDELITY_HORIZONS, game_objects
 from training.fidelity.open_loop import imagine
 from training.runtime.cli import add_device_argument, user_errors
 
@@ -104,6 +109,42 @@ def rewarded_rows(model, dataset: EpisodeDataset, windows: int, seed: int) -> tu
     return np.concatenate(rows, 0), figures
 
 
+AFTER_POINT = 20  # steps dreamed after a point in --after-point rows: Pong serves again 16 or 17 steps after
+
+
+@torch.no_grad()
+def after_point_rows(model, dataset: EpisodeDataset, windows: int, seed: int) -> tuple[np.ndarray, dict[str, float]]:
+    """Per window real, dream and |difference| rows, every other step of the ``AFTER_POINT`` steps dreamed open loop
+    (fed the real actions) from the context that ends on the frame after a point; and, for a game with a ball, the
+    share of windows whose real and dreamt frames show the ball again by the last step."""
+    L = model.config.denoiser.context_length
+    episodes, steps = BatchSampler(dataset).sample_rewarded_transitions(8 * max(windows, 8),
+                                                                        np.random.default_rng(seed))
+    segments = dataset.get_segments(episodes, steps + 2 - L, L - 1 + AFTER_POINT)  # context: frames t+2-L .. t+1
+    whole = np.flatnonzero(segments.frame_mask.all(1))[:windows]
+    if whole.size == 0:
+        raise ValueError(f"no point in {dataset.root} has {L} frames up to it and {AFTER_POINT} after")
+    frames = to_model_frames(torch.as_tensor(segments.frames[whole], device=model.device))
+    actions = torch.as_tensor(segments.actions[whole], device=model.device).long()
+    model.eval()
+    dream = imagine(model, "fp32", frames, actions, L, AFTER_POINT - 1)
+    shown = range(2, AFTER_POINT, 2)  # steps after the frame that follows the point
+    dreamt = {h: to_uint8_frames(dream.frames[h]).cpu().numpy() for h in shown}
+    rows = []
+    for i, row in enumerate(whole):
+        real = [segments.frames[row, L - 1 + h] for h in shown]
+        fake = [dreamt[h][i] for h in shown]
+        rows += [np.concatenate(real, 1), np.concatenate(fake, 1),
+                 np.concatenate([_difference(r, f) for r, f in zip(real, fake, strict=True)], 1),
+                 np.full((GAP, real[0].shape[1] * len(real), 3), 255, np.uint8)]
+    figures: dict[str, float] = {"windows": int(len(whole))}
+    if dataset.game is not None and "ball" in game_objects(dataset.game):
+        game, last = object_game(dataset.game), max(shown)
+        figures["ball_back_real"] = float(find_objects(game, segments.frames[whole, L - 1 + last]).ball_visible.mean())
+        figures["ball_back_dream"] = float(find_objects(game, dreamt[last]).ball_visible.mean())
+    return np.concatenate(rows[:-1], 0), figures
+
+
 BEFORE = 8  # frames shown before each dream reward in --agent rows
 DREAMS = 8  # dreams the agent plays at once
 
@@ -146,8 +187,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=4000, help="with --agent: dream steps in all")
     parser.add_argument("--out", required=True, help="the PNG to write")
     parser.add_argument("--windows", type=int, default=4, help="rows of the picture")
-    parser.add_argument("--rewarded", action="store_true",
-                        help="windows ending on a rewarded transition, one step ahead, with the reward model's reads")
+    kind = parser.add_mutually_exclusive_group()
+    kind.add_argument("--rewarded", action="store_true",
+                      help="windows ending on a rewarded transition, one step ahead, with the reward model's reads")
+    kind.add_argument("--after-point", action="store_true",
+                      help=f"real, dream and difference rows over the {AFTER_POINT} steps after a point, dreamt from "
+                           f"the real context and actions: does the dream serve the ball again?")
     parser.add_argument("--scale", type=int, default=2, help="pixels per frame pixel")
     parser.add_argument("--seed", type=int, default=0)
     add_device_argument(parser)
@@ -170,6 +215,11 @@ def main(argv: list[str] | None = None) -> None:
         picture, figures = rewarded_rows(checkpoint.world_model, dataset, args.windows, args.seed)
         print(json.dumps({"checkpoint": args.checkpoint, "data": args.data, **figures}))
         columns = "frame t | real t+1, dream t+1, |difference|"
+    elif args.after_point:
+        dataset = EpisodeDataset(args.data, game=checkpoint.game)
+        picture, figures = after_point_rows(checkpoint.world_model, dataset, args.windows, args.seed)
+        print(json.dumps({"checkpoint": args.checkpoint, "data": args.data, **figures}))
+        columns = f"rows real, dream, |difference| at every other step up to {AFTER_POINT} after a point"
     else:
         dataset = EpisodeDataset(args.data, game=checkpoint.game)
         picture = horizon_rows(checkpoint.world_model, dataset, args.windows, args.seed)

@@ -62,6 +62,23 @@ def test_horizon_rows_show_real_dream_and_difference_at_each_horizon(tmp_path, r
     assert np.array_equal(difference, np.abs(real.astype(int) - dream.astype(int)).astype(np.uint8))
 
 
+def test_after_point_rows_show_the_steps_after_a_point_real_dream_and_difference(tmp_path, rewarded_data, capsys,
+                                                                                one_thread):
+    out = tmp_path / "serve.png"
+    dream_pictures.main(["--checkpoint", str(_dream(tmp_path, 0)), "--data", str(rewarded_data), "--out", str(out),
+                         "--after-point", "--windows", "2", "--scale", "1", "--device", "cpu"])
+    figures = json.loads(capsys.readouterr().out.splitlines()[0])
+    assert figures["windows"] == 2 and 0 <= figures["ball_back_real"] <= 1 and 0 <= figures["ball_back_dream"] <= 1
+    with Image.open(out) as picture:
+        assert picture.size == (9 * 64, 2 * 3 * 64 + dream_pictures.GAP)
+        pixels = np.asarray(picture.convert("RGB"))
+    # only the point at step 10 has 20 steps after it: its first real cell is frame 13, 2 steps after frame 11
+    frames = EpisodeDataset(rewarded_data).episode(0).frames
+    assert np.array_equal(pixels[:64, :64], frames[13]) and np.array_equal(pixels[:64, 64:128], frames[15])
+    real, dream, difference = pixels[:64, :64], pixels[64:128, :64], pixels[128:192, :64]
+    assert np.array_equal(difference, np.abs(real.astype(int) - dream.astype(int)).astype(np.uint8))
+
+
 @pytest.mark.parametrize("reward", [1, 0])
 def test_an_agent_plays_its_dream_and_each_reward_is_drawn_with_the_frames_before_it(tmp_path, capsys, reward,
                                                                                     one_thread):
