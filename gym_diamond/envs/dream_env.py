@@ -25,11 +25,11 @@ class DreamEnv(ActionMeanings, gym.Env[np.ndarray, np.int64]):
     rewards the reward model's sign in {-1, 0, 1}; an episode terminates when the termination model
     says so. ``gym.make`` adds a 1,000-step time limit.
 
-    Where a dream starts, per reset: ``options={"start": "bank"}`` (the default) draws 4 real frames
-    from the checkpoint's start bank; ``{"start": "ale"}`` (or ``start="ale"``) resets the real game
-    and hands its frames over, and :attr:`real_game` then plays on from the same point; and
-    ``{"context": frames}`` starts from frames you give, uint8 ``(4, 64, 64, 3)``, with optional
-    ``"context_actions"`` ``(4,)`` (the actions taken at them; NOOP by default).
+    Where a dream starts, per reset: ``options={"start": "bank"}`` (the default) draws L real frames
+    from the checkpoint's start bank (L: the denoiser's context length, DIAMOND's 4); ``{"start": "ale"}``
+    (or ``start="ale"``) resets the real game and hands its frames over, and :attr:`real_game` then plays on
+    from the same point; and ``{"context": frames}`` starts from frames you give, uint8 ``(L, 64, 64, 3)``,
+    with optional ``"context_actions"`` ``(L,)`` (the actions taken at them; NOOP by default).
     """
 
     metadata = {"render_modes": ["rgb_array", "human"], "render_fps": 15}
@@ -97,7 +97,7 @@ class DreamEnv(ActionMeanings, gym.Env[np.ndarray, np.int64]):
                 None continues the stream (fresh seeds from the OS at the first reset).
             options: ``{"start": "bank"}`` (a real context stored in the checkpoint, the default) or
                 ``{"start": "ale"}`` (the real game's frames; it plays on beside the dream in ``real_game``), or
-                ``{"context": frames}`` (uint8 (4, 64, 64, 3) of your own, with ``"context_actions"`` (4,) optional).
+                ``{"context": frames}`` (uint8 (L, 64, 64, 3) of your own, with ``"context_actions"`` (L,) optional).
 
         Returns:
             observation: uint8 (64, 64, 3), the last frame of the start context.
