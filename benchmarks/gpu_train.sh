@@ -8,16 +8,18 @@
 #
 # 1. real play on all the machine's cores: training data, and held-out data collected apart (another seed and,
 #    where a scripted player plays, more random actions)
-# 2. the world model, recipe cpu (training.world_model --recipe cpu), bf16, for TRAIN_SECONDS of updates
+# 2. the world model, recipe cpu (training.world_model --recipe cpu), bf16, for TRAIN_SECONDS of updates, Pong's
+#    denoiser on 16 frames
 #    (--time-budget: it stops at the next save and exports), judged on held-out episodes every FIDELITY_EVERY
-# 3. the checkpoint in float16 (training.ship, under 16 MiB) with losses.csv, fidelity.csv and steps.jsonl
+# 3. the checkpoint in float16 (training.ship, under 16 MiB: 1,024 frames of start contexts) with losses.csv, fidelity.csv and steps.jsonl
 #    (each step's exit status and seconds) in OUTDIR; the data stays in WORK (default /tmp), not in OUTDIR
 # Then gate it where it came back: python -m training.gates --checkpoint OUTDIR/GAME.safetensors --test-data ...
 #
 # Settings (environment): MODEL (light: the paper model alone is 20 MiB in float16, over what a device call brings
 # back), BATCH (32, DIAMOND's: the recipe's learning rate is set for it), TRAIN_SECONDS (330), STEPS (the run's
 # total updates, 100000: the time budget stops it first), DATA_STEPS (150000) and APART_STEPS (20000) real steps,
-# FIDELITY_EVERY (2000), WORK (/tmp/gpu_train).
+# FIDELITY_EVERY (2000), WORK (/tmp/gpu_train), CONTEXT (frames the denoiser sees: 16 for Pong, whose serve 16 steps
+# after a point 4 frames cannot time, benchmarks/README.md; the model preset's 4, DIAMOND's, for other games).
 set -uo pipefail
 GAME=${1:?usage: bash benchmarks/gpu_train.sh GAME OUTDIR [--wheels DIR] [--dry-run]}
 OUT=${2:?usage: bash benchmarks/gpu_train.sh GAME OUTDIR [--wheels DIR] [--dry-run]}
@@ -46,6 +48,9 @@ else
 fi
 POLICY=random
 case $GAME in Pong|Breakout) POLICY=follow ;; esac
+CONTEXT_FLAG=()
+case $GAME in Pong) CONTEXT_FLAG=(--context-length "${CONTEXT:-16}") ;; *) [ -n "${CONTEXT:-}" ] && CONTEXT_FLAG=(--context-length "$CONTEXT") ;; esac
+START_CONTEXTS=$(( 1024 / ${CONTEXT:-$([ "$GAME" = Pong ] && echo 16 || echo 4)} ))  # 1,024 frames: 12 MiB
 source benchmarks/steps.sh  # step NAME SECONDS COMMAND... and $status
 : > "$OUT/steps.jsonl"
 if [ -n "$WHEELS" ]; then
@@ -65,9 +70,10 @@ step collect_apart 60 "$PYTHON" -m training.data.collect --game "$GAME" --out "$
 step world_model $((TRAIN_SECONDS + 120)) "$PYTHON" -m training.world_model --game "$GAME" --data "$WORK/data" \
     --out "$WORK/run" --steps "$STEPS" --model "$MODEL" --batch-size "$BATCH" --device "$DEVICE" \
     --precision "$PRECISION" --recipe cpu --test-fraction 0.1 --fidelity-every "$FIDELITY_EVERY" \
-    --save-every "$SAVE_EVERY" --time-budget "$TRAIN_SECONDS" "${EXTRA[@]}" > "$OUT/world_model.log" 2>&1 || exit 1
+    --save-every "$SAVE_EVERY" --time-budget "$TRAIN_SECONDS" "${CONTEXT_FLAG[@]}" "${EXTRA[@]}" \
+    > "$OUT/world_model.log" 2>&1 || exit 1
 step ship 60 "$PYTHON" -m training.ship --checkpoint "$WORK/run/world_model.safetensors" \
-    --out "$OUT/$GAME.safetensors" --max-mb 16 || exit 1
+    --out "$OUT/$GAME.safetensors" --max-mb 16 --start-contexts "$START_CONTEXTS" || exit 1
 cp "$WORK/run/losses.csv" "$WORK/run/fidelity.csv" "$OUT/"
 cat "$OUT/steps.jsonl"
 exit $status

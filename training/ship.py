@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from gym_diamond import load_checkpoint, save_checkpoint
-from gym_diamond.checkpoint import read_metadata
+from gym_diamond.checkpoint import StartBank, read_metadata
 from gym_diamond.errors import UserError
 from training.runtime.cli import user_errors
 
@@ -29,13 +29,19 @@ __all__ = ["ship"]
 
 
 def ship(checkpoint: str | Path, out: str | Path, *, gates: dict[str, Any] | None = None,
-         max_mb: float = 25.0, denoising_steps: int | None = None) -> Path:
+         max_mb: float = 25.0, denoising_steps: int | None = None, start_contexts: int | None = None) -> Path:
     """Write ``checkpoint`` at ``out`` in float16 with ``gates`` in its provenance; return ``out``.
 
     ``denoising_steps`` sets the sampler the shipped dream uses by default (the one the gates chose;
-    ``gym.make(..., denoising_steps=k)`` still overrides it).
+    ``gym.make(..., denoising_steps=k)`` still overrides it). ``start_contexts`` keeps the first that many of the
+    start bank's real contexts (a random draw of the data): a 16-frame context weighs four 4-frame ones.
     """
+    if start_contexts is not None and start_contexts < 1:
+        raise UserError(f"start_contexts must be >= 1, got {start_contexts}")
     source = load_checkpoint(checkpoint)
+    bank = source.start_bank
+    if start_contexts is not None:
+        bank = StartBank(bank.frames[:start_contexts], bank.actions[:start_contexts])
     model = source.world_model
     if denoising_steps is not None:
         model.config = model.config.with_denoising_steps(denoising_steps)
@@ -46,12 +52,13 @@ def ship(checkpoint: str | Path, out: str | Path, *, gates: dict[str, Any] | Non
                   "float16_max_weight_change": half_error, "quality_gates": gates or {}}
     out = Path(out)
     save_checkpoint(out, model, game=source.game, action_meanings=source.action_meanings,
-                    start_bank=source.start_bank, provenance=provenance, half=True)
+                    start_bank=bank, provenance=provenance, half=True)
     size_mb = out.stat().st_size / 2**20
     if size_mb > max_mb:
         out.unlink()
         raise UserError(f"{out} would be {size_mb:.1f} MB, over the {max_mb} MB limit: ship a smaller model or "
-                        f"fewer start contexts")
+                        f"fewer start contexts (--start-contexts; {len(bank)} of "
+                        f"{bank.frames.shape[1]} frames now)")
     shipped = load_checkpoint(out)  # the digest, the shapes and finite weights, as a user loads it
     if shipped.config.sampler != model.config.sampler:
         raise RuntimeError(f"{out}: the sampler did not survive the round trip")
@@ -70,9 +77,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-mb", type=float, default=25.0)
     parser.add_argument("--denoising-steps", type=int, default=None,
                         help="the sampler's steps the shipped dream uses by default (default: the checkpoint's)")
+    parser.add_argument("--start-contexts", type=int, default=None,
+                        help="keep this many of the checkpoint's real start contexts (default: all)")
     args = parser.parse_args(argv)
     gates = json.loads(Path(args.gates).read_text()) if args.gates else None
-    out = ship(args.checkpoint, args.out, gates=gates, max_mb=args.max_mb, denoising_steps=args.denoising_steps)
+    out = ship(args.checkpoint, args.out, gates=gates, max_mb=args.max_mb, denoising_steps=args.denoising_steps,
+               start_contexts=args.start_contexts)
     steps = read_metadata(out)["config"]["sampler"]["num_steps"]
     print(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MB, float16, {steps} denoising steps)")
 

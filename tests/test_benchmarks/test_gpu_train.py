@@ -26,6 +26,7 @@ def test_gpu_train_dry_run_brings_back_a_dream_and_its_curves(tmp_path):
     dream = load_checkpoint(out / "Pong.safetensors")
     assert dream.provenance["recipe"] == "cpu" and dream.provenance["weights"] == "float16"
     assert dream.provenance["denoiser_steps"] == 4
+    assert dream.world_model.config.denoiser.context_length == 16  # Pong's serve needs more than 4 frames
     rows = (out / "fidelity.csv").read_text().splitlines()
     assert rows[0].startswith("update,") and [r.split(",")[0] for r in rows[1:]] == ["2", "4"]
     assert all(f.stat().st_size < 16 * 2**20 for f in out.iterdir())  # what a device call brings back

@@ -58,3 +58,15 @@ def test_ship_sets_the_sampler_the_gates_chose(tmp_path):
     env.close()
     with pytest.raises(ValueError, match="denoising_steps must be a positive int"):
         ship(source, tmp_path / "Other.safetensors", denoising_steps=0)
+
+
+def test_ship_keeps_fewer_start_contexts_when_asked(tmp_path):
+    source = make_tiny_checkpoint(tmp_path / "trained.safetensors")  # 5 contexts
+    with pytest.raises(ValueError, match="fewer start contexts .--start-contexts; 5 of 4 frames now"):
+        ship(source, tmp_path / "Big.safetensors", max_mb=0.01)
+    main(["--checkpoint", str(source), "--out", str(tmp_path / "Pong.safetensors"), "--start-contexts", "2"])
+    bank, original = load_checkpoint(tmp_path / "Pong.safetensors").start_bank, load_checkpoint(source).start_bank
+    assert len(bank) == 2 and (bank.frames == original.frames[:2]).all()
+    assert (bank.actions == original.actions[:2]).all()
+    with pytest.raises(ValueError, match="start_contexts must be >= 1"):
+        ship(source, tmp_path / "None.safetensors", start_contexts=0)
