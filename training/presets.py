@@ -100,8 +100,10 @@ class PipelinePreset:
         return json.loads(json.dumps({**self._schedule(), **composed}))
 
     def world_model_config(self, num_actions: int) -> WorldModelConfig:
-        """The world model this preset trains, for a game of ``num_actions`` actions."""
+        """The world model this preset trains, for a game of ``num_actions`` actions: the model size's, with the
+        training config's denoiser settings (training noise, context length) written in."""
         config = MODEL_SIZES[self.world_model](num_actions)
+        config = config.replace(denoiser=self.world_model_training.denoiser_config(config.denoiser))
         return config if self.denoising_steps is None else config.with_denoising_steps(self.denoising_steps)
 
     def _schedule(self) -> dict[str, Any]:

@@ -410,3 +410,8 @@ def test_a_preset_field_is_set_from_the_command_line_checked_and_recorded(tmp_pa
     assert config["preset"] == "micro actor_critic_steps_per_epoch=2" and config["actor_critic_steps_per_epoch"] == 2
     with pytest.raises(ValueError, match="other settings"):  # resumed without the override: refused
         Pipeline("Breakout", out, "micro", device="cpu", progress=False)
+    longer = Pipeline("Breakout", tmp_path / "context", "micro", device="cpu", progress=False,
+                      preset_overrides=["world_model_training.context_length=8"])
+    assert longer.world_model.config.denoiser.context_length == 8  # the model built for it, not the size's 4
+    longer.folder.close()
+    assert PRESETS["cpu"].world_model_config(3).denoiser.train_sigma_loc == 0.4  # the recipe's training noise
