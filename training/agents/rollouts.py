@@ -30,6 +30,7 @@ from gym_diamond.envs.core import DreamCore
 from gym_diamond.errors import UserError
 from gym_diamond.games import atari_game_name
 from training.data.games import FOLLOWER_POLICIES, rules
+from training.data.objects import find_objects
 from training.data.policies import Agent, RandomAgent
 
 __all__ = [
@@ -73,6 +74,9 @@ class EventCounts:
     lives_lost: int
     terminations: int
     episodes: int  # episodes that ended (terminated or truncated)
+    # frames handed to the policy that show the ball, where the game has one (training.data.objects): a dream that
+    # stops serving after a point shows far fewer than the game
+    frames_with_ball: int | None = None
 
     def events(self) -> dict[str, int]:
         """The game's judged event counts under their names, e.g. ``{"points_won": 3, "points_lost": 20}``."""
@@ -87,8 +91,10 @@ class EventCounts:
         return {k: 1000.0 * v / self.steps if self.steps else 0.0 for k, v in counts.items()}
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready: the raw counts and the rates per 1,000 steps."""
-        return {**asdict(self), "per_1000": {k: round(v, 3) for k, v in self.per_1000().items()}}
+        """JSON-ready: the raw counts, the rates per 1,000 steps and, with a ball, the share of frames showing it."""
+        shown = {} if self.frames_with_ball is None or not self.steps else \
+            {"ball_shown": round(self.frames_with_ball / self.steps, 4)}
+        return {**asdict(self), "per_1000": {k: round(v, 3) for k, v in self.per_1000().items()}, **shown}
 
 
 class VectorEnvLike(Protocol):
@@ -127,9 +133,12 @@ def count_events(env: VectorEnvLike, policy: Agent, steps: int, game: str, *, se
     policy.reset(np.ones(n, dtype=bool))
     vector_steps = math.ceil(steps / n)
     positive = negative = lives = terminations = episodes = 0
+    ball = 0 if "ball" in rules(game).objects else None
     for _ in range(vector_steps):
         actions = np.asarray(policy.act(obs)).astype(np.int64).reshape(-1)
         obs, rewards, terminated, truncated, infos = env.step(actions)
+        if ball is not None:
+            ball += int(find_objects(game, np.asarray(obs)).ball_visible.sum())
         rewards = np.asarray(rewards)
         terminated, truncated = np.asarray(terminated, dtype=bool), np.asarray(truncated, dtype=bool)
         ended = terminated | truncated
@@ -146,7 +155,7 @@ def count_events(env: VectorEnvLike, policy: Agent, steps: int, game: str, *, se
             policy.reset(ended)
     # an Atari game by its usual name; any other environment by its own (its dream's game)
     return EventCounts(atari_game_name(game) or game, vector_steps * n, positive, negative, lives, terminations,
-                       episodes)
+                       episodes, ball)
 
 
 # ------------------------------------------------------------------------------------------------ policies

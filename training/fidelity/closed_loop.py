@@ -24,6 +24,9 @@ Lives (``training.agents.rollouts``): in a game with lives (Breakout) each dream
 lost, unless the checkpoint's provenance says its data ended episodes at game over; in Pong (no lives) a
 termination is a game over and no life is counted on either side. The real game ends its episodes the same
 way as the data did, so terminations per 1,000 steps compare as well (reported).
+
+Where the game has a ball (Pong, Breakout), each side also reports ``ball_shown``, the share of the frames the
+policy saw that show it (reported, not judged): a dream that stops serving after a point shows far fewer.
 """
 
 from __future__ import annotations
