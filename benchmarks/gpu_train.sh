@@ -8,11 +8,12 @@
 #
 # 1. real play on all the machine's cores: training data, and held-out data collected apart (another seed and,
 #    where a scripted player plays, more random actions)
-# 2. the world model, recipe cpu (training.world_model --recipe cpu), bf16, for TRAIN_SECONDS of updates, Pong's
-#    denoiser on 16 frames
-#    (--time-budget: it stops at the next save and exports), judged on held-out episodes every FIDELITY_EVERY
-# 3. the checkpoint in float16 (training.ship, under 16 MiB: 1,024 frames of start contexts) with losses.csv, fidelity.csv and steps.jsonl
-#    (each step's exit status and seconds) in OUTDIR; the data stays in WORK (default /tmp), not in OUTDIR
+# 2. the world model, recipe cpu (training.world_model --recipe cpu), bf16, Pong's denoiser on 16 frames, for
+#    TRAIN_SECONDS of updates (--time-budget: it stops at the next save and exports), judged on held-out episodes
+#    every FIDELITY_EVERY
+# 3. the checkpoint in float16 (training.ship, under 16 MiB: 1,024 frames of start contexts) with losses.csv,
+#    fidelity.csv and steps.jsonl (each step's exit status and seconds) in OUTDIR; the data stays in WORK (default
+#    /tmp), not in OUTDIR
 # Then gate it where it came back: python -m training.gates --checkpoint OUTDIR/GAME.safetensors --test-data ...
 #
 # Settings (environment): MODEL (light: the paper model alone is 20 MiB in float16, over what a device call brings
@@ -48,9 +49,10 @@ else
 fi
 POLICY=random
 case $GAME in Pong|Breakout) POLICY=follow ;; esac
+[ "$GAME" = Pong ] && CONTEXT=${CONTEXT:-16}
 CONTEXT_FLAG=()
-case $GAME in Pong) CONTEXT_FLAG=(--context-length "${CONTEXT:-16}") ;; *) [ -n "${CONTEXT:-}" ] && CONTEXT_FLAG=(--context-length "$CONTEXT") ;; esac
-START_CONTEXTS=$(( 1024 / ${CONTEXT:-$([ "$GAME" = Pong ] && echo 16 || echo 4)} ))  # 1,024 frames: 12 MiB
+[ -n "${CONTEXT:-}" ] && CONTEXT_FLAG=(--context-length "$CONTEXT")
+START_CONTEXTS=$(( 1024 / ${CONTEXT:-4} ))  # 1,024 frames of start contexts: 12 MiB
 source benchmarks/steps.sh  # step NAME SECONDS COMMAND... and $status
 : > "$OUT/steps.jsonl"
 if [ -n "$WHEELS" ]; then

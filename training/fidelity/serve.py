@@ -83,11 +83,10 @@ def ball_serves(model: WorldModel, dataset: EpisodeDataset, episode_ids: np.ndar
         found["serves"] += [(int(e), int(s)) for s in serves]
         found["pauses"] += [(int(e), int(s)) for s in pauses]
     rng = np.random.default_rng(seed)
-    counts = {}
-    for kind, positions in found.items():
-        chosen = [positions[i] for i in np.sort(rng.permutation(len(positions))[:samples])]
-        counts[kind] = (len(chosen), _dreamt_balls(model, dataset, game, chosen, seed, batch_size))
-    return ServeReport(counts["serves"][0], counts["serves"][1], counts["pauses"][0], counts["pauses"][1])
+    serves, pauses = ([positions[i] for i in np.sort(rng.permutation(len(positions))[:samples])]
+                      for positions in (found["serves"], found["pauses"]))
+    return ServeReport(len(serves), _dreamt_balls(model, dataset, game, serves, seed, batch_size),
+                       len(pauses), _dreamt_balls(model, dataset, game, pauses, seed, batch_size))
 
 
 def _dreamt_balls(model: WorldModel, dataset: EpisodeDataset, game: str, positions: list[tuple[int, int]],

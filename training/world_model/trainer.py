@@ -588,7 +588,8 @@ def _train_world_model(game: str | None, data: str | Path, folder: RunFolder, st
             window.add({**scalars, "seconds": time.perf_counter() - t0})
             if main_rank and ((step + 1) % log_every == 0 or step + 1 == steps):
                 means = window.take()
-                log.write({"step": step + 1, **means, "seconds": round(means.pop("seconds"), 4)})
+                seconds = means.pop("seconds")
+                log.write({"step": step + 1, **means, "seconds": round(seconds, 4)})
                 bar.set_postfix({k: f"{v:.4f}" for k, v in means.items() if k.endswith("_loss")}, refresh=False)
             if fidelity_due(step + 1):  # before the save: a state is never ahead of its row
                 judge(step + 1)
