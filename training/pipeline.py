@@ -13,8 +13,9 @@ the end (100 episodes). The collector stores the episode it is in the middle of 
 collection, so every collected step is trainable, and extends it at the next.
 
 Each epoch appends a row to ``world_model.csv`` and ``actor_critic.csv``: the mean of every scalar over the
-epoch's updates. The run folder holds everything; re-running the same command resumes after the last finished
-stage (collection is never repeated). At the end it writes ``world_model.safetensors`` (for ``gym.make``),
+epoch's updates. The run folder holds everything; re-running the same command resumes where the run was last saved:
+after each stage, and every ``--save-minutes`` (10) inside a long one, so a killed run loses at most that much
+training (collection is never repeated). At the end it writes ``world_model.safetensors`` (for ``gym.make``),
 ``actor_critic.safetensors`` and ``report.json``. A run folder written by an earlier gym-diamond, before
 this schedule, does not resume: the command says so.
 
@@ -64,11 +65,14 @@ from training.runtime.csv_log import ScalarMeans
 from training.runtime.distributed import init_distributed
 from training.runtime.files import write_json_atomic
 from training.runtime.run_folder import RunFolder
+from training.runtime.signals import deferred_interrupt
 from training.runtime.state import load_state, save_state
 from training.world_model.trainer import WorldModelTrainer
 
 STAGES = ("collect", "world_model", "actor_critic", "evaluate")
 WORLD_MODEL_NETWORKS = ("denoiser", "rew_end")
+TRAINED_NETWORKS = (*WORLD_MODEL_NETWORKS, "actor_critic")  # in the order an epoch trains them
+SAVE_MINUTES = 10.0  # training between saved states inside an epoch (DIAMOND saves once an epoch)
 
 
 class RunFolderError(UserError):
@@ -108,6 +112,12 @@ def collect_initial_dataset(collect: Callable[[int], int], dataset_steps: Callab
         steps = preset.collect_steps_per_epoch
 
 
+def _position(state: dict[str, Any]) -> tuple[int, ...]:
+    """How far a saved progress got: later epochs, collections and updates inside the epoch sort after."""
+    done = (state.get("partial") or {}).get("done", {})
+    return state["epoch"], state["collected_epochs"], *(done.get(network, 0) for network in TRAINED_NETWORKS)
+
+
 class Pipeline:
     """One run folder and the objects that train in it; ``run()`` goes on from wherever it stopped."""
 
@@ -115,7 +125,7 @@ class Pipeline:
                  device: str | torch.device | None = None, seed: int = 0, progress: bool = True,
                  precision: str | None = None, compile: bool = False, dream_precision: str | None = None,
                  agent: str = ACTOR_CRITIC, algo_kwargs: dict[str, Any] | None = None,
-                 preset_overrides: Sequence[str] = ()) -> None:
+                 preset_overrides: Sequence[str] = (), save_minutes: float = SAVE_MINUTES) -> None:
         """``precision`` and ``compile`` are speed switches of every network, training and dream alike; they
         are not part of the run's settings, so a run may resume with others. By default everything runs
         in fp32, as DIAMOND does; ``dream_precision`` sets the dream the actor-critic learns in apart
@@ -124,7 +134,9 @@ class Pipeline:
         DIAMOND's actor-critic, or the name of a stable-baselines3 algorithm (``"ppo"``, built with
         ``algo_kwargs``) trained in the same dreams (``training.agents.sb3_pipeline_agent``). ``preset_overrides``
         set fields of the preset (``FIELD=VALUE``, :func:`training.presets.override_preset`); the run records them
-        in its preset's name and every value in its config.json, so it resumes only with the same."""
+        in its preset's name and every value in its config.json, so it resumes only with the same. Inside an
+        epoch the run is saved every ``save_minutes`` of training (0: after every update), so a killed run
+        loses no more; DIAMOND's first epoch alone is 25,000 updates."""
         self.environment = (environment if isinstance(environment, RealEnvironment)
                             else RealEnvironment(game=environment))
         self.game = self.environment.name
@@ -134,6 +146,9 @@ class Pipeline:
         self.distributed, self.device = init_distributed(device)
         self.main_rank = self.distributed.is_main
         self.seed, self.progress = seed, progress and self.main_rank
+        if not save_minutes >= 0:
+            raise UserError(f"save_minutes must be >= 0, got {save_minutes}")
+        self.save_seconds, self._saved_at = 60.0 * save_minutes, time.monotonic()
         self.agent_name, self.algo_kwargs = agent, dict(algo_kwargs or {})
         if agent != ACTOR_CRITIC and self.distributed.world_size > 1:
             raise UserError(f"--agent {agent} trains in one process; run it without torchrun")
@@ -169,7 +184,7 @@ class Pipeline:
         if self.progress_path.exists():
             self.state = json.loads(self.progress_path.read_text())
         saved_progress = (self._saved or {}).get("progress")
-        if saved_progress is not None and saved_progress["epoch"] > self.state["epoch"]:
+        if saved_progress is not None and _position(saved_progress) > _position(self.state):
             self.state = saved_progress  # killed between the training state and progress.json: the state is newer
         # rank 0 opens the dataset first (opening recovers listed-late episodes, truncation deletes some):
         # the other ranks open it once it is settled
@@ -234,8 +249,11 @@ class Pipeline:
         return self.state["collected_epochs"] < epoch and (collect_epochs is None or epoch <= collect_epochs)
 
     # ------------------------------------------------------------------ stages
-    def _timed(self, stage: str, start: float) -> None:
-        self.state["seconds"][stage] += time.perf_counter() - start
+    def _timed(self, stage: str, start: float) -> float:
+        """Add the seconds since ``start`` to ``stage``'s; returns now."""
+        now = time.perf_counter()
+        self.state["seconds"][stage] += now - start
+        return now
 
     def _collect(self, epoch: int) -> None:
         """Rank 0 plays the real game; every rank then sees the new episodes and the same progress."""
@@ -285,9 +303,29 @@ class Pipeline:
             "minority_reward_steps": minority_reward_count(reward_sign_counts(self.dataset))})
         self._save()
 
-    def _stage_bar(self, total: int, desc: str, unit: str) -> tqdm:
+    def _stage_bar(self, total: int, desc: str, unit: str, done: int = 0) -> tqdm:
         """A bar inside the epoch bar, so a long stage shows it is moving (gone when the stage ends)."""
-        return self.folder.progress_bar(range(total), desc=desc, unit=unit, leave=False, enabled=self.progress)
+        return self.folder.progress_bar(total=total, initial=done, desc=desc, unit=unit, leave=False,
+                                        enabled=self.progress)
+
+    def _updates(self, epoch: int, network: str, stage: str, step: Callable[[], dict[str, Any]],
+                 scalars: ScalarMeans) -> None:
+        """``network``'s updates of epoch ``epoch`` not done yet, their scalars added to ``scalars``; the run is
+        saved every ``save_minutes`` between two of them, with the means so far (the epoch's row stays whole), and
+        when Ctrl-C or SIGTERM stops it (after the update under way)."""
+        partial = self.state["partial"]
+        total, done = self.preset.steps_of(network, epoch), partial["done"].get(network, 0)
+        desc = f"epoch {epoch}: " + ("actor-critic" if stage == "actor_critic" else f"world model ({network})")
+        with self._stage_bar(total, desc, "update", done) as bar, deferred_interrupt() as stop:
+            for update in range(done + 1, total + 1):
+                scalars.add(step())
+                partial["done"][network] = update
+                bar.update(1)
+                if stop.requested or (update < total and time.monotonic() - self._saved_at >= self.save_seconds):
+                    partial["scalars"][stage] = scalars.to_dict()
+                    self._stage_clock = self._timed(stage, self._stage_clock)
+                    self._save()
+                    stop.raise_if_requested()
 
     def _trainers(self) -> None:
         if self.wm_trainer is not None:
@@ -308,29 +346,32 @@ class Pipeline:
             self._saved = None
 
     def _train(self, epoch: int) -> None:
-        """DIAMOND's ``train_agent``: the denoiser's updates, the reward/termination model's, the actor-critic's."""
+        """DIAMOND's ``train_agent``: the denoiser's updates, the reward/termination model's, the actor-critic's
+        (those a run saved mid-epoch did before it stopped are not done again)."""
         p = self.preset
         self._trainers()
-        t0 = time.perf_counter()
-        scalars = ScalarMeans()
+        partial = self.state.get("partial")
+        if partial is None or partial["epoch"] != epoch:
+            partial = self.state["partial"] = {"epoch": epoch, "done": {}, "scalars": {}}
+        self._stage_clock = time.perf_counter()
+        scalars = ScalarMeans.from_dict(partial["scalars"].get("world_model"))
         updates = {"denoiser": self.wm_trainer.denoiser_step, "rew_end": self.wm_trainer.rew_end_step}
         for network in WORLD_MODEL_NETWORKS:
-            for _ in self._stage_bar(p.steps_of(network, epoch), f"epoch {epoch}: world model ({network})", "update"):
-                scalars.add(updates[network]())
-        self._timed("world_model", t0)
+            self._updates(epoch, network, "world_model", updates[network], scalars)
+        self._timed("world_model", self._stage_clock)
+        partial["scalars"]["world_model"] = scalars.to_dict()  # a resume mid actor-critic writes the row again
         if self.main_rank:
             self.logs["world_model"].write({"epoch": epoch, **scalars.means()})
-        t0 = time.perf_counter()
+        self._stage_clock = time.perf_counter()
         if self.sb3 is not None:
             steps = self.sb3.steps_for(p.steps_of("actor_critic", epoch))
             self.logs["agent"].write({"epoch": epoch, **self.sb3.learn(self.world_model, self.wm_trainer.start_bank(),
                                                                        steps)})
-            self._timed("actor_critic", t0)
+            self._timed("actor_critic", self._stage_clock)
             return
-        scalars = ScalarMeans()
-        for _ in self._stage_bar(p.steps_of("actor_critic", epoch), f"epoch {epoch}: actor-critic", "update"):
-            scalars.add(self.ac_trainer.step())
-        self._timed("actor_critic", t0)
+        scalars = ScalarMeans.from_dict(partial["scalars"].get("actor_critic"))
+        self._updates(epoch, "actor_critic", "actor_critic", self.ac_trainer.step, scalars)
+        self._timed("actor_critic", self._stage_clock)
         if self.main_rank:
             self.logs["actor_critic"].write({"epoch": epoch, **scalars.means()})
 
@@ -359,6 +400,7 @@ class Pipeline:
     def _save(self) -> None:
         """Commit the run: the trainers (with the progress they belong to), then progress.json."""
         self.state["dataset_episodes"] = len(self.dataset)
+        self._saved_at = time.monotonic()
         if not self.main_rank:
             return
         if self.wm_trainer is not None:
@@ -388,6 +430,7 @@ class Pipeline:
                         break
                 self._train(epoch)
                 self.state["epoch"] = epoch
+                del self.state["partial"]
                 if p.eval_every and epoch % p.eval_every == 0:
                     self.state["evaluations"].append(self._evaluate(p.eval_episodes))
                 if epoch % p.save_every == 0 or epoch == self.epochs:
@@ -461,12 +504,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dream-precision", choices=PRECISIONS, default=None,
                         help="precision of the dream the actor-critic learns in (default: --precision, else fp32 "
                              "as DIAMOND; bf16 is faster on a bf16 device)")
+    parser.add_argument("--save-minutes", type=float, default=SAVE_MINUTES,
+                        help=f"minutes of training between saved states inside an epoch: a killed run loses at most "
+                             f"this (default {SAVE_MINUTES:g}; 0 saves after every update)")
     args = parser.parse_args(argv)
     environment = environment_from_arguments(args)
     out = args.out or f"runs/{environment.name}-{args.preset}"
     pipeline = Pipeline(environment, out, args.preset, device=args.device, seed=args.seed, precision=args.precision,
                         compile=args.compile, dream_precision=args.dream_precision, agent=args.agent,
-                        algo_kwargs=args.algo_kwargs, preset_overrides=args.preset_overrides)
+                        algo_kwargs=args.algo_kwargs, preset_overrides=args.preset_overrides,
+                        save_minutes=args.save_minutes)
     report = pipeline.run()
     pipeline.distributed.close()
     if not pipeline.main_rank:

@@ -130,3 +130,16 @@ class ScalarMeans:
         means = self.means()
         self._sums, self._counts = {}, {}
         return means
+
+    def to_dict(self) -> dict[str, dict[str, float]]:
+        """The sums and counts so far, JSON-ready: a run saved mid-epoch writes the epoch's row in full later."""
+        return {"sums": dict(self._sums), "counts": dict(self._counts)}
+
+    @classmethod
+    def from_dict(cls, saved: dict[str, dict[str, float]] | None) -> ScalarMeans:
+        """The means ``to_dict`` saved (empty for None)."""
+        means = cls()
+        if saved is not None:
+            means._sums = {name: float(total) for name, total in saved["sums"].items()}
+            means._counts = {name: int(count) for name, count in saved["counts"].items()}
+        return means

@@ -13,7 +13,7 @@ import signal
 import threading
 from collections.abc import Iterator
 
-__all__ = ["terminate_as_interrupt"]
+__all__ = ["InterruptRequest", "deferred_interrupt", "terminate_as_interrupt"]
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -31,3 +31,41 @@ def terminate_as_interrupt() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+class InterruptRequest:
+    """Whether a stop was asked for inside ``deferred_interrupt()``, and by which signal."""
+
+    def __init__(self) -> None:
+        self.signal: str | None = None
+
+    @property
+    def requested(self) -> bool:
+        return self.signal is not None
+
+    def raise_if_requested(self) -> None:
+        if self.signal is not None:
+            raise KeyboardInterrupt(f"stopped by signal {self.signal}")
+
+
+@contextlib.contextmanager
+def deferred_interrupt() -> Iterator[InterruptRequest]:
+    """Within the block, Ctrl-C or SIGTERM only asks to stop: a loop finishes its update, saves, and then calls
+    ``raise_if_requested()``, so the saved state is never one update half applied. A second signal raises at
+    once. Outside the main thread nothing changes (and nothing is ever requested)."""
+    request = InterruptRequest()
+    if threading.current_thread() is not threading.main_thread():
+        yield request
+        return
+
+    def ask(signum: int, frame: object) -> None:
+        if request.requested:
+            _interrupt(signum, frame)
+        request.signal = signal.Signals(signum).name
+
+    previous = {signum: signal.signal(signum, ask) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield request
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)

@@ -1,6 +1,8 @@
 """World model training, imagination training and the pipeline, at toy sizes on real Atari frames."""
 
 import json
+import os
+import signal
 
 import gymnasium as gym
 import numpy as np
@@ -163,6 +165,67 @@ def test_pipeline_resumes_without_collecting_again(tmp_path, one_thread):
         assert rows[0].startswith("epoch,") and [r.split(",")[0] for r in rows[1:]] == epochs, stage
     with pytest.raises(ValueError, match="other settings"):
         Pipeline("Breakout", out, "micro", device="cpu", seed=1, progress=False)
+
+
+def _interrupt_at(monkeypatch, cls: type, method: str, call: int, terminate: bool = False) -> None:
+    """``cls.method`` raises KeyboardInterrupt on its ``call``-th call, as if the run were killed there; or, with
+    ``terminate``, the process gets SIGTERM in the middle of that call (``kill PID``)."""
+    original, calls = getattr(cls, method), []
+
+    def counted(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == call:
+            if not terminate:
+                raise KeyboardInterrupt
+            os.kill(os.getpid(), signal.SIGTERM)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(cls, method, counted)
+
+
+def _csv_rows(path) -> list[dict[str, str]]:
+    """A stage CSV's rows without its timing columns (which differ between two runs of the same updates)."""
+    header, *rows = path.read_text().splitlines()
+    names = header.split(",")
+    return [{k: v for k, v in zip(names, row.split(","), strict=True) if "second" not in k} for row in rows]
+
+
+def test_pipeline_killed_inside_an_epoch_resumes_from_the_update_it_saved(tmp_path, one_thread, monkeypatch):
+    """A run killed mid-stage loses no saved update: the world model it ends with is the uninterrupted one's,
+    and every stage's row holds the means over the whole epoch."""
+    overrides = ["denoiser_steps_first_epoch=5", "actor_critic_steps_first_epoch=4"]
+
+    def pipeline(out, **kwargs):
+        return Pipeline("Breakout", out, "micro", device="cpu", progress=False, preset_overrides=overrides, **kwargs)
+
+    straight = pipeline(tmp_path / "straight")
+    straight.run(stop_after_epochs=1)
+    out, handler = tmp_path / "killed", signal.getsignal(signal.SIGTERM)
+    with monkeypatch.context() as patch:  # SIGTERM during the 4th denoiser update: it ends, then the run saves
+        _interrupt_at(patch, WorldModelTrainer, "denoiser_step", 4, terminate=True)
+        with pytest.raises(KeyboardInterrupt, match="SIGTERM"):
+            pipeline(out).run()
+    progress = json.loads((out / "progress.json").read_text())
+    assert progress["epoch"] == 0 and progress["partial"]["done"] == {"denoiser": 4}
+    assert signal.getsignal(signal.SIGTERM) is handler
+    with monkeypatch.context() as patch:  # resumed, saved after every update, killed at its 3rd actor-critic one
+        _interrupt_at(patch, ImaginationTrainer, "step", 3)
+        with pytest.raises(KeyboardInterrupt):
+            pipeline(out, save_minutes=0).run()
+    progress = json.loads((out / "progress.json").read_text())
+    assert progress["partial"]["done"] == {"denoiser": 5, "rew_end": 2, "actor_critic": 2}
+    resumed = pipeline(out, save_minutes=0)
+    resumed.run(stop_after_epochs=1)
+    for name, value in straight.world_model.state_dict().items():
+        torch.testing.assert_close(resumed.world_model.state_dict()[name], value, rtol=0, atol=0, msg=name)
+    assert resumed.wm_trainer.steps == straight.wm_trainer.steps == {"denoiser": 5, "rew_end": 2}
+    assert resumed.ac_trainer.steps == straight.ac_trainer.steps == 4
+    assert _csv_rows(out / "world_model.csv") == _csv_rows(tmp_path / "straight" / "world_model.csv")
+    assert [row["epoch"] for row in _csv_rows(out / "actor_critic.csv")] == ["1"]
+    progress = json.loads((out / "progress.json").read_text())
+    assert progress["epoch"] == 1 and "partial" not in progress
+    with pytest.raises(ValueError, match="save_minutes"):
+        pipeline(tmp_path / "other", save_minutes=-1)
 
 
 @pytest.fixture(params=["aot_eager", "inductor"])
