@@ -4,13 +4,15 @@
     python benchmarks/training_speed.py --model paper --device cuda --precision bf16 --compile
     python benchmarks/training_speed.py --autoregressive-steps 0 1     # the cost of DIAMOND's second target
     python benchmarks/training_speed.py --denoising-steps 3 1          # the actor-critic in a 3- and a 1-step dream
+    python benchmarks/training_speed.py --precision fp32 bf16 --rounds 2 --skip-actor-critic  # bf16 training pays?
 
 Data are random frames in a temporary dataset (speed does not depend on their content). The
 world-model line counts one denoiser update plus one reward/termination update (sequences of
 ``--rew-end-sequence-length`` frames), and a denoiser line its update alone, for each
 ``--autoregressive-steps`` (DIAMOND trains 1 + 1 targets per sample; 0 is one target); the
 actor-critic line one imagined rollout of horizon 15 and its update, the dream run with the same
-precision. One JSON line each.
+precision. One JSON line each. Several ``--precision`` values are timed in turn, ``--rounds`` times over
+(fp32, bf16, fp32, bf16, ...), so a comparison shares one process and the machine's state of the moment.
 
 How often dreams end matters: each restart samples real contexts and burns both LSTMs in. A random
 reward/termination model ends about half of its dreams at every step, a trained one rarely (a Pong
@@ -78,11 +80,14 @@ def updates_per_s(step, device: torch.device, min_seconds: float, warmup: int) -
     return n / (time.perf_counter() - start)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", choices=sorted(MODEL_SIZES), default="light")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
+    parser.add_argument("--precision", choices=["fp32", "bf16"], nargs="+", default=["fp32"],
+                        help="the networks' autocast in training; several values are timed in turn")
+    parser.add_argument("--rounds", type=int, default=1, help="times every line is measured, interleaved")
+    parser.add_argument("--skip-actor-critic", action="store_true", help="time the world model's updates only")
     parser.add_argument("--compile", action="store_true", help="torch.compile the networks")
     parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True,
                         help="the actor-critic's dream in NHWC, the dreams' default (world-model training is NHWC)")
@@ -104,7 +109,7 @@ def main() -> None:
     parser.add_argument("--end-rate", type=float, default=None,
                         help="the actor-critic's dreams end with this probability per step (default: as the "
                              "random model does)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.end_rate is not None and not 0 < args.end_rate < 1:
         parser.error(f"--end-rate must be in (0, 1), got {args.end_rate}")
 
@@ -113,37 +118,48 @@ def main() -> None:
     model = WorldModel(MODEL_SIZES[args.model](6)).to(device)
     dataset = random_dataset(6)
     common = {"config": args.model, "device": str(device), "threads": torch.get_num_threads(),
-              "precision": args.precision, "compile": args.compile, "channels_last": args.channels_last,
-              "batch": args.batch_size}
-    for steps in args.autoregressive_steps:
-        wm = WorldModelTrainer(model, dataset, WorldModelTrainingConfig(
-            batch_size=args.batch_size, rew_end_sequence_length=args.rew_end_sequence_length,
-            autoregressive_steps=steps, precision=args.precision, compile=args.compile))
-        warmup = 3 if args.compile else 1
-        denoiser_rate = updates_per_s(wm.denoiser_step, device, args.min_seconds, warmup)
-        print(json.dumps({"what": "denoiser_update", **common, "autoregressive_steps": steps,
-                          "updates_per_s": round(denoiser_rate, 3)}), flush=True)
-        rate = updates_per_s(lambda wm=wm: (wm.denoiser_step(), wm.rew_end_step()), device, args.min_seconds, warmup)
-        print(json.dumps({"what": "world_model_update", **common, "autoregressive_steps": steps,
-                          "rew_end_sequence_length": args.rew_end_sequence_length, "updates_per_s": round(rate, 3)}),
-              flush=True)
+              "compile": args.compile, "channels_last": args.channels_last, "batch": args.batch_size}
+    warmup = 3 if args.compile else 1
+    for round_ in range(1, args.rounds + 1):
+        for precision in args.precision:
+            line = {**common, "precision": precision, "round": round_}
+            for steps in args.autoregressive_steps:
+                wm = WorldModelTrainer(model, dataset, WorldModelTrainingConfig(
+                    batch_size=args.batch_size, rew_end_sequence_length=args.rew_end_sequence_length,
+                    autoregressive_steps=steps, precision=precision, compile=args.compile))
+                denoiser_rate = updates_per_s(wm.denoiser_step, device, args.min_seconds, warmup)
+                print(json.dumps({"what": "denoiser_update", **line, "autoregressive_steps": steps,
+                                  "updates_per_s": round(denoiser_rate, 3)}), flush=True)
+                rate = updates_per_s(lambda wm=wm: (wm.denoiser_step(), wm.rew_end_step()), device,
+                                     args.min_seconds, warmup)
+                print(json.dumps({"what": "world_model_update", **line, "autoregressive_steps": steps,
+                                  "rew_end_sequence_length": args.rew_end_sequence_length,
+                                  "updates_per_s": round(rate, 3)}), flush=True)
+    if args.skip_actor_critic:
+        return
 
     if args.end_rate is not None:
         model.rew_end.head.append(_EndLogOdds(args.end_rate).to(device))
-    dream_precision = args.dream_precision or args.precision
-    model.accelerate(Acceleration(precision=dream_precision, compile=args.compile, channels_last=args.channels_last))
     own_config = model.config
-    for denoising_steps in args.denoising_steps:
-        model.config = own_config if denoising_steps is None else own_config.with_denoising_steps(denoising_steps)
-        actor_critic = ActorCritic(ActorCriticConfig(6)).to(device)
-        ac = ImaginationTrainer(model, actor_critic, dataset, ImaginationConfig(
-            horizon=args.horizon, backup_every=args.horizon, batch_size=args.batch_size,
-            num_batches_to_preload=args.num_batches_to_preload, precision=args.precision, compile=args.compile))
-        rate = updates_per_s(ac.step, device, args.min_seconds, warmup=3 if args.compile else 1)
-        print(json.dumps({"what": "actor_critic_update", **common, "dream_precision": dream_precision,
-                          "denoising_steps": model.config.sampler.num_steps, "end_rate": args.end_rate,
-                          "horizon": args.horizon, "updates_per_s": round(rate, 3),
-                          "imagined_steps_per_s": round(rate * args.horizon * args.batch_size, 1)}), flush=True)
+    for round_ in range(1, args.rounds + 1):
+        for precision in args.precision:
+            dream_precision = args.dream_precision or precision
+            model.accelerate(Acceleration(precision=dream_precision, compile=args.compile,
+                                          channels_last=args.channels_last))
+            for denoising_steps in args.denoising_steps:
+                model.config = own_config if denoising_steps is None else own_config.with_denoising_steps(
+                    denoising_steps)
+                actor_critic = ActorCritic(ActorCriticConfig(6)).to(device)
+                ac = ImaginationTrainer(model, actor_critic, dataset, ImaginationConfig(
+                    horizon=args.horizon, backup_every=args.horizon, batch_size=args.batch_size,
+                    num_batches_to_preload=args.num_batches_to_preload, precision=precision, compile=args.compile))
+                rate = updates_per_s(ac.step, device, args.min_seconds, warmup=warmup)
+                print(json.dumps({"what": "actor_critic_update", **common, "precision": precision, "round": round_,
+                                  "dream_precision": dream_precision,
+                                  "denoising_steps": model.config.sampler.num_steps, "end_rate": args.end_rate,
+                                  "horizon": args.horizon, "updates_per_s": round(rate, 3),
+                                  "imagined_steps_per_s": round(rate * args.horizon * args.batch_size, 1)}),
+                      flush=True)
 
 
 if __name__ == "__main__":

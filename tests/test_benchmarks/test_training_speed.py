@@ -1,0 +1,27 @@
+"""benchmarks/training_speed.py: several precisions timed in turn, in one process, round after round."""
+
+import importlib.util
+import json
+
+from helpers import ROOT
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("training_speed", ROOT / "benchmarks" / "training_speed.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_precisions_are_timed_in_turn_round_after_round(capsys, one_thread):
+    load_script().main(["--model", "tiny", "--precision", "fp32", "bf16", "--rounds", "2", "--min-seconds", "0",
+                        "--batch-size", "2", "--rew-end-sequence-length", "5", "--horizon", "2",
+                        "--num-batches-to-preload", "1", "--denoising-steps", "1"])
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    order = [(line["what"], line["precision"], line["round"]) for line in lines]
+    world_model = [(what, precision, round_) for round_ in (1, 2) for precision in ("fp32", "bf16")
+                   for what in ("denoiser_update", "world_model_update")]
+    actor_critic = [("actor_critic_update", precision, round_) for round_ in (1, 2) for precision in ("fp32", "bf16")]
+    assert order == world_model + actor_critic
+    assert all(line["updates_per_s"] > 0 for line in lines)
+    assert [line["dream_precision"] for line in lines[-4:]] == ["fp32", "bf16"] * 2
