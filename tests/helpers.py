@@ -1,7 +1,9 @@
 """Builders the tests share: tiny checkpoints made on the spot, a command run in this process."""
 
 import importlib
+import importlib.util
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import torch
@@ -18,6 +20,14 @@ ROOT = TESTS.parent  # the repository: examples/, benchmarks/
 KILL_DRIVER = TESTS / "kill_driver.py"
 
 PONG_ACTIONS = ["NOOP", "FIRE", "RIGHT", "LEFT", "RIGHTFIRE", "LEFTFIRE"]
+
+
+def load_benchmark(name: str) -> ModuleType:
+    """``benchmarks/NAME.py`` as a module (benchmarks are scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def run_command_here(module: str, args: list[str], threads: int = 1) -> None:

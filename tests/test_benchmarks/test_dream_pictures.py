@@ -1,20 +1,17 @@
 """benchmarks/dream_pictures.py: real | dream | difference pictures, and the reward model's reads at rewarded
 transitions on the real next frame and on the dream's."""
 
-import importlib.util
 import json
 
 import numpy as np
 import pytest
-from helpers import PONG_ACTIONS, ROOT, fixed_event_dream
+from helpers import PONG_ACTIONS, fixed_event_dream, load_benchmark
 from PIL import Image
 
 from gym_diamond import save_checkpoint
 from training.data.dataset import Episode, EpisodeDataset
 
-spec = importlib.util.spec_from_file_location("dream_pictures", ROOT / "benchmarks" / "dream_pictures.py")
-dream_pictures = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(dream_pictures)
+dream_pictures = load_benchmark("dream_pictures")
 
 
 @pytest.fixture

@@ -1,17 +1,13 @@
 """benchmarks/sample_efficiency.py: when each run first passes the ball's gate, by updates and by CPU hours."""
 
-import importlib.util
 
-from helpers import ROOT
+from helpers import load_benchmark
 
 from training.runtime.csv_log import CsvLog
 
 
 def load_script():
-    spec = importlib.util.spec_from_file_location("sample_efficiency", ROOT / "benchmarks" / "sample_efficiency.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("sample_efficiency")
 
 
 def write_run(folder, rows):

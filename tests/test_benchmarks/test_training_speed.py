@@ -1,16 +1,12 @@
 """benchmarks/training_speed.py: several precisions timed in turn, in one process, round after round."""
 
-import importlib.util
 import json
 
-from helpers import ROOT
+from helpers import load_benchmark
 
 
 def load_script():
-    spec = importlib.util.spec_from_file_location("training_speed", ROOT / "benchmarks" / "training_speed.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("training_speed")
 
 
 def test_precisions_are_timed_in_turn_round_after_round(capsys, one_thread):

@@ -1,20 +1,16 @@
 """benchmarks/transfer.py: the dream's agent, random play and the real-step control, judged on the same episodes."""
 
-import importlib.util
 import json
 
 import pytest
-from helpers import ROOT
+from helpers import load_benchmark
 
 pytest.importorskip("minigrid")
 pytestmark = pytest.mark.slow  # a whole pipeline and a control: `pytest -m "not slow"` skips it
 
 
 def load_script():
-    spec = importlib.util.spec_from_file_location("transfer", ROOT / "benchmarks" / "transfer.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("transfer")
 
 
 def test_three_agents_are_judged_on_the_same_episodes_and_the_control_sees_the_pipelines_real_steps(
