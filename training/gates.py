@@ -17,7 +17,9 @@ PSNR), so the gates look where the game is:
 2. Events: reward sign and termination recall and precision at least 0.8 each, judged by the
    reward/termination model on the real next frames and again on the dream's own next frames
    (``training.fidelity.open_loop.dream_event_confusion``): a dream that never draws a point being scored fails
-   the second. A gate with no event to judge is reported as such, not passed.
+   the second. The dream's events are judged over whole held-out episodes up to ``--dream-event-steps`` and the
+   end of every other held-out episode, so each game's end is judged. A gate with no event to judge is reported
+   as such, not passed.
 3. Closed loop (``training.fidelity.closed_loop``): each policy (random, ball follower at epsilon 0, 0.25, 0.5)
    plays the dream from its own start contexts and the real game; its event rates (Pong: points won and
    lost; Breakout: bricks and lives lost, per 1,000 steps) lie within 30% of the game's, and the dream
@@ -47,12 +49,13 @@ from training.data.dataset import EpisodeDataset
 from training.data.games import rules
 from training.fidelity.closed_loop import closed_loop_report
 from training.fidelity.held_out import held_out_episodes
-from training.fidelity.measures import FIDELITY_HORIZONS, event_confusion, game_objects
+from training.fidelity.measures import FIDELITY_HORIZONS, dream_event_starts, event_confusion, game_objects
 from training.fidelity.open_loop import dream_event_confusion, fidelity_lines
 from training.runtime.cli import add_algo_kwargs_argument, user_errors
 from training.runtime.files import write_json_atomic
 
 EVENT_THRESHOLD = 0.8  # least recall and precision of rewards and terminations
+EVENT_SEQUENCE_LENGTH = 19  # transitions the reward/termination LSTM reads in a row (DIAMOND's training sequences)
 BALL_SHOWN_THRESHOLD = 0.9  # least share of the real frames with a ball where the dream shows one
 HORIZONS = FIDELITY_HORIZONS
 PSNR_HORIZONS = (1, 5)  # where pooled PSNR must beat repeat-last (at 15 steps both have drifted far)
@@ -198,7 +201,8 @@ def main(argv: list[str] | None = None) -> None:
                              "closed loop use the first")
     parser.add_argument("--dream-event-steps", type=int, default=20_000,
                         help="judge the events on dream frames over the held-out episodes in order until this many "
-                             "transitions (0: skip; each costs one imagined step)")
+                             "transitions, and the last 19 of every other one, where it ends (0: skip; each "
+                             "transition costs one imagined step)")
     parser.add_argument("--closed-loop-steps", type=int, default=20_000,
                         help="agent steps per policy in the dream and in the real game (0: skip); fewer leave the "
                              "rates to chance (Pong's points won: about 1 per 1,000 steps)")
@@ -244,9 +248,11 @@ def main(argv: list[str] | None = None) -> None:
     print(json.dumps({"events": gates["events"]}), flush=True)
     model.config = model.config.with_denoising_steps(samplers[0])
     if args.dream_event_steps:
-        ids = test_ids[:max(1, int(np.searchsorted(np.cumsum(dataset.lengths[test_ids]), args.dream_event_steps)) + 1)]
-        report = dream_event_confusion(model, dataset, ids, seed=args.seed).to_dict()
-        gates["dream_events"] = {**judge_events(report), "denoising_steps": samplers[0], "episodes": len(ids)}
+        starts, whole = dream_event_starts(dataset, test_ids, args.dream_event_steps, EVENT_SEQUENCE_LENGTH)
+        report = dream_event_confusion(model, dataset, test_ids, seed=args.seed, starts=starts,
+                                       sequence_length=EVENT_SEQUENCE_LENGTH).to_dict()
+        gates["dream_events"] = {**judge_events(report), "denoising_steps": samplers[0], "episodes": whole,
+                                 "episode_ends": len(test_ids) - whole}
         print(json.dumps({"dream_events": gates["dream_events"]}), flush=True)
     if args.closed_loop_steps:
         gates["closed_loop"] = closed_loop_report(args.checkpoint, game, steps=args.closed_loop_steps,

@@ -13,7 +13,7 @@ from gym_diamond.world_model import ImaginedStep
 from training.data.collect import main as collect_main
 from training.data.dataset import Episode, EpisodeDataset
 from training.data.objects import find_objects
-from training.fidelity.measures import event_confusion, object_agreement
+from training.fidelity.measures import dream_event_starts, event_confusion, object_agreement
 from training.fidelity.open_loop import dream_event_confusion, dream_reward_recall
 from training.gates import TABLE_HEADER, judge_events, judge_objects, judge_psnr, table_row
 
@@ -163,3 +163,20 @@ def test_the_table_row_names_each_object_of_the_game():
     row = table_row({"game": "Boxing", "fidelity": {"3": fidelity}, "events": None, "passed": False})
     assert "| player 1.0, 0.93 / 1.0, 0.89 / 1.0, 0.79; opponent 0.91, 0.8 / 0.91, 0.76 / 0.91, 0.66 |" in row
     assert row.count("|") == TABLE_HEADER.count("|")
+
+
+def test_dream_events_judge_every_held_out_episodes_end(tmp_path):
+    """A game ends once an episode: a few thousand steps of whole episodes judge one or two ends, so the last
+    sequence of every other episode is judged too."""
+    dataset = _coded_dataset(tmp_path)  # 45, 19 and 7 transitions, each episode ending on its last
+    starts, whole = dream_event_starts(dataset, [0, 1, 2], steps=40, sequence_length=19)
+    assert whole == 1 and starts == [(0, 0), (0, 19), (0, 38), (1, 0), (2, 0)]
+    report = dream_event_confusion(_Dreamer(dataset, draws_events=True), dataset, [0, 1, 2], starts=starts)
+    assert report.termination.tolist() == [[44 + 18 + 6, 0], [0, 3]]  # all three ends, each read right
+    assert report.termination_recall() == 1.0
+    whole_only = dream_event_confusion(_Dreamer(dataset, draws_events=True), dataset, [0], starts=starts[:3])
+    assert whole_only.termination.tolist() == [[44, 0], [0, 1]]
+    quiet = dream_event_confusion(_Dreamer(dataset, draws_events=False), dataset, [0, 1, 2], starts=starts)
+    assert quiet.termination_recall() == 0.0 and quiet.termination[1].sum() == 3
+    starts, whole = dream_event_starts(dataset, [2, 1], steps=1000, sequence_length=19)
+    assert whole == 2 and starts == [(2, 0), (1, 0)]

@@ -43,6 +43,7 @@ def test_quality_gates_measure_fidelity_events_and_transfer(tmp_path, capsys):
     assert sum(map(sum, events["reward_confusion"])) == events["transitions"] > 0
     dream_events = gates["dream_events"]  # judged on the dream's own next frames, the first sampler's
     assert dream_events["denoising_steps"] == 1 and sum(map(sum, dream_events["reward_confusion"])) >= 40
+    assert dream_events["episodes"] + dream_events["episode_ends"] == gates["held_out"]["episodes"]
     assert set(gates["closed_loop"]["policies"]) >= {"random", "follower"}
     assert gates["passed"] is False and any(why.startswith("1_denoising_steps objects_gate") for why in gates["failed"])
     assert gates["transfer"]["episodes"] == 1 and gates["transfer"]["measure"] == "points won per game"

@@ -121,6 +121,21 @@ def sequence_starts(dataset: EpisodeDataset, episode_ids: np.ndarray | list[int]
     return [(int(e), s) for e in episode_ids for s in range(0, int(dataset.lengths[int(e)]), sequence_length)]
 
 
+def dream_event_starts(dataset: EpisodeDataset, episode_ids: np.ndarray | list[int], steps: int,
+                       sequence_length: int) -> tuple[list[tuple[int, int]], int]:
+    """The sequences a dream's events are judged on for about ``steps`` imagined steps: every transition of the
+    first episodes, in order, until ``steps`` are covered (their rates and precision as the game has them), then
+    the last ``sequence_length`` transitions of each remaining episode, where it ends: a game ends once an
+    episode (a Pong game is thousands of steps), so without them a few thousand steps judge one or two
+    terminations. Returns the starts and how many episodes were judged whole."""
+    episode_ids = [int(e) for e in episode_ids]
+    lengths = dataset.lengths[episode_ids]
+    whole = max(1, int(np.searchsorted(np.cumsum(lengths), steps)) + 1)
+    ends = [(e, max(0, int(length) - sequence_length)) for e, length in zip(episode_ids[whole:], lengths[whole:],
+                                                                              strict=True)]
+    return sequence_starts(dataset, episode_ids[:whole], sequence_length) + ends, min(whole, len(episode_ids))
+
+
 @dataclass(frozen=True)
 class ObjectScore:
     """Of ``real`` frames that show an object, how many predictions show it and how many within tolerance."""
