@@ -149,6 +149,7 @@ class Pipeline:
         if not save_minutes >= 0:
             raise UserError(f"save_minutes must be >= 0, got {save_minutes}")
         self.save_seconds, self._saved_at = 60.0 * save_minutes, time.monotonic()
+        self._stage_clock = time.perf_counter()  # when the stage's time not yet added to progress.json began
         self.agent_name, self.algo_kwargs = agent, dict(algo_kwargs or {})
         if agent != ACTOR_CRITIC and self.distributed.world_size > 1:
             raise UserError(f"--agent {agent} trains in one process; run it without torchrun")
