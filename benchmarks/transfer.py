@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -230,9 +231,15 @@ def main(argv: list[str] | None = None) -> None:
                         help="DIAMOND's actor-critic (default) or a stable-baselines3 algorithm, e.g. ppo")
     add_algo_kwargs_argument(parser, "the SB3 algorithm")
     args = parser.parse_args(argv)
-    summary = run_transfer(environment_from_arguments(args), Path(args.out), args.preset, seed=args.seed,
-                           episodes=args.episodes, dream_steps=args.dream_steps, device=args.device,
-                           agent=args.agent, algo_kwargs=args.algo_kwargs, preset_overrides=args.preset_overrides)
+    try:
+        summary = run_transfer(environment_from_arguments(args), Path(args.out), args.preset, seed=args.seed,
+                               episodes=args.episodes, dream_steps=args.dream_steps, device=args.device,
+                               agent=args.agent, algo_kwargs=args.algo_kwargs,
+                               preset_overrides=args.preset_overrides)
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: inside a training stage the pipeline saved itself on the way out
+        print(f"interrupted: {args.out} holds the runs as they were last saved; run the same command to continue",
+              file=sys.stderr)
+        raise SystemExit(130) from None
     print("| environment | agent | mean return [95% CI] | success [95% CI] | reward signs / 1k real steps | "
           "/ 1k dream steps |")
     print("| --- | --- | --- | --- | --- | --- |")

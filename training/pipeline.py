@@ -31,6 +31,7 @@ import argparse
 import dataclasses
 import json
 import math
+import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -515,7 +516,12 @@ def main(argv: list[str] | None = None) -> None:
                         compile=args.compile, dream_precision=args.dream_precision, agent=args.agent,
                         algo_kwargs=args.algo_kwargs, preset_overrides=args.preset_overrides,
                         save_minutes=args.save_minutes)
-    report = pipeline.run()
+    try:
+        report = pipeline.run()
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: inside a training stage the run saved itself on the way out
+        print(f"interrupted: {out} holds the run as it was last saved; run the same command to continue",
+              file=sys.stderr)
+        raise SystemExit(130) from None
     pipeline.distributed.close()
     if not pipeline.main_rank:
         return

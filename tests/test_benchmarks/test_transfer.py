@@ -1,6 +1,8 @@
 """benchmarks/transfer.py: the dream's agent, random play and the real-step control, judged on the same episodes."""
 
 import json
+import os
+import signal
 
 import pytest
 from helpers import load_benchmark
@@ -57,3 +59,21 @@ def test_an_sb3_agent_is_judged_against_the_same_algorithm_trained_on_as_many_re
     assert "| PPO, dream only |" in printed and f"| PPO, {control.num_timesteps} real steps |" in printed
     load_script().main(args)  # resumed: the control is not trained again
     assert PPO.load(out / "real" / "sb3_model.zip").num_timesteps == control.num_timesteps
+
+
+def test_a_transfer_stopped_by_sigterm_says_how_to_continue(tmp_path, capsys, one_thread, monkeypatch):
+    from training.world_model.trainer import WorldModelTrainer
+
+    original = WorldModelTrainer.denoiser_step
+
+    def terminated(self):
+        os.kill(os.getpid(), signal.SIGTERM)  # during the first denoiser update: it ends, the run saves and stops
+        return original(self)
+
+    monkeypatch.setattr(WorldModelTrainer, "denoiser_step", terminated)
+    out = tmp_path / "transfer"
+    with pytest.raises(SystemExit) as stopped:
+        load_script().main(["--env-id", "minigrid:MiniGrid-Empty-5x5-v0", "--wrapper",
+                            "minigrid.wrappers:RGBImgObsWrapper", "--preset", "micro", "--out", str(out)])
+    assert stopped.value.code == 130 and "run the same command to continue" in capsys.readouterr().err
+    assert json.loads((out / "dream" / "progress.json").read_text())["partial"]["done"] == {"denoiser": 1}

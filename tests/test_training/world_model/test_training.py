@@ -228,6 +228,18 @@ def test_pipeline_killed_inside_an_epoch_resumes_from_the_update_it_saved(tmp_pa
         pipeline(tmp_path / "other", save_minutes=-1)
 
 
+def test_pipeline_command_stopped_by_sigterm_says_how_to_continue(tmp_path, one_thread, monkeypatch, capsys):
+    from training.pipeline import main
+
+    out = tmp_path / "run"
+    _interrupt_at(monkeypatch, WorldModelTrainer, "denoiser_step", 2, terminate=True)
+    with pytest.raises(SystemExit) as stopped:
+        main(["--game", "Breakout", "--preset", "micro", "--out", str(out), "--device", "cpu"])
+    assert stopped.value.code == 130
+    assert f"interrupted: {out} holds the run as it was last saved" in capsys.readouterr().err
+    assert json.loads((out / "progress.json").read_text())["partial"]["done"] == {"denoiser": 2}
+
+
 @pytest.fixture(params=["aot_eager", "inductor"])
 def compile_backend(request, monkeypatch):
     """Which torch.compile backend ``compile=True`` uses here, and which modules it compiled.
