@@ -7,14 +7,16 @@ figures every N updates, with the updates' CPU hours). Prints a Markdown table, 
 and CPU hours at which the dream first passes the object gate's test for the ball at 1 and at 5 steps ahead
 (``training.gates.judge_objects``: the ball shown in 90% of the real frames that show one, and within 2 pixels
 of the real one more often than repeat-last), and the figures of its last row; ``--out`` draws the curves against
-updates and against CPU hours side by side (matplotlib, the ``plot`` extra). CPU hours compare only between
-runs on one machine.
+updates, against training samples (updates times the run's batch size, from its ``config.json``) and against CPU
+hours side by side (matplotlib, the ``plot`` extra), so runs of different batch sizes compare at equal samples.
+CPU hours compare only between runs on one machine.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import json
 from pathlib import Path
 
 from training.fidelity.measures import FIDELITY_HORIZONS
@@ -33,7 +35,20 @@ def read_rows(run: Path) -> list[dict[str, float]]:
         raise SystemExit(f"error: {path} not found: pass folders of training.world_model runs with --fidelity-every")
     with path.open(newline="") as f:
         rows = [{k: float(v) for k, v in row.items() if v not in ("", None)} for row in csv.DictReader(f)]
+    batch = batch_size(run)
+    if batch is not None:
+        for row in rows:
+            row["samples"] = row["update"] * batch
     return sorted(rows, key=lambda row: row["update"])
+
+
+def batch_size(run: Path) -> int | None:
+    """The denoiser's batch size from ``run/config.json`` (None for a run without one)."""
+    path = run / "config.json"
+    if not path.is_file():
+        return None
+    batch = json.loads(path.read_text()).get("denoiser", {}).get("batch_size")
+    return None if batch is None else int(batch)
 
 
 def first_passing(rows: list[dict[str, float]], horizon: int) -> dict[str, float] | None:
@@ -49,12 +64,13 @@ def first_passing(rows: list[dict[str, float]], horizon: int) -> dict[str, float
 
 def table(runs: dict[str, list[dict[str, float]]]) -> str:
     """The study's Markdown table: when each run first matched repeat-last, and where it ended."""
-    header = ["run"] + [f"ball gate passed at {h} step{'s' * (h > 1)}: updates / CPU h" for h in HORIZONS]
+    header = ["run", "samples an update"]
+    header += [f"ball gate passed at {h} step{'s' * (h > 1)}: updates / CPU h" for h in HORIZONS]
     header += ["last row: updates / CPU h", "PSNR 1 / 5 / 15 (repeat-last)", "ball within 2 px 1 / 5 / 15",
                "ball shown 1 / 5 / 15", "ball at sigma 5"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for name, rows in runs.items():
-        cells = [name]
+        cells = [name, f"{rows[0]['samples'] / rows[0]['update']:.0f}" if "samples" in rows[0] else "?"]
         for horizon in HORIZONS:
             row = first_passing(rows, horizon)
             cells.append("not yet" if row is None else f"{row['update']:,.0f} / {row.get('train_cpu_hours', 0):.2f}")
@@ -76,18 +92,21 @@ def table(runs: dict[str, list[dict[str, float]]]) -> str:
 
 
 def draw(runs: dict[str, list[dict[str, float]]], out: Path) -> None:
-    """Ball within 2 px at 1 and 5 steps and PSNR at 5 steps, against updates (left) and CPU hours (right)."""
+    """Ball within 2 px at 1 and 5 steps and PSNR at 5 steps, against updates, training samples and CPU hours."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
 
     figures = [("h1_ball_within_2px", "ball within 2 px, 1 step ahead"),
                ("h5_ball_within_2px", "ball within 2 px, 5 steps ahead"),
                ("h5_pooled_psnr", "pooled PSNR 5 steps ahead (dB)")]
-    fig, axes = plt.subplots(len(figures), 2, figsize=(11, 3.2 * len(figures)), squeeze=False)
+    axes_x = (("update", "updates"), ("samples", "training samples (updates x batch)"),
+              ("train_cpu_hours", "CPU hours of updates"))
+    fig, axes = plt.subplots(len(figures), len(axes_x), figsize=(15, 3.2 * len(figures)), squeeze=False)
     for row_axes, (key, title) in zip(axes, figures, strict=True):
-        for column, (x, label) in enumerate((("update", "updates"), ("train_cpu_hours", "CPU hours of updates"))):
+        for column, (x, label) in enumerate(axes_x):
             ax = row_axes[column]
             for name, rows in runs.items():
                 points = [(r[x], r[f"{key}_model"]) for r in rows if x in r and f"{key}_model" in r]
@@ -98,6 +117,8 @@ def draw(runs: dict[str, list[dict[str, float]]], out: Path) -> None:
                 ax.axhline(baseline[-1], color="grey", linestyle="--", linewidth=1, label="repeat-last")
             ax.set_title(title, fontsize=10)
             ax.set_xlabel(label)
+            if x == "samples":
+                ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value / 1000:,.0f}k"))
             ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8)
     fig.tight_layout()
