@@ -11,6 +11,11 @@ has no lives counter, only ``terminated``, which its termination model learned f
 episodes ended: at each life loss in this project's and DIAMOND's collection protocol (the game going on).
 So in a game with lives (Breakout) each dream termination counts as a life lost, unless the checkpoint's
 provenance says its data ended episodes at game over (:func:`dream_ends_at_life_loss`).
+
+Points where the ball is (Pong): a dream's reward model reads the dreamed frames, and it can pay a point the
+dreamed ball never scored (seen: blurred score digits read as a new score). ``count_events`` counts the reward
+events whose ball was seen across the goal line it scores through (``GameRules.goal_lines``) in one of the 3 frames
+before; in the real game that is every point.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from gym_diamond.envs.core import DreamCore
 from gym_diamond.errors import UserError
 from gym_diamond.games import atari_game_name
 from training.data.games import FOLLOWER_POLICIES, rules
-from training.data.objects import find_objects
+from training.data.objects import Objects, find_objects
 from training.data.policies import Agent, RandomAgent
 
 __all__ = [
@@ -77,6 +82,8 @@ class EventCounts:
     # frames handed to the policy that show the ball, where the game has one (training.data.objects): a dream that
     # stops serving after a point shows far fewer than the game
     frames_with_ball: int | None = None
+    # reward events with the ball seen across the goal line it scores through in one of the 3 frames before (Pong)
+    rewards_at_goal: int | None = None
 
     def events(self) -> dict[str, int]:
         """The game's judged event counts under their names, e.g. ``{"points_won": 3, "points_lost": 20}``."""
@@ -94,6 +101,9 @@ class EventCounts:
         """JSON-ready: the raw counts, the rates per 1,000 steps and, with a ball, the share of frames showing it."""
         shown = {} if self.frames_with_ball is None or not self.steps else \
             {"ball_shown": round(self.frames_with_ball / self.steps, 4)}
+        rewards = self.positive_rewards + self.negative_rewards
+        if self.rewards_at_goal is not None and rewards:
+            shown["rewards_at_goal_share"] = round(self.rewards_at_goal / rewards, 4)
         return {**asdict(self), "per_1000": {k: round(v, 3) for k, v in self.per_1000().items()}, **shown}
 
 
@@ -133,15 +143,21 @@ def count_events(env: VectorEnvLike, policy: Agent, steps: int, game: str, *, se
     policy.reset(np.ones(n, dtype=bool))
     vector_steps = math.ceil(steps / n)
     positive = negative = lives = terminations = episodes = 0
-    ball = 0 if "ball" in rules(game).objects else None
+    game_rules = rules(game)
+    ball = 0 if "ball" in game_rules.objects else None
+    goals = None if ball is None or game_rules.goal_lines is None else \
+        _GoalWatch(game_rules.goal_lines, find_objects(game, np.asarray(obs)))
     for _ in range(vector_steps):
         actions = np.asarray(policy.act(obs)).astype(np.int64).reshape(-1)
         obs, rewards, terminated, truncated, infos = env.step(actions)
-        if ball is not None:
-            ball += int(find_objects(game, np.asarray(obs)).ball_visible.sum())
         rewards = np.asarray(rewards)
         terminated, truncated = np.asarray(terminated, dtype=bool), np.asarray(truncated, dtype=bool)
         ended = terminated | truncated
+        if ball is not None:
+            objects = find_objects(game, np.asarray(obs))
+            ball += int(objects.ball_visible.sum())
+            if goals is not None:
+                goals.step(rewards, objects, ended)
         positive += int((rewards > 0).sum())
         negative += int((rewards < 0).sum())
         terminations += int(terminated.sum())
@@ -155,7 +171,33 @@ def count_events(env: VectorEnvLike, policy: Agent, steps: int, game: str, *, se
             policy.reset(ended)
     # an Atari game by its usual name; any other environment by its own (its dream's game)
     return EventCounts(atari_game_name(game) or game, vector_steps * n, positive, negative, lives, terminations,
-                       episodes, ball)
+                       episodes, ball, None if goals is None else goals.rewards_at_goal)
+
+
+class _GoalWatch:
+    """The ball's x in the last ``FRAMES`` frames of each env, to tell a point the ball scored from one the
+    reward model paid elsewhere (``GameRules.goal_lines``)."""
+
+    FRAMES = 3
+
+    def __init__(self, goal_lines: tuple[float, float], first_objects: Objects) -> None:
+        self.won_at, self.lost_at = goal_lines
+        self.ball_x = np.full((self.FRAMES, len(first_objects.ball_visible)), np.nan)
+        self.rewards_at_goal = 0
+        self._push(first_objects)
+
+    def _push(self, objects: Objects) -> None:
+        self.ball_x = np.concatenate([self.ball_x[1:], np.where(objects.ball_visible, objects.ball_xy[:, 0],
+                                                                np.nan)[None]])
+
+    def step(self, rewards: np.ndarray, objects: Objects, ended: np.ndarray) -> None:
+        """Count this step's rewards against the frames before it, then take in its observation."""
+        with np.errstate(invalid="ignore"):  # NaN (no ball) compares False
+            won = (rewards > 0) & (self.ball_x <= self.won_at).any(axis=0)
+            lost = (rewards < 0) & (self.ball_x >= self.lost_at).any(axis=0)
+        self.rewards_at_goal += int(won.sum() + lost.sum())
+        self.ball_x[:, ended] = np.nan  # the observation after an end is the next episode's first
+        self._push(objects)
 
 
 # ------------------------------------------------------------------------------------------------ policies

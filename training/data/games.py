@@ -35,7 +35,9 @@ class GameRules:
     names the scripted player (policies ``<scripted>`` and ``<scripted>-eps<E>``) and ``make_scripted(num_actions,
     epsilon, seed)`` builds it; ``policies`` are the closed loop's, ranked by ``score`` of the per-1,000-step rates
     of ``events``; ``points`` turns episode returns into the transfer gate's measure, named ``measure``, which an
-    agent trained in the dream must lift ``transfer_margin`` above random's."""
+    agent trained in the dream must lift ``transfer_margin`` above random's. ``goal_lines`` (Pong) are the ball's x
+    (64-pixel frames) at or left of which a point is won and at or right of which one is lost: where the real game
+    pays a point, the ball has just crossed one."""
 
     name: str
     objects: tuple[str, ...] = ()
@@ -48,6 +50,7 @@ class GameRules:
     points: Callable[[list[float]], list[float]] = list
     measure: str = "mean return"
     transfer_margin: float = 0.0  # how far above random an agent trained in the dream must score in ``measure``
+    goal_lines: tuple[float, float] | None = None
 
     def make_policy(self, policy: str, num_actions: int, seed: int | None = None) -> Any:
         """The scripted player named ``<scripted>`` (epsilon 0) or ``<scripted>-eps<E>``."""
@@ -103,7 +106,8 @@ _RULES: dict[str, GameRules] = {
     "Pong": GameRules("Pong", ("ball", "paddle"), _ball_and_paddle("Pong"), "follower", _follower("Pong"),
                       FOLLOWER_POLICIES, ("points_won", "points_lost"),
                       lambda rates: rates["points_won"] - rates["points_lost"],
-                      lambda returns: [21.0 if r > 0 else 21.0 + r for r in returns], "points won per game"),
+                      lambda returns: [21.0 if r > 0 else 21.0 + r for r in returns], "points won per game",
+                      goal_lines=(6.0, 58.0)),  # past the paddles (the player's at column 56)
     "Breakout": GameRules("Breakout", ("ball", "paddle"), _ball_and_paddle("Breakout"), "follower",
                           _follower("Breakout"), FOLLOWER_POLICIES, ("bricks", "lives_lost"),
                           lambda rates: rates["bricks"], transfer_margin=3.0),

@@ -26,7 +26,10 @@ termination is a game over and no life is counted on either side. The real game 
 way as the data did, so terminations per 1,000 steps compare as well (reported).
 
 Where the game has a ball (Pong, Breakout), each side also reports ``ball_shown``, the share of the frames the
-policy saw that show it (reported, not judged): a dream that stops serving after a point shows far fewer.
+policy saw that show it (reported, not judged): a dream that stops serving after a point shows far fewer. In Pong each
+side also reports ``rewards_at_goal_share``, the share of the points paid with the ball seen across the goal line it
+scores through in one of the 3 frames before (reported, not judged): 1.0 in the real game; below, the dream's reward
+model pays points the dreamed ball never scored.
 """
 
 from __future__ import annotations

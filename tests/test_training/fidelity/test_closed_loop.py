@@ -171,6 +171,52 @@ def test_count_events_counts_what_the_env_gives():
     assert count_events(dream, _RecordingPolicy(), 12, "ALE/Pong-v5").game == "Pong"
 
 
+def _pong_frame(ball_x: int | None) -> np.ndarray:
+    """A Pong frame in the game's colours, the player's paddle at column 56 and the ball at (ball_x, 30)."""
+    frame = np.empty((64, 64, 3), np.uint8)
+    frame[:] = (144, 72, 17)
+    frame[7:10] = frame[60:] = 236
+    frame[10], frame[59] = (177, 131, 96), (225, 216, 209)
+    frame[38:43, 56] = (92, 186, 92)
+    if ball_x is not None:
+        frame[30, ball_x] = 236
+    return frame
+
+
+class _PongScriptEnv:
+    """One Pong environment whose frames, rewards and ends follow a script of (ball x after the step, reward,
+    terminated); it starts with the ball at ``start_x``."""
+
+    num_envs = 1
+
+    def __init__(self, script, start_x):
+        self.script, self.start_x, self.t = script, start_x, 0
+
+    def reset(self, *, seed=None):
+        self.t = 0
+        return _pong_frame(self.start_x)[None], {}
+
+    def step(self, actions):
+        ball_x, reward, terminated = self.script[self.t]
+        self.t += 1
+        return (_pong_frame(ball_x)[None], np.array([reward], np.float32), np.array([terminated]),
+                np.array([False]), {})
+
+
+def test_count_events_tells_points_the_ball_scored_from_points_paid_elsewhere():
+    script = [(40, 0, False), (50, 0, False), (60, 0, False), (None, -1, False),  # crossed the player's line: scored
+              (None, 0, False), (None, 0, False), (30, -1, False),  # 4 frames after the ball crossed: paid elsewhere
+              (20, 0, False), (3, 0, False), (None, 1, False),  # crossed the opponent's line: won
+              (30, 0, False), (40, 0, False), (50, 0, False), (60, 1, False),  # won, the ball nowhere near its line
+              (60, 0, False), (30, 0, True), (30, -1, False)]  # the ball past the line, then an end: the next episode's
+    counts = count_events(_PongScriptEnv(script, start_x=30), _RecordingPolicy(), len(script), "Pong")
+    assert (counts.positive_rewards, counts.negative_rewards) == (2, 3)
+    assert counts.rewards_at_goal == 2
+    assert counts.to_dict()["rewards_at_goal_share"] == 0.4
+    assert count_events(_PongScriptEnv(script, start_x=30), _RecordingPolicy(), len(script),
+                        "Breakout").rewards_at_goal is None  # a game without goal lines
+
+
 class _RecordingEnv:
     """Passes a vector env through, keeping what it returned."""
 
@@ -200,6 +246,9 @@ def test_count_events_in_real_pong_matches_the_rewards():
     assert counts.lives_lost == 0  # Pong counts no lives
     assert counts.per_1000()["points_lost"] == 1000 * counts.negative_rewards / 600
     assert 0.5 < counts.to_dict()["ball_shown"] < 1  # in play most of the time, away after each point
+    # the game pays a point only when the ball has just crossed a goal line
+    assert counts.rewards_at_goal == counts.positive_rewards + counts.negative_rewards
+    assert counts.to_dict()["rewards_at_goal_share"] == 1.0
 
 
 def test_count_events_in_real_breakout_counts_life_losses():
@@ -236,15 +285,15 @@ def test_count_events_in_a_dream_counts_its_rewards_and_ends():
     counts = count_events(env, make_policy("follower", "Pong", 6, seed=0), 6, "Pong", seed=0,
                           terminations_are_life_losses=True)
     env.close()
-    assert dataclasses.replace(counts, frames_with_ball=None) == EventCounts(
+    assert dataclasses.replace(counts, frames_with_ball=None, rewards_at_goal=None) == EventCounts(
         "Pong", 6, positive_rewards=6, negative_rewards=0, lives_lost=6, terminations=6, episodes=6)
     assert 0 <= counts.frames_with_ball <= 6  # the dream's frames are looked at for a ball
     model, bank = fixed_event_dream(reward=0, terminates=False)
     env = make_dream_env(Checkpoint(model, "Pong", PONG_ACTIONS, bank), 2, max_episode_steps=2)
     counts = count_events(env, make_policy("random", "Pong", 6, seed=0), 6, "Pong", seed=0)
     env.close()
-    assert dataclasses.replace(counts, frames_with_ball=None) == EventCounts("Pong", 6, 0, 0, 0, terminations=0,
-                                                                             episodes=2)  # truncated at 2 steps
+    assert dataclasses.replace(counts, frames_with_ball=None, rewards_at_goal=None) == EventCounts(
+        "Pong", 6, 0, 0, 0, terminations=0, episodes=2)  # truncated at 2 steps
 
 
 @pytest.mark.slow
