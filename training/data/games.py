@@ -37,7 +37,8 @@ class GameRules:
     of ``events``; ``points`` turns episode returns into the transfer gate's measure, named ``measure``, which an
     agent trained in the dream must lift ``transfer_margin`` above random's. ``goal_lines`` (Pong) are the ball's x
     (64-pixel frames) at or left of which a point is won and at or right of which one is lost: where the real game
-    pays a point, the ball has just crossed one."""
+    pays a point, the ball has just crossed one. ``paddle_line`` (Pong) is the column of the player's paddle, where the
+    game returns the ball or lets it through (``training.fidelity.returns``)."""
 
     name: str
     objects: tuple[str, ...] = ()
@@ -51,6 +52,7 @@ class GameRules:
     measure: str = "mean return"
     transfer_margin: float = 0.0  # how far above random an agent trained in the dream must score in ``measure``
     goal_lines: tuple[float, float] | None = None
+    paddle_line: float | None = None
 
     def make_policy(self, policy: str, num_actions: int, seed: int | None = None) -> Any:
         """The scripted player named ``<scripted>`` (epsilon 0) or ``<scripted>-eps<E>``."""
@@ -107,7 +109,7 @@ _RULES: dict[str, GameRules] = {
                       FOLLOWER_POLICIES, ("points_won", "points_lost"),
                       lambda rates: rates["points_won"] - rates["points_lost"],
                       lambda returns: [21.0 if r > 0 else 21.0 + r for r in returns], "points won per game",
-                      goal_lines=(6.0, 58.0)),  # past the paddles (the player's at column 56)
+                      goal_lines=(6.0, 58.0), paddle_line=56.0),  # the goal lines lie past the paddles
     "Breakout": GameRules("Breakout", ("ball", "paddle"), _ball_and_paddle("Breakout"), "follower",
                           _follower("Breakout"), FOLLOWER_POLICIES, ("bricks", "lives_lost"),
                           lambda rates: rates["bricks"], transfer_margin=3.0),

@@ -27,7 +27,10 @@ frames with a ball, ``ball_real``, the share whose dream shows one (``ball_shown
 whose dreamed ball lies within 2 pixels of the real one (``ball_within_2px_model``); the same for the
 paddle, and for repeat-last (``*_repeat_last``). ``--serves`` adds a line on the ball's return after a point
 (``training.fidelity.serve``): of ``serves`` real serves, the share the dream draws one step ahead
-(``serve_drawn``), and the share of ball-less next frames it draws a ball in (``pause_phantom``).
+(``serve_drawn``), and the share of ball-less next frames it draws a ball in (``pause_phantom``). ``--returns``
+(Pong) adds one on the ball at the player's paddle (``training.fidelity.returns``): of ``returns`` real returns, the
+share the dream returns too over the next 4 steps, open loop with the real actions (``return_drawn``), and of
+``misses`` the share it lets through as the game did (``miss_drawn``).
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from training.data.dataset import EpisodeDataset
 from training.fidelity.held_out import held_out_episodes
 from training.fidelity.measures import FIDELITY_HORIZONS, event_confusion
 from training.fidelity.open_loop import dream_reward_recall, fidelity_lines
+from training.fidelity.returns import ball_returns, return_lines
 from training.fidelity.serve import ball_serves
 from training.runtime.cli import add_device_argument, user_errors
 
@@ -74,9 +78,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--serves", action="store_true",
                         help="also dream --samples real serves (the ball back after a point) and as many ball-less "
                              "pauses one step ahead: does the dream put the ball back in play? (Pong, Breakout)")
+    parser.add_argument("--returns", action="store_true",
+                        help="also dream --samples real returns of the ball off the player's paddle and as many "
+                             "misses 4 steps ahead with the real actions: does the dream bounce the ball where the "
+                             "game does? (Pong)")
     args = parser.parse_args(argv)
 
     ckpt = load_checkpoint(args.checkpoint, device=resolve_device(args.device))
+    if args.returns:
+        return_lines(ckpt.game)  # refuse a game without a paddle line before dreaming anything
     model = ckpt.world_model.eval()
     sampler = model.config.sampler
     if args.denoising_steps:
@@ -105,6 +115,10 @@ def main(argv: list[str] | None = None) -> None:
                           "denoising_steps": sampler.num_steps, "serves": serves.serves,
                           "serve_drawn": serves.recall(), "pauses": serves.pauses,
                           "pause_phantom": serves.phantom_rate()}), flush=True)
+    if args.returns:
+        returns = ball_returns(model, dataset, test_ids, samples=args.samples, seed=args.seed)
+        print(json.dumps({"checkpoint": args.checkpoint, "game": ckpt.game, "held_out_episodes": len(test_ids),
+                          "denoising_steps": sampler.num_steps, **returns.to_dict()}), flush=True)
 
 
 if __name__ == "__main__":

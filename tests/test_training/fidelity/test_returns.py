@@ -1,0 +1,122 @@
+"""Returns: the ball at the player's paddle, returned or let through (training.fidelity.returns), found in a ball's
+path and dreamt by stand-in dreams that always return the ball, never return it, or freeze it."""
+
+import json
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from helpers import make_tiny_checkpoint, real_pong_data
+
+from gym_diamond import to_model_frames, to_uint8_frames
+from training.data.dataset import Episode, EpisodeDataset
+from training.data.objects import find_objects
+from training.fidelity.returns import ball_returns, classify_ball_paths, return_lines, return_transitions
+
+PADDLE, GOAL = return_lines("Pong")
+NAN = np.nan
+
+
+def test_returns_and_misses_are_found_in_the_balls_path():
+    #             frame: 0   1   2   3   4   5   6   7    8    9
+    rally = np.array([40, 44, 48, 52, 54, 50, 46, 42, 38, 34], float)
+    returns, misses = return_transitions(rally, context_length=2, paddle_line=56, goal_line=58, horizon=3)
+    assert returns.tolist() == [3, 4] and misses.tolist() == []  # 52 and 54 lie 2-6 px before the paddle's column
+    through = np.array([40, 45, 50, 53, 57, 60, NAN, NAN, NAN], float)
+    returns, misses = return_transitions(through, context_length=2, paddle_line=56, goal_line=58, horizon=3)
+    assert returns.tolist() == [] and misses.tolist() == [2, 3]
+    returns, misses = return_transitions(through, context_length=4, paddle_line=56, goal_line=58, horizon=3)
+    assert misses.tolist() == [3]  # frame 2 has too few real frames before it
+    away = np.array([54, 52, 50, 48, 46, 44], float)  # at the paddle but moving away: not an approach
+    assert [t.size for t in return_transitions(away, 2, 56, 58, 2)] == [0, 0]
+    with pytest.raises(ValueError, match="context_length and horizon must be >= 1"):
+        return_transitions(rally, context_length=2, paddle_line=56, goal_line=58, horizon=0)
+
+
+def test_a_path_is_a_return_only_if_the_ball_comes_back_without_scoring():
+    returned, missed = classify_ball_paths(np.array([52.0, 52, 52, 52]),
+                                           np.array([[54, 50], [57, 59], [NAN, NAN], [53, 51.5]]), GOAL)
+    assert returned.tolist() == [True, False, False, False]  # 51.5 is not more than a pixel back
+    assert missed.tolist() == [False, True, False, False]
+
+
+def _pong_frame(ball_x: float | None, ball_y: int = 30) -> np.ndarray:
+    frame = np.empty((64, 64, 3), np.uint8)
+    frame[:] = (144, 72, 17)
+    frame[7:10] = frame[60:] = 236
+    frame[10], frame[59] = (177, 131, 96), (225, 216, 209)
+    frame[38:43, 56] = (92, 186, 92)  # the player's paddle
+    if ball_x is not None and 0 <= ball_x < 64:
+        frame[ball_y, int(round(ball_x))] = 236
+    return frame
+
+
+def _episode(xs: list[float | None]) -> Episode:
+    T = len(xs) - 1
+    return Episode(np.stack([_pong_frame(x) for x in xs]), np.zeros(T, np.int64), np.zeros(T, np.float32),
+                   np.zeros(T, bool), np.zeros(T, bool), np.zeros(T, bool))
+
+
+class BallMover:
+    """A 4-frame dream that moves the last frame's ball ``dx`` pixels a step (``dx=0``: it freezes it)."""
+
+    def __init__(self, dx: float) -> None:
+        self.dx = dx
+        self.config = SimpleNamespace(denoiser=SimpleNamespace(context_length=4))
+        self.device = torch.device("cpu")
+
+    def imagine_step(self, frames, actions, generator=None):
+        assert frames.shape[1:] == (4, 3, 64, 64) and actions.shape == frames.shape[:2]
+        seen = find_objects("Pong", to_uint8_frames(frames[:, -1]).numpy())
+        nxt = np.stack([_pong_frame(x + self.dx if v else None) for v, x in zip(seen.ball_visible,
+                                                                                   seen.ball_xy[:, 0], strict=True)])
+        return SimpleNamespace(next_frame=to_model_frames(torch.as_tensor(nxt)))
+
+
+@pytest.fixture(scope="module")
+def rallies(tmp_path_factory):
+    """Two returns and three misses at the player's paddle."""
+    dataset = EpisodeDataset(tmp_path_factory.mktemp("returns") / "pong", game="Pong")
+    dataset.append(_episode([30, 34, 38, 42, 46, 50, 54, 50, 46, 42, 38, 34]))  # returned: frames 5 (50), 6 (54)
+    dataset.append(_episode([30, 34, 38, 42, 47, 52, 57, 61, None, None, None, None]))  # through: frame 5 (52)
+    dataset.append(_episode([20, 24, 28, 32, 36, 40, 44, 50, 53, 58, None, None, None]))  # through: 7 (50), 8 (53)
+    return dataset
+
+
+def test_dreams_that_bounce_pass_or_freeze_the_ball_are_told_apart(rallies):
+    found = [return_transitions(np.where(o.ball_visible, o.ball_xy[:, 0], NAN), 4, PADDLE, GOAL)
+             for o in (find_objects("Pong", rallies.episode(e).frames) for e in range(3))]
+    assert sum(r.size for r, _ in found) == 2 and sum(m.size for _, m in found) == 3
+    bounce = ball_returns(BallMover(-3), rallies, [0, 1, 2], samples=8)
+    assert (bounce.returns, bounce.returned, bounce.misses, bounce.missed) == (2, 2, 3, 0)
+    through = ball_returns(BallMover(+3), rallies, [0, 1, 2], samples=8, batch_size=2)
+    assert (through.returned, through.missed) == (0, 3)
+    assert through.to_dict() == {"returns": 2, "return_drawn": 0.0, "misses": 3, "miss_drawn": 1.0}
+    frozen = ball_returns(BallMover(0), rallies, [0, 1, 2], samples=8)
+    assert (frozen.returned, frozen.missed) == (0, 0)
+    assert ball_returns(BallMover(0), rallies, [0, 1, 2], samples=1).returns == 1  # a sample of them
+    assert ball_returns(BallMover(0), rallies, [], samples=4).return_recall() is None
+    with pytest.raises(ValueError, match="samples and batch_size must be >= 1"):
+        ball_returns(BallMover(0), rallies, [0], samples=0)
+
+
+def test_games_without_a_paddle_line_are_refused():
+    with pytest.raises(ValueError, match="not in Breakout"):
+        return_lines("Breakout")
+
+
+def test_the_fidelity_command_reports_returns(tmp_path, capsys, one_thread):
+    from training.fidelity.__main__ import main
+
+    data = real_pong_data(tmp_path / "pong", episodes=2, steps=300)
+    checkpoint = make_tiny_checkpoint(tmp_path / "Pong.safetensors")
+    main(["--checkpoint", str(checkpoint), "--data", str(data), "--samples", "3", "--horizons", "1",
+          "--denoising-steps", "1", "--returns"])
+    line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert line["misses"] >= 1 and line["denoising_steps"] == 1  # random play lets the ball through
+    assert set(line) >= {"returns", "return_drawn", "misses", "miss_drawn"}
+    breakout = make_tiny_checkpoint(tmp_path / "Breakout.safetensors", game="Breakout")
+    with pytest.raises(SystemExit):
+        main(["--checkpoint", str(breakout), "--data", str(data), "--returns"])
+    assert "not in Breakout" in capsys.readouterr().err
