@@ -41,15 +41,21 @@ FIDELITY_HORIZONS = (1, 5, 15)
 
 __all__ = ["DENOISER_SIGMAS", "OBJECT_TOLERANCE", "EventReport", "ObjectAgreement", "ObjectScore",
            "ball_shown_by_sigma", "event_confusion", "game_objects", "locate_objects", "object_agreement",
-           "sequence_starts"]
+           "sequence_starts", "share"]
 
 OBJECT_TOLERANCE = 2.0  # pixels between the centres of a predicted and a real object for them to agree
 # noise levels ``ball_shown_by_sigma`` tries by default: from nearly clean to the sampler's sigma_max (5)
 DENOISER_SIGMAS = (0.05, 0.2, 0.5, 1.0, 2.0, 5.0)
 
 
+def share(count: int, total: int) -> float | None:
+    """``count`` of ``total`` as a fraction; None when there is nothing to count."""
+    return count / total if total else None
+
+
 def _ratio(numerator: int, denominator: int) -> float | None:
-    return round(numerator / denominator, 4) if denominator else None
+    value = share(numerator, denominator)
+    return None if value is None else round(value, 4)
 
 
 @dataclass

@@ -24,6 +24,7 @@ from gym_diamond.errors import UserError
 from training.data.dataset import EpisodeDataset
 from training.data.games import games_with, rules
 from training.data.objects import find_objects
+from training.fidelity.measures import share
 
 __all__ = ["RETURN_HORIZON", "ReturnReport", "ball_returns", "classify_ball_paths", "return_lines",
            "return_transitions"]
@@ -43,10 +44,10 @@ class ReturnReport:
     missed: int
 
     def return_recall(self) -> float | None:
-        return self.returned / self.returns if self.returns else None
+        return share(self.returned, self.returns)
 
     def miss_recall(self) -> float | None:
-        return self.missed / self.misses if self.misses else None
+        return share(self.missed, self.misses)
 
     def to_dict(self) -> dict[str, float | int | None]:
         return {"returns": self.returns, "return_drawn": self.return_recall(), "misses": self.misses,

@@ -23,6 +23,7 @@ from gym_diamond import BatchedGenerator, WorldModel, to_model_frames, to_uint8_
 from gym_diamond.errors import UserError
 from training.data.dataset import EpisodeDataset
 from training.data.objects import find_objects, object_game
+from training.fidelity.measures import share
 
 __all__ = ["SERVE_PAUSE", "ServeReport", "ball_serves", "serve_transitions"]
 
@@ -40,10 +41,10 @@ class ServeReport:
     phantom: int
 
     def recall(self) -> float | None:
-        return self.drawn / self.serves if self.serves else None
+        return share(self.drawn, self.serves)
 
     def phantom_rate(self) -> float | None:
-        return self.phantom / self.pauses if self.pauses else None
+        return share(self.phantom, self.pauses)
 
 
 def serve_transitions(ball_visible: np.ndarray, context_length: int,
