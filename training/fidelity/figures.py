@@ -10,6 +10,7 @@ from torch import nn
 
 from gym_diamond import WorldModel
 from training.data.dataset import EpisodeDataset
+from training.data.games import rules
 from training.fidelity.measures import (
     DENOISER_SIGMAS,
     FIDELITY_HORIZONS,
@@ -17,6 +18,7 @@ from training.fidelity.measures import (
     event_confusion,
     game_objects,
 )
+from training.fidelity.returns import ball_returns
 from training.fidelity.serve import ball_serves
 
 __all__ = ["FIDELITY_HORIZONS", "fidelity_figures", "fidelity_line"]
@@ -51,7 +53,10 @@ def fidelity_figures(model: WorldModel, dataset: EpisodeDataset, test_ids: np.nd
     first, the dream does not draw what earns the reward. With a ball, ``ball_serve_drawn``: of ``ball_serves_real``
     real serves (the ball back after frames without it), the share the dream draws one step ahead, and
     ``ball_pause_phantom``: the share of ball-less real next frames it draws a ball in
-    (``training.fidelity.serve.ball_serves``): a dream that never serves stalls after its first point. The model's
+    (``training.fidelity.serve.ball_serves``): a dream that never serves stalls after its first point. Where the
+    player's paddle line is known (Pong), ``ball_return_drawn``: of ``ball_returns_real`` real returns of the ball
+    off the player's paddle, the share the dream returns over the next steps, and ``ball_miss_drawn``: of real misses,
+    the share it lets through (``training.fidelity.returns.ball_returns``). The model's
     modes, layout and dream settings and the global random state are as they were afterwards.
     """
     from training.fidelity.open_loop import (  # imports the dream machinery: only when judged
@@ -82,6 +87,10 @@ def fidelity_figures(model: WorldModel, dataset: EpisodeDataset, test_ids: np.nd
                 serves = ball_serves(model, dataset, test_ids, samples=samples, seed=seed)
                 row.update(ball_serves_real=serves.serves, ball_serve_drawn=serves.recall(),
                            ball_pause_phantom=serves.phantom_rate())
+                if rules(dataset.game).paddle_line is not None:
+                    returns = ball_returns(model, dataset, test_ids, samples=samples, seed=seed)
+                    row.update(ball_returns_real=returns.returns, ball_return_drawn=returns.return_recall(),
+                               ball_miss_drawn=returns.miss_recall())
             if events:
                 report = event_confusion(model, dataset, test_ids, sequence_length=sequence_length)
                 row.update(reward_recall=report.reward_recall(), reward_precision=report.reward_precision(),
@@ -115,6 +124,9 @@ def fidelity_line(update: int, seconds: float, row: dict[str, Any]) -> str:
         if "ball_serve_drawn" in row:
             parts.append(f"serves drawn {figures(['ball_serve_drawn'], 2)} of {row['ball_serves_real']}, "
                          f"phantom balls in pauses {figures(['ball_pause_phantom'], 2)}")
+        if "ball_return_drawn" in row:
+            parts.append(f"returns drawn {figures(['ball_return_drawn'], 2)} of {row['ball_returns_real']}, "
+                         f"misses drawn {figures(['ball_miss_drawn'], 2)}")
     if "reward_recall" in row:
         parts.append(f"reward recall/precision {figures(['reward_recall', 'reward_precision'], 2)} (recall on the "
                      f"dream's frames {figures(['dream_reward_recall'], 2)}), termination "
