@@ -153,3 +153,16 @@ def make_bandit_checkpoint(path) -> None:
         opt.step()
     assert loss_r.item() < 0.2 and loss_e.item() < 0.05
     save_checkpoint(path, model.eval(), game="Bandit", action_meanings=BANDIT_ACTIONS, start_bank=bank)
+
+
+def pong_frame(ball_x: float | None, ball_y: int = 30) -> np.ndarray:
+    """A Pong frame in the game's colours (``training.data.objects`` reads it): the player's paddle at column 56,
+    rows 38-42, and the ball one white pixel at (ball_x, ball_y), or none."""
+    frame = np.empty((64, 64, 3), np.uint8)
+    frame[:] = (144, 72, 17)  # the court
+    frame[7:10] = frame[60:] = 236  # the bars, with their blended edges
+    frame[10], frame[59] = (177, 131, 96), (225, 216, 209)
+    frame[38:43, 56] = (92, 186, 92)
+    if ball_x is not None and 0 <= ball_x < 64:
+        frame[ball_y, int(round(ball_x))] = 236
+    return frame

@@ -59,6 +59,11 @@ def main(argv: list[str] | None = None) -> None:
                         help="fraction of each denoiser batch whose target is the frame right after a rewarded "
                              "transition, so that the dream learns to draw what earns a reward (0, the default: "
                              "DIAMOND's sampling)")
+    parser.add_argument("--denoiser-return-oversampling", type=float,
+                        default=DEFAULTS.denoiser_return_oversampling,
+                        help="fraction of each denoiser batch whose target is one of the frames right after the ball "
+                             "reaches the player's paddle, returned or let through, so that the dream learns the "
+                             "bounce (Pong; 0, the default: DIAMOND's sampling)")
     parser.add_argument("--recipe", choices=sorted(RECIPES), default="diamond",
                         help="named training recipe, the flags below set over it: diamond (the default: DIAMOND's "
                              "trainer) or cpu (the loss weighted on changed pixels and training noise nearer the "
@@ -115,7 +120,8 @@ def main(argv: list[str] | None = None) -> None:
         sample_weights=tuple(args.sample_weights) if args.sample_weights else None, test_fraction=args.test_fraction,
         precision=args.precision or "fp32", compile=args.compile, context_noise=args.context_noise,
         termination_oversampling=args.termination_oversampling, reward_oversampling=args.reward_oversampling,
-        denoiser_reward_oversampling=args.denoiser_reward_oversampling, fidelity_every=args.fidelity_every,
+        denoiser_reward_oversampling=args.denoiser_reward_oversampling,
+        denoiser_return_oversampling=args.denoiser_return_oversampling, fidelity_every=args.fidelity_every,
         fidelity_samples=args.fidelity_samples, **chosen)
     data = local_episodes(args.data, Path(args.out) / "data")
     try:

@@ -19,6 +19,7 @@ run trains exactly the same weights with it as without.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import time
@@ -40,6 +41,7 @@ from gym_diamond.cpu_memory import keep_freed_memory
 from gym_diamond.diffusion import TrainingNoise
 from gym_diamond.errors import UserError
 from gym_diamond.games import atari_game_name
+from training.data import ball_paths
 from training.data.collect import read_collection_log
 from training.data.dataset import (
     DIAMOND_SAMPLE_WEIGHTS,
@@ -74,6 +76,8 @@ RECIPES: dict[str, dict[str, Any]] = {
 }
 # fields a resumed run may change: how fast it runs and how often it is judged, not what it trains
 NOT_RUN_SETTINGS = ("precision", "compile", "fidelity_every", "fidelity_samples", "recipe")
+# settings added after runs were recorded without them: recorded only away from these defaults, so those runs resume
+LATER_SETTINGS = {"denoiser_return_oversampling": 0.0}
 
 
 
@@ -119,6 +123,10 @@ class WorldModelTrainingConfig:
     # transition (in Boxing, where a punch lands and the score changes), so that the dream learns to draw what
     # earns a reward; a dream that does not draw it never rewards its agents. 0: DIAMOND's sampling
     denoiser_reward_oversampling: float = 0.0
+    # And for the bounce (Pong): this fraction of each denoiser batch predicts one of the frames right after the ball
+    # reaches the player's paddle (training.data.ball_paths: the game returns it or lets it through), the rule an
+    # agent must learn, which a few pixels of a few frames per rally barely weigh. 0: DIAMOND's sampling
+    denoiser_return_oversampling: float = 0.0
     # Off (0) for DIAMOND-exact training: the denoiser's squared error on each target is weighted per pixel
     # by 1 + W where the target differs from the frame before it (dilated by a pixel: the moving ball and
     # its neighbourhood), normalised to a mean weight of 1 per frame (changed_pixel_weights). Against
@@ -152,7 +160,8 @@ class WorldModelTrainingConfig:
 
     def run_settings(self) -> dict[str, Any]:
         """The fields that decide what a run trains, which its resumes must repeat (speed and judging left out)."""
-        return {k: v for k, v in dataclasses.asdict(self).items() if k not in NOT_RUN_SETTINGS}
+        return {k: v for k, v in dataclasses.asdict(self).items()
+                if k not in NOT_RUN_SETTINGS and not (k in LATER_SETTINGS and v == LATER_SETTINGS[k])}
 
     def training_noise(self, denoiser: DenoiserConfig) -> DenoiserConfig:
         """``denoiser`` with this config's training-noise distribution (the fields left None keep its own)."""
@@ -196,6 +205,12 @@ class WorldModelTrainingConfig:
         if not 0 <= self.denoiser_reward_oversampling < 1:
             raise UserError(f"WorldModelTrainingConfig.denoiser_reward_oversampling="
                             f"{self.denoiser_reward_oversampling} is invalid: expected a fraction in [0, 1)")
+        if not (0 <= self.denoiser_return_oversampling < 1
+                and self.denoiser_reward_oversampling + self.denoiser_return_oversampling < 1):
+            raise UserError(f"WorldModelTrainingConfig.denoiser_return_oversampling="
+                            f"{self.denoiser_return_oversampling} is invalid: expected a fraction in [0, 1) that "
+                            f"leaves room for uniform samples beside denoiser_reward_oversampling="
+                            f"{self.denoiser_reward_oversampling}")
         if self.changed_pixel_weight < 0:
             raise UserError(f"WorldModelTrainingConfig.changed_pixel_weight={self.changed_pixel_weight} is "
                             f"invalid: expected >= 0 (0: DIAMOND's loss)")
@@ -347,6 +362,19 @@ class WorldModelTrainer:
             getattr(model, name).load_state_dict(average.average)
         return model.eval()
 
+    @functools.cached_property
+    def paddle_moments(self) -> np.ndarray:
+        """(episode, frame) rows of the training episodes where the ball reaches the player's paddle, returned or
+        let through (``training.data.ball_paths.paddle_moments``), for ``denoiser_return_oversampling``."""
+        episodes = self.train_episode_ids()
+        found = ball_paths.paddle_moments(self.dataset, np.arange(len(self.dataset)) if episodes is None else episodes,
+                               self.model.config.denoiser.context_length)
+        moments = np.array(found["returns"] + found["misses"], np.int64).reshape(-1, 2)
+        if len(moments) == 0:
+            raise UserError(f"no training episode of {self.dataset.root} shows the ball reaching the player's "
+                            f"paddle: nothing for denoiser_return_oversampling to oversample")
+        return moments
+
     def train_episode_ids(self) -> np.ndarray | None:
         """Episodes to learn from: all (None), or those outside the held-out split of ``test_fraction``."""
         if self.config.test_fraction == 0:
@@ -374,6 +402,12 @@ class WorldModelTrainer:
             ids[:rewarded], steps = self.sampler.sample_rewarded_transitions(rewarded, self.rng,
                                                                              episode_ids=self.train_episode_ids())
             starts[:rewarded] = steps + 1 - L
+        at_paddle = round(self.config.denoiser_return_oversampling * len(ids))
+        if at_paddle:  # the target is one of the RETURN_HORIZON frames after the ball reaches the paddle
+            chosen = self.rng.integers(0, len(self.paddle_moments), at_paddle)
+            after = self.rng.integers(1, ball_paths.RETURN_HORIZON + 1, at_paddle)
+            ids[rewarded:rewarded + at_paddle] = self.paddle_moments[chosen, 0]
+            starts[rewarded:rewarded + at_paddle] = self.paddle_moments[chosen, 1] + after - L
         t = segment_tensors(self.dataset.get_segments(ids[rows], starts[rows], L + K - 1), self.device)
         frame_shape = (len(ids), *t["frames"].shape[2:])
         draws = [TrainingNoise.draw(frame_shape, self.noise_config, self.noise, self.device).shard(rows)
@@ -624,6 +658,7 @@ def _train_world_model(game: str | None, data: str | Path, folder: RunFolder, st
                         "termination_oversampling": trainer.config.termination_oversampling,
                         "reward_oversampling": trainer.config.reward_oversampling,
                         "denoiser_reward_oversampling": trainer.config.denoiser_reward_oversampling,
+                        "denoiser_return_oversampling": trainer.config.denoiser_return_oversampling,
                         "changed_pixel_weight": trainer.config.changed_pixel_weight,
                         "train_sigma_loc": trainer.noise_config.train_sigma_loc,
                         "train_sigma_scale": trainer.noise_config.train_sigma_scale,

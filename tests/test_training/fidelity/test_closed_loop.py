@@ -5,7 +5,7 @@ import dataclasses
 
 import numpy as np
 import pytest
-from helpers import PONG_ACTIONS, fixed_event_dream
+from helpers import PONG_ACTIONS, fixed_event_dream, pong_frame
 
 from gym_diamond import Checkpoint, save_checkpoint
 from training.agents.rollouts import (
@@ -171,18 +171,6 @@ def test_count_events_counts_what_the_env_gives():
     assert count_events(dream, _RecordingPolicy(), 12, "ALE/Pong-v5").game == "Pong"
 
 
-def _pong_frame(ball_x: int | None) -> np.ndarray:
-    """A Pong frame in the game's colours, the player's paddle at column 56 and the ball at (ball_x, 30)."""
-    frame = np.empty((64, 64, 3), np.uint8)
-    frame[:] = (144, 72, 17)
-    frame[7:10] = frame[60:] = 236
-    frame[10], frame[59] = (177, 131, 96), (225, 216, 209)
-    frame[38:43, 56] = (92, 186, 92)
-    if ball_x is not None:
-        frame[30, ball_x] = 236
-    return frame
-
-
 class _PongScriptEnv:
     """One Pong environment whose frames, rewards and ends follow a script of (ball x after the step, reward,
     terminated); it starts with the ball at ``start_x``."""
@@ -194,12 +182,12 @@ class _PongScriptEnv:
 
     def reset(self, *, seed=None):
         self.t = 0
-        return _pong_frame(self.start_x)[None], {}
+        return pong_frame(self.start_x)[None], {}
 
     def step(self, actions):
         ball_x, reward, terminated = self.script[self.t]
         self.t += 1
-        return (_pong_frame(ball_x)[None], np.array([reward], np.float32), np.array([terminated]),
+        return (pong_frame(ball_x)[None], np.array([reward], np.float32), np.array([terminated]),
                 np.array([False]), {})
 
 

@@ -7,12 +7,13 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from helpers import make_tiny_checkpoint, real_pong_data
+from helpers import make_tiny_checkpoint, pong_frame, real_pong_data
 
 from gym_diamond import to_model_frames, to_uint8_frames
+from training.data.ball_paths import classify_ball_paths, return_lines, return_transitions
 from training.data.dataset import Episode, EpisodeDataset
 from training.data.objects import find_objects
-from training.fidelity.returns import ball_returns, classify_ball_paths, return_lines, return_transitions
+from training.fidelity.returns import ball_returns
 
 PADDLE, GOAL = return_lines("Pong")
 NAN = np.nan
@@ -41,20 +42,9 @@ def test_a_path_is_a_return_only_if_the_ball_comes_back_without_scoring():
     assert missed.tolist() == [False, True, False, False]
 
 
-def _pong_frame(ball_x: float | None, ball_y: int = 30) -> np.ndarray:
-    frame = np.empty((64, 64, 3), np.uint8)
-    frame[:] = (144, 72, 17)
-    frame[7:10] = frame[60:] = 236
-    frame[10], frame[59] = (177, 131, 96), (225, 216, 209)
-    frame[38:43, 56] = (92, 186, 92)  # the player's paddle
-    if ball_x is not None and 0 <= ball_x < 64:
-        frame[ball_y, int(round(ball_x))] = 236
-    return frame
-
-
 def _episode(xs: list[float | None]) -> Episode:
     T = len(xs) - 1
-    return Episode(np.stack([_pong_frame(x) for x in xs]), np.zeros(T, np.int64), np.zeros(T, np.float32),
+    return Episode(np.stack([pong_frame(x) for x in xs]), np.zeros(T, np.int64), np.zeros(T, np.float32),
                    np.zeros(T, bool), np.zeros(T, bool), np.zeros(T, bool))
 
 
@@ -69,7 +59,7 @@ class BallMover:
     def imagine_step(self, frames, actions, generator=None):
         assert frames.shape[1:] == (4, 3, 64, 64) and actions.shape == frames.shape[:2]
         seen = find_objects("Pong", to_uint8_frames(frames[:, -1]).numpy())
-        nxt = np.stack([_pong_frame(x + self.dx if v else None) for v, x in zip(seen.ball_visible,
+        nxt = np.stack([pong_frame(x + self.dx if v else None) for v, x in zip(seen.ball_visible,
                                                                                    seen.ball_xy[:, 0], strict=True)])
         return SimpleNamespace(next_frame=to_model_frames(torch.as_tensor(nxt)))
 

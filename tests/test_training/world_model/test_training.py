@@ -8,7 +8,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from helpers import real_pong_data, real_pong_episode
+from helpers import pong_frame, real_pong_data, real_pong_episode
 
 import gym_diamond  # noqa: F401
 from gym_diamond import load_checkpoint
@@ -463,3 +463,41 @@ def test_termination_oversampling_and_a_reward_model_fine_tuning(tmp_path, monke
     assert (out / "losses_denoiser.csv").exists()
     with pytest.raises(ValueError, match="networks"):
         train_world_model("Pong", data, out, 3, model_preset="tiny", networks="reward")
+
+
+def test_return_oversampling_trains_on_the_frames_after_the_ball_reaches_the_paddle(tmp_path, monkeypatch):
+    # a return (the ball at 50 and 54, then back) and a miss (at 52, then through), among frames far from the paddle
+    xs = [10, 14, 18, 22, 26, 30, 34, 38, 42, 46, 50, 54, 50, 46, 42, 38, 34, 30, 26, 22, 18, 22, 26, 30, 34, 38,
+          42, 46, 52, 57, 61, None, None, None, None, None, None]
+    T = len(xs) - 1
+    dataset = EpisodeDataset(tmp_path / "rally", game="Pong")
+    dataset.append(Episode(np.stack([pong_frame(x) for x in xs]), np.zeros(T, np.int64), np.zeros(T, np.float32),
+                           np.zeros(T, bool), np.zeros(T, bool), np.zeros(T, bool)))
+    model = WorldModel(tiny_world_model_config(num_actions=6))
+    L = model.config.denoiser.context_length
+    trainer = WorldModelTrainer(model, dataset, WorldModelTrainingConfig(batch_size=8,
+                                                                         denoiser_return_oversampling=0.5))
+    assert sorted(trainer.paddle_moments[:, 1].tolist()) == [10, 11, 28]  # two frames before a return, one a miss
+    seen = {}
+    get_segments = dataset.get_segments
+    monkeypatch.setattr(dataset, "get_segments",
+                        lambda ids, starts, n, **kw: seen.update(starts=starts.copy()) or get_segments(ids, starts, n,
+                                                                                                       **kw))
+    after = set()
+    for _ in range(5):
+        trainer.denoiser_step()
+        targets = seen["starts"] + L  # the first target frame of each sample
+        gaps = targets[:4, None] - np.array([10, 11, 28])[None]
+        assert ((gaps >= 1) & (gaps <= 4)).any(axis=1).all()  # half the batch predicts a frame just after a moment
+        after |= set(targets[:4].tolist())
+    assert len(after) > 3  # the moments and the frames after them are drawn, not one fixed frame
+    assert trainer.config.run_settings()["denoiser_return_oversampling"] == 0.5
+    assert "denoiser_return_oversampling" not in WorldModelTrainingConfig().run_settings()  # older runs resume
+    with pytest.raises(ValueError, match="denoiser_return_oversampling"):
+        WorldModelTrainingConfig(denoiser_reward_oversampling=0.5, denoiser_return_oversampling=0.5)
+    still = EpisodeDataset(tmp_path / "still", game="Pong")
+    still.append(Episode(np.stack([pong_frame(20)] * 12), np.zeros(11, np.int64), np.zeros(11, np.float32),
+                         np.zeros(11, bool), np.zeros(11, bool), np.zeros(11, bool)))
+    with pytest.raises(ValueError, match="nothing for denoiser_return_oversampling"):
+        WorldModelTrainer(model, still, WorldModelTrainingConfig(batch_size=8,
+                                                                 denoiser_return_oversampling=0.5)).denoiser_step()
