@@ -182,13 +182,12 @@ class _GoalWatch:
 
     def __init__(self, goal_lines: tuple[float, float], first_objects: Objects) -> None:
         self.won_at, self.lost_at = goal_lines
-        self.ball_x = np.full((self.FRAMES, len(first_objects.ball_visible)), np.nan)
+        self.ball_x = np.full((self.FRAMES, len(first_objects)), np.nan)
         self.rewards_at_goal = 0
         self._push(first_objects)
 
     def _push(self, objects: Objects) -> None:
-        self.ball_x = np.concatenate([self.ball_x[1:], np.where(objects.ball_visible, objects.ball_xy[:, 0],
-                                                                np.nan)[None]])
+        self.ball_x = np.concatenate([self.ball_x[1:], objects.ball_xy[None, :, 0]])  # NaN where unseen
 
     def step(self, rewards: np.ndarray, objects: Objects, ended: np.ndarray) -> None:
         """Count this step's rewards against the frames before it, then take in its observation."""

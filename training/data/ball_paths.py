@@ -63,8 +63,7 @@ def return_transitions(ball_x: np.ndarray, context_length: int, paddle_line: flo
 
 def ball_columns(game: str, frames: np.ndarray) -> np.ndarray:
     """The ball's column in each uint8 frame (n, 64, 64, 3), NaN where none is seen."""
-    objects = find_objects(game, frames)
-    return np.where(objects.ball_visible, objects.ball_xy[:, 0], np.nan)
+    return find_objects(game, frames).ball_xy[:, 0]  # NaN where the ball is not seen
 
 
 def paddle_moments(dataset: EpisodeDataset, episode_ids: np.ndarray | list[int], context_length: int,

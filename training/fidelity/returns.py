@@ -57,11 +57,9 @@ def ball_returns(model: WorldModel, dataset: EpisodeDataset, episode_ids: np.nda
     (random streams from ``seed``); counts the dreams that return and that miss as the game did."""
     if samples < 1 or batch_size < 1:
         raise UserError(f"samples and batch_size must be >= 1, got {samples} and {batch_size}")
-    if dataset.game is None:
-        raise UserError("the dataset does not say its game: open it with EpisodeDataset(root, game=...)")
+    found = paddle_moments(dataset, episode_ids, model.config.denoiser.context_length, horizon)  # checks the game
     game = dataset.game
     goal_line = return_lines(game)[1]
-    found = paddle_moments(dataset, episode_ids, model.config.denoiser.context_length, horizon)
     rng = np.random.default_rng(seed)
     returns, misses = ([positions[i] for i in np.sort(rng.permutation(len(positions))[:samples])]
                        for positions in (found["returns"], found["misses"]))

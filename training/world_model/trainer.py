@@ -367,8 +367,9 @@ class WorldModelTrainer:
         """(episode, frame) rows of the training episodes where the ball reaches the player's paddle, returned or
         let through (``training.data.ball_paths.paddle_moments``), for ``denoiser_return_oversampling``."""
         episodes = self.train_episode_ids()
-        found = ball_paths.paddle_moments(self.dataset, np.arange(len(self.dataset)) if episodes is None else episodes,
-                               self.model.config.denoiser.context_length)
+        if episodes is None:
+            episodes = np.arange(len(self.dataset))
+        found = ball_paths.paddle_moments(self.dataset, episodes, self.model.config.denoiser.context_length)
         moments = np.array(found["returns"] + found["misses"], np.int64).reshape(-1, 2)
         if len(moments) == 0:
             raise UserError(f"no training episode of {self.dataset.root} shows the ball reaching the player's "

@@ -75,7 +75,7 @@ def rallies(tmp_path_factory):
 
 
 def test_dreams_that_bounce_pass_or_freeze_the_ball_are_told_apart(rallies):
-    found = [return_transitions(np.where(o.ball_visible, o.ball_xy[:, 0], NAN), 4, PADDLE, GOAL)
+    found = [return_transitions(o.ball_xy[:, 0], 4, PADDLE, GOAL)
              for o in (find_objects("Pong", rallies.episode(e).frames) for e in range(3))]
     assert sum(r.size for r, _ in found) == 2 and sum(m.size for _, m in found) == 3
     bounce = ball_returns(BallMover(-3), rallies, [0, 1, 2], samples=8)
