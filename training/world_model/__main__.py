@@ -64,6 +64,10 @@ def main(argv: list[str] | None = None) -> None:
                         help="fraction of each denoiser batch whose target is one of the frames right after the ball "
                              "reaches the player's paddle, returned or let through, so that the dream learns the "
                              "bounce (Pong; 0, the default: DIAMOND's sampling)")
+    parser.add_argument("--rew-end-input-noise", type=float, default=DEFAULTS.rew_end_input_noise,
+                        help="train the reward/termination model on frames with Gaussian noise up to this level "
+                             "(frames in [-1, 1]), so that it reads a dream's frames, a few levels off the real "
+                             "ones, as it reads real ones (0, the default: DIAMOND's training)")
     parser.add_argument("--recipe", choices=sorted(RECIPES), default="diamond",
                         help="named training recipe, the flags below set over it: diamond (the default: DIAMOND's "
                              "trainer) or cpu (the loss weighted on changed pixels and training noise nearer the "
@@ -121,7 +125,8 @@ def main(argv: list[str] | None = None) -> None:
         precision=args.precision or "fp32", compile=args.compile, context_noise=args.context_noise,
         termination_oversampling=args.termination_oversampling, reward_oversampling=args.reward_oversampling,
         denoiser_reward_oversampling=args.denoiser_reward_oversampling,
-        denoiser_return_oversampling=args.denoiser_return_oversampling, fidelity_every=args.fidelity_every,
+        denoiser_return_oversampling=args.denoiser_return_oversampling,
+        rew_end_input_noise=args.rew_end_input_noise, fidelity_every=args.fidelity_every,
         fidelity_samples=args.fidelity_samples, **chosen)
     data = local_episodes(args.data, Path(args.out) / "data")
     try:

@@ -77,7 +77,7 @@ RECIPES: dict[str, dict[str, Any]] = {
 # fields a resumed run may change: how fast it runs and how often it is judged, not what it trains
 NOT_RUN_SETTINGS = ("precision", "compile", "fidelity_every", "fidelity_samples", "recipe")
 # settings added after runs were recorded without them: recorded only away from these defaults, so those runs resume
-LATER_SETTINGS = {"denoiser_return_oversampling": 0.0}
+LATER_SETTINGS = {"denoiser_return_oversampling": 0.0, "rew_end_input_noise": 0.0}
 
 
 
@@ -127,6 +127,12 @@ class WorldModelTrainingConfig:
     # reaches the player's paddle (training.data.ball_paths: the game returns it or lets it through), the rule an
     # agent must learn, which a few pixels of a few frames per rally barely weigh. 0: DIAMOND's sampling
     denoiser_return_oversampling: float = 0.0
+    # The reward/termination model reads the dream's frames in imagination but is trained on real ones, which a few
+    # thousand updates let it memorise: a Pong termination model read P(end) 1.00 on real final frames and 0.0-0.6
+    # on the dream's near-identical ones (and 0.0 on the real ones with Gaussian noise of std 0.03). With this level
+    # N > 0, every frame of each training sequence gets Gaussian noise of a per-sequence std drawn uniformly in
+    # [0, N] (frames in [-1, 1]), so that its judgement holds on frames a few levels off. 0: DIAMOND's training
+    rew_end_input_noise: float = 0.0
     # Off (0) for DIAMOND-exact training: the denoiser's squared error on each target is weighted per pixel
     # by 1 + W where the target differs from the frame before it (dilated by a pixel: the moving ball and
     # its neighbourhood), normalised to a mean weight of 1 per frame (changed_pixel_weights). Against
@@ -222,6 +228,9 @@ class WorldModelTrainingConfig:
                             "episodes: hold some out with test_fraction > 0 (--test-fraction)")
         if self.context_noise < 0:
             raise UserError(f"WorldModelTrainingConfig.context_noise={self.context_noise} is invalid: expected >= 0")
+        if self.rew_end_input_noise < 0:
+            raise UserError(f"WorldModelTrainingConfig.rew_end_input_noise={self.rew_end_input_noise} is invalid: "
+                            f"expected >= 0 (0: DIAMOND's training)")
         if self.train_sigma_scale is not None and self.train_sigma_scale <= 0:
             raise UserError(f"WorldModelTrainingConfig.train_sigma_scale={self.train_sigma_scale} is invalid: "
                             f"expected > 0")
@@ -455,11 +464,17 @@ class WorldModelTrainer:
                 self.sampler.sample_reward_positions(rewarded, F, self.rng, episode_ids=self.train_episode_ids())
         segment = self.dataset.get_segments(ids[rows], starts[rows], S, pad_unterminated_end=True)
         t = segment_tensors(segment, self.device)
+        frames = t["frames"]
+        if self.config.rew_end_input_noise > 0:  # drawn for the global batch, so every rank's shard matches
+            levels = self.config.rew_end_input_noise * torch.rand(len(ids), generator=self.noise,
+                                                                  device=self.device)[rows]
+            noise = torch.randn((len(ids), *frames.shape[1:]), generator=self.noise, device=self.device)[rows]
+            frames = frames + levels.view(-1, 1, 1, 1, 1) * noise
         share = self.sampler.real_steps(ids[rows], starts[rows], S) * self.distributed.world_size / \
             self.sampler.real_steps(ids, starts, S)
         self.model.rew_end.train()
         with self.autocast(self.device):
-            loss_reward, loss_end = self._rew_end_objective(t["frames"][:, :-1], t["actions"], t["frames"][:, 1:],
+            loss_reward, loss_end = self._rew_end_objective(frames[:, :-1], t["actions"], frames[:, 1:],
                                                             t["rewards"], t["terminated"], t["mask"])
         loss_reward, loss_end = loss_reward * share, loss_end * share
         grad_norm = self._update("rew_end", self.rew_end_opt, loss_reward + loss_end, self.config.rew_end_grad_clip)
@@ -660,6 +675,7 @@ def _train_world_model(game: str | None, data: str | Path, folder: RunFolder, st
                         "reward_oversampling": trainer.config.reward_oversampling,
                         "denoiser_reward_oversampling": trainer.config.denoiser_reward_oversampling,
                         "denoiser_return_oversampling": trainer.config.denoiser_return_oversampling,
+                        "rew_end_input_noise": trainer.config.rew_end_input_noise,
                         "changed_pixel_weight": trainer.config.changed_pixel_weight,
                         "train_sigma_loc": trainer.noise_config.train_sigma_loc,
                         "train_sigma_scale": trainer.noise_config.train_sigma_scale,

@@ -393,6 +393,39 @@ def test_context_noise_perturbs_only_the_context_and_is_off_by_default(pong_data
         WorldModelTrainingConfig(context_noise=-0.1)
 
 
+def test_reward_model_input_noise_perturbs_the_frames_it_reads_in_training_and_is_off_by_default(pong_data,
+                                                                                                  monkeypatch):
+    dataset = EpisodeDataset(pong_data, game="Pong")
+
+    def first_update(level: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        torch.manual_seed(0)
+        model = WorldModel(tiny_world_model_config(num_actions=6))
+        trainer = WorldModelTrainer(model, dataset, WorldModelTrainingConfig(batch_size=4, warmup_steps=0,
+                                                                             rew_end_input_noise=level))
+        seen = {}
+        forward = model.rew_end.forward
+
+        def spy(obs, actions, next_obs, *args, **kwargs):
+            seen["obs"], seen["next_obs"] = obs.detach().clone(), next_obs.detach().clone()
+            return forward(obs, actions, next_obs, *args, **kwargs)
+
+        monkeypatch.setattr(model.rew_end, "forward", spy)
+        trainer.rew_end_step()
+        weights = torch.cat([p.detach().flatten() for p in model.rew_end.parameters()])
+        return seen["obs"], seen["next_obs"], weights
+
+    clean_obs, clean_next, clean_weights = first_update(0.0)
+    noisy_obs, noisy_next, noisy_weights = first_update(0.2)
+    assert clean_obs.min() >= -1 and clean_obs.max() <= 1  # real frames, as they are
+    assert torch.equal(noisy_obs[:, 1:], noisy_next[:, :-1])  # one noisy frame, read as next frame then as frame
+    difference = (noisy_obs - clean_obs).flatten(1).std(1)
+    assert (difference > 0).all() and (difference < 0.2 * 1.1).all()  # a level of at most 0.2 per sequence
+    assert not torch.equal(noisy_weights, clean_weights)
+    assert "rew_end_input_noise" not in WorldModelTrainingConfig().run_settings()  # older runs resume
+    with pytest.raises(ValueError, match="rew_end_input_noise"):
+        WorldModelTrainingConfig(rew_end_input_noise=-0.1)
+
+
 def test_termination_oversampling_and_a_reward_model_fine_tuning(tmp_path, monkeypatch):
     ended = real_pong_episode(60, 0)
     ended.terminated[-1] = True
