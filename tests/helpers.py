@@ -107,8 +107,8 @@ class PixelCodeOracle(torch.nn.Module):
         self.blind = blind
 
     def forward(self, frames, actions, next_frames, state=None):
-        code = ((next_frames[:, :, 0, 0, 0] + 1) * 127.5).round().long()  # 0..255, written as 10 * class
-        reward_class, end = (code // 10) % 3, code // 30
+        code = ((next_frames[:, :, 0, 0, 0] + 1) * 127.5).round().long().clamp(0, 255)  # written as 10 * class
+        reward_class, end = (code // 10) % 3, (code // 30).clamp(max=1)
         if self.blind:
             reward_class, end = torch.ones_like(reward_class), torch.zeros_like(end)
         return RewEndOutput(torch.nn.functional.one_hot(reward_class, 3).float(),

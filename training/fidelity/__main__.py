@@ -20,6 +20,9 @@ the held-out episodes: recall, precision and confusion of the reward sign and of
 (training.fidelity.measures), the events that random segments rarely hold, and ``dream_reward_recall``: the
 reward recall when each next frame is the dream's, on ``--samples`` sequences around a rewarded transition
 (a dream that does not draw what earns the reward reads ~0 there while the real frames' recall is high).
+``--events-noise STD`` adds the same confusion on the real frames with Gaussian noise: a dream's frames are a few
+levels off the real ones, and a reward/termination model fitted to real frames to the pixel misses game ends on
+them (``training.world_model --rew-end-input-noise`` trains it out).
 
 For Pong and Breakout each line also says whether the dream shows the ball and the player's paddle
 where the real frames do (``training.fidelity.measures.object_agreement``), which PSNR barely notices: of the real
@@ -75,6 +78,10 @@ def main(argv: list[str] | None = None) -> None:
                              "and between the two dreams")
     parser.add_argument("--events", action="store_true",
                         help="also score rewards and terminations on every held-out transition (confusion matrices)")
+    parser.add_argument("--events-noise", type=float, default=None, metavar="STD",
+                        help="also score them on the real frames with Gaussian noise of this std (frames in [-1, 1]): "
+                             "a reward/termination model that reads real frames to the pixel misses a dream's "
+                             "events (no denoiser runs; try 0.03)")
     parser.add_argument("--serves", action="store_true",
                         help="also dream --samples real serves (the ball back after a point) and as many ball-less "
                              "pauses one step ahead: does the dream put the ball back in play? (Pong, Breakout)")
@@ -109,6 +116,10 @@ def main(argv: list[str] | None = None) -> None:
         dream_recall = dream_reward_recall(model, dataset, test_ids, samples=args.samples, seed=args.seed)
         print(json.dumps({"checkpoint": args.checkpoint, "game": ckpt.game, "held_out_episodes": len(test_ids),
                           **report.to_dict(), "dream_reward_recall": dream_recall}), flush=True)
+    if args.events_noise is not None:
+        report = event_confusion(model, dataset, test_ids, frame_noise=args.events_noise, seed=args.seed)
+        print(json.dumps({"checkpoint": args.checkpoint, "game": ckpt.game, "held_out_episodes": len(test_ids),
+                          "events_noise": args.events_noise, **report.to_dict()}), flush=True)
     if args.serves:
         serves = ball_serves(model, dataset, test_ids, samples=args.samples, seed=args.seed)
         print(json.dumps({"checkpoint": args.checkpoint, "game": ckpt.game, "held_out_episodes": len(test_ids),

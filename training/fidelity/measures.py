@@ -102,16 +102,26 @@ class EventReport:
 
 @torch.no_grad()
 def event_confusion(model: WorldModel, dataset: EpisodeDataset, episode_ids: np.ndarray | list[int], *,
-                    sequence_length: int = 19, batch_size: int = 64) -> EventReport:
-    """Reward-sign and termination confusion of ``model`` over all transitions of ``episode_ids``."""
+                    sequence_length: int = 19, batch_size: int = 64, frame_noise: float = 0.0,
+                    seed: int = 0) -> EventReport:
+    """Reward-sign and termination confusion of ``model`` over all transitions of ``episode_ids``.
+
+    ``frame_noise`` > 0 adds Gaussian noise of that std (frames in [-1, 1], drawn with ``seed``) to every frame the
+    reward/termination model reads: a dream's frames are a few levels off the real ones everywhere, and a model
+    fitted to real frames to the pixel can miss every game end on them while its real-frame figures are perfect."""
+    if frame_noise < 0:
+        raise UserError(f"frame_noise must be >= 0, got {frame_noise}")
     device = model.device
     model.rew_end.eval()
     report = EventReport.empty()
+    generator = torch.Generator(device=device).manual_seed(seed)
     starts = sequence_starts(dataset, episode_ids, sequence_length)
     for i in range(0, len(starts), batch_size):
         ids, firsts = zip(*starts[i:i + batch_size], strict=True)
         seg = dataset.get_segments(np.array(ids), np.array(firsts), sequence_length)
         frames = to_model_frames(torch.as_tensor(seg.frames, device=device))
+        if frame_noise > 0:
+            frames = frames + frame_noise * torch.randn(frames.shape, generator=generator, device=device)
         actions = torch.as_tensor(seg.actions, device=device).long()
         out = model.rew_end(frames[:, :-1], actions, frames[:, 1:])
         report.add(seg.rewards, seg.terminated, seg.mask, out.reward_logits, out.end_logits)

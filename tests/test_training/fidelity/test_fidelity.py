@@ -55,6 +55,19 @@ def test_a_model_that_never_predicts_an_event_has_no_recall(dataset):
     assert EventReport(np.zeros((3, 3), int), np.zeros((2, 2), int)).reward_recall() is None
 
 
+def test_frame_noise_undoes_a_model_that_reads_its_frames_to_the_pixel(dataset):
+    clean = event_confusion(_Model(), dataset, [0, 1, 2], frame_noise=0.0)
+    assert (clean.reward == event_confusion(_Model(), dataset, [0, 1, 2]).reward).all()
+    noisy = event_confusion(_Model(), dataset, [0, 1, 2], frame_noise=0.03, seed=1)
+    assert noisy.reward.sum() == clean.reward.sum() == 71  # the same transitions, judged on perturbed frames
+    assert np.trace(noisy.reward) < 0.8 * np.trace(clean.reward)  # the pixel code, ~4 levels off, is misread
+    again = event_confusion(_Model(), dataset, [0, 1, 2], frame_noise=0.03, seed=1)
+    other = event_confusion(_Model(), dataset, [0, 1, 2], frame_noise=0.03, seed=2)
+    assert (again.reward == noisy.reward).all() and (other.reward != noisy.reward).any()
+    with pytest.raises(ValueError, match="frame_noise must be >= 0"):
+        event_confusion(_Model(), dataset, [0], frame_noise=-0.1)
+
+
 # --- ball and paddle agreement of predicted frames (training.fidelity.measures.object_agreement) ---
 
 COURT = (144, 72, 17)

@@ -1,5 +1,7 @@
 """A world model is judged only on episodes its run did not train on (training.fidelity.held_out)."""
 
+import json
+
 import numpy as np
 import pytest
 from helpers import real_pong_data
@@ -60,8 +62,12 @@ def test_the_fidelity_command_refuses_a_fraction_that_takes_in_trained_episodes(
     held_out = EpisodeDataset(data).split(0.3, seed=0)[1]
     args = ["--checkpoint", str(checkpoint), "--data", str(data), "--samples", "2", "--horizons", "1",
             "--device", "cpu"]
-    fidelity_main(args)
-    assert f'"held_out_episodes": {held_out.size}' in capsys.readouterr().out
+    fidelity_main([*args, "--events-noise", "0.05"])
+    out = capsys.readouterr().out
+    assert f'"held_out_episodes": {held_out.size}' in out
+    noisy = json.loads(out.strip().splitlines()[-1])  # the events on noisy real frames, every transition judged
+    assert noisy["events_noise"] == 0.05 and sum(map(sum, noisy["termination_confusion"])) == sum(
+        int(EpisodeDataset(data).lengths[i]) for i in held_out)
     with pytest.raises(SystemExit) as stopped:
         fidelity_main([*args, "--test-fraction", "0.9"])
     assert stopped.value.code == 2
