@@ -529,6 +529,29 @@ class WorldModelTrainer:
         restore_rng(state["rng"], self.rng, self.noise)
 
 
+def export_checkpoint(path: str | Path, trainer: WorldModelTrainer, *, game: str, action_meanings: list[str],
+                      data: str | Path, model_preset: str, seed: int, processes: int = 1) -> Path:
+    """Write what the trainer has learnt as a checkpoint: the exported model (the weights' average where there is
+    one), real start contexts and the provenance of the run (``processes``: how many shared its batches)."""
+    dataset, config, noise = trainer.dataset, trainer.config, trainer.noise_config
+    provenance = {
+        "denoiser_steps": trainer.steps["denoiser"], "rew_end_steps": trainer.steps["rew_end"],
+        "dataset_steps": dataset.num_steps, "dataset_episodes": len(dataset), "seed": seed,
+        "dataset_lengths_digest": dataset.lengths_digest(), "test_fraction": config.test_fraction,
+        "model_preset": model_preset, "processes": processes, "recipe": config.recipe,
+        "autoregressive_steps": config.autoregressive_steps, "sample_weights": config.sample_weights,
+        "context_noise": config.context_noise, "termination_oversampling": config.termination_oversampling,
+        "reward_oversampling": config.reward_oversampling,
+        "denoiser_reward_oversampling": config.denoiser_reward_oversampling,
+        "denoiser_return_oversampling": config.denoiser_return_oversampling,
+        "rew_end_input_noise": config.rew_end_input_noise, "changed_pixel_weight": config.changed_pixel_weight,
+        "train_sigma_loc": noise.train_sigma_loc, "train_sigma_scale": noise.train_sigma_scale,
+        "context_length": trainer.model.config.denoiser.context_length, "lr": config.lr,
+        "ema_decay": config.ema_decay, "batch_size": config.batch_size * processes,
+        "data_collection": read_collection_log(data), "date": time.strftime("%Y-%m-%d %H:%M:%S")}
+    return save_checkpoint(path, trainer.exported_model().cpu(), game=game, action_meanings=action_meanings,
+                           start_bank=trainer.start_bank(), provenance=provenance)
+
 def train_world_model(game: str | None, data: str | Path, out: str | Path, steps: int, *, model_preset: str = "paper",
                       device: str | torch.device | None = None, seed: int = 0, save_every: int = 200,
                       log_every: int = 10, config: WorldModelTrainingConfig | None = None,
@@ -661,29 +684,8 @@ def _train_world_model(game: str | None, data: str | Path, folder: RunFolder, st
     if not main_rank:
         distributed.barrier()  # until rank 0 has written the checkpoint
         return checkpoint
-    save_checkpoint(checkpoint, trainer.exported_model().cpu(), game=game, action_meanings=action_meanings,
-                    start_bank=trainer.start_bank(), provenance={
-                        "denoiser_steps": trainer.steps["denoiser"], "rew_end_steps": trainer.steps["rew_end"],
-                        "dataset_steps": dataset.num_steps, "dataset_episodes": len(dataset), "seed": seed,
-                        "dataset_lengths_digest": dataset.lengths_digest(),
-                        "test_fraction": trainer.config.test_fraction,
-                        "model_preset": model_preset, "processes": distributed.world_size,
-                        "recipe": trainer.config.recipe, "autoregressive_steps": trainer.config.autoregressive_steps,
-                        "sample_weights": trainer.config.sample_weights,
-                        "context_noise": trainer.config.context_noise,
-                        "termination_oversampling": trainer.config.termination_oversampling,
-                        "reward_oversampling": trainer.config.reward_oversampling,
-                        "denoiser_reward_oversampling": trainer.config.denoiser_reward_oversampling,
-                        "denoiser_return_oversampling": trainer.config.denoiser_return_oversampling,
-                        "rew_end_input_noise": trainer.config.rew_end_input_noise,
-                        "changed_pixel_weight": trainer.config.changed_pixel_weight,
-                        "train_sigma_loc": trainer.noise_config.train_sigma_loc,
-                        "train_sigma_scale": trainer.noise_config.train_sigma_scale,
-                        "context_length": model.config.denoiser.context_length,
-                        "lr": trainer.config.lr, "ema_decay": trainer.config.ema_decay,
-                        "batch_size": trainer.config.batch_size * distributed.world_size,
-                        "data_collection": read_collection_log(data),
-                        "date": time.strftime("%Y-%m-%d %H:%M:%S")})
+    export_checkpoint(checkpoint, trainer, game=game, action_meanings=action_meanings, data=data,
+                      model_preset=model_preset, seed=seed, processes=distributed.world_size)
     model.to(device)
     distributed.barrier()
     return checkpoint
