@@ -13,6 +13,7 @@ from gym_diamond.atari import make_atari_env
 from gym_diamond.envs.core import DreamCore
 from gym_diamond.nn.rew_end import RewEndOutput
 from training.data.dataset import Episode, EpisodeDataset
+from training.data.games import rules
 
 TESTS = Path(__file__).resolve().parent
 DATA = TESTS / "data"  # fixtures, with the scripts that made them
@@ -97,6 +98,29 @@ def real_pong_data(root: Path, episodes: int = 2, steps: int = 150) -> Path:
     for seed in range(episodes):
         dataset.append(real_pong_episode(steps, seed))
     return root
+
+
+def real_breakout_data(root: Path, lives: int = 3, seed: int = 3) -> EpisodeDataset:
+    """A dataset at ``root`` of real Breakout played by the ball follower (epsilon 0.1), one episode per life as the
+    collector records it (the last transition of each ends it)."""
+    env = make_atari_env("Breakout", seed=seed, done_on_life_loss=True)
+    follower = rules("Breakout").make_policy("follower-eps0.1", env.action_space.n, seed=seed)
+    dataset = EpisodeDataset(root, game="Breakout")
+    obs, _ = env.reset(seed=seed)
+    frames, actions = [obs], []
+    while len(dataset) < lives:
+        action = int(follower.act(obs[None])[0])
+        obs, _, terminated, truncated, _ = env.step(action)
+        frames.append(obs), actions.append(action)
+        if terminated or truncated:
+            T = len(actions)
+            ends = np.zeros(T, bool)
+            ends[-1] = True
+            dataset.append(Episode(np.stack(frames), np.array(actions, np.int64), np.zeros(T, np.float32), ends,
+                                   np.zeros(T, bool), ends.copy()))
+            obs, _ = env.reset()
+            frames, actions = [obs], []
+    return dataset
 
 
 class PixelCodeOracle(torch.nn.Module):

@@ -37,8 +37,10 @@ class GameRules:
     of ``events``; ``points`` turns episode returns into the transfer gate's measure, named ``measure``, which an
     agent trained in the dream must lift ``transfer_margin`` above random's. ``goal_lines`` (Pong) are the ball's x
     (64-pixel frames) at or left of which a point is won and at or right of which one is lost: where the real game
-    pays a point, the ball has just crossed one. ``paddle_line`` (Pong) is the column of the player's paddle, where the
-    game returns the ball or lets it through (``training.fidelity.returns``)."""
+    pays a point, the ball has just crossed one. ``paddle_line`` (Pong, Breakout) is where the game returns the ball
+    off the player's paddle or lets it through (``training.data.ball_paths``): a column of the 64-pixel frame where
+    ``ball_axis`` is 0 (Pong: the ball's x runs toward it), a row where it is 1 (Breakout: its y); the game has done
+    one or the other within ``return_horizon`` frames of the ball's approach."""
 
     name: str
     objects: tuple[str, ...] = ()
@@ -53,6 +55,8 @@ class GameRules:
     transfer_margin: float = 0.0  # how far above random an agent trained in the dream must score in ``measure``
     goal_lines: tuple[float, float] | None = None
     paddle_line: float | None = None
+    ball_axis: int = 0
+    return_horizon: int = 4
 
     def make_policy(self, policy: str, num_actions: int, seed: int | None = None) -> Any:
         """The scripted player named ``<scripted>`` (epsilon 0) or ``<scripted>-eps<E>``."""
@@ -112,7 +116,9 @@ _RULES: dict[str, GameRules] = {
                       goal_lines=(6.0, 58.0), paddle_line=56.0),  # the goal lines lie past the paddles
     "Breakout": GameRules("Breakout", ("ball", "paddle"), _ball_and_paddle("Breakout"), "follower",
                           _follower("Breakout"), FOLLOWER_POLICIES, ("bricks", "lives_lost"),
-                          lambda rates: rates["bricks"], transfer_margin=3.0),
+                          lambda rates: rates["bricks"], transfer_margin=3.0,
+                          # the paddle's top row; the ball takes up to 8 frames to come back up, slower than Pong's
+                          paddle_line=57.0, ball_axis=1, return_horizon=8),
     # Boxing: the white boxer is the player, the black one the computer
     "Boxing": GameRules("Boxing", ("player", "opponent"), _boxers, "chaser", _chaser,
                         ("random", "chaser", "chaser-eps0.5")),

@@ -31,8 +31,9 @@ whose dreamed ball lies within 2 pixels of the real one (``ball_within_2px_model
 paddle, and for repeat-last (``*_repeat_last``). ``--serves`` adds a line on the ball's return after a point
 (``training.fidelity.serve``): of ``serves`` real serves, the share the dream draws one step ahead
 (``serve_drawn``), and the share of ball-less next frames it draws a ball in (``pause_phantom``). ``--returns``
-(Pong) adds one on the ball at the player's paddle (``training.fidelity.returns``): of ``returns`` real returns, the
-share the dream returns too over the next 4 steps, open loop with the real actions (``return_drawn``), and of
+(Pong, Breakout) adds one on the ball at the player's paddle (``training.fidelity.returns``): of ``returns`` real
+returns, the share the dream returns too over the next few steps (4 in Pong, 8 in Breakout), open loop with the real
+actions (``return_drawn``), and of
 ``misses`` the share it lets through as the game did (``miss_drawn``).
 """
 
@@ -50,7 +51,7 @@ from training.data.dataset import EpisodeDataset
 from training.fidelity.held_out import held_out_episodes
 from training.fidelity.measures import FIDELITY_HORIZONS, event_confusion
 from training.fidelity.open_loop import dream_reward_recall, fidelity_lines
-from training.fidelity.returns import ball_returns, return_lines
+from training.fidelity.returns import ball_returns, return_geometry
 from training.fidelity.serve import ball_serves
 from training.runtime.cli import add_device_argument, user_errors
 
@@ -87,13 +88,13 @@ def main(argv: list[str] | None = None) -> None:
                              "pauses one step ahead: does the dream put the ball back in play? (Pong, Breakout)")
     parser.add_argument("--returns", action="store_true",
                         help="also dream --samples real returns of the ball off the player's paddle and as many "
-                             "misses 4 steps ahead with the real actions: does the dream bounce the ball where the "
-                             "game does? (Pong)")
+                             "misses a few steps ahead with the real actions: does the dream bounce the ball where "
+                             "the game does? (Pong, Breakout)")
     args = parser.parse_args(argv)
 
     ckpt = load_checkpoint(args.checkpoint, device=resolve_device(args.device))
     if args.returns:
-        return_lines(ckpt.game)  # refuse a game without a paddle line before dreaming anything
+        return_geometry(ckpt.game)  # refuse a game without a paddle line before dreaming anything
     model = ckpt.world_model.eval()
     sampler = model.config.sampler
     if args.denoising_steps:

@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> None:
                         default=DEFAULTS.denoiser_return_oversampling,
                         help="fraction of each denoiser batch whose target is one of the frames right after the ball "
                              "reaches the player's paddle, returned or let through, so that the dream learns the "
-                             "bounce (Pong; 0, the default: DIAMOND's sampling)")
+                             "bounce (Pong, Breakout; 0, the default: DIAMOND's sampling)")
     parser.add_argument("--rew-end-input-noise", type=float, default=DEFAULTS.rew_end_input_noise,
                         help="train the reward/termination model on frames with Gaussian noise up to this level "
                              "(frames in [-1, 1]), so that it reads a dream's frames, a few levels off the real "

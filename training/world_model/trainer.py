@@ -413,9 +413,9 @@ class WorldModelTrainer:
                                                                              episode_ids=self.train_episode_ids())
             starts[:rewarded] = steps + 1 - L
         at_paddle = round(self.config.denoiser_return_oversampling * len(ids))
-        if at_paddle:  # the target is one of the RETURN_HORIZON frames after the ball reaches the paddle
+        if at_paddle:  # the target is one of the game's return_horizon frames after the ball reaches the paddle
             chosen = self.rng.integers(0, len(self.paddle_moments), at_paddle)
-            after = self.rng.integers(1, ball_paths.RETURN_HORIZON + 1, at_paddle)
+            after = self.rng.integers(1, ball_paths.return_geometry(self.dataset.game).horizon + 1, at_paddle)
             ids[rewarded:rewarded + at_paddle] = self.paddle_moments[chosen, 0]
             starts[rewarded:rewarded + at_paddle] = self.paddle_moments[chosen, 1] + after - L
         t = segment_tensors(self.dataset.get_segments(ids[rows], starts[rows], L + K - 1), self.device)

@@ -1,5 +1,6 @@
 """Returns: the ball at the player's paddle, returned or let through (training.fidelity.returns), found in a ball's
-path and dreamt by stand-in dreams that always return the ball, never return it, or freeze it."""
+path and dreamt by stand-in dreams that always return the ball, never return it, freeze it or drop it; Breakout's
+found in real play and checked against the game's own lives."""
 
 import json
 from types import SimpleNamespace
@@ -7,15 +8,22 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from helpers import make_tiny_checkpoint, pong_frame, real_pong_data
+from helpers import make_tiny_checkpoint, pong_frame, real_breakout_data, real_pong_data
 
 from gym_diamond import to_model_frames, to_uint8_frames
-from training.data.ball_paths import classify_ball_paths, return_lines, return_transitions
+from training.data.ball_paths import (
+    ball_positions,
+    classify_ball_paths,
+    paddle_moments,
+    return_geometry,
+    return_transitions,
+)
 from training.data.dataset import Episode, EpisodeDataset
 from training.data.objects import find_objects
 from training.fidelity.returns import ball_returns
 
-PADDLE, GOAL = return_lines("Pong")
+PONG = return_geometry("Pong")
+PADDLE, GOAL = PONG.paddle_line, PONG.goal_line
 NAN = np.nan
 
 
@@ -75,7 +83,7 @@ def rallies(tmp_path_factory):
 
 
 def test_dreams_that_bounce_pass_or_freeze_the_ball_are_told_apart(rallies):
-    found = [return_transitions(o.ball_xy[:, 0], 4, PADDLE, GOAL)
+    found = [return_transitions(o.ball_xy[:, 0], 4, PADDLE, GOAL, PONG.horizon)
              for o in (find_objects("Pong", rallies.episode(e).frames) for e in range(3))]
     assert sum(r.size for r, _ in found) == 2 and sum(m.size for _, m in found) == 3
     bounce = ball_returns(BallMover(-3), rallies, [0, 1, 2], samples=8)
@@ -92,8 +100,61 @@ def test_dreams_that_bounce_pass_or_freeze_the_ball_are_told_apart(rallies):
 
 
 def test_games_without_a_paddle_line_are_refused():
-    with pytest.raises(ValueError, match="not in Breakout"):
-        return_lines("Breakout")
+    with pytest.raises(ValueError, match="not in Boxing"):
+        return_geometry("Boxing")
+
+
+def test_a_ball_the_game_hides_once_let_through_is_a_miss_when_unseen_at_the_end():
+    # Breakout: the ball runs down its y toward the paddle's row and is not seen below it
+    geometry = return_geometry("Breakout")
+    assert (geometry.axis, geometry.paddle_line, geometry.goal_line) == (1, 57.0, None)
+    returned, missed = classify_ball_paths(np.array([54.0, 54, 54, 54]),
+                                           np.array([[56, 55, 52.5], [56, NAN, NAN], [56, NAN, 55], [NAN, 56, 56]]),
+                                           None)
+    assert returned.tolist() == [True, False, False, False]  # back more than a pixel
+    assert missed.tolist() == [False, True, False, False]  # unseen at the end; seen again is not a miss
+    #             frame: 0   1   2   3   4   5   6   7   8   9   10
+    rally = np.array([45, 47, 49, 51, 53, 55, 56, 55, 53, 51, 49], float)
+    # 55 comes back past 54
+    assert [t.tolist() for t in return_transitions(rally, 2, 57.0, None, horizon=4)] == [[5], []]
+    through = np.array([45, 47, 49, 51, 53, 55, 56, NAN, NAN, NAN, NAN], float)
+    assert [t.tolist() for t in return_transitions(through, 2, 57.0, None, horizon=4)] == [[], [3, 4, 5]]
+
+
+class StillDream:
+    """A 4-frame dream that repeats its last frame, or draws a black one (no ball, no paddle)."""
+
+    def __init__(self, black: bool) -> None:
+        self.black = black
+        self.config = SimpleNamespace(denoiser=SimpleNamespace(context_length=4))
+        self.device = torch.device("cpu")
+
+    def imagine_step(self, frames, actions, generator=None):
+        return SimpleNamespace(next_frame=torch.full_like(frames[:, -1], -1.0) if self.black else frames[:, -1])
+
+
+@pytest.fixture(scope="module")
+def breakout_play(tmp_path_factory):
+    return real_breakout_data(tmp_path_factory.mktemp("breakout") / "play")
+
+
+def test_breakouts_misses_are_the_lives_the_game_takes(breakout_play):
+    found = paddle_moments(breakout_play, range(len(breakout_play)), context_length=4)
+    assert found["returns"], "the follower returns some balls"
+    for e in range(len(breakout_play)):
+        misses = [s for episode, s in found["misses"] if episode == e]
+        returns = [s for episode, s in found["returns"] if episode == e]
+        length = len(breakout_play.episode(e).actions)
+        # the game takes the life within a few frames of the ball getting by: each life ends with misses found just
+        # before its end, and every return lies well before it
+        assert misses and all(length - s <= 20 for s in misses), (e, misses, length)
+        assert all(length - s > 20 for s in returns), (e, returns, length)
+    frozen = ball_returns(StillDream(black=False), breakout_play, range(len(breakout_play)), samples=64)
+    assert frozen.returns == len(found["returns"]) and (frozen.returned, frozen.missed) == (0, 0)
+    dropped = ball_returns(StillDream(black=True), breakout_play, range(len(breakout_play)), samples=64)
+    assert (dropped.returned, dropped.missed) == (0, len(found["misses"]))  # a ball gone under the paddle
+    ball = ball_positions("Breakout", breakout_play.episode(0).frames)
+    assert np.nanmax(ball) <= 57.0 and np.nanmin(ball) > 8  # rows between the top of the bricks and the paddle
 
 
 def test_the_fidelity_command_reports_returns(tmp_path, capsys, one_thread):
@@ -106,7 +167,7 @@ def test_the_fidelity_command_reports_returns(tmp_path, capsys, one_thread):
     line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert line["misses"] >= 1 and line["denoising_steps"] == 1  # random play lets the ball through
     assert set(line) >= {"returns", "return_drawn", "misses", "miss_drawn"}
-    breakout = make_tiny_checkpoint(tmp_path / "Breakout.safetensors", game="Breakout")
+    boxing = make_tiny_checkpoint(tmp_path / "Boxing.safetensors", game="Boxing")
     with pytest.raises(SystemExit):
-        main(["--checkpoint", str(breakout), "--data", str(data), "--returns"])
-    assert "not in Breakout" in capsys.readouterr().err
+        main(["--checkpoint", str(boxing), "--data", str(data), "--returns"])
+    assert "not in Boxing" in capsys.readouterr().err

@@ -8,7 +8,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from helpers import pong_frame, real_pong_data, real_pong_episode
+from helpers import pong_frame, real_breakout_data, real_pong_data, real_pong_episode
 
 import gym_diamond  # noqa: F401
 from gym_diamond import load_checkpoint
@@ -534,3 +534,23 @@ def test_return_oversampling_trains_on_the_frames_after_the_ball_reaches_the_pad
     with pytest.raises(ValueError, match="nothing for denoiser_return_oversampling"):
         WorldModelTrainer(model, still, WorldModelTrainingConfig(batch_size=8,
                                                                  denoiser_return_oversampling=0.5)).denoiser_step()
+
+
+def test_breakouts_return_oversampling_reaches_the_slower_bounce(tmp_path, monkeypatch):
+    # Breakout's ball takes up to 8 frames to come back off the paddle (Pong's 4): the targets span them
+    dataset = real_breakout_data(tmp_path / "breakout", lives=2)
+    model = WorldModel(tiny_world_model_config(num_actions=4))
+    L = model.config.denoiser.context_length
+    trainer = WorldModelTrainer(model, dataset, WorldModelTrainingConfig(batch_size=64,
+                                                                         denoiser_return_oversampling=0.5))
+    moments = {tuple(m) for m in trainer.paddle_moments.tolist()}
+    seen = {}
+    get_segments = dataset.get_segments
+    monkeypatch.setattr(dataset, "get_segments", lambda ids, starts, n, **kw: seen.update(
+        ids=ids.copy(), starts=starts.copy()) or get_segments(ids, starts, n, **kw))
+    trainer.denoiser_step()
+    gaps = [min((t - s for e, s in moments if e == episode and 1 <= t - s <= 8), default=None)
+            for episode, t in zip(seen["ids"][:32].tolist(), (seen["starts"][:32] + L).tolist(), strict=True)]
+    assert None not in gaps  # each oversampled target follows a moment by 1 to 8 frames
+    assert max(gaps) > 4  # and some lie past Pong's 4
+
