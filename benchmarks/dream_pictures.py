@@ -3,6 +3,7 @@
     python benchmarks/dream_pictures.py --checkpoint wm.safetensors --data DATA --out dream.png
     python benchmarks/dream_pictures.py --checkpoint wm.safetensors --data DATA --out punches.png --rewarded
     python benchmarks/dream_pictures.py --checkpoint wm.safetensors --data DATA --out serve.png --after-point
+    python benchmarks/dream_pictures.py --checkpoint wm.safetensors --data DATA --out bounce.png --at-paddle
     python benchmarks/dream_pictures.py --checkpoint wm.safetensors --agent actor_critic.safetensors --out paid.png
 
 Default: ``--windows`` random windows of ``--data``, each dreamed open loop from 4 real frames fed the real
@@ -13,10 +14,12 @@ reward model reads the reward's sign off the real next frame and off the dream's
 draw what earns the reward, the second is near 0, and an agent in the dream is never rewarded for it.
 ``--after-point``: per window three rows, real, dream and their difference, every other step of the 20 after a
 point, dreamt open loop from the real context that ends on the frame after the point and fed the real actions (Pong
-serves again 16 or 17 steps after a point: does the dream?). ``--agent ACTOR_CRITIC``: closed loop, the
-actor-critic plays the dream on its own frames (8 dreams, ``--steps`` steps in all); a row per dream reward holds
-the ``BEFORE`` frames before it and the frame it was paid on (what an
-agent trained in the dream may have learnt to exploit), and the command prints every reward's step and sign.
+serves again 16 or 17 steps after a point: does the dream?). ``--at-paddle`` (Pong, Breakout): the same three rows
+over the steps after a real return of the ball off the player's paddle (``training.data.ball_paths``; 4 steps in Pong,
+8 in Breakout), and the share of those windows the dream returns the ball in too. ``--agent ACTOR_CRITIC``: closed
+loop, the actor-critic plays the dream on its own frames (8 dreams, ``--steps`` steps in all); a row per dream reward
+holds the ``BEFORE`` frames before it and the frame it was paid on (what an agent trained in the dream may have
+learnt to exploit), and the command prints every reward's step and sign.
 Needs Pillow (the ``video`` extra).
 """
 
@@ -33,6 +36,7 @@ from PIL import Image
 from gym_diamond import BatchedGenerator, load_checkpoint, resolve_device, to_model_frames, to_uint8_frames
 from training.agents.checkpoints import load_actor_critic
 from training.agents.rollouts import make_dream_env
+from training.data.ball_paths import ball_positions, classify_ball_paths, paddle_moments, return_geometry
 from training.data.dataset import EpisodeDataset
 from training.data.objects import find_objects, object_game
 from training.data.policies import ActorCriticAgent
@@ -145,6 +149,35 @@ def after_point_rows(model, dataset: EpisodeDataset, windows: int, seed: int) ->
     return np.concatenate(rows[:-1], 0), figures
 
 
+def at_paddle_rows(model, dataset: EpisodeDataset, windows: int, seed: int) -> tuple[np.ndarray, dict[str, float]]:
+    """Per window real, dream and |difference| rows at each of the game's return-horizon steps after a real return of
+    the ball off the player's paddle, dreamt open loop from the real context fed the real actions; and the share of
+    windows in which the dream returns the ball too (``training.data.ball_paths.classify_ball_paths``)."""
+    L, geometry = model.config.denoiser.context_length, return_geometry(dataset.game or "")
+    returns = paddle_moments(dataset, np.arange(len(dataset)), L, geometry.horizon)["returns"]
+    if not returns:
+        raise ValueError(f"no return of the ball off the player's paddle in {dataset.root}")
+    chosen = [returns[i] for i in np.sort(np.random.default_rng(seed).permutation(len(returns))[:windows])]
+    segments = dataset.get_segments(np.array([e for e, _ in chosen], np.int64),
+                                    np.array([s - L + 1 for _, s in chosen], np.int64), L - 1 + geometry.horizon)
+    frames = to_model_frames(torch.as_tensor(segments.frames, device=model.device))
+    actions = torch.as_tensor(segments.actions, device=model.device).long()
+    model.eval()
+    dream = imagine(model, "fp32", frames, actions, L, geometry.horizon)
+    steps = range(1, geometry.horizon + 1)
+    dreamt = np.stack([to_uint8_frames(dream.frames[h]).cpu().numpy() for h in steps], axis=1)
+    rows = []
+    for i in range(len(chosen)):
+        real, fake = [segments.frames[i, L - 1 + h] for h in steps], list(dreamt[i])
+        rows += [np.concatenate(real, 1), np.concatenate(fake, 1),
+                 np.concatenate([_difference(r, f) for r, f in zip(real, fake, strict=True)], 1),
+                 np.full((GAP, real[0].shape[1] * len(real), 3), 255, np.uint8)]
+    start = ball_positions(dataset.game, segments.frames[:, L - 1])
+    path = np.stack([ball_positions(dataset.game, dreamt[:, h - 1]) for h in steps], axis=1)
+    returned = classify_ball_paths(start, path, geometry.goal_line)[0]
+    return np.concatenate(rows[:-1], 0), {"windows": len(chosen), "returned_dream": float(returned.mean())}
+
+
 BEFORE = 8  # frames shown before each dream reward in --agent rows
 DREAMS = 8  # dreams the agent plays at once
 
@@ -193,6 +226,9 @@ def main(argv: list[str] | None = None) -> None:
     kind.add_argument("--after-point", action="store_true",
                       help=f"real, dream and difference rows over the {AFTER_POINT} steps after a point, dreamt from "
                            f"the real context and actions: does the dream serve the ball again?")
+    kind.add_argument("--at-paddle", action="store_true",
+                      help="real, dream and difference rows over the steps after a real return of the ball off the "
+                           "player's paddle: does the dream bounce it where the game does? (Pong, Breakout)")
     parser.add_argument("--scale", type=int, default=2, help="pixels per frame pixel")
     parser.add_argument("--seed", type=int, default=0)
     add_device_argument(parser)
@@ -215,6 +251,11 @@ def main(argv: list[str] | None = None) -> None:
         picture, figures = rewarded_rows(checkpoint.world_model, dataset, args.windows, args.seed)
         print(json.dumps({"checkpoint": args.checkpoint, "data": args.data, **figures}))
         columns = "frame t | real t+1, dream t+1, |difference|"
+    elif args.at_paddle:
+        dataset = EpisodeDataset(args.data, game=checkpoint.game)
+        picture, figures = at_paddle_rows(checkpoint.world_model, dataset, args.windows, args.seed)
+        print(json.dumps({"checkpoint": args.checkpoint, "data": args.data, **figures}))
+        columns = "rows real, dream, |difference| at each step after the ball reaches the player's paddle"
     elif args.after_point:
         dataset = EpisodeDataset(args.data, game=checkpoint.game)
         picture, figures = after_point_rows(checkpoint.world_model, dataset, args.windows, args.seed)

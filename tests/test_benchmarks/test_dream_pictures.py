@@ -5,11 +5,12 @@ import json
 
 import numpy as np
 import pytest
-from helpers import PONG_ACTIONS, fixed_event_dream, load_benchmark
+from helpers import PONG_ACTIONS, fixed_event_dream, load_benchmark, pong_frame
 from PIL import Image
 
-from gym_diamond import save_checkpoint
+from gym_diamond import load_checkpoint, save_checkpoint
 from training.data.dataset import Episode, EpisodeDataset
+from training.data.objects import find_objects
 
 dream_pictures = load_benchmark("dream_pictures")
 
@@ -98,3 +99,26 @@ def test_an_agent_plays_its_dream_and_each_reward_is_drawn_with_the_frames_befor
         assert picture.size == ((dream_pictures.BEFORE + 1) * 64 + dream_pictures.GAP, 3 * 64)
     with pytest.raises(SystemExit):
         dream_pictures.main(["--checkpoint", str(_dream(tmp_path, 1)), "--out", str(out)])  # neither --data nor --agent
+
+
+def test_at_paddle_rows_show_the_steps_after_a_return(tmp_path, capsys, one_thread):
+    # one rally: the ball reaches the player's paddle at frames 5 (50) and 6 (54) and comes back
+    xs = [30, 34, 38, 42, 46, 50, 54, 50, 46, 42, 38, 34]
+    data = EpisodeDataset(tmp_path / "rally", game="Pong")
+    data.append(Episode(np.stack([pong_frame(x) for x in xs]), np.zeros(11, np.int64), np.zeros(11, np.float32),
+                        *(np.zeros(11, bool) for _ in range(3))))
+    out = tmp_path / "bounce.png"
+    dream_pictures.main(["--checkpoint", str(_dream(tmp_path, 0)), "--data", str(tmp_path / "rally"), "--out",
+                         str(out), "--at-paddle", "--windows", "3", "--scale", "1", "--device", "cpu"])
+    figures = json.loads(capsys.readouterr().out.splitlines()[0])
+    assert figures == {"checkpoint": str(_dream(tmp_path, 0)), "data": str(tmp_path / "rally"), "windows": 2,
+                       "returned_dream": 0.0}  # both moments; the fixed dream draws no ball
+    with Image.open(out) as picture:
+        assert picture.size == (4 * 64, 2 * 3 * 64 + dream_pictures.GAP)  # Pong's 4 steps after the moment
+        pixels = np.asarray(picture.convert("RGB"))
+    assert find_objects("Pong", pixels[None, :64, 3 * 64:]).ball_xy[0, 0] < 50  # the real ball, 4 steps on: back
+    with pytest.raises(ValueError, match="no return of the ball"):
+        still = EpisodeDataset(tmp_path / "still", game="Pong")
+        still.append(Episode(np.stack([pong_frame(20)] * 12), np.zeros(11, np.int64), np.zeros(11, np.float32),
+                             *(np.zeros(11, bool) for _ in range(3))))
+        dream_pictures.at_paddle_rows(load_checkpoint(_dream(tmp_path, 0)).world_model, still, 2, 0)
