@@ -57,6 +57,13 @@ def _gap(height: int) -> np.ndarray:
     return np.full((height, GAP, 3), 255, np.uint8)
 
 
+def _real_dream_difference(real: list[np.ndarray], dream: list[np.ndarray]) -> list[np.ndarray]:
+    """Three rows, the real frames, the dream's and their |difference|, side by side, and a white gap below."""
+    return [np.concatenate(real, 1), np.concatenate(dream, 1),
+            np.concatenate([_difference(r, f) for r, f in zip(real, dream, strict=True)], 1),
+            np.full((GAP, real[0].shape[1] * len(real), 3), 255, np.uint8)]
+
+
 def horizon_rows(model, dataset: EpisodeDataset, windows: int, seed: int) -> np.ndarray:
     """Rows of real | dream | difference at each of ``HORIZONS`` steps for ``windows`` random windows."""
     L, H = model.config.denoiser.context_length, max(HORIZONS)
@@ -136,11 +143,7 @@ def after_point_rows(model, dataset: EpisodeDataset, windows: int, seed: int) ->
     dreamt = {h: to_uint8_frames(dream.frames[h]).cpu().numpy() for h in shown}
     rows = []
     for i, row in enumerate(whole):
-        real = [segments.frames[row, L - 1 + h] for h in shown]
-        fake = [dreamt[h][i] for h in shown]
-        rows += [np.concatenate(real, 1), np.concatenate(fake, 1),
-                 np.concatenate([_difference(r, f) for r, f in zip(real, fake, strict=True)], 1),
-                 np.full((GAP, real[0].shape[1] * len(real), 3), 255, np.uint8)]
+        rows += _real_dream_difference([segments.frames[row, L - 1 + h] for h in shown], [dreamt[h][i] for h in shown])
     figures: dict[str, float] = {"windows": int(len(whole))}
     if dataset.game is not None and "ball" in game_objects(dataset.game):
         game, last = object_game(dataset.game), max(shown)
@@ -153,8 +156,9 @@ def at_paddle_rows(model, dataset: EpisodeDataset, windows: int, seed: int) -> t
     """Per window real, dream and |difference| rows at each of the game's return-horizon steps after a real return of
     the ball off the player's paddle, dreamt open loop from the real context fed the real actions; and the share of
     windows in which the dream returns the ball too (``training.data.ball_paths.classify_ball_paths``)."""
-    L, geometry = model.config.denoiser.context_length, return_geometry(dataset.game or "")
-    returns = paddle_moments(dataset, np.arange(len(dataset)), L, geometry.horizon)["returns"]
+    L = model.config.denoiser.context_length
+    returns = paddle_moments(dataset, np.arange(len(dataset)), L)["returns"]  # checks the game
+    geometry = return_geometry(dataset.game)
     if not returns:
         raise ValueError(f"no return of the ball off the player's paddle in {dataset.root}")
     chosen = [returns[i] for i in np.sort(np.random.default_rng(seed).permutation(len(returns))[:windows])]
@@ -168,10 +172,7 @@ def at_paddle_rows(model, dataset: EpisodeDataset, windows: int, seed: int) -> t
     dreamt = np.stack([to_uint8_frames(dream.frames[h]).cpu().numpy() for h in steps], axis=1)
     rows = []
     for i in range(len(chosen)):
-        real, fake = [segments.frames[i, L - 1 + h] for h in steps], list(dreamt[i])
-        rows += [np.concatenate(real, 1), np.concatenate(fake, 1),
-                 np.concatenate([_difference(r, f) for r, f in zip(real, fake, strict=True)], 1),
-                 np.full((GAP, real[0].shape[1] * len(real), 3), 255, np.uint8)]
+        rows += _real_dream_difference([segments.frames[i, L - 1 + h] for h in steps], list(dreamt[i]))
     start = ball_positions(dataset.game, segments.frames[:, L - 1])
     path = np.stack([ball_positions(dataset.game, dreamt[:, h - 1]) for h in steps], axis=1)
     returned = classify_ball_paths(start, path, geometry.goal_line)[0]

@@ -47,11 +47,12 @@ from gym_diamond import load_checkpoint, resolve_device
 from gym_diamond.acceleration import PRECISIONS
 from gym_diamond.config import QUANTIZATIONS
 from gym_diamond.errors import UserError
+from training.data.ball_paths import return_geometry
 from training.data.dataset import EpisodeDataset
 from training.fidelity.held_out import held_out_episodes
 from training.fidelity.measures import FIDELITY_HORIZONS, event_confusion
 from training.fidelity.open_loop import dream_reward_recall, fidelity_lines
-from training.fidelity.returns import ball_returns, return_geometry
+from training.fidelity.returns import ball_returns
 from training.fidelity.serve import ball_serves
 from training.runtime.cli import add_device_argument, user_errors
 

@@ -24,7 +24,7 @@ from training.data.ball_paths import ball_positions, classify_ball_paths, paddle
 from training.data.dataset import EpisodeDataset
 from training.fidelity.measures import share
 
-__all__ = ["ReturnReport", "ball_returns", "return_geometry"]
+__all__ = ["ReturnReport", "ball_returns"]
 
 
 @dataclass(frozen=True)

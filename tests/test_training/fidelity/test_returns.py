@@ -56,13 +56,18 @@ def _episode(xs: list[float | None]) -> Episode:
                    np.zeros(T, bool), np.zeros(T, bool), np.zeros(T, bool))
 
 
-class BallMover:
+class StandInDream:
+    """What ``ball_returns`` reads of a model: a 4-frame context on the CPU; subclasses draw the next frame."""
+
+    config = SimpleNamespace(denoiser=SimpleNamespace(context_length=4))
+    device = torch.device("cpu")
+
+
+class BallMover(StandInDream):
     """A 4-frame dream that moves the last frame's ball ``dx`` pixels a step (``dx=0``: it freezes it)."""
 
     def __init__(self, dx: float) -> None:
         self.dx = dx
-        self.config = SimpleNamespace(denoiser=SimpleNamespace(context_length=4))
-        self.device = torch.device("cpu")
 
     def imagine_step(self, frames, actions, generator=None):
         assert frames.shape[1:] == (4, 3, 64, 64) and actions.shape == frames.shape[:2]
@@ -121,13 +126,11 @@ def test_a_ball_the_game_hides_once_let_through_is_a_miss_when_unseen_at_the_end
     assert [t.tolist() for t in return_transitions(through, 2, 57.0, None, horizon=4)] == [[], [3, 4, 5]]
 
 
-class StillDream:
+class StillDream(StandInDream):
     """A 4-frame dream that repeats its last frame, or draws a black one (no ball, no paddle)."""
 
     def __init__(self, black: bool) -> None:
         self.black = black
-        self.config = SimpleNamespace(denoiser=SimpleNamespace(context_length=4))
-        self.device = torch.device("cpu")
 
     def imagine_step(self, frames, actions, generator=None):
         return SimpleNamespace(next_frame=torch.full_like(frames[:, -1], -1.0) if self.black else frames[:, -1])
