@@ -1,4 +1,4 @@
-"""The ball at the player's paddle: where, in a ball's path, the game returns it or lets it through.
+"""The ball at the player's paddle, where the game returns it or lets it through, and the ball's serves.
 
 Pure numpy on the ball's position per frame (``training.data.objects``) along the axis that runs toward the player's
 paddle, for the fidelity measure that asks a dream to return the ball where the game does
@@ -6,6 +6,8 @@ paddle, for the fidelity measure that asks a dream to return the ball where the 
 (``--denoiser-return-oversampling``). The geometry comes from ``training.data.games.rules(game)``: Pong's ball runs
 along x toward the paddle's column and, let through, is seen at or past the goal line; Breakout's runs down its y
 toward the paddle's row and, let through, is hidden under the paddle (the detector reads no ball below it).
+Serves (the ball back after frames without it) come from its visibility alone, for ``training.fidelity.serve`` and
+``--denoiser-serve-oversampling``.
 """
 
 from __future__ import annotations
@@ -19,10 +21,11 @@ from training.data.dataset import EpisodeDataset
 from training.data.games import games_with, rules
 from training.data.objects import find_objects
 
-__all__ = ["APPROACH", "ReturnGeometry", "ball_positions", "classify_ball_paths", "paddle_moments",
-           "return_geometry", "return_transitions"]
+__all__ = ["APPROACH", "SERVE_PAUSE", "ReturnGeometry", "ball_positions", "classify_ball_paths", "paddle_moments",
+           "return_geometry", "return_transitions", "serve_moments", "serve_transitions"]
 
 APPROACH = (6.0, 2.0)  # the ball this many pixels before the paddle's line, at most and at least
+SERVE_PAUSE = 5  # frames without the ball before its return counts as a serve
 
 
 @dataclass(frozen=True)
@@ -104,4 +107,37 @@ def paddle_moments(dataset: EpisodeDataset, episode_ids: np.ndarray | list[int],
         returns, misses = return_transitions(ball, context_length, geometry.paddle_line, geometry.goal_line, horizon)
         found["returns"] += [(int(e), int(s)) for s in returns]
         found["misses"] += [(int(e), int(s)) for s in misses]
+    return found
+
+
+def serve_transitions(ball_visible: np.ndarray, context_length: int,
+                      pause: int = SERVE_PAUSE) -> tuple[np.ndarray, np.ndarray]:
+    """Transitions ``s`` (frame s to frame s + 1) of one episode whose ``context_length`` frames up to s are real,
+    with the ball absent from the last ``pause`` of them: (serves, where frame s + 1 shows the ball; pauses, where it
+    does not). ``ball_visible``: (T + 1,) bool, one per frame."""
+    if pause < 1 or context_length < 1:
+        raise UserError(f"pause and context_length must be >= 1, got {pause} and {context_length}")
+    visible = np.asarray(ball_visible, dtype=bool)
+    last = len(visible) - 2  # the last transition
+    first = max(context_length, pause) - 1
+    if last < first:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    absent = np.convolve(~visible, np.ones(pause, np.int64), mode="valid") == pause  # [i] over frames i..i+pause-1
+    s = np.arange(first, last + 1)
+    away = absent[s - pause + 1]
+    return s[away & visible[s + 1]], s[away & ~visible[s + 1]]
+
+
+def serve_moments(dataset: EpisodeDataset, episode_ids: np.ndarray | list[int], context_length: int,
+                  pause: int = SERVE_PAUSE) -> dict[str, list[tuple[int, int]]]:
+    """The (episode, transition) pairs of ``episode_ids`` where the ball, away for ``pause`` frames, comes back
+    (``"serves"``) or stays away (``"pauses"``), as ``serve_transitions`` finds them."""
+    if dataset.game is None:
+        raise UserError("the dataset does not say its game: open it with EpisodeDataset(root, game=...)")
+    found: dict[str, list[tuple[int, int]]] = {"serves": [], "pauses": []}
+    for e in np.asarray(episode_ids, dtype=np.int64).reshape(-1):
+        visible = find_objects(dataset.game, dataset.episode(int(e)).frames).ball_visible
+        serves, pauses = serve_transitions(visible, context_length, pause)
+        found["serves"] += [(int(e), int(s)) for s in serves]
+        found["pauses"] += [(int(e), int(s)) for s in pauses]
     return found

@@ -21,13 +21,12 @@ import torch
 
 from gym_diamond import BatchedGenerator, WorldModel, to_model_frames, to_uint8_frames
 from gym_diamond.errors import UserError
+from training.data.ball_paths import SERVE_PAUSE, serve_moments
 from training.data.dataset import EpisodeDataset
 from training.data.objects import find_objects, object_game
 from training.fidelity.measures import share
 
-__all__ = ["SERVE_PAUSE", "ServeReport", "ball_serves", "serve_transitions"]
-
-SERVE_PAUSE = 5  # frames without the ball before its return counts as a serve
+__all__ = ["ServeReport", "ball_serves"]
 
 
 @dataclass(frozen=True)
@@ -47,24 +46,6 @@ class ServeReport:
         return share(self.phantom, self.pauses)
 
 
-def serve_transitions(ball_visible: np.ndarray, context_length: int,
-                      pause: int = SERVE_PAUSE) -> tuple[np.ndarray, np.ndarray]:
-    """Transitions ``s`` (frame s to frame s + 1) of one episode whose ``context_length`` frames up to s are real,
-    with the ball absent from the last ``pause`` of them: (serves, where frame s + 1 shows the ball; pauses, where it
-    does not). ``ball_visible``: (T + 1,) bool, one per frame."""
-    if pause < 1 or context_length < 1:
-        raise UserError(f"pause and context_length must be >= 1, got {pause} and {context_length}")
-    visible = np.asarray(ball_visible, dtype=bool)
-    last = len(visible) - 2  # the last transition
-    first = max(context_length, pause) - 1
-    if last < first:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    absent = np.convolve(~visible, np.ones(pause, np.int64), mode="valid") == pause  # [i] over frames i..i+pause-1
-    s = np.arange(first, last + 1)
-    away = absent[s - pause + 1]
-    return s[away & visible[s + 1]], s[away & ~visible[s + 1]]
-
-
 @torch.no_grad()
 def ball_serves(model: WorldModel, dataset: EpisodeDataset, episode_ids: np.ndarray | list[int], *,
                 samples: int = 32, seed: int = 0, pause: int = SERVE_PAUSE, batch_size: int = 64) -> ServeReport:
@@ -76,13 +57,7 @@ def ball_serves(model: WorldModel, dataset: EpisodeDataset, episode_ids: np.ndar
     game = object_game(dataset.game)
     if samples < 1 or batch_size < 1:
         raise UserError(f"samples and batch_size must be >= 1, got {samples} and {batch_size}")
-    L = model.config.denoiser.context_length
-    found: dict[str, list[tuple[int, int]]] = {"serves": [], "pauses": []}
-    for e in np.asarray(episode_ids, dtype=np.int64).reshape(-1):
-        visible = find_objects(game, dataset.episode(int(e)).frames).ball_visible
-        serves, pauses = serve_transitions(visible, L, pause)
-        found["serves"] += [(int(e), int(s)) for s in serves]
-        found["pauses"] += [(int(e), int(s)) for s in pauses]
+    found = serve_moments(dataset, episode_ids, model.config.denoiser.context_length, pause)
     rng = np.random.default_rng(seed)
     serves, pauses = ([positions[i] for i in np.sort(rng.permutation(len(positions))[:samples])]
                       for positions in (found["serves"], found["pauses"]))

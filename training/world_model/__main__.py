@@ -64,6 +64,10 @@ def main(argv: list[str] | None = None) -> None:
                         help="fraction of each denoiser batch whose target is one of the frames right after the ball "
                              "reaches the player's paddle, returned or let through, so that the dream learns the "
                              "bounce (Pong, Breakout; 0, the default: DIAMOND's sampling)")
+    parser.add_argument("--denoiser-serve-oversampling", type=float, default=DEFAULTS.denoiser_serve_oversampling,
+                        help="fraction of each denoiser batch whose target is the frame where the ball comes back "
+                             "after frames without it (a serve), so that the dream puts the ball back in play "
+                             "(Pong, Breakout; 0, the default: DIAMOND's sampling)")
     parser.add_argument("--rew-end-input-noise", type=float, default=DEFAULTS.rew_end_input_noise,
                         help="train the reward/termination model on frames with Gaussian noise up to this level "
                              "(frames in [-1, 1]), so that it reads a dream's frames, a few levels off the real "
@@ -101,6 +105,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--time-budget", type=float, default=None, metavar="SECONDS",
                         help="stop at the first save after this much wall time, export the checkpoint and leave the "
                              "state to resume: the same command continues towards --steps")
+    parser.add_argument("--branch-from", default=None, metavar="RUN",
+                        help="start from the saved state of another run folder (weights, optimizers, update count) "
+                             "and train on with this command's settings, e.g. to try a change on a trained run; "
+                             "the same command resumes the branch")
     parser.add_argument("--fidelity-samples", type=int, default=DEFAULTS.fidelity_samples,
                         help="held-out samples per fidelity figure (dreams and noisy frames; default 32)")
     only = parser.add_mutually_exclusive_group()
@@ -126,8 +134,10 @@ def main(argv: list[str] | None = None) -> None:
         termination_oversampling=args.termination_oversampling, reward_oversampling=args.reward_oversampling,
         denoiser_reward_oversampling=args.denoiser_reward_oversampling,
         denoiser_return_oversampling=args.denoiser_return_oversampling,
+        denoiser_serve_oversampling=args.denoiser_serve_oversampling,
         rew_end_input_noise=args.rew_end_input_noise, fidelity_every=args.fidelity_every,
-        fidelity_samples=args.fidelity_samples, **chosen)
+        fidelity_samples=args.fidelity_samples,
+        branch_from=None if args.branch_from is None else str(Path(args.branch_from).resolve()), **chosen)
     data = local_episodes(args.data, Path(args.out) / "data")
     try:
         networks = "rew_end" if args.only_rew_end else "denoiser" if args.only_denoiser else "both"

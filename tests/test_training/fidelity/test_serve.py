@@ -9,9 +9,10 @@ import torch
 from helpers import real_pong_data
 
 from gym_diamond import to_model_frames
+from training.data.ball_paths import serve_transitions
 from training.data.dataset import EpisodeDataset
 from training.data.objects import find_objects
-from training.fidelity.serve import ball_serves, serve_transitions
+from training.fidelity.serve import ball_serves
 
 
 def test_serves_and_pauses_are_found_in_the_balls_visibility():

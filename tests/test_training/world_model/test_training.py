@@ -1,5 +1,6 @@
 """World model training, imagination training and the pipeline, at toy sizes on real Atari frames."""
 
+import dataclasses
 import json
 import os
 import signal
@@ -60,6 +61,33 @@ def test_trained_checkpoint_plays_in_gym_make_and_resume_is_exact(pong_data, tmp
     assert obs.shape == (64, 64, 3)
     assert any(np.array_equal(obs, ctx[-1]) for ctx in a.start_bank.frames)  # starts from real Pong contexts
     env.step(0)
+
+
+def test_a_branch_starts_from_its_parents_state_and_trains_on_with_its_own_settings(pong_data, tmp_path):
+    config = WorldModelTrainingConfig(batch_size=2, rew_end_sequence_length=4)
+    kwargs = dict(model_preset="tiny", device="cpu", seed=3, progress=False, save_every=1)
+    one_run = load_checkpoint(train_world_model("Pong", pong_data, tmp_path / "one", 4, config=config, **kwargs))
+    train_world_model("Pong", pong_data, tmp_path / "parent", 2, config=config, **kwargs)
+    same = dataclasses.replace(config, branch_from=str(tmp_path / "parent"))
+    branch = load_checkpoint(train_world_model("Pong", pong_data, tmp_path / "same", 4, config=same, **kwargs))
+    for (name, p), q in zip(one_run.world_model.state_dict().items(), branch.world_model.state_dict().values(),
+                            strict=True):
+        assert torch.equal(p, q), name  # weights, optimizers and random streams carried over: as one run
+    assert branch.provenance["branch_from"] == str(tmp_path / "parent") and one_run.provenance["branch_from"] is None
+    other = dataclasses.replace(same, lr=3e-3)
+    changed = load_checkpoint(train_world_model("Pong", pong_data, tmp_path / "lr", 4, config=other, **kwargs))
+    assert changed.provenance["denoiser_steps"] == 4 and changed.provenance["lr"] == 3e-3
+    assert not all(torch.equal(p, q) for p, q in zip(one_run.world_model.parameters(),
+                                                     changed.world_model.parameters(), strict=True))
+    train_world_model("Pong", pong_data, tmp_path / "parent", 6, config=config, **kwargs)  # the parent goes on
+    resumed = load_checkpoint(train_world_model("Pong", pong_data, tmp_path / "lr", 5, config=other, **kwargs))
+    assert resumed.provenance["denoiser_steps"] == 5  # from the branch's own state, not the parent's 6
+    with pytest.raises(ValueError, match="branch_from"):  # a resume repeats the branch's settings
+        train_world_model("Pong", pong_data, tmp_path / "lr", 6, config=dataclasses.replace(other, branch_from=None),
+                          **kwargs)
+    with pytest.raises(ValueError, match="no saved training state"):
+        train_world_model("Pong", pong_data, tmp_path / "orphan", 2, **kwargs,
+                          config=dataclasses.replace(config, branch_from=str(tmp_path / "nowhere")))
 
 
 def test_each_loss_log_row_is_the_mean_over_its_updates(pong_data, tmp_path):
@@ -534,6 +562,49 @@ def test_return_oversampling_trains_on_the_frames_after_the_ball_reaches_the_pad
     with pytest.raises(ValueError, match="nothing for denoiser_return_oversampling"):
         WorldModelTrainer(model, still, WorldModelTrainingConfig(batch_size=8,
                                                                  denoiser_return_oversampling=0.5)).denoiser_step()
+
+
+def test_serve_oversampling_trains_on_the_frame_where_the_ball_comes_back(tmp_path, monkeypatch):
+    # the ball in flight, away for 6 frames (a point), served at frame 14, away again and served at frame 27
+    xs = [30, 34, 38, 42, 46, 50, 54, None, None, None, None, None, None, None, 32, 36, 40, 44, 48, 52, None, None,
+          None, None, None, None, None, 32, 36, 40]
+    T = len(xs) - 1
+    rewards = np.zeros(T, np.float32)
+    rewards[20] = 1.0  # the point before the second serve
+    dataset = EpisodeDataset(tmp_path / "points", game="Pong")
+    dataset.append(Episode(np.stack([pong_frame(x) for x in xs]), np.zeros(T, np.int64), rewards,
+                           np.zeros(T, bool), np.zeros(T, bool), np.zeros(T, bool)))
+    model = WorldModel(tiny_world_model_config(num_actions=6))
+    L = model.config.denoiser.context_length
+    config = WorldModelTrainingConfig(batch_size=8, denoiser_reward_oversampling=0.25, denoiser_serve_oversampling=0.5)
+    trainer = WorldModelTrainer(model, dataset, config)
+    assert trainer.serve_moments[:, 1].tolist() == [13, 26]  # the transitions into the serves
+    seen = {}
+    get_segments = dataset.get_segments
+    monkeypatch.setattr(dataset, "get_segments",
+                        lambda ids, starts, n, **kw: seen.update(starts=starts.copy()) or get_segments(ids, starts, n,
+                                                                                                       **kw))
+    served = []
+    for _ in range(6):
+        trainer.denoiser_step()
+        targets = (seen["starts"] + L).tolist()  # the first target frame of each sample
+        assert targets[:2] == [21, 21]  # the rewarded samples first,
+        assert set(targets[2:6]) <= {14, 27}  # then half the batch predicts a serve
+        served += targets[2:6]
+    assert set(served) == {14, 27}
+    assert trainer.config.run_settings()["denoiser_serve_oversampling"] == 0.5
+    assert "denoiser_serve_oversampling" not in WorldModelTrainingConfig().run_settings()  # older runs resume
+    for shares in ({"denoiser_serve_oversampling": 1.0}, {"denoiser_serve_oversampling": -0.1},
+                   {"denoiser_return_oversampling": 0.3, "denoiser_reward_oversampling": 0.2,
+                    "denoiser_serve_oversampling": 0.5}):
+        with pytest.raises(ValueError, match="denoiser_serve_oversampling"):
+            WorldModelTrainingConfig(**shares)
+    rally = EpisodeDataset(tmp_path / "rally", game="Pong")
+    rally.append(Episode(np.stack([pong_frame(20 + i) for i in range(12)]), np.zeros(11, np.int64),
+                         np.zeros(11, np.float32), np.zeros(11, bool), np.zeros(11, bool), np.zeros(11, bool)))
+    with pytest.raises(ValueError, match="nothing for denoiser_serve_oversampling"):
+        WorldModelTrainer(model, rally, WorldModelTrainingConfig(batch_size=8,
+                                                                 denoiser_serve_oversampling=0.5)).denoiser_step()
 
 
 def test_breakouts_return_oversampling_reaches_the_slower_bounce(tmp_path, monkeypatch):
