@@ -18,6 +18,9 @@ from gym_diamond import WorldModel, load_checkpoint, save_checkpoint
 from gym_diamond.errors import UserError
 from training.runtime.cli import user_errors
 
+# what the dream's frames and start contexts come from, the denoiser's data, also given at the top of the provenance
+DREAM_DATA = ("dataset_steps", "dataset_episodes", "data_collection")
+
 
 def combine_checkpoints(denoiser_path: str | Path, rew_end_path: str | Path, out: str | Path) -> Path:
     """Write ``out``: the denoiser, sampler and start contexts of ``denoiser_path``, the reward/termination
@@ -36,7 +39,8 @@ def combine_checkpoints(denoiser_path: str | Path, rew_end_path: str | Path, out
     provenance: dict[str, Any] = {"combined": {"denoiser": {"file": str(denoiser_path), **den.provenance},
                                                "rew_end": {"file": str(rew_end_path), **rew.provenance}},
                                   "denoiser_steps": den.provenance.get("denoiser_steps"),
-                                  "rew_end_steps": rew.provenance.get("rew_end_steps")}
+                                  "rew_end_steps": rew.provenance.get("rew_end_steps"),
+                                  **{k: den.provenance[k] for k in DREAM_DATA if k in den.provenance}}
     return save_checkpoint(out, model, game=den.game, action_meanings=den.action_meanings,
                            start_bank=den.start_bank, provenance=provenance)
 

@@ -10,8 +10,11 @@ from training.world_model.combine import combine_checkpoints, main
 
 
 def test_each_network_comes_from_its_file(tmp_path):
-    a = make_tiny_checkpoint(tmp_path / "a.safetensors")
-    b = make_tiny_checkpoint(tmp_path / "b.safetensors", seed=1, provenance={"denoiser_steps": 7, "rew_end_steps": 9})
+    collection = [{"policy": "BallFollower", "steps": 150000}]
+    a = make_tiny_checkpoint(tmp_path / "a.safetensors", provenance={"dataset_steps": 150000,
+                                                                     "data_collection": collection})
+    b = make_tiny_checkpoint(tmp_path / "b.safetensors", seed=1, provenance={"denoiser_steps": 7, "rew_end_steps": 9,
+                                                                            "dataset_steps": 40})
     out = combine_checkpoints(a, b, tmp_path / "c.safetensors")
     A, B, C = (load_checkpoint(p) for p in (a, b, out))
     for name, t in C.world_model.denoiser.state_dict().items():
@@ -22,6 +25,8 @@ def test_each_network_comes_from_its_file(tmp_path):
     assert (C.start_bank.frames == A.start_bank.frames).all()
     assert C.provenance["rew_end_steps"] == 9
     assert C.provenance["combined"]["rew_end"]["file"] == str(b)
+    # the dream's data, the denoiser's, at the top
+    assert C.provenance["dataset_steps"] == 150000 and C.provenance["data_collection"] == collection
 
 
 def test_a_reward_model_of_another_size_is_taken_with_its_config(tmp_path):
