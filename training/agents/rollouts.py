@@ -35,7 +35,7 @@ from gym_diamond.envs.core import DreamCore
 from gym_diamond.errors import UserError
 from gym_diamond.games import atari_game_name
 from training.data.games import FOLLOWER_POLICIES, rules
-from training.data.objects import Objects, find_objects
+from training.data.objects import Objects, count_balls, find_objects
 from training.data.policies import Agent, RandomAgent
 
 __all__ = [
@@ -84,6 +84,9 @@ class EventCounts:
     frames_with_ball: int | None = None
     # reward events with the ball seen across the goal line it scores through in one of the 3 frames before (Pong)
     rewards_at_goal: int | None = None
+    # frames handed to the policy that show more than one ball (training.data.objects.count_balls): never in the
+    # game; a dream drifting over its own frames draws extra balls, which cross the goal lines and score points
+    frames_with_extra_balls: int | None = None
 
     def events(self) -> dict[str, int]:
         """The game's judged event counts under their names, e.g. ``{"points_won": 3, "points_lost": 20}``."""
@@ -104,6 +107,8 @@ class EventCounts:
         rewards = self.positive_rewards + self.negative_rewards
         if self.rewards_at_goal is not None and rewards:
             shown["rewards_at_goal_share"] = round(self.rewards_at_goal / rewards, 4)
+        if self.frames_with_extra_balls is not None and self.steps:
+            shown["extra_balls_share"] = round(self.frames_with_extra_balls / self.steps, 4)
         return {**asdict(self), "per_1000": {k: round(v, 3) for k, v in self.per_1000().items()}, **shown}
 
 
@@ -145,6 +150,7 @@ def count_events(env: VectorEnvLike, policy: Agent, steps: int, game: str, *, se
     positive = negative = lives = terminations = episodes = 0
     game_rules = rules(game)
     ball = 0 if "ball" in game_rules.objects else None
+    extra_balls = None if ball is None else 0
     goals = None if ball is None or game_rules.goal_lines is None else \
         _GoalWatch(game_rules.goal_lines, find_objects(game, np.asarray(obs)))
     for _ in range(vector_steps):
@@ -156,6 +162,7 @@ def count_events(env: VectorEnvLike, policy: Agent, steps: int, game: str, *, se
         if ball is not None:
             objects = find_objects(game, np.asarray(obs))
             ball += int(objects.ball_visible.sum())
+            extra_balls += int((count_balls(game, np.asarray(obs), most=2) > 1).sum())
             if goals is not None:
                 goals.step(rewards, objects, ended)
         positive += int((rewards > 0).sum())
@@ -171,7 +178,7 @@ def count_events(env: VectorEnvLike, policy: Agent, steps: int, game: str, *, se
             policy.reset(ended)
     # an Atari game by its usual name; any other environment by its own (its dream's game)
     return EventCounts(atari_game_name(game) or game, vector_steps * n, positive, negative, lives, terminations,
-                       episodes, ball, None if goals is None else goals.rewards_at_goal)
+                       episodes, ball, None if goals is None else goals.rewards_at_goal, extra_balls)
 
 
 class _GoalWatch:

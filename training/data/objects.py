@@ -29,7 +29,7 @@ import numpy as np
 from gym_diamond.atari import FRAME_SIZE, game_to_name
 from gym_diamond.errors import UserError
 
-__all__ = ["OBJECT_GAMES", "Boxers", "Objects", "find_boxers", "find_objects", "object_game"]
+__all__ = ["OBJECT_GAMES", "Boxers", "Objects", "count_balls", "find_boxers", "find_objects", "object_game"]
 
 PIXEL_COVERAGE = 0.15  # a pixel counts toward an object from this share of its colour
 BALL_COVERAGE = 0.4  # a ball is seen when its counted pixels add up to this many whole pixels
@@ -224,6 +224,36 @@ def find_objects(game: str, frames: np.ndarray) -> Objects:
     corner = np.array([cols.start, rows.start])
     ball_xy[~game_like], paddle_xy[~game_like] = np.nan, np.nan
     return Objects(ball_visible & game_like, ball_xy + corner, paddle_visible & game_like, paddle_xy + corner)
+
+
+def count_balls(game: str, frames: np.ndarray, most: int = 4) -> np.ndarray:
+    """How many balls each uint8 frame (n, 64, 64, 3) of ``game`` shows, up to ``most``: separate windows of a ball's
+    size that each hold a ball's coverage, as ``find_objects`` sees one. The game has one ball; a dream that drifts
+    over its own frames can draw two or three, which ``find_objects``, looking for one, would not tell."""
+    scene = _SCENES[object_game(game)]
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[1:] != (FRAME_SIZE, FRAME_SIZE, 3) or frames.dtype != np.uint8:
+        raise UserError(f"frames must be uint8 of shape (n, {FRAME_SIZE}, {FRAME_SIZE}, 3), "
+                        f"got {frames.dtype} of shape {frames.shape}")
+    if most < 1:
+        raise UserError(f"most must be >= 1, got {most}")
+    rows, cols = _box(scene.ball_region)
+    offset = frames[:, rows, cols].astype(np.float32) - scene.background
+    norm = np.sqrt(np.einsum("...c,...c->...", offset, offset))
+    ball, _ = scene.coverage(offset, norm)
+    region = scene.ball_region[rows, cols]
+    weights = np.where(region & (ball >= PIXEL_COVERAGE), ball, 0).astype(np.float64)
+    n, (h, w) = len(frames), BALL_WINDOW
+    count = np.zeros(n, np.int64)
+    for _ in range(most):  # take the fullest window, then clear it and the pixels around it
+        sums = _window_sums(weights, BALL_WINDOW)
+        top, left = np.divmod(sums.reshape(n, -1).argmax(1), sums.shape[2]) if n else (np.zeros(0, int),) * 2
+        found = sums.reshape(n, -1).max(1, initial=0) >= BALL_COVERAGE
+        count += found
+        for i in np.nonzero(found)[0]:
+            weights[i, max(top[i] - 1, 0):top[i] + h + 1, max(left[i] - 1, 0):left[i] + w + 1] = 0
+    game_like = _like_the_game(offset, norm, scene.colours, region)
+    return np.where(game_like, count, 0)
 
 
 # ------------------------------------------------------------------------------------------------ Boxing

@@ -29,7 +29,9 @@ Where the game has a ball (Pong, Breakout), each side also reports ``ball_shown`
 policy saw that show it (reported, not judged): a dream that stops serving after a point shows far fewer. In Pong each
 side also reports ``rewards_at_goal_share``, the share of the points paid with the ball seen across the goal line it
 scores through in one of the 3 frames before (reported, not judged): 1.0 in the real game; below, the dream's reward
-model pays points the dreamed ball never scored.
+model pays points the dreamed ball never scored. With a ball, ``extra_balls_share`` is the share of the frames that show
+more than one (``training.data.objects.count_balls``; reported, not judged): 0 in the game; a dream that drifts over
+its own frames draws extra balls, and their crossings score.
 """
 
 from __future__ import annotations

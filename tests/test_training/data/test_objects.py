@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from gym_diamond.atari import make_atari_env
-from training.data.objects import OBJECT_GAMES, find_objects, object_game
+from training.data.objects import OBJECT_GAMES, count_balls, find_objects, object_game
 from training.data.scripted import BallFollower
 
 # Where the emulator keeps the ball and the player's paddle (the annotated Atari RAM of Anand et al., 2019,
@@ -141,6 +141,28 @@ def test_specks_of_noise_are_no_ball_and_mush_shows_nothing():
     for game_name in OBJECT_GAMES:
         mush = find_objects(game_name, rng.integers(0, 256, (20, 64, 64, 3), dtype=np.uint8))
         assert not (mush.ball_visible.any() or mush.paddle_visible.any())
+
+
+@pytest.mark.parametrize("game_name", OBJECT_GAMES)
+def test_real_play_shows_one_ball_at_most_and_painted_copies_are_counted(game_name):
+    """The game draws one ball; copies of it painted elsewhere in the court (a drifting dream's extra balls) are
+    counted, a ball and the pixels it blends into are one, and frames of mush show none."""
+    game = play(game_name)
+    counts = count_balls(game_name, game.frames)
+    seen = find_objects(game_name, game.frames)
+    assert (counts <= 1).all() and ((counts == 1) == seen.ball_visible).mean() > 0.99
+    frames = game.frames[seen.ball_visible][:10].copy()
+    x, y = np.round(seen.ball_xy[seen.ball_visible][:10]).astype(int).T
+    for i in range(len(frames)):  # the ball's 3x3 neighbourhood copied 12 columns and 8 rows away
+        dx, dy = (12 if x[i] < 32 else -12), (8 if y[i] < 40 else -8)
+        frames[i, y[i] + dy - 1:y[i] + dy + 2, x[i] + dx - 1:x[i] + dx + 2] = \
+            frames[i, y[i] - 1:y[i] + 2, x[i] - 1:x[i] + 2]
+    assert (count_balls(game_name, frames) == 2).all()
+    assert (count_balls(game_name, frames, most=1) == 1).all()
+    rng = np.random.default_rng(0)
+    assert not count_balls(game_name, rng.integers(0, 256, (5, 64, 64, 3), dtype=np.uint8)).any()
+    with pytest.raises(ValueError, match="most must be >= 1"):
+        count_balls(game_name, frames, most=0)
 
 
 def test_bad_games_and_frames_are_refused():

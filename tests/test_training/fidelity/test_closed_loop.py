@@ -152,7 +152,8 @@ def test_count_events_counts_what_the_env_gives():
     counts = count_events(_ScriptedVectorEnv(SCRIPT, life_loss=True), policy, 11, "Breakout")
     # ceil(11 / 2) = 6 vector steps: the script twice
     assert counts == EventCounts("Breakout", 12, positive_rewards=4, negative_rewards=4, lives_lost=4,
-                                 terminations=4, episodes=6, frames_with_ball=0)  # black frames: no ball
+                                 terminations=4, episodes=6, frames_with_ball=0,
+                                 frames_with_extra_balls=0)  # black frames: no ball
     assert counts.events() == {"bricks": 4, "lives_lost": 4}
     assert counts.per_1000() == {"bricks": 4000 / 12, "lives_lost": 4000 / 12, "terminations": 4000 / 12,
                                  "episodes": 6000 / 12}
@@ -168,6 +169,7 @@ def test_count_events_counts_what_the_env_gives():
     maze = count_events(dream, _RecordingPolicy(), 12, "MiniGrid-Empty-6x6-v0")  # any environment's dream
     assert maze.game == "MiniGrid-Empty-6x6-v0" and maze.positive_rewards == 4
     assert maze.frames_with_ball is None and "ball_shown" not in maze.to_dict()  # no ball to look for
+    assert maze.frames_with_extra_balls is None and "extra_balls_share" not in maze.to_dict()
     assert count_events(dream, _RecordingPolicy(), 12, "ALE/Pong-v5").game == "Pong"
 
 
@@ -205,6 +207,23 @@ def test_count_events_tells_points_the_ball_scored_from_points_paid_elsewhere():
                         "Breakout").rewards_at_goal is None  # a game without goal lines
 
 
+class _TwoBallEnv(_PongScriptEnv):
+    """The scripted Pong env, with a second ball painted at (20, 45) after every other step (a drifting dream's)."""
+
+    def step(self, actions):
+        obs, *rest = super().step(actions)
+        if self.t % 2:
+            obs[0, 45, 20] = 236
+        return (obs, *rest)
+
+
+def test_count_events_counts_the_frames_with_extra_balls():
+    script = [(40, 0, False), (50, 0, False), (None, 0, False), (60, 0, False)]
+    counts = count_events(_TwoBallEnv(script, start_x=30), _RecordingPolicy(), 4, "Pong")
+    assert counts.frames_with_extra_balls == 1  # step 1 shows two balls; step 3, one (its own ball gone)
+    assert counts.frames_with_ball == 4 and counts.to_dict()["extra_balls_share"] == 0.25
+
+
 class _RecordingEnv:
     """Passes a vector env through, keeping what it returned."""
 
@@ -237,6 +256,7 @@ def test_count_events_in_real_pong_matches_the_rewards():
     # the game pays a point only when the ball has just crossed a goal line
     assert counts.rewards_at_goal == counts.positive_rewards + counts.negative_rewards
     assert counts.to_dict()["rewards_at_goal_share"] == 1.0
+    assert counts.frames_with_extra_balls == 0 and counts.to_dict()["extra_balls_share"] == 0.0  # one ball at most
 
 
 def test_count_events_in_real_breakout_counts_life_losses():
@@ -273,14 +293,16 @@ def test_count_events_in_a_dream_counts_its_rewards_and_ends():
     counts = count_events(env, make_policy("follower", "Pong", 6, seed=0), 6, "Pong", seed=0,
                           terminations_are_life_losses=True)
     env.close()
-    assert dataclasses.replace(counts, frames_with_ball=None, rewards_at_goal=None) == EventCounts(
+    assert dataclasses.replace(counts, frames_with_ball=None, rewards_at_goal=None,
+                               frames_with_extra_balls=None) == EventCounts(
         "Pong", 6, positive_rewards=6, negative_rewards=0, lives_lost=6, terminations=6, episodes=6)
     assert 0 <= counts.frames_with_ball <= 6  # the dream's frames are looked at for a ball
     model, bank = fixed_event_dream(reward=0, terminates=False)
     env = make_dream_env(Checkpoint(model, "Pong", PONG_ACTIONS, bank), 2, max_episode_steps=2)
     counts = count_events(env, make_policy("random", "Pong", 6, seed=0), 6, "Pong", seed=0)
     env.close()
-    assert dataclasses.replace(counts, frames_with_ball=None, rewards_at_goal=None) == EventCounts(
+    assert dataclasses.replace(counts, frames_with_ball=None, rewards_at_goal=None,
+                               frames_with_extra_balls=None) == EventCounts(
         "Pong", 6, 0, 0, 0, terminations=0, episodes=2)  # truncated at 2 steps
 
 
