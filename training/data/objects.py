@@ -195,6 +195,15 @@ def _like_the_game(offset: np.ndarray, norm: np.ndarray, colours: np.ndarray, re
     return np.count_nonzero(plain & region, axis=(1, 2)) >= LIKE_THE_GAME * region.sum()
 
 
+def _checked_frames(frames: np.ndarray) -> np.ndarray:
+    """``frames`` as an array, if they are uint8 frames (n, 64, 64, 3); else a clear error."""
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[1:] != (FRAME_SIZE, FRAME_SIZE, 3) or frames.dtype != np.uint8:
+        raise UserError(f"frames must be uint8 of shape (n, {FRAME_SIZE}, {FRAME_SIZE}, 3), "
+                        f"got {frames.dtype} of shape {frames.shape}")
+    return frames
+
+
 def object_game(game: str) -> str:
     """The CamelCase name of ``game`` if ``find_objects`` knows how it draws its objects; else ValueError."""
     name = game_to_name(game)
@@ -205,11 +214,7 @@ def object_game(game: str) -> str:
 
 def find_objects(game: str, frames: np.ndarray) -> Objects:
     """The ball and the player's paddle in each of the uint8 frames (n, 64, 64, 3) of ``game``."""
-    scene = _SCENES[object_game(game)]
-    frames = np.asarray(frames)
-    if frames.ndim != 4 or frames.shape[1:] != (FRAME_SIZE, FRAME_SIZE, 3) or frames.dtype != np.uint8:
-        raise UserError(f"frames must be uint8 of shape (n, {FRAME_SIZE}, {FRAME_SIZE}, 3), "
-                        f"got {frames.dtype} of shape {frames.shape}")
+    scene, frames = _SCENES[object_game(game)], _checked_frames(frames)
     if len(frames) > CHUNK:  # a few hundred frames at a time stay in the processor's cache
         parts = [find_objects(game, frames[i:i + CHUNK]) for i in range(0, len(frames), CHUNK)]
         return Objects(*(np.concatenate(field) for field in zip(*(astuple(p) for p in parts), strict=True)))
@@ -230,11 +235,7 @@ def count_balls(game: str, frames: np.ndarray, most: int = 4) -> np.ndarray:
     """How many balls each uint8 frame (n, 64, 64, 3) of ``game`` shows, up to ``most``: separate windows of a ball's
     size that each hold a ball's coverage, as ``find_objects`` sees one. The game has one ball; a dream that drifts
     over its own frames can draw two or three, which ``find_objects``, looking for one, would not tell."""
-    scene = _SCENES[object_game(game)]
-    frames = np.asarray(frames)
-    if frames.ndim != 4 or frames.shape[1:] != (FRAME_SIZE, FRAME_SIZE, 3) or frames.dtype != np.uint8:
-        raise UserError(f"frames must be uint8 of shape (n, {FRAME_SIZE}, {FRAME_SIZE}, 3), "
-                        f"got {frames.dtype} of shape {frames.shape}")
+    scene, frames = _SCENES[object_game(game)], _checked_frames(frames)
     if most < 1:
         raise UserError(f"most must be >= 1, got {most}")
     rows, cols = _box(scene.ball_region)
