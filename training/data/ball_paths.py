@@ -12,6 +12,7 @@ Serves (the ball back after frames without it) come from its visibility alone, f
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -97,17 +98,11 @@ def paddle_moments(dataset: EpisodeDataset, episode_ids: np.ndarray | list[int],
     """The (episode, frame) pairs of ``episode_ids`` where the game returns the ball off the player's paddle
     (``"returns"``) or lets it through (``"misses"``), as ``return_transitions`` finds them (``horizon``: the game's
     ``return_horizon`` by default)."""
-    if dataset.game is None:
-        raise UserError("the dataset does not say its game: open it with EpisodeDataset(root, game=...)")
-    geometry = return_geometry(dataset.game)
+    game = _game_of(dataset)
+    geometry = return_geometry(game)
     horizon = geometry.horizon if horizon is None else horizon
-    found: dict[str, list[tuple[int, int]]] = {"returns": [], "misses": []}
-    for e in np.asarray(episode_ids, dtype=np.int64).reshape(-1):
-        ball = ball_positions(dataset.game, dataset.episode(int(e)).frames)
-        returns, misses = return_transitions(ball, context_length, geometry.paddle_line, geometry.goal_line, horizon)
-        found["returns"] += [(int(e), int(s)) for s in returns]
-        found["misses"] += [(int(e), int(s)) for s in misses]
-    return found
+    return _episode_moments(dataset, episode_ids, ("returns", "misses"), lambda frames: return_transitions(
+        ball_positions(game, frames), context_length, geometry.paddle_line, geometry.goal_line, horizon))
 
 
 def serve_transitions(ball_visible: np.ndarray, context_length: int,
@@ -132,12 +127,23 @@ def serve_moments(dataset: EpisodeDataset, episode_ids: np.ndarray | list[int], 
                   pause: int = SERVE_PAUSE) -> dict[str, list[tuple[int, int]]]:
     """The (episode, transition) pairs of ``episode_ids`` where the ball, away for ``pause`` frames, comes back
     (``"serves"``) or stays away (``"pauses"``), as ``serve_transitions`` finds them."""
+    game = _game_of(dataset)
+    return _episode_moments(dataset, episode_ids, ("serves", "pauses"), lambda frames: serve_transitions(
+        find_objects(game, frames).ball_visible, context_length, pause))
+
+
+def _episode_moments(dataset: EpisodeDataset, episode_ids: np.ndarray | list[int], kinds: tuple[str, ...],
+                     transitions: Callable[[np.ndarray], tuple[np.ndarray, ...]]) -> dict[str, list[tuple[int, int]]]:
+    """(episode, frame) pairs of each of ``kinds``, from ``transitions`` of each episode's frames (one array each)."""
+    found: dict[str, list[tuple[int, int]]] = {kind: [] for kind in kinds}
+    for e in np.asarray(episode_ids, dtype=np.int64).reshape(-1):
+        for kind, steps in zip(kinds, transitions(dataset.episode(int(e)).frames), strict=True):
+            found[kind] += [(int(e), int(s)) for s in steps]
+    return found
+
+
+def _game_of(dataset: EpisodeDataset) -> str:
+    """The game ``dataset`` says it holds; a clear error where it does not say."""
     if dataset.game is None:
         raise UserError("the dataset does not say its game: open it with EpisodeDataset(root, game=...)")
-    found: dict[str, list[tuple[int, int]]] = {"serves": [], "pauses": []}
-    for e in np.asarray(episode_ids, dtype=np.int64).reshape(-1):
-        visible = find_objects(dataset.game, dataset.episode(int(e)).frames).ball_visible
-        serves, pauses = serve_transitions(visible, context_length, pause)
-        found["serves"] += [(int(e), int(s)) for s in serves]
-        found["pauses"] += [(int(e), int(s)) for s in pauses]
-    return found
+    return dataset.game

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import astuple, dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -195,6 +196,29 @@ def _like_the_game(offset: np.ndarray, norm: np.ndarray, colours: np.ndarray, re
     return np.count_nonzero(plain & region, axis=(1, 2)) >= LIKE_THE_GAME * region.sum()
 
 
+class _Coverages(NamedTuple):
+    """A frame batch read in the pixels where objects can be: each object's coverage (n, h, w), where each can be
+    (h, w), whether each frame looks like the game (n,), and the (x, y) of the box's corner in the frame."""
+
+    ball: np.ndarray
+    paddle: np.ndarray
+    ball_region: np.ndarray
+    paddle_region: np.ndarray
+    game_like: np.ndarray
+    corner: np.ndarray
+
+
+def _coverages(scene: _Scene, frames: np.ndarray) -> _Coverages:
+    """``scene``'s objects' coverage in uint8 ``frames`` (n, 64, 64, 3), only in the box where objects can be."""
+    rows, cols = _box(scene.ball_region | scene.paddle_region)
+    offset = frames[:, rows, cols].astype(np.float32) - scene.background
+    norm = np.sqrt(np.einsum("...c,...c->...", offset, offset))
+    ball_region, paddle_region = scene.ball_region[rows, cols], scene.paddle_region[rows, cols]
+    ball, paddle = scene.coverage(offset, norm)
+    game_like = _like_the_game(offset, norm, scene.colours, ball_region | paddle_region)
+    return _Coverages(ball, paddle, ball_region, paddle_region, game_like, np.array([cols.start, rows.start]))
+
+
 def _checked_frames(frames: np.ndarray) -> np.ndarray:
     """``frames`` as an array, if they are uint8 frames (n, 64, 64, 3); else a clear error."""
     frames = np.asarray(frames)
@@ -218,17 +242,11 @@ def find_objects(game: str, frames: np.ndarray) -> Objects:
     if len(frames) > CHUNK:  # a few hundred frames at a time stay in the processor's cache
         parts = [find_objects(game, frames[i:i + CHUNK]) for i in range(0, len(frames), CHUNK)]
         return Objects(*(np.concatenate(field) for field in zip(*(astuple(p) for p in parts), strict=True)))
-    rows, cols = _box(scene.ball_region | scene.paddle_region)  # only the pixels where objects can be
-    offset = frames[:, rows, cols].astype(np.float32) - scene.background
-    norm = np.sqrt(np.einsum("...c,...c->...", offset, offset))
-    ball_region, paddle_region = scene.ball_region[rows, cols], scene.paddle_region[rows, cols]
-    ball, paddle = scene.coverage(offset, norm)
-    game_like = _like_the_game(offset, norm, scene.colours, ball_region | paddle_region)
-    ball_visible, ball_xy = _locate(ball, ball_region, BALL_WINDOW, BALL_COVERAGE)
-    paddle_visible, paddle_xy = _locate(paddle, paddle_region, scene.paddle_window, scene.paddle_coverage)
-    corner = np.array([cols.start, rows.start])
-    ball_xy[~game_like], paddle_xy[~game_like] = np.nan, np.nan
-    return Objects(ball_visible & game_like, ball_xy + corner, paddle_visible & game_like, paddle_xy + corner)
+    c = _coverages(scene, frames)
+    ball_visible, ball_xy = _locate(c.ball, c.ball_region, BALL_WINDOW, BALL_COVERAGE)
+    paddle_visible, paddle_xy = _locate(c.paddle, c.paddle_region, scene.paddle_window, scene.paddle_coverage)
+    ball_xy[~c.game_like], paddle_xy[~c.game_like] = np.nan, np.nan
+    return Objects(ball_visible & c.game_like, ball_xy + c.corner, paddle_visible & c.game_like, paddle_xy + c.corner)
 
 
 def count_balls(game: str, frames: np.ndarray, most: int = 4) -> np.ndarray:
@@ -238,12 +256,8 @@ def count_balls(game: str, frames: np.ndarray, most: int = 4) -> np.ndarray:
     scene, frames = _SCENES[object_game(game)], _checked_frames(frames)
     if most < 1:
         raise UserError(f"most must be >= 1, got {most}")
-    rows, cols = _box(scene.ball_region)
-    offset = frames[:, rows, cols].astype(np.float32) - scene.background
-    norm = np.sqrt(np.einsum("...c,...c->...", offset, offset))
-    ball, _ = scene.coverage(offset, norm)
-    region = scene.ball_region[rows, cols]
-    weights = np.where(region & (ball >= PIXEL_COVERAGE), ball, 0).astype(np.float64)
+    c = _coverages(scene, frames)
+    weights = np.where(c.ball_region & (c.ball >= PIXEL_COVERAGE), c.ball, 0).astype(np.float64)
     n, (h, w) = len(frames), BALL_WINDOW
     count = np.zeros(n, np.int64)
     for _ in range(most):  # take the fullest window, then clear it and the pixels around it
@@ -253,8 +267,7 @@ def count_balls(game: str, frames: np.ndarray, most: int = 4) -> np.ndarray:
         count += found
         for i in np.nonzero(found)[0]:
             weights[i, max(top[i] - 1, 0):top[i] + h + 1, max(left[i] - 1, 0):left[i] + w + 1] = 0
-    game_like = _like_the_game(offset, norm, scene.colours, region)
-    return np.where(game_like, count, 0)
+    return np.where(c.game_like, count, 0)
 
 
 # ------------------------------------------------------------------------------------------------ Boxing

@@ -384,29 +384,31 @@ class WorldModelTrainer:
     def paddle_moments(self) -> np.ndarray:
         """(episode, frame) rows of the training episodes where the ball reaches the player's paddle, returned or
         let through (``training.data.ball_paths.paddle_moments``), for ``denoiser_return_oversampling``."""
-        episodes = self.train_episode_ids()
-        if episodes is None:
-            episodes = np.arange(len(self.dataset))
-        found = ball_paths.paddle_moments(self.dataset, episodes, self.model.config.denoiser.context_length)
-        moments = np.array(found["returns"] + found["misses"], np.int64).reshape(-1, 2)
-        if len(moments) == 0:
-            raise UserError(f"no training episode of {self.dataset.root} shows the ball reaching the player's "
-                            f"paddle: nothing for denoiser_return_oversampling to oversample")
-        return moments
+        L = self.model.config.denoiser.context_length
+        found = ball_paths.paddle_moments(self.dataset, self._learnt_episodes(), L)
+        return self._moment_rows(found["returns"] + found["misses"], "the ball reaching the player's paddle",
+                                 "denoiser_return_oversampling")
 
     @functools.cached_property
     def serve_moments(self) -> np.ndarray:
         """(episode, transition) rows of the training episodes where the ball comes back after frames without it
         (``training.data.ball_paths.serve_moments``), for ``denoiser_serve_oversampling``."""
+        L = self.model.config.denoiser.context_length
+        found = ball_paths.serve_moments(self.dataset, self._learnt_episodes(), L)
+        return self._moment_rows(found["serves"], f"the ball coming back after {ball_paths.SERVE_PAUSE} frames "
+                                 f"without it", "denoiser_serve_oversampling")
+
+    def _learnt_episodes(self) -> np.ndarray:
+        """The ids of the episodes the trainer learns from (``train_episode_ids``, all where None)."""
         episodes = self.train_episode_ids()
-        if episodes is None:
-            episodes = np.arange(len(self.dataset))
-        found = ball_paths.serve_moments(self.dataset, episodes, self.model.config.denoiser.context_length)
-        moments = np.array(found["serves"], np.int64).reshape(-1, 2)
+        return np.arange(len(self.dataset)) if episodes is None else episodes
+
+    def _moment_rows(self, pairs: list[tuple[int, int]], what: str, option: str) -> np.ndarray:
+        """``pairs`` as (n, 2) rows for ``option`` to oversample; a clear error where the data shows no ``what``."""
+        moments = np.array(pairs, np.int64).reshape(-1, 2)
         if len(moments) == 0:
-            raise UserError(f"no training episode of {self.dataset.root} shows the ball coming back after "
-                            f"{ball_paths.SERVE_PAUSE} frames without it: nothing for denoiser_serve_oversampling "
-                            f"to oversample")
+            raise UserError(f"no training episode of {self.dataset.root} shows {what}: nothing for {option} to "
+                            f"oversample")
         return moments
 
     def train_episode_ids(self) -> np.ndarray | None:
