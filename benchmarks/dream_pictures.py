@@ -5,6 +5,7 @@
     python benchmarks/dream_pictures.py --checkpoint wm.safetensors --data DATA --out serve.png --after-point
     python benchmarks/dream_pictures.py --checkpoint wm.safetensors --data DATA --out bounce.png --at-paddle
     python benchmarks/dream_pictures.py --checkpoint wm.safetensors --agent actor_critic.safetensors --out paid.png
+    python benchmarks/dream_pictures.py --checkpoint wm.safetensors --policy follower --out paid.png
 
 Default: ``--windows`` random windows of ``--data``, each dreamed open loop from 4 real frames fed the real
 actions; a row per window holds real | dream | |difference| at 1, 5 and 15 steps. ``--rewarded``: windows
@@ -19,7 +20,12 @@ over the steps after a real return of the ball off the player's paddle (``traini
 8 in Breakout), and the share of those windows the dream returns the ball in too. ``--agent ACTOR_CRITIC``: closed
 loop, the actor-critic plays the dream on its own frames (8 dreams, ``--steps`` steps in all); a row per dream reward
 holds the ``BEFORE`` frames before it and the frame it was paid on (what an agent trained in the dream may have
-learnt to exploit), and the command prints every reward's step and sign.
+learnt to exploit), and the command prints every reward's step and sign. ``--policy NAME``: the same with one of
+the closed-loop gate's policies (``random``, ``follower``, ``follower-eps0.25``, ...; ``training.agents.rollouts``)
+in place of an actor-critic. In a game with a ball, each reward also says how many balls the frame it was paid on
+shows (``training.data.objects.count_balls``; the game shows at most one), and the command counts the rewards paid
+on the step right after another in the same dream (the game never pays a point twice in a row): a dream that draws
+extra balls pays for each crossing.
 Needs Pillow (the ``video`` extra).
 """
 
@@ -34,12 +40,13 @@ import torch
 from PIL import Image
 
 from gym_diamond import BatchedGenerator, load_checkpoint, resolve_device, to_model_frames, to_uint8_frames
+from gym_diamond.atari import game_to_name
 from training.agents.checkpoints import load_actor_critic
-from training.agents.rollouts import make_dream_env
+from training.agents.rollouts import make_dream_env, make_policy
 from training.data.ball_paths import ball_positions, classify_ball_paths, paddle_moments, return_geometry
 from training.data.dataset import EpisodeDataset
-from training.data.objects import find_objects, object_game
-from training.data.policies import ActorCriticAgent
+from training.data.objects import OBJECT_GAMES, count_balls, find_objects, object_game
+from training.data.policies import ActorCriticAgent, Agent
 from training.data.sampling import BatchSampler
 from training.fidelity.measures import FIDELITY_HORIZONS, game_objects
 from training.fidelity.open_loop import imagine
@@ -184,12 +191,13 @@ DREAMS = 8  # dreams the agent plays at once
 
 
 @torch.no_grad()
-def agent_reward_rows(checkpoint, agent_path: str, steps: int, windows: int, seed: int
+def agent_reward_rows(checkpoint, agent: Agent, steps: int, windows: int, seed: int
                       ) -> tuple[np.ndarray | None, list[dict[str, int]]]:
-    """Rows of the ``BEFORE`` frames before a dream reward and the frame it was paid on, the actor-critic at
-    ``agent_path`` playing ``checkpoint``'s dream on its own frames; and every reward's step, dream and sign."""
+    """Rows of the ``BEFORE`` frames before a dream reward and the frame it was paid on, ``agent`` (acting for
+    ``DREAMS`` envs) playing ``checkpoint``'s dream on its own frames; and every reward's step, dream and sign, with
+    the balls on the paid frame where the game has a ball."""
     env = make_dream_env(checkpoint, DREAMS)
-    agent = ActorCriticAgent(load_actor_critic(agent_path, device=checkpoint.world_model.device), DREAMS, seed=seed)
+    has_ball = game_to_name(checkpoint.game) in OBJECT_GAMES
     obs, _ = env.reset(seed=seed)
     agent.reset(np.ones(DREAMS, dtype=bool))
     blank = np.zeros_like(obs[0])
@@ -201,9 +209,12 @@ def agent_reward_rows(checkpoint, agent_path: str, steps: int, windows: int, see
         obs, rewards, terminated, truncated, infos = env.step(agent.act(obs))
         ended = np.asarray(terminated) | np.asarray(truncated)
         for i in np.flatnonzero(np.asarray(rewards) != 0):
-            paid.append({"step": step, "dream": int(i), "sign": int(np.sign(rewards[i]))})
-            if len(rows) < windows:  # an ended dream's obs is the next one's start: show the frame it ended on
-                last = np.asarray(infos["final_obs"][i]) if ended[i] else obs[i]
+            last = np.asarray(infos["final_obs"][i]) if ended[i] else obs[i]  # an ended dream's obs is the next start
+            reward = {"step": step, "dream": int(i), "sign": int(np.sign(rewards[i]))}
+            if has_ball:
+                reward["balls"] = int(count_balls(checkpoint.game, last[None])[0])
+            paid.append(reward)
+            if len(rows) < windows:
                 rows.append(np.concatenate([*history[i], _gap(last.shape[0]), last], 1))
         if ended.any():
             agent.reset(ended)
@@ -212,13 +223,23 @@ def agent_reward_rows(checkpoint, agent_path: str, steps: int, windows: int, see
     return (np.concatenate(rows, 0) if rows else None), paid
 
 
+def rewards_right_after_another(paid: list[dict[str, int]]) -> int:
+    """How many of the rewards were paid on the step right after another reward of the same dream."""
+    steps = {(r["dream"], r["step"]) for r in paid}
+    return sum((r["dream"], r["step"] - 1) in steps for r in paid)
+
+
 @user_errors
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", required=True, help="a world model (.safetensors)")
-    parser.add_argument("--data", help="a dataset folder (python -m training.data.collect); not with --agent")
-    parser.add_argument("--agent", help="an actor-critic (.safetensors) to play the dream in closed loop")
-    parser.add_argument("--steps", type=int, default=4000, help="with --agent: dream steps in all")
+    parser.add_argument("--data", help="a dataset folder (python -m training.data.collect); not with --agent or "
+                                       "--policy")
+    player = parser.add_mutually_exclusive_group()
+    player.add_argument("--agent", help="an actor-critic (.safetensors) to play the dream in closed loop")
+    player.add_argument("--policy", help="a closed-loop gate policy to play the dream in closed loop: random, "
+                                         "follower, follower-eps0.25, ... (training.agents.rollouts.make_policy)")
+    parser.add_argument("--steps", type=int, default=4000, help="with --agent or --policy: dream steps in all")
     parser.add_argument("--out", required=True, help="the PNG to write")
     parser.add_argument("--windows", type=int, default=4, help="rows of the picture")
     kind = parser.add_mutually_exclusive_group()
@@ -230,19 +251,32 @@ def main(argv: list[str] | None = None) -> None:
     kind.add_argument("--at-paddle", action="store_true",
                       help="real, dream and difference rows over the steps after a real return of the ball off the "
                            "player's paddle: does the dream bounce it where the game does? (Pong, Breakout)")
+    parser.add_argument("--denoising-steps", type=int, default=None,
+                        help="Euler steps of the dream's sampler (default: the checkpoint's own)")
     parser.add_argument("--scale", type=int, default=2, help="pixels per frame pixel")
     parser.add_argument("--seed", type=int, default=0)
     add_device_argument(parser)
     args = parser.parse_args(argv)
-    if args.windows < 1 or args.scale < 1:
-        parser.error("--windows and --scale must be >= 1")
-    if (args.agent is None) == (args.data is None):
-        parser.error("give --data (open loop), or --agent (closed loop)")
+    if args.windows < 1 or args.scale < 1 or (args.denoising_steps is not None and args.denoising_steps < 1):
+        parser.error("--windows, --scale and --denoising-steps must be >= 1")
+    closed_loop = args.agent is not None or args.policy is not None
+    if closed_loop == (args.data is not None):
+        parser.error("give --data (open loop), or --agent or --policy (closed loop)")
     checkpoint = load_checkpoint(args.checkpoint, device=resolve_device(args.device))
-    if args.agent is not None:
-        picture, paid = agent_reward_rows(checkpoint, args.agent, args.steps, args.windows, args.seed)
-        print(json.dumps({"checkpoint": args.checkpoint, "agent": args.agent, "steps": args.steps,
-                          "rewards": paid}))
+    if args.denoising_steps is not None:
+        model = checkpoint.world_model
+        model.config = model.config.with_denoising_steps(args.denoising_steps)
+    if closed_loop:
+        if args.agent is not None:
+            agent = ActorCriticAgent(load_actor_critic(args.agent, device=checkpoint.world_model.device), DREAMS,
+                                     seed=args.seed)
+        else:
+            agent = make_policy(args.policy, checkpoint.game, checkpoint.config.num_actions, args.seed)
+        picture, paid = agent_reward_rows(checkpoint, agent, args.steps, args.windows, args.seed)
+        print(json.dumps({"checkpoint": args.checkpoint, "agent": args.agent, "policy": args.policy,
+                          "denoising_steps": checkpoint.world_model.config.sampler.num_steps, "steps": args.steps,
+                          "rewards": paid,
+                          "rewards_right_after_another": rewards_right_after_another(paid)}))
         if picture is None:
             print("no reward in the dream: no picture")
             return

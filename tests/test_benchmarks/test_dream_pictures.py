@@ -101,6 +101,33 @@ def test_an_agent_plays_its_dream_and_each_reward_is_drawn_with_the_frames_befor
         dream_pictures.main(["--checkpoint", str(_dream(tmp_path, 1)), "--out", str(out)])  # neither --data nor --agent
 
 
+def test_a_gate_policy_plays_its_dream_and_rewards_paid_in_a_row_are_counted(tmp_path, capsys, one_thread):
+    out = tmp_path / "paid.png"
+    dream_pictures.main(["--checkpoint", str(_dream(tmp_path, 1)), "--policy", "follower", "--out", str(out),
+                         "--steps", "24", "--windows", "2", "--scale", "1", "--device", "cpu",
+                         "--denoising-steps", "2"])
+    figures = json.loads(capsys.readouterr().out.splitlines()[0])
+    assert figures["denoising_steps"] == 2  # the sampler as asked, not the checkpoint's own
+    # a dream that pays +1 on every step: 8 dreams x 3 steps, of which the second and third follow a reward
+    assert figures["policy"] == "follower" and len(figures["rewards"]) == 24
+    assert figures["rewards_right_after_another"] == 16
+    assert all(0 <= r["balls"] <= 4 for r in figures["rewards"])  # Pong has a ball: each paid frame's balls counted
+    with Image.open(out) as picture:
+        assert picture.size == ((dream_pictures.BEFORE + 1) * 64 + dream_pictures.GAP, 2 * 64)
+    # two players, open and closed loop at once, a policy Pong has not, no sampler step
+    for wrong in (["--policy", "follower", "--agent", "agent.safetensors"], ["--policy", "follower", "--data", "d"],
+                  ["--policy", "chaser"], ["--policy", "follower", "--denoising-steps", "0"]):
+        with pytest.raises(SystemExit):
+            dream_pictures.main(["--checkpoint", str(_dream(tmp_path, 1)), "--out", str(out), *wrong])
+
+
+def test_rewards_right_after_another_are_counted_per_dream():
+    paid = [{"step": 3, "dream": 0, "sign": 1}, {"step": 4, "dream": 0, "sign": 1}, {"step": 4, "dream": 1, "sign": -1},
+            {"step": 6, "dream": 0, "sign": -1}, {"step": 5, "dream": 2, "sign": 1}]
+    assert dream_pictures.rewards_right_after_another(paid) == 1  # dream 0's step 4; dream 1's and 2's stand alone
+    assert dream_pictures.rewards_right_after_another([]) == 0
+
+
 def test_at_paddle_rows_show_the_steps_after_a_return(tmp_path, capsys, one_thread):
     # one rally: the ball reaches the player's paddle at frames 5 (50) and 6 (54) and comes back
     xs = [30, 34, 38, 42, 46, 50, 54, 50, 46, 42, 38, 34]
