@@ -108,7 +108,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--branch-from", default=None, metavar="RUN",
                         help="start from the saved state of another run folder (weights, optimizers, update count) "
                              "and train on with this command's settings, e.g. to try a change on a trained run; "
-                             "the same command resumes the branch")
+                             "the networks must be the same, the training noise (--train-sigma-loc, "
+                             "--train-sigma-scale) may differ; the same command resumes the branch")
     parser.add_argument("--fidelity-samples", type=int, default=DEFAULTS.fidelity_samples,
                         help="held-out samples per fidelity figure (dreams and noisy frames; default 32)")
     only = parser.add_mutually_exclusive_group()

@@ -74,6 +74,8 @@ RECIPES: dict[str, dict[str, Any]] = {
     "cpu": {"changed_pixel_weight": 20.0, "train_sigma_loc": 0.4, "train_sigma_scale": 1.0, "lr": 1e-3,
             "ema_decay": 0.999},
 }
+# the denoiser config's fields that a branch may change (the distribution of its training noise), the networks the same
+TRAINING_NOISE_FIELDS = ("train_sigma_loc", "train_sigma_scale")
 # fields a resumed run may change: how fast it runs and how often it is judged, not what it trains
 NOT_RUN_SETTINGS = ("precision", "compile", "fidelity_every", "fidelity_samples", "recipe")
 # settings added after runs were recorded without them: recorded only away from these defaults, so those runs resume
@@ -537,15 +539,19 @@ class WorldModelTrainer:
             "averages": {name: average.state_dict() for name, average in self.averages.items()},
         }
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Resume from ``state_dict``'s output (same model config)."""
+    def load_state_dict(self, state: dict[str, Any], *, branch: bool = False) -> None:
+        """Resume from ``state_dict``'s output (same model config). A ``branch`` (another run's state) may differ in
+        the denoiser's training noise (``TRAINING_NOISE_FIELDS``), which shapes the updates and not the networks."""
         if state.get("recipe") != TRAINING_RECIPE:
             raise UserError("the saved training state was written by an earlier gym-diamond, which trained "
                             "with one denoiser target, black padding and other departures from DIAMOND's "
                             "trainer (its world_model.safetensors still loads as it was): start a new run "
                             "with another --out")
-        saved = state["model_config"]
-        if saved != json.loads(json.dumps(self.model.config.to_dict())):
+        saved, own = state["model_config"], json.loads(json.dumps(self.model.config.to_dict()))
+        if branch:
+            saved = {**saved, "denoiser": {**saved["denoiser"],
+                                           **{k: own["denoiser"][k] for k in TRAINING_NOISE_FIELDS}}}
+        if saved != own:
             legacy = "attention_residual" not in saved.get("rew_end", {})
             hint = ("it was written by gym-diamond 0.1, before the networks matched DIAMOND's (its "
                     "world_model.safetensors still loads as it was); " if legacy else "")
@@ -657,7 +663,7 @@ def _train_world_model(game: str | None, data: str | Path, folder: RunFolder, st
         if not parent.exists():
             raise UserError(f"cannot branch from {config.branch_from}: it holds no saved training state "
                             f"(train_state.safetensors)")
-        trainer.load_state_dict(load_state(parent))
+        trainer.load_state_dict(load_state(parent), branch=True)
         if main_rank:  # its own from the start: a resume continues the branch, whatever the parent does since
             save_state(state_path, trainer.state_dict())
     denoiser, rew_end = networks in ("both", "denoiser"), networks in ("both", "rew_end")

@@ -90,6 +90,23 @@ def test_a_branch_starts_from_its_parents_state_and_trains_on_with_its_own_setti
                           config=dataclasses.replace(config, branch_from=str(tmp_path / "nowhere")))
 
 
+def test_a_branch_may_train_with_another_noise_distribution_but_not_another_network(pong_data, tmp_path):
+    config = WorldModelTrainingConfig(batch_size=2, rew_end_sequence_length=4)
+    kwargs = dict(model_preset="tiny", device="cpu", seed=3, progress=False, save_every=1)
+    train_world_model("Pong", pong_data, tmp_path / "parent", 2, config=config, **kwargs)
+    parent = load_checkpoint(tmp_path / "parent" / "world_model.safetensors").config.denoiser
+    low = dataclasses.replace(config, branch_from=str(tmp_path / "parent"), train_sigma_loc=-1.0, train_sigma_scale=0.5)
+    branch = load_checkpoint(train_world_model("Pong", pong_data, tmp_path / "low", 3, config=low, **kwargs))
+    assert branch.provenance["denoiser_steps"] == 3  # the parent's 2 updates, then one of its own
+    noise = branch.config.denoiser
+    assert (noise.train_sigma_loc, noise.train_sigma_scale) == (-1.0, 0.5) != (parent.train_sigma_loc,
+                                                                               parent.train_sigma_scale)
+    assert branch.provenance["train_sigma_loc"] == -1.0
+    with pytest.raises(ValueError, match="different world model config"):  # 8 context frames: another network
+        train_world_model("Pong", pong_data, tmp_path / "wide", 3, **kwargs,
+                          config=dataclasses.replace(low, context_length=8))
+
+
 def test_each_loss_log_row_is_the_mean_over_its_updates(pong_data, tmp_path):
     """With log_every 2, each row of losses_denoiser.csv is the mean of the two rows that log_every 1 writes for the
     same updates (one run's single update says little of a noisy loss)."""
