@@ -81,6 +81,11 @@ def main(argv: list[str] | None = None) -> None:
                         help="weight the denoiser's squared error by 1 + W on the pixels that change from the frame "
                              "before (dilated by a pixel), normalised to a mean weight of 1 per frame: against "
                              "dreams that drop the ball (default: the recipe's; DIAMOND: 0). A resumed run keeps it")
+    parser.add_argument("--changed-pixel-source", choices=("target", "context"), default=DEFAULTS.changed_pixel_source,
+                        help="which pixels --changed-pixel-weight weighs: where the target differs from the frame "
+                             "before (target, the default), or around what changed between the last two context "
+                             "frames (context: chosen before the outcome, so an uncertain ball is not drawn at "
+                             "every place it may go)")
     parser.add_argument("--fidelity-every", type=int, default=DEFAULTS.fidelity_every,
                         help="every N updates (and at the end) judge the model on the held-out episodes (needs "
                              "--test-fraction > 0) and append a row to OUT/fidelity.csv: open-loop ball/paddle "
@@ -137,7 +142,7 @@ def main(argv: list[str] | None = None) -> None:
         denoiser_return_oversampling=args.denoiser_return_oversampling,
         denoiser_serve_oversampling=args.denoiser_serve_oversampling,
         rew_end_input_noise=args.rew_end_input_noise, fidelity_every=args.fidelity_every,
-        fidelity_samples=args.fidelity_samples,
+        fidelity_samples=args.fidelity_samples, changed_pixel_source=args.changed_pixel_source,
         branch_from=None if args.branch_from is None else str(Path(args.branch_from).resolve()), **chosen)
     data = local_episodes(args.data, Path(args.out) / "data")
     try:

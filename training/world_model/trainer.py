@@ -76,11 +76,15 @@ RECIPES: dict[str, dict[str, Any]] = {
 }
 # the denoiser config's fields that a branch may change (the distribution of its training noise), the networks the same
 TRAINING_NOISE_FIELDS = ("train_sigma_loc", "train_sigma_scale")
+CHANGED_PIXEL_SOURCES = ("target", "context")  # WorldModelTrainingConfig.changed_pixel_source
+# pixels around the last context change that "context" weights cover: Pong's ball moves at most 4.7 pixels a step in
+# 99% of steps at 64x64 (3.2 in 95%; 3 episodes collected by the follower)
+CONTEXT_REACH = 5
 # fields a resumed run may change: how fast it runs and how often it is judged, not what it trains
 NOT_RUN_SETTINGS = ("precision", "compile", "fidelity_every", "fidelity_samples", "recipe")
 # settings added after runs were recorded without them: recorded only away from these defaults, so those runs resume
 LATER_SETTINGS = {"denoiser_return_oversampling": 0.0, "denoiser_serve_oversampling": 0.0, "rew_end_input_noise": 0.0,
-                  "branch_from": None}
+                  "branch_from": None, "changed_pixel_source": "target"}
 
 
 
@@ -146,6 +150,13 @@ class WorldModelTrainingConfig:
     # its neighbourhood), normalised to a mean weight of 1 per frame (changed_pixel_weights). Against
     # dreams that drop the ball, a pixel or two of 4096 that DIAMOND's mean squared error barely weighs
     changed_pixel_weight: float = 0.0
+    # Which pixels weigh 1 + W: "target", those where the target differs from the frame before it (the weight then
+    # depends on the outcome, which tilts the optimum toward drawing the ball wherever it may go: at a pixel the ball
+    # reaches with probability p the weighted mean is W'p / (W'p + 1 - p), 0.69 for p = 0.1 at W = 20, so an uncertain
+    # bounce is drawn as several balls); "context", those that changed between the last two context frames, dilated
+    # by CONTEXT_REACH pixels to cover the ball's next step: the ball's neighbourhood, chosen before the outcome, so
+    # the optimum stays the conditional mean
+    changed_pixel_source: str = "target"
     # Every N updates (and at the end) judge the model on the held-out episodes (test_fraction > 0) and
     # append the figures to fidelity.csv (fidelity_figures); 0: never. Changes no training draw
     fidelity_every: int = 0
@@ -228,6 +239,12 @@ class WorldModelTrainingConfig:
         if sum(shares.values()) >= 1:
             raise UserError(f"WorldModelTrainingConfig: {' + '.join(f'{k}={v}' for k, v in shares.items())} "
                             f"leave no room for uniform samples: their sum must be below 1")
+        if self.changed_pixel_source not in CHANGED_PIXEL_SOURCES:
+            raise UserError(f"WorldModelTrainingConfig.changed_pixel_source={self.changed_pixel_source!r} is invalid: "
+                            f"expected one of {CHANGED_PIXEL_SOURCES}")
+        if self.changed_pixel_source == "context" and self.context_length is not None and self.context_length < 2:
+            raise UserError("changed_pixel_source='context' compares the last two context frames: it needs "
+                            f"context_length >= 2, got {self.context_length}")
         if self.changed_pixel_weight < 0:
             raise UserError(f"WorldModelTrainingConfig.changed_pixel_weight={self.changed_pixel_weight} is "
                             f"invalid: expected >= 0 (0: DIAMOND's loss)")
@@ -271,22 +288,32 @@ def segment_tensors(segment: Segment, device: torch.device) -> dict[str, torch.T
     }
 
 
-def changed_pixel_weights(frames: Tensor, context_length: int, weight: float) -> Tensor:
+def changed_pixel_weights(frames: Tensor, context_length: int, weight: float, source: str = "target") -> Tensor:
     """Per-pixel weights of the denoiser's squared error for ``changed_pixel_weight`` W: (n, K, h, w).
 
     ``frames`` (n, L + K, c, h, w): the real frames of the samples (padding grey, before any context noise).
-    A pixel of target i (frame L + i) changed where that frame differs, in any channel, from the real
-    frame before it: the last context frame for the first target, the real previous frame for the
-    later ones (not the model's estimate that conditions them). The changed pixels, dilated by one pixel
-    (a 3x3 max-pool) so that the ball's neighbourhood counts, weigh 1 + W, the others 1; each frame's
-    weights are then divided by their mean, so a target's loss stays a weighted mean of its squared errors
-    on DIAMOND's scale, the weight moving to the pixels that change rather than growing. A frame where
-    nothing changed, or everything (the first frame of an episode after grey padding), weighs 1
-    everywhere, as in DIAMOND's loss. Padded targets stay out of the loss through the frame mask.
+    ``source`` "target": a pixel of target i (frame L + i) changed where that frame differs, in any channel, from the
+    real frame before it (the last context frame for the first target, the real previous frame for the later ones,
+    not the model's estimate that conditions them), dilated by one pixel (a 3x3 max-pool) so that the ball's
+    neighbourhood counts. ``source`` "context": where the two real frames before target i differ, dilated by
+    ``CONTEXT_REACH`` pixels, so the weights are set before the outcome
+    (``WorldModelTrainingConfig.changed_pixel_source``).
+    The changed pixels weigh 1 + W, the others 1; each frame's weights are then divided by their mean, so a target's
+    loss stays a weighted mean of its squared errors on DIAMOND's scale, the weight moving to the pixels that change
+    rather than growing. A frame where nothing changed, or everything (the first frame of an episode after grey
+    padding), weighs 1 everywhere, as in DIAMOND's loss. Padded targets stay out of the loss through the frame mask.
     """
     L = context_length
-    changed = (frames[:, L:] != frames[:, L - 1:-1]).any(dim=2).float()  # (n, K, h, w)
-    changed = F.max_pool2d(changed, kernel_size=3, stride=1, padding=1)
+    if source == "target":
+        changed, reach = (frames[:, L:] != frames[:, L - 1:-1]).any(dim=2), 1  # (n, K, h, w)
+    elif source == "context":
+        if L < 2:
+            raise UserError(f"context-changed pixel weights compare the last two context frames: L >= 2, got {L}")
+        K = frames.shape[1] - L
+        changed, reach = (frames[:, L - 1:L - 1 + K] != frames[:, L - 2:L - 2 + K]).any(dim=2), CONTEXT_REACH
+    else:
+        raise UserError(f"changed pixel source {source!r}: expected one of {CHANGED_PIXEL_SOURCES}")
+    changed = F.max_pool2d(changed.float(), kernel_size=2 * reach + 1, stride=1, padding=reach)
     weights = 1 + weight * changed
     return weights / weights.mean(dim=(2, 3), keepdim=True)
 
@@ -459,7 +486,8 @@ class WorldModelTrainer:
         # each target's real samples in the global batch, over the ranks (padding only before the start)
         real = (starts[:, None] + L + np.arange(K) >= 0).sum(axis=0) / self.distributed.world_size
         frames = t["frames"]
-        pixel_weight = (changed_pixel_weights(frames, L, self.config.changed_pixel_weight)
+        pixel_weight = (changed_pixel_weights(frames, L, self.config.changed_pixel_weight,
+                                              self.config.changed_pixel_source)
                         if self.config.changed_pixel_weight > 0 else None)
         if self.config.context_noise > 0:  # drawn for the global batch too, so every rank's shard matches
             context = frames[:, :L]
@@ -584,6 +612,7 @@ def export_checkpoint(path: str | Path, trainer: WorldModelTrainer, *, game: str
         "denoiser_return_oversampling": config.denoiser_return_oversampling,
         "denoiser_serve_oversampling": config.denoiser_serve_oversampling,
         "rew_end_input_noise": config.rew_end_input_noise, "changed_pixel_weight": config.changed_pixel_weight,
+        "changed_pixel_source": config.changed_pixel_source,
         "train_sigma_loc": noise.train_sigma_loc, "train_sigma_scale": noise.train_sigma_scale,
         "context_length": trainer.model.config.denoiser.context_length, "lr": config.lr,
         "ema_decay": config.ema_decay, "batch_size": config.batch_size * processes, "branch_from": config.branch_from,

@@ -192,3 +192,52 @@ def test_the_weight_is_recorded_and_a_resumed_run_keeps_it(tmp_path, capsys):
                              config=WorldModelTrainingConfig(batch_size=2, rew_end_sequence_length=3,
                                                              changed_pixel_weight=1.5, sample_weights=None))
     assert load_checkpoint(path).provenance["denoiser_steps"] == 3
+
+
+def _bounce(targets_at: list[tuple[int, int]]) -> torch.Tensor:
+    """One sample per target position: a ball (1.0 on a 0.0 court) at column 28, then 30, of row 30 in the last two of
+    4 context frames, and the target's ball at the given (row, column)."""
+    frames = torch.zeros(len(targets_at), 5, 3, 64, 64)
+    frames[:, 2, :, 30, 28] = frames[:, 3, :, 30, 30] = 1.0
+    for i, (row, column) in enumerate(targets_at):
+        frames[i, 4, :, row, column] = 1.0
+    return frames
+
+
+def test_context_weights_are_set_before_the_outcome_and_keep_the_optimum_at_the_mean():
+    from training.world_model.trainer import CONTEXT_REACH
+
+    # the ball goes on along its row in one sample of ten, and bounces 6 rows down in the other nine
+    frames = _bounce([(30, 32)] + [(36, 32)] * 9)
+    target_pixel = (30, 32)
+    context = changed_pixel_weights(frames, 4, 20.0, source="context")
+    assert all(torch.equal(context[0], context[i]) for i in range(10))  # the same whatever the target shows
+    reach = CONTEXT_REACH
+    assert (context[0, 0, 30 - reach:31 + reach, 28 - reach:31 + reach] > 1).all()  # around the two context balls
+    assert context[0, 0, 30 + reach + 1, 30] < 1 and context[0, 0, 30, 30 + reach + 1] < 1  # nothing beyond
+
+    def weighted_optimum(weights: torch.Tensor) -> float:
+        """The value a per-pixel weighted squared error is least for at the pixel: sum(w * y) / sum(w)."""
+        w, y = weights[:, 0][(slice(None), *target_pixel)], frames[:, 4, 0][(slice(None), *target_pixel)]
+        return float((w * y).sum() / w.sum())
+
+    # the ball is at the pixel in 1 sample of 10: the unweighted optimum is 0.1; weighting by the outcome draws most
+    # of a ball there, weighting by the context leaves the mean
+    assert weighted_optimum(changed_pixel_weights(frames, 4, 20.0, source="target")) > 0.6
+    assert weighted_optimum(context) == pytest.approx(0.1)
+
+
+def test_the_source_is_checked_and_recorded(tmp_path):
+    with pytest.raises(ValueError, match="changed_pixel_source"):
+        WorldModelTrainingConfig(changed_pixel_source="outcome")
+    with pytest.raises(ValueError, match="context_length >= 2"):
+        WorldModelTrainingConfig(changed_pixel_source="context", context_length=1)
+    with pytest.raises(ValueError, match="L >= 2"):
+        changed_pixel_weights(torch.zeros(1, 2, 3, 64, 64), 1, 20.0, source="context")
+    data = tmp_path / "data"
+    _moving_ball_dataset(data)
+    out = tmp_path / "run"
+    world_model_main(["--game", "Pong", "--data", str(data), "--out", str(out), "--model", "tiny", "--batch-size", "2",
+                      "--rew-end-sequence-length", "3", "--device", "cpu", "--steps", "1",
+                      "--changed-pixel-weight", "20", "--changed-pixel-source", "context"])
+    assert load_checkpoint(out / "world_model.safetensors").provenance["changed_pixel_source"] == "context"
