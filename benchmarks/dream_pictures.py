@@ -40,12 +40,11 @@ import torch
 from PIL import Image
 
 from gym_diamond import BatchedGenerator, load_checkpoint, resolve_device, to_model_frames, to_uint8_frames
-from gym_diamond.atari import game_to_name
 from training.agents.checkpoints import load_actor_critic
 from training.agents.rollouts import make_dream_env, make_policy
 from training.data.ball_paths import ball_positions, classify_ball_paths, paddle_moments, return_geometry
 from training.data.dataset import EpisodeDataset
-from training.data.objects import OBJECT_GAMES, count_balls, find_objects, object_game
+from training.data.objects import count_balls, find_objects, object_game
 from training.data.policies import ActorCriticAgent, Agent
 from training.data.sampling import BatchSampler
 from training.fidelity.measures import FIDELITY_HORIZONS, game_objects
@@ -197,7 +196,7 @@ def agent_reward_rows(checkpoint, agent: Agent, steps: int, windows: int, seed: 
     ``DREAMS`` envs) playing ``checkpoint``'s dream on its own frames; and every reward's step, dream and sign, with
     the balls on the paid frame where the game has a ball."""
     env = make_dream_env(checkpoint, DREAMS)
-    has_ball = game_to_name(checkpoint.game) in OBJECT_GAMES
+    has_ball = "ball" in game_objects(checkpoint.game)
     obs, _ = env.reset(seed=seed)
     agent.reset(np.ones(DREAMS, dtype=bool))
     blank = np.zeros_like(obs[0])

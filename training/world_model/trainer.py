@@ -152,10 +152,10 @@ class WorldModelTrainingConfig:
     changed_pixel_weight: float = 0.0
     # Which pixels weigh 1 + W: "target", those where the target differs from the frame before it (the weight then
     # depends on the outcome, which tilts the optimum toward drawing the ball wherever it may go: at a pixel the ball
-    # reaches with probability p the weighted mean is W'p / (W'p + 1 - p), 0.69 for p = 0.1 at W = 20, so an uncertain
-    # bounce is drawn as several balls); "context", those that changed between the last two context frames, dilated
-    # by CONTEXT_REACH pixels to cover the ball's next step: the ball's neighbourhood, chosen before the outcome, so
-    # the optimum stays the conditional mean
+    # reaches with probability p the weighted mean is (1 + W)p / ((1 + W)p + 1 - p), 0.70 for p = 0.1 at W = 20, so
+    # an uncertain bounce is drawn as several balls); "context", those that changed between the last two context
+    # frames, dilated by CONTEXT_REACH pixels to cover the ball's next step: the ball's neighbourhood, chosen before
+    # the outcome, so the optimum stays the conditional mean
     changed_pixel_source: str = "target"
     # Every N updates (and at the end) judge the model on the held-out episodes (test_fraction > 0) and
     # append the figures to fidelity.csv (fidelity_figures); 0: never. Changes no training draw
