@@ -120,11 +120,19 @@ class DenoiserConfig(_DictMixin):
 
 
 SAMPLER_ORDERS = (1, 2)
+SAMPLER_STARTS = ("unit", "sigma_max")
+"""Where a sampler run starts: DIAMOND's unit-variance noise (its sampler draws ``randn`` and starts at sigma_max
+with it), or EDM's noise scaled to sigma_max, as the denoiser saw at that sigma in training."""
 
 
 @dataclass(frozen=True)
 class SamplerConfig(_DictMixin):
-    """Karras-schedule sampler: order 1 is Euler (DIAMOND's default), 2 is Heun."""
+    """Karras-schedule sampler: order 1 is Euler (DIAMOND's default), 2 is Heun.
+
+    ``start`` scales the start noise: ``"unit"`` (DIAMOND's) or ``"sigma_max"`` (EDM's). With one Euler step both
+    give about the one-step mean; with more, ``"sigma_max"`` leaves noise at the right level for the later steps to
+    pick one of several outcomes (a bounce's angle) instead of sharpening their mean.
+    """
 
     num_steps: int = 3
     sigma_min: float = 2e-3
@@ -136,6 +144,7 @@ class SamplerConfig(_DictMixin):
     s_tmax: float = float("inf")
     s_noise: float = 1.0
     quantization: str = "floor"
+    start: str = "unit"
 
     def __post_init__(self) -> None:
         n = type(self).__name__
@@ -148,6 +157,7 @@ class SamplerConfig(_DictMixin):
         _check(self.s_churn >= 0, n, "s_churn", self.s_churn, ">= 0")
         _check(self.s_noise >= 0, n, "s_noise", self.s_noise, ">= 0")
         _check(self.quantization in QUANTIZATIONS, n, "quantization", self.quantization, f"one of {QUANTIZATIONS}")
+        _check(self.start in SAMPLER_STARTS, n, "start", self.start, f"one of {SAMPLER_STARTS}")
 
 
 @dataclass(frozen=True)

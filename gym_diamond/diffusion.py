@@ -128,13 +128,14 @@ def sampler_noise(shape: tuple[int, ...], config: SamplerConfig, generator: Gene
 
 
 def integrate(denoise: Denoise, noises: list[Tensor], config: SamplerConfig) -> Tensor:
-    """Integrate the probability-flow ODE from ``noises[0]`` (times 1, as DIAMOND does); no randomness inside.
+    """Integrate the probability-flow ODE from ``noises[0]`` (times 1, as DIAMOND does, or times sigma_max with
+    ``config.start == "sigma_max"``, as EDM does); no randomness inside.
 
     Euler (order 1) or Heun (order 2) steps on the Karras schedule; with s_churn > 0, each step first
     adds noise to climb to sigma_hat = sigma * (1 + gamma) (EDM's stochastic sampler).
     """
     sigmas, gammas = sigma_schedule(config), churn_gammas(config)
-    x, churn = noises[0], iter(noises[1:])
+    x, churn = noises[0] * (sigmas[0] if config.start == "sigma_max" else 1.0), iter(noises[1:])
     n = x.shape[0]
     for i in range(config.num_steps):
         sigma, next_sigma = sigmas[i], sigmas[i + 1]

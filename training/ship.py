@@ -13,6 +13,7 @@ file is loaded back and checked before the command reports success.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -22,6 +23,7 @@ import torch
 
 from gym_diamond import load_checkpoint, save_checkpoint
 from gym_diamond.checkpoint import StartBank, read_metadata
+from gym_diamond.config import SAMPLER_STARTS
 from gym_diamond.errors import UserError
 from training.runtime.cli import user_errors
 
@@ -29,12 +31,15 @@ __all__ = ["ship"]
 
 
 def ship(checkpoint: str | Path, out: str | Path, *, gates: dict[str, Any] | None = None,
-         max_mb: float = 25.0, denoising_steps: int | None = None, start_contexts: int | None = None) -> Path:
+         max_mb: float = 25.0, denoising_steps: int | None = None, start_contexts: int | None = None,
+         sampler_start: str | None = None) -> Path:
     """Write ``checkpoint`` at ``out`` in float16 with ``gates`` in its provenance; return ``out``.
 
     ``denoising_steps`` sets the sampler the shipped dream uses by default (the one the gates chose;
     ``gym.make(..., denoising_steps=k)`` still overrides it). ``start_contexts`` keeps the first that many of the
     start bank's real contexts (a random draw of the data): a 16-frame context weighs four 4-frame ones.
+    ``sampler_start`` sets where its sampler starts (``gym_diamond.config.SAMPLER_STARTS``: DIAMOND's unit noise or
+    EDM's noise scaled to sigma_max).
     """
     if start_contexts is not None and start_contexts < 1:
         raise UserError(f"start_contexts must be >= 1, got {start_contexts}")
@@ -45,6 +50,8 @@ def ship(checkpoint: str | Path, out: str | Path, *, gates: dict[str, Any] | Non
     model = source.world_model
     if denoising_steps is not None:
         model.config = model.config.with_denoising_steps(denoising_steps)
+    if sampler_start is not None:
+        model.config = model.config.replace(sampler=dataclasses.replace(model.config.sampler, start=sampler_start))
     weights = model.state_dict()
     half_error = max((w - w.half().float()).abs().max().item() for w in weights.values() if w.is_floating_point())
     provenance = {**source.provenance, "shipped": time.strftime("%Y-%m-%d %H:%M:%S"),
@@ -79,12 +86,17 @@ def main(argv: list[str] | None = None) -> None:
                         help="the sampler's steps the shipped dream uses by default (default: the checkpoint's)")
     parser.add_argument("--start-contexts", type=int, default=None,
                         help="keep this many of the checkpoint's real start contexts (default: all)")
+    parser.add_argument("--sampler-start", choices=SAMPLER_STARTS, default=None,
+                        help="where the shipped dream's sampler starts: unit noise (DIAMOND's) or noise scaled to "
+                             "sigma_max (EDM's; with several steps the later ones pick one of a bounce's outcomes) "
+                             "(default: the checkpoint's)")
     args = parser.parse_args(argv)
     gates = json.loads(Path(args.gates).read_text()) if args.gates else None
     out = ship(args.checkpoint, args.out, gates=gates, max_mb=args.max_mb, denoising_steps=args.denoising_steps,
-               start_contexts=args.start_contexts)
-    steps = read_metadata(out)["config"]["sampler"]["num_steps"]
-    print(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MB, float16, {steps} denoising steps)")
+               start_contexts=args.start_contexts, sampler_start=args.sampler_start)
+    sampler = read_metadata(out)["config"]["sampler"]
+    print(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MB, float16, {sampler['num_steps']} denoising steps from "
+          f"{sampler.get('start', 'unit')} noise)")
 
 
 if __name__ == "__main__":

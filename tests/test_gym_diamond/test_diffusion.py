@@ -59,6 +59,23 @@ def test_sampler_is_reproducible_with_a_generator():
     assert torch.equal(a, b) and not torch.equal(a, c)
 
 
+@pytest.mark.parametrize("start, scale", [("unit", 1.0), ("sigma_max", 5.0)])
+def test_sampler_starts_from_unit_or_sigma_max_noise(start, scale):
+    # the denoiser sees the start noise: unit variance as DIAMOND draws it, or scaled to sigma_max as EDM's
+    seen = []
+
+    def record(x, sigma):
+        seen.append(x.clone())
+        return torch.zeros_like(x)
+
+    generator = torch.Generator().manual_seed(0)
+    noise = torch.randn((2, 3, 8, 8), generator=torch.Generator().manual_seed(0))
+    sample(record, noise.shape, SamplerConfig(num_steps=2, sigma_max=5.0, start=start), generator)
+    torch.testing.assert_close(seen[0], noise * scale)
+    with pytest.raises(ValueError, match="start.*one of"):
+        SamplerConfig(start="zero")
+
+
 def test_quantize_gives_256_levels_in_range():
     x = quantize(torch.linspace(-2, 2, 10_000))
     assert x.min() == -1 and x.max() == 1

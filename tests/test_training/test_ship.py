@@ -60,6 +60,20 @@ def test_ship_sets_the_sampler_the_gates_chose(tmp_path):
         ship(source, tmp_path / "Other.safetensors", denoising_steps=0)
 
 
+def test_ship_sets_where_the_sampler_starts(tmp_path, capsys):
+    source = make_tiny_checkpoint(tmp_path / "trained.safetensors")
+    assert load_checkpoint(source).config.sampler.start == "unit"  # DIAMOND's, the default
+    main(["--checkpoint", str(source), "--out", str(tmp_path / "Pong.safetensors"), "--denoising-steps", "3",
+          "--sampler-start", "sigma_max"])
+    assert "3 denoising steps from sigma_max noise" in capsys.readouterr().out
+    env = gym.make("DiamondDream/Pong-v0", checkpoint=tmp_path / "Pong.safetensors")
+    assert env.unwrapped.core.model.config.sampler.start == "sigma_max"
+    env.close()
+    with pytest.raises(ValueError, match="start.*one of"):
+        ship(source, tmp_path / "Other.safetensors", sampler_start="zero")
+    assert not (tmp_path / "Other.safetensors").exists()
+
+
 def test_ship_keeps_fewer_start_contexts_when_asked(tmp_path):
     source = make_tiny_checkpoint(tmp_path / "trained.safetensors")  # 5 contexts
     with pytest.raises(ValueError, match="fewer start contexts .--start-contexts; 5 of 4 frames now"):

@@ -575,12 +575,14 @@ class WorldModelTrainer:
                             "with one denoiser target, black padding and other departures from DIAMOND's "
                             "trainer (its world_model.safetensors still loads as it was): start a new run "
                             "with another --out")
-        saved, own = state["model_config"], json.loads(json.dumps(self.model.config.to_dict()))
+        saved, own = state["model_config"], _plain_config(self.model.config)
+        legacy = "attention_residual" not in saved.get("rew_end", {})
+        if not legacy:  # fields added since the state was written take their defaults, as a checkpoint's do
+            saved = _plain_config(WorldModelConfig.from_dict(saved))
         if branch:
             saved = {**saved, "denoiser": {**saved["denoiser"],
                                            **{k: own["denoiser"][k] for k in TRAINING_NOISE_FIELDS}}}
         if saved != own:
-            legacy = "attention_residual" not in saved.get("rew_end", {})
             hint = ("it was written by gym-diamond 0.1, before the networks matched DIAMOND's (its "
                     "world_model.safetensors still loads as it was); " if legacy else "")
             raise UserError(f"the saved training state is of a different world model config: {hint}"
@@ -593,6 +595,11 @@ class WorldModelTrainer:
         self.steps = dict(state["steps"])
         self.cpu_seconds = float(state.get("cpu_seconds", 0.0))  # states written before it was counted: from 0
         restore_rng(state["rng"], self.rng, self.noise)
+
+
+def _plain_config(config: WorldModelConfig) -> dict[str, Any]:
+    """``config`` as the JSON a training state stores (tuples as lists), to compare with a saved one."""
+    return json.loads(json.dumps(config.to_dict()))
 
 
 def export_checkpoint(path: str | Path, trainer: WorldModelTrainer, *, game: str, action_meanings: list[str],

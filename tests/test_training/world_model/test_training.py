@@ -19,6 +19,7 @@ from gym_diamond.world_model import WorldModel
 from training.agents.imagination import ImaginationConfig, ImaginationTrainer
 from training.data.dataset import Episode, EpisodeDataset
 from training.pipeline import Pipeline
+from training.runtime.state import load_state, save_state
 from training.world_model.trainer import WorldModelTrainer, WorldModelTrainingConfig, train_world_model
 
 
@@ -105,6 +106,24 @@ def test_a_branch_may_train_with_another_noise_distribution_but_not_another_netw
     with pytest.raises(ValueError, match="different world model config"):  # 8 context frames: another network
         train_world_model("Pong", pong_data, tmp_path / "wide", 3, **kwargs,
                           config=dataclasses.replace(low, context_length=8))
+
+
+def test_a_state_saved_before_a_config_field_existed_resumes_with_its_default(pong_data, tmp_path):
+    # a run saved by an earlier gym-diamond, whose sampler had no ``start``, resumes (the field takes DIAMOND's default)
+    config = WorldModelTrainingConfig(batch_size=2, rew_end_sequence_length=4)
+    kwargs = dict(model_preset="tiny", device="cpu", seed=3, progress=False, save_every=1, config=config)
+    train_world_model("Pong", pong_data, tmp_path / "run", 2, **kwargs)
+    path = tmp_path / "run" / "train_state.safetensors"
+    state = load_state(path)
+    del state["model_config"]["sampler"]["start"]
+    save_state(path, state)
+    resumed = load_checkpoint(train_world_model("Pong", pong_data, tmp_path / "run", 3, **kwargs))
+    assert resumed.provenance["denoiser_steps"] == 3 and resumed.config.sampler.start == "unit"
+    state = load_state(path)
+    state["model_config"]["sampler"]["num_steps"] = 7  # a field with another value is still another config
+    save_state(path, state)
+    with pytest.raises(ValueError, match="different world model config"):
+        train_world_model("Pong", pong_data, tmp_path / "run", 4, **kwargs)
 
 
 def test_each_loss_log_row_is_the_mean_over_its_updates(pong_data, tmp_path):
