@@ -6,12 +6,13 @@ the run's recorded settings and exports what the run would export at its last sa
 average where the run keeps one), start contexts and provenance. The run goes on undisturbed (its state is written
 atomically, so a snapshot never reads half a file).
 
-``python -m training.world_model.snapshot RUN_FOLDER --out FILE.safetensors``
+``python -m training.world_model.snapshot RUN_FOLDER --out FILE.safetensors [--trained-weights]``
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -42,8 +43,12 @@ def run_identity(folder: Path) -> dict[str, Any]:
     return identities[0]
 
 
-def snapshot_run(folder: str | Path, out: str | Path) -> Path:
-    """Export ``out``, the checkpoint the run in ``folder`` would write at its last saved update."""
+def snapshot_run(folder: str | Path, out: str | Path, *, trained_weights: bool = False) -> Path:
+    """Export ``out``, the checkpoint the run in ``folder`` would write at its last saved update.
+
+    ``trained_weights`` exports the weights themselves where the run keeps an average: a change of recipe on a
+    branch shows in them at once, while an average of decay 0.999 still holds about a third of the weights of
+    1,000 updates before."""
     folder = Path(folder)
     run = run_identity(folder)
     state_path = folder / "train_state.safetensors"
@@ -52,6 +57,8 @@ def snapshot_run(folder: str | Path, out: str | Path) -> Path:
                         f"updates): nothing to snapshot")
     state = load_state(state_path)
     config = WorldModelTrainingConfig(**state["config"])
+    if trained_weights:
+        config = dataclasses.replace(config, ema_decay=0.0)  # no average kept, so the export is the weights
     dataset = EpisodeDataset(run["data"], game=run["game"])
     game, action_meanings = environment_actions(dataset)
     model = WorldModel(WorldModelConfig.from_dict(state["model_config"]))
@@ -68,8 +75,10 @@ def main(argv: list[str] | None = None) -> None:
                                                  "without stopping the run.")
     parser.add_argument("run", help="the run folder (python -m training.world_model --out)")
     parser.add_argument("--out", required=True, help="the checkpoint to write (.safetensors)")
+    parser.add_argument("--trained-weights", action="store_true",
+                        help="export the trained weights, not their moving average (where the run keeps one)")
     args = parser.parse_args(argv)
-    path = snapshot_run(args.run, args.out)
+    path = snapshot_run(args.run, args.out, trained_weights=args.trained_weights)
     print(f"world model checkpoint: {path}")
 
 

@@ -8,6 +8,7 @@ import torch
 from helpers import real_pong_data
 
 from gym_diamond import load_checkpoint
+from training.runtime.state import load_state
 from training.world_model.snapshot import main as snapshot_main
 from training.world_model.snapshot import snapshot_run
 from training.world_model.trainer import WorldModelTrainingConfig, train_world_model
@@ -34,6 +35,12 @@ def test_a_snapshot_is_the_checkpoint_the_run_exports(pong_data, tmp_path):
     snapshot = load_checkpoint(snapshot_run(tmp_path / "run", tmp_path / "snap.safetensors"))
     assert snapshot.provenance["denoiser_steps"] == 4 and snapshot.provenance["changed_pixel_weight"] == 5.0
     assert_same_checkpoint(exported, snapshot)  # the weights' average, not the trained weights
+    trained = load_checkpoint(snapshot_run(tmp_path / "run", tmp_path / "trained.safetensors", trained_weights=True))
+    state = load_state(tmp_path / "run" / "train_state.safetensors")["model"]
+    for name, weight in trained.world_model.state_dict().items():
+        assert torch.equal(weight, state[name]), name
+    assert not all(torch.equal(weight, state[name]) for name, weight in snapshot.world_model.state_dict().items())
+    assert trained.provenance["denoiser_steps"] == 4
 
 
 def test_a_snapshot_of_a_run_trained_in_phases(pong_data, tmp_path, capsys):
