@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> None:
                start_contexts=args.start_contexts, sampler_start=args.sampler_start)
     sampler = read_metadata(out)["config"]["sampler"]
     print(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MB, float16, {sampler['num_steps']} denoising steps from "
-          f"{sampler.get('start', 'unit')} noise)")
+          f"{sampler['start']} noise)")
 
 
 if __name__ == "__main__":
