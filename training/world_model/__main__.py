@@ -10,7 +10,7 @@ from gym_diamond.config import MODEL_SIZES
 from training.data.minari_format import local_episodes
 from training.runtime.cli import add_device_argument, add_speed_arguments, user_errors
 from training.runtime.distributed import init_distributed
-from training.world_model.trainer import RECIPES, WorldModelTrainingConfig, train_world_model
+from training.world_model.trainer import CHANGED_PIXEL_SOURCES, RECIPES, WorldModelTrainingConfig, train_world_model
 
 DEFAULTS = WorldModelTrainingConfig()  # the command's defaults are the trainer's
 
@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="weight the denoiser's squared error by 1 + W on the pixels that change from the frame "
                              "before (dilated by a pixel), normalised to a mean weight of 1 per frame: against "
                              "dreams that drop the ball (default: the recipe's; DIAMOND: 0). A resumed run keeps it")
-    parser.add_argument("--changed-pixel-source", choices=("target", "context"), default=DEFAULTS.changed_pixel_source,
+    parser.add_argument("--changed-pixel-source", choices=CHANGED_PIXEL_SOURCES, default=DEFAULTS.changed_pixel_source,
                         help="which pixels --changed-pixel-weight weighs: where the target differs from the frame "
                              "before (target, the default), or around what changed between the last two context "
                              "frames (context: chosen before the outcome, so an uncertain ball is not drawn at "

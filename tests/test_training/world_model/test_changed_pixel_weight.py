@@ -12,6 +12,7 @@ from training.data.dataset import Episode, EpisodeDataset
 from training.runtime.state import load_state, save_state
 from training.world_model.__main__ import main as world_model_main
 from training.world_model.trainer import (
+    CONTEXT_REACH,
     WorldModelTrainer,
     WorldModelTrainingConfig,
     changed_pixel_weights,
@@ -205,8 +206,6 @@ def _bounce(targets_at: list[tuple[int, int]]) -> torch.Tensor:
 
 
 def test_context_weights_are_set_before_the_outcome_and_keep_the_optimum_at_the_mean():
-    from training.world_model.trainer import CONTEXT_REACH
-
     # the ball goes on along its row in one sample of ten, and bounces 6 rows down in the other nine
     frames = _bounce([(30, 32)] + [(36, 32)] * 9)
     target_pixel = (30, 32)
