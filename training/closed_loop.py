@@ -26,7 +26,8 @@ BALL_FIGURES = ("ball_shown", "extra_balls_share", "rewards_at_goal_share")  # r
 def report_lines(report: dict[str, Any]) -> list[str]:
     """The report as plain lines: each policy's event rates, dream against real, its ball figures, the verdict."""
     lines = [f"{report['game']}: {report['steps_per_policy']} steps per policy, {report['num_envs']} envs, "
-             f"{report['denoising_steps']} denoising steps, seed {report['seed']} (per 1,000 steps: dream / real)"]
+             f"{report['denoising_steps']} denoising steps from {report['sampler_start']} noise, seed {report['seed']} "
+             f"(per 1,000 steps: dream / real)"]
     for policy, sides in report["policies"].items():
         dream, real = sides["dream"], sides["real"]
         rates = [f"{event} {dream['per_1000'][event]:.2f} / {real['per_1000'][event]:.2f}"

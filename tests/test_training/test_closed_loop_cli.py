@@ -24,6 +24,7 @@ def test_a_dream_that_never_scores_fails_and_says_why(never_scoring_pong, tmp_pa
     printed = capsys.readouterr().out.splitlines()
     report = json.loads(out.read_text())
     assert report["game"] == "Pong" and report["denoising_steps"] == 1 and report["steps_per_policy"] == 1000
+    assert report["sampler_start"] == "unit" and "1 denoising steps from unit noise" in printed[0]
     assert list(report["policies"]) == ["random"]
     dream, real = report["policies"]["random"]["dream"], report["policies"]["random"]["real"]
     assert dream["negative_rewards"] == 0 and real["negative_rewards"] > 0  # random play loses points in the game
@@ -35,7 +36,8 @@ def test_a_dream_that_never_scores_fails_and_says_why(never_scoring_pong, tmp_pa
 
 def test_report_lines_of_a_passing_report_end_with_passed():
     side = {"per_1000": {"points_won": 1.0, "points_lost": 4.0}, "ball_shown": 0.9}
-    report = {"game": "Pong", "steps_per_policy": 100, "num_envs": 2, "denoising_steps": 3, "seed": 0,
+    report = {"game": "Pong", "steps_per_policy": 100, "num_envs": 2, "denoising_steps": 3, "sampler_start": "unit",
+              "seed": 0,
               "events": ["points_won", "points_lost"], "policies": {"follower": {"dream": side, "real": side}},
               "passed": True, "failures": []}
     assert report_lines(report)[1:] == ["  follower       points_won 1.00 / 1.00, points_lost 4.00 / 4.00, "

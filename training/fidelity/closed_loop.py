@@ -172,7 +172,7 @@ def closed_loop_report(checkpoint: str | os.PathLike | Checkpoint, game: str, *,
 
     dream_env = make_dream_env(checkpoint, num_envs, denoising_steps=denoising_steps, device=device,
                                max_episode_steps=max_episode_steps)
-    sampler_steps = dream_env.core.model.config.sampler.num_steps  # DreamVectorEnv and _CoreVectorEnv alike
+    sampler = dream_env.core.model.config.sampler  # DreamVectorEnv and _CoreVectorEnv alike
     real_env = make_real_env(name, num_envs, done_on_life_loss=life_loss_ends, seed=seed)
     results: dict[str, dict[str, Any]] = {}
     dream_rates: dict[str, dict[str, float]] = {}
@@ -202,7 +202,8 @@ def closed_loop_report(checkpoint: str | os.PathLike | Checkpoint, game: str, *,
         "steps_per_policy": next(iter(results.values()))["dream"]["steps"] if results else 0,
         "num_envs": num_envs,
         "seed": seed,
-        "denoising_steps": int(sampler_steps),
+        "denoising_steps": int(sampler.num_steps),
+        "sampler_start": sampler.start,  # unit noise (DIAMOND's) or noise scaled to sigma_max
         "max_episode_steps": max_episode_steps,
         "events": list(game_events(name)),
         "tolerance": TOLERANCE,
