@@ -160,3 +160,18 @@ def test_dreams_and_pipeline_take_the_capability_default(monkeypatch, pong_check
     assert pipeline.world_model.acceleration.precision == "fp32"  # the agent's dream too, as DIAMOND's
     bf16 = Pipeline("Breakout", tmp_path / "run2", "micro", device="cpu", progress=False, dream_precision="bf16")
     assert bf16.world_model.acceleration.precision == "bf16"
+
+
+def test_bf16_asked_for_on_a_cpu_that_would_emulate_it_warns_of_the_cost(monkeypatch):
+    import warnings
+
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    with pytest.warns(UserWarning, match="emulates it, about 15x slower than fp32"):
+        Acceleration(precision="bf16").check_device("cpu")
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        Acceleration(precision="bf16").check_device("cpu")  # native units: no warning
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+        Acceleration(precision="fp32").check_device("cpu")  # fp32 never warns

@@ -115,6 +115,12 @@ def main(argv: list[str] | None = None) -> None:
                              "and train on with this command's settings, e.g. to try a change on a trained run; "
                              "the networks must be the same, the training noise (--train-sigma-loc, "
                              "--train-sigma-scale) may differ; the same command resumes the branch")
+    parser.add_argument("--init-from", default=None, metavar="CHECKPOINT",
+                        help="start from an exported checkpoint's networks (a run's world_model.safetensors, a "
+                             "snapshot, a shipped dream such as gym_diamond/pretrained/Pong.safetensors): its "
+                             "weights, the update counts and CPU time its provenance records, new optimisers warmed "
+                             "up again; same model size and context length. --steps stays the total; the same "
+                             "command resumes the run")
     parser.add_argument("--fidelity-samples", type=int, default=DEFAULTS.fidelity_samples,
                         help="held-out samples per fidelity figure (dreams and noisy frames; default 32)")
     only = parser.add_mutually_exclusive_group()
@@ -143,7 +149,8 @@ def main(argv: list[str] | None = None) -> None:
         denoiser_serve_oversampling=args.denoiser_serve_oversampling,
         rew_end_input_noise=args.rew_end_input_noise, fidelity_every=args.fidelity_every,
         fidelity_samples=args.fidelity_samples, changed_pixel_source=args.changed_pixel_source,
-        branch_from=None if args.branch_from is None else str(Path(args.branch_from).resolve()), **chosen)
+        branch_from=None if args.branch_from is None else str(Path(args.branch_from).resolve()),
+        init_from=None if args.init_from is None else str(Path(args.init_from).resolve()), **chosen)
     data = local_episodes(args.data, Path(args.out) / "data")
     try:
         networks = "rew_end" if args.only_rew_end else "denoiser" if args.only_denoiser else "both"

@@ -58,6 +58,7 @@ from training.runtime.optim import adamw, optimizer_update, warmup_lr
 from training.runtime.run_folder import RunFolder
 from training.runtime.signals import terminate_as_interrupt
 from training.runtime.state import load_optimizer_state, load_state, optimizer_state, restore_rng, rng_state, save_state
+from training.world_model.warm_start import warm_start
 from training.world_model.weight_average import WeightAverage
 
 # Version of the training recipe in saved training states: 2 is DIAMOND's trainer (autoregressive denoiser
@@ -84,7 +85,7 @@ CONTEXT_REACH = 5
 NOT_RUN_SETTINGS = ("precision", "compile", "fidelity_every", "fidelity_samples", "recipe")
 # settings added after runs were recorded without them: recorded only away from these defaults, so those runs resume
 LATER_SETTINGS = {"denoiser_return_oversampling": 0.0, "denoiser_serve_oversampling": 0.0, "rew_end_input_noise": 0.0,
-                  "branch_from": None, "changed_pixel_source": "target"}
+                  "branch_from": None, "changed_pixel_source": "target", "init_from": None}
 
 
 
@@ -178,6 +179,10 @@ class WorldModelTrainingConfig:
     # this run starts from, trained on with this config's settings: an A/B of a change from a trained run at
     # equal updates, or a fix to a lead without starting over. None: from scratch
     branch_from: str | None = None
+    # An exported checkpoint (a run's world_model.safetensors, a snapshot, a shipped dream) whose networks this run
+    # starts from, with new optimisers warmed up again and the update counts its provenance records
+    # (training.world_model.warm_start). None: from scratch
+    init_from: str | None = None
     recipe: str = "diamond"  # the name of the recipe the other fields started from (RECIPES), for the record
 
     @classmethod
@@ -265,6 +270,9 @@ class WorldModelTrainingConfig:
         if not 0 <= self.ema_decay < 1:
             raise UserError(f"WorldModelTrainingConfig.ema_decay={self.ema_decay} is invalid: expected a decay in "
                             f"[0, 1) (0: no average)")
+        if self.branch_from is not None and self.init_from is not None:
+            raise UserError("a run starts from another run's state (branch_from) or from a checkpoint (init_from), "
+                            "not both")
         if self.lr <= 0 or self.warmup_steps < 0:
             raise UserError(f"WorldModelTrainingConfig: lr must be > 0 and warmup_steps >= 0, got {self.lr}, "
                             f"{self.warmup_steps}")
@@ -365,7 +373,9 @@ class WorldModelTrainer:
         self.device = model.device
         c = self.config
 
-        self.autocast = Acceleration(precision=c.precision).autocast
+        acceleration = Acceleration(precision=c.precision)
+        acceleration.check_device(self.device)  # warns of bf16 emulated on a CPU without bf16 units
+        self.autocast = acceleration.autocast
         if self.device.type == "cpu":
             keep_freed_memory()  # see gym_diamond.cpu_memory: large activations reuse freed memory
         # NHWC, the dreams' layout (Acceleration.default_for): +22% light updates on a CPU (benchmarks/README.md);
@@ -387,12 +397,14 @@ class WorldModelTrainer:
         self.denoiser_opt = adamw(model.denoiser, c.lr, c.eps, c.weight_decay)
         self.rew_end_opt = adamw(model.rew_end, c.lr, c.eps, c.weight_decay)
         self.steps = {"denoiser": 0, "rew_end": 0}
+        # the update counts the learning rate's warm-up starts from: 0, or a warm start's (new optimisers need one)
+        self.warmup_from = {"denoiser": 0, "rew_end": 0}
         self.cpu_seconds = 0.0  # CPU time of this process's updates, over resumes: fidelity per CPU hour
         self.rng = np.random.default_rng(seed)
         self.noise = torch.Generator(device=self.device).manual_seed(seed)
 
     def _update(self, name: str, optimizer: torch.optim.Optimizer, loss: torch.Tensor, clip: float) -> float:
-        lr = warmup_lr(self.config.lr, self.steps[name], self.config.warmup_steps)
+        lr = warmup_lr(self.config.lr, self.steps[name] - self.warmup_from[name], self.config.warmup_steps)
         grad_norm = optimizer_update(optimizer, loss, lr, clip)
         self.steps[name] += 1
         if self.averages:
@@ -559,6 +571,7 @@ class WorldModelTrainer:
             "denoiser_opt": optimizer_state(self.denoiser_opt),
             "rew_end_opt": optimizer_state(self.rew_end_opt),
             "steps": dict(self.steps),
+            "warmup_from": dict(self.warmup_from),
             "cpu_seconds": self.cpu_seconds,
             "rng": rng_state(self.rng, self.noise),
             "config": dataclasses.asdict(self.config),
@@ -593,6 +606,7 @@ class WorldModelTrainer:
         load_optimizer_state(self.denoiser_opt, state["denoiser_opt"])
         load_optimizer_state(self.rew_end_opt, state["rew_end_opt"])
         self.steps = dict(state["steps"])
+        self.warmup_from = dict(state.get("warmup_from", {"denoiser": 0, "rew_end": 0}))  # older states: from 0
         self.cpu_seconds = float(state.get("cpu_seconds", 0.0))  # states written before it was counted: from 0
         restore_rng(state["rng"], self.rng, self.noise)
 
@@ -623,6 +637,7 @@ def export_checkpoint(path: str | Path, trainer: WorldModelTrainer, *, game: str
         "train_sigma_loc": noise.train_sigma_loc, "train_sigma_scale": noise.train_sigma_scale,
         "context_length": trainer.model.config.denoiser.context_length, "lr": config.lr,
         "ema_decay": config.ema_decay, "batch_size": config.batch_size * processes, "branch_from": config.branch_from,
+        "init_from": config.init_from, "train_cpu_hours": round(trainer.cpu_seconds / 3600, 6),
         "data_collection": read_collection_log(data), "date": time.strftime("%Y-%m-%d %H:%M:%S")}
     return save_checkpoint(path, trainer.exported_model().cpu(), game=game, action_meanings=action_meanings,
                            start_bank=trainer.start_bank(), provenance=provenance)
@@ -701,6 +716,10 @@ def _train_world_model(game: str | None, data: str | Path, folder: RunFolder, st
                             f"(train_state.safetensors)")
         trainer.load_state_dict(load_state(parent), branch=True)
         if main_rank:  # its own from the start: a resume continues the branch, whatever the parent does since
+            save_state(state_path, trainer.state_dict())
+    elif config.init_from is not None:
+        warm_start(trainer, config.init_from, game=game, action_meanings=action_meanings)
+        if main_rank:  # a resume continues from this state, not from the checkpoint again
             save_state(state_path, trainer.state_dict())
     denoiser, rew_end = networks in ("both", "denoiser"), networks in ("both", "rew_end")
     counter = "denoiser" if denoiser else "rew_end"

@@ -48,6 +48,15 @@ class WeightAverage:
                 average.copy_(current[name])
         self.updates += 1
 
+    @torch.no_grad()
+    def restart_at(self, module: nn.Module, updates: int) -> None:
+        """Make ``module``'s weights the average, as after ``updates`` updates (a warm start from a checkpoint
+        that exported an average: its next updates move it at the full decay, not the first updates' warm-up)."""
+        current = module.state_dict()
+        for name, average in self.average.items():
+            average.copy_(current[name])
+        self.updates = updates
+
     def state_dict(self) -> dict[str, Any]:
         return {"decay": self.decay, "updates": self.updates, "average": dict(self.average)}
 
