@@ -47,9 +47,10 @@ def test_a_warm_start_takes_the_checkpoints_networks_counts_and_cpu_time(pong_da
     trainer = _trainer(pong_data)
     actions = source.action_meanings
     warm_start(trainer, exported, game="Pong", action_meanings=actions)
+    trained, averaged = trainer.model.state_dict(), trainer.exported_model().state_dict()
     for name, weight in source.world_model.state_dict().items():
-        assert torch.equal(trainer.model.state_dict()[name], weight), name
-        assert torch.equal(trainer.exported_model().state_dict()[name], weight), name  # the average starts there
+        assert torch.equal(trained[name], weight), name
+        assert torch.equal(averaged[name], weight), name  # the average starts there
     assert trainer.steps == {"denoiser": 3, "rew_end": 3} == trainer.warmup_from
     assert trainer.averages["denoiser"].updates == 3  # moves at the decay of update 3, not of a first update
     assert source.provenance["train_cpu_hours"] > 0
@@ -71,6 +72,7 @@ def test_a_shipped_float16_dream_is_a_starting_point_too(pong_data, exported, tm
         assert weight.dtype == torch.float32 and torch.equal(weight, half[name].float()), name
 
 
+@pytest.mark.slow
 def test_a_run_from_a_checkpoint_counts_on_resumes_as_one_run_and_records_its_origin(pong_data, exported, tmp_path):
     config = dataclasses.replace(CONFIG, init_from=str(exported))
     one_run = load_checkpoint(train_world_model("Pong", pong_data, tmp_path / "one", 6, config=config, **KWARGS))
