@@ -1,0 +1,74 @@
+#!/bin/bash
+# The Pong lead of the CPU-budget study, carried from machine to machine.
+#
+#   bash benchmarks/pong_lead.sh train RUNS    # collect the data if missing, start (or resume) the lead's runs
+#   bash benchmarks/pong_lead.sh export RUNS   # write benchmarks/leads/Pong.safetensors from their last saves
+#
+# A study of thousands of CPU updates outlives the machine it runs on. `train` starts the denoiser from the exported
+# lead (benchmarks/leads/Pong.safetensors, `--init-from`: its weights, update count and CPU hours go on) or from
+# scratch where there is none, and the reward/termination model from scratch where the lead holds no trained one;
+# each run goes to the background at one thread, saving every 50 updates, its output in RUNS/*.log. Run it again to
+# resume them after an interruption (a stopped run loses at most its last 50 updates). `export` writes what the runs
+# hold now as the new lead (float16, one start context, ~1.5 MB): commit it, and the next machine goes on from it.
+# The lead is a training checkpoint, not a gated dream: judge it with python -m training.gates before shipping it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+command=${1:?usage: bash benchmarks/pong_lead.sh train|export RUNS}
+RUNS=$(mkdir -p "${2:?give the folder for the runs, outside the checkout}" && cd "$2" && pwd)
+PY=${PYTHON:-.venv/bin/python}
+LEAD=benchmarks/leads/Pong.safetensors
+DATA=$RUNS/pong-data
+REW_END_STEPS=3000
+
+# the lead's recipe: the cpu recipe, 16 context frames (Pong serves 16 steps after a point), a quarter of each batch
+# on the frames after the ball reaches the paddle, the pixel weight set around what changed in the context
+DENOISER_ARGS=(--game Pong --data "$DATA" --out "$RUNS/denoiser" --steps 20000 --model light --only-denoiser
+  --recipe cpu --context-length 16 --denoiser-return-oversampling 0.25 --changed-pixel-source context
+  --test-fraction 0.1 --fidelity-every 250 --save-every 50)
+# the reward/termination model reads dream frames as real ones when trained on noisy frames
+REW_END_ARGS=(--game Pong --data "$DATA" --out "$RUNS/rew-end" --steps "$REW_END_STEPS" --model light --only-rew-end
+  --recipe cpu --context-length 16 --reward-oversampling 0.2 --termination-oversampling 0.1
+  --rew-end-input-noise 0.1 --test-fraction 0.1 --fidelity-every 0 --save-every 100)
+
+lead_rew_end_steps() {
+  [ -f "$LEAD" ] || { echo 0; return; }
+  "$PY" -c "import sys; from gym_diamond.checkpoint import read_metadata; \
+print(read_metadata(sys.argv[1])['provenance'].get('rew_end_steps') or 0)" "$LEAD"
+}
+
+running() { pgrep -f -- "--out $1 " >/dev/null; }
+
+start() {  # start a run in the background at one thread unless it is running already
+  local name=$1; shift
+  if running "$RUNS/$name"; then echo "$name: running"; return; fi
+  OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 nohup "$PY" -m training.world_model "$@" >> "$RUNS/$name.log" 2>&1 &
+  echo "$name: started (pid $!), output in $RUNS/$name.log"
+}
+
+case $command in
+  train)
+    # the study's data (reproduced exactly by the seed; a complete dataset is left as it is)
+    "$PY" -m training.data.collect --game Pong --steps 150000 --num-envs 8 --policy follow --epsilon 0.25 --seed 0 \
+      --out "$DATA" > "$RUNS/collect.log" 2>&1
+    if [ -f "$LEAD" ]; then DENOISER_ARGS+=(--init-from "$LEAD"); fi
+    start denoiser "${DENOISER_ARGS[@]}"
+    if [ "$(lead_rew_end_steps)" -lt "$REW_END_STEPS" ] && [ ! -f "$RUNS/rew-end/world_model.safetensors" ]; then
+      start rew-end "${REW_END_ARGS[@]}"
+    fi
+    ;;
+  export)
+    tmp=$(mktemp -d)
+    "$PY" -m training.world_model.snapshot "$RUNS/denoiser" --out "$tmp/denoiser.safetensors"
+    source=$tmp/denoiser.safetensors
+    if [ -d "$RUNS/rew-end" ]; then  # a reward/termination model trained here replaces the lead's
+      "$PY" -m training.world_model.snapshot "$RUNS/rew-end" --out "$tmp/rew-end.safetensors"
+      "$PY" -m training.world_model.combine --denoiser "$source" --rew-end "$tmp/rew-end.safetensors" \
+        --out "$tmp/combined.safetensors"
+      source=$tmp/combined.safetensors
+    fi
+    mkdir -p "$(dirname "$LEAD")"
+    "$PY" -m training.ship --checkpoint "$source" --out "$LEAD" --start-contexts 1 --max-mb 4
+    rm -rf "$tmp"
+    ;;
+  *) echo "unknown command $command: train or export" >&2; exit 2 ;;
+esac
