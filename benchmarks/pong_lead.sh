@@ -3,6 +3,7 @@
 #
 #   bash benchmarks/pong_lead.sh train RUNS    # collect the data if missing, start (or resume) the lead's runs
 #   bash benchmarks/pong_lead.sh export RUNS   # write benchmarks/leads/Pong.safetensors from their last saves
+#   bash benchmarks/pong_lead.sh judge RUNS [K]  # the closed-loop gate of their last saves, K Euler steps (3)
 #
 # A study of thousands of CPU updates outlives the machine it runs on. `train` starts the denoiser from the exported
 # lead (benchmarks/leads/Pong.safetensors, `--init-from`: its weights, update count and CPU hours go on) or from
@@ -13,7 +14,7 @@
 # The lead is a training checkpoint, not a gated dream: judge it with python -m training.gates before shipping it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-command=${1:?usage: bash benchmarks/pong_lead.sh train|export RUNS}
+command=${1:?usage: bash benchmarks/pong_lead.sh train|export|judge RUNS}
 RUNS=$(mkdir -p "${2:?give the folder for the runs, outside the checkout}" && cd "$2" && pwd)
 PY=${PYTHON:-.venv/bin/python}
 LEAD=benchmarks/leads/Pong.safetensors
@@ -45,6 +46,18 @@ start() {  # start a run in the background at one thread unless it is running al
   echo "$name: started (pid $!), output in $RUNS/$name.log"
 }
 
+latest_world_model() {  # the runs' last saves as one checkpoint in folder $1 (its path printed)
+  "$PY" -m training.world_model.snapshot "$RUNS/denoiser" --out "$1/denoiser.safetensors" >&2
+  if [ -d "$RUNS/rew-end" ]; then  # a reward/termination model trained here replaces the lead's
+    "$PY" -m training.world_model.snapshot "$RUNS/rew-end" --out "$1/rew-end.safetensors" >&2
+    "$PY" -m training.world_model.combine --denoiser "$1/denoiser.safetensors" --rew-end "$1/rew-end.safetensors" \
+      --out "$1/world_model.safetensors" >&2
+  else
+    mv "$1/denoiser.safetensors" "$1/world_model.safetensors"
+  fi
+  echo "$1/world_model.safetensors"
+}
+
 case $command in
   train)
     # the study's data (reproduced exactly by the seed; a complete dataset is left as it is)
@@ -58,17 +71,18 @@ case $command in
     ;;
   export)
     tmp=$(mktemp -d)
-    "$PY" -m training.world_model.snapshot "$RUNS/denoiser" --out "$tmp/denoiser.safetensors"
-    source=$tmp/denoiser.safetensors
-    if [ -d "$RUNS/rew-end" ]; then  # a reward/termination model trained here replaces the lead's
-      "$PY" -m training.world_model.snapshot "$RUNS/rew-end" --out "$tmp/rew-end.safetensors"
-      "$PY" -m training.world_model.combine --denoiser "$source" --rew-end "$tmp/rew-end.safetensors" \
-        --out "$tmp/combined.safetensors"
-      source=$tmp/combined.safetensors
-    fi
     mkdir -p "$(dirname "$LEAD")"
-    "$PY" -m training.ship --checkpoint "$source" --out "$LEAD" --start-contexts 1 --max-mb 4
+    "$PY" -m training.ship --checkpoint "$(latest_world_model "$tmp")" --out "$LEAD" --start-contexts 1 --max-mb 4
     rm -rf "$tmp"
     ;;
-  *) echo "unknown command $command: train or export" >&2; exit 2 ;;
+  judge)  # 4,000 steps per policy, 8 dreams; where the sampler starts: the checkpoint's (DIAMOND's unit noise)
+    steps=${3:-3}
+    tmp=$(mktemp -d)
+    update=$("$PY" -c "import sys; from gym_diamond.checkpoint import read_metadata; \
+print(read_metadata(sys.argv[1])['provenance']['denoiser_steps'])" "$(latest_world_model "$tmp")")
+    "$PY" -m training.closed_loop --checkpoint "$tmp/world_model.safetensors" --steps 4000 --denoising-steps "$steps" \
+      --out "$RUNS/closed-loop-$update-k$steps.json"
+    rm -rf "$tmp"
+    ;;
+  *) echo "unknown command $command: train, export or judge" >&2; exit 2 ;;
 esac
