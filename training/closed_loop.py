@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> None:
     game = read_metadata(args.checkpoint)["game"]
     report = closed_loop_report(args.checkpoint, game, steps=args.steps, num_envs=args.num_envs, seed=args.seed,
                                 policies=args.policies, denoising_steps=args.denoising_steps, device=args.device,
-                                max_episode_steps=args.max_episode_steps)
+                                max_episode_steps=args.max_episode_steps, progress=True)
     if args.out is not None:
         write_json_atomic(args.out, report)
     print("\n".join(report_lines(report)), flush=True)

@@ -257,7 +257,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.closed_loop_steps:
         gates["closed_loop"] = closed_loop_report(args.checkpoint, game, steps=args.closed_loop_steps,
                                                   num_envs=args.closed_loop_envs, seed=args.seed,
-                                                  denoising_steps=samplers[0])
+                                                  denoising_steps=samplers[0], progress=True)
         print(json.dumps({"closed_loop": gates["closed_loop"]}), flush=True)
     if args.ppo_steps:
         gates["transfer"] = transfer(args.checkpoint, game, out, args.ppo_steps, args.episodes, args.num_envs,

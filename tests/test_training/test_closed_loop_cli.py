@@ -21,7 +21,11 @@ def test_a_dream_that_never_scores_fails_and_says_why(never_scoring_pong, tmp_pa
     out = tmp_path / "closed_loop.json"
     main(["--checkpoint", str(never_scoring_pong), "--steps", "1000", "--num-envs", "8", "--policies", "random",
           "--denoising-steps", "1", "--out", str(out)])
-    printed = capsys.readouterr().out.splitlines()
+    captured = capsys.readouterr()
+    printed = captured.out.splitlines()
+    # progress off a terminal: plain lines, the last of them the whole play (1,000 steps in the dream and the game)
+    assert "\r" not in captured.err and "closed loop Pong: random in the game" in captured.err
+    assert "2000/2000" in captured.err.splitlines()[-1]
     report = json.loads(out.read_text())
     assert report["game"] == "Pong" and report["denoising_steps"] == 1 and report["steps_per_policy"] == 1000
     assert report["sampler_start"] == "unit" and "1 denoising steps from unit noise" in printed[0]

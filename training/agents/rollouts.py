@@ -23,7 +23,7 @@ from __future__ import annotations
 import functools
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
@@ -134,8 +134,10 @@ def _life_losses(infos: dict[str, Any], ended: np.ndarray) -> np.ndarray | None:
 
 
 def count_events(env: VectorEnvLike, policy: Agent, steps: int, game: str, *, seed: int | None = None,
-                 terminations_are_life_losses: bool = False) -> EventCounts:
+                 terminations_are_life_losses: bool = False,
+                 progress: Callable[[int], object] | None = None) -> EventCounts:
     """Play ``policy`` for at least ``steps`` agent steps (``ceil(steps / num_envs)`` vector steps) and count.
+    ``progress`` is called with the agent steps of each vector step (e.g. a progress bar's ``update``).
 
     ``env`` is reset first (with ``seed``). Life losses are read from ``infos["life_loss"]`` where the env
     reports them (the real game); an env that does not (the dream) loses a life at each termination when
@@ -176,6 +178,8 @@ def count_events(env: VectorEnvLike, policy: Agent, steps: int, game: str, *, se
             lives += int(terminated.sum())
         if ended.any():
             policy.reset(ended)
+        if progress is not None:
+            progress(n)
     # an Atari game by its usual name; any other environment by its own (its dream's game)
     return EventCounts(atari_game_name(game) or game, vector_steps * n, positive, negative, lives, terminations,
                        episodes, ball, None if goals is None else goals.rewards_at_goal, extra_balls)

@@ -59,6 +59,7 @@ from training.agents.rollouts import (
     make_real_env,
     score_rate,
 )
+from training.runtime.progress import progress_bar
 
 __all__ = ["RATE_FLOOR", "TOLERANCE", "ClosedLoopVerdict", "closed_loop_report", "judge_closed_loop"]
 
@@ -143,14 +144,16 @@ def judge_closed_loop(dream_rates: Mapping[str, Mapping[str, float]], real_rates
 # ------------------------------------------------------------------------------------------------- report
 def closed_loop_report(checkpoint: str | os.PathLike | Checkpoint, game: str, *, steps: int, num_envs: int,
                        seed: int = 0, policies: Sequence[str] | None = None, denoising_steps: int | None = None,
-                       device: torch.device | str = "cpu", max_episode_steps: int | None = None) -> dict[str, Any]:
+                       device: torch.device | str = "cpu", max_episode_steps: int | None = None,
+                       progress: bool = False) -> dict[str, Any]:
     """Each policy plays ``steps`` agent steps in the dream and in the real game; their event rates per 1,000
     steps side by side and the verdict of :func:`judge_closed_loop` (JSON-ready).
 
     ``policies`` default to :func:`default_policies` of the game. ``denoising_steps`` overrides the sampler's
     steps (None: the checkpoint's own). Each policy plays both
     sides with the same seed. The real game ends episodes as the dream's training data did
-    (:func:`dream_ends_at_life_loss`), so their terminations compare too (reported, not judged).
+    (:func:`dream_ends_at_life_loss`), so their terminations compare too (reported, not judged). ``progress``
+    shows the agent steps played, dream and real, on a bar (a plain line now and then off a terminal).
     """
     from gym_diamond.checkpoint import read_metadata
 
@@ -178,21 +181,27 @@ def closed_loop_report(checkpoint: str | os.PathLike | Checkpoint, game: str, *,
     dream_rates: dict[str, dict[str, float]] = {}
     real_rates: dict[str, dict[str, float]] = {}
     seconds = {"dream": 0.0, "real": 0.0}
+    bar = progress_bar(total=2 * len(policies) * math.ceil(steps / num_envs) * num_envs, unit="step",
+                       desc=f"closed loop {name}", disable=not progress)
     try:
         for k, policy_name in enumerate(policies):
             policy_seed = seed + 1000 * k
             start = time.perf_counter()
+            bar.set_description(f"closed loop {name}: {policy_name} in the dream", refresh=False)
             dream = count_events(dream_env, make_policy(policy_name, name, num_actions, policy_seed), steps, name,
-                                 seed=policy_seed, terminations_are_life_losses=terminations_are_life_losses)
+                                 seed=policy_seed, terminations_are_life_losses=terminations_are_life_losses,
+                                 progress=bar.update)
             seconds["dream"] += time.perf_counter() - start
             start = time.perf_counter()
+            bar.set_description(f"closed loop {name}: {policy_name} in the game", refresh=False)
             real = count_events(real_env, make_policy(policy_name, name, num_actions, policy_seed), steps, name,
-                                seed=policy_seed)
+                                seed=policy_seed, progress=bar.update)
             seconds["real"] += time.perf_counter() - start
             results[policy_name] = {"dream": dream.to_dict(), "real": real.to_dict()}
             steps_played = min(dream.steps, real.steps)
             dream_rates[policy_name], real_rates[policy_name] = dream.per_1000(), real.per_1000()
     finally:
+        bar.close()
         dream_env.close()
         real_env.close()
     verdict = judge_closed_loop(dream_rates, real_rates, name, steps=steps_played)
