@@ -31,10 +31,13 @@ REW_END_ARGS=(--game Pong --data "$DATA" --out "$RUNS/rew-end" --steps "$REW_END
   --recipe cpu --context-length 16 --reward-oversampling 0.2 --termination-oversampling 0.1
   --rew-end-input-noise 0.1 --test-fraction 0.1 --fidelity-every 0 --save-every 100)
 
-lead_rew_end_steps() {
-  [ -f "$LEAD" ] || { echo 0; return; }
+updates_of() {  # the updates of network $2 (denoiser, rew_end) that checkpoint $1 records (0: none)
   "$PY" -c "import sys; from gym_diamond.checkpoint import read_metadata; \
-print(read_metadata(sys.argv[1])['provenance'].get('rew_end_steps') or 0)" "$LEAD"
+print(read_metadata(sys.argv[1])['provenance'].get(sys.argv[2] + '_steps') or 0)" "$1" "$2"
+}
+
+lead_rew_end_steps() {
+  if [ -f "$LEAD" ]; then updates_of "$LEAD" rew_end; else echo 0; fi
 }
 
 running() { pgrep -f -- "--out $1 " >/dev/null; }
@@ -78,8 +81,7 @@ case $command in
   judge)  # 4,000 steps per policy, 8 dreams; where the sampler starts: the checkpoint's (DIAMOND's unit noise)
     steps=${3:-3}
     tmp=$(mktemp -d)
-    update=$("$PY" -c "import sys; from gym_diamond.checkpoint import read_metadata; \
-print(read_metadata(sys.argv[1])['provenance']['denoiser_steps'])" "$(latest_world_model "$tmp")")
+    update=$(updates_of "$(latest_world_model "$tmp")" denoiser)
     "$PY" -m training.closed_loop --checkpoint "$tmp/world_model.safetensors" --steps 4000 --denoising-steps "$steps" \
       --out "$RUNS/closed-loop-$update-k$steps.json"
     rm -rf "$tmp"

@@ -88,6 +88,11 @@ class UNetConfig(_DictMixin):
                "attn_head_dim", self.attn_head_dim, f"a divisor of the last level's {self.channels[-1]} channels")
 
 
+# DenoiserConfig's fields that shape its training (the distribution of the training noise) and not the network: a run
+# may continue another's weights with other values
+TRAINING_NOISE_FIELDS = ("train_sigma_loc", "train_sigma_scale")
+
+
 @dataclass(frozen=True)
 class DenoiserConfig(_DictMixin):
     """EDM preconditioning and training noise distribution for next-frame diffusion."""

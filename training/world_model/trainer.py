@@ -36,7 +36,7 @@ from tqdm import tqdm
 from gym_diamond import StartBank, WorldModel, save_checkpoint, to_model_frames
 from gym_diamond.acceleration import Acceleration
 from gym_diamond.atari import game_to_name
-from gym_diamond.config import MODEL_SIZES, DenoiserConfig, WorldModelConfig
+from gym_diamond.config import MODEL_SIZES, TRAINING_NOISE_FIELDS, DenoiserConfig, WorldModelConfig
 from gym_diamond.cpu_memory import keep_freed_memory
 from gym_diamond.diffusion import TrainingNoise
 from gym_diamond.errors import UserError
@@ -75,8 +75,6 @@ RECIPES: dict[str, dict[str, Any]] = {
     "cpu": {"changed_pixel_weight": 20.0, "train_sigma_loc": 0.4, "train_sigma_scale": 1.0, "lr": 1e-3,
             "ema_decay": 0.999},
 }
-# the denoiser config's fields that a branch may change (the distribution of its training noise), the networks the same
-TRAINING_NOISE_FIELDS = ("train_sigma_loc", "train_sigma_scale")
 CHANGED_PIXEL_SOURCES = ("target", "context")  # WorldModelTrainingConfig.changed_pixel_source
 # pixels around the last context change that "context" weights cover: Pong's ball moves at most 4.7 pixels a step in
 # 99% of steps at 64x64 (3.2 in 95%; 3 episodes collected by the follower)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gym_diamond import load_checkpoint
+from gym_diamond.config import TRAINING_NOISE_FIELDS
 from gym_diamond.errors import UserError
 
 if TYPE_CHECKING:
@@ -47,8 +48,8 @@ def warm_start(trainer: WorldModelTrainer, checkpoint: str | Path, *, game: str,
                         f"{source.action_meanings}, not of this data's {game} with {action_meanings}")
     own = trainer.model.config
     # the training noise shapes the updates, not the networks: a run may continue a checkpoint with another
-    theirs = dataclasses.replace(source.config.denoiser, train_sigma_loc=own.denoiser.train_sigma_loc,
-                                 train_sigma_scale=own.denoiser.train_sigma_scale)
+    theirs = dataclasses.replace(source.config.denoiser,
+                                 **{name: getattr(own.denoiser, name) for name in TRAINING_NOISE_FIELDS})
     for what, mine, its in (("denoiser", own.denoiser, theirs), ("reward/termination model", own.rew_end,
                                                                  source.config.rew_end)):
         if mine != its:
