@@ -36,6 +36,10 @@ updates_of() {  # the updates of network $2 (denoiser, rew_end) that checkpoint 
 print(read_metadata(sys.argv[1])['provenance'].get(sys.argv[2] + '_steps') or 0)" "$1" "$2"
 }
 
+init_from_of() {  # the checkpoint run folder $1 began from (empty: from scratch)
+  "$PY" -c "import json, sys; print(json.load(open(sys.argv[1] + '/config.json')).get('init_from') or '')" "$1"
+}
+
 lead_rew_end_steps() {
   if [ -f "$LEAD" ]; then updates_of "$LEAD" rew_end; else echo 0; fi
 }
@@ -66,7 +70,9 @@ case $command in
     # the study's data (reproduced exactly by the seed; a complete dataset is left as it is)
     "$PY" -m training.data.collect --game Pong --steps 150000 --num-envs 8 --policy follow --epsilon 0.25 --seed 0 \
       --out "$DATA" > "$RUNS/collect.log" 2>&1
-    if [ -f "$LEAD" ]; then DENOISER_ARGS+=(--init-from "$LEAD"); fi
+    # a run begun here resumes from where it began (the lead may have been exported since); a new one from the lead
+    if [ -f "$RUNS/denoiser/config.json" ]; then origin=$(init_from_of "$RUNS/denoiser"); else origin=$LEAD; fi
+    if [ -n "$origin" ] && [ -f "$origin" ]; then DENOISER_ARGS+=(--init-from "$origin"); fi
     start denoiser "${DENOISER_ARGS[@]}"
     if [ "$(lead_rew_end_steps)" -lt "$REW_END_STEPS" ] && [ ! -f "$RUNS/rew-end/world_model.safetensors" ]; then
       start rew-end "${REW_END_ARGS[@]}"
