@@ -160,7 +160,7 @@ class Pipeline:
                 raise UserError(f"the preset's {name} {batch} does not split over {self.distributed.world_size} "
                                 f"processes: use a number of processes that divides it")
         self.folder = RunFolder(self.out, "pipeline run", writer=self.main_rank)
-        self.folder.open()  # released when run() ends (or with the process)
+        self.folder.open()  # released when run() ends, by close(), or with the process
         if self.main_rank:
             self._check_run_config()
         self.distributed.barrier()
@@ -412,6 +412,17 @@ class Pipeline:
         if self.sb3 is not None:
             self.sb3.save()
         write_json_atomic(self.progress_path, self.state)
+
+    def close(self) -> None:
+        """Give the run folder up for another process (``run()`` does when it ends; a Pipeline only inspected
+        holds it until this, or the end of its ``with`` block or process)."""
+        self.folder.close()
+
+    def __enter__(self) -> Pipeline:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     # --------------------------------------------------------------------- run
     def run(self, stop_after_epochs: int | None = None) -> dict[str, Any]:

@@ -160,6 +160,8 @@ def test_dreams_and_pipeline_take_the_capability_default(monkeypatch, pong_check
     assert pipeline.world_model.acceleration.precision == "fp32"  # the agent's dream too, as DIAMOND's
     bf16 = Pipeline("Breakout", tmp_path / "run2", "micro", device="cpu", progress=False, dream_precision="bf16")
     assert bf16.world_model.acceleration.precision == "bf16"
+    pipeline.close()
+    bf16.close()
 
 
 def test_bf16_asked_for_on_a_cpu_that_would_emulate_it_warns_of_the_cost(monkeypatch):

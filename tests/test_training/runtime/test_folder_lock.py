@@ -76,3 +76,22 @@ def test_every_training_run_folder_takes_the_lock(holder):
     for run in runs.values():
         with pytest.raises(FolderInUseError, match=f"pid {proc.pid}"):
             run()
+
+
+def test_a_pipeline_only_inspected_gives_its_folder_up_when_closed(tmp_path):
+    from training.pipeline import Pipeline
+
+    folder = tmp_path / "run"
+
+    def another_process_takes_it() -> bool:
+        proc = subprocess.run([sys.executable, "-c", HOLD.replace("time.sleep(120)", ""), str(folder)],
+                              capture_output=True, text=True)
+        return proc.returncode == 0
+
+    pipeline = Pipeline("Pong", folder, "micro", progress=False)
+    assert not another_process_takes_it()
+    pipeline.close()
+    assert another_process_takes_it()
+    with Pipeline("Pong", folder, "micro", progress=False):
+        assert not another_process_takes_it()
+    assert another_process_takes_it()
