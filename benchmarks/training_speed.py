@@ -37,7 +37,8 @@ from gym_diamond.config import MODEL_SIZES
 from gym_diamond.nn.actor_critic import ActorCritic, ActorCriticConfig
 from training.agents.imagination import ImaginationConfig, ImaginationTrainer
 from training.data.dataset import Episode, EpisodeDataset
-from training.world_model.trainer import WorldModelTrainer, WorldModelTrainingConfig
+from training.world_model.trainer import WorldModelTrainer
+from training.world_model.training_config import WorldModelTrainingConfig
 
 
 def sync(device: torch.device) -> None:

@@ -21,7 +21,7 @@ from typing import Any
 from gym_diamond.config import MODEL_SIZES, ActorCriticConfig, WorldModelConfig
 from gym_diamond.errors import UserError
 from training.agents.imagination import ImaginationConfig
-from training.world_model.trainer import WorldModelTrainingConfig
+from training.world_model.training_config import WorldModelTrainingConfig
 
 # Version of the pipeline's schedule in a run's config.json: 2 is DIAMOND's (initial collection by its
 # reward rule, first-epoch step counts, final epochs); run folders without it came before.

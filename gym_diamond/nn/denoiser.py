@@ -95,7 +95,7 @@ class Denoiser(nn.Module):
         the mean over its real samples, or over ``normalisers[i]`` of them when given (data-parallel
         ranks pass the global count over the number of ranks, so that DDP's average is the global mean).
         ``pixel_weight`` (n, K, h, w), off (None) in DIAMOND's objective: each target's squared error is
-        weighted per pixel before its mean over the frame (``training.world_model.trainer.changed_pixel_weights``).
+        weighted per pixel before its mean over the frame (``training.world_model.objectives.changed_pixel_weights``).
         """
         L, K = self.config.context_length, frames.shape[1] - self.config.context_length
         if K < 1 or len(draws) != K:

@@ -10,7 +10,8 @@ from gym_diamond.config import MODEL_SIZES
 from training.data.minari_format import local_episodes
 from training.runtime.cli import add_device_argument, add_speed_arguments, user_errors
 from training.runtime.distributed import init_distributed
-from training.world_model.trainer import CHANGED_PIXEL_SOURCES, RECIPES, WorldModelTrainingConfig, train_world_model
+from training.world_model.run import train_world_model
+from training.world_model.training_config import CHANGED_PIXEL_SOURCES, RECIPES, WorldModelTrainingConfig
 
 DEFAULTS = WorldModelTrainingConfig()  # the command's defaults are the trainer's
 

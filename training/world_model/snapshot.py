@@ -23,7 +23,9 @@ from training.data.dataset import EpisodeDataset, environment_actions
 from training.runtime.cli import user_errors
 from training.runtime.run_folder import read_run_settings
 from training.runtime.state import load_state
-from training.world_model.trainer import NETWORKS, WorldModelTrainer, WorldModelTrainingConfig, export_checkpoint
+from training.world_model.run import NETWORKS, export_checkpoint
+from training.world_model.trainer import WorldModelTrainer
+from training.world_model.training_config import WorldModelTrainingConfig
 
 RUN_KEYS = ("game", "data", "model_preset", "seed", "batch_size")  # what a snapshot reads from the run's settings
 

@@ -35,7 +35,8 @@ from training.data.dataset import Episode, EpisodeDataset
 from training.data.sampling import BatchSampler
 from training.diamond.format import diamond_keys
 from training.runtime.optim import adamw, decay_groups, optimizer_update, warmup_lr
-from training.world_model.trainer import WorldModelTrainer, WorldModelTrainingConfig, segment_tensors
+from training.world_model.trainer import WorldModelTrainer, segment_tensors
+from training.world_model.training_config import WorldModelTrainingConfig
 
 FIXTURE = DATA / "diamond" / "training.safetensors"
 # Largest differences from DIAMOND's fixture (made on an AVX-512 CPU with torch 2.13, one thread), measured

@@ -9,7 +9,8 @@ from helpers import real_pong_data
 from training.data.dataset import Episode, EpisodeDataset
 from training.fidelity.__main__ import main as fidelity_main
 from training.fidelity.held_out import held_out_episodes
-from training.world_model.trainer import WorldModelTrainingConfig, train_world_model
+from training.world_model.run import train_world_model
+from training.world_model.training_config import WorldModelTrainingConfig
 
 
 def synthetic_dataset(root, lengths) -> EpisodeDataset:

@@ -63,7 +63,7 @@ def test_every_training_run_folder_takes_the_lock(holder):
     from training.agents.dream_actor_critic import DreamTrainingSettings, train_actor_critic_in_dream
     from training.agents.sb3 import train_sb3_agent
     from training.pipeline import Pipeline
-    from training.world_model.trainer import train_world_model
+    from training.world_model.run import train_world_model
 
     folder, proc = holder
     runs = {

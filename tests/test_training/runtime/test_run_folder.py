@@ -8,7 +8,7 @@ from helpers import ROOT
 
 from training.runtime.run_folder import RUN_CONFIG, FolderLock, RunFolder, RunSettingsError
 
-TRAINERS = ["training/pipeline.py", "training/world_model/trainer.py", "training/agents/dream_actor_critic.py",
+TRAINERS = ["training/pipeline.py", "training/world_model/run.py", "training/agents/dream_actor_critic.py",
             "training/agents/sb3.py"]
 
 

@@ -11,13 +11,10 @@ from gym_diamond.diffusion import TrainingNoise, conditioners
 from training.data.dataset import Episode, EpisodeDataset
 from training.runtime.state import load_state, save_state
 from training.world_model.__main__ import main as world_model_main
-from training.world_model.trainer import (
-    CONTEXT_REACH,
-    WorldModelTrainer,
-    WorldModelTrainingConfig,
-    changed_pixel_weights,
-    train_world_model,
-)
+from training.world_model.objectives import changed_pixel_weights
+from training.world_model.run import train_world_model
+from training.world_model.trainer import WorldModelTrainer
+from training.world_model.training_config import CONTEXT_REACH, WorldModelTrainingConfig
 
 PIXELS = 3 * 64 * 64
 

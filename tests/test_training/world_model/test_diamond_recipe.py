@@ -15,7 +15,8 @@ from gym_diamond.nn.blocks import Downsample, ResBlock, init_lstm
 from gym_diamond.world_model import WorldModel
 from training.data.dataset import Episode, EpisodeDataset
 from training.runtime.optim import adamw, decay_groups, optimizer_update, warmup_lr
-from training.world_model.trainer import WorldModelTrainer, WorldModelTrainingConfig, segment_tensors
+from training.world_model.trainer import WorldModelTrainer, segment_tensors
+from training.world_model.training_config import WorldModelTrainingConfig
 
 
 def tiny_model(seed: int = 0) -> WorldModel:

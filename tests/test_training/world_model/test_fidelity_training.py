@@ -13,7 +13,7 @@ from training.data.collect import main as collect_main
 from training.data.dataset import EpisodeDataset
 from training.fidelity.measures import ball_shown_by_sigma
 from training.world_model.__main__ import main as world_model_main
-from training.world_model.trainer import WorldModelTrainingConfig
+from training.world_model.training_config import WorldModelTrainingConfig
 
 
 @pytest.fixture(scope="module")

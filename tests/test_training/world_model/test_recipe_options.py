@@ -20,7 +20,9 @@ from training.data.dataset import EpisodeDataset
 from training.runtime.progress import progress_bar
 from training.runtime.state import load_state
 from training.world_model.__main__ import main as world_model_main
-from training.world_model.trainer import WorldModelTrainer, WorldModelTrainingConfig, train_world_model
+from training.world_model.run import train_world_model
+from training.world_model.trainer import WorldModelTrainer
+from training.world_model.training_config import WorldModelTrainingConfig
 from training.world_model.weight_average import WeightAverage
 
 

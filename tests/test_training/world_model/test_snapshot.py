@@ -9,9 +9,10 @@ from helpers import real_pong_data
 
 from gym_diamond import load_checkpoint
 from training.runtime.state import load_state
+from training.world_model.run import train_world_model
 from training.world_model.snapshot import main as snapshot_main
 from training.world_model.snapshot import snapshot_run
-from training.world_model.trainer import WorldModelTrainingConfig, train_world_model
+from training.world_model.training_config import WorldModelTrainingConfig
 
 
 @pytest.fixture(scope="module")

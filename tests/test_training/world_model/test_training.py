@@ -20,7 +20,9 @@ from training.agents.imagination import ImaginationConfig, ImaginationTrainer
 from training.data.dataset import Episode, EpisodeDataset
 from training.pipeline import Pipeline
 from training.runtime.state import load_state, save_state
-from training.world_model.trainer import WorldModelTrainer, WorldModelTrainingConfig, train_world_model
+from training.world_model.run import train_world_model
+from training.world_model.trainer import WorldModelTrainer
+from training.world_model.training_config import WorldModelTrainingConfig
 
 
 @pytest.fixture(scope="module")

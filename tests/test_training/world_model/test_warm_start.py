@@ -10,7 +10,9 @@ from gym_diamond import load_checkpoint
 from training.data.dataset import EpisodeDataset
 from training.ship import ship
 from training.world_model import __main__ as world_model_command
-from training.world_model.trainer import WorldModelTrainer, WorldModelTrainingConfig, train_world_model
+from training.world_model.run import train_world_model
+from training.world_model.trainer import WorldModelTrainer
+from training.world_model.training_config import WorldModelTrainingConfig
 from training.world_model.warm_start import recorded_cpu_hours, warm_start
 
 CONFIG = WorldModelTrainingConfig(batch_size=2, rew_end_sequence_length=4, ema_decay=0.9, warmup_steps=2)
