@@ -3,7 +3,8 @@
 #
 #   bash benchmarks/pong_lead.sh train RUNS    # collect the data if missing, start (or resume) the lead's runs
 #   bash benchmarks/pong_lead.sh export RUNS   # write benchmarks/leads/Pong.safetensors from their last saves
-#   bash benchmarks/pong_lead.sh judge RUNS [K]  # the closed-loop gate of their last saves, K Euler steps (3)
+#   bash benchmarks/pong_lead.sh judge RUNS [K [START]]  # the closed-loop gate of their last saves, K Euler steps
+#                                                       # (3) from START noise (unit, sigma_max; the checkpoint's)
 #
 # A study of thousands of CPU updates outlives the machine it runs on. `train` starts the denoiser from the exported
 # lead (benchmarks/leads/Pong.safetensors, `--init-from`: its weights, update count and CPU hours go on) or from
@@ -84,12 +85,13 @@ case $command in
     "$PY" -m training.ship --checkpoint "$(latest_world_model "$tmp")" --out "$LEAD" --start-contexts 1 --max-mb 4
     rm -rf "$tmp"
     ;;
-  judge)  # 4,000 steps per policy, 8 dreams; where the sampler starts: the checkpoint's (DIAMOND's unit noise)
+  judge)  # 4,000 steps per policy, 8 dreams; where the sampler starts: START, else the checkpoint's (DIAMOND's unit)
     steps=${3:-3}
+    start=${4:-}
     tmp=$(mktemp -d)
     update=$(updates_of "$(latest_world_model "$tmp")" denoiser)
     "$PY" -m training.closed_loop --checkpoint "$tmp/world_model.safetensors" --steps 4000 --denoising-steps "$steps" \
-      --out "$RUNS/closed-loop-$update-k$steps.json"
+      ${start:+--sampler-start "$start"} --out "$RUNS/closed-loop-$update-k$steps${start:+-$start}.json"
     rm -rf "$tmp"
     ;;
   *) echo "unknown command $command: train, export or judge" >&2; exit 2 ;;

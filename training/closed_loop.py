@@ -12,10 +12,13 @@ JSON. The exit status is 0 whether the dream passes or not (``passed`` in the re
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 from typing import Any
 
 from gym_diamond.checkpoint import read_metadata
+from gym_diamond.config import SAMPLER_STARTS
+from gym_diamond.registration import load_dream
 from training.fidelity.closed_loop import closed_loop_report
 from training.runtime.cli import user_errors
 from training.runtime.files import write_json_atomic
@@ -55,6 +58,10 @@ def main(argv: list[str] | None = None) -> None:
                         help="who plays: random, follower, follower-eps0.25, ... (default: random and the game's "
                              "scripted players at several epsilons)")
     parser.add_argument("--denoising-steps", type=int, default=None, help="override the checkpoint's sampler steps")
+    parser.add_argument("--sampler-start", choices=SAMPLER_STARTS, default=None,
+                        help="where the sampler starts: unit noise (DIAMOND's) or noise scaled to sigma_max (EDM's; "
+                             "with several steps the later ones pick one of a bounce's outcomes) (default: the "
+                             "checkpoint's)")
     parser.add_argument("--max-episode-steps", type=int, default=None,
                         help="cut a dream's episode after this many steps (default: never, as the real game)")
     parser.add_argument("--device", default="cpu")
@@ -67,9 +74,17 @@ def main(argv: list[str] | None = None) -> None:
             parser.error(f"--{name.replace('_', '-')} must be >= 1, got {value}")
 
     game = read_metadata(args.checkpoint)["game"]
-    report = closed_loop_report(args.checkpoint, game, steps=args.steps, num_envs=args.num_envs, seed=args.seed,
-                                policies=args.policies, denoising_steps=args.denoising_steps, device=args.device,
+    checkpoint, denoising_steps = args.checkpoint, args.denoising_steps
+    if args.sampler_start is not None:  # the dream gym.make would open, its sampler started elsewhere
+        checkpoint = load_dream(None, args.checkpoint, args.device, denoising_steps=denoising_steps)
+        config = checkpoint.world_model.config
+        checkpoint.world_model.config = config.replace(sampler=dataclasses.replace(config.sampler,
+                                                                                   start=args.sampler_start))
+        denoising_steps = None  # set on the loaded model
+    report = closed_loop_report(checkpoint, game, steps=args.steps, num_envs=args.num_envs, seed=args.seed,
+                                policies=args.policies, denoising_steps=denoising_steps, device=args.device,
                                 max_episode_steps=args.max_episode_steps, progress=True)
+    report["checkpoint"] = str(args.checkpoint)
     if args.out is not None:
         write_json_atomic(args.out, report)
     print("\n".join(report_lines(report)), flush=True)

@@ -38,6 +38,16 @@ def test_a_dream_that_never_scores_fails_and_says_why(never_scoring_pong, tmp_pa
     assert printed[2].startswith("failed (") and any("points_lost" in line for line in printed[3:])
 
 
+def test_the_sampler_may_start_from_sigma_max(never_scoring_pong, tmp_path, capsys):
+    out = tmp_path / "closed_loop.json"
+    main(["--checkpoint", str(never_scoring_pong), "--steps", "16", "--num-envs", "2", "--policies", "random",
+          "--denoising-steps", "2", "--sampler-start", "sigma_max", "--out", str(out)])
+    report = json.loads(out.read_text())
+    assert report["sampler_start"] == "sigma_max" and report["denoising_steps"] == 2
+    assert report["checkpoint"] == str(never_scoring_pong)
+    assert "2 denoising steps from sigma_max noise" in capsys.readouterr().out.splitlines()[0]
+
+
 def test_report_lines_of_a_passing_report_end_with_passed():
     side = {"per_1000": {"points_won": 1.0, "points_lost": 4.0}, "ball_shown": 0.9}
     report = {"game": "Pong", "steps_per_policy": 100, "num_envs": 2, "denoising_steps": 3, "sampler_start": "unit",
