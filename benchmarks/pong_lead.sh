@@ -37,8 +37,9 @@ updates_of() {  # the updates of network $2 (denoiser, rew_end) that checkpoint 
 print(read_metadata(sys.argv[1])['provenance'].get(sys.argv[2] + '_steps') or 0)" "$1" "$2"
 }
 
-init_from_of() {  # the checkpoint run folder $1 began from (empty: from scratch)
-  "$PY" -c "import json, sys; print(json.load(open(sys.argv[1] + '/config.json')).get('init_from') or '')" "$1"
+init_from_of() {  # the checkpoint the denoiser run in folder $1 began from (empty: from scratch)
+  "$PY" -c "import sys; from training.runtime.run_folder import read_run_settings; \
+print(((read_run_settings(sys.argv[1]) or {}).get('denoiser') or {}).get('init_from') or '')" "$1"
 }
 
 lead_rew_end_steps() {

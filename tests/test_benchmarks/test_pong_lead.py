@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 from helpers import ROOT
 
+from training.runtime.run_folder import guard_run_settings
+
 LEAD = ROOT / "benchmarks" / "leads" / "Pong.safetensors"
 
 # stands in for the interpreter: records the training commands and skips the data collection, runs the rest
@@ -60,11 +62,13 @@ def test_a_run_begun_elsewhere_resumes_from_where_it_began(tmp_path):
     # the lead may be exported while a run goes on: resuming must not ask the run to have begun from it
     runs = tmp_path / "runs"
     (runs / "denoiser").mkdir(parents=True)
-    (runs / "denoiser" / "config.json").write_text(json.dumps({"init_from": None}))
+    # recorded as the trainer records a denoiser-only run's settings (init_from left out at its default)
+    guard_run_settings(runs / "denoiser", {"game": "Pong"}, phase="denoiser")
     assert init_from(started_runs(tmp_path, runs)["denoiser"]) is None
 
     origin = tmp_path / "origin.safetensors"
     origin.write_bytes(b"")
-    (runs / "denoiser" / "config.json").write_text(json.dumps({"init_from": str(origin)}))
+    (runs / "denoiser" / "config.json").unlink()
+    guard_run_settings(runs / "denoiser", {"game": "Pong", "init_from": str(origin)}, phase="denoiser")
     (tmp_path / "started.jsonl").unlink()
     assert init_from(started_runs(tmp_path, runs)["denoiser"]) == str(origin)
