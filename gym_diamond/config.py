@@ -215,6 +215,10 @@ class WorldModelConfig(_DictMixin):
         check_denoising_steps(num_steps)
         return self.replace(sampler=dataclasses.replace(self.sampler, num_steps=num_steps))
 
+    def with_sampler_start(self, start: str) -> WorldModelConfig:
+        """A copy whose sampler starts from ``start`` noise (``SAMPLER_STARTS``: DIAMOND's unit or EDM's sigma_max)."""
+        return self.replace(sampler=dataclasses.replace(self.sampler, start=start))
+
 
 def check_denoising_steps(num_steps: object) -> None:
     """A user's denoising-step override must be a positive int (the error names the argument)."""

@@ -12,7 +12,6 @@ JSON. The exit status is 0 whether the dream passes or not (``passed`` in the re
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -77,9 +76,7 @@ def main(argv: list[str] | None = None) -> None:
     checkpoint, denoising_steps = args.checkpoint, args.denoising_steps
     if args.sampler_start is not None:  # the dream gym.make would open, its sampler started elsewhere
         checkpoint = load_dream(None, args.checkpoint, args.device, denoising_steps=denoising_steps)
-        config = checkpoint.world_model.config
-        checkpoint.world_model.config = config.replace(sampler=dataclasses.replace(config.sampler,
-                                                                                   start=args.sampler_start))
+        checkpoint.world_model.config = checkpoint.world_model.config.with_sampler_start(args.sampler_start)
         denoising_steps = None  # set on the loaded model
     report = closed_loop_report(checkpoint, game, steps=args.steps, num_envs=args.num_envs, seed=args.seed,
                                 policies=args.policies, denoising_steps=denoising_steps, device=args.device,

@@ -13,7 +13,6 @@ file is loaded back and checked before the command reports success.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import time
 from pathlib import Path
@@ -51,7 +50,7 @@ def ship(checkpoint: str | Path, out: str | Path, *, gates: dict[str, Any] | Non
     if denoising_steps is not None:
         model.config = model.config.with_denoising_steps(denoising_steps)
     if sampler_start is not None:
-        model.config = model.config.replace(sampler=dataclasses.replace(model.config.sampler, start=sampler_start))
+        model.config = model.config.with_sampler_start(sampler_start)
     weights = model.state_dict()
     half_error = max((w - w.half().float()).abs().max().item() for w in weights.values() if w.is_floating_point())
     provenance = {**source.provenance, "shipped": time.strftime("%Y-%m-%d %H:%M:%S"),
