@@ -23,10 +23,13 @@ DATA=$RUNS/pong-data
 REW_END_STEPS=3000
 
 # the lead's recipe: the cpu recipe, 16 context frames (Pong serves 16 steps after a point), a quarter of each batch
-# on the frames after the ball reaches the paddle, the pixel weight set around what changed in the context
-DENOISER_ARGS=(--game Pong --data "$DATA" --out "$RUNS/denoiser" --steps 20000 --model light --only-denoiser
-  --recipe cpu --context-length 16 --denoiser-return-oversampling 0.25 --changed-pixel-source context
-  --test-fraction 0.1 --fidelity-every 250 --save-every 50)
+# on the frames after the ball reaches the paddle and a twentieth on serves (without them the lead drew no serve in
+# 4,750 updates), the pixel weight set around what changed in the context. Its run folder is named for the recipe:
+# a run of an earlier recipe (RUNS/denoiser, no serves) is left as it is
+DENOISER=$RUNS/denoiser-serve
+DENOISER_ARGS=(--game Pong --data "$DATA" --out "$DENOISER" --steps 20000 --model light --only-denoiser
+  --recipe cpu --context-length 16 --denoiser-return-oversampling 0.25 --denoiser-serve-oversampling 0.05
+  --changed-pixel-source context --test-fraction 0.1 --fidelity-every 250 --save-every 50)
 # the reward/termination model reads dream frames as real ones when trained on noisy frames
 REW_END_ARGS=(--game Pong --data "$DATA" --out "$RUNS/rew-end" --steps "$REW_END_STEPS" --model light --only-rew-end
   --recipe cpu --context-length 16 --reward-oversampling 0.2 --termination-oversampling 0.1
@@ -37,9 +40,10 @@ updates_of() {  # the updates of network $2 (denoiser, rew_end) that checkpoint 
 print(read_metadata(sys.argv[1])['provenance'].get(sys.argv[2] + '_steps') or 0)" "$1" "$2"
 }
 
-init_from_of() {  # the checkpoint the denoiser run in folder $1 began from (empty: from scratch)
+origin_of() {  # how the denoiser run in folder $1 began, one word a line: --init-from CHECKPOINT, --branch-from RUN
   "$PY" -c "import sys; from training.runtime.run_folder import read_run_settings; \
-print(((read_run_settings(sys.argv[1]) or {}).get('denoiser') or {}).get('init_from') or '')" "$1"
+s = (read_run_settings(sys.argv[1]) or {}).get('denoiser') or {}; \
+[print('--' + k.replace('_', '-'), s[k], sep='\n') for k in ('init_from', 'branch_from') if s.get(k)]" "$1"
 }
 
 lead_rew_end_steps() {
@@ -56,7 +60,7 @@ start() {  # start a run in the background at one thread unless it is running al
 }
 
 latest_world_model() {  # the runs' last saves as one checkpoint in folder $1 (its path printed)
-  "$PY" -m training.world_model.snapshot "$RUNS/denoiser" --out "$1/denoiser.safetensors" >&2
+  "$PY" -m training.world_model.snapshot "$DENOISER" --out "$1/denoiser.safetensors" >&2
   if [ -d "$RUNS/rew-end" ]; then  # a reward/termination model trained here replaces the lead's
     "$PY" -m training.world_model.snapshot "$RUNS/rew-end" --out "$1/rew-end.safetensors" >&2
     "$PY" -m training.world_model.combine --denoiser "$1/denoiser.safetensors" --rew-end "$1/rew-end.safetensors" \
@@ -73,9 +77,14 @@ case $command in
     "$PY" -m training.data.collect --game Pong --steps 150000 --num-envs 8 --policy follow --epsilon 0.25 --seed 0 \
       --out "$DATA" > "$RUNS/collect.log" 2>&1
     # a run begun here resumes from where it began (the lead may have been exported since); a new one from the lead
-    if [ -f "$RUNS/denoiser/config.json" ]; then origin=$(init_from_of "$RUNS/denoiser"); else origin=$LEAD; fi
-    if [ -n "$origin" ] && [ -f "$origin" ]; then DENOISER_ARGS+=(--init-from "$origin"); fi
-    start denoiser "${DENOISER_ARGS[@]}"
+    if [ -f "$DENOISER/config.json" ]; then
+      mapfile -t origin < <(origin_of "$DENOISER")
+    elif [ -f "$LEAD" ]; then
+      origin=(--init-from "$LEAD")
+    else
+      origin=()
+    fi
+    start "$(basename "$DENOISER")" "${DENOISER_ARGS[@]}" "${origin[@]}"
     if [ "$(lead_rew_end_steps)" -lt "$REW_END_STEPS" ] && [ ! -f "$RUNS/rew-end/world_model.safetensors" ]; then
       start rew-end "${REW_END_ARGS[@]}"
     fi

@@ -47,28 +47,38 @@ def started_runs(tmp_path: Path, runs: Path) -> dict[str, list[str]]:
     return {Path(args[args.index("--out") + 1]).name: args for args in commands}
 
 
-def init_from(args: list[str]) -> str | None:
-    return args[args.index("--init-from") + 1] if "--init-from" in args else None
+def origin(args: list[str], flag: str = "--init-from") -> str | None:
+    return args[args.index(flag) + 1] if flag in args else None
+
+
+DENOISER = "denoiser-serve"  # the lead's denoiser run, named for its recipe
 
 
 @pytest.mark.skipif(not LEAD.exists(), reason="the committed Pong lead is what a new run starts from")
 def test_a_new_lead_run_starts_from_the_committed_lead(tmp_path):
     runs = started_runs(tmp_path, tmp_path / "runs")
-    assert Path(init_from(runs["denoiser"])).resolve() == LEAD.resolve()
+    assert Path(origin(runs[DENOISER])).resolve() == LEAD.resolve()
+    assert "--branch-from" not in runs[DENOISER]
     assert "rew-end" not in runs  # the lead holds a trained reward/termination model
 
 
 def test_a_run_begun_elsewhere_resumes_from_where_it_began(tmp_path):
     # the lead may be exported while a run goes on: resuming must not ask the run to have begun from it
     runs = tmp_path / "runs"
-    (runs / "denoiser").mkdir(parents=True)
+    run = runs / DENOISER
+    run.mkdir(parents=True)
     # recorded as the trainer records a denoiser-only run's settings (init_from left out at its default)
-    guard_run_settings(runs / "denoiser", {"game": "Pong"}, phase="denoiser")
-    assert init_from(started_runs(tmp_path, runs)["denoiser"]) is None
+    guard_run_settings(run, {"game": "Pong"}, phase="denoiser")
+    args = started_runs(tmp_path, runs)[DENOISER]
+    assert origin(args) is None and origin(args, "--branch-from") is None
 
-    origin = tmp_path / "origin.safetensors"
-    origin.write_bytes(b"")
-    (runs / "denoiser" / "config.json").unlink()
-    guard_run_settings(runs / "denoiser", {"game": "Pong", "init_from": str(origin)}, phase="denoiser")
-    (tmp_path / "started.jsonl").unlink()
-    assert init_from(started_runs(tmp_path, runs)["denoiser"]) == str(origin)
+    checkpoint = tmp_path / "an origin with spaces.safetensors"
+    checkpoint.write_bytes(b"")
+    for settings, flag, where in (({"init_from": str(checkpoint)}, "--init-from", str(checkpoint)),
+                                  ({"branch_from": str(runs / "denoiser")}, "--branch-from", str(runs / "denoiser"))):
+        (run / "config.json").unlink()
+        guard_run_settings(run, {"game": "Pong", **settings}, phase="denoiser")
+        (tmp_path / "started.jsonl").unlink()
+        args = started_runs(tmp_path, runs)[DENOISER]
+        assert origin(args, flag) == where
+        assert origin(args, ({"--init-from", "--branch-from"} - {flag}).pop()) is None
