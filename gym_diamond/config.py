@@ -226,6 +226,12 @@ def check_denoising_steps(num_steps: object) -> None:
         raise UserError(f"denoising_steps must be a positive int, got {num_steps!r}")
 
 
+def check_sampler_start(start: object) -> None:
+    """A user's sampler-start override must be one of ``SAMPLER_STARTS`` (the error names the argument)."""
+    if start not in SAMPLER_STARTS:
+        raise UserError(f"sampler_start must be one of {SAMPLER_STARTS}, got {start!r}")
+
+
 def small_world_model_config(num_actions: int = 18) -> WorldModelConfig:
     """A sixth of the paper model's compute per step (3.1 vs 18.7 GFLOP): half the channels, one block per level."""
     return WorldModelConfig(

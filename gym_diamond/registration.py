@@ -11,7 +11,7 @@ import torch
 
 from gym_diamond.acceleration import Acceleration
 from gym_diamond.checkpoint import Checkpoint, load_checkpoint
-from gym_diamond.config import check_denoising_steps
+from gym_diamond.config import check_denoising_steps, check_sampler_start
 from gym_diamond.errors import UserError
 from gym_diamond.games import ATARI_GAMES, atari_game_name, normalise_game_name
 
@@ -80,11 +80,13 @@ def find_checkpoint(game: str, checkpoint: str | os.PathLike | None = None) -> P
 
 
 def load_dream(game: str | None, checkpoint: str | os.PathLike | None, device: torch.device | str, *,
-               denoising_steps: int | None = None, precision: str | None = None, compile: bool = False,
-               cuda_graphs: bool = False) -> Checkpoint:
+               denoising_steps: int | None = None, sampler_start: str | None = None, precision: str | None = None,
+               compile: bool = False, cuda_graphs: bool = False) -> Checkpoint:
     """Find and load the world model for ``game``, set up for imagination; another game's checkpoint is an error.
 
-    ``denoising_steps`` overrides the checkpoint's sampler steps (fewer: faster, blurrier);
+    ``denoising_steps`` overrides the checkpoint's sampler steps (fewer: faster, blurrier); ``sampler_start`` where
+    its sampler starts (``"unit"``: DIAMOND's unit-variance noise; ``"sigma_max"``: EDM's, noise at the first step's
+    level, with which several steps can draw one of a bounce's outcomes instead of sharpening their mean);
     ``precision``/``compile``/``cuda_graphs`` are the :class:`~gym_diamond.acceleration.Acceleration`
     switches (None precision: the device's default, bf16 on a bf16 GPU, else fp32).
     """
@@ -93,6 +95,8 @@ def load_dream(game: str | None, checkpoint: str | os.PathLike | None, device: t
                         f"gym.make({ANY_DREAM_ID!r}, checkpoint=PATH) opens any world model")
     if denoising_steps is not None:  # before any file is read
         check_denoising_steps(denoising_steps)
+    if sampler_start is not None:
+        check_sampler_start(sampler_start)
     acceleration = Acceleration.default_for(device)
     acceleration = Acceleration(precision=precision or acceleration.precision,
                                 channels_last=acceleration.channels_last, compile=compile, cuda_graphs=cuda_graphs)
@@ -105,6 +109,8 @@ def load_dream(game: str | None, checkpoint: str | os.PathLike | None, device: t
     model = ckpt.world_model
     if denoising_steps is not None:
         model.config = model.config.with_denoising_steps(denoising_steps)
+    if sampler_start is not None:
+        model.config = model.config.with_sampler_start(sampler_start)
     model.accelerate(acceleration)
     return ckpt
 

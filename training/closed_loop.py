@@ -74,9 +74,9 @@ def main(argv: list[str] | None = None) -> None:
 
     game = read_metadata(args.checkpoint)["game"]
     checkpoint, denoising_steps = args.checkpoint, args.denoising_steps
-    if args.sampler_start is not None:  # the dream gym.make would open, its sampler started elsewhere
-        checkpoint = load_dream(None, args.checkpoint, args.device, denoising_steps=denoising_steps)
-        checkpoint.world_model.config = checkpoint.world_model.config.with_sampler_start(args.sampler_start)
+    if args.sampler_start is not None:  # the dream gym.make(..., sampler_start=) would open
+        checkpoint = load_dream(None, args.checkpoint, args.device, denoising_steps=denoising_steps,
+                                sampler_start=args.sampler_start)
         denoising_steps = None  # set on the loaded model
     report = closed_loop_report(checkpoint, game, steps=args.steps, num_envs=args.num_envs, seed=args.seed,
                                 policies=args.policies, denoising_steps=denoising_steps, device=args.device,

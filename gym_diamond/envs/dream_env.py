@@ -37,11 +37,12 @@ class DreamEnv(ActionMeanings, gym.Env[np.ndarray, np.int64]):
     def __init__(self, game: str | None = None, checkpoint: str | os.PathLike | None = None, *,
                  device: torch.device | str | None = None, render_mode: str | None = None,
                  render_size: int = 256, max_episode_steps: int | None = None, start: str = "bank",
-                 denoising_steps: int | None = None, precision: str | None = None, compile: bool = False,
-                 cuda_graphs: bool = False) -> None:
+                 denoising_steps: int | None = None, sampler_start: str | None = None, precision: str | None = None,
+                 compile: bool = False, cuda_graphs: bool = False) -> None:
         check_render_options(render_mode, self.metadata["render_modes"], render_size)
         dream = open_dream(game, checkpoint, num_envs=1, device=device, max_episode_steps=max_episode_steps,
-                           start=start, autoreset=False, denoising_steps=denoising_steps, precision=precision,
+                           start=start, autoreset=False, denoising_steps=denoising_steps,
+                           sampler_start=sampler_start, precision=precision,
                            compile=compile, cuda_graphs=cuda_graphs)
         self.game, self.action_meanings, self.core = dream.game, dream.action_meanings, dream.core
         self._start_bank = dream.start_bank

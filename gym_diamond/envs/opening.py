@@ -63,7 +63,8 @@ class OpenedDream:
 def open_dream(game: str | None, checkpoint: str | os.PathLike | None, *, num_envs: int = 1,
                device: torch.device | str | None = None, max_episode_steps: int | None = None,
                start: str = "bank", autoreset: bool = True, denoising_steps: int | None = None,
-               precision: str | None = None, compile: bool = False, cuda_graphs: bool = False) -> OpenedDream:
+               sampler_start: str | None = None, precision: str | None = None, compile: bool = False,
+               cuda_graphs: bool = False) -> OpenedDream:
     """Find and load the world model (``device`` None: CUDA when available) and build ``num_envs`` dreams in it.
 
     The loading options are ``gym_diamond.registration.load_dream``'s; ``start`` is where dreams start
@@ -71,7 +72,7 @@ def open_dream(game: str | None, checkpoint: str | os.PathLike | None, *, num_en
     """
     check_start(start)
     ckpt = load_dream(game, checkpoint, resolve_device(device), denoising_steps=denoising_steps,
-                      precision=precision, compile=compile, cuda_graphs=cuda_graphs)
+                      sampler_start=sampler_start, precision=precision, compile=compile, cuda_graphs=cuda_graphs)
     model = ckpt.world_model
     check_start_bank(ckpt.start_bank, model)
     source = start_source(start, ckpt.game, ckpt.start_bank, num_envs, model.config.denoiser.context_length,

@@ -79,14 +79,16 @@ class DreamSB3VecEnv(ActionMeanings, VecEnv):
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, num_envs: int, *, device: torch.device | str | None = None,
                         max_episode_steps: int | None = DEFAULT_MAX_EPISODE_STEPS, render_size: int = 256,
-                        denoising_steps: int | None = None, precision: str | None = None, compile: bool = False,
-                        cuda_graphs: bool = False) -> DreamSB3VecEnv:
+                        denoising_steps: int | None = None, sampler_start: str | None = None,
+                        precision: str | None = None, compile: bool = False, cuda_graphs: bool = False
+                        ) -> DreamSB3VecEnv:
         """Load a checkpoint (``device`` None: CUDA when available) and dream ``num_envs`` environments in it.
 
         The other options are ``gym_diamond.registration.load_dream``'s.
         """
         dream = open_dream(None, path, num_envs=num_envs, device=device, max_episode_steps=max_episode_steps,
-                           denoising_steps=denoising_steps, precision=precision, compile=compile,
+                           denoising_steps=denoising_steps, sampler_start=sampler_start, precision=precision,
+                           compile=compile,
                            cuda_graphs=cuda_graphs)
         return cls(dream.core, action_meanings=dream.action_meanings, render_size=render_size, game=dream.game)
 

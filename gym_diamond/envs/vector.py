@@ -35,13 +35,14 @@ class DreamVectorEnv(ActionMeanings, VectorEnv):
     def __init__(self, num_envs: int = 1, game: str | None = None, checkpoint: str | os.PathLike | None = None, *,
                  device: torch.device | str | None = None, max_episode_steps: int | None = None,
                  output: str = "numpy", render_mode: str | None = None, render_size: int = 256,
-                 start: str = "bank", denoising_steps: int | None = None, precision: str | None = None,
-                 compile: bool = False, cuda_graphs: bool = False) -> None:
+                 start: str = "bank", denoising_steps: int | None = None, sampler_start: str | None = None,
+                 precision: str | None = None, compile: bool = False, cuda_graphs: bool = False) -> None:
         if output not in OUTPUTS:
             raise UserError(f"output must be one of {OUTPUTS}, got {output!r}")
         check_render_options(render_mode, self.metadata["render_modes"], render_size)
         dream = open_dream(game, checkpoint, num_envs=num_envs, device=device, max_episode_steps=max_episode_steps,
-                           start=start, denoising_steps=denoising_steps, precision=precision, compile=compile,
+                           start=start, denoising_steps=denoising_steps, sampler_start=sampler_start,
+                           precision=precision, compile=compile,
                            cuda_graphs=cuda_graphs)
         self.game, self.action_meanings, self.core = dream.game, dream.action_meanings, dream.core
         self.num_envs = num_envs

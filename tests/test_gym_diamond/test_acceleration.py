@@ -9,6 +9,7 @@ import gym_diamond  # noqa: F401
 from gym_diamond import BatchedGenerator, WorldModel
 from gym_diamond.acceleration import Acceleration
 from gym_diamond.config import tiny_world_model_config
+from gym_diamond.envs.sb3 import DreamSB3VecEnv
 
 LEVEL = 2 / 255  # one uint8 level in [-1, 1] frames
 
@@ -90,6 +91,8 @@ def test_unsupported_switches_are_rejected(model, pong_checkpoint):
         gym.make("DiamondDream/Pong-v0", checkpoint=pong_checkpoint, device="cpu", compile=True, cuda_graphs=True)
     with pytest.raises(ValueError, match="denoising_steps"):
         gym.make("DiamondDream/Pong-v0", checkpoint=pong_checkpoint, denoising_steps=0)
+    with pytest.raises(ValueError, match="sampler_start must be one of"):
+        gym.make("DiamondDream/Pong-v0", checkpoint=pong_checkpoint, sampler_start="sigma")
 
 
 def test_env_options_reach_the_world_model(pong_checkpoint):
@@ -102,6 +105,34 @@ def test_env_options_reach_the_world_model(pong_checkpoint):
     env.reset(seed=0)
     env.step(env.action_space.sample())
     assert len(calls) == 1  # one denoising step: one U-Net pass for both environments
+
+
+def first_denoiser_input_std(env) -> float:
+    """The spread of the noisy frame the U-Net sees at a step's first denoising pass."""
+    seen = []
+    hook = env.unwrapped.core.model.denoiser.net.register_forward_hook(lambda _, inputs, __: seen.append(inputs[0]))
+    env.reset(seed=0)
+    env.step(env.action_space.sample())
+    hook.remove()
+    return float(seen[0].std())
+
+
+def test_the_sampler_start_reaches_the_world_model(pong_checkpoint):
+    stds = {}
+    for start in ("unit", "sigma_max"):
+        env = gym.make_vec("DiamondDream/Pong-v0", num_envs=2, checkpoint=pong_checkpoint, device="cpu",
+                           sampler_start=start)
+        sampler = env.unwrapped.core.model.config.sampler
+        assert sampler.start == start
+        stds[start] = first_denoiser_input_std(env)
+    # the first step's noise is scaled by sigma_max (the U-Net's input by c_in, the same for both)
+    assert stds["sigma_max"] / stds["unit"] == pytest.approx(sampler.sigma_max, rel=0.1)
+    single = gym.make("DiamondDream/Pong-v0", checkpoint=pong_checkpoint, device="cpu", sampler_start="sigma_max")
+    assert single.unwrapped.core.model.config.sampler.start == "sigma_max"
+    assert gym.make("DiamondDream/Pong-v0", checkpoint=pong_checkpoint, device="cpu"
+                    ).unwrapped.core.model.config.sampler.start == "unit"  # the checkpoint's own
+    sb3 = DreamSB3VecEnv.from_checkpoint(pong_checkpoint, 2, device="cpu", sampler_start="sigma_max")
+    assert sb3.core.model.config.sampler.start == "sigma_max"
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
