@@ -55,8 +55,9 @@ def fidelity_figures(model: WorldModel, dataset: EpisodeDataset, test_ids: np.nd
     ``ball_pause_phantom``: the share of ball-less real next frames it draws a ball in
     (``training.fidelity.serve.ball_serves``): a dream that never serves stalls after its first point. Where the
     player's paddle line is known (Pong), ``ball_return_drawn``: of ``ball_returns_real`` real returns of the ball
-    off the player's paddle, the share the dream returns over the next steps, and ``ball_miss_drawn``: of real misses,
-    the share it lets through (``training.fidelity.returns.ball_returns``). The model's
+    off the player's paddle, the share the dream returns over the next steps, ``ball_return_let_through`` the share
+    it lets through instead (the rest it loses), and ``ball_miss_drawn``: of real misses, the share it lets through
+    (``training.fidelity.returns.ball_returns``). The model's
     modes, layout and dream settings and the global random state are as they were afterwards.
     """
     from training.fidelity.open_loop import (  # imports the dream machinery: only when judged
@@ -90,7 +91,8 @@ def fidelity_figures(model: WorldModel, dataset: EpisodeDataset, test_ids: np.nd
                 if rules(dataset.game).paddle_line is not None:
                     returns = ball_returns(model, dataset, test_ids, samples=samples, seed=seed)
                     row.update(ball_returns_real=returns.returns, ball_return_drawn=returns.return_recall(),
-                               ball_miss_drawn=returns.miss_recall())
+                               ball_miss_drawn=returns.miss_recall(),
+                               ball_return_let_through=returns.let_through_share())
             if events:
                 report = event_confusion(model, dataset, test_ids, sequence_length=sequence_length)
                 row.update(reward_recall=report.reward_recall(), reward_precision=report.reward_precision(),
@@ -126,7 +128,8 @@ def fidelity_line(update: int, seconds: float, row: dict[str, Any]) -> str:
                          f"phantom balls in pauses {figures(['ball_pause_phantom'], 2)}")
         if "ball_return_drawn" in row:
             parts.append(f"returns drawn {figures(['ball_return_drawn'], 2)} of {row['ball_returns_real']}, "
-                         f"misses drawn {figures(['ball_miss_drawn'], 2)}")
+                         f"let through {figures(['ball_return_let_through'], 2)}, misses drawn "
+                         f"{figures(['ball_miss_drawn'], 2)}")
     if "reward_recall" in row:
         parts.append(f"reward recall/precision {figures(['reward_recall', 'reward_precision'], 2)} (recall on the "
                      f"dream's frames {figures(['dream_reward_recall'], 2)}), termination "

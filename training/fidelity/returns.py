@@ -29,13 +29,19 @@ __all__ = ["ReturnReport", "ball_returns"]
 
 @dataclass(frozen=True)
 class ReturnReport:
-    """Of ``returns`` real returns, the dream returned ``returned``; of ``misses`` real misses, it let ``missed``
-    through."""
+    """Of ``returns`` real returns, the dream returned ``returned`` and let ``let_through`` through; of ``misses``
+    real misses, it let ``missed`` through and returned ``returned_misses``.
+
+    What a dream does instead of returning tells the closed loop's failure ahead: a real return it lets through is a
+    point the player loses in the dream and not in the game; one it neither returns nor lets through is a ball gone
+    (dropped or frozen), and after it no point and no serve."""
 
     returns: int
     returned: int
     misses: int
     missed: int
+    let_through: int = 0
+    returned_misses: int = 0
 
     def return_recall(self) -> float | None:
         return share(self.returned, self.returns)
@@ -43,9 +49,18 @@ class ReturnReport:
     def miss_recall(self) -> float | None:
         return share(self.missed, self.misses)
 
+    def let_through_share(self) -> float | None:
+        """Of the real returns, the share the dream lets through."""
+        return share(self.let_through, self.returns)
+
+    def returned_miss_share(self) -> float | None:
+        """Of the real misses, the share the dream returns."""
+        return share(self.returned_misses, self.misses)
+
     def to_dict(self) -> dict[str, float | int | None]:
-        return {"returns": self.returns, "return_drawn": self.return_recall(), "misses": self.misses,
-                "miss_drawn": self.miss_recall()}
+        return {"returns": self.returns, "return_drawn": self.return_recall(),
+                "return_let_through": self.let_through_share(), "misses": self.misses,
+                "miss_drawn": self.miss_recall(), "miss_returned": self.returned_miss_share()}
 
 
 @torch.no_grad()
@@ -66,9 +81,9 @@ def ball_returns(model: WorldModel, dataset: EpisodeDataset, episode_ids: np.nda
     rng = np.random.default_rng(seed)
     returns, misses = ([positions[i] for i in np.sort(rng.permutation(len(positions))[:samples])]
                        for positions in (found["returns"], found["misses"]))
-    returned = _dreamt_paths(model, dataset, game, returns, seed, horizon, goal_line, batch_size)[0]
-    missed = _dreamt_paths(model, dataset, game, misses, seed, horizon, goal_line, batch_size)[1]
-    return ReturnReport(len(returns), returned, len(misses), missed)
+    returned, let_through = _dreamt_paths(model, dataset, game, returns, seed, horizon, goal_line, batch_size)
+    returned_misses, missed = _dreamt_paths(model, dataset, game, misses, seed, horizon, goal_line, batch_size)
+    return ReturnReport(len(returns), returned, len(misses), missed, let_through, returned_misses)
 
 
 def _dreamt_paths(model: WorldModel, dataset: EpisodeDataset, game: str, positions: list[tuple[int, int]], seed: int,

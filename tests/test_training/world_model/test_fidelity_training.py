@@ -102,7 +102,7 @@ def test_fidelity_logging_trains_the_same_weights_and_writes_a_row_per_judged_up
     assert {"sigma0.05_ball_shown", "sigma5_ball_within_2px", "reward_recall", "reward_precision",
             "termination_recall", "termination_precision", "dream_reward_recall", "ball_serves_real",
             "ball_serve_drawn", "ball_pause_phantom", "ball_returns_real", "ball_return_drawn",
-            "ball_miss_drawn"} <= set(columns)
+            "ball_miss_drawn", "ball_return_let_through"} <= set(columns)
     for row in rows:
         assert float(row["seconds"]) > 0 and 0 < float(row["h1_pooled_psnr_repeat_last"]) < 110
         assert 0 <= float(row["sigma5_ball_shown"]) <= 1 and row["h1_paddle_shown_repeat_last"] == "1.0"
