@@ -86,7 +86,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="which pixels --changed-pixel-weight weighs: where the target differs from the frame "
                              "before (target, the default), or around what changed between the last two context "
                              "frames (context: chosen before the outcome, so an uncertain ball is not drawn at "
-                             "every place it may go)")
+                             "every place it may go), or the union of the two (both: context, and where something "
+                             "appears away from any change in the context, such as a serve)")
     parser.add_argument("--fidelity-every", type=int, default=DEFAULTS.fidelity_every,
                         help="every N updates (and at the end) judge the model on the held-out episodes (needs "
                              "--test-fraction > 0) and append a row to OUT/fidelity.csv: open-loop ball/paddle "

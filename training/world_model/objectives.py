@@ -3,6 +3,7 @@ each as a forward pass (the form DistributedDataParallel wraps)."""
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -19,26 +20,34 @@ def changed_pixel_weights(frames: Tensor, context_length: int, weight: float, so
     real frame before it (the last context frame for the first target, the real previous frame for the later ones,
     not the model's estimate that conditions them), dilated by one pixel (a 3x3 max-pool) so that the ball's
     neighbourhood counts. ``source`` "context": where the two real frames before target i differ, dilated by
-    ``CONTEXT_REACH`` pixels, so the weights are set before the outcome
-    (``WorldModelTrainingConfig.changed_pixel_source``).
+    ``CONTEXT_REACH`` pixels, so the weights are set before the outcome. ``source`` "both": the union of the two, which
+    differs from "context" only where something appears far from any change in the context (a serve, a new score):
+    the context foresees where a moving ball goes, not where a new one comes (``WorldModelTrainingConfig.
+    changed_pixel_source``).
     The changed pixels weigh 1 + W, the others 1; each frame's weights are then divided by their mean, so a target's
     loss stays a weighted mean of its squared errors on DIAMOND's scale, the weight moving to the pixels that change
     rather than growing. A frame where nothing changed, or everything (the first frame of an episode after grey
     padding), weighs 1 everywhere, as in DIAMOND's loss. Padded targets stay out of the loss through the frame mask.
     """
+    if source not in CHANGED_PIXEL_SOURCES:
+        raise UserError(f"changed pixel source {source!r}: expected one of {CHANGED_PIXEL_SOURCES}")
     L = context_length
-    if source == "target":
-        changed, reach = (frames[:, L:] != frames[:, L - 1:-1]).any(dim=2), 1  # (n, K, h, w)
-    elif source == "context":
+    changed = torch.zeros_like(frames[:, L:, 0])  # (n, K, h, w)
+    if source in ("target", "both"):
+        changed = torch.maximum(changed, _dilated((frames[:, L:] != frames[:, L - 1:-1]).any(dim=2), 1))
+    if source in ("context", "both"):
         if L < 2:
             raise UserError(f"context-changed pixel weights compare the last two context frames: L >= 2, got {L}")
         K = frames.shape[1] - L
-        changed, reach = (frames[:, L - 1:L - 1 + K] != frames[:, L - 2:L - 2 + K]).any(dim=2), CONTEXT_REACH
-    else:
-        raise UserError(f"changed pixel source {source!r}: expected one of {CHANGED_PIXEL_SOURCES}")
-    changed = F.max_pool2d(changed.float(), kernel_size=2 * reach + 1, stride=1, padding=reach)
+        in_context = (frames[:, L - 1:L - 1 + K] != frames[:, L - 2:L - 2 + K]).any(dim=2)
+        changed = torch.maximum(changed, _dilated(in_context, CONTEXT_REACH))
     weights = 1 + weight * changed
     return weights / weights.mean(dim=(2, 3), keepdim=True)
+
+
+def _dilated(changed: Tensor, reach: int) -> Tensor:
+    """``changed`` (n, K, h, w) bool, grown by ``reach`` pixels each way (a max-pool), as 0.0/1.0."""
+    return F.max_pool2d(changed.float(), kernel_size=2 * reach + 1, stride=1, padding=reach)
 
 
 class DenoiserObjective(nn.Module):

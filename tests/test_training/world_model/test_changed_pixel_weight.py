@@ -223,6 +223,23 @@ def test_context_weights_are_set_before_the_outcome_and_keep_the_optimum_at_the_
     assert weighted_optimum(context) == pytest.approx(0.1)
 
 
+def test_both_weighs_a_bounce_as_context_does_and_a_serve_where_it_appears():
+    # a bounce: every outcome within a step's reach of the ball's last moves, where "context" already weighs
+    bounce = _bounce([(30, 32)] + [(33, 32)] * 9)
+    torch.testing.assert_close(changed_pixel_weights(bounce, 4, 20.0, source="both"),
+                               changed_pixel_weights(bounce, 4, 20.0, source="context"))
+    # a serve: no ball in the context, the opponent's paddle moving far away, the ball appearing mid-court
+    serve = torch.zeros(2, 5, 3, 64, 64)
+    serve[:, 2, :, 10:14, 4] = serve[:, 3, :, 11:15, 4] = serve[:, 4, :, 12:16, 4] = 1.0  # the paddle, one row a step
+    serve[0, 4, :, 34, 32] = 1.0  # served in the first sample, not yet in the second
+    context = changed_pixel_weights(serve, 4, 20.0, source="context")
+    both = changed_pixel_weights(serve, 4, 20.0, source="both")
+    assert context[0, 0, 34, 32] < 1  # weighed below DIAMOND's loss: the paddle's moves take the weight
+    assert both[0, 0, 34, 32] > 5 and both[0, 0, 33, 31] > 5  # the new ball and the pixel beside it
+    assert both[1, 0, 34, 32] < 1  # nothing appeared: as "context"
+    torch.testing.assert_close(both[1], context[1])
+
+
 def test_the_source_is_checked_and_recorded(tmp_path):
     with pytest.raises(ValueError, match="changed_pixel_source"):
         WorldModelTrainingConfig(changed_pixel_source="outcome")
@@ -230,6 +247,10 @@ def test_the_source_is_checked_and_recorded(tmp_path):
         WorldModelTrainingConfig(changed_pixel_source="context", context_length=1)
     with pytest.raises(ValueError, match="L >= 2"):
         changed_pixel_weights(torch.zeros(1, 2, 3, 64, 64), 1, 20.0, source="context")
+    with pytest.raises(ValueError, match="context_length >= 2"):
+        WorldModelTrainingConfig(changed_pixel_source="both", context_length=1)
+    with pytest.raises(ValueError, match="expected one of"):
+        changed_pixel_weights(torch.zeros(1, 2, 3, 64, 64), 1, 20.0, source="outcome")
     data = tmp_path / "data"
     _moving_ball_dataset(data)
     out = tmp_path / "run"
