@@ -45,7 +45,7 @@ import json
 
 from gym_diamond import load_checkpoint, resolve_device
 from gym_diamond.acceleration import PRECISIONS
-from gym_diamond.config import QUANTIZATIONS
+from gym_diamond.config import QUANTIZATIONS, SAMPLER_STARTS
 from gym_diamond.errors import UserError
 from training.data.ball_paths import return_geometry
 from training.data.dataset import EpisodeDataset
@@ -72,6 +72,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     add_device_argument(parser)
     parser.add_argument("--denoising-steps", type=int, default=None, help="override the sampler's (fewer: faster)")
+    parser.add_argument("--sampler-start", choices=SAMPLER_STARTS, default=None,
+                        help="override where the sampler starts: unit noise (DIAMOND's) or noise scaled to sigma_max "
+                             "(EDM's)")
     parser.add_argument("--quantization", choices=QUANTIZATIONS, default=None,
                         help="override the sampler's: floor (DIAMOND's truncation) or round")
     parser.add_argument("--precision", choices=PRECISIONS, default="fp32", help="autocast of the networks")
@@ -102,6 +105,8 @@ def main(argv: list[str] | None = None) -> None:
         sampler = dataclasses.replace(sampler, num_steps=args.denoising_steps)
     if args.quantization:
         sampler = dataclasses.replace(sampler, quantization=args.quantization)
+    if args.sampler_start:
+        sampler = dataclasses.replace(sampler, start=args.sampler_start)
     model.config = model.config.replace(sampler=sampler)
     dataset = EpisodeDataset(args.data, game=ckpt.game)
     test_ids = held_out_episodes(dataset, ckpt.provenance, args.test_fraction)
@@ -111,7 +116,8 @@ def main(argv: list[str] | None = None) -> None:
                                precision=args.precision, reference_precision=args.reference_precision):
         print(json.dumps({"checkpoint": args.checkpoint, "game": ckpt.game, "held_out_episodes": int(test_ids.size),
                           "precision": args.precision,
-                          "denoising_steps": sampler.num_steps, "quantization": sampler.quantization, **line}),
+                          "denoising_steps": sampler.num_steps, "sampler_start": sampler.start,
+                          "quantization": sampler.quantization, **line}),
               flush=True)
     if args.events:
         report = event_confusion(model, dataset, test_ids)
@@ -125,13 +131,14 @@ def main(argv: list[str] | None = None) -> None:
     if args.serves:
         serves = ball_serves(model, dataset, test_ids, samples=args.samples, seed=args.seed)
         print(json.dumps({"checkpoint": args.checkpoint, "game": ckpt.game, "held_out_episodes": len(test_ids),
-                          "denoising_steps": sampler.num_steps, "serves": serves.serves,
+                          "denoising_steps": sampler.num_steps, "sampler_start": sampler.start, "serves": serves.serves,
                           "serve_drawn": serves.recall(), "pauses": serves.pauses,
                           "pause_phantom": serves.phantom_rate()}), flush=True)
     if args.returns:
         returns = ball_returns(model, dataset, test_ids, samples=args.samples, seed=args.seed)
         print(json.dumps({"checkpoint": args.checkpoint, "game": ckpt.game, "held_out_episodes": len(test_ids),
-                          "denoising_steps": sampler.num_steps, **returns.to_dict()}), flush=True)
+                          "denoising_steps": sampler.num_steps, "sampler_start": sampler.start,
+                          **returns.to_dict()}), flush=True)
 
 
 if __name__ == "__main__":

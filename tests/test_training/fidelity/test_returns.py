@@ -171,6 +171,10 @@ def test_the_fidelity_command_reports_returns(tmp_path, capsys, one_thread):
           "--denoising-steps", "1", "--returns"])
     line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert line["misses"] >= 1 and line["denoising_steps"] == 1  # random play lets the ball through
+    assert line["sampler_start"] == "unit"  # the checkpoint's, DIAMOND's
+    main(["--checkpoint", str(checkpoint), "--data", str(data), "--samples", "3", "--horizons", "1",
+          "--denoising-steps", "1", "--sampler-start", "sigma_max", "--returns"])
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["sampler_start"] == "sigma_max"
     assert set(line) >= {"returns", "return_drawn", "misses", "miss_drawn"}
     boxing = make_tiny_checkpoint(tmp_path / "Boxing.safetensors", game="Boxing")
     with pytest.raises(SystemExit):
