@@ -17,7 +17,6 @@ from typing import Any
 
 from gym_diamond.checkpoint import read_metadata
 from gym_diamond.config import SAMPLER_STARTS
-from gym_diamond.registration import load_dream
 from training.fidelity.closed_loop import closed_loop_report
 from training.runtime.cli import user_errors
 from training.runtime.files import write_json_atomic
@@ -73,15 +72,10 @@ def main(argv: list[str] | None = None) -> None:
             parser.error(f"--{name.replace('_', '-')} must be >= 1, got {value}")
 
     game = read_metadata(args.checkpoint)["game"]
-    checkpoint, denoising_steps = args.checkpoint, args.denoising_steps
-    if args.sampler_start is not None:  # the dream gym.make(..., sampler_start=) would open
-        checkpoint = load_dream(None, args.checkpoint, args.device, denoising_steps=denoising_steps,
-                                sampler_start=args.sampler_start)
-        denoising_steps = None  # set on the loaded model
-    report = closed_loop_report(checkpoint, game, steps=args.steps, num_envs=args.num_envs, seed=args.seed,
-                                policies=args.policies, denoising_steps=denoising_steps, device=args.device,
+    report = closed_loop_report(args.checkpoint, game, steps=args.steps, num_envs=args.num_envs, seed=args.seed,
+                                policies=args.policies, denoising_steps=args.denoising_steps,
+                                sampler_start=args.sampler_start, device=args.device,
                                 max_episode_steps=args.max_episode_steps, progress=True)
-    report["checkpoint"] = str(args.checkpoint)
     if args.out is not None:
         write_json_atomic(args.out, report)
     print("\n".join(report_lines(report)), flush=True)

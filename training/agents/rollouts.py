@@ -277,24 +277,27 @@ class _CoreVectorEnv:
 
 
 def make_dream_env(checkpoint: str | os.PathLike | Checkpoint, num_envs: int, *, denoising_steps: int | None = None,
-                   device: torch.device | str = "cpu", max_episode_steps: int | None = None) -> VectorEnvLike:
+                   sampler_start: str | None = None, device: torch.device | str = "cpu",
+                   max_episode_steps: int | None = None) -> VectorEnvLike:
     """``num_envs`` dreams stepped in one batched pass, each starting from the checkpoint's start bank.
 
     A path opens ``DreamVectorEnv`` (what ``gym.make_vec("DiamondDream/<Game>-v0", ...)`` builds) on
     ``device``; a loaded :class:`~gym_diamond.checkpoint.Checkpoint` dreams on its model's device as it is
-    (set ``denoising_steps`` on it with ``model.config.with_denoising_steps`` beforehand). No time limit by
+    (set ``denoising_steps`` and ``sampler_start`` on it with ``model.config.with_denoising_steps`` and
+    ``with_sampler_start`` beforehand). No time limit by
     default (``max_episode_steps=None``), as the real game has none short of ALE's own: a dream that never
     ends is what the measure should see.
     """
     if isinstance(checkpoint, Checkpoint):
-        if denoising_steps is not None:
-            raise UserError("denoising_steps applies to a checkpoint path; for a loaded Checkpoint set "
-                            "world_model.config = world_model.config.with_denoising_steps(n)")
+        if denoising_steps is not None or sampler_start is not None:
+            raise UserError("denoising_steps and sampler_start apply to a checkpoint path; for a loaded Checkpoint "
+                            "set world_model.config = world_model.config.with_denoising_steps(n) (or "
+                            ".with_sampler_start(start))")
         return _CoreVectorEnv(checkpoint, num_envs, max_episode_steps)
     from gym_diamond.envs.vector import DreamVectorEnv
 
     return DreamVectorEnv(num_envs, checkpoint=checkpoint, device=device, denoising_steps=denoising_steps,
-                          max_episode_steps=max_episode_steps)
+                          sampler_start=sampler_start, max_episode_steps=max_episode_steps)
 
 
 def make_real_env(game: str, num_envs: int, *, done_on_life_loss: bool = True, seed: int | None = None

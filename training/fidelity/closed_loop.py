@@ -144,13 +144,13 @@ def judge_closed_loop(dream_rates: Mapping[str, Mapping[str, float]], real_rates
 # ------------------------------------------------------------------------------------------------- report
 def closed_loop_report(checkpoint: str | os.PathLike | Checkpoint, game: str, *, steps: int, num_envs: int,
                        seed: int = 0, policies: Sequence[str] | None = None, denoising_steps: int | None = None,
-                       device: torch.device | str = "cpu", max_episode_steps: int | None = None,
-                       progress: bool = False) -> dict[str, Any]:
+                       sampler_start: str | None = None, device: torch.device | str = "cpu",
+                       max_episode_steps: int | None = None, progress: bool = False) -> dict[str, Any]:
     """Each policy plays ``steps`` agent steps in the dream and in the real game; their event rates per 1,000
     steps side by side and the verdict of :func:`judge_closed_loop` (JSON-ready).
 
-    ``policies`` default to :func:`default_policies` of the game. ``denoising_steps`` overrides the sampler's
-    steps (None: the checkpoint's own). Each policy plays both
+    ``policies`` default to :func:`default_policies` of the game. ``denoising_steps`` and ``sampler_start``
+    override the sampler's steps and start (None: the checkpoint's own). Each policy plays both
     sides with the same seed. The real game ends episodes as the dream's training data did
     (:func:`dream_ends_at_life_loss`), so their terminations compare too (reported, not judged). ``progress``
     shows the agent steps played, dream and real, on a bar (a plain line now and then off a terminal).
@@ -173,8 +173,8 @@ def closed_loop_report(checkpoint: str | os.PathLike | Checkpoint, game: str, *,
     if len(set(policies)) != len(policies):
         raise UserError(f"policies must be distinct, got {policies}")
 
-    dream_env = make_dream_env(checkpoint, num_envs, denoising_steps=denoising_steps, device=device,
-                               max_episode_steps=max_episode_steps)
+    dream_env = make_dream_env(checkpoint, num_envs, denoising_steps=denoising_steps, sampler_start=sampler_start,
+                               device=device, max_episode_steps=max_episode_steps)
     sampler = dream_env.core.model.config.sampler  # DreamVectorEnv and _CoreVectorEnv alike
     real_env = make_real_env(name, num_envs, done_on_life_loss=life_loss_ends, seed=seed)
     results: dict[str, dict[str, Any]] = {}

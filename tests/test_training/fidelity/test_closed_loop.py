@@ -304,6 +304,9 @@ def test_count_events_in_a_dream_counts_its_rewards_and_ends():
     assert dataclasses.replace(counts, frames_with_ball=None, rewards_at_goal=None,
                                frames_with_extra_balls=None) == EventCounts(
         "Pong", 6, 0, 0, 0, terminations=0, episodes=2)  # truncated at 2 steps
+    for override in ({"denoising_steps": 2}, {"sampler_start": "sigma_max"}):  # set on a loaded model, not here
+        with pytest.raises(ValueError, match="apply to a checkpoint path"):
+            make_dream_env(Checkpoint(model, "Pong", PONG_ACTIONS, bank), 2, **override)
 
 
 @pytest.mark.slow
