@@ -40,8 +40,8 @@ class ReturnReport:
     returned: int
     misses: int
     missed: int
-    let_through: int = 0
-    returned_misses: int = 0
+    let_through: int
+    returned_misses: int
 
     def return_recall(self) -> float | None:
         return share(self.returned, self.returns)
