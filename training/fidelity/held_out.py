@@ -26,24 +26,44 @@ def held_out_episodes(dataset: EpisodeDataset, provenance: dict[str, Any],
     On the checkpoint's own training data: ``split(test_fraction)``'s held-out part, ``test_fraction``
     defaulting to the run's; a fraction that would take in a trained episode raises ValueError, as does a
     run that held nothing out. On other data (or a checkpoint that does not record its data): every episode,
-    or ``split(test_fraction)``'s held-out part when a fraction is given.
+    or ``split(test_fraction)``'s held-out part when a fraction is given. A combined checkpoint (one network
+    from each of two runs, ``training.world_model.combine``) is judged where neither network trained.
     """
-    trained_episodes, digest = provenance.get("dataset_episodes"), provenance.get("dataset_lengths_digest")
-    own_data = (digest is not None and trained_episodes is not None and trained_episodes <= len(dataset)
-                and dataset.lengths_digest(trained_episodes) == digest)
-    if not own_data:
+    runs = [run for run in _training_runs(provenance) if _trained_on(dataset, run)]
+    if not runs:
         if test_fraction is None:
             return np.arange(len(dataset), dtype=np.int64)
         return dataset.split(test_fraction, seed=0)[1]
-    run_fraction = float(provenance.get("test_fraction", 0.0))
-    if run_fraction == 0:
+    run_fractions = [float(run.get("test_fraction", 0.0)) for run in runs]
+    if min(run_fractions) == 0:
         raise UserError(f"the checkpoint was trained on every episode of {dataset.root}: judge it on data collected "
                         f"apart (python -m training.data.collect with another --seed)")
-    fraction = run_fraction if test_fraction is None else test_fraction
-    trained = dataset.split(run_fraction, seed=0)[0]
-    trained = trained[trained < trained_episodes]
+    trained = np.unique(np.concatenate([_trained_episodes(dataset, run, fraction)
+                                        for run, fraction in zip(runs, run_fractions, strict=True)]))
+    fraction = min(run_fractions) if test_fraction is None else test_fraction
     test_ids = dataset.split(fraction, seed=0)[1]
+    if test_fraction is None:  # the run's split; with two networks, where neither trained
+        return np.setdiff1d(test_ids, trained)
     if np.intersect1d(test_ids, trained).size:
         raise UserError(f"--test-fraction {fraction} would judge the checkpoint on episodes it trained on (its run "
-                        f"held out {run_fraction} of {dataset.root}): use {run_fraction} or less")
+                        f"held out {min(run_fractions)} of {dataset.root}): use {min(run_fractions)} or less")
     return test_ids
+
+
+def _training_runs(provenance: dict[str, Any]) -> list[dict[str, Any]]:
+    """The records of the runs that trained the checkpoint's networks: its own, and each combined network's."""
+    combined = provenance.get("combined", {})
+    return [provenance, *(record for record in combined.values() if isinstance(record, dict))]
+
+
+def _trained_episodes(dataset: EpisodeDataset, run: dict[str, Any], fraction: float) -> np.ndarray:
+    """The ids of the episodes ``run`` trained on: outside its held-out split, among those it had."""
+    trained = dataset.split(fraction, seed=0)[0]
+    return trained[trained < run["dataset_episodes"]]
+
+
+def _trained_on(dataset: EpisodeDataset, run: dict[str, Any]) -> bool:
+    """Whether ``run`` trained on ``dataset`` (its first episodes, the dataset perhaps grown since)."""
+    episodes, digest = run.get("dataset_episodes"), run.get("dataset_lengths_digest")
+    return (digest is not None and episodes is not None and episodes <= len(dataset)
+            and dataset.lengths_digest(episodes) == digest)

@@ -4,11 +4,13 @@ import json
 
 import numpy as np
 import pytest
-from helpers import real_pong_data
+from helpers import make_tiny_checkpoint, real_pong_data
 
+from gym_diamond import load_checkpoint
 from training.data.dataset import Episode, EpisodeDataset
 from training.fidelity.__main__ import main as fidelity_main
 from training.fidelity.held_out import held_out_episodes
+from training.world_model.combine import combine_checkpoints
 from training.world_model.run import train_world_model
 from training.world_model.training_config import WorldModelTrainingConfig
 
@@ -45,6 +47,22 @@ def test_on_its_own_data_a_checkpoint_is_judged_on_its_runs_held_out_episodes_on
     grown = EpisodeDataset(tmp_path / "own")
     judged = held_out_episodes(grown, provenance)
     assert set(held_out) <= set(judged) and set(judged) - set(held_out) <= {20, 21}
+
+
+def test_a_combined_checkpoint_is_judged_where_neither_network_trained(tmp_path):
+    # the dream a user ships joins two runs' networks (training.world_model.combine): their records of the data
+    # travel under "combined", and without them every episode, the trained ones too, would be judged
+    dataset = synthetic_dataset(tmp_path / "own", [5 + i for i in range(20)])
+    denoiser = make_tiny_checkpoint(tmp_path / "d.safetensors", provenance=provenance_of(dataset, 0.3))
+    rew_end = make_tiny_checkpoint(tmp_path / "r.safetensors", seed=1, provenance=provenance_of(dataset, 0.2))
+    combined = load_checkpoint(combine_checkpoints(denoiser, rew_end, tmp_path / "c.safetensors")).provenance
+    judged = held_out_episodes(dataset, combined)
+    np.testing.assert_array_equal(judged, dataset.split(0.2, seed=0)[1])  # held out by both runs
+    assert 0 < judged.size < dataset.split(0.3, seed=0)[1].size
+    with pytest.raises(ValueError, match="episodes it trained on"):
+        held_out_episodes(dataset, combined, 0.3)  # the reward model trained on some of these
+    only_denoiser = {"combined": {"denoiser": provenance_of(dataset, 0.3), "rew_end": {}}}
+    np.testing.assert_array_equal(held_out_episodes(dataset, only_denoiser), dataset.split(0.3, seed=0)[1])
 
 
 def test_data_collected_apart_is_held_out_as_a_whole(tmp_path):
