@@ -254,6 +254,17 @@ def light_world_model_config(num_actions: int = 18) -> WorldModelConfig:
     )
 
 
+def light_wide_world_model_config(num_actions: int = 18) -> WorldModelConfig:
+    """``light`` with 32 channels at full resolution, where the ball is a pixel or two: its first level reads 16
+    context frames (51 input channels with the noisy frame) through 16 channels. About 2.4x light's cost per update.
+    """
+    return WorldModelConfig(
+        num_actions=num_actions,
+        denoiser=DenoiserConfig(unet=UNetConfig(channels=(32, 32, 32), blocks_per_level=1, cond_channels=64)),
+        rew_end=light_world_model_config(num_actions).rew_end,
+    )
+
+
 def tiny_world_model_config(num_actions: int = 3, image_size: int = 64) -> WorldModelConfig:
     """A world model of a few thousand parameters, for tests and smoke runs."""
     return WorldModelConfig(
@@ -318,6 +329,7 @@ MODEL_SIZES: dict[str, Callable[[int], WorldModelConfig]] = {
     "paper": lambda num_actions: WorldModelConfig(num_actions=num_actions),
     "small": small_world_model_config,
     "light": light_world_model_config,
+    "light-wide": light_wide_world_model_config,
     "tiny": tiny_world_model_config,
 }
 """The world-model sizes by name, each a function of the action count: the one table the training commands,

@@ -1,6 +1,9 @@
+import dataclasses
+
 import pytest
 
-from gym_diamond.config import DenoiserConfig, RewEndConfig, SamplerConfig, UNetConfig, WorldModelConfig
+from gym_diamond import WorldModel
+from gym_diamond.config import MODEL_SIZES, DenoiserConfig, RewEndConfig, SamplerConfig, UNetConfig, WorldModelConfig
 
 
 def test_defaults_are_the_papers():
@@ -44,3 +47,14 @@ def test_from_dict_rejects_unknown_fields():
     data["sampler"]["steps"] = 3
     with pytest.raises(ValueError, match="steps"):
         WorldModelConfig.from_dict(data)
+
+
+def test_light_wide_widens_light_at_full_resolution_only():
+    # the ball is a pixel or two at 64x64: light-wide gives the first U-Net level (the only one at full resolution)
+    # light's deeper levels' 32 channels; everything else is light's
+    light, wide = MODEL_SIZES["light"](6), MODEL_SIZES["light-wide"](6)
+    assert light.denoiser.unet.channels == (16, 32, 32) and wide.denoiser.unet.channels == (32, 32, 32)
+    assert dataclasses.replace(wide.denoiser.unet, channels=light.denoiser.unet.channels) == light.denoiser.unet
+    assert wide.rew_end == light.rew_end and wide.sampler == light.sampler and wide.num_actions == 6
+    first_level = WorldModel(wide).denoiser.net.conv_in
+    assert first_level.out_channels == 32 and first_level.in_channels == 3 * (wide.denoiser.context_length + 1)
