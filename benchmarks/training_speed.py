@@ -107,6 +107,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--denoising-steps", type=int, nargs="+", default=[None],
                         help="Euler steps of the dream the actor-critic learns in (default: the model's, DIAMOND's "
                              "3); several values are timed in turn, e.g. 3 1")
+    parser.add_argument("--actor-critic-channels", type=int, nargs=4, default=list(ActorCriticConfig.channels),
+                        help="the actor-critic's 4 levels (DIAMOND's 32 32 64 64; smaller for a dry run)")
+    parser.add_argument("--actor-critic-lstm-dim", type=int, default=ActorCriticConfig.lstm_dim,
+                        help="the actor-critic's LSTM width (DIAMOND's 512)")
     parser.add_argument("--end-rate", type=float, default=None,
                         help="the actor-critic's dreams end with this probability per step (default: as the "
                              "random model does)")
@@ -150,7 +154,8 @@ def main(argv: list[str] | None = None) -> None:
             for denoising_steps in args.denoising_steps:
                 model.config = own_config if denoising_steps is None else own_config.with_denoising_steps(
                     denoising_steps)
-                actor_critic = ActorCritic(ActorCriticConfig(6)).to(device)
+                actor_critic = ActorCritic(ActorCriticConfig(6, channels=tuple(args.actor_critic_channels),
+                                                             lstm_dim=args.actor_critic_lstm_dim)).to(device)
                 ac = ImaginationTrainer(model, actor_critic, dataset, ImaginationConfig(
                     horizon=args.horizon, backup_every=args.horizon, batch_size=args.batch_size,
                     num_batches_to_preload=args.num_batches_to_preload, precision=precision, compile=args.compile))
@@ -158,7 +163,9 @@ def main(argv: list[str] | None = None) -> None:
                 print(json.dumps({"what": "actor_critic_update", **common, "precision": precision, "round": round_,
                                   "dream_precision": dream_precision,
                                   "denoising_steps": model.config.sampler.num_steps, "end_rate": args.end_rate,
-                                  "horizon": args.horizon, "updates_per_s": round(rate, 3),
+                                  "horizon": args.horizon, "actor_critic_channels": args.actor_critic_channels,
+                                  "actor_critic_lstm_dim": args.actor_critic_lstm_dim,
+                                  "updates_per_s": round(rate, 3),
                                   "imagined_steps_per_s": round(rate * args.horizon * args.batch_size, 1)}),
                       flush=True)
 
