@@ -25,11 +25,12 @@ REW_END_STEPS=3000
 # the lead's recipe: the cpu recipe, 16 context frames (Pong serves 16 steps after a point), a quarter of each batch
 # on the frames after the ball reaches the paddle and a twentieth on serves, the pixel weight set around what changed
 # in the context and where something appears (both: with the context's alone the lead drew no serve in 6,250
-# updates). Its run folder is named for the recipe: runs of earlier ones (RUNS/denoiser, RUNS/denoiser-serve) are
-# left as they are
-DENOISER=$RUNS/denoiser-both
+# updates), and DIAMOND's learning rate 1e-4 since 7,426 updates (the returns, flat at 1e-3 from 2,750, climb
+# slowly again). Its run folder is named for the recipe: runs of earlier ones (RUNS/denoiser, RUNS/denoiser-serve,
+# RUNS/denoiser-both) are left as they are
+DENOISER=$RUNS/denoiser-lr1e4
 DENOISER_ARGS=(--game Pong --data "$DATA" --out "$DENOISER" --steps 20000 --model light --only-denoiser
-  --recipe cpu --context-length 16 --denoiser-return-oversampling 0.25 --denoiser-serve-oversampling 0.05
+  --recipe cpu --lr 1e-4 --context-length 16 --denoiser-return-oversampling 0.25 --denoiser-serve-oversampling 0.05
   --changed-pixel-source both --test-fraction 0.1 --fidelity-every 250 --save-every 50)
 # the reward/termination model reads dream frames as real ones when trained on noisy frames
 REW_END_ARGS=(--game Pong --data "$DATA" --out "$RUNS/rew-end" --steps "$REW_END_STEPS" --model light --only-rew-end

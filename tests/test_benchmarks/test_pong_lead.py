@@ -51,7 +51,7 @@ def origin(args: list[str], flag: str = "--init-from") -> str | None:
     return args[args.index(flag) + 1] if flag in args else None
 
 
-DENOISER = "denoiser-both"  # the lead's denoiser run, named for its recipe
+DENOISER = "denoiser-lr1e4"  # the lead's denoiser run, named for its recipe
 
 
 @pytest.mark.skipif(not LEAD.exists(), reason="the committed Pong lead is what a new run starts from")
