@@ -258,11 +258,9 @@ def light_wide_world_model_config(num_actions: int = 18) -> WorldModelConfig:
     """``light`` with 32 channels at full resolution, where the ball is a pixel or two: its first level reads 16
     context frames (51 input channels with the noisy frame) through 16 channels. About 2.4x light's cost per update.
     """
-    return WorldModelConfig(
-        num_actions=num_actions,
-        denoiser=DenoiserConfig(unet=UNetConfig(channels=(32, 32, 32), blocks_per_level=1, cond_channels=64)),
-        rew_end=light_world_model_config(num_actions).rew_end,
-    )
+    light = light_world_model_config(num_actions)
+    wide = dataclasses.replace(light.denoiser.unet, channels=(32, *light.denoiser.unet.channels[1:]))
+    return light.replace(denoiser=dataclasses.replace(light.denoiser, unet=wide))
 
 
 def tiny_world_model_config(num_actions: int = 3, image_size: int = 64) -> WorldModelConfig:

@@ -34,19 +34,18 @@ def held_out_episodes(dataset: EpisodeDataset, provenance: dict[str, Any],
         if test_fraction is None:
             return np.arange(len(dataset), dtype=np.int64)
         return dataset.split(test_fraction, seed=0)[1]
-    run_fractions = [float(run.get("test_fraction", 0.0)) for run in runs]
-    if min(run_fractions) == 0:
+    held_fraction = min(float(run.get("test_fraction", 0.0)) for run in runs)  # held out by every run
+    if held_fraction == 0:
         raise UserError(f"the checkpoint was trained on every episode of {dataset.root}: judge it on data collected "
                         f"apart (python -m training.data.collect with another --seed)")
-    trained = np.unique(np.concatenate([_trained_episodes(dataset, run, fraction)
-                                        for run, fraction in zip(runs, run_fractions, strict=True)]))
-    fraction = min(run_fractions) if test_fraction is None else test_fraction
+    trained = np.unique(np.concatenate([_trained_episodes(dataset, run) for run in runs]))
+    fraction = held_fraction if test_fraction is None else test_fraction
     test_ids = dataset.split(fraction, seed=0)[1]
     if test_fraction is None:  # the run's split; with two networks, where neither trained
         return np.setdiff1d(test_ids, trained)
     if np.intersect1d(test_ids, trained).size:
         raise UserError(f"--test-fraction {fraction} would judge the checkpoint on episodes it trained on (its run "
-                        f"held out {min(run_fractions)} of {dataset.root}): use {min(run_fractions)} or less")
+                        f"held out {held_fraction} of {dataset.root}): use {held_fraction} or less")
     return test_ids
 
 
@@ -56,9 +55,9 @@ def _training_runs(provenance: dict[str, Any]) -> list[dict[str, Any]]:
     return [provenance, *(record for record in combined.values() if isinstance(record, dict))]
 
 
-def _trained_episodes(dataset: EpisodeDataset, run: dict[str, Any], fraction: float) -> np.ndarray:
+def _trained_episodes(dataset: EpisodeDataset, run: dict[str, Any]) -> np.ndarray:
     """The ids of the episodes ``run`` trained on: outside its held-out split, among those it had."""
-    trained = dataset.split(fraction, seed=0)[0]
+    trained = dataset.split(float(run["test_fraction"]), seed=0)[0]
     return trained[trained < run["dataset_episodes"]]
 
 
