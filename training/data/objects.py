@@ -11,7 +11,8 @@ blends with the background, on the line from the background's colour to the ball
 the court is brown, the ball white, the player's paddle green (the right one), the opponent's orange.
 Breakout: the ball and the paddle are the same red on black, told apart by where they are (the paddle
 runs along rows 57-59, the ball flies above it; the brick band, red bricks included, is left out).
-Pixels of coverage >= ``PIXEL_COVERAGE`` count; the object is the small window (3x3 for a ball, a
+Pixels of coverage >= ``PIXEL_COVERAGE`` count (for the ball, not those in a run along a row wider than any ball: a
+bar's edge that a dream draws a little low or soft); the object is the small window (3x3 for a ball, a
 paddle's size for a paddle) that holds the most of their coverage, seen when that is at least
 ``BALL_COVERAGE`` for a ball (a whole ball covers about one pixel), or the paddle's least. Its centre is
 the coverage-weighted mean position in the window, which places a ball blended over two pixels between
@@ -38,6 +39,7 @@ LIKE_THE_GAME = 0.9  # the least share of the pixels where objects can be that l
 NEAR_BACKGROUND = 24.0  # RGB distance within which a pixel is background, a dream's noise and all
 CHUNK = 256  # frames looked at together
 BALL_WINDOW = (3, 3)  # rows, columns: a ball (about 1 x 1 pixel) blends over at most 3 x 2 pixels
+BALL_WIDEST = 3  # columns: a longer run of counted pixels along a row is a bar's edge, not a ball
 
 
 @dataclass(frozen=True)
@@ -215,8 +217,29 @@ def _coverages(scene: _Scene, frames: np.ndarray) -> _Coverages:
     norm = np.sqrt(np.einsum("...c,...c->...", offset, offset))
     ball_region, paddle_region = scene.ball_region[rows, cols], scene.paddle_region[rows, cols]
     ball, paddle = scene.coverage(offset, norm)
+    ball = _without_streaks(ball)
     game_like = _like_the_game(offset, norm, scene.colours, ball_region | paddle_region)
     return _Coverages(ball, paddle, ball_region, paddle_region, game_like, np.array([cols.start, rows.start]))
+
+
+def _without_streaks(coverage: np.ndarray) -> np.ndarray:
+    """``coverage`` (n, h, w) less the pixels in runs of more than ``BALL_WIDEST`` counted pixels along a row.
+
+    A ball is at most two pixels wide; a dream that draws a bar's edge a little low or a little soft (Pong's walls,
+    Breakout's paddle) lays a streak of partial coverage along the row next to it, which ball-sized windows would
+    otherwise read as one ball or several.
+    """
+    counted = coverage >= PIXEL_COVERAGE
+    ending_here = np.zeros(counted.shape, np.int32)  # counted pixels in a row up to and including each pixel
+    starting_here = np.zeros(counted.shape, np.int32)  # ... from each pixel on
+    width = counted.shape[2]
+    for col in range(width):
+        before = ending_here[:, :, col - 1] if col else 0
+        ending_here[:, :, col] = np.where(counted[:, :, col], before + 1, 0)
+        after = starting_here[:, :, width - col] if col else 0
+        starting_here[:, :, width - 1 - col] = np.where(counted[:, :, width - 1 - col], after + 1, 0)
+    run = ending_here + starting_here - 1
+    return np.where(run > BALL_WIDEST, 0, coverage)
 
 
 def _checked_frames(frames: np.ndarray) -> np.ndarray:

@@ -165,6 +165,31 @@ def test_real_play_shows_one_ball_at_most_and_painted_copies_are_counted(game_na
         count_balls(game_name, frames, most=0)
 
 
+# A bar's edge a dream draws a little low or soft: (row, columns, the bar's colour) next to Pong's top wall and above
+# Breakout's paddle
+BAR_EDGE = {"Pong": (10, slice(20, 32), np.array([236, 236, 236])),
+            "Breakout": (56, slice(8, 20), np.array([200, 72, 72]))}
+
+
+@pytest.mark.parametrize("game_name", OBJECT_GAMES)
+def test_a_bar_edge_drawn_along_a_row_is_no_ball(game_name):
+    """A streak of partial colour along a row, wider than any ball, is neither taken for the ball nor counted."""
+    game = play(game_name)
+    seen = find_objects(game_name, game.frames)
+    row, cols, colour = BAR_EDGE[game_name]
+    far = np.abs(seen.ball_xy[:, 1] - row) > 4
+    with_ball = np.flatnonzero(seen.ball_visible & far)[:10]
+    without = np.flatnonzero(~seen.ball_visible)[:10]
+    assert len(with_ball) == 10 and len(without) > 0
+    frames = game.frames[np.concatenate([with_ball, without])].copy()
+    streak = frames[:, row, cols].astype(np.float32)
+    frames[:, row, cols] = np.round(streak + 0.5 * (colour - streak)).astype(np.uint8)  # more than a ball's worth
+    found = find_objects(game_name, frames)
+    assert found.ball_visible[:10].all() and not found.ball_visible[10:].any()
+    np.testing.assert_allclose(found.ball_xy[:10], seen.ball_xy[with_ball], atol=1e-9)
+    assert (count_balls(game_name, frames) == np.r_[np.ones(10), np.zeros(len(without))]).all()
+
+
 def test_bad_games_and_frames_are_refused():
     with pytest.raises(ValueError, match="supported games are Breakout, Pong"):
         find_objects("Seaquest", np.zeros((1, 64, 64, 3), np.uint8))
