@@ -39,7 +39,8 @@ LIKE_THE_GAME = 0.9  # the least share of the pixels where objects can be that l
 NEAR_BACKGROUND = 24.0  # RGB distance within which a pixel is background, a dream's noise and all
 CHUNK = 256  # frames looked at together
 BALL_WINDOW = (3, 3)  # rows, columns: a ball (about 1 x 1 pixel) blends over at most 3 x 2 pixels
-BALL_WIDEST = 3  # columns: a longer run of counted pixels along a row is a bar's edge, not a ball
+BALL_WIDEST = 3  # columns: a longer run of touched pixels along a row is a bar's edge, not a ball
+TOUCHED = 0.05  # a pixel's least coverage to be part of a run: a soft edge's faint ends included, no real ball's
 
 
 @dataclass(frozen=True)
@@ -223,13 +224,14 @@ def _coverages(scene: _Scene, frames: np.ndarray) -> _Coverages:
 
 
 def _without_streaks(coverage: np.ndarray) -> np.ndarray:
-    """``coverage`` (n, h, w) less the pixels in runs of more than ``BALL_WIDEST`` counted pixels along a row.
+    """``coverage`` (n, h, w) less the pixels in runs of more than ``BALL_WIDEST`` touched pixels along a row.
 
-    A ball is at most two pixels wide; a dream that draws a bar's edge a little low or a little soft (Pong's walls,
-    Breakout's paddle) lays a streak of partial coverage along the row next to it, which ball-sized windows would
-    otherwise read as one ball or several.
+    A ball is at most two pixels wide (three with a dream's blur; its coverage falls below ``TOUCHED`` beside it); a
+    dream that draws a bar's edge a little low or a little soft (Pong's walls, Breakout's paddle) lays a streak of
+    partial coverage along the row next to it, uneven and fading at its ends, which ball-sized windows would otherwise
+    read as one ball or several.
     """
-    counted = coverage >= PIXEL_COVERAGE
+    counted = coverage >= TOUCHED
     ending_here = np.zeros(counted.shape, np.int32)  # counted pixels in a row up to and including each pixel
     starting_here = np.zeros(counted.shape, np.int32)  # ... from each pixel on
     width = counted.shape[2]
