@@ -22,6 +22,7 @@ from training.runtime.cli import user_errors
 from training.runtime.files import write_json_atomic
 
 BALL_FIGURES = ("ball_shown", "extra_balls_share", "rewards_at_goal_share")  # reported where the game has a ball
+FIGURES = ("repeated_rewards_share", *BALL_FIGURES)  # reported where both sides have them
 
 
 def report_lines(report: dict[str, Any]) -> list[str]:
@@ -33,7 +34,7 @@ def report_lines(report: dict[str, Any]) -> list[str]:
         dream, real = sides["dream"], sides["real"]
         rates = [f"{event} {dream['per_1000'][event]:.2f} / {real['per_1000'][event]:.2f}"
                  for event in report["events"]]
-        ball = [f"{name} {dream[name]:.3f} / {real[name]:.3f}" for name in BALL_FIGURES
+        ball = [f"{name} {dream[name]:.3f} / {real[name]:.3f}" for name in FIGURES
                 if name in dream and name in real]
         lines.append(f"  {policy:<14} " + ", ".join(rates + ball))
     if report["passed"]:

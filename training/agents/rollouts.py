@@ -87,6 +87,9 @@ class EventCounts:
     # frames handed to the policy that show more than one ball (training.data.objects.count_balls): never in the
     # game; a dream drifting over its own frames draws extra balls, which cross the goal lines and score points
     frames_with_extra_balls: int | None = None
+    # reward events of the same sign as the same env's reward on the step before: the game pays a Pong point once and
+    # then takes the ball away; a dream that draws the ball past the goal line a frame longer can pay it twice
+    rewards_repeated: int = 0
 
     def events(self) -> dict[str, int]:
         """The game's judged event counts under their names, e.g. ``{"points_won": 3, "points_lost": 20}``."""
@@ -107,6 +110,8 @@ class EventCounts:
         rewards = self.positive_rewards + self.negative_rewards
         if self.rewards_at_goal is not None and rewards:
             shown["rewards_at_goal_share"] = round(self.rewards_at_goal / rewards, 4)
+        if rewards:
+            shown["repeated_rewards_share"] = round(self.rewards_repeated / rewards, 4)
         if self.frames_with_extra_balls is not None and self.steps:
             shown["extra_balls_share"] = round(self.frames_with_extra_balls / self.steps, 4)
         return {**asdict(self), "per_1000": {k: round(v, 3) for k, v in self.per_1000().items()}, **shown}
@@ -149,7 +154,8 @@ def count_events(env: VectorEnvLike, policy: Agent, steps: int, game: str, *, se
     obs, _ = env.reset(seed=seed)
     policy.reset(np.ones(n, dtype=bool))
     vector_steps = math.ceil(steps / n)
-    positive = negative = lives = terminations = episodes = 0
+    positive = negative = lives = terminations = episodes = repeated = 0
+    last_sign = np.zeros(n)  # the sign of each env's reward on the step before (0 after an end)
     game_rules = rules(game)
     ball = 0 if "ball" in game_rules.objects else None
     extra_balls = None if ball is None else 0
@@ -167,6 +173,9 @@ def count_events(env: VectorEnvLike, policy: Agent, steps: int, game: str, *, se
             extra_balls += int((count_balls(game, np.asarray(obs), most=2) > 1).sum())
             if goals is not None:
                 goals.step(rewards, objects, ended)
+        sign = np.sign(rewards)
+        repeated += int(((sign != 0) & (sign == last_sign)).sum())
+        last_sign = np.where(ended, 0, sign)
         positive += int((rewards > 0).sum())
         negative += int((rewards < 0).sum())
         terminations += int(terminated.sum())
@@ -182,7 +191,7 @@ def count_events(env: VectorEnvLike, policy: Agent, steps: int, game: str, *, se
             progress(n)
     # an Atari game by its usual name; any other environment by its own (its dream's game)
     return EventCounts(atari_game_name(game) or game, vector_steps * n, positive, negative, lives, terminations,
-                       episodes, ball, None if goals is None else goals.rewards_at_goal, extra_balls)
+                       episodes, ball, None if goals is None else goals.rewards_at_goal, extra_balls, repeated)
 
 
 class _GoalWatch:

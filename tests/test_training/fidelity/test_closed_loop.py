@@ -286,6 +286,19 @@ def test_dream_terminations_follow_how_the_data_ended_episodes():
     assert not dream_ends_at_life_loss({"data_collection": [{"life_loss_ends_episodes": False}]})
 
 
+def test_a_reward_paid_again_on_the_next_step_is_counted_unless_an_episode_ended_between():
+    # env 0 pays +1 on two steps running, then -1 (another sign); env 1 pays -1, ends, and pays -1 in its next episode
+    script = [([1.0, -1.0], [False, True], [False, False], [False, False]),
+              ([1.0, -1.0], [False, False], [False, False], [False, False]),
+              ([-1.0, 0.0], [False, False], [False, False], [False, False])]
+    counts = count_events(_ScriptedVectorEnv(script, life_loss=False), _RecordingPolicy(), 6, "Breakout")
+    assert counts.rewards_repeated == 1
+    assert counts.to_dict()["repeated_rewards_share"] == round(1 / 5, 4)
+    nothing = [([0.0, 0.0], [False, False], [False, False], [False, False])]
+    quiet = count_events(_ScriptedVectorEnv(nothing, life_loss=False), _RecordingPolicy(), 2, "Breakout")
+    assert "repeated_rewards_share" not in quiet.to_dict()  # no rewards, no share
+
+
 # ------------------------------------------------------------------------------------------------- dreams
 def test_count_events_in_a_dream_counts_its_rewards_and_ends():
     model, bank = fixed_event_dream(reward=1, terminates=True)
