@@ -26,7 +26,7 @@ FIGURES = ("repeated_rewards_share", *BALL_FIGURES)  # reported where both sides
 
 
 def report_lines(report: dict[str, Any]) -> list[str]:
-    """The report as plain lines: each policy's event rates, dream against real, its ball figures, the verdict."""
+    """The report as plain lines: each policy's event rates, dream against real, its other figures, the verdict."""
     lines = [f"{report['game']}: {report['steps_per_policy']} steps per policy, {report['num_envs']} envs, "
              f"{report['denoising_steps']} denoising steps from {report['sampler_start']} noise, seed {report['seed']} "
              f"(per 1,000 steps: dream / real)"]
@@ -34,9 +34,9 @@ def report_lines(report: dict[str, Any]) -> list[str]:
         dream, real = sides["dream"], sides["real"]
         rates = [f"{event} {dream['per_1000'][event]:.2f} / {real['per_1000'][event]:.2f}"
                  for event in report["events"]]
-        ball = [f"{name} {dream[name]:.3f} / {real[name]:.3f}" for name in FIGURES
-                if name in dream and name in real]
-        lines.append(f"  {policy:<14} " + ", ".join(rates + ball))
+        figures = [f"{name} {dream[name]:.3f} / {real[name]:.3f}" for name in FIGURES
+                   if name in dream and name in real]
+        lines.append(f"  {policy:<14} " + ", ".join(rates + figures))
     if report["passed"]:
         lines.append("passed")
     else:

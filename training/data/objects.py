@@ -231,15 +231,15 @@ def _without_streaks(coverage: np.ndarray) -> np.ndarray:
     partial coverage along the row next to it, uneven and fading at its ends, which ball-sized windows would otherwise
     read as one ball or several.
     """
-    counted = coverage >= TOUCHED
-    ending_here = np.zeros(counted.shape, np.int32)  # counted pixels in a row up to and including each pixel
-    starting_here = np.zeros(counted.shape, np.int32)  # ... from each pixel on
-    width = counted.shape[2]
+    touched = coverage >= TOUCHED
+    ending_here = np.zeros(touched.shape, np.int32)  # touched pixels in a row up to and including each pixel
+    starting_here = np.zeros(touched.shape, np.int32)  # ... from each pixel on
+    width = touched.shape[2]
     for col in range(width):
         before = ending_here[:, :, col - 1] if col else 0
-        ending_here[:, :, col] = np.where(counted[:, :, col], before + 1, 0)
+        ending_here[:, :, col] = np.where(touched[:, :, col], before + 1, 0)
         after = starting_here[:, :, width - col] if col else 0
-        starting_here[:, :, width - 1 - col] = np.where(counted[:, :, width - 1 - col], after + 1, 0)
+        starting_here[:, :, width - 1 - col] = np.where(touched[:, :, width - 1 - col], after + 1, 0)
     run = ending_here + starting_here - 1
     return np.where(run > BALL_WIDEST, 0, coverage)
 
