@@ -21,7 +21,8 @@ from training.fidelity.closed_loop import closed_loop_report
 from training.runtime.cli import user_errors
 from training.runtime.files import write_json_atomic
 
-BALL_FIGURES = ("ball_shown", "extra_balls_share", "rewards_at_goal_share")  # reported where the game has a ball
+BALL_FIGURES = ("ball_shown", "extra_balls_share", "rewards_at_goal_share",  # reported where the game has a ball
+                "court_kept_share")
 FIGURES = ("repeated_rewards_share", *BALL_FIGURES)  # reported where both sides have them
 
 

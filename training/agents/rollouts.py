@@ -35,7 +35,7 @@ from gym_diamond.envs.core import DreamCore
 from gym_diamond.errors import UserError
 from gym_diamond.games import atari_game_name
 from training.data.games import FOLLOWER_POLICIES, rules
-from training.data.objects import Objects, count_balls, find_objects
+from training.data.objects import Objects, count_balls, court_kept, find_objects
 from training.data.policies import Agent, RandomAgent
 
 __all__ = [
@@ -90,6 +90,9 @@ class EventCounts:
     # reward events of the same sign as the same env's reward on the step before: the game pays a Pong point once and
     # then takes the ball away; a dream that draws the ball past the goal line a frame longer can pay it twice
     rewards_repeated: int = 0
+    # the fixed court's share drawn as the game draws it (training.data.objects.court_kept), summed over the frames
+    # handed to the policy, where the game has a ball: as many as the frames in the game; a dream's walls shrink
+    court_kept: float | None = None
 
     def events(self) -> dict[str, int]:
         """The game's judged event counts under their names, e.g. ``{"points_won": 3, "points_lost": 20}``."""
@@ -114,6 +117,8 @@ class EventCounts:
             shown["repeated_rewards_share"] = round(self.rewards_repeated / rewards, 4)
         if self.frames_with_extra_balls is not None and self.steps:
             shown["extra_balls_share"] = round(self.frames_with_extra_balls / self.steps, 4)
+        if self.court_kept is not None and self.steps:
+            shown["court_kept_share"] = round(self.court_kept / self.steps, 4)
         return {**asdict(self), "per_1000": {k: round(v, 3) for k, v in self.per_1000().items()}, **shown}
 
 
@@ -158,7 +163,7 @@ def count_events(env: VectorEnvLike, policy: Agent, steps: int, game: str, *, se
     last_sign = np.zeros(n)  # the sign of each env's reward on the step before (0 after an end)
     game_rules = rules(game)
     ball = 0 if "ball" in game_rules.objects else None
-    extra_balls = None if ball is None else 0
+    extra_balls = court = None if ball is None else 0
     goals = None if ball is None or game_rules.goal_lines is None else \
         _GoalWatch(game_rules.goal_lines, find_objects(game, np.asarray(obs)))
     for _ in range(vector_steps):
@@ -171,6 +176,7 @@ def count_events(env: VectorEnvLike, policy: Agent, steps: int, game: str, *, se
             objects = find_objects(game, np.asarray(obs))
             ball += int(objects.ball_visible.sum())
             extra_balls += int((count_balls(game, np.asarray(obs), most=2) > 1).sum())
+            court += float(court_kept(game, np.asarray(obs)).sum())
             if goals is not None:
                 goals.step(rewards, objects, ended)
         sign = np.sign(rewards)
@@ -191,7 +197,8 @@ def count_events(env: VectorEnvLike, policy: Agent, steps: int, game: str, *, se
             progress(n)
     # an Atari game by its usual name; any other environment by its own (its dream's game)
     return EventCounts(atari_game_name(game) or game, vector_steps * n, positive, negative, lives, terminations,
-                       episodes, ball, None if goals is None else goals.rewards_at_goal, extra_balls, repeated)
+                       episodes, ball, None if goals is None else goals.rewards_at_goal, extra_balls, repeated,
+                       court)
 
 
 class _GoalWatch:

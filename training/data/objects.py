@@ -31,7 +31,8 @@ import numpy as np
 from gym_diamond.atari import FRAME_SIZE, game_to_name
 from gym_diamond.errors import UserError
 
-__all__ = ["OBJECT_GAMES", "Boxers", "Objects", "count_balls", "find_boxers", "find_objects", "object_game"]
+__all__ = ["OBJECT_GAMES", "Boxers", "Objects", "count_balls", "court_kept", "find_boxers", "find_objects",
+           "object_game"]
 
 PIXEL_COVERAGE = 0.15  # a pixel counts toward an object from this share of its colour
 BALL_COVERAGE = 0.4  # a ball is seen when its counted pixels add up to this many whole pixels
@@ -41,6 +42,7 @@ CHUNK = 256  # frames looked at together
 BALL_WINDOW = (3, 3)  # rows, columns: a ball (about 1 x 1 pixel) blends over at most 3 x 2 pixels
 BALL_WIDEST = 3  # columns: a longer run of touched pixels along a row is a bar's edge, not a ball
 TOUCHED = 0.05  # a pixel's least coverage to be part of a run: a soft edge's faint ends included, no real ball's
+COURT_DISTANCE = 48.0  # RGB distance within which a pixel of the fixed court is drawn as the game draws it
 
 
 @dataclass(frozen=True)
@@ -137,6 +139,8 @@ class _Scene:
     paddle_region: np.ndarray
     paddle_window: tuple[int, int]  # (rows, columns) that hold the whole paddle
     paddle_coverage: float  # the least coverage of a paddle: most of it, even half under a bar
+    court: np.ndarray  # (64, 64) bool: the walls, drawn in every frame of the game in ``court_colour``
+    court_colour: np.ndarray  # (3,)
 
 
 _SCENES = {
@@ -144,12 +148,15 @@ _SCENES = {
     # green paddle is the right one, at column ~56, and slides partly under the bars at either end.
     "Pong": _Scene(_PONG_COURT, np.stack([_PONG_WHITE, _PONG_GREEN, _PONG_ORANGE]), _pong_coverage,
                    ball_region=_region([(10, 59)], (0, 64)), paddle_region=_region([(10, 60)], (52, 61)),
-                   paddle_window=(7, 3), paddle_coverage=1.0),
+                   paddle_window=(7, 3), paddle_coverage=1.0,
+                   court=_region([(8, 10), (60, 64)], (0, 64)), court_colour=np.array([236, 236, 236], np.float32)),
     # Breakout: walls at columns 0-2 and 61-63 (red and teal at their feet), bricks in rows 17-28 (the top
     # row red like the ball), the paddle in rows 57-59. The ball is seen above and below the bricks.
     "Breakout": _Scene(np.zeros(3, np.float32), _BREAKOUT_RED[None], _breakout_coverage,
                        ball_region=_region([(10, 17), (29, 57)], (3, 61)), paddle_region=_region([(57, 60)], (3, 61)),
-                       paddle_window=(3, 9), paddle_coverage=2.0),
+                       paddle_window=(3, 9), paddle_coverage=2.0,
+                       court=_region([(6, 9)], (0, 64)) | _region([(10, 57)], (0, 2)) | _region([(10, 57)], (62, 64)),
+                       court_colour=np.array([142, 142, 142], np.float32)),
 }
 OBJECT_GAMES = tuple(sorted(_SCENES))
 
@@ -293,6 +300,15 @@ def count_balls(game: str, frames: np.ndarray, most: int = 4) -> np.ndarray:
         for i in np.nonzero(found)[0]:
             weights[i, max(top[i] - 1, 0):top[i] + h + 1, max(left[i] - 1, 0):left[i] + w + 1] = 0
     return np.where(c.game_like, count, 0)
+
+
+def court_kept(game: str, frames: np.ndarray) -> np.ndarray:
+    """The share of ``game``'s fixed court (its walls, the same in every frame of the game) that each uint8 frame
+    (n, 64, 64, 3) draws in the game's colour, (n,): 1.0 in real play; a dream that drifts over its own frames lets
+    its walls shrink and go."""
+    scene, frames = _SCENES[object_game(game)], _checked_frames(frames)
+    distance = np.linalg.norm(frames[:, scene.court].astype(np.float32) - scene.court_colour, axis=-1)
+    return (distance <= COURT_DISTANCE).mean(axis=1)
 
 
 # ------------------------------------------------------------------------------------------------ Boxing

@@ -31,7 +31,9 @@ side also reports ``rewards_at_goal_share``, the share of the points paid with t
 scores through in one of the 3 frames before (reported, not judged): 1.0 in the real game; below, the dream's reward
 model pays points the dreamed ball never scored. With a ball, ``extra_balls_share`` is the share of the frames that show
 more than one (``training.data.objects.count_balls``; reported, not judged): 0 in the game; a dream that drifts over
-its own frames draws extra balls, and their crossings score. Every side with rewards reports
+its own frames draws extra balls, and their crossings score. With a ball, ``court_kept_share`` is the mean share of the
+game's fixed court (its walls) the frames draw as the game does (``training.data.objects.court_kept``; reported, not
+judged): 1.0 in the game; over hundreds of its own frames a dream lets its walls shrink. Every side with rewards reports
 ``repeated_rewards_share``, the share of its reward events paid again on the same env's next step (reported, not
 judged): 0 in real Pong, which pays a point once and takes the ball away; a dream that draws the ball past the goal
 line a frame longer can pay the point twice.

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from gym_diamond.atari import make_atari_env
-from training.data.objects import OBJECT_GAMES, count_balls, find_objects, object_game
+from training.data.objects import OBJECT_GAMES, count_balls, court_kept, find_objects, object_game
 from training.data.scripted import BallFollower
 
 # Where the emulator keeps the ball and the player's paddle (the annotated Atari RAM of Anand et al., 2019,
@@ -188,6 +188,23 @@ def test_a_bar_edge_drawn_along_a_row_is_no_ball(game_name):
     assert found.ball_visible[:10].all() and not found.ball_visible[10:].any()
     np.testing.assert_allclose(found.ball_xy[:10], seen.ball_xy[with_ball], atol=1e-9)
     assert (count_balls(game_name, frames) == np.r_[np.ones(10), np.zeros(len(without))]).all()
+
+
+# rows where each game draws a wall all across the frame, and the wall's colour
+WALL_ROWS = {"Pong": (slice(8, 10), 2 * 64 / (6 * 64), np.array([236, 236, 236])),
+             "Breakout": (slice(6, 9), 3 * 64 / (3 * 64 + 2 * 2 * 47), np.array([142, 142, 142]))}
+
+
+@pytest.mark.parametrize("game_name", OBJECT_GAMES)
+def test_the_court_is_kept_in_real_play_and_a_wall_painted_over_is_missed(game_name):
+    game = play(game_name)
+    assert (court_kept(game_name, game.frames) == 1.0).all()
+    rows, share, colour = WALL_ROWS[game_name]
+    frames = game.frames[:5].copy()
+    frames[:, rows] = game.frames[0, 30, 32]  # the top wall painted with what lies below it
+    np.testing.assert_allclose(court_kept(game_name, frames), 1.0 - share)
+    frames[:, rows] = np.round(0.9 * colour + 0.1 * game.frames[0, 30, 32])  # a wall a little off its colour holds
+    assert (court_kept(game_name, frames) == 1.0).all()
 
 
 def test_bad_games_and_frames_are_refused():

@@ -153,7 +153,7 @@ def test_count_events_counts_what_the_env_gives():
     # ceil(11 / 2) = 6 vector steps: the script twice
     assert counts == EventCounts("Breakout", 12, positive_rewards=4, negative_rewards=4, lives_lost=4,
                                  terminations=4, episodes=6, frames_with_ball=0,
-                                 frames_with_extra_balls=0)  # black frames: no ball
+                                 frames_with_extra_balls=0, court_kept=0.0)  # black frames: no ball, no walls
     assert counts.events() == {"bricks": 4, "lives_lost": 4}
     assert counts.per_1000() == {"bricks": 4000 / 12, "lives_lost": 4000 / 12, "terminations": 4000 / 12,
                                  "episodes": 6000 / 12}
@@ -170,6 +170,7 @@ def test_count_events_counts_what_the_env_gives():
     assert maze.game == "MiniGrid-Empty-6x6-v0" and maze.positive_rewards == 4
     assert maze.frames_with_ball is None and "ball_shown" not in maze.to_dict()  # no ball to look for
     assert maze.frames_with_extra_balls is None and "extra_balls_share" not in maze.to_dict()
+    assert maze.court_kept is None and "court_kept_share" not in maze.to_dict()
     assert count_events(dream, _RecordingPolicy(), 12, "ALE/Pong-v5").game == "Pong"
 
 
@@ -257,6 +258,8 @@ def test_count_events_in_real_pong_matches_the_rewards():
     assert counts.rewards_at_goal == counts.positive_rewards + counts.negative_rewards
     assert counts.to_dict()["rewards_at_goal_share"] == 1.0
     assert counts.frames_with_extra_balls == 0 and counts.to_dict()["extra_balls_share"] == 0.0  # one ball at most
+    assert counts.to_dict()["court_kept_share"] == 1.0  # the walls in every frame
+    assert counts.rewards_repeated == 0 and counts.to_dict()["repeated_rewards_share"] == 0.0  # a point paid once
 
 
 def test_count_events_in_real_breakout_counts_life_losses():
@@ -307,7 +310,7 @@ def test_count_events_in_a_dream_counts_its_rewards_and_ends():
                           terminations_are_life_losses=True)
     env.close()
     assert dataclasses.replace(counts, frames_with_ball=None, rewards_at_goal=None,
-                               frames_with_extra_balls=None) == EventCounts(
+                               frames_with_extra_balls=None, court_kept=None) == EventCounts(
         "Pong", 6, positive_rewards=6, negative_rewards=0, lives_lost=6, terminations=6, episodes=6)
     assert 0 <= counts.frames_with_ball <= 6  # the dream's frames are looked at for a ball
     model, bank = fixed_event_dream(reward=0, terminates=False)
@@ -315,7 +318,7 @@ def test_count_events_in_a_dream_counts_its_rewards_and_ends():
     counts = count_events(env, make_policy("random", "Pong", 6, seed=0), 6, "Pong", seed=0)
     env.close()
     assert dataclasses.replace(counts, frames_with_ball=None, rewards_at_goal=None,
-                               frames_with_extra_balls=None) == EventCounts(
+                               frames_with_extra_balls=None, court_kept=None) == EventCounts(
         "Pong", 6, 0, 0, 0, terminations=0, episodes=2)  # truncated at 2 steps
     for override in ({"denoising_steps": 2}, {"sampler_start": "sigma_max"}):  # set on a loaded model, not here
         with pytest.raises(ValueError, match="apply to a checkpoint path"):
