@@ -239,16 +239,12 @@ def _without_streaks(coverage: np.ndarray) -> np.ndarray:
     read as one ball or several.
     """
     touched = coverage >= TOUCHED
-    ending_here = np.zeros(touched.shape, np.int32)  # touched pixels in a row up to and including each pixel
-    starting_here = np.zeros(touched.shape, np.int32)  # ... from each pixel on
-    width = touched.shape[2]
-    for col in range(width):
-        before = ending_here[:, :, col - 1] if col else 0
-        ending_here[:, :, col] = np.where(touched[:, :, col], before + 1, 0)
-        after = starting_here[:, :, width - col] if col else 0
-        starting_here[:, :, width - 1 - col] = np.where(touched[:, :, width - 1 - col], after + 1, 0)
-    run = ending_here + starting_here - 1
-    return np.where(run > BALL_WIDEST, 0, coverage)
+    span, width = BALL_WIDEST + 1, touched.shape[2]  # a pixel is in a longer run iff it lies in `span` touched ones
+    starts = np.logical_and.reduce([touched[:, :, k:width - span + 1 + k] for k in range(span)])
+    in_streak = np.zeros_like(touched)
+    for k in range(span):
+        in_streak[:, :, k:width - span + 1 + k] |= starts
+    return np.where(in_streak, 0, coverage)
 
 
 def _checked_frames(frames: np.ndarray) -> np.ndarray:
