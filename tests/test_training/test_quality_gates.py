@@ -24,9 +24,9 @@ def test_quality_gates_measure_fidelity_events_and_transfer(tmp_path, capsys):
     checkpoint = make_tiny_checkpoint(tmp_path / "wm.safetensors")
     capsys.readouterr()
     gates_main(["--checkpoint", str(checkpoint), "--data", str(data), "--test-fraction", "0.5", "--out",
-                str(tmp_path / "g"), "--samples", "4", "--denoising-steps", "1", "2", "--ppo-steps", "32",
+                str(tmp_path / "g"), "--samples", "4", "--denoising-steps", "1", "2", "--ppo-steps", "16",
                 "--algo-kwargs", '{"n_steps": 16, "batch_size": 16}', "--num-envs", "1", "--frame-stack", "2",
-                "--episodes", "1", "--max-steps", "300", "--dream-event-steps", "40", "--closed-loop-steps", "24",
+                "--episodes", "1", "--max-steps", "300", "--dream-event-steps", "20", "--closed-loop-steps", "24",
                 "--closed-loop-envs", "2"])
     stdout = capsys.readouterr().out
     gates = json.loads((tmp_path / "g" / "gates.json").read_text())
@@ -42,7 +42,7 @@ def test_quality_gates_measure_fidelity_events_and_transfer(tmp_path, capsys):
     events = gates["events"]
     assert sum(map(sum, events["reward_confusion"])) == events["transitions"] > 0
     dream_events = gates["dream_events"]  # judged on the dream's own next frames, the first sampler's
-    assert dream_events["denoising_steps"] == 1 and sum(map(sum, dream_events["reward_confusion"])) >= 40
+    assert dream_events["denoising_steps"] == 1 and sum(map(sum, dream_events["reward_confusion"])) >= 20
     assert dream_events["episodes"] + dream_events["episode_ends"] == gates["held_out"]["episodes"]
     assert set(gates["closed_loop"]["policies"]) >= {"random", "follower"}
     assert gates["passed"] is False and any(why.startswith("1_denoising_steps objects_gate") for why in gates["failed"])
@@ -60,10 +60,10 @@ def test_quality_gates_measure_fidelity_events_and_transfer(tmp_path, capsys):
     assert gates["held_out"]["how"] == "collected apart" and gates["held_out"]["steps"] == 300
     assert gates["held_out"]["collection"][0]["seed"] == 5 and gates["events"]["transitions"] == 300
     assert "transfer" not in gates and "closed_loop" not in gates and "dream_events" not in gates
-    both = subprocess.run([sys.executable, "-m", "training.gates", "--checkpoint",
-                           str(checkpoint), "--test-data", str(apart), "--data", str(data), "--out", str(tmp_path)],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=600)
-    assert both.returncode != 0 and "give --data with --test-fraction" in both.stderr
+    with pytest.raises(SystemExit) as both:
+        gates_main(["--checkpoint", str(checkpoint), "--test-data", str(apart), "--data", str(data), "--out",
+                    str(tmp_path)])
+    assert both.value.code != 0 and "give --data with --test-fraction" in capsys.readouterr().err
 
 
 def test_pooled_psnr_counts_an_exact_repeat_as_zero_error_not_100_db():
