@@ -190,3 +190,24 @@ def pong_frame(ball_x: float | None, ball_y: int = 30) -> np.ndarray:
     if ball_x is not None and 0 <= ball_x < 64:
         frame[ball_y, int(round(ball_x))] = 236
     return frame
+
+
+def first_denoiser_update(dataset: EpisodeDataset, monkeypatch, **config) -> tuple[torch.Tensor, torch.Tensor]:
+    """The frames a tiny denoiser's first update trains on (context and targets, as the loss reads them) and its
+    weights after that update, with ``WorldModelTrainingConfig(warmup_steps=0, **config)``."""
+    from training.world_model.trainer import WorldModelTrainer
+    from training.world_model.training_config import WorldModelTrainingConfig
+
+    torch.manual_seed(0)
+    model = WorldModel(tiny_world_model_config(num_actions=6))
+    trainer = WorldModelTrainer(model, dataset, WorldModelTrainingConfig(warmup_steps=0, **config))
+    seen = {}
+    loss = model.denoiser.autoregressive_loss
+
+    def spy(frames, *args, **kwargs):
+        seen["frames"] = frames.clone()
+        return loss(frames, *args, **kwargs)
+
+    monkeypatch.setattr(model.denoiser, "autoregressive_loss", spy)
+    trainer.denoiser_step()
+    return seen["frames"], torch.cat([p.detach().flatten() for p in model.denoiser.parameters()])

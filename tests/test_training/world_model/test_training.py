@@ -9,7 +9,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from helpers import pong_frame, real_breakout_data, real_pong_data, real_pong_episode
+from helpers import first_denoiser_update, pong_frame, real_breakout_data, real_pong_data, real_pong_episode
 
 import gym_diamond  # noqa: F401
 from gym_diamond import load_checkpoint
@@ -432,21 +432,8 @@ def test_context_noise_perturbs_only_the_context_and_is_off_by_default(pong_data
     dataset = EpisodeDataset(pong_data, game="Pong")
 
     def first_update(context_noise: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        torch.manual_seed(0)
-        model = WorldModel(tiny_world_model_config(num_actions=6))
-        trainer = WorldModelTrainer(model, dataset, WorldModelTrainingConfig(batch_size=4, context_noise=context_noise,
-                                                                             warmup_steps=0))
-        seen = {}
-        loss = model.denoiser.autoregressive_loss
-
-        def spy(frames, *args, **kwargs):
-            seen["frames"] = frames.clone()
-            return loss(frames, *args, **kwargs)
-
-        monkeypatch.setattr(model.denoiser, "autoregressive_loss", spy)
-        trainer.denoiser_step()
-        weights = torch.cat([p.detach().flatten() for p in model.denoiser.parameters()])
-        return seen["frames"][:, 4:], seen["frames"][:, :4], weights
+        frames, weights = first_denoiser_update(dataset, monkeypatch, batch_size=4, context_noise=context_noise)
+        return frames[:, 4:], frames[:, :4], weights
 
     clean_next, clean_context, clean_weights = first_update(0.0)
     noisy_next, noisy_context, noisy_weights = first_update(0.3)
