@@ -31,8 +31,8 @@ import numpy as np
 from gym_diamond.atari import FRAME_SIZE, game_to_name
 from gym_diamond.errors import UserError
 
-__all__ = ["OBJECT_GAMES", "Boxers", "Objects", "count_balls", "court_kept", "find_boxers", "find_objects",
-           "object_game"]
+__all__ = ["OBJECT_GAMES", "Boxers", "Objects", "count_balls", "court_kept", "court_scene", "find_boxers",
+           "find_objects", "object_game"]
 
 PIXEL_COVERAGE = 0.15  # a pixel counts toward an object from this share of its colour
 BALL_COVERAGE = 0.4  # a ball is seen when its counted pixels add up to this many whole pixels
@@ -296,6 +296,12 @@ def count_balls(game: str, frames: np.ndarray, most: int = 4) -> np.ndarray:
         for i in np.nonzero(found)[0]:
             weights[i, max(top[i] - 1, 0):top[i] + h + 1, max(left[i] - 1, 0):left[i] + w + 1] = 0
     return np.where(c.game_like, count, 0)
+
+
+def court_scene(game: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``game``'s fixed court: its walls (64, 64) bool, their colour (3,) and the background's colour (3,)."""
+    scene = _SCENES[object_game(game)]
+    return scene.court.copy(), scene.court_colour.copy(), scene.background.copy()
 
 
 def court_kept(game: str, frames: np.ndarray) -> np.ndarray:
