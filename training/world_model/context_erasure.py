@@ -8,8 +8,9 @@ noise away and still copies.
 
 Here, in a share of the training samples, patches of what stays still over the whole sample (every context frame
 and target) are faded towards the sample's background colour in every context frame, while the targets keep
-them: the denoiser learns to draw the fixed scene back from its prior. What moves (ball, paddles in play) is never
-touched, so no object is erased from a context whose target shows it.
+them: the denoiser learns to draw the fixed scene back from its prior. What moves within the sample (the ball, a
+paddle in play) is never touched; a paddle that stands still through all of the sample's frames may be faded as the
+court is, and the target then asks the denoiser to draw it back where it stood.
 """
 
 from __future__ import annotations
