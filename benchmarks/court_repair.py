@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gym_diamond import load_checkpoint
+from gym_diamond import load_checkpoint, to_model_frames, to_uint8_frames
 from training.data.dataset import EpisodeDataset
 from training.data.objects import court_kept, court_scene
 
@@ -86,9 +86,9 @@ def dreamer(path: str | Path, seed: int = 0) -> tuple[NextFrames, int]:
     generator = torch.Generator().manual_seed(seed)
 
     def next_frames(context: np.ndarray, actions: np.ndarray) -> np.ndarray:
-        x = torch.from_numpy(context).permute(0, 1, 4, 2, 3).float() / 127.5 - 1
-        step = model.imagine_step(x, torch.from_numpy(actions).long(), generator=generator)
-        return ((step.next_frame.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
+        step = model.imagine_step(to_model_frames(torch.from_numpy(context)), torch.from_numpy(actions).long(),
+                                  generator=generator)
+        return to_uint8_frames(step.next_frame).numpy()
 
     return next_frames, model.config.denoiser.context_length
 

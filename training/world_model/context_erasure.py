@@ -18,6 +18,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from gym_diamond.diffusion import quantize
+
 # each erased sample gets this many rectangles: up to 16 rows high and 4 to 32 columns wide, each faded by a
 # strength drawn in [0, 1] (1 erases it to the background)
 PATCHES = 3
@@ -53,6 +55,6 @@ def erase_still_patches(frames: Tensor, context_length: int, share: float, unifo
     context = frames[:, :L]
     background = context[:, -1].flatten(2).median(dim=2).values  # (n, c)
     faded = context + amount[:, None, None] * (background[:, None, :, None, None] - context)
-    faded = torch.round((faded + 1) * 127.5) / 127.5 - 1  # 256 levels, as every frame the denoiser reads
+    faded = quantize(faded, "round")  # 256 levels, as every frame the denoiser reads
     faded = torch.where(amount[:, None, None] > 0, faded, context)
     return torch.cat([faded, frames[:, L:]], dim=1)
