@@ -5,6 +5,8 @@ VENV ?= .venv
 # The CPU build on this disk; for CUDA, e.g. `make demo TORCH="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128"`.
 TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
+# pytest-xdist workers for `make test`, one thread each (tests/conftest.py): one per core of a 2-core machine
+TEST_WORKERS ?= 2
 
 .PHONY: install demo test clean
 
@@ -26,7 +28,7 @@ demo: install
 
 test: install
 	$(BIN)/python -m ruff check .
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -13,6 +13,9 @@ os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="gym-diamond-test-cache-"
 # the CPU default precision follows the CPU (bf16 with native bf16 units): the same on every machine in tests,
 # whose precision tests mock the capability instead
 os.environ["GYM_DIAMOND_CPU_PRECISION"] = "fp32"
+# pytest-xdist runs one worker per core: each gets one thread, so two workers do not fight over the cores
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    torch.set_num_threads(1)
 
 
 @pytest.fixture
