@@ -4,7 +4,7 @@ import tempfile
 import numpy as np
 import pytest
 import torch
-from helpers import make_bandit_checkpoint, make_tiny_checkpoint
+from helpers import make_bandit_checkpoint, make_tiny_checkpoint, real_pong_data
 
 from gym_diamond import StartBank, WorldModel, tiny_world_model_config
 
@@ -34,6 +34,12 @@ def start_bank() -> StartBank:
 @pytest.fixture(scope="session")
 def pong_checkpoint(tmp_path_factory):
     return make_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "Pong.safetensors")
+
+
+@pytest.fixture(scope="session")
+def pong_data(tmp_path_factory):
+    """Two real episodes of 150 random Pong steps, cut short: data the trainer reads (never writes), made once."""
+    return real_pong_data(tmp_path_factory.mktemp("pong_data"))
 
 
 @pytest.fixture(scope="session")

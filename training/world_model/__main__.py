@@ -53,6 +53,11 @@ def main(argv: list[str] | None = None) -> None:
                         help="share of denoiser samples whose still parts (walls, score) are faded in the context "
                              "and kept in the target, so the denoiser learns to repair a fading court (0, the "
                              "default, is DIAMOND's training)")
+    parser.add_argument("--context-ghosts", type=float, default=DEFAULTS.context_ghosts,
+                        help="share of denoiser samples with a copy of a moving object (a paddle, the ball) pasted "
+                             "a few pixels away in the last context frames and not in the target, so the denoiser "
+                             "learns to drop an object its own frames drew twice (0, the default, is DIAMOND's "
+                             "training)")
     parser.add_argument("--termination-oversampling", type=float, default=DEFAULTS.termination_oversampling,
                         help="fraction of each reward/termination batch cut around a real termination (0, the "
                              "default: DIAMOND's uniform sampling)")
@@ -149,7 +154,7 @@ def main(argv: list[str] | None = None) -> None:
         autoregressive_steps=args.autoregressive_steps, warmup_steps=args.warmup_steps,
         sample_weights=tuple(args.sample_weights) if args.sample_weights else None, test_fraction=args.test_fraction,
         precision=args.precision or "fp32", compile=args.compile, context_noise=args.context_noise,
-        context_erasure=args.context_erasure,
+        context_erasure=args.context_erasure, context_ghosts=args.context_ghosts,
         termination_oversampling=args.termination_oversampling, reward_oversampling=args.reward_oversampling,
         denoiser_reward_oversampling=args.denoiser_reward_oversampling,
         denoiser_return_oversampling=args.denoiser_return_oversampling,

@@ -58,6 +58,7 @@ def export_checkpoint(path: str | Path, trainer: WorldModelTrainer, *, game: str
         "model_preset": model_preset, "processes": processes, "recipe": config.recipe,
         "autoregressive_steps": config.autoregressive_steps, "sample_weights": config.sample_weights,
         "context_noise": config.context_noise, "context_erasure": config.context_erasure,
+        "context_ghosts": config.context_ghosts,
         "termination_oversampling": config.termination_oversampling,
         "reward_oversampling": config.reward_oversampling,
         "denoiser_reward_oversampling": config.denoiser_reward_oversampling,

@@ -27,6 +27,7 @@ from training.data.sampling import BatchSampler
 from training.runtime.distributed import Distributed
 from training.runtime.optim import adamw, optimizer_update, warmup_lr
 from training.runtime.state import load_optimizer_state, optimizer_state, restore_rng, rng_state
+from training.world_model import context_ghosts
 from training.world_model.context_erasure import UNIFORMS_PER_SAMPLE, erase_still_patches
 from training.world_model.objectives import DenoiserObjective, RewEndObjective, changed_pixel_weights
 from training.world_model.training_config import WorldModelTrainingConfig
@@ -210,6 +211,10 @@ class WorldModelTrainer:
         if self.config.context_erasure > 0:  # drawn for the global batch too
             uniforms = torch.rand((len(ids), UNIFORMS_PER_SAMPLE), generator=self.noise, device=self.device)[rows]
             frames = erase_still_patches(frames, L, self.config.context_erasure, uniforms)
+        if self.config.context_ghosts > 0:  # drawn for the global batch too
+            uniforms = torch.rand((len(ids), context_ghosts.UNIFORMS_PER_SAMPLE), generator=self.noise,
+                                  device=self.device)[rows]
+            frames = context_ghosts.add_context_ghosts(frames, L, self.config.context_ghosts, uniforms)
         self.model.denoiser.train()
         with self.autocast(self.device):
             loss = self._denoiser_objective(frames, t["actions"][:, :L + K - 1], t["frame_mask"],

@@ -33,7 +33,8 @@ CONTEXT_REACH = 5
 NOT_RUN_SETTINGS = ("precision", "compile", "fidelity_every", "fidelity_samples", "recipe")
 # settings added after runs were recorded without them: recorded only away from these defaults, so those runs resume
 LATER_SETTINGS = {"denoiser_return_oversampling": 0.0, "denoiser_serve_oversampling": 0.0, "rew_end_input_noise": 0.0,
-                  "branch_from": None, "changed_pixel_source": "target", "init_from": None, "context_erasure": 0.0}
+                  "branch_from": None, "changed_pixel_source": "target", "init_from": None, "context_erasure": 0.0,
+                  "context_ghosts": 0.0}
 
 
 
@@ -71,6 +72,10 @@ class WorldModelTrainingConfig:
     # (walls, score) are faded towards the background in the context frames and kept in the targets, so the
     # denoiser learns to repair a fixed scene its own frames let fade (training.world_model.context_erasure)
     context_erasure: float = 0.0
+    # off for DIAMOND-exact training: in this share of denoiser samples, a copy of something that moves (a paddle,
+    # the ball) is pasted a few pixels away into the last context frames and left out of the targets, so the
+    # denoiser learns to drop an object its own frames drew twice (training.world_model.context_ghosts)
+    context_ghosts: float = 0.0
     # Terminations are rare (a Pong game ends every ~1,500 steps, so about one reward/termination batch in
     # three holds one): this fraction of each batch's sequences is cut around the end of a terminated
     # episode instead, so the termination head sees more of them. 0: DIAMOND's sampling
@@ -217,6 +222,9 @@ class WorldModelTrainingConfig:
             raise UserError(f"WorldModelTrainingConfig.context_noise={self.context_noise} is invalid: expected >= 0")
         if not 0 <= self.context_erasure <= 1:
             raise UserError(f"WorldModelTrainingConfig.context_erasure={self.context_erasure} is invalid: expected a "
+                            f"share in [0, 1] (0: DIAMOND's training)")
+        if not 0 <= self.context_ghosts <= 1:
+            raise UserError(f"WorldModelTrainingConfig.context_ghosts={self.context_ghosts} is invalid: expected a "
                             f"share in [0, 1] (0: DIAMOND's training)")
         if self.rew_end_input_noise < 0:
             raise UserError(f"WorldModelTrainingConfig.rew_end_input_noise={self.rew_end_input_noise} is invalid: "

@@ -2,12 +2,11 @@
 
 import pytest
 import torch
-from helpers import first_denoiser_update, real_pong_data
+from helpers import first_denoiser_update
 
 from gym_diamond import tiny_world_model_config
 from training.data.dataset import EpisodeDataset
 from training.world_model.context_erasure import PATCHES, UNIFORMS_PER_SAMPLE, erase_still_patches
-from training.world_model.training_config import WorldModelTrainingConfig
 
 BROWN = torch.tensor([144, 72, 17]) / 127.5 - 1
 WHITE = torch.tensor([236, 236, 236]) / 127.5 - 1
@@ -52,19 +51,6 @@ def test_the_strength_fades_part_way_and_zero_keeps_the_frames():
     assert torch.equal(out[1], frames[1])
     with pytest.raises(ValueError, match="uniforms"):
         erase_still_patches(frames, L, share=1.0, uniforms=torch.zeros(2, UNIFORMS_PER_SAMPLE - 1))
-
-
-def test_the_share_is_checked_and_recorded_only_when_on():
-    with pytest.raises(ValueError, match="context_erasure"):
-        WorldModelTrainingConfig(context_erasure=1.5)
-    assert "context_erasure" not in WorldModelTrainingConfig().run_settings()  # runs recorded before it resume
-    assert WorldModelTrainingConfig(context_erasure=0.5).run_settings()["context_erasure"] == 0.5
-
-
-@pytest.fixture(scope="module")
-def pong_data(tmp_path_factory):
-    """Two real episodes of 150 random Pong steps, cut short."""
-    return real_pong_data(tmp_path_factory.mktemp("pong_erasure"))
 
 
 def test_the_trainer_erases_only_still_context_pixels_and_is_off_by_default(pong_data, monkeypatch):

@@ -12,7 +12,7 @@ import time
 import numpy as np
 import pytest
 import torch
-from helpers import ROOT, real_pong_data
+from helpers import ROOT
 
 from gym_diamond import WorldModel, load_checkpoint, tiny_world_model_config
 from gym_diamond.checkpoint import read_metadata
@@ -24,12 +24,6 @@ from training.world_model.run import train_world_model
 from training.world_model.trainer import WorldModelTrainer
 from training.world_model.training_config import WorldModelTrainingConfig
 from training.world_model.weight_average import WeightAverage
-
-
-@pytest.fixture(scope="module")
-def pong_data(tmp_path_factory):
-    """Two real episodes of 150 random Pong steps, cut short."""
-    return real_pong_data(tmp_path_factory.mktemp("pong_recipe"))
 
 
 def drawn_log_sigmas(config: WorldModelTrainingConfig, pong_data, monkeypatch) -> torch.Tensor:
@@ -229,3 +223,12 @@ def test_a_named_recipe_sets_its_fields_and_flags_set_over_it(pong_data, tmp_pat
     chosen = (provenance["recipe"], provenance["changed_pixel_weight"], provenance["train_sigma_loc"],
               provenance["lr"], provenance["ema_decay"])
     assert chosen == ("cpu", 5.0, 0.4, 1e-3, 0.999)
+
+
+@pytest.mark.parametrize("option", ["context_erasure", "context_ghosts"])
+def test_a_context_corruption_share_is_checked_and_recorded_only_when_on(option):
+    for bad in (-0.1, 1.5):
+        with pytest.raises(ValueError, match=option):
+            WorldModelTrainingConfig(**{option: bad})
+    assert option not in WorldModelTrainingConfig().run_settings()  # runs recorded before it resume
+    assert WorldModelTrainingConfig(**{option: 0.5}).run_settings()[option] == 0.5

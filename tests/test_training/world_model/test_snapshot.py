@@ -5,7 +5,6 @@ import json
 import numpy as np
 import pytest
 import torch
-from helpers import real_pong_data
 
 from gym_diamond import load_checkpoint
 from training.runtime.state import load_state
@@ -13,11 +12,6 @@ from training.world_model.run import train_world_model
 from training.world_model.snapshot import main as snapshot_main
 from training.world_model.snapshot import snapshot_run
 from training.world_model.training_config import WorldModelTrainingConfig
-
-
-@pytest.fixture(scope="module")
-def pong_data(tmp_path_factory):
-    return real_pong_data(tmp_path_factory.mktemp("pong_snapshot"))
 
 
 def assert_same_checkpoint(a, b) -> None:

@@ -9,7 +9,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from helpers import first_denoiser_update, pong_frame, real_breakout_data, real_pong_data, real_pong_episode
+from helpers import first_denoiser_update, pong_frame, real_breakout_data, real_pong_episode
 
 import gym_diamond  # noqa: F401
 from gym_diamond import load_checkpoint
@@ -23,12 +23,6 @@ from training.runtime.state import load_state, save_state
 from training.world_model.run import train_world_model
 from training.world_model.trainer import WorldModelTrainer
 from training.world_model.training_config import WorldModelTrainingConfig
-
-
-@pytest.fixture(scope="module")
-def pong_data(tmp_path_factory):
-    """Two real episodes of 150 random Pong steps, cut short."""
-    return real_pong_data(tmp_path_factory.mktemp("pong_data"))
 
 
 def test_denoiser_loss_falls_on_real_pong(pong_data):

@@ -4,7 +4,7 @@ import dataclasses
 
 import pytest
 import torch
-from helpers import real_breakout_data, real_pong_data
+from helpers import real_breakout_data
 
 from gym_diamond import load_checkpoint
 from training.data.dataset import EpisodeDataset
@@ -18,10 +18,6 @@ from training.world_model.warm_start import recorded_cpu_hours, warm_start
 CONFIG = WorldModelTrainingConfig(batch_size=2, rew_end_sequence_length=4, ema_decay=0.9, warmup_steps=2)
 KWARGS = dict(model_preset="tiny", device="cpu", seed=3, progress=False, save_every=1)
 
-
-@pytest.fixture(scope="module")
-def pong_data(tmp_path_factory):
-    return real_pong_data(tmp_path_factory.mktemp("pong_data"))
 
 
 @pytest.fixture(scope="module")
