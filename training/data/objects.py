@@ -313,6 +313,33 @@ def court_kept(game: str, frames: np.ndarray) -> np.ndarray:
     return (distance <= COURT_DISTANCE).mean(axis=1)
 
 
+OPPONENT_COLUMNS = (5, 10)  # Pong's opponent paddle (orange, the left one) lies in column 7 of a 64x64 frame
+OPPONENT_COVERAGE = 0.5  # a row of those columns with this much orange shows the paddle
+
+
+@dataclass(frozen=True)
+class OpponentPaddle:
+    """Pong's opponent paddle in each of n frames. The game draws one paddle of about 5 rows (fewer half under a
+    bar); a dream unsure where it went can draw it in two or three pieces, and a ball then passes between them."""
+
+    rows: np.ndarray  # (n,) int: rows that show the paddle's orange
+    pieces: np.ndarray  # (n,) int: separate runs of such rows (1 in the game, 0 where it is hidden)
+    centre_y: np.ndarray  # (n,) float64: the mean of those rows, NaN where none
+
+
+def find_opponent_paddle(frames: np.ndarray) -> OpponentPaddle:
+    """Pong's opponent paddle in uint8 ``frames`` (n, 64, 64, 3): the rows of its columns within the court that
+    hold its orange, and how many separate pieces they make."""
+    scene, frames = _SCENES["Pong"], _checked_frames(frames)
+    strip = frames[:, 10:60, OPPONENT_COLUMNS[0]:OPPONENT_COLUMNS[1]].astype(np.float32) - scene.background
+    shown = (_along(strip, np.linalg.norm(strip, axis=-1), _PONG_ORANGE) >= OPPONENT_COVERAGE).any(axis=2)
+    edges = np.diff(np.pad(shown.astype(np.int8), ((0, 0), (1, 1))), axis=1)
+    rows = shown.sum(axis=1)
+    with np.errstate(invalid="ignore"):
+        centre = (shown * np.arange(10, 60)).sum(axis=1) / rows
+    return OpponentPaddle(rows, (edges == 1).sum(axis=1), np.where(rows > 0, centre, np.nan))
+
+
 # ------------------------------------------------------------------------------------------------ Boxing
 # Boxing shows a white boxer (the player) and a black one (the computer) inside a ring of orange ropes on green.
 # ``find_boxers`` reads each as the centre of its colour's pixels inside the ropes (a boxer shows as about 30

@@ -7,7 +7,14 @@ import numpy as np
 import pytest
 
 from gym_diamond.atari import make_atari_env
-from training.data.objects import OBJECT_GAMES, count_balls, court_kept, find_objects, object_game
+from training.data.objects import (
+    OBJECT_GAMES,
+    count_balls,
+    court_kept,
+    find_objects,
+    find_opponent_paddle,
+    object_game,
+)
 from training.data.scripted import BallFollower
 
 # Where the emulator keeps the ball and the player's paddle (the annotated Atari RAM of Anand et al., 2019,
@@ -215,3 +222,21 @@ def test_bad_games_and_frames_are_refused():
         find_objects("Pong", np.zeros((64, 64, 3), np.float32))
     empty = find_objects("Breakout", np.zeros((0, 64, 64, 3), np.uint8))
     assert len(empty) == 0 and empty.ball_xy.shape == (0, 2)
+
+
+def test_pongs_opponent_paddle_is_one_piece_in_real_play_and_a_painted_copy_makes_two():
+    frames = play("Pong").frames
+    paddle = find_opponent_paddle(frames)
+    assert (paddle.rows >= 3).mean() >= 0.8  # seen, but for moments half under a bar
+    # one piece; two for a frame or so where the max over skipped frames catches it jumping after a point
+    assert (paddle.pieces >= 1).sum() == (paddle.rows > 0).sum() and (paddle.pieces >= 2).mean() <= 0.01
+    shown = np.flatnonzero(paddle.rows >= 5)[0]
+    frame = frames[shown].copy()
+    top = int(round(paddle.centre_y[shown])) - 2
+    copy_top = top + 20 if top < 30 else top - 20
+    frame[copy_top:copy_top + 5, 5:10] = frame[top:top + 5, 5:10]  # the paddle drawn a second time
+    twice = find_opponent_paddle(frame[None])
+    assert twice.pieces[0] == 2 and twice.rows[0] == 2 * paddle.rows[shown]
+    frame[10:60, 5:10] = frames[shown, 30, 32]  # painted over with the court
+    gone = find_opponent_paddle(frame[None])
+    assert gone.pieces[0] == gone.rows[0] == 0 and np.isnan(gone.centre_y[0])
