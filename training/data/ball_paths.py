@@ -22,11 +22,13 @@ from training.data.dataset import EpisodeDataset
 from training.data.games import games_with, rules
 from training.data.objects import find_objects
 
-__all__ = ["APPROACH", "SERVE_PAUSE", "ReturnGeometry", "ball_positions", "classify_ball_paths", "paddle_moments",
-           "return_geometry", "return_transitions", "serve_moments", "serve_transitions"]
+__all__ = ["APPROACH", "OPPONENT_REACH", "SERVE_PAUSE", "ReturnGeometry", "ball_positions", "classify_ball_paths",
+           "opponent_moments", "opponent_transitions", "paddle_moments", "return_geometry", "return_transitions",
+           "serve_moments", "serve_transitions"]
 
 APPROACH = (6.0, 2.0)  # the ball this many pixels before the paddle's line, at most and at least
 SERVE_PAUSE = 5  # frames without the ball before its return counts as a serve
+OPPONENT_REACH = 24  # columns before the opponent's paddle within which the ball, coming to it, is followed
 
 
 @dataclass(frozen=True)
@@ -130,6 +132,37 @@ def serve_moments(dataset: EpisodeDataset, episode_ids: np.ndarray | list[int], 
     game = _game_of(dataset)
     return _episode_moments(dataset, episode_ids, ("serves", "pauses"), lambda frames: serve_transitions(
         find_objects(game, frames).ball_visible, context_length, pause))
+
+
+def opponent_transitions(ball_x: np.ndarray, context_length: int, opponent_line: float,
+                         horizon: int) -> np.ndarray:
+    """Frames ``s`` of one episode (``ball_x``: (T + 1,) the ball's column per frame, NaN where unseen) where the
+    ball comes towards the opponent's paddle at ``opponent_line`` (its column less than the frame before), 2 to
+    ``OPPONENT_REACH`` columns before it, with ``context_length`` real frames up to s and ``horizon`` after it."""
+    if context_length < 1 or horizon < 1:
+        raise UserError(f"context_length and horizon must be >= 1, got {context_length} and {horizon}")
+    x = np.asarray(ball_x, dtype=np.float64)
+    s = np.arange(max(context_length - 1, 1), len(x) - horizon)
+    with np.errstate(invalid="ignore"):
+        coming = ((x[s] >= opponent_line + APPROACH[1]) & (x[s] <= opponent_line + OPPONENT_REACH)
+                  & (x[s] < x[s - 1]))
+    return s[coming]
+
+
+def opponent_moments(dataset: EpisodeDataset, episode_ids: np.ndarray | list[int], context_length: int,
+                     horizon: int | None = None) -> list[tuple[int, int]]:
+    """The (episode, frame) pairs of ``episode_ids`` where the ball comes to the opponent's paddle, as
+    ``opponent_transitions`` finds them (``horizon``: the game's ``return_horizon`` by default); a clear error for
+    a game without an opponent's paddle (``GameRules.opponent_line``)."""
+    game = _game_of(dataset)
+    game_rules = rules(game)
+    if game_rules.opponent_line is None:
+        raise UserError(f"the ball coming to the opponent's paddle is known where the game has one "
+                        f"({', '.join(games_with('opponent_line'))}), not in {game}")
+    horizon = game_rules.return_horizon if horizon is None else horizon
+    found = _episode_moments(dataset, episode_ids, ("approaches",), lambda frames: (opponent_transitions(
+        find_objects(game, frames).ball_xy[:, 0], context_length, game_rules.opponent_line, horizon),))
+    return found["approaches"]
 
 
 def _episode_moments(dataset: EpisodeDataset, episode_ids: np.ndarray | list[int], kinds: tuple[str, ...],

@@ -40,7 +40,8 @@ class GameRules:
     pays a point, the ball has just crossed one. ``paddle_line`` (Pong, Breakout) is where the game returns the ball
     off the player's paddle or lets it through (``training.data.ball_paths``): a column of the 64-pixel frame where
     ``ball_axis`` is 0 (Pong: the ball's x runs toward it), a row where it is 1 (Breakout: its y); the game has done
-    one or the other within ``return_horizon`` frames of the ball's approach."""
+    one or the other within ``return_horizon`` frames of the ball's approach. ``opponent_line`` (Pong) is the
+    column of the computer's paddle, which no action moves: it follows the ball as the ball comes to it."""
 
     name: str
     objects: tuple[str, ...] = ()
@@ -57,6 +58,7 @@ class GameRules:
     paddle_line: float | None = None
     ball_axis: int = 0
     return_horizon: int = 4
+    opponent_line: float | None = None
 
     def make_policy(self, policy: str, num_actions: int, seed: int | None = None) -> Any:
         """The scripted player named ``<scripted>`` (epsilon 0) or ``<scripted>-eps<E>``."""
@@ -113,7 +115,7 @@ _RULES: dict[str, GameRules] = {
                       FOLLOWER_POLICIES, ("points_won", "points_lost"),
                       lambda rates: rates["points_won"] - rates["points_lost"],
                       lambda returns: [21.0 if r > 0 else 21.0 + r for r in returns], "points won per game",
-                      goal_lines=(6.0, 58.0), paddle_line=56.0),  # the goal lines lie past the paddles
+                      goal_lines=(6.0, 58.0), paddle_line=56.0, opponent_line=8.0),  # goals lie past the paddles
     "Breakout": GameRules("Breakout", ("ball", "paddle"), _ball_and_paddle("Breakout"), "follower",
                           _follower("Breakout"), FOLLOWER_POLICIES, ("bricks", "lives_lost"),
                           lambda rates: rates["bricks"], transfer_margin=3.0,

@@ -78,6 +78,11 @@ def main(argv: list[str] | None = None) -> None:
                         help="fraction of each denoiser batch whose target is the frame where the ball comes back "
                              "after frames without it (a serve), so that the dream puts the ball back in play "
                              "(Pong, Breakout; 0, the default: DIAMOND's sampling)")
+    parser.add_argument("--denoiser-opponent-oversampling", type=float,
+                        default=DEFAULTS.denoiser_opponent_oversampling,
+                        help="fraction of each denoiser batch whose target is one of the frames after the ball comes "
+                             "towards the opponent's paddle, which follows it, so that the dream's opponent follows "
+                             "the ball (Pong; 0, the default: DIAMOND's sampling)")
     parser.add_argument("--rew-end-input-noise", type=float, default=DEFAULTS.rew_end_input_noise,
                         help="train the reward/termination model on frames with Gaussian noise up to this level "
                              "(frames in [-1, 1]), so that it reads a dream's frames, a few levels off the real "
@@ -159,6 +164,7 @@ def main(argv: list[str] | None = None) -> None:
         denoiser_reward_oversampling=args.denoiser_reward_oversampling,
         denoiser_return_oversampling=args.denoiser_return_oversampling,
         denoiser_serve_oversampling=args.denoiser_serve_oversampling,
+        denoiser_opponent_oversampling=args.denoiser_opponent_oversampling,
         rew_end_input_noise=args.rew_end_input_noise, fidelity_every=args.fidelity_every,
         fidelity_samples=args.fidelity_samples, changed_pixel_source=args.changed_pixel_source,
         branch_from=None if args.branch_from is None else str(Path(args.branch_from).resolve()),

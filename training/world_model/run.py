@@ -64,6 +64,7 @@ def export_checkpoint(path: str | Path, trainer: WorldModelTrainer, *, game: str
         "denoiser_reward_oversampling": config.denoiser_reward_oversampling,
         "denoiser_return_oversampling": config.denoiser_return_oversampling,
         "denoiser_serve_oversampling": config.denoiser_serve_oversampling,
+        "denoiser_opponent_oversampling": config.denoiser_opponent_oversampling,
         "rew_end_input_noise": config.rew_end_input_noise, "changed_pixel_weight": config.changed_pixel_weight,
         "changed_pixel_source": config.changed_pixel_source,
         "train_sigma_loc": noise.train_sigma_loc, "train_sigma_scale": noise.train_sigma_scale,

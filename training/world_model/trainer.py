@@ -23,6 +23,7 @@ from gym_diamond.diffusion import TrainingNoise
 from gym_diamond.errors import UserError
 from training.data import ball_paths
 from training.data.dataset import EpisodeDataset, Segment
+from training.data.games import rules
 from training.data.sampling import BatchSampler
 from training.runtime.distributed import Distributed
 from training.runtime.optim import adamw, optimizer_update, warmup_lr
@@ -141,6 +142,15 @@ class WorldModelTrainer:
         return self._moment_rows(found["serves"], f"the ball coming back after {ball_paths.SERVE_PAUSE} frames "
                                  f"without it", "denoiser_serve_oversampling")
 
+    @functools.cached_property
+    def opponent_moments(self) -> np.ndarray:
+        """(episode, frame) rows of the training episodes where the ball comes towards the opponent's paddle
+        (``training.data.ball_paths.opponent_moments``), for ``denoiser_opponent_oversampling``."""
+        L = self.model.config.denoiser.context_length
+        found = ball_paths.opponent_moments(self.dataset, self._learnt_episodes(), L)
+        return self._moment_rows(found, "the ball coming towards the opponent's paddle",
+                                 "denoiser_opponent_oversampling")
+
     def _learnt_episodes(self) -> np.ndarray:
         """The ids of the episodes the trainer learns from (``train_episode_ids``, all where None)."""
         episodes = self.train_episode_ids()
@@ -193,6 +203,13 @@ class WorldModelTrainer:
             first = rewarded + at_paddle
             ids[first:first + served] = self.serve_moments[chosen, 0]
             starts[first:first + served] = self.serve_moments[chosen, 1] + 1 - L
+        followed = round(self.config.denoiser_opponent_oversampling * len(ids))
+        if followed:  # the target is one of the return_horizon frames after the ball comes towards the opponent
+            chosen = self.rng.integers(0, len(self.opponent_moments), followed)
+            after = self.rng.integers(1, rules(self.dataset.game).return_horizon + 1, followed)
+            first = rewarded + at_paddle + served
+            ids[first:first + followed] = self.opponent_moments[chosen, 0]
+            starts[first:first + followed] = self.opponent_moments[chosen, 1] + after - L
         t = segment_tensors(self.dataset.get_segments(ids[rows], starts[rows], L + K - 1), self.device)
         frame_shape = (len(ids), *t["frames"].shape[2:])
         draws = [TrainingNoise.draw(frame_shape, self.noise_config, self.noise, self.device).shard(rows)

@@ -32,7 +32,8 @@ CONTEXT_REACH = 5
 # fields a resumed run may change: how fast it runs and how often it is judged, not what it trains
 NOT_RUN_SETTINGS = ("precision", "compile", "fidelity_every", "fidelity_samples", "recipe")
 # settings added after runs were recorded without them: recorded only away from these defaults, so those runs resume
-LATER_SETTINGS = {"denoiser_return_oversampling": 0.0, "denoiser_serve_oversampling": 0.0, "rew_end_input_noise": 0.0,
+LATER_SETTINGS = {"denoiser_return_oversampling": 0.0, "denoiser_serve_oversampling": 0.0,
+                  "denoiser_opponent_oversampling": 0.0, "rew_end_input_noise": 0.0,
                   "branch_from": None, "changed_pixel_source": "target", "init_from": None, "context_erasure": 0.0,
                   "context_ghosts": 0.0}
 
@@ -97,6 +98,11 @@ class WorldModelTrainingConfig:
     # stalls after its first point; a Pong lead trained with the bounce oversampled drew no serve in its first 3,750
     # updates, where one without drew 89% at 3,450. 0: DIAMOND's sampling
     denoiser_serve_oversampling: float = 0.0
+    # And for the opponent (Pong): this fraction predicts one of the frames after the ball comes within a few dozen
+    # columns of the computer's paddle (training.data.ball_paths.opponent_moments), which no action moves: it
+    # follows the ball. A dream whose paddle drifts off instead lets the ball by and pays points the game would not.
+    # 0: DIAMOND's sampling
+    denoiser_opponent_oversampling: float = 0.0
     # The reward/termination model reads the dream's frames in imagination but is trained on real ones, which a few
     # thousand updates let it memorise: a Pong termination model read P(end) 1.00 on real final frames and 0.0-0.6
     # on the dream's near-identical ones (and 0.0 on the real ones with Gaussian noise of std 0.03). With this level
@@ -195,8 +201,9 @@ class WorldModelTrainingConfig:
             raise UserError(f"WorldModelTrainingConfig.reward_oversampling={self.reward_oversampling} is invalid: "
                             f"expected a fraction in [0, 1) that leaves room for uniform sequences beside "
                              f"termination_oversampling={self.termination_oversampling}")
-        shares = {name: getattr(self, name) for name in ("denoiser_reward_oversampling",
-                                                         "denoiser_return_oversampling", "denoiser_serve_oversampling")}
+        shares = {name: getattr(self, name) for name in ("denoiser_reward_oversampling", "denoiser_return_oversampling",
+                                                         "denoiser_serve_oversampling",
+                                                         "denoiser_opponent_oversampling")}
         for name, share in shares.items():
             if not 0 <= share < 1:
                 raise UserError(f"WorldModelTrainingConfig.{name}={share} is invalid: expected a fraction in [0, 1)")

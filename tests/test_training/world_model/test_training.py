@@ -545,14 +545,20 @@ def test_termination_oversampling_and_a_reward_model_fine_tuning(tmp_path, monke
         train_world_model("Pong", data, out, 3, model_preset="tiny", networks="reward")
 
 
+def pong_rally(root, xs: list) -> EpisodeDataset:
+    """A Pong dataset of one episode whose frames show the ball at each column of ``xs`` (None: no ball)."""
+    T = len(xs) - 1
+    dataset = EpisodeDataset(root, game="Pong")
+    dataset.append(Episode(np.stack([pong_frame(x) for x in xs]), np.zeros(T, np.int64), np.zeros(T, np.float32),
+                           np.zeros(T, bool), np.zeros(T, bool), np.zeros(T, bool)))
+    return dataset
+
+
 def test_return_oversampling_trains_on_the_frames_after_the_ball_reaches_the_paddle(tmp_path, monkeypatch):
     # a return (the ball at 50 and 54, then back) and a miss (at 52, then through), among frames far from the paddle
     xs = [10, 14, 18, 22, 26, 30, 34, 38, 42, 46, 50, 54, 50, 46, 42, 38, 34, 30, 26, 22, 18, 22, 26, 30, 34, 38,
           42, 46, 52, 57, 61, None, None, None, None, None, None]
-    T = len(xs) - 1
-    dataset = EpisodeDataset(tmp_path / "rally", game="Pong")
-    dataset.append(Episode(np.stack([pong_frame(x) for x in xs]), np.zeros(T, np.int64), np.zeros(T, np.float32),
-                           np.zeros(T, bool), np.zeros(T, bool), np.zeros(T, bool)))
+    dataset = pong_rally(tmp_path / "rally", xs)
     model = WorldModel(tiny_world_model_config(num_actions=6))
     L = model.config.denoiser.context_length
     trainer = WorldModelTrainer(model, dataset, WorldModelTrainingConfig(batch_size=8,
@@ -644,3 +650,35 @@ def test_breakouts_return_oversampling_reaches_the_slower_bounce(tmp_path, monke
     assert None not in gaps  # each oversampled target follows a moment by 1 to 8 frames
     assert max(gaps) > 4  # and some lie past Pong's 4
 
+
+
+def test_opponent_oversampling_trains_on_the_frames_after_the_ball_comes_to_the_opponent(tmp_path, monkeypatch):
+    # the ball comes left from 40 to 12 (towards the opponent's paddle at column 8), goes back right, then is lost
+    xs = [40, 36, 32, 28, 24, 20, 16, 12, 16, 20, 24, 28, 32, 36, 40, None, None, None, None, None]
+    dataset = pong_rally(tmp_path / "rally", xs)
+    model = WorldModel(tiny_world_model_config(num_actions=6))
+    L = model.config.denoiser.context_length
+    trainer = WorldModelTrainer(model, dataset, WorldModelTrainingConfig(batch_size=8,
+                                                                         denoiser_opponent_oversampling=0.5))
+    assert L <= 4  # so the first moment has its context in the episode
+    # the ball 2 to 24 columns from the paddle's line, coming left: at 28, 24, 20, 16, 12 (not 32, nor on its way back)
+    assert trainer.opponent_moments[:, 1].tolist() == [3, 4, 5, 6, 7]
+    seen = {}
+    get_segments = dataset.get_segments
+    monkeypatch.setattr(dataset, "get_segments",
+                        lambda ids, starts, n, **kw: seen.update(starts=starts.copy()) or get_segments(ids, starts, n,
+                                                                                                       **kw))
+    for _ in range(4):
+        trainer.denoiser_step()
+        targets = seen["starts"][:4] + L  # the first target frame of half the batch
+        assert ((targets >= 4) & (targets <= 11)).all()  # 1 to 4 frames after a moment
+    assert trainer.config.run_settings()["denoiser_opponent_oversampling"] == 0.5
+    assert "denoiser_opponent_oversampling" not in WorldModelTrainingConfig().run_settings()  # older runs resume
+    with pytest.raises(ValueError, match="denoiser_opponent_oversampling"):
+        WorldModelTrainingConfig(denoiser_serve_oversampling=0.5, denoiser_opponent_oversampling=0.5)
+    breakout = EpisodeDataset(tmp_path / "breakout", game="Breakout")
+    breakout.append(Episode(np.zeros((12, 64, 64, 3), np.uint8), np.zeros(11, np.int64), np.zeros(11, np.float32),
+                            np.zeros(11, bool), np.zeros(11, bool), np.zeros(11, bool)))
+    with pytest.raises(ValueError, match=r"where the game has one \(Pong\), not in Breakout"):
+        WorldModelTrainer(model, breakout, WorldModelTrainingConfig(
+            batch_size=8, denoiser_opponent_oversampling=0.5)).denoiser_step()
