@@ -11,7 +11,9 @@ reads the paddle. The figures:
 - ``in_pieces``: of those, the share that show it in two or more separate pieces (the game: under 0.01);
 - ``approaches``: frames where the ball comes towards it within 12 columns of the left edge, and there
   ``distance_median`` (rows from the ball to the paddle's centre) and ``distance_over_4`` (the share beyond 4 rows,
-  where the paddle's 5 rows would miss it).
+  where the paddle's 5 rows would miss it);
+- ``by_age``: the same, by steps since the episode's start (1-25, 26-50, 51-100, 101-200, 201-400, 401-): from
+  real frames a dream's paddle follows the ball as the game's does, and over its own frames it stops.
 
     python benchmarks/opponent_paddle.py --checkpoint CKPT [CKPT ...] [--steps 2000] [--num-envs 8]
 
@@ -35,18 +37,21 @@ from training.data.objects import find_objects, find_opponent_paddle
 SEEN_ROWS = 3  # a paddle is seen from this many rows (a whole one shows about 5)
 NEAR_LEFT = 12  # columns from the left edge within which the ball approaches the opponent's paddle
 MISSING_DISTANCE = 4  # rows from the ball to the paddle's centre beyond which its 5 rows miss the ball
+AGES = (0, 25, 50, 100, 200, 400, np.inf)  # steps since the episode's start: the bounds of ``by_age``
 
 
 def opponent_figures(env: Any, policy_name: str, steps: int, num_envs: int, num_actions: int = 6,
                      seed: int = 0) -> dict[str, Any]:
     """``policy_name`` plays ``steps`` agent steps (rounded up to whole vector steps) in ``env`` (Pong, the game
-    or a dream); the opponent paddle's figures over the frames it sees (see the module's docstring)."""
+    or a dream); the opponent paddle's figures over the frames it sees (see the module's docstring), overall and
+    by the episode's age (steps since its start: a dream drifts further from the game the longer it goes on)."""
     policy = make_policy(policy_name, "Pong", num_actions, seed)
     obs, _ = env.reset(seed=seed)
     policy.reset(np.ones(num_envs, dtype=bool))
-    seen, in_pieces, distances = 0, 0, []
+    shown_at, pieces_at, approach_at, distances = [], [], [], []  # ages of the frames, of the approaches
     frames_read = 0
     previous_x = np.full(num_envs, np.nan)
+    age = np.zeros(num_envs, dtype=np.int64)
     for _ in range(-(-steps // num_envs)):
         obs, _, terminated, truncated, _ = env.step(np.asarray(policy.act(obs), dtype=np.int64).reshape(-1))
         frames = obs if obs.shape[-1] == 3 else np.moveaxis(obs, 1, -1)
@@ -54,17 +59,33 @@ def opponent_figures(env: Any, policy_name: str, steps: int, num_envs: int, num_
         ball_x, ball_y = find_objects("Pong", frames).ball_xy.T
         shown = paddle.rows >= SEEN_ROWS
         frames_read += num_envs
-        seen += int(shown.sum())
-        in_pieces += int((shown & (paddle.pieces >= 2)).sum())
+        age += 1
+        shown_at.extend(age[shown].tolist())
+        pieces_at.extend(age[shown & (paddle.pieces >= 2)].tolist())
         with np.errstate(invalid="ignore"):
             approaching = shown & (ball_x <= NEAR_LEFT) & (ball_x < previous_x)
         distances.extend(np.abs(ball_y - paddle.centre_y)[approaching].tolist())
+        approach_at.extend(age[approaching].tolist())
         done = terminated | truncated
         previous_x = np.where(done, np.nan, ball_x)
+        age[done] = 0
         policy.reset(done)
-    distance = np.array(distances)
-    return {"frames": frames_read, "seen": round(seen / frames_read, 3),
-            "in_pieces": round(in_pieces / seen, 3) if seen else None, "approaches": len(distance),
+    figures = {"frames": frames_read, "seen": round(len(shown_at) / frames_read, 3),
+               **_paddle_figures(np.array(shown_at), np.array(pieces_at), np.array(approach_at), np.array(distances),
+                                 0, np.inf)}
+    figures["by_age"] = {f"{lo + 1}-{hi}" if np.isfinite(hi) else f"{lo + 1}-": _paddle_figures(
+        np.array(shown_at), np.array(pieces_at), np.array(approach_at), np.array(distances), lo, hi)
+        for lo, hi in zip(AGES[:-1], AGES[1:], strict=True)}
+    return figures
+
+
+def _paddle_figures(shown_at: np.ndarray, pieces_at: np.ndarray, approach_at: np.ndarray, distances: np.ndarray,
+                    low: float, high: float) -> dict[str, Any]:
+    """In pieces, approaches and the rows from the ball over the frames of ages in (low, high]."""
+    shown = int(((shown_at > low) & (shown_at <= high)).sum())
+    pieces = int(((pieces_at > low) & (pieces_at <= high)).sum())
+    distance = distances[(approach_at > low) & (approach_at <= high)]
+    return {"in_pieces": round(pieces / shown, 3) if shown else None, "approaches": len(distance),
             "distance_median": round(float(np.median(distance)), 2) if len(distance) else None,
             "distance_over_4": round(float(np.mean(distance > MISSING_DISTANCE)), 3) if len(distance) else None}
 

@@ -18,6 +18,7 @@ def test_the_game_keeps_one_paddle_by_the_ball_and_each_dream_gets_a_line(tmp_pa
     assert game["seen"] >= 0.5 and game["in_pieces"] <= 0.02  # the game's paddle in one piece (hidden at serves)
     assert game["approaches"] > 0 and game["distance_median"] <= 4  # it meets the ball
     assert set(dream) == set(game)
+    assert sum(f["approaches"] for f in game["by_age"].values()) == game["approaches"]  # each in one age band
 
 
 class TwoPaddles:
@@ -44,6 +45,10 @@ def test_a_dream_that_draws_the_paddle_twice_reads_in_pieces():
     figures = opponent_paddle.opponent_figures(TwoPaddles(2), "random", 40, 2)
     assert figures["seen"] == figures["in_pieces"] == 1.0 and figures["frames"] == 40
     assert figures["approaches"] > 0  # the ball comes left past column 12
+    young, older = figures["by_age"]["1-25"], figures["by_age"]["26-50"]  # 20 steps an env: all of age 1-20
+    assert young["in_pieces"] == 1.0 and young["approaches"] == figures["approaches"]
+    assert older == {"in_pieces": None, "approaches": 0, "distance_median": None, "distance_over_4": None}
+    assert list(figures["by_age"]) == ["1-25", "26-50", "51-100", "101-200", "201-400", "401-"]
 
 
 def test_a_checkpoint_of_another_game_is_refused_before_playing(tmp_path):
