@@ -9,7 +9,10 @@ the court's level: how far its pixels lie from the background towards the court'
 court as drawn; a half faded court is 0.5 where the court kept reads 0). A denoiser that repairs climbs back
 towards 1.0; one that copies stays where its context was.
 
-    python benchmarks/court_repair.py --data DATA --checkpoint CKPT [CKPT ...] [--test-fraction 0.1]
+    python benchmarks/court_repair.py --data DATA --checkpoint CKPT [CKPT ...] [--test-fraction F]
+
+Contexts come from the episodes each checkpoint's run held out (``training.fidelity.held_out.held_out_episodes``;
+``--test-fraction`` takes a part of them).
 
 prints a JSON line per checkpoint: for each break, [court kept, court level] in the context and at dreamed steps.
 
@@ -22,14 +25,14 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from gym_diamond import load_checkpoint, to_model_frames, to_uint8_frames
+from gym_diamond import Checkpoint, load_checkpoint, to_model_frames, to_uint8_frames
 from training.data.dataset import EpisodeDataset
 from training.data.objects import court_kept, court_scene
+from training.fidelity.held_out import held_out_episodes
 
 BREAKS = ("none", "ends", "fade", "gone")
 ENDS = 12  # columns at each side that "ends" takes away
@@ -80,9 +83,9 @@ def court_repair(next_frames: NextFrames, frames: np.ndarray, actions: np.ndarra
     return kept, level
 
 
-def dreamer(path: str | Path, seed: int = 0) -> tuple[NextFrames, int]:
+def dreamer(checkpoint: Checkpoint, seed: int = 0) -> tuple[NextFrames, int]:
     """A checkpoint's denoiser as ``next_frames`` (its own sampler, one generator), and its context length."""
-    model = load_checkpoint(path).world_model.eval()
+    model = checkpoint.world_model.eval()
     generator = torch.Generator().manual_seed(seed)
 
     def next_frames(context: np.ndarray, actions: np.ndarray) -> np.ndarray:
@@ -93,10 +96,10 @@ def dreamer(path: str | Path, seed: int = 0) -> tuple[NextFrames, int]:
     return next_frames, model.config.denoiser.context_length
 
 
-def held_out_segments(dataset: EpisodeDataset, test_fraction: float, samples: int, length: int,
+def held_out_segments(dataset: EpisodeDataset, held: np.ndarray, samples: int, length: int,
                       seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """(frames (samples, length, 64, 64, 3), actions (samples, length)) from random places in held-out episodes."""
-    _, held = dataset.split(test_fraction, seed=0)
+    """(frames (samples, length, 64, 64, 3), actions (samples, length)) from random places in the episodes
+    ``held``, every frame real (no padding)."""
     rng = np.random.default_rng(seed)
     lengths = dataset.lengths
     long_enough = [int(e) for e in held if lengths[e] > length]
@@ -112,18 +115,22 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", required=True)
     parser.add_argument("--checkpoint", nargs="+", required=True)
-    parser.add_argument("--test-fraction", type=float, default=0.1, help="the runs' held-out split (seed 0)")
+    parser.add_argument("--test-fraction", type=float, default=None,
+                        help="judge on this held-out split (seed 0) of the run's own; default: the run's")
     parser.add_argument("--samples", type=int, default=48)
     parser.add_argument("--steps", type=int, default=8)
     args = parser.parse_args(argv)
     dataset = EpisodeDataset(args.data)
     torch.set_num_threads(1)
-    cached: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    cached: dict[tuple[int, tuple[int, ...]], tuple[np.ndarray, np.ndarray]] = {}
     for path in args.checkpoint:
-        next_frames, L = dreamer(path)
-        if L not in cached:
-            cached[L] = held_out_segments(dataset, args.test_fraction, args.samples, L + args.steps)
-        frames, actions = cached[L]
+        checkpoint = load_checkpoint(path)
+        held = held_out_episodes(dataset, checkpoint.provenance, args.test_fraction)
+        next_frames, L = dreamer(checkpoint)
+        key = (L, tuple(held.tolist()))  # checkpoints of one run share their contexts
+        if key not in cached:
+            cached[key] = held_out_segments(dataset, held, args.samples, L + args.steps)
+        frames, actions = cached[key]
         line = {"checkpoint": str(path)}
         for kind in BREAKS:
             kept, level = court_repair(next_frames, frames, actions, dataset.game, L, args.steps, kind)

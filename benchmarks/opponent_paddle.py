@@ -54,7 +54,7 @@ def opponent_figures(env: Any, policy_name: str, steps: int, num_envs: int, num_
     age = np.zeros(num_envs, dtype=np.int64)
     for _ in range(-(-steps // num_envs)):
         obs, _, terminated, truncated, _ = env.step(np.asarray(policy.act(obs), dtype=np.int64).reshape(-1))
-        frames = obs if obs.shape[-1] == 3 else np.moveaxis(obs, 1, -1)
+        frames = np.asarray(obs)  # (n, 64, 64, 3), the game's and the dream's alike
         paddle = find_opponent_paddle(frames)
         ball_x, ball_y = find_objects("Pong", frames).ball_xy.T
         shown = paddle.rows >= SEEN_ROWS
@@ -70,12 +70,10 @@ def opponent_figures(env: Any, policy_name: str, steps: int, num_envs: int, num_
         previous_x = np.where(done, np.nan, ball_x)
         age[done] = 0
         policy.reset(done)
-    figures = {"frames": frames_read, "seen": round(len(shown_at) / frames_read, 3),
-               **_paddle_figures(np.array(shown_at), np.array(pieces_at), np.array(approach_at), np.array(distances),
-                                 0, np.inf)}
-    figures["by_age"] = {f"{lo + 1}-{hi}" if np.isfinite(hi) else f"{lo + 1}-": _paddle_figures(
-        np.array(shown_at), np.array(pieces_at), np.array(approach_at), np.array(distances), lo, hi)
-        for lo, hi in zip(AGES[:-1], AGES[1:], strict=True)}
+    ages = (np.array(shown_at), np.array(pieces_at), np.array(approach_at), np.array(distances))
+    figures = {"frames": frames_read, "seen": round(len(shown_at) / frames_read, 3), **_paddle_figures(*ages, 0, np.inf)}
+    figures["by_age"] = {f"{lo + 1}-{hi}" if np.isfinite(hi) else f"{lo + 1}-": _paddle_figures(*ages, lo, hi)
+                         for lo, hi in zip(AGES[:-1], AGES[1:], strict=True)}
     return figures
 
 

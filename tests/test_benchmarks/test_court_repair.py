@@ -16,7 +16,9 @@ L, STEPS = 4, 3
 @pytest.fixture(scope="module")
 def pong(tmp_path_factory):
     root = real_pong_data(tmp_path_factory.mktemp("court_repair") / "data", episodes=2, steps=60)
-    frames, actions = court_repair.held_out_segments(EpisodeDataset(root), 0.5, samples=6, length=L + STEPS)
+    dataset = EpisodeDataset(root)
+    frames, actions = court_repair.held_out_segments(dataset, dataset.split(0.5, seed=0)[1], samples=6,
+                                                     length=L + STEPS)
     return root, frames, actions
 
 
