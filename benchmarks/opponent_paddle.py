@@ -71,7 +71,8 @@ def opponent_figures(env: Any, policy_name: str, steps: int, num_envs: int, num_
         age[done] = 0
         policy.reset(done)
     ages = (np.array(shown_at), np.array(pieces_at), np.array(approach_at), np.array(distances))
-    figures = {"frames": frames_read, "seen": round(len(shown_at) / frames_read, 3), **_paddle_figures(*ages, 0, np.inf)}
+    figures = {"frames": frames_read, "seen": round(len(shown_at) / frames_read, 3),
+               **_paddle_figures(*ages, 0, np.inf)}
     figures["by_age"] = {f"{lo + 1}-{hi}" if np.isfinite(hi) else f"{lo + 1}-": _paddle_figures(*ages, lo, hi)
                          for lo, hi in zip(AGES[:-1], AGES[1:], strict=True)}
     return figures
