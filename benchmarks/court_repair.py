@@ -111,15 +111,21 @@ def held_out_segments(dataset: EpisodeDataset, held: np.ndarray, samples: int, l
     return segment.frames[:, :length], segment.actions
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def held_out_parser(description: str, samples: int, steps: int) -> argparse.ArgumentParser:
+    """The options of a benchmark that dreams from held-out contexts of a run's data: --data, --checkpoint (one or
+    more), --test-fraction, --samples and --steps."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--data", required=True)
     parser.add_argument("--checkpoint", nargs="+", required=True)
     parser.add_argument("--test-fraction", type=float, default=None,
                         help="judge on this held-out split (seed 0) of the run's own; default: the run's")
-    parser.add_argument("--samples", type=int, default=48)
-    parser.add_argument("--steps", type=int, default=8)
-    args = parser.parse_args(argv)
+    parser.add_argument("--samples", type=int, default=samples)
+    parser.add_argument("--steps", type=int, default=steps)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = held_out_parser(__doc__.splitlines()[0], samples=48, steps=8).parse_args(argv)
     dataset = EpisodeDataset(args.data)
     torch.set_num_threads(1)
     cached: dict[tuple[int, tuple[int, ...]], tuple[np.ndarray, np.ndarray]] = {}

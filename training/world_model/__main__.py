@@ -58,6 +58,17 @@ def main(argv: list[str] | None = None) -> None:
                              "a few pixels away in the last context frames and not in the target, so the denoiser "
                              "learns to drop an object its own frames drew twice (0, the default, is DIAMOND's "
                              "training)")
+    parser.add_argument("--dream-contexts", type=float, default=DEFAULTS.dream_contexts,
+                        help="share of denoiser samples conditioned on contexts the denoiser dreamt itself from real "
+                             "ones (one frame per update, the episode's actions) with the real next frames as "
+                             "targets, so it learns to bring back a context its own frames spoiled (0, the default, "
+                             "is DIAMOND's training)")
+    parser.add_argument("--dream-context-age", type=int, default=DEFAULTS.dream_context_age,
+                        help="the most frames a dream context's rollout draws before it starts again from a real "
+                             "context (each draws its length uniformly up to this)")
+    parser.add_argument("--dream-context-tolerance", type=int, default=DEFAULTS.dream_context_tolerance,
+                        help="a rollout starts again once its newest frame differs from the real one in more than "
+                             "this many pixels (by 32 or more of 255 levels)")
     parser.add_argument("--termination-oversampling", type=float, default=DEFAULTS.termination_oversampling,
                         help="fraction of each reward/termination batch cut around a real termination (0, the "
                              "default: DIAMOND's uniform sampling)")
@@ -160,6 +171,8 @@ def main(argv: list[str] | None = None) -> None:
         sample_weights=tuple(args.sample_weights) if args.sample_weights else None, test_fraction=args.test_fraction,
         precision=args.precision or "fp32", compile=args.compile, context_noise=args.context_noise,
         context_erasure=args.context_erasure, context_ghosts=args.context_ghosts,
+        dream_contexts=args.dream_contexts, dream_context_age=args.dream_context_age,
+        dream_context_tolerance=args.dream_context_tolerance,
         termination_oversampling=args.termination_oversampling, reward_oversampling=args.reward_oversampling,
         denoiser_reward_oversampling=args.denoiser_reward_oversampling,
         denoiser_return_oversampling=args.denoiser_return_oversampling,

@@ -30,6 +30,7 @@ from training.runtime.optim import adamw, optimizer_update, warmup_lr
 from training.runtime.state import load_optimizer_state, optimizer_state, restore_rng, rng_state
 from training.world_model import context_ghosts
 from training.world_model.context_erasure import UNIFORMS_PER_SAMPLE, erase_still_patches
+from training.world_model.dream_contexts import DreamContexts
 from training.world_model.objectives import DenoiserObjective, RewEndObjective, changed_pixel_weights
 from training.world_model.training_config import WorldModelTrainingConfig
 from training.world_model.weight_average import WeightAverage
@@ -105,6 +106,12 @@ class WorldModelTrainer:
         self.cpu_seconds = 0.0  # CPU time of this process's updates, over resumes: fidelity per CPU hour
         self.rng = np.random.default_rng(seed)
         self.noise = torch.Generator(device=self.device).manual_seed(seed)
+        self.dream_contexts = None  # the rollouts whose contexts a share of each denoiser batch learns from
+        if c.dream_contexts > 0:
+            self.dream_contexts = DreamContexts(
+                round(c.dream_contexts * c.batch_size), model.config.denoiser.context_length,
+                1 + c.autoregressive_steps, dataset.lengths, self._learnt_episodes(), c.dream_context_age,
+                c.dream_context_tolerance, seed, self.device, stream=self.distributed.rank)
 
     def _update(self, name: str, optimizer: torch.optim.Optimizer, loss: torch.Tensor, clip: float) -> float:
         lr = warmup_lr(self.config.lr, self.steps[name] - self.warmup_from[name], self.config.warmup_steps)
@@ -210,7 +217,16 @@ class WorldModelTrainer:
             first = rewarded + at_paddle + served
             ids[first:first + followed] = self.opponent_moments[chosen, 0]
             starts[first:first + followed] = self.opponent_moments[chosen, 1] + after - L
-        t = segment_tensors(self.dataset.get_segments(ids[rows], starts[rows], L + K - 1), self.device)
+        local_ids, local_starts = ids[rows].copy(), starts[rows].copy()
+        dreamt = self.dream_contexts.size if self.dream_contexts is not None else 0
+        if dreamt:  # the last rows of every rank's shard: contexts from the pool, the real frames that followed
+            pool = self.dream_contexts.rows(self._real_contexts)
+            local_ids[-dreamt:], local_starts[-dreamt:] = pool.episodes, pool.starts
+            in_pool = np.arange(len(ids)) % self.config.batch_size >= self.config.batch_size - dreamt
+            starts[in_pool] = np.maximum(starts[in_pool], 0)  # every rank's pool rows are real, for the counts below
+        t = segment_tensors(self.dataset.get_segments(local_ids, local_starts, L + K - 1), self.device)
+        if dreamt:
+            t["frames"][-dreamt:, :L] = pool.contexts
         frame_shape = (len(ids), *t["frames"].shape[2:])
         draws = [TrainingNoise.draw(frame_shape, self.noise_config, self.noise, self.device).shard(rows)
                  for _ in range(K)]
@@ -242,7 +258,17 @@ class WorldModelTrainer:
                                             pixel_weight)
         grad_norm = self._update("denoiser", self.denoiser_opt, loss, self.config.denoiser_grad_clip)
         (loss_value,) = self.distributed.mean([loss.item()])
-        return {"denoiser_loss": loss_value, "denoiser_grad_norm": grad_norm}
+        scalars = {"denoiser_loss": loss_value, "denoiser_grad_norm": grad_norm}
+        if dreamt:  # the rollouts' next frames, by the weights just updated
+            scalars["dream_context_age"] = self.dream_contexts.mean_age()
+            self.dream_contexts.advance(self.model.denoiser, t["actions"][-dreamt:, :L], t["frames"][-dreamt:, L],
+                                        self.model.config.sampler, self.autocast)
+        return scalars
+
+    def _real_contexts(self, episodes: np.ndarray, starts: np.ndarray) -> torch.Tensor:
+        """The real L-frame contexts starting at ``starts`` of ``episodes``: where dream contexts' rollouts begin."""
+        L = self.model.config.denoiser.context_length
+        return segment_tensors(self.dataset.get_segments(episodes, starts, L - 1), self.device)["frames"]
 
     def rew_end_step(self) -> dict[str, float]:
         """One update on sequences of ``rew_end_sequence_length`` frames (DIAMOND's: padding masked out).
@@ -304,6 +330,7 @@ class WorldModelTrainer:
             "model_config": self.model.config.to_dict(),
             "recipe": TRAINING_RECIPE,
             "averages": {name: average.state_dict() for name, average in self.averages.items()},
+            **({"dream_contexts": self.dream_contexts.state_dict()} if self.dream_contexts is not None else {}),
         }
 
     def load_state_dict(self, state: dict[str, Any], *, branch: bool = False) -> None:
@@ -335,6 +362,8 @@ class WorldModelTrainer:
         self.warmup_from = dict(state.get("warmup_from", {"denoiser": 0, "rew_end": 0}))  # older states: from 0
         self.cpu_seconds = float(state.get("cpu_seconds", 0.0))  # states written before it was counted: from 0
         restore_rng(state["rng"], self.rng, self.noise)
+        if self.dream_contexts is not None and "dream_contexts" in state and not branch:  # a branch: a new pool
+            self.dream_contexts.load_state_dict(state["dream_contexts"])
 
 
 def _plain_config(config: WorldModelConfig) -> dict[str, Any]:

@@ -35,7 +35,7 @@ NOT_RUN_SETTINGS = ("precision", "compile", "fidelity_every", "fidelity_samples"
 LATER_SETTINGS = {"denoiser_return_oversampling": 0.0, "denoiser_serve_oversampling": 0.0,
                   "denoiser_opponent_oversampling": 0.0, "rew_end_input_noise": 0.0,
                   "branch_from": None, "changed_pixel_source": "target", "init_from": None, "context_erasure": 0.0,
-                  "context_ghosts": 0.0}
+                  "context_ghosts": 0.0, "dream_contexts": 0.0, "dream_context_age": 100, "dream_context_tolerance": 48}
 
 
 
@@ -77,6 +77,15 @@ class WorldModelTrainingConfig:
     # the ball) is pasted a few pixels away into the last context frames and left out of the targets, so the
     # denoiser learns to drop an object its own frames drew twice (training.world_model.context_ghosts)
     context_ghosts: float = 0.0
+    # off for DIAMOND-exact training: this share of each denoiser batch is conditioned on contexts the denoiser dreamt
+    # itself, rollouts from real contexts advanced one frame per update with the episode's actions, and predicts the
+    # frame the real episode showed next, so that it learns to bring back a context its own frames spoiled
+    # (training.world_model.dream_contexts). A rollout starts again after a length drawn uniformly in
+    # 1..dream_context_age frames, or once its newest frame parts from the real one in more than
+    # dream_context_tolerance pixels (where the real next frame no longer follows from the dream's context)
+    dream_contexts: float = 0.0
+    dream_context_age: int = 100
+    dream_context_tolerance: int = 48
     # Terminations are rare (a Pong game ends every ~1,500 steps, so about one reward/termination batch in
     # three holds one): this fraction of each batch's sequences is cut around the end of a terminated
     # episode instead, so the termination head sees more of them. 0: DIAMOND's sampling
@@ -233,6 +242,19 @@ class WorldModelTrainingConfig:
         if not 0 <= self.context_ghosts <= 1:
             raise UserError(f"WorldModelTrainingConfig.context_ghosts={self.context_ghosts} is invalid: expected a "
                             f"share in [0, 1] (0: DIAMOND's training)")
+        if not 0 <= self.dream_contexts <= 1:
+            raise UserError(f"WorldModelTrainingConfig.dream_contexts={self.dream_contexts} is invalid: expected a "
+                            f"share in [0, 1] (0: DIAMOND's training)")
+        if self.dream_contexts > 0 and round(self.dream_contexts * self.batch_size) < 1:
+            raise UserError(f"dream_contexts={self.dream_contexts} of a batch of {self.batch_size} is no sample: "
+                            f"raise it to at least {0.5 / self.batch_size:.3g}")
+        if self.dream_contexts > 0 and sum(shares.values()) + self.dream_contexts > 1:
+            raise UserError(f"WorldModelTrainingConfig: {' + '.join(f'{k}={v}' for k, v in shares.items())} + "
+                            f"dream_contexts={self.dream_contexts} exceed the batch: their sum must be at most 1")
+        if self.dream_context_age < 1 or self.dream_context_tolerance < 0:
+            raise UserError(f"WorldModelTrainingConfig: dream_context_age must be >= 1 frame and "
+                            f"dream_context_tolerance >= 0 pixels, got {self.dream_context_age} and "
+                            f"{self.dream_context_tolerance}")
         if self.rew_end_input_noise < 0:
             raise UserError(f"WorldModelTrainingConfig.rew_end_input_noise={self.rew_end_input_noise} is invalid: "
                             f"expected >= 0 (0: DIAMOND's training)")
