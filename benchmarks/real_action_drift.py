@@ -5,7 +5,8 @@ dreams ``--steps`` frames with the actions the real episode took, so that a perf
 and compares each frame with the real one at its age (frames dreamed since the real context). Per age: the pixels
 parted (a channel 32 or more of 255 levels off, as ``training.world_model.dream_contexts`` counts them) and, in
 Pong, how far the opponent's paddle sits from the real one's row (median, share beyond 4 rows), which no action
-moves: in the game it follows the ball. The game's own randomness (Pong's serve) parts a few samples a point.
+moves: in the game it follows the ball. With no sticky actions (DIAMOND's setting) the emulator's next frame follows
+from the actions, so what parts is the dream's.
 
     python benchmarks/real_action_drift.py --data DATA --checkpoint CKPT [CKPT ...] [--steps 100 --samples 32]
 
