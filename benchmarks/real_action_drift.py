@@ -5,8 +5,9 @@ dreams ``--steps`` frames with the actions the real episode took, so that a perf
 and compares each frame with the real one at its age (frames dreamed since the real context). Per age: the pixels
 parted (a channel 32 or more of 255 levels off, as ``training.world_model.dream_contexts`` counts them) and, in
 Pong, how far the opponent's paddle sits from the real one's row (median, share beyond 4 rows), which no action
-moves: in the game it follows the ball. With no sticky actions (DIAMOND's setting) the emulator's next frame follows
-from the actions, so what parts is the dream's.
+moves: in the game it follows the ball; and the share of dreams that draw it in pieces (the game draws one). With
+no sticky actions (DIAMOND's setting) the emulator's next frame follows from the actions, so what parts is the
+dream's.
 
     python benchmarks/real_action_drift.py --data DATA --checkpoint CKPT [CKPT ...] [--steps 100 --samples 32]
 
@@ -46,19 +47,21 @@ def real_action_drift(next_frames: court_repair.NextFrames, frames: np.ndarray, 
                       context_length: int, steps: int, game: str) -> dict[str, np.ndarray]:
     """Dream ``steps`` frames from ``frames[:, :context_length]`` with the real ``actions``: per sample and age,
     ``parted`` pixels and (Pong) the opponent paddle's ``opponent_rows`` from the real one (NaN where either is
-    unseen)."""
+    unseen) and the ``opponent_pieces`` the dream draws it in."""
     L = context_length
-    context, parted, rows = frames[:, :L], [], []
+    context, parted, rows, pieces = frames[:, :L], [], [], []
     for t in range(steps):
         frame = next_frames(context, actions[:, t:t + L])
         real = frames[:, L + t]
         parted.append(parted_pixels(frame, real))
         if game == "Pong":
-            rows.append(np.abs(find_opponent_paddle(frame).centre_y - find_opponent_paddle(real).centre_y))
+            dreamt = find_opponent_paddle(frame)
+            rows.append(np.abs(dreamt.centre_y - find_opponent_paddle(real).centre_y))
+            pieces.append(dreamt.pieces)
         context = np.concatenate([context[:, 1:], frame[:, None]], axis=1)
     drift = {"parted": np.stack(parted, axis=1)}
     if rows:
-        drift["opponent_rows"] = np.stack(rows, axis=1)
+        drift["opponent_rows"], drift["opponent_pieces"] = np.stack(rows, axis=1), np.stack(pieces, axis=1)
     return drift
 
 
@@ -73,6 +76,7 @@ def by_age(drift: dict[str, np.ndarray]) -> dict[int, dict[str, float]]:
             seen = off[~np.isnan(off)]
             row["opponent_median"] = round(float(np.median(seen)), 2) if seen.size else None
             row["opponent_over_4"] = round(float(np.mean(seen > 4)), 3) if seen.size else None
+            row["opponent_in_pieces"] = round(float(np.mean(drift["opponent_pieces"][:, age - 1] > 1)), 3)
         figures[age] = row
     return figures
 
