@@ -24,23 +24,23 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gym_diamond import load_checkpoint
+from gym_diamond import load_checkpoint, to_model_frames
 from training.data.dataset import EpisodeDataset
 from training.data.objects import find_opponent_paddle
 from training.fidelity.held_out import held_out_episodes
-from training.world_model.dream_contexts import PARTED_LEVEL
+from training.world_model import dream_contexts
 
 _spec = importlib.util.spec_from_file_location("court_repair", Path(__file__).with_name("court_repair.py"))
 court_repair = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(court_repair)
 
-PARTED_LEVELS = PARTED_LEVEL * 127.5  # frames in [-1, 1] span 255 levels
 AGES = (1, 2, 4, 8, 16, 32, 64, 100, 200)
 
 
 def parted_pixels(dreamed: np.ndarray, real: np.ndarray) -> np.ndarray:
     """(n,) pixels of uint8 frames (n, h, w, c) where a channel of the dream is 32 or more levels off the real."""
-    return (np.abs(dreamed.astype(np.int16) - real.astype(np.int16)).max(axis=-1) > PARTED_LEVELS).sum(axis=(1, 2))
+    frames = to_model_frames(torch.from_numpy(np.stack([dreamed, real])))  # the rule the training pool applies
+    return dream_contexts.parted_pixels(frames[0], frames[1]).numpy()
 
 
 def real_action_drift(next_frames: court_repair.NextFrames, frames: np.ndarray, actions: np.ndarray,

@@ -37,6 +37,11 @@ from gym_diamond.nn.denoiser import Denoiser
 PARTED_LEVEL = 0.25
 
 
+def parted_pixels(dreamt: Tensor, real: Tensor) -> Tensor:
+    """(n,) pixels of frames (n, c, h, w) in [-1, 1] where a channel of ``dreamt`` is more than PARTED_LEVEL off."""
+    return ((dreamt - real).abs().amax(dim=1) > PARTED_LEVEL).sum(dim=(1, 2))
+
+
 @dataclass(frozen=True)
 class DreamRows:
     """Where the pool's samples are cut from their episodes, and the contexts that replace their first L frames."""
@@ -107,7 +112,7 @@ class DreamContexts:
         denoiser.train(was_training)
         self.contexts = torch.cat([contexts[:, 1:], frame[:, None].to(contexts.dtype)], dim=1)
         self.ages += 1
-        parted = ((frame - real_next).abs().amax(dim=1) > PARTED_LEVEL).sum(dim=(1, 2)).cpu().numpy() > self.tolerance
+        parted = parted_pixels(frame, real_next).cpu().numpy() > self.tolerance
         ended = self.origins + self.ages + self.context_length + self.targets - 1 > self.lengths[self.episodes]
         aged = self.ages >= self.lifetimes
         for reason, hit in (("parted", parted), ("episode_end", ended & ~parted), ("length", aged & ~parted & ~ended)):
