@@ -6,7 +6,10 @@ every rally it wins in the real game. Open-loop ball figures average it away (th
 frames of each rally). ``ball_returns`` finds real moments where the ball reaches the player's paddle moving
 toward its goal line, splits them by what the game did in the next ``horizon`` frames (*returns*: the ball comes
 back; *misses*: it gets by), and dreams the same frames open loop from the real context with the
-real actions: a dream that plays the game returns the returns and misses the misses.
+real actions: a dream that plays the game returns the returns and misses the misses. The returns of fast balls
+(more than ``FAST_BALL`` pixels a step toward the paddle, the long rallies a good player has) are counted apart: a
+dream can draw the slow bounce and lose the fast one, and the closed loop's good player then loses points the game
+does not.
 
 The moments are found by ``training.data.ball_paths`` (Pong, Breakout).
 """
@@ -24,13 +27,16 @@ from training.data.ball_paths import ball_positions, classify_ball_paths, paddle
 from training.data.dataset import EpisodeDataset
 from training.fidelity.measures import share
 
-__all__ = ["ReturnReport", "ball_returns"]
+__all__ = ["FAST_BALL", "ReturnReport", "ball_returns"]
+
+FAST_BALL = 2.5  # pixels a step toward the paddle above which a ball counts as fast (a long rally's, in Pong)
 
 
 @dataclass(frozen=True)
 class ReturnReport:
     """Of ``returns`` real returns, the dream returned ``returned`` and let ``let_through`` through; of ``misses``
-    real misses, it let ``missed`` through and returned ``returned_misses``.
+    real misses, it let ``missed`` through and returned ``returned_misses``. ``fast_returns`` of the real returns
+    came at more than ``FAST_BALL`` pixels a step, and the dream returned ``fast_returned`` of them.
 
     What a dream does instead of returning tells the closed loop's failure ahead: a real return it lets through is a
     point the player loses in the dream and not in the game; one it neither returns nor lets through is a ball gone
@@ -42,12 +48,22 @@ class ReturnReport:
     missed: int
     let_through: int
     returned_misses: int
+    fast_returns: int = 0
+    fast_returned: int = 0
 
     def return_recall(self) -> float | None:
         return share(self.returned, self.returns)
 
     def miss_recall(self) -> float | None:
         return share(self.missed, self.misses)
+
+    def fast_return_recall(self) -> float | None:
+        """Of the real returns of fast balls, the share the dream returns."""
+        return share(self.fast_returned, self.fast_returns)
+
+    def slow_return_recall(self) -> float | None:
+        """Of the other real returns, the share the dream returns."""
+        return share(self.returned - self.fast_returned, self.returns - self.fast_returns)
 
     def let_through_share(self) -> float | None:
         """Of the real returns, the share the dream lets through."""
@@ -60,7 +76,9 @@ class ReturnReport:
     def to_dict(self) -> dict[str, float | int | None]:
         return {"returns": self.returns, "return_drawn": self.return_recall(),
                 "return_let_through": self.let_through_share(), "misses": self.misses,
-                "miss_drawn": self.miss_recall(), "miss_returned": self.returned_miss_share()}
+                "miss_drawn": self.miss_recall(), "miss_returned": self.returned_miss_share(),
+                "fast_returns": self.fast_returns, "fast_return_drawn": self.fast_return_recall(),
+                "slow_return_drawn": self.slow_return_recall()}
 
 
 @torch.no_grad()
@@ -83,14 +101,26 @@ def ball_returns(model: WorldModel, dataset: EpisodeDataset, episode_ids: np.nda
                        for positions in (found["returns"], found["misses"]))
     returned, let_through = _dreamt_paths(model, dataset, game, returns, seed, horizon, goal_line, batch_size)
     returned_misses, missed = _dreamt_paths(model, dataset, game, misses, seed, horizon, goal_line, batch_size)
-    return ReturnReport(len(returns), returned, len(misses), missed, let_through, returned_misses)
+    fast = _incoming_speeds(dataset, game, returns) > FAST_BALL
+    return ReturnReport(len(returns), int(returned.sum()), len(misses), int(missed.sum()), int(let_through.sum()),
+                        int(returned_misses.sum()), int(fast.sum()), int((returned & fast).sum()))
+
+
+def _incoming_speeds(dataset: EpisodeDataset, game: str, positions: list[tuple[int, int]]) -> np.ndarray:
+    """Pixels the ball moved toward the paddle into each frame of ``positions`` (the approach's found frame s, whose
+    frame s - 1 shows the ball: ``training.data.ball_paths.return_transitions``)."""
+    if not positions:
+        return np.zeros(0)
+    ids = np.array([e for e, _ in positions], np.int64)
+    frames = dataset.get_segments(ids, np.array([s - 1 for _, s in positions], np.int64), 1).frames
+    return ball_positions(game, frames[:, 1]) - ball_positions(game, frames[:, 0])
 
 
 def _dreamt_paths(model: WorldModel, dataset: EpisodeDataset, game: str, positions: list[tuple[int, int]], seed: int,
-                  horizon: int, goal_line: float | None, batch_size: int) -> tuple[int, int]:
-    """(returned, missed) among the dreams of ``horizon`` steps from the contexts ending at ``positions``."""
+                  horizon: int, goal_line: float | None, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(returned, missed) per dream of ``horizon`` steps from the contexts ending at ``positions``."""
     L, device = model.config.denoiser.context_length, model.device
-    returned = missed = 0
+    returned, missed = [np.zeros(0, bool)], [np.zeros(0, bool)]
     for i in range(0, len(positions), batch_size):
         batch = positions[i:i + batch_size]
         ids = np.array([e for e, _ in batch], np.int64)
@@ -105,5 +135,6 @@ def _dreamt_paths(model: WorldModel, dataset: EpisodeDataset, game: str, positio
             path.append(ball_positions(game, to_uint8_frames(step.next_frame).cpu().numpy()))
             frames = torch.cat([frames[:, 1:], step.next_frame[:, None]], dim=1)
         r, m = classify_ball_paths(start, np.stack(path, axis=1), goal_line)
-        returned, missed = returned + int(r.sum()), missed + int(m.sum())
-    return returned, missed
+        returned.append(r)
+        missed.append(m)
+    return np.concatenate(returned), np.concatenate(missed)

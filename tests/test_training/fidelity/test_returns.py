@@ -97,13 +97,38 @@ def test_dreams_that_bounce_pass_or_freeze_the_ball_are_told_apart(rallies):
     through = ball_returns(BallMover(+3), rallies, [0, 1, 2], samples=8, batch_size=2)
     assert (through.returned, through.missed, through.let_through, through.returned_misses) == (0, 3, 2, 0)
     assert through.to_dict() == {"returns": 2, "return_drawn": 0.0, "return_let_through": 1.0, "misses": 3,
-                                 "miss_drawn": 1.0, "miss_returned": 0.0}
+                                 "miss_drawn": 1.0, "miss_returned": 0.0, "fast_returns": 2,
+                                 "fast_return_drawn": 0.0, "slow_return_drawn": None}  # both come at 4 px a step
     frozen = ball_returns(BallMover(0), rallies, [0, 1, 2], samples=8)
     assert (frozen.returned, frozen.missed, frozen.let_through, frozen.returned_misses) == (0, 0, 0, 0)
     assert ball_returns(BallMover(0), rallies, [0, 1, 2], samples=1).returns == 1  # a sample of them
     assert ball_returns(BallMover(0), rallies, [], samples=4).return_recall() is None
     with pytest.raises(ValueError, match="samples and batch_size must be >= 1"):
         ball_returns(BallMover(0), rallies, [0], samples=0)
+
+
+class FastOnlyBouncer(StandInDream):
+    """Returns the ball only where it came at more than 2.5 pixels a step; freezes a slower one."""
+
+    def imagine_step(self, frames, actions, generator=None):
+        last, before = (find_objects("Pong", to_uint8_frames(frames[:, i]).numpy()).ball_xy[:, 0] for i in (-1, -2))
+        step = np.where(np.abs(last - before) > 2.5, -3.0, 0.0)
+        nxt = np.stack([pong_frame(None if np.isnan(x) else x + dx) for x, dx in zip(last, step, strict=True)])
+        return SimpleNamespace(next_frame=to_model_frames(torch.as_tensor(nxt)))
+
+
+def test_the_returns_of_fast_balls_are_counted_apart(rallies, tmp_path):
+    slow = EpisodeDataset(tmp_path / "slow", game="Pong")
+    for e in range(3):
+        slow.append(rallies.episode(e))
+    slow.append(_episode([44, 46, 48, 50, 52, 54, 52, 50, 48, 46, 44, 42]))  # 2 px a step: returned at 52, 54
+    report = ball_returns(FastOnlyBouncer(), slow, [0, 1, 2, 3], samples=8)
+    assert (report.returns, report.fast_returns, report.returned, report.fast_returned) == (4, 2, 2, 2)
+    assert (report.fast_return_recall(), report.slow_return_recall()) == (1.0, 0.0)
+    bounce = ball_returns(BallMover(-3), slow, [0, 1, 2, 3], samples=8)
+    assert (bounce.fast_return_recall(), bounce.slow_return_recall()) == (1.0, 1.0)
+    only_slow = ball_returns(BallMover(-3), slow, [3], samples=8)
+    assert (only_slow.fast_returns, only_slow.fast_return_recall(), only_slow.slow_return_recall()) == (0, None, 1.0)
 
 
 def test_games_without_a_paddle_line_are_refused():
