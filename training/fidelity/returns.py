@@ -36,7 +36,9 @@ FAST_BALL = 2.5  # pixels a step toward the paddle above which a ball counts as 
 class ReturnReport:
     """Of ``returns`` real returns, the dream returned ``returned`` and let ``let_through`` through; of ``misses``
     real misses, it let ``missed`` through and returned ``returned_misses``. ``fast_returns`` of the real returns
-    came at more than ``FAST_BALL`` pixels a step, and the dream returned ``fast_returned`` of them.
+    came at more than ``FAST_BALL`` pixels a step, and the dream returned ``fast_returned`` of them. Of the real
+    returns it neither returned nor let through, it shows no ball at the last frame in ``dropped``; in the rest it
+    holds the ball or sends it back too slowly.
 
     What a dream does instead of returning tells the closed loop's failure ahead: a real return it lets through is a
     point the player loses in the dream and not in the game; one it neither returns nor lets through is a ball gone
@@ -50,6 +52,7 @@ class ReturnReport:
     returned_misses: int
     fast_returns: int = 0
     fast_returned: int = 0
+    dropped: int = 0
 
     def return_recall(self) -> float | None:
         return share(self.returned, self.returns)
@@ -69,13 +72,18 @@ class ReturnReport:
         """Of the real returns, the share the dream lets through."""
         return share(self.let_through, self.returns)
 
+    def dropped_share(self) -> float | None:
+        """Of the real returns, the share whose ball the dream drops: neither returned nor let through, and gone."""
+        return share(self.dropped, self.returns)
+
     def returned_miss_share(self) -> float | None:
         """Of the real misses, the share the dream returns."""
         return share(self.returned_misses, self.misses)
 
     def to_dict(self) -> dict[str, float | int | None]:
         return {"returns": self.returns, "return_drawn": self.return_recall(),
-                "return_let_through": self.let_through_share(), "misses": self.misses,
+                "return_let_through": self.let_through_share(), "return_dropped": self.dropped_share(),
+                "misses": self.misses,
                 "miss_drawn": self.miss_recall(), "miss_returned": self.returned_miss_share(),
                 "fast_returns": self.fast_returns, "fast_return_drawn": self.fast_return_recall(),
                 "slow_return_drawn": self.slow_return_recall()}
@@ -99,11 +107,12 @@ def ball_returns(model: WorldModel, dataset: EpisodeDataset, episode_ids: np.nda
     rng = np.random.default_rng(seed)
     returns, misses = ([positions[i] for i in np.sort(rng.permutation(len(positions))[:samples])]
                        for positions in (found["returns"], found["misses"]))
-    returned, let_through = _dreamt_paths(model, dataset, game, returns, seed, horizon, goal_line, batch_size)
-    returned_misses, missed = _dreamt_paths(model, dataset, game, misses, seed, horizon, goal_line, batch_size)
+    returned, let_through, gone = _dreamt_paths(model, dataset, game, returns, seed, horizon, goal_line, batch_size)
+    returned_misses, missed, _ = _dreamt_paths(model, dataset, game, misses, seed, horizon, goal_line, batch_size)
     fast = _incoming_speeds(dataset, game, returns) > FAST_BALL
+    dropped = gone & ~returned & ~let_through
     return ReturnReport(len(returns), int(returned.sum()), len(misses), int(missed.sum()), int(let_through.sum()),
-                        int(returned_misses.sum()), int(fast.sum()), int((returned & fast).sum()))
+                        int(returned_misses.sum()), int(fast.sum()), int((returned & fast).sum()), int(dropped.sum()))
 
 
 def _incoming_speeds(dataset: EpisodeDataset, game: str, positions: list[tuple[int, int]]) -> np.ndarray:
@@ -117,10 +126,12 @@ def _incoming_speeds(dataset: EpisodeDataset, game: str, positions: list[tuple[i
 
 
 def _dreamt_paths(model: WorldModel, dataset: EpisodeDataset, game: str, positions: list[tuple[int, int]], seed: int,
-                  horizon: int, goal_line: float | None, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """(returned, missed) per dream of ``horizon`` steps from the contexts ending at ``positions``."""
+                  horizon: int, goal_line: float | None, batch_size: int
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(returned, missed, ball unseen at the last frame) per dream of ``horizon`` steps from the contexts ending at
+    ``positions``."""
     L, device = model.config.denoiser.context_length, model.device
-    returned, missed = [np.zeros(0, bool)], [np.zeros(0, bool)]
+    returned, missed, gone = [np.zeros(0, bool)], [np.zeros(0, bool)], [np.zeros(0, bool)]
     for i in range(0, len(positions), batch_size):
         batch = positions[i:i + batch_size]
         ids = np.array([e for e, _ in batch], np.int64)
@@ -137,4 +148,5 @@ def _dreamt_paths(model: WorldModel, dataset: EpisodeDataset, game: str, positio
         r, m = classify_ball_paths(start, np.stack(path, axis=1), goal_line)
         returned.append(r)
         missed.append(m)
-    return np.concatenate(returned), np.concatenate(missed)
+        gone.append(np.isnan(path[-1]))
+    return np.concatenate(returned), np.concatenate(missed), np.concatenate(gone)

@@ -96,11 +96,15 @@ def test_dreams_that_bounce_pass_or_freeze_the_ball_are_told_apart(rallies):
     assert (bounce.let_through, bounce.returned_misses) == (0, 3)  # it returns the misses too
     through = ball_returns(BallMover(+3), rallies, [0, 1, 2], samples=8, batch_size=2)
     assert (through.returned, through.missed, through.let_through, through.returned_misses) == (0, 3, 2, 0)
-    assert through.to_dict() == {"returns": 2, "return_drawn": 0.0, "return_let_through": 1.0, "misses": 3,
+    assert through.to_dict() == {"returns": 2, "return_drawn": 0.0, "return_let_through": 1.0,
+                                 "return_dropped": 0.0, "misses": 3,
                                  "miss_drawn": 1.0, "miss_returned": 0.0, "fast_returns": 2,
                                  "fast_return_drawn": 0.0, "slow_return_drawn": None}  # both come at 4 px a step
     frozen = ball_returns(BallMover(0), rallies, [0, 1, 2], samples=8)
     assert (frozen.returned, frozen.missed, frozen.let_through, frozen.returned_misses) == (0, 0, 0, 0)
+    assert frozen.dropped == 0  # held, not dropped
+    gone = ball_returns(StillDream(black=True), rallies, [0, 1, 2], samples=8)
+    assert (gone.returned, gone.let_through, gone.dropped, gone.dropped_share()) == (0, 0, 2, 1.0)
     assert ball_returns(BallMover(0), rallies, [0, 1, 2], samples=1).returns == 1  # a sample of them
     assert ball_returns(BallMover(0), rallies, [], samples=4).return_recall() is None
     with pytest.raises(ValueError, match="samples and batch_size must be >= 1"):
