@@ -34,9 +34,10 @@ paddle, and for repeat-last (``*_repeat_last``). ``--serves`` adds a line on the
 (Pong, Breakout) adds one on the ball at the player's paddle (``training.fidelity.returns``): of ``returns`` real
 returns, the share the dream returns too over the next few steps (4 in Pong, 8 in Breakout), open loop with the real
 actions (``return_drawn``) or lets through instead (``return_let_through``: points lost in the dream only), or drops
-(``return_dropped``: no ball at the last frame; the rest it holds or sends back too slowly), and of ``misses`` the share it lets through as the game did (``miss_drawn``) or returns (``miss_returned``);
-the returns of balls faster than 2.5 pixels a step apart (``fast_returns``, ``fast_return_drawn``, and
-``slow_return_drawn`` for the rest): a good player's long rallies are fast.
+(``return_dropped``: no ball at the last frame; the rest it holds or sends back too slowly), and of ``misses`` the
+share it lets through as the game did (``miss_drawn``) or returns (``miss_returned``); the returns of balls faster
+than 2.5 pixels a step apart (``fast_returns``, ``fast_return_drawn``, and ``slow_return_drawn`` for the rest): a
+good player's long rallies are fast.
 """
 
 from __future__ import annotations
