@@ -4,6 +4,7 @@
     python benchmarks/dream_pictures.py --checkpoint wm.safetensors --data DATA --out punches.png --rewarded
     python benchmarks/dream_pictures.py --checkpoint wm.safetensors --data DATA --out serve.png --after-point
     python benchmarks/dream_pictures.py --checkpoint wm.safetensors --data DATA --out bounce.png --at-paddle
+    python benchmarks/dream_pictures.py --checkpoint wm.safetensors --data DATA --out lost.png --at-paddle --lost
     python benchmarks/dream_pictures.py --checkpoint wm.safetensors --agent actor_critic.safetensors --out paid.png
     python benchmarks/dream_pictures.py --checkpoint wm.safetensors --policy follower --out paid.png
 
@@ -17,7 +18,8 @@ draw what earns the reward, the second is near 0, and an agent in the dream is n
 point, dreamt open loop from the real context that ends on the frame after the point and fed the real actions (Pong
 serves again 16 or 17 steps after a point: does the dream?). ``--at-paddle`` (Pong, Breakout): the same three rows
 over the steps after a real return of the ball off the player's paddle (``training.data.ball_paths``; 4 steps in Pong,
-8 in Breakout), and the share of those windows the dream returns the ball in too. ``--agent ACTOR_CRITIC``: closed
+8 in Breakout), and the share of those windows the dream returns the ball in too; with ``--lost``, only returns the
+dream does not return (it drops the ball, holds it, or sends it back too slowly). ``--agent ACTOR_CRITIC``: closed
 loop, the actor-critic plays the dream on its own frames (8 dreams, ``--steps`` steps in all); a row per dream reward
 holds the ``BEFORE`` frames before it and the frame it was paid on (what an agent trained in the dream may have
 learnt to exploit), and the command prints every reward's step and sign. ``--policy NAME``: the same with one of
@@ -158,16 +160,23 @@ def after_point_rows(model, dataset: EpisodeDataset, windows: int, seed: int) ->
     return np.concatenate(rows[:-1], 0), figures
 
 
-def at_paddle_rows(model, dataset: EpisodeDataset, windows: int, seed: int) -> tuple[np.ndarray, dict[str, float]]:
+LOST_CANDIDATES = 64  # returns dreamt with --at-paddle --lost, to find the windows the dream loses
+
+
+def at_paddle_rows(model, dataset: EpisodeDataset, windows: int, seed: int, lost_only: bool = False
+                   ) -> tuple[np.ndarray | None, dict[str, float]]:
     """Per window real, dream and |difference| rows at each of the game's return-horizon steps after a real return of
     the ball off the player's paddle, dreamt open loop from the real context fed the real actions; and the share of
-    windows in which the dream returns the ball too (``training.data.ball_paths.classify_ball_paths``)."""
+    windows in which the dream returns the ball too (``training.data.ball_paths.classify_ball_paths``).
+    ``lost_only``: up to ``LOST_CANDIDATES`` returns are dreamt and the rows show the first ``windows`` the dream does
+    not return (None where it returns them all); the share is over every return dreamt."""
     L = model.config.denoiser.context_length
     returns = paddle_moments(dataset, np.arange(len(dataset)), L)["returns"]  # checks the game
     geometry = return_geometry(dataset.game)
     if not returns:
         raise ValueError(f"no return of the ball off the player's paddle in {dataset.root}")
-    chosen = [returns[i] for i in np.sort(np.random.default_rng(seed).permutation(len(returns))[:windows])]
+    dreamt_windows = max(windows, LOST_CANDIDATES) if lost_only else windows
+    chosen = [returns[i] for i in np.sort(np.random.default_rng(seed).permutation(len(returns))[:dreamt_windows])]
     segments = dataset.get_segments(np.array([e for e, _ in chosen], np.int64),
                                     np.array([s - L + 1 for _, s in chosen], np.int64), L - 1 + geometry.horizon)
     frames = to_model_frames(torch.as_tensor(segments.frames, device=model.device))
@@ -176,14 +185,17 @@ def at_paddle_rows(model, dataset: EpisodeDataset, windows: int, seed: int) -> t
     dream = imagine(model, "fp32", frames, actions, L, geometry.horizon)
     steps = range(1, geometry.horizon + 1)
     dreamt = np.stack([to_uint8_frames(dream.frames[h]).cpu().numpy() for h in steps], axis=1)
-    rows = []
-    for i in range(len(chosen)):
-        rows += _real_dream_difference([segments.frames[i, L - 1 + h] for h in steps], list(dreamt[i]))
     start = ball_positions(dataset.game, segments.frames[:, L - 1])
     path = np.stack([ball_positions(dataset.game, dreamt[:, h - 1]) for h in steps], axis=1)
     returned = classify_ball_paths(start, path, geometry.goal_line)[0]
-    return np.concatenate(rows[:-1], 0), {"windows": len(chosen), "returned_dream": float(returned.mean())}
-
+    shown = np.flatnonzero(~returned)[:windows] if lost_only else np.arange(len(chosen))
+    figures = {"windows": len(shown), "returned_dream": float(returned.mean())}
+    if lost_only:
+        figures["returns_dreamt"] = len(chosen)
+    rows = []
+    for i in shown:
+        rows += _real_dream_difference([segments.frames[i, L - 1 + h] for h in steps], list(dreamt[i]))
+    return (np.concatenate(rows[:-1], 0) if rows else None), figures
 
 BEFORE = 8  # frames shown before each dream reward in --agent rows
 DREAMS = 8  # dreams the agent plays at once
@@ -250,6 +262,8 @@ def main(argv: list[str] | None = None) -> None:
     kind.add_argument("--at-paddle", action="store_true",
                       help="real, dream and difference rows over the steps after a real return of the ball off the "
                            "player's paddle: does the dream bounce it where the game does? (Pong, Breakout)")
+    parser.add_argument("--lost", action="store_true",
+                        help=f"with --at-paddle: only returns the dream does not return (of {LOST_CANDIDATES} dreamt)")
     parser.add_argument("--denoising-steps", type=int, default=None,
                         help="Euler steps of the dream's sampler (default: the checkpoint's own)")
     parser.add_argument("--scale", type=int, default=2, help="pixels per frame pixel")
@@ -258,6 +272,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.windows < 1 or args.scale < 1 or (args.denoising_steps is not None and args.denoising_steps < 1):
         parser.error("--windows, --scale and --denoising-steps must be >= 1")
+    if args.lost and not args.at_paddle:
+        parser.error("--lost goes with --at-paddle")
     closed_loop = args.agent is not None or args.policy is not None
     if closed_loop == (args.data is not None):
         parser.error("give --data (open loop), or --agent or --policy (closed loop)")
@@ -287,8 +303,11 @@ def main(argv: list[str] | None = None) -> None:
         columns = "frame t | real t+1, dream t+1, |difference|"
     elif args.at_paddle:
         dataset = EpisodeDataset(args.data, game=checkpoint.game)
-        picture, figures = at_paddle_rows(checkpoint.world_model, dataset, args.windows, args.seed)
+        picture, figures = at_paddle_rows(checkpoint.world_model, dataset, args.windows, args.seed, args.lost)
         print(json.dumps({"checkpoint": args.checkpoint, "data": args.data, **figures}))
+        if picture is None:
+            print(f"the dream returns all {figures['returns_dreamt']} returns dreamt: no picture")
+            return
         columns = "rows real, dream, |difference| at each step after the ball reaches the player's paddle"
     elif args.after_point:
         dataset = EpisodeDataset(args.data, game=checkpoint.game)

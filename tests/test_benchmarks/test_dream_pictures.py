@@ -2,13 +2,15 @@
 transitions on the real next frame and on the dream's."""
 
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import torch
 from helpers import PONG_ACTIONS, fixed_event_dream, load_benchmark, pong_frame
 from PIL import Image
 
-from gym_diamond import load_checkpoint, save_checkpoint
+from gym_diamond import load_checkpoint, save_checkpoint, to_model_frames, to_uint8_frames
 from training.data.dataset import Episode, EpisodeDataset
 from training.data.objects import find_objects
 
@@ -126,6 +128,39 @@ def test_rewards_right_after_another_are_counted_per_dream():
             {"step": 6, "dream": 0, "sign": -1}, {"step": 5, "dream": 2, "sign": 1}]
     assert dream_pictures.rewards_right_after_another(paid) == 1  # dream 0's step 4; dream 1's and 2's stand alone
     assert dream_pictures.rewards_right_after_another([]) == 0
+
+
+def test_lost_returns_are_the_windows_the_dream_does_not_return(tmp_path, capsys, one_thread, monkeypatch):
+    # three rallies, each returned at 2 moments; a stand-in dream redraws the real frames of the first two rallies'
+    # moments (returned) and drops the ball in the third's (lost)
+    data = EpisodeDataset(tmp_path / "rallies", game="Pong")
+    for y in (20, 30, 40):
+        xs = [30, 34, 38, 42, 46, 50, 54, 50, 46, 42, 38, 34]
+        data.append(Episode(np.stack([pong_frame(x, ball_y=y) for x in xs]), np.zeros(11, np.int64),
+                            np.zeros(11, np.float32), *(np.zeros(11, bool) for _ in range(3))))
+
+    def redraw_or_drop(model, precision, frames, actions, L, H):
+        real = frames[:, L:L + H].clone()
+        ball_y = find_objects("Pong", to_uint8_frames(frames[:, L - 1]).numpy()).ball_xy[:, 1]
+        real[torch.as_tensor(ball_y == 40)] = to_model_frames(torch.as_tensor(pong_frame(None)))
+        return SimpleNamespace(frames={h: real[:, h - 1] for h in range(1, H + 1)})
+
+    monkeypatch.setattr(dream_pictures, "imagine", redraw_or_drop)
+    model = load_checkpoint(_dream(tmp_path, 0)).world_model
+    picture, figures = dream_pictures.at_paddle_rows(model, data, 4, 0, lost_only=True)
+    assert figures == {"windows": 2, "returned_dream": 4 / 6, "returns_dreamt": 6}
+    assert picture.shape[0] == 2 * 3 * 64 + dream_pictures.GAP  # the third rally's two moments only
+    assert (find_objects("Pong", picture[None, :64, :64]).ball_xy[0, 1]) == 40  # the real frame of a lost window
+    assert not find_objects("Pong", picture[None, 64:128, :64]).ball_visible[0]  # the dream's, without its ball
+    every, figures = dream_pictures.at_paddle_rows(model, data, 4, 0)
+    assert figures == {"windows": 4, "returned_dream": 0.5} and every.shape[0] == 4 * 3 * 64 + 3 * dream_pictures.GAP
+    redrawn = EpisodeDataset(tmp_path / "returned", game="Pong")
+    redrawn.append(data.episode(0))
+    assert dream_pictures.at_paddle_rows(model, redrawn, 4, 0, lost_only=True)[0] is None
+    with pytest.raises(SystemExit):
+        dream_pictures.main(["--checkpoint", str(_dream(tmp_path, 0)), "--data", str(tmp_path / "rallies"),
+                             "--out", str(tmp_path / "x.png"), "--lost"])
+    assert "--lost goes with --at-paddle" in capsys.readouterr().err
 
 
 def test_at_paddle_rows_show_the_steps_after_a_return(tmp_path, capsys, one_thread):
