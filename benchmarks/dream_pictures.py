@@ -197,6 +197,7 @@ def at_paddle_rows(model, dataset: EpisodeDataset, windows: int, seed: int, lost
         rows += _real_dream_difference([segments.frames[i, L - 1 + h] for h in steps], list(dreamt[i]))
     return (np.concatenate(rows[:-1], 0) if rows else None), figures
 
+
 BEFORE = 8  # frames shown before each dream reward in --agent rows
 DREAMS = 8  # dreams the agent plays at once
 

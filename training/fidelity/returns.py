@@ -73,7 +73,8 @@ class ReturnReport:
         return share(self.let_through, self.returns)
 
     def dropped_share(self) -> float | None:
-        """Of the real returns, the share whose ball the dream drops: neither returned nor let through, and gone."""
+        """Of the real returns, the share whose ball the dream drops: neither returned nor let through, and gone.
+        Always 0 in a game that hides the ball it lets through (Breakout): a ball gone reads as let through there."""
         return share(self.dropped, self.returns)
 
     def returned_miss_share(self) -> float | None:
