@@ -50,9 +50,9 @@ class ReturnReport:
     missed: int
     let_through: int
     returned_misses: int
-    fast_returns: int = 0
-    fast_returned: int = 0
-    dropped: int = 0
+    fast_returns: int
+    fast_returned: int
+    dropped: int
 
     def return_recall(self) -> float | None:
         return share(self.returned, self.returns)
