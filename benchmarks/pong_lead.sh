@@ -21,17 +21,23 @@ PY=${PYTHON:-.venv/bin/python}
 LEAD=benchmarks/leads/Pong.safetensors
 DATA=$RUNS/pong-data
 REW_END_STEPS=3000
+# bf16 where the CPU has bf16 units (a precision is how fast a run goes, not what it trains: a resumed run may change it)
+PRECISION=${PRECISION:-$("$PY" -c "from gym_diamond.acceleration import cpu_bf16_units; print('bf16' if cpu_bf16_units() else 'fp32')")}
 
 # the lead's recipe: the cpu recipe, 16 context frames (Pong serves 16 steps after a point), a quarter of each batch
 # on the frames after the ball reaches the paddle and a twentieth on serves, the pixel weight set around what changed
 # in the context and where something appears (both: with the context's alone the lead drew no serve in 6,250
 # updates), and DIAMOND's learning rate 1e-4 since 7,426 updates (the returns, flat at 1e-3 from 2,750, climb
-# slowly again). Its run folder is named for the recipe: runs of earlier ones (RUNS/denoiser, RUNS/denoiser-serve,
-# RUNS/denoiser-both) are left as they are
-DENOISER=$RUNS/denoiser-lr1e4
+# slowly again), and since 13,150 the context repaired (`--context-erasure 1.0`: patches of what stays still faded in
+# the context and kept in the target, so the dream redraws a court its own frames let fade). Trained in bf16 on a CPU
+# with bf16 units (AMX or AVX-512 BF16: the same fidelity per update, faster), else in fp32. Its run folder is named
+# for the recipe: runs of earlier ones (RUNS/denoiser, RUNS/denoiser-serve, RUNS/denoiser-both, RUNS/denoiser-lr1e4)
+# are left as they are
+DENOISER=$RUNS/denoiser-erasure
 DENOISER_ARGS=(--game Pong --data "$DATA" --out "$DENOISER" --steps 20000 --model light --only-denoiser
   --recipe cpu --lr 1e-4 --context-length 16 --denoiser-return-oversampling 0.25 --denoiser-serve-oversampling 0.05
-  --changed-pixel-source both --test-fraction 0.1 --fidelity-every 250 --save-every 50)
+  --changed-pixel-source both --context-erasure 1.0 --test-fraction 0.1 --fidelity-every 250 --save-every 50
+  --precision "$PRECISION")
 # the reward/termination model reads dream frames as real ones when trained on noisy frames
 REW_END_ARGS=(--game Pong --data "$DATA" --out "$RUNS/rew-end" --steps "$REW_END_STEPS" --model light --only-rew-end
   --recipe cpu --context-length 16 --reward-oversampling 0.2 --termination-oversampling 0.1

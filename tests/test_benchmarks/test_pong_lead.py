@@ -28,14 +28,14 @@ os.execv(sys.executable, [sys.executable, *args])
 """
 
 
-def started_runs(tmp_path: Path, runs: Path) -> dict[str, list[str]]:
-    """The training commands ``pong_lead.sh train RUNS`` starts, by run folder name."""
+def started_runs(tmp_path: Path, runs: Path, **env: str) -> dict[str, list[str]]:
+    """The training commands ``pong_lead.sh train RUNS`` starts, by run folder name (``env`` added to its own)."""
     fake = tmp_path / "python"
     fake.write_text(FAKE_PYTHON)
     fake.chmod(0o755)
     record = tmp_path / "started.jsonl"
     proc = subprocess.run(["bash", str(ROOT / "benchmarks" / "pong_lead.sh"), "train", str(runs)],
-                          env={**os.environ, "PYTHON": str(fake), "RECORD": str(record)},
+                          env={**os.environ, "PYTHON": str(fake), "RECORD": str(record), **env},
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     expected = proc.stdout.count("started (pid")
@@ -51,7 +51,7 @@ def origin(args: list[str], flag: str = "--init-from") -> str | None:
     return args[args.index(flag) + 1] if flag in args else None
 
 
-DENOISER = "denoiser-lr1e4"  # the lead's denoiser run, named for its recipe
+DENOISER = "denoiser-erasure"  # the lead's denoiser run, named for its recipe
 
 
 @pytest.mark.skipif(not LEAD.exists(), reason="the committed Pong lead is what a new run starts from")
@@ -82,3 +82,14 @@ def test_a_run_begun_elsewhere_resumes_from_where_it_began(tmp_path):
         args = started_runs(tmp_path, runs)[DENOISER]
         assert origin(args, flag) == where
         assert origin(args, ({"--init-from", "--branch-from"} - {flag}).pop()) is None
+
+
+def test_the_lead_trains_in_bf16_only_where_the_cpu_has_bf16_units(tmp_path):
+    from gym_diamond.acceleration import cpu_bf16_units
+
+    args = started_runs(tmp_path, tmp_path / "runs")[DENOISER]
+    assert origin(args, "--precision") == ("bf16" if cpu_bf16_units() else "fp32")
+    assert origin(args, "--context-erasure") == "1.0"  # the recipe repairs the context (the court)
+    (tmp_path / "started.jsonl").unlink()
+    chosen = started_runs(tmp_path, tmp_path / "runs-fp32", PRECISION="fp32")[DENOISER]
+    assert origin(chosen, "--precision") == "fp32"
