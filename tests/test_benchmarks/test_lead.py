@@ -1,4 +1,4 @@
-"""benchmarks/pong_lead.sh train: which runs it starts, and from where, with the training itself stood in for."""
+"""benchmarks/lead.sh GAME train: which runs it starts, and from where, with the training itself stood in for."""
 
 import json
 import os
@@ -12,7 +12,8 @@ from helpers import ROOT
 
 from training.runtime.run_folder import guard_run_settings
 
-LEAD = ROOT / "benchmarks" / "leads" / "Pong.safetensors"
+LEADS = ROOT / "benchmarks" / "leads"
+LEAD = LEADS / "Pong.safetensors"
 
 # stands in for the interpreter: records the training commands and skips the data collection, runs the rest
 FAKE_PYTHON = f"""#!{sys.executable}
@@ -28,13 +29,13 @@ os.execv(sys.executable, [sys.executable, *args])
 """
 
 
-def started_runs(tmp_path: Path, runs: Path, **env: str) -> dict[str, list[str]]:
-    """The training commands ``pong_lead.sh train RUNS`` starts, by run folder name (``env`` added to its own)."""
+def started_runs(tmp_path: Path, runs: Path, game: str = "Pong", **env: str) -> dict[str, list[str]]:
+    """The training commands ``lead.sh GAME train RUNS`` starts, by run folder name (``env`` added to its own)."""
     fake = tmp_path / "python"
     fake.write_text(FAKE_PYTHON)
     fake.chmod(0o755)
     record = tmp_path / "started.jsonl"
-    proc = subprocess.run(["bash", str(ROOT / "benchmarks" / "pong_lead.sh"), "train", str(runs)],
+    proc = subprocess.run(["bash", str(ROOT / "benchmarks" / "lead.sh"), game, "train", str(runs)],
                           env={**os.environ, "PYTHON": str(fake), "RECORD": str(record), **env},
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -93,3 +94,21 @@ def test_the_lead_trains_in_bf16_only_where_the_cpu_has_bf16_units(tmp_path):
     (tmp_path / "started.jsonl").unlink()
     chosen = started_runs(tmp_path, tmp_path / "runs-fp32", PRECISION="fp32")[DENOISER]
     assert origin(chosen, "--precision") == "fp32"
+
+
+@pytest.mark.skipif((LEADS / "Breakout.safetensors").exists(), reason="with no Breakout lead committed")
+def test_a_game_without_a_lead_starts_both_networks_from_scratch_on_its_own_data(tmp_path):
+    runs = started_runs(tmp_path, tmp_path / "runs", game="Breakout")
+    assert set(runs) == {"denoiser", "rew-end"}
+    for args in runs.values():
+        assert origin(args) is None and origin(args, "--branch-from") is None
+        assert origin(args, "--game") == "Breakout"
+        assert Path(origin(args, "--data")).name == "breakout-data"
+    assert origin(runs["denoiser"], "--context-length") is None  # DIAMOND's 4 frames
+    assert "--rew-end-input-noise" not in runs["rew-end"]  # noise hides a brick's few pixels
+
+
+def test_a_game_without_a_recipe_is_refused(tmp_path):
+    proc = subprocess.run(["bash", str(ROOT / "benchmarks" / "lead.sh"), "Boxing", "train", str(tmp_path / "runs")],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "no lead recipe for Boxing" in proc.stderr

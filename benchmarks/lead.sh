@@ -1,47 +1,65 @@
 #!/bin/bash
-# The Pong lead of the CPU-budget study, carried from machine to machine.
+# A game's lead in the CPU-budget study (Pong, Breakout), carried from machine to machine.
 #
-#   bash benchmarks/pong_lead.sh train RUNS    # collect the data if missing, start (or resume) the lead's runs
-#   bash benchmarks/pong_lead.sh export RUNS   # write benchmarks/leads/Pong.safetensors from their last saves
-#   bash benchmarks/pong_lead.sh judge RUNS [K [START]]  # the closed-loop gate of their last saves, K Euler steps
+#   bash benchmarks/lead.sh GAME train RUNS    # collect the data if missing, start (or resume) the lead's runs
+#   bash benchmarks/lead.sh GAME export RUNS   # write benchmarks/leads/GAME.safetensors from their last saves
+#   bash benchmarks/lead.sh GAME judge RUNS [K [START]]  # the closed-loop gate of their last saves, K Euler steps
 #                                                       # (3) from START noise (unit, sigma_max; the checkpoint's)
 #
 # A study of thousands of CPU updates outlives the machine it runs on. `train` starts the denoiser from the exported
-# lead (benchmarks/leads/Pong.safetensors, `--init-from`: its weights, update count and CPU hours go on) or from
+# lead (benchmarks/leads/GAME.safetensors, `--init-from`: its weights, update count and CPU hours go on) or from
 # scratch where there is none, and the reward/termination model from scratch where the lead holds no trained one;
 # each run goes to the background at one thread, saving every 50 updates, its output in RUNS/*.log. Run it again to
 # resume them after an interruption (a stopped run loses at most its last 50 updates). `export` writes what the runs
 # hold now as the new lead (float16, one start context, ~1.5 MB): commit it, and the next machine goes on from it.
 # The lead is a training checkpoint, not a gated dream: judge it with python -m training.gates before shipping it.
+# RUNS holds one game's runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-command=${1:?usage: bash benchmarks/pong_lead.sh train|export|judge RUNS}
-RUNS=$(mkdir -p "${2:?give the folder for the runs, outside the checkout}" && cd "$2" && pwd)
+usage="usage: bash benchmarks/lead.sh Pong|Breakout train|export|judge RUNS"
+GAME=${1:?$usage}
+command=${2:?$usage}
+RUNS=$(mkdir -p "${3:?give the folder for the runs of GAME, outside the checkout}" && cd "$3" && pwd)
 PY=${PYTHON:-.venv/bin/python}
-LEAD=benchmarks/leads/Pong.safetensors
-DATA=$RUNS/pong-data
+LEAD=benchmarks/leads/$GAME.safetensors
+DATA=$RUNS/${GAME,,}-data
 REW_END_STEPS=3000
 # bf16 where the CPU has bf16 units (a precision is how fast a run goes, not what it trains: a resumed run may change it)
 PRECISION=${PRECISION:-$("$PY" -c "from gym_diamond.acceleration import cpu_bf16_units; print('bf16' if cpu_bf16_units() else 'fp32')")}
-
-# the lead's recipe: the cpu recipe, 16 context frames (Pong serves 16 steps after a point), a quarter of each batch
-# on the frames after the ball reaches the paddle and a twentieth on serves, the pixel weight set around what changed
-# in the context and where something appears (both: with the context's alone the lead drew no serve in 6,250
-# updates), and DIAMOND's learning rate 1e-4 since 7,426 updates (the returns, flat at 1e-3 from 2,750, climb
-# slowly again), and since 13,150 the context repaired (`--context-erasure 1.0`: patches of what stays still faded in
-# the context and kept in the target, so the dream redraws a court its own frames let fade). Trained in bf16 on a CPU
-# with bf16 units (AMX or AVX-512 BF16: the same fidelity per update, faster), else in fp32. Its run folder is named
-# for the recipe: runs of earlier ones (RUNS/denoiser, RUNS/denoiser-serve, RUNS/denoiser-both, RUNS/denoiser-lr1e4)
-# are left as they are
-DENOISER=$RUNS/denoiser-erasure
-DENOISER_ARGS=(--game Pong --data "$DATA" --out "$DENOISER" --steps 20000 --model light --only-denoiser
-  --recipe cpu --lr 1e-4 --context-length 16 --denoiser-return-oversampling 0.25 --denoiser-serve-oversampling 0.05
-  --changed-pixel-source both --context-erasure 1.0 --test-fraction 0.1 --fidelity-every 250 --save-every 50
-  --precision "$PRECISION")
-# the reward/termination model reads dream frames as real ones when trained on noisy frames
-REW_END_ARGS=(--game Pong --data "$DATA" --out "$RUNS/rew-end" --steps "$REW_END_STEPS" --model light --only-rew-end
-  --recipe cpu --context-length 16 --reward-oversampling 0.2 --termination-oversampling 0.1
-  --rew-end-input-noise 0.1 --test-fraction 0.1 --fidelity-every 0 --save-every 100)
+# the study's data (reproduced exactly by the seed): the ball follower with a quarter of random actions
+COLLECT_ARGS=(--game "$GAME" --steps 150000 --num-envs 8 --policy follow --epsilon 0.25 --seed 0 --out "$DATA")
+# what every lead shares: the cpu recipe, a quarter of each batch on the frames after the ball reaches the paddle and
+# a twentieth on serves, the pixel weight set around what changed in the context and where something appears (with
+# the context's alone Pong's lead drew no serve in 6,250 updates), the context repaired (`--context-erasure 1.0`:
+# patches of what stays still faded in the context and kept in the target, so the dream redraws a court or a wall
+# of bricks its own frames let fade); trained in bf16 on a CPU with bf16 units (AMX or AVX-512 BF16: the same
+# fidelity per update, faster), else in fp32
+SHARED_ARGS=(--game "$GAME" --data "$DATA" --steps 20000 --model light --only-denoiser --recipe cpu
+  --denoiser-return-oversampling 0.25 --denoiser-serve-oversampling 0.05 --changed-pixel-source both
+  --context-erasure 1.0 --test-fraction 0.1 --fidelity-every 250 --save-every 50 --precision "$PRECISION")
+REW_END_SHARED=(--game "$GAME" --data "$DATA" --out "$RUNS/rew-end" --steps "$REW_END_STEPS" --model light
+  --only-rew-end --recipe cpu --reward-oversampling 0.2 --termination-oversampling 0.1 --test-fraction 0.1
+  --fidelity-every 0 --save-every 100)
+case $GAME in
+  Pong)
+    # 16 context frames (Pong serves 16 steps after a point) and DIAMOND's learning rate 1e-4 since 7,426 updates
+    # (the returns, flat at 1e-3 from 2,750, climb slowly again); the context repaired since 13,150. The run folder
+    # is named for the recipe: runs of earlier ones (RUNS/denoiser, RUNS/denoiser-serve, RUNS/denoiser-both,
+    # RUNS/denoiser-lr1e4) are left as they are
+    DENOISER=$RUNS/denoiser-erasure
+    DENOISER_ARGS=("${SHARED_ARGS[@]}" --out "$DENOISER" --lr 1e-4 --context-length 16)
+    # the reward/termination model reads dream frames as real ones when trained on noisy frames
+    REW_END_ARGS=("${REW_END_SHARED[@]}" --context-length 16 --rew-end-input-noise 0.1)
+    ;;
+  Breakout)
+    # DIAMOND's 4 context frames and the recipe's learning rate (1e-3); the reward/termination model without input
+    # noise, which hid a brick's few pixels (recall 0.29 with noise 0.1, 0.88 without, on data collected apart)
+    DENOISER=$RUNS/denoiser
+    DENOISER_ARGS=("${SHARED_ARGS[@]}" --out "$DENOISER")
+    REW_END_ARGS=("${REW_END_SHARED[@]}")
+    ;;
+  *) echo "no lead recipe for $GAME: Pong or Breakout" >&2; exit 2 ;;
+esac
 
 updates_of() {  # the updates of network $2 (denoiser, rew_end) that checkpoint $1 records (0: none)
   "$PY" -c "import sys; from gym_diamond.checkpoint import read_metadata; \
@@ -82,8 +100,7 @@ latest_world_model() {  # the runs' last saves as one checkpoint in folder $1 (i
 case $command in
   train)
     # the study's data (reproduced exactly by the seed; a complete dataset is left as it is)
-    "$PY" -m training.data.collect --game Pong --steps 150000 --num-envs 8 --policy follow --epsilon 0.25 --seed 0 \
-      --out "$DATA" > "$RUNS/collect.log" 2>&1
+    "$PY" -m training.data.collect "${COLLECT_ARGS[@]}" > "$RUNS/collect.log" 2>&1
     # a run begun here resumes from where it began (the lead may have been exported since); a new one from the lead
     if [ -f "$DENOISER/config.json" ]; then
       mapfile -t origin < <(origin_of "$DENOISER")
