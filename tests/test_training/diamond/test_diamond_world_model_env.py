@@ -54,7 +54,15 @@ LOSS_TOL = 4e-5
 #   (2.4e-5 after the fourth), a clip of 10 instead of 100 by 1.6e-5, a clip of 1000 by 5.9e-6
 PARAM_TOL = 1.5e-7
 # - imagined frames: the same uint8 levels under all three (the denoiser's output convolution is tiny, so that
-#   rounding differences of its output do not move a level; see make_world_model_env_fixture.py)
+#   rounding differences of its output do not move a level; see make_world_model_env_fixture.py). On an Intel Xeon
+#   with AVX-512 and AMX (oneDNN's AVX-512 kernels there; limited to AVX2 it gives the fixture's levels) one level of
+#   one of the 45 frames of the second update moves by one (118 -> 119), which moves that update's policy logits,
+#   values and lambda-returns by 1.2e-4-3.6e-4 and the reward logits by 8e-4, while its actions, rewards and
+#   terminations stay DIAMOND's and the parameters stay within PARAM_TOL. So an update may move at most one level
+#   by one, and where it does its rollout figures are held to 10x those
+MOVED_LEVELS = 1
+MOVED_LEVEL_TOL = 1e-2
+FRAME_LEVELS = 3 * 64 * 64  # the levels of one frame
 
 
 # ------------------------------------------------------------------------------------------------ fixtures
@@ -240,6 +248,19 @@ def per_update(run: Run, settings: dict[str, Any], k: int) -> dict[str, Tensor]:
             "logits_end": torch.stack([e for _, e in run.step_logits[steps]], dim=1)}
 
 
+def moved_levels(data: dict[str, Tensor], settings: dict[str, Any], run: Run, k: int) -> int:
+    """How many uint8 levels of update ``k``'s frames (imagined, and those the actor-critic saw) moved from
+    DIAMOND's, read off each frame's sum and sum of squares of its levels: a level moved by one changes the sum by
+    one; a sum of squares that differs with equal sums (levels traded) counts as two; any other difference counts
+    as every level of the frame. The larger count of the imagined frames and the frames seen."""
+    ours, moved = per_update(run, settings, k), []
+    for name in ("next_obs_levels", "obs_levels"):  # the frames seen are mostly the frames imagined: the larger
+        sums, squares = (ours[name] - data[f"update{k}_{name}"]).abs().unbind(-1)
+        by_one = int(torch.where(sums > 1, sums.new_tensor(FRAME_LEVELS), sums).sum())
+        moved.append(by_one + 2 * int(((sums == 0) & (squares > 0)).sum()))
+    return max(moved)
+
+
 def rollout_errors(data: dict[str, Tensor], settings: dict[str, Any], run: Run, k: int) -> dict[str, float]:
     """The relative errors of update ``k``'s rollout, lambda-returns, loss terms and gradient norm."""
     rollout, steps, theirs = run.rollouts[k], per_update(run, settings, k), lambda name: data[f"update{k}_{name}"]
@@ -303,11 +324,10 @@ def test_diamonds_draws_are_all_replayed(data, run):
 
 def test_dreams_are_diamonds(data, settings, run):
     """Every imagined frame and every observation handed out (imagined, or a new start context's last frame)
-    has DIAMOND's levels; rewards, terminations and truncations are its."""
+    has DIAMOND's levels (up to ``MOVED_LEVELS`` moved by one per update, as one CPU kind's kernels round);
+    actions, rewards, terminations and truncations are its."""
     for k, rollout in enumerate(run.rollouts):
-        ours = per_update(run, settings, k)
-        assert torch.equal(ours["next_obs_levels"], data[f"update{k}_next_obs_levels"]), f"update {k + 1}"
-        assert torch.equal(ours["obs_levels"], data[f"update{k}_obs_levels"]), f"update {k + 1}"
+        assert moved_levels(data, settings, run, k) <= MOVED_LEVELS, f"update {k + 1}"
         assert torch.equal(rollout.actions, data[f"update{k}_actions"])
         assert torch.equal(rollout.rewards, data[f"update{k}_rewards"])
         assert torch.equal(rollout.terminated, data[f"update{k}_end"].bool())
@@ -323,6 +343,8 @@ def test_rollouts_losses_and_gradient_norms_are_diamonds(data, settings, run):
     for k, e in enumerate(errors):
         for name, value in e.items():
             tol = LOSS_TOL if name in LOSS_TERMS.values() else ROLLOUT_TOL
+            if moved_levels(data, settings, run, k):
+                tol = MOVED_LEVEL_TOL
             assert value <= tol, f"update {k + 1}: {name} off by {value:.3g} (relative)"
 
 
