@@ -35,6 +35,7 @@ def started_runs(tmp_path: Path, runs: Path, game: str = "Pong", **env: str) -> 
     fake.write_text(FAKE_PYTHON)
     fake.chmod(0o755)
     record = tmp_path / "started.jsonl"
+    record.unlink(missing_ok=True)  # only this call's commands
     proc = subprocess.run(["bash", str(ROOT / "benchmarks" / "lead.sh"), game, "train", str(runs)],
                           env={**os.environ, "PYTHON": str(fake), "RECORD": str(record), **env},
                           capture_output=True, text=True, timeout=120)
@@ -79,7 +80,6 @@ def test_a_run_begun_elsewhere_resumes_from_where_it_began(tmp_path):
                                   ({"branch_from": str(runs / "denoiser")}, "--branch-from", str(runs / "denoiser"))):
         (run / "config.json").unlink()
         guard_run_settings(run, {"game": "Pong", **settings}, phase="denoiser")
-        (tmp_path / "started.jsonl").unlink()
         args = started_runs(tmp_path, runs)[DENOISER]
         assert origin(args, flag) == where
         assert origin(args, ({"--init-from", "--branch-from"} - {flag}).pop()) is None
@@ -91,7 +91,6 @@ def test_the_lead_trains_in_bf16_only_where_the_cpu_has_bf16_units(tmp_path):
     args = started_runs(tmp_path, tmp_path / "runs")[DENOISER]
     assert origin(args, "--precision") == ("bf16" if cpu_bf16_units() else "fp32")
     assert origin(args, "--context-erasure") == "1.0"  # the recipe repairs the context (the court)
-    (tmp_path / "started.jsonl").unlink()
     chosen = started_runs(tmp_path, tmp_path / "runs-fp32", PRECISION="fp32")[DENOISER]
     assert origin(chosen, "--precision") == "fp32"
 

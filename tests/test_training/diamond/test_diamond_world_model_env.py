@@ -341,10 +341,9 @@ def test_rollouts_losses_and_gradient_norms_are_diamonds(data, settings, run):
     for k, e in enumerate(errors):
         print(f"[diamond world model env] update {k + 1}: " + ", ".join(f"{n} {v:.2g}" for n, v in e.items()))
     for k, e in enumerate(errors):
+        moved = moved_levels(data, settings, run, k) > 0
         for name, value in e.items():
-            tol = LOSS_TOL if name in LOSS_TERMS.values() else ROLLOUT_TOL
-            if moved_levels(data, settings, run, k):
-                tol = MOVED_LEVEL_TOL
+            tol = MOVED_LEVEL_TOL if moved else LOSS_TOL if name in LOSS_TERMS.values() else ROLLOUT_TOL
             assert value <= tol, f"update {k + 1}: {name} off by {value:.3g} (relative)"
 
 
