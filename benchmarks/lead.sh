@@ -4,7 +4,8 @@
 #   bash benchmarks/lead.sh GAME train RUNS    # collect the data if missing, start (or resume) the lead's runs
 #   bash benchmarks/lead.sh GAME export RUNS   # write benchmarks/leads/GAME.safetensors from their last saves
 #   bash benchmarks/lead.sh GAME judge RUNS [K [START]]  # the closed-loop gate of their last saves, K Euler steps
-#                                                       # (3) from START noise (unit, sigma_max; the checkpoint's)
+#                                                       # (3) from START noise (unit, sigma_max; the checkpoint's),
+#                                                       # JUDGE_STEPS (the gate's 20,000) steps per policy
 #
 # A study of thousands of CPU updates outlives the machine it runs on. `train` starts the denoiser from the exported
 # lead (benchmarks/leads/GAME.safetensors, `--init-from`: its weights, update count and CPU hours go on) or from
@@ -120,13 +121,15 @@ case $command in
     "$PY" -m training.ship --checkpoint "$(latest_world_model "$tmp")" --out "$LEAD" --start-contexts 1 --max-mb 4
     rm -rf "$tmp"
     ;;
-  judge)  # 4,000 steps per policy, 8 dreams; where the sampler starts: START, else the checkpoint's (DIAMOND's unit)
-    steps=${3:-3}
-    start=${4:-}
+  judge)  # the gate's closed loop: JUDGE_STEPS per policy (its 20,000: 4,000 leave a chance allowance that passed a
+          # follower losing 9.5 points per 1,000 steps against the game's 4), 8 dreams, K Euler steps from START
+    steps=${4:-3}
+    start=${5:-}
     tmp=$(mktemp -d)
     update=$(updates_of "$(latest_world_model "$tmp")" denoiser)
-    "$PY" -m training.closed_loop --checkpoint "$tmp/world_model.safetensors" --steps 4000 --denoising-steps "$steps" \
-      ${start:+--sampler-start "$start"} --out "$RUNS/closed-loop-$update-k$steps${start:+-$start}.json"
+    "$PY" -m training.closed_loop --checkpoint "$tmp/world_model.safetensors" --steps "${JUDGE_STEPS:-20000}" \
+      --denoising-steps "$steps" ${start:+--sampler-start "$start"} \
+      --out "$RUNS/closed-loop-$update-k$steps${start:+-$start}.json"
     rm -rf "$tmp"
     ;;
   *) echo "unknown command $command: train, export or judge" >&2; exit 2 ;;

@@ -15,13 +15,17 @@ from training.runtime.run_folder import guard_run_settings
 LEADS = ROOT / "benchmarks" / "leads"
 LEAD = LEADS / "Pong.safetensors"
 
-# stands in for the interpreter: records the training commands and skips the data collection, runs the rest
+# stands in for the interpreter: records the training and closed-loop commands, skips the data collection, snapshots
+# a run as the checkpoint SNAPSHOT names, runs the rest
 FAKE_PYTHON = f"""#!{sys.executable}
-import json, os, sys
+import json, os, shutil, sys
 args = sys.argv[1:]
-if args[:2] == ["-m", "training.world_model"]:
+if args[:2] in (["-m", "training.world_model"], ["-m", "training.closed_loop"]):
     with open(os.environ["RECORD"], "a") as record:
         record.write(json.dumps(args) + "\\n")
+    sys.exit(0)
+if args[:2] == ["-m", "training.world_model.snapshot"]:
+    shutil.copy(os.environ["SNAPSHOT"], args[args.index("--out") + 1])
     sys.exit(0)
 if args[:2] == ["-m", "training.data.collect"]:
     sys.exit(0)
@@ -47,6 +51,23 @@ def started_runs(tmp_path: Path, runs: Path, game: str = "Pong", **env: str) -> 
     commands = [json.loads(line) for line in record.read_text().splitlines()] if record.exists() else []
     assert len(commands) == expected
     return {Path(args[args.index("--out") + 1]).name: args for args in commands}
+
+
+def judged(tmp_path: Path, *extra: str, **env: str) -> list[str]:
+    """The closed-loop command ``lead.sh Pong judge RUNS *extra`` runs on the committed lead standing in for the runs'
+    last saves."""
+    fake = tmp_path / "python"
+    fake.write_text(FAKE_PYTHON)
+    fake.chmod(0o755)
+    record = tmp_path / "judged.jsonl"
+    record.unlink(missing_ok=True)
+    proc = subprocess.run(["bash", str(ROOT / "benchmarks" / "lead.sh"), "Pong", "judge", str(tmp_path / "runs"),
+                           *extra], env={**os.environ, "PYTHON": str(fake), "RECORD": str(record),
+                                         "SNAPSHOT": str(LEAD), **env},
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (command,) = [json.loads(line) for line in record.read_text().splitlines()]
+    return command
 
 
 def origin(args: list[str], flag: str = "--init-from") -> str | None:
@@ -105,6 +126,21 @@ def test_a_game_without_a_lead_starts_both_networks_from_scratch_on_its_own_data
         assert Path(origin(args, "--data")).name == "breakout-data"
     assert origin(runs["denoiser"], "--context-length") is None  # DIAMOND's 4 frames
     assert "--rew-end-input-noise" not in runs["rew-end"]  # noise hides a brick's few pixels
+
+
+@pytest.mark.skipif(not LEAD.exists(), reason="the committed Pong lead stands in for the runs' last saves")
+def test_judge_plays_the_gates_closed_loop_with_the_euler_steps_and_start_given(tmp_path):
+    from gym_diamond.checkpoint import read_metadata
+
+    update = read_metadata(LEAD)["provenance"]["denoiser_steps"]
+    default = judged(tmp_path)
+    assert origin(default, "--steps") == "20000"  # the gate's own (training.gates), not a flattering shorter loop
+    assert origin(default, "--denoising-steps") == "3" and "--sampler-start" not in default
+    assert Path(origin(default, "--out")).name == f"closed-loop-{update}-k3.json"
+    chosen = judged(tmp_path, "5", "sigma_max", JUDGE_STEPS="4000")
+    assert origin(chosen, "--steps") == "4000"
+    assert origin(chosen, "--denoising-steps") == "5" and origin(chosen, "--sampler-start") == "sigma_max"
+    assert Path(origin(chosen, "--out")).name == f"closed-loop-{update}-k5-sigma_max.json"
 
 
 def test_a_game_without_a_recipe_is_refused(tmp_path):
