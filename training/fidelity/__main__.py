@@ -6,7 +6,8 @@ horizon.
 
 On the checkpoint's own training data it judges the episodes its run held out (``--test-fraction`` of
 ``training.world_model``, recorded in the checkpoint); on data collected apart, all of them
-(``training.fidelity.held_out``).
+(``training.fidelity.held_out``). ``--trained`` judges the episodes it trained on instead (each line counts them as
+``trained_episodes``): a figure low there too says the model is underfit, not only ungeneralised.
 
 For real segments of the held-out episodes the model starts from the 4 real context frames and is fed
 the real actions; it is scored by PSNR against the real frames after 1 and 15 imagined steps
@@ -52,7 +53,7 @@ from gym_diamond.config import QUANTIZATIONS, SAMPLER_STARTS
 from gym_diamond.errors import UserError
 from training.data.ball_paths import return_geometry
 from training.data.dataset import EpisodeDataset
-from training.fidelity.held_out import held_out_episodes
+from training.fidelity.held_out import held_out_episodes, trained_episodes
 from training.fidelity.measures import FIDELITY_HORIZONS, event_confusion
 from training.fidelity.open_loop import dream_reward_recall, fidelity_lines
 from training.fidelity.returns import ball_returns
@@ -70,6 +71,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="judge on the episodes EpisodeDataset.split holds out at this fraction. Default: on the "
                              "checkpoint's own data, the fraction its run held out (a larger one is refused: it "
                              "would score episodes the model trained on); on data collected apart, every episode")
+    parser.add_argument("--trained", action="store_true",
+                        help="judge on the episodes the checkpoint trained on instead (its own data only): is it "
+                             "underfit (low here too) or ungeneralised (low on held-out episodes only)?")
     parser.add_argument("--samples", type=int, default=64)
     parser.add_argument("--horizons", type=int, nargs="+", default=list(FIDELITY_HORIZONS))
     parser.add_argument("--seed", type=int, default=0)
@@ -112,12 +116,18 @@ def main(argv: list[str] | None = None) -> None:
         sampler = dataclasses.replace(sampler, start=args.sampler_start)
     model.config = model.config.replace(sampler=sampler)
     dataset = EpisodeDataset(args.data, game=ckpt.game)
-    test_ids = held_out_episodes(dataset, ckpt.provenance, args.test_fraction)
-    if test_ids.size == 0:
-        raise UserError(f"no held-out episode in {args.data} at --test-fraction {args.test_fraction}")
+    if args.trained:
+        if args.test_fraction is not None:
+            raise UserError("--trained judges the episodes the checkpoint trained on: give no --test-fraction")
+        test_ids = trained_episodes(dataset, ckpt.provenance)
+    else:
+        test_ids = held_out_episodes(dataset, ckpt.provenance, args.test_fraction)
+        if test_ids.size == 0:
+            raise UserError(f"no held-out episode in {args.data} at --test-fraction {args.test_fraction}")
+    judged = {"trained_episodes" if args.trained else "held_out_episodes": int(test_ids.size)}
     for line in fidelity_lines(model, dataset, test_ids, args.horizons, args.samples, seed=args.seed,
                                precision=args.precision, reference_precision=args.reference_precision):
-        print(json.dumps({"checkpoint": args.checkpoint, "game": ckpt.game, "held_out_episodes": int(test_ids.size),
+        print(json.dumps({"checkpoint": args.checkpoint, "game": ckpt.game, **judged,
                           "precision": args.precision,
                           "denoising_steps": sampler.num_steps, "sampler_start": sampler.start,
                           "quantization": sampler.quantization, **line}),
@@ -125,21 +135,21 @@ def main(argv: list[str] | None = None) -> None:
     if args.events:
         report = event_confusion(model, dataset, test_ids)
         dream_recall = dream_reward_recall(model, dataset, test_ids, samples=args.samples, seed=args.seed)
-        print(json.dumps({"checkpoint": args.checkpoint, "game": ckpt.game, "held_out_episodes": len(test_ids),
+        print(json.dumps({"checkpoint": args.checkpoint, "game": ckpt.game, **judged,
                           **report.to_dict(), "dream_reward_recall": dream_recall}), flush=True)
     if args.events_noise is not None:
         report = event_confusion(model, dataset, test_ids, frame_noise=args.events_noise, seed=args.seed)
-        print(json.dumps({"checkpoint": args.checkpoint, "game": ckpt.game, "held_out_episodes": len(test_ids),
+        print(json.dumps({"checkpoint": args.checkpoint, "game": ckpt.game, **judged,
                           "events_noise": args.events_noise, **report.to_dict()}), flush=True)
     if args.serves:
         serves = ball_serves(model, dataset, test_ids, samples=args.samples, seed=args.seed)
-        print(json.dumps({"checkpoint": args.checkpoint, "game": ckpt.game, "held_out_episodes": len(test_ids),
+        print(json.dumps({"checkpoint": args.checkpoint, "game": ckpt.game, **judged,
                           "denoising_steps": sampler.num_steps, "sampler_start": sampler.start, "serves": serves.serves,
                           "serve_drawn": serves.recall(), "pauses": serves.pauses,
                           "pause_phantom": serves.phantom_rate()}), flush=True)
     if args.returns:
         returns = ball_returns(model, dataset, test_ids, samples=args.samples, seed=args.seed)
-        print(json.dumps({"checkpoint": args.checkpoint, "game": ckpt.game, "held_out_episodes": len(test_ids),
+        print(json.dumps({"checkpoint": args.checkpoint, "game": ckpt.game, **judged,
                           "denoising_steps": sampler.num_steps, "sampler_start": sampler.start,
                           **returns.to_dict()}), flush=True)
 

@@ -4,7 +4,9 @@
 and records F, the number of episodes and their lengths' digest in the checkpoint's provenance. A fidelity
 figure on that same dataset (perhaps grown since) must use that split or a part of it: a larger fraction
 would score episodes the model learnt from and flatter it. Data collected apart (another digest) is held
-out as a whole.
+out as a whole. ``trained_episodes`` gives the others, on purpose: a dream that misses an event on the episodes it
+trained on too is underfit (more updates or capacity), one that draws it there and not on held-out ones has not
+generalised (more data).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import numpy as np
 from gym_diamond.errors import UserError
 from training.data.dataset import EpisodeDataset
 
-__all__ = ["held_out_episodes"]
+__all__ = ["held_out_episodes", "trained_episodes"]
 
 
 def held_out_episodes(dataset: EpisodeDataset, provenance: dict[str, Any],
@@ -47,6 +49,21 @@ def held_out_episodes(dataset: EpisodeDataset, provenance: dict[str, Any],
         raise UserError(f"--test-fraction {fraction} would judge the checkpoint on episodes it trained on (its run "
                         f"held out {held_fraction} of {dataset.root}): use {held_fraction} or less")
     return test_ids
+
+
+def trained_episodes(dataset: EpisodeDataset, provenance: dict[str, Any]) -> np.ndarray:
+    """The sorted ids of ``dataset``'s episodes that every network of a checkpoint of ``provenance`` trained on (a
+    combined checkpoint's both); refused where it did not train on ``dataset``, or trained on none of them."""
+    runs = [run for run in _training_runs(provenance) if _trained_on(dataset, run)]
+    if not runs:
+        raise UserError(f"the checkpoint did not train on {dataset.root} (its provenance records other data, or "
+                        f"none): its trained episodes are in the data it was trained on")
+    trained = _trained_episodes(dataset, runs[0])
+    for run in runs[1:]:
+        trained = np.intersect1d(trained, _trained_episodes(dataset, run))
+    if trained.size == 0:
+        raise UserError(f"the checkpoint's networks share no trained episode of {dataset.root}")
+    return trained
 
 
 def _training_runs(provenance: dict[str, Any]) -> list[dict[str, Any]]:

@@ -9,7 +9,7 @@ from helpers import make_tiny_checkpoint, real_pong_data
 from gym_diamond import load_checkpoint
 from training.data.dataset import Episode, EpisodeDataset
 from training.fidelity.__main__ import main as fidelity_main
-from training.fidelity.held_out import held_out_episodes
+from training.fidelity.held_out import held_out_episodes, trained_episodes
 from training.world_model.combine import combine_checkpoints
 from training.world_model.run import train_world_model
 from training.world_model.training_config import WorldModelTrainingConfig
@@ -73,6 +73,28 @@ def test_data_collected_apart_is_held_out_as_a_whole(tmp_path):
     np.testing.assert_array_equal(held_out_episodes(apart, {}), [0, 1, 2])  # a checkpoint that records no data
 
 
+def test_the_trained_episodes_are_those_every_network_trained_on_and_only_on_its_own_data(tmp_path):
+    # asked for on purpose (is the model underfit, or ungeneralised?): the complement of the run's held-out split
+    dataset = synthetic_dataset(tmp_path / "own", [5 + i for i in range(20)])
+    provenance = provenance_of(dataset, 0.3)
+    trained = trained_episodes(dataset, provenance)
+    np.testing.assert_array_equal(trained, dataset.split(0.3, seed=0)[0])
+    assert not set(trained) & set(held_out_episodes(dataset, provenance))
+    synthetic_dataset(tmp_path / "own", [40, 41])  # episodes added after training were never trained on
+    np.testing.assert_array_equal(trained_episodes(EpisodeDataset(tmp_path / "own"), provenance), trained)
+    # a combined checkpoint: the episodes both networks trained on
+    denoiser = make_tiny_checkpoint(tmp_path / "d.safetensors", provenance=provenance_of(dataset, 0.3))
+    rew_end = make_tiny_checkpoint(tmp_path / "r.safetensors", seed=1, provenance=provenance_of(dataset, 0.2))
+    combined = load_checkpoint(combine_checkpoints(denoiser, rew_end, tmp_path / "c.safetensors")).provenance
+    both = trained_episodes(dataset, combined)
+    np.testing.assert_array_equal(both, np.intersect1d(dataset.split(0.3, seed=0)[0], dataset.split(0.2, seed=0)[0]))
+    assert 0 < both.size < dataset.split(0.2, seed=0)[0].size
+    apart = synthetic_dataset(tmp_path / "apart", [7, 9, 11])
+    for other in (provenance, {}):
+        with pytest.raises(ValueError, match="did not train on"):
+            trained_episodes(apart, other)
+
+
 def test_the_fidelity_command_refuses_a_fraction_that_takes_in_trained_episodes(tmp_path, capsys):
     data = real_pong_data(tmp_path / "data", episodes=3, steps=60)
     config = WorldModelTrainingConfig(batch_size=2, rew_end_sequence_length=4, test_fraction=0.3)
@@ -93,3 +115,9 @@ def test_the_fidelity_command_refuses_a_fraction_that_takes_in_trained_episodes(
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: --test-fraction 0.9 would judge the checkpoint on episodes it trained on")
     assert len(err.splitlines()) == 1
+    fidelity_main([*args, "--trained"])  # on purpose: the episodes it trained on, counted as such
+    line = json.loads(capsys.readouterr().out.strip().splitlines()[0])
+    assert "held_out_episodes" not in line and line["trained_episodes"] == 3 - held_out.size
+    with pytest.raises(SystemExit):
+        fidelity_main([*args, "--trained", "--test-fraction", "0.1"])
+    assert "give no --test-fraction" in capsys.readouterr().err
