@@ -7,6 +7,7 @@
     python benchmarks/dream_pictures.py --checkpoint wm.safetensors --data DATA --out lost.png --at-paddle --lost
     python benchmarks/dream_pictures.py --checkpoint wm.safetensors --agent actor_critic.safetensors --out paid.png
     python benchmarks/dream_pictures.py --checkpoint wm.safetensors --policy follower --out paid.png
+    python benchmarks/dream_pictures.py --checkpoint wm.safetensors --policy follower --out twice.png --repeated
 
 Default: ``--windows`` random windows of ``--data``, each dreamed open loop from 4 real frames fed the real
 actions; a row per window holds real | dream | |difference| at 1, 5 and 15 steps. ``--rewarded``: windows
@@ -27,7 +28,8 @@ the closed-loop gate's policies (``random``, ``follower``, ``follower-eps0.25``,
 in place of an actor-critic. In a game with a ball, each reward also says how many balls the frame it was paid on
 shows (``training.data.objects.count_balls``; the game shows at most one), and the command counts the rewards paid
 on the step right after another in the same dream (the game never pays a point twice in a row): a dream that draws
-extra balls pays for each crossing.
+extra balls pays for each crossing. ``--repeated`` draws only those (the frame before the paid one is the one the
+first was paid on): what the dream draws between a point and its second payment.
 Needs Pillow (the ``video`` extra).
 """
 
@@ -203,11 +205,12 @@ DREAMS = 8  # dreams the agent plays at once
 
 
 @torch.no_grad()
-def agent_reward_rows(checkpoint, agent: Agent, steps: int, windows: int, seed: int
+def agent_reward_rows(checkpoint, agent: Agent, steps: int, windows: int, seed: int, repeated_only: bool = False
                       ) -> tuple[np.ndarray | None, list[dict[str, int]]]:
-    """Rows of the ``BEFORE`` frames before a dream reward and the frame it was paid on, ``agent`` (acting for
-    ``DREAMS`` envs) playing ``checkpoint``'s dream on its own frames; and every reward's step, dream and sign, with
-    the balls on the paid frame where the game has a ball."""
+    """Rows of the ``BEFORE`` frames before a dream reward and the frame it was paid on (``repeated_only``: of the
+    rewards paid on the step right after another of the same dream), ``agent`` (acting for ``DREAMS`` envs) playing
+    ``checkpoint``'s dream on its own frames; and every reward's step, dream and sign, with the balls on the paid
+    frame where the game has a ball."""
     env = make_dream_env(checkpoint, DREAMS)
     has_ball = "ball" in game_objects(checkpoint.game)
     obs, _ = env.reset(seed=seed)
@@ -215,6 +218,7 @@ def agent_reward_rows(checkpoint, agent: Agent, steps: int, windows: int, seed: 
     blank = np.zeros_like(obs[0])
     history = [[blank] * BEFORE for _ in range(DREAMS)]
     rows, paid = [], []
+    paid_before = np.zeros(DREAMS, dtype=bool)  # each dream paid a reward on the step before
     for step in range(-(-steps // DREAMS)):
         for i in range(DREAMS):
             history[i] = [*history[i][1:], obs[i]]
@@ -226,8 +230,9 @@ def agent_reward_rows(checkpoint, agent: Agent, steps: int, windows: int, seed: 
             if has_ball:
                 reward["balls"] = int(count_balls(checkpoint.game, last[None])[0])
             paid.append(reward)
-            if len(rows) < windows:
+            if len(rows) < windows and (paid_before[i] or not repeated_only):
                 rows.append(np.concatenate([*history[i], _gap(last.shape[0]), last], 1))
+        paid_before = np.asarray(rewards) != 0
         if ended.any():
             agent.reset(ended)
             for i in np.flatnonzero(ended):
@@ -251,6 +256,8 @@ def main(argv: list[str] | None = None) -> None:
     player.add_argument("--agent", help="an actor-critic (.safetensors) to play the dream in closed loop")
     player.add_argument("--policy", help="a closed-loop gate policy to play the dream in closed loop: random, "
                                          "follower, follower-eps0.25, ... (training.agents.rollouts.make_policy)")
+    parser.add_argument("--repeated", action="store_true",
+                        help="with --agent or --policy: draw only the rewards paid on the step right after another")
     parser.add_argument("--steps", type=int, default=4000, help="with --agent or --policy: dream steps in all")
     parser.add_argument("--out", required=True, help="the PNG to write")
     parser.add_argument("--windows", type=int, default=4, help="rows of the picture")
@@ -278,6 +285,8 @@ def main(argv: list[str] | None = None) -> None:
     closed_loop = args.agent is not None or args.policy is not None
     if closed_loop == (args.data is not None):
         parser.error("give --data (open loop), or --agent or --policy (closed loop)")
+    if args.repeated and not closed_loop:
+        parser.error("--repeated goes with --agent or --policy")
     checkpoint = load_checkpoint(args.checkpoint, device=resolve_device(args.device))
     if args.denoising_steps is not None:
         model = checkpoint.world_model
@@ -288,13 +297,13 @@ def main(argv: list[str] | None = None) -> None:
                                      seed=args.seed)
         else:
             agent = make_policy(args.policy, checkpoint.game, checkpoint.config.num_actions, args.seed)
-        picture, paid = agent_reward_rows(checkpoint, agent, args.steps, args.windows, args.seed)
+        picture, paid = agent_reward_rows(checkpoint, agent, args.steps, args.windows, args.seed, args.repeated)
         print(json.dumps({"checkpoint": args.checkpoint, "agent": args.agent, "policy": args.policy,
                           "denoising_steps": checkpoint.world_model.config.sampler.num_steps, "steps": args.steps,
                           "rewards": paid,
                           "rewards_right_after_another": rewards_right_after_another(paid)}))
         if picture is None:
-            print("no reward in the dream: no picture")
+            print(f"no reward{' paid right after another' if args.repeated else ''} in the dream: no picture")
             return
         columns = f"{BEFORE} frames before a dream reward | the frame it was paid on"
     elif args.rewarded:

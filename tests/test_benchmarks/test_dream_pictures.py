@@ -123,6 +123,25 @@ def test_a_gate_policy_plays_its_dream_and_rewards_paid_in_a_row_are_counted(tmp
             dream_pictures.main(["--checkpoint", str(_dream(tmp_path, 1)), "--out", str(out), *wrong])
 
 
+def test_repeated_draws_only_the_rewards_paid_right_after_another(tmp_path, capsys, one_thread):
+    out = tmp_path / "twice.png"
+    args = ["--checkpoint", str(_dream(tmp_path, 1)), "--policy", "follower", "--out", str(out), "--repeated",
+            "--windows", "8", "--scale", "1", "--device", "cpu", "--denoising-steps", "1"]
+    dream_pictures.main([*args, "--steps", "8"])  # one step a dream: every reward is a first
+    assert "no reward paid right after another in the dream: no picture" in capsys.readouterr().out
+    assert not out.exists()
+    dream_pictures.main([*args, "--steps", "16"])  # the second step's 8 rewards each follow one
+    capsys.readouterr()
+    with Image.open(out) as picture:
+        rows = np.asarray(picture)
+    assert rows.shape[:2] == (8 * 64, (dream_pictures.BEFORE + 1) * 64 + dream_pictures.GAP)
+    for row in np.split(rows, 8):  # the frame before the paid one is the frame the first reward was paid on
+        assert row[:, (dream_pictures.BEFORE - 1) * 64:dream_pictures.BEFORE * 64].any()
+        assert not row[:, (dream_pictures.BEFORE - 3) * 64:(dream_pictures.BEFORE - 2) * 64].any()  # none before
+    with pytest.raises(SystemExit):
+        dream_pictures.main(["--checkpoint", str(_dream(tmp_path, 1)), "--data", "d", "--out", str(out), "--repeated"])
+
+
 def test_rewards_right_after_another_are_counted_per_dream():
     paid = [{"step": 3, "dream": 0, "sign": 1}, {"step": 4, "dream": 0, "sign": 1}, {"step": 4, "dream": 1, "sign": -1},
             {"step": 6, "dream": 0, "sign": -1}, {"step": 5, "dream": 2, "sign": 1}]
