@@ -33,17 +33,24 @@ os.execv(sys.executable, [sys.executable, *args])
 """
 
 
-def started_runs(tmp_path: Path, runs: Path, game: str = "Pong", **env: str) -> dict[str, list[str]]:
-    """The training commands ``lead.sh GAME train RUNS`` starts, by run folder name (``env`` added to its own)."""
+def run_lead(tmp_path: Path, *args: str, **env: str) -> tuple[subprocess.CompletedProcess, Path]:
+    """``lead.sh *args`` with the stand-in interpreter (``env`` added to its own): its process and the record of the
+    commands it ran (this call's only)."""
     fake = tmp_path / "python"
     fake.write_text(FAKE_PYTHON)
     fake.chmod(0o755)
-    record = tmp_path / "started.jsonl"
-    record.unlink(missing_ok=True)  # only this call's commands
-    proc = subprocess.run(["bash", str(ROOT / "benchmarks" / "lead.sh"), game, "train", str(runs)],
+    record = tmp_path / "commands.jsonl"
+    record.unlink(missing_ok=True)
+    proc = subprocess.run(["bash", str(ROOT / "benchmarks" / "lead.sh"), *args],
                           env={**os.environ, "PYTHON": str(fake), "RECORD": str(record), **env},
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc, record
+
+
+def started_runs(tmp_path: Path, runs: Path, game: str = "Pong", **env: str) -> dict[str, list[str]]:
+    """The training commands ``lead.sh GAME train RUNS`` starts, by run folder name (``env`` added to its own)."""
+    proc, record = run_lead(tmp_path, game, "train", str(runs), **env)
     expected = proc.stdout.count("started (pid")
     deadline = time.monotonic() + 60  # the runs go to the background
     while time.monotonic() < deadline and (not record.exists() or len(record.read_text().splitlines()) < expected):
@@ -56,16 +63,7 @@ def started_runs(tmp_path: Path, runs: Path, game: str = "Pong", **env: str) -> 
 def judged(tmp_path: Path, *extra: str, **env: str) -> list[str]:
     """The closed-loop command ``lead.sh Pong judge RUNS *extra`` runs on the committed lead standing in for the runs'
     last saves."""
-    fake = tmp_path / "python"
-    fake.write_text(FAKE_PYTHON)
-    fake.chmod(0o755)
-    record = tmp_path / "judged.jsonl"
-    record.unlink(missing_ok=True)
-    proc = subprocess.run(["bash", str(ROOT / "benchmarks" / "lead.sh"), "Pong", "judge", str(tmp_path / "runs"),
-                           *extra], env={**os.environ, "PYTHON": str(fake), "RECORD": str(record),
-                                         "SNAPSHOT": str(LEAD), **env},
-                          capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    _, record = run_lead(tmp_path, "Pong", "judge", str(tmp_path / "runs"), *extra, SNAPSHOT=str(LEAD), **env)
     (command,) = [json.loads(line) for line in record.read_text().splitlines()]
     return command
 
