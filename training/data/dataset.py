@@ -2,7 +2,7 @@
 
 Layout of a dataset folder ``root``::
 
-    root/index.json              format, game, frame_shape, num_steps, episodes: [{file, length, return}]
+    root/index.json              format, game, frame_shape, num_steps, episodes: [{file, length, return, fingerprint}]
     root/episodes/000000.npz     one episode per file: frames, actions, rewards, terminated, truncated, life_loss
 
 Episode files are plain ``np.savez_compressed`` archives (no pickle: they are loaded with
@@ -31,6 +31,7 @@ from gym_diamond.games import atari_game_name, normalise_game_name
 __all__ = ["Episode", "EpisodeDataset", "Segment", "environment_actions"]
 
 FORMAT_VERSION = 1
+FINGERPRINT_CHARS = 16  # 64 bits: no two of a million episodes share one by chance
 DIAMOND_SAMPLE_WEIGHTS = (0.1, 0.1, 0.1, 0.7)  # DIAMOND's config/trainer.yaml: 4 recency groups, newest last
 
 _DTYPES = {
@@ -91,6 +92,15 @@ class Episode:
     def arrays(self) -> dict[str, np.ndarray]:
         """The episode's arrays by name, as stored on disk."""
         return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def fingerprint(self) -> str:
+        """A digest of the episode's content (frames, actions, rewards, end flags): the same episode collected again
+        has the same one, wherever it lies in whichever dataset."""
+        digest = hashlib.sha256()
+        for name, array in self.arrays().items():
+            digest.update(f"{name}:{array.dtype.str}:{array.shape}".encode())
+            digest.update(np.ascontiguousarray(array).tobytes())
+        return digest.hexdigest()[:FINGERPRINT_CHARS]
 
 
 @dataclass
@@ -158,6 +168,7 @@ class EpisodeDataset:
         self._files: list[str] = []
         self._lengths: list[int] = []
         self._returns: list[float] = []
+        self._fingerprints: list[str | None] = []  # None: an index written before they were, read lazily
         self.frame_shape: tuple[int, ...] | None = None
         self.game = game
         # the environment's action names, for environments other than Atari games (whose names ale-py knows)
@@ -187,6 +198,7 @@ class EpisodeDataset:
                 self._files.append(entry["file"])
                 self._lengths.append(int(entry["length"]))
                 self._returns.append(float(entry.get("return", 0.0)))
+                self._fingerprints.append(entry.get("fingerprint"))
         self._recover()
 
     def refresh(self) -> None:
@@ -196,12 +208,15 @@ class EpisodeDataset:
         episode is stored again, longer, under its id (training.data.collect), or a rollback dropped it.
         """
         lengths, cache, cached_bytes = self._lengths, self._cache, self._cached_bytes
-        ends, rewarded = self._ends, self._rewarded
+        ends, rewarded, fingerprints = self._ends, self._rewarded, self._fingerprints
         self.__init__(self.root, self.game, cache_bytes=self.cache_bytes, compress=self.compress,
                       action_meanings=self.action_meanings)
         self._cache, self._cached_bytes, self._ends = cache, cached_bytes, ends[:len(self)]
         self._rewarded = rewarded[:len(self)]
         changed = [i for i, n in enumerate(lengths) if i >= len(self) or self._lengths[i] != n]
+        kept = changed[0] if changed else len(lengths)
+        self._fingerprints[:kept] = [new or old for new, old in zip(self._fingerprints[:kept], fingerprints[:kept],
+                                                                     strict=True)]
         if changed:
             self._forget(range(changed[0], len(lengths)))
 
@@ -219,6 +234,16 @@ class EpisodeDataset:
     def lengths(self) -> np.ndarray:
         """(num_episodes,) int64: transitions per episode, oldest first."""
         return np.asarray(self._lengths, dtype=np.int64)
+
+    def fingerprints(self, episode_ids: np.ndarray | list[int] | None = None) -> list[str]:
+        """``Episode.fingerprint`` of each of ``episode_ids`` (default: all): the index holds them; an index written
+        before it did has them computed from the episodes' files, once."""
+        ids = range(len(self)) if episode_ids is None else [int(i) for i in episode_ids]
+        for i in ids:
+            if self._fingerprints[i] is None:
+                self._fingerprints[i] = self._cache[i].fingerprint() if i in self._cache else \
+                    self._load(self._files[i]).fingerprint()
+        return [self._fingerprints[i] for i in ids]
 
     def lengths_digest(self, episodes: int | None = None) -> str:
         """A fingerprint of the first ``episodes`` episodes (default: all): the digest of their lengths.
@@ -254,6 +279,7 @@ class EpisodeDataset:
         self._files.append(name)
         self._lengths.append(len(episode))
         self._returns.append(episode.episode_return)
+        self._fingerprints.append(episode.fingerprint())
         self._write_index()
         self._remember(i, episode)
         return i
@@ -265,8 +291,9 @@ class EpisodeDataset:
             "frame_shape": list(self.frame_shape) if self.frame_shape else None,
             **({"action_meanings": self.action_meanings} if self.action_meanings is not None else {}),
             "num_steps": self.num_steps,
-            "episodes": [{"file": f, "length": n, "return": r}
-                         for f, n, r in zip(self._files, self._lengths, self._returns, strict=True)],
+            "episodes": [{"file": f, "length": n, "return": r, **({"fingerprint": p} if p else {})}
+                         for f, n, r, p in zip(self._files, self._lengths, self._returns, self._fingerprints,
+                                               strict=True)],
         }
         data = json.dumps(index, indent=1).encode()
         write_atomic(self.root / "index.json", lambda f: f.write(data))
@@ -278,6 +305,7 @@ class EpisodeDataset:
             raise UserError(f"num_episodes must be in [0, {len(self)}], got {num_episodes}")
         dropped = self._files[num_episodes:]
         del self._files[num_episodes:], self._lengths[num_episodes:], self._returns[num_episodes:]
+        del self._fingerprints[num_episodes:]
         self._forget(range(num_episodes, num_episodes + len(dropped)))
         if dropped:
             self._write_index()  # first the index, so a kill here leaves no listed file missing
@@ -310,6 +338,7 @@ class EpisodeDataset:
             self._files.append(name)
             self._lengths.append(len(episode))
             self._returns.append(episode.episode_return)
+            self._fingerprints.append(episode.fingerprint())
             recovered = True
         if recovered:
             self._write_index()

@@ -55,6 +55,7 @@ def export_checkpoint(path: str | Path, trainer: WorldModelTrainer, *, game: str
         "denoiser_steps": trainer.steps["denoiser"], "rew_end_steps": trainer.steps["rew_end"],
         "dataset_steps": dataset.num_steps, "dataset_episodes": len(dataset), "seed": seed,
         "dataset_lengths_digest": dataset.lengths_digest(), "test_fraction": config.test_fraction,
+        "trained_episode_fingerprints": trainer.trained_fingerprints(),
         "model_preset": model_preset, "processes": processes, "recipe": config.recipe,
         "autoregressive_steps": config.autoregressive_steps, "sample_weights": config.sample_weights,
         "context_noise": config.context_noise, "context_erasure": config.context_erasure,

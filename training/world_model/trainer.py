@@ -104,6 +104,8 @@ class WorldModelTrainer:
         # the update counts the learning rate's warm-up starts from: 0, or a warm start's (new optimisers need one)
         self.warmup_from = {"denoiser": 0, "rew_end": 0}
         self.cpu_seconds = 0.0  # CPU time of this process's updates, over resumes: fidelity per CPU hour
+        # the fingerprints of the episodes the runs this one goes on from trained on (resumed, branched, warm-started)
+        self.inherited_fingerprints: set[str] = set()
         self.rng = np.random.default_rng(seed)
         self.noise = torch.Generator(device=self.device).manual_seed(seed)
         self.dream_contexts = None  # the rollouts whose contexts a share of each denoiser batch learns from
@@ -307,6 +309,12 @@ class WorldModelTrainer:
         reward_value, end_value = self.distributed.mean([loss_reward.item(), loss_end.item()])
         return {"reward_loss": reward_value, "end_loss": end_value, "rew_end_grad_norm": grad_norm}
 
+    def trained_fingerprints(self) -> list[str]:
+        """The fingerprints (``EpisodeDataset.fingerprints``) of every episode the networks learnt from, sorted: the
+        training split of the data now and those of the runs this one goes on from. A checkpoint records them, so
+        that the same episodes collected again are never judged as held out (training.fidelity.held_out)."""
+        return sorted(self.inherited_fingerprints | set(self.dataset.fingerprints(self._learnt_episodes())))
+
     def start_bank(self, size: int = 256, seed: int = 0) -> StartBank:
         """Real contexts of L frames (and the actions taken at them) for dreams to start from."""
         L = self.model.config.denoiser.context_length
@@ -325,6 +333,7 @@ class WorldModelTrainer:
             "steps": dict(self.steps),
             "warmup_from": dict(self.warmup_from),
             "cpu_seconds": self.cpu_seconds,
+            "trained_fingerprints": self.trained_fingerprints(),
             "rng": rng_state(self.rng, self.noise),
             "config": dataclasses.asdict(self.config),
             "model_config": self.model.config.to_dict(),
@@ -361,6 +370,7 @@ class WorldModelTrainer:
         self.steps = dict(state["steps"])
         self.warmup_from = dict(state.get("warmup_from", {"denoiser": 0, "rew_end": 0}))  # older states: from 0
         self.cpu_seconds = float(state.get("cpu_seconds", 0.0))  # states written before it was counted: from 0
+        self.inherited_fingerprints = set(state.get("trained_fingerprints", ()))  # older states: none recorded
         restore_rng(state["rng"], self.rng, self.noise)
         if self.dream_contexts is not None and "dream_contexts" in state and not branch:  # a branch: a new pool
             self.dream_contexts.load_state_dict(state["dream_contexts"])

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from gym_diamond import load_checkpoint
 from gym_diamond.config import TRAINING_NOISE_FIELDS
 from gym_diamond.errors import UserError
+from training.fidelity.held_out import recorded_fingerprints
 
 if TYPE_CHECKING:
     from training.world_model.trainer import WorldModelTrainer
@@ -65,3 +66,4 @@ def warm_start(trainer: WorldModelTrainer, checkpoint: str | Path, *, game: str,
             trainer.averages[name].restart_at(network, trainer.steps[name])
     trainer.warmup_from = dict(trainer.steps)
     trainer.cpu_seconds = recorded_cpu_hours(provenance) * 3600
+    trainer.inherited_fingerprints = set(recorded_fingerprints(provenance))

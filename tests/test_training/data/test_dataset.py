@@ -307,3 +307,33 @@ def test_reward_positions_hold_a_rewarded_transition(tmp_path):
     assert set(ids.tolist()) == {2}
     with pytest.raises(ValueError, match="no transition .* is rewarded"):
         BatchSampler(ds).sample_reward_positions(4, 19, np.random.default_rng(0), episode_ids=[1])
+
+
+def test_an_episode_has_one_fingerprint_wherever_it_lies_and_another_for_one_changed_pixel(tmp_path):
+    rng = np.random.default_rng(0)
+    episodes = [random_episode(rng, T) for T in (3, 4, 5)]
+    first = EpisodeDataset(tmp_path / "first")
+    for episode in episodes:
+        first.append(episode)
+    again = EpisodeDataset(tmp_path / "again")  # the same episodes in another order, beside a new one
+    for episode in [episodes[2], random_episode(rng, 4), episodes[0], episodes[1]]:
+        again.append(episode)
+    prints = first.fingerprints()
+    assert len(set(prints)) == 3 and again.fingerprints([2, 3, 0]) == prints
+    assert again.fingerprints([1])[0] not in prints
+    changed = Episode(**{name: value.copy() for name, value in episodes[0].arrays().items()})
+    changed.frames[2, 10, 20, 1] ^= 1
+    assert changed.fingerprint() != prints[0]
+    relabelled = Episode(**{name: value.copy() for name, value in episodes[0].arrays().items()})
+    relabelled.rewards[1] += 1
+    assert relabelled.fingerprint() != prints[0]
+    # the index holds them; an index written before it did has them computed from the files, the same
+    assert [e["fingerprint"] for e in json.loads((tmp_path / "first" / "index.json").read_text())["episodes"]] == prints
+    index = json.loads((tmp_path / "first" / "index.json").read_text())
+    for entry in index["episodes"]:
+        del entry["fingerprint"]
+    (tmp_path / "first" / "index.json").write_text(json.dumps(index))
+    assert EpisodeDataset(tmp_path / "first").fingerprints() == prints
+    first.truncate(2)  # a cut episode stored again, longer, under its id: the new content's fingerprint
+    first.append(episodes[1])
+    assert first.fingerprints() == [prints[0], prints[1], prints[1]]

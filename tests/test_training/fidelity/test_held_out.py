@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 import pytest
-from helpers import make_tiny_checkpoint, real_pong_data
+from helpers import make_tiny_checkpoint, real_pong_data, real_pong_episode
 
 from gym_diamond import load_checkpoint
 from training.data.dataset import Episode, EpisodeDataset
@@ -121,3 +121,62 @@ def test_the_fidelity_command_refuses_a_fraction_that_takes_in_trained_episodes(
     with pytest.raises(SystemExit):
         fidelity_main([*args, "--trained", "--test-fraction", "0.1"])
     assert "give no --test-fraction" in capsys.readouterr().err
+
+
+def test_the_same_episodes_collected_again_are_never_judged_as_held_out(tmp_path):
+    # a dataset collected again (another machine, another run of the command, the episodes in another order or
+    # beside new ones) has another lengths' digest: without the episodes' fingerprints, every episode of it, the
+    # trained ones too, would be judged as held out
+    own = synthetic_dataset(tmp_path / "own", [5 + i for i in range(20)])
+    trained, held = own.split(0.3, seed=0)
+    provenance = {**provenance_of(own, 0.3), "trained_episode_fingerprints": own.fingerprints(trained)}
+    again = EpisodeDataset(tmp_path / "again", game="Pong")
+    order = [*reversed(range(20))]
+    for i in order:
+        again.append(own.episode(i))
+    synthetic_dataset(tmp_path / "again", [3, 4])  # two new episodes (ids 20, 21), never trained on
+    again = EpisodeDataset(tmp_path / "again")
+    expected = sorted([order.index(i) for i in held] + [20, 21])
+    with pytest.warns(UserWarning, match=f"{trained.size} of the 22 episodes .* trained on"):
+        judged = held_out_episodes(again, provenance)
+    np.testing.assert_array_equal(judged, expected)
+    with pytest.warns(UserWarning):
+        assert set(held_out_episodes(again, provenance, 0.5)) <= set(expected)
+    np.testing.assert_array_equal(trained_episodes(again, provenance), sorted(order.index(i) for i in trained))
+    without = {k: v for k, v in provenance.items() if k != "trained_episode_fingerprints"}
+    np.testing.assert_array_equal(held_out_episodes(again, without), np.arange(22))  # checkpoints written before
+    copied = EpisodeDataset(tmp_path / "copied", game="Pong")
+    for i in trained[:3]:
+        copied.append(own.episode(i))
+    with pytest.raises(ValueError, match="all episodes the checkpoint trained on"):
+        held_out_episodes(copied, provenance)
+    with pytest.raises(ValueError, match="did not train on"):
+        trained_episodes(synthetic_dataset(tmp_path / "new", [3, 4]), provenance)
+
+
+def test_a_run_records_the_fingerprints_of_every_episode_it_and_the_runs_it_went_on_from_trained_on(tmp_path):
+    first = real_pong_data(tmp_path / "first", episodes=3, steps=40)  # seeds 0, 1, 2
+    config = WorldModelTrainingConfig(batch_size=2, rew_end_sequence_length=4, test_fraction=0.3)
+    parent = train_world_model("Pong", first, tmp_path / "parent", 1, model_preset="tiny", device="cpu",
+                               config=config, progress=False)
+    dataset = EpisodeDataset(first)
+    trained, held = dataset.split(0.3, seed=0)
+    recorded = load_checkpoint(parent).provenance["trained_episode_fingerprints"]
+    assert recorded == sorted(dataset.fingerprints(trained)) and not set(recorded) & set(dataset.fingerprints(held))
+    # a warm start on other data goes on from the parent's episodes: the checkpoint records both, and a resume of
+    # it keeps them (its training state holds them). Here the parent's held-out episode (seed 1) is trained on, and
+    # one it trained on (seed 0) held out
+    second = EpisodeDataset(tmp_path / "second", game="Pong")
+    for seed in (3, 0, 1, 2):
+        second.append(real_pong_episode(40, seed))
+    own_trained = second.split(0.3, seed=0)[0]
+    assert set(recorded) - set(second.fingerprints(own_trained))  # inherited only: kept by the record alone
+    child_config = WorldModelTrainingConfig(batch_size=2, rew_end_sequence_length=4, test_fraction=0.3,
+                                            init_from=str(parent))
+    child = train_world_model("Pong", second.root, tmp_path / "child", 2, model_preset="tiny", device="cpu",
+                              config=child_config, progress=False)
+    expected = sorted(set(recorded) | set(second.fingerprints(own_trained)))
+    assert load_checkpoint(child).provenance["trained_episode_fingerprints"] == expected
+    resumed = train_world_model("Pong", second.root, tmp_path / "child", 3, model_preset="tiny", device="cpu",
+                                config=child_config, progress=False)
+    assert load_checkpoint(resumed).provenance["trained_episode_fingerprints"] == expected
