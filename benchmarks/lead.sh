@@ -22,9 +22,9 @@ GAME=${1:?$usage}
 command=${2:?$usage}
 RUNS=$(mkdir -p "${3:?give the folder for the runs of GAME, outside the checkout}" && cd "$3" && pwd)
 PY=${PYTHON:-.venv/bin/python}
-LEAD=benchmarks/leads/$GAME.safetensors
+LEAD=${LEAD:-benchmarks/leads/$GAME.safetensors}  # the committed lead (LEAD overrides, for the tests)
 DATA=$RUNS/${GAME,,}-data
-REW_END_STEPS=3000
+REW_END_STEPS=3000  # the reward/termination model's updates (a game may ask more)
 # bf16 where the CPU has bf16 units (a precision is how fast a run goes, not what it trains: a resumed run may change it)
 PRECISION=${PRECISION:-$("$PY" -c "from gym_diamond.acceleration import cpu_bf16_units; print('bf16' if cpu_bf16_units() else 'fp32')")}
 # the study's data (reproduced exactly by the seed): the ball follower with a quarter of random actions
@@ -38,8 +38,7 @@ COLLECT_ARGS=(--game "$GAME" --steps 150000 --num-envs 8 --policy follow --epsil
 SHARED_ARGS=(--game "$GAME" --data "$DATA" --steps 20000 --model light --only-denoiser --recipe cpu
   --denoiser-return-oversampling 0.25 --denoiser-serve-oversampling 0.05 --changed-pixel-source both
   --context-erasure 1.0 --test-fraction 0.1 --fidelity-every 250 --save-every 50 --precision "$PRECISION")
-REW_END_SHARED=(--game "$GAME" --data "$DATA" --out "$RUNS/rew-end" --steps "$REW_END_STEPS" --model light
-  --only-rew-end --recipe cpu --reward-oversampling 0.2 --termination-oversampling 0.1 --test-fraction 0.1
+REW_END_SHARED=(--game "$GAME" --data "$DATA" --out "$RUNS/rew-end" --model light --only-rew-end --recipe cpu --reward-oversampling 0.2 --termination-oversampling 0.1 --test-fraction 0.1
   --fidelity-every 0 --save-every 100)
 case $GAME in
   Pong)
@@ -58,6 +57,9 @@ case $GAME in
     DENOISER=$RUNS/denoiser
     DENOISER_ARGS=("${SHARED_ARGS[@]}" --out "$DENOISER")
     REW_END_ARGS=("${REW_END_SHARED[@]}")
+    # 3,000 updates read 0.59 / 0.82 of the held-out bricks (recall / precision) and 0.61 / 0.80 of the lives lost,
+    # its losses still falling (reward 0.03 against Pong's 0.0005): the gate asks 0.8 of each
+    REW_END_STEPS=6000
     ;;
   *) echo "no lead recipe for $GAME: Pong or Breakout" >&2; exit 2 ;;
 esac
@@ -67,17 +69,23 @@ updates_of() {  # the updates of network $2 (denoiser, rew_end) that checkpoint 
 print(read_metadata(sys.argv[1])['provenance'].get(sys.argv[2] + '_steps') or 0)" "$1" "$2"
 }
 
-origin_of() {  # how the denoiser run in folder $1 began, one word a line: --init-from CHECKPOINT, --branch-from RUN
+origin_of() {  # how the $2 run (denoiser, rew_end) in folder $1 began, one word a line: --init-from CHECKPOINT,
+               # --branch-from RUN
   "$PY" -c "import sys; from training.runtime.run_folder import read_run_settings; \
-s = (read_run_settings(sys.argv[1]) or {}).get('denoiser') or {}; \
-[print('--' + k.replace('_', '-'), s[k], sep='\n') for k in ('init_from', 'branch_from') if s.get(k)]" "$1"
+s = (read_run_settings(sys.argv[1]) or {}).get(sys.argv[2]) or {}; \
+[print('--' + k.replace('_', '-'), s[k], sep='\n') for k in ('init_from', 'branch_from') if s.get(k)]" "$1" "$2"
 }
 
 lead_rew_end_steps() {
   if [ -f "$LEAD" ]; then updates_of "$LEAD" rew_end; else echo 0; fi
 }
 
-running() { pgrep -f -- "--out $1 " >/dev/null; }
+rew_end_steps() {  # the reward/termination model's updates: its finished run's here, else the lead's
+  if [ -f "$RUNS/rew-end/world_model.safetensors" ]; then updates_of "$RUNS/rew-end/world_model.safetensors" rew_end
+  else lead_rew_end_steps; fi
+}
+
+running() { pgrep -f -- "--out $1( |$)" >/dev/null; }  # its folder last on the line, or not
 
 start() {  # start a run in the background at one thread unless it is running already
   local name=$1; shift
@@ -104,15 +112,22 @@ case $command in
     "$PY" -m training.data.collect "${COLLECT_ARGS[@]}" > "$RUNS/collect.log" 2>&1
     # a run begun here resumes from where it began (the lead may have been exported since); a new one from the lead
     if [ -f "$DENOISER/config.json" ]; then
-      mapfile -t origin < <(origin_of "$DENOISER")
+      mapfile -t origin < <(origin_of "$DENOISER" denoiser)
     elif [ -f "$LEAD" ]; then
       origin=(--init-from "$LEAD")
     else
       origin=()
     fi
     start "$(basename "$DENOISER")" "${DENOISER_ARGS[@]}" "${origin[@]}"
-    if [ "$(lead_rew_end_steps)" -lt "$REW_END_STEPS" ] && [ ! -f "$RUNS/rew-end/world_model.safetensors" ]; then
-      start rew-end "${REW_END_ARGS[@]}"
+    # the reward/termination model until REW_END_STEPS: a run here resumes; a new one goes on from the lead's
+    if [ "$(rew_end_steps)" -lt "$REW_END_STEPS" ]; then
+      rew_end_origin=()
+      if [ -f "$RUNS/rew-end/config.json" ]; then
+        mapfile -t rew_end_origin < <(origin_of "$RUNS/rew-end" rew_end)
+      elif [ "$(lead_rew_end_steps)" -gt 0 ]; then
+        rew_end_origin=(--init-from "$LEAD")
+      fi
+      start rew-end "${REW_END_ARGS[@]}" --steps "$REW_END_STEPS" "${rew_end_origin[@]}"
     fi
     ;;
   export)

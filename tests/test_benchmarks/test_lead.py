@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import ROOT
+from helpers import ROOT, make_tiny_checkpoint
 
 from training.runtime.run_folder import guard_run_settings
 
@@ -114,9 +114,8 @@ def test_the_lead_trains_in_bf16_only_where_the_cpu_has_bf16_units(tmp_path):
     assert origin(chosen, "--precision") == "fp32"
 
 
-@pytest.mark.skipif((LEADS / "Breakout.safetensors").exists(), reason="with no Breakout lead committed")
 def test_a_game_without_a_lead_starts_both_networks_from_scratch_on_its_own_data(tmp_path):
-    runs = started_runs(tmp_path, tmp_path / "runs", game="Breakout")
+    runs = started_runs(tmp_path, tmp_path / "runs", game="Breakout", LEAD=str(tmp_path / "no-lead.safetensors"))
     assert set(runs) == {"denoiser", "rew-end"}
     for args in runs.values():
         assert origin(args) is None and origin(args, "--branch-from") is None
@@ -124,6 +123,28 @@ def test_a_game_without_a_lead_starts_both_networks_from_scratch_on_its_own_data
         assert Path(origin(args, "--data")).name == "breakout-data"
     assert origin(runs["denoiser"], "--context-length") is None  # DIAMOND's 4 frames
     assert "--rew-end-input-noise" not in runs["rew-end"]  # noise hides a brick's few pixels
+    assert origin(runs["rew-end"], "--steps") == "6000"  # at 3,000 it read 0.6 of the bricks and lives lost
+
+
+def test_breakouts_reward_model_goes_on_to_its_updates_from_its_own_run_or_from_the_lead(tmp_path):
+    runs = tmp_path / "runs"
+    run = runs / "rew-end"
+    run.mkdir(parents=True)
+    guard_run_settings(run, {"game": "Breakout"}, phase="rew_end")  # as the trainer records it
+    no_lead = str(tmp_path / "no-lead.safetensors")
+    for updates, restarted in ((3000, True), (6000, False)):  # its run finished at the 3,000 of an earlier recipe
+        make_tiny_checkpoint(run / "world_model.safetensors", provenance={"rew_end_steps": updates})
+        started = started_runs(tmp_path, runs, game="Breakout", LEAD=no_lead)
+        assert ("rew-end" in started) == restarted
+        if restarted:  # resumed where it stopped: from its own state, not from a checkpoint
+            assert origin(started["rew-end"], "--steps") == "6000" and origin(started["rew-end"]) is None
+    lead = make_tiny_checkpoint(tmp_path / "lead.safetensors", provenance={"rew_end_steps": 3000, "denoiser_steps": 9})
+    fresh = started_runs(tmp_path, tmp_path / "fresh", game="Breakout", LEAD=str(lead))
+    assert origin(fresh["rew-end"]) == str(lead) and origin(fresh["denoiser"]) == str(lead)  # both go on from it
+    begun = tmp_path / "begun"  # a run begun from the lead resumes as it began (its settings record the origin)
+    (begun / "rew-end").mkdir(parents=True)
+    guard_run_settings(begun / "rew-end", {"game": "Breakout", "init_from": str(lead)}, phase="rew_end")
+    assert origin(started_runs(tmp_path, begun, game="Breakout", LEAD=str(lead))["rew-end"]) == str(lead)
 
 
 @pytest.mark.skipif(not LEAD.exists(), reason="the committed Pong lead stands in for the runs' last saves")
@@ -145,3 +166,16 @@ def test_a_game_without_a_recipe_is_refused(tmp_path):
     proc = subprocess.run(["bash", str(ROOT / "benchmarks" / "lead.sh"), "Boxing", "train", str(tmp_path / "runs")],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "no lead recipe for Boxing" in proc.stderr
+
+
+def test_a_run_going_on_is_not_started_again_wherever_its_folder_lies_on_its_command_line(tmp_path):
+    # Breakout's denoiser from scratch ends its command line with its folder: a second start would only be refused
+    # by the folder's lock, after loading the data
+    runs = tmp_path / "runs"
+    going = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", "--out", str(runs / "denoiser")])
+    try:
+        started = started_runs(tmp_path, runs, game="Breakout", LEAD=str(tmp_path / "no-lead.safetensors"))
+    finally:
+        going.kill()
+        going.wait()
+    assert set(started) == {"rew-end"}
