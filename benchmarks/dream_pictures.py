@@ -9,7 +9,9 @@
     python benchmarks/dream_pictures.py --checkpoint wm.safetensors --policy follower --out paid.png
     python benchmarks/dream_pictures.py --checkpoint wm.safetensors --policy follower --out twice.png --repeated
 
-Default: ``--windows`` random windows of ``--data``, each dreamed open loop from 4 real frames fed the real
+Windows of ``--data`` come from the episodes the checkpoint did not train on (``training.fidelity.held_out``: its
+run's held-out split on its own data, all of data collected apart but the episodes it trained on), so its figures do
+not flatter. Default: ``--windows`` random windows of them, each dreamed open loop from 4 real frames fed the real
 actions; a row per window holds real | dream | |difference| at 1, 5 and 15 steps. ``--rewarded``: windows
 that end on a rewarded transition; a row holds the frame it starts from, the real next frame, the dream's next
 frame (one step from the real context and action) and their difference, and the command prints how often the
@@ -51,6 +53,7 @@ from training.data.dataset import EpisodeDataset
 from training.data.objects import count_balls, find_objects, object_game
 from training.data.policies import ActorCriticAgent, Agent
 from training.data.sampling import BatchSampler
+from training.fidelity.held_out import held_out_episodes
 from training.fidelity.measures import FIDELITY_HORIZONS, game_objects
 from training.fidelity.open_loop import imagine
 from training.runtime.cli import add_device_argument, user_errors
@@ -74,10 +77,11 @@ def _real_dream_difference(real: list[np.ndarray], dream: list[np.ndarray]) -> l
             np.full((GAP, real[0].shape[1] * len(real), 3), 255, np.uint8)]
 
 
-def horizon_rows(model, dataset: EpisodeDataset, windows: int, seed: int) -> np.ndarray:
+def horizon_rows(model, dataset: EpisodeDataset, windows: int, seed: int, episode_ids: np.ndarray) -> np.ndarray:
     """Rows of real | dream | difference at each of ``HORIZONS`` steps for ``windows`` random windows."""
     L, H = model.config.denoiser.context_length, max(HORIZONS)
-    segments = BatchSampler(dataset).sample_segments(8 * windows, L + H, np.random.default_rng(seed))
+    segments = BatchSampler(dataset).sample_segments(8 * windows, L + H, np.random.default_rng(seed),
+                                                     episode_ids=episode_ids)
     whole = np.flatnonzero(segments.frame_mask.all(1))[:windows]
     if whole.size == 0:
         raise ValueError(f"no window of {L + H} frames in {dataset.root}: the episodes are too short")
@@ -96,11 +100,13 @@ def horizon_rows(model, dataset: EpisodeDataset, windows: int, seed: int) -> np.
 
 
 @torch.no_grad()
-def rewarded_rows(model, dataset: EpisodeDataset, windows: int, seed: int) -> tuple[np.ndarray, dict[str, float]]:
+def rewarded_rows(model, dataset: EpisodeDataset, windows: int, seed: int, episode_ids: np.ndarray
+                  ) -> tuple[np.ndarray, dict[str, float]]:
     """Rows of frame t | real t+1 | dream t+1 | difference at rewarded transitions, and the reward model's reads."""
     L = model.config.denoiser.context_length
     episodes, steps = BatchSampler(dataset).sample_rewarded_transitions(8 * max(windows, 8),
-                                                                        np.random.default_rng(seed))
+                                                                        np.random.default_rng(seed),
+                                                                        episode_ids=episode_ids)
     segments = dataset.get_segments(episodes, steps - (L - 1), L)  # frames t-L+1 .. t+1, actions up to t
     whole = np.flatnonzero(segments.frame_mask.all(1))
     if whole.size == 0:
@@ -134,13 +140,15 @@ AFTER_POINT = 20  # steps dreamed after a point in --after-point rows: Pong serv
 
 
 @torch.no_grad()
-def after_point_rows(model, dataset: EpisodeDataset, windows: int, seed: int) -> tuple[np.ndarray, dict[str, float]]:
+def after_point_rows(model, dataset: EpisodeDataset, windows: int, seed: int, episode_ids: np.ndarray
+                     ) -> tuple[np.ndarray, dict[str, float]]:
     """Per window real, dream and |difference| rows, every other step of the ``AFTER_POINT`` steps dreamed open loop
     (fed the real actions) from the context that ends on the frame after a point; and, for a game with a ball, the
     share of windows whose real and dreamt frames show the ball again by the last step."""
     L = model.config.denoiser.context_length
     episodes, steps = BatchSampler(dataset).sample_rewarded_transitions(8 * max(windows, 8),
-                                                                        np.random.default_rng(seed))
+                                                                        np.random.default_rng(seed),
+                                                                        episode_ids=episode_ids)
     segments = dataset.get_segments(episodes, steps + 2 - L, L - 1 + AFTER_POINT)  # context: frames t+2-L .. t+1
     whole = np.flatnonzero(segments.frame_mask.all(1))[:windows]
     if whole.size == 0:
@@ -165,15 +173,15 @@ def after_point_rows(model, dataset: EpisodeDataset, windows: int, seed: int) ->
 LOST_CANDIDATES = 64  # returns dreamt with --at-paddle --lost, to find the windows the dream loses
 
 
-def at_paddle_rows(model, dataset: EpisodeDataset, windows: int, seed: int, lost_only: bool = False
-                   ) -> tuple[np.ndarray | None, dict[str, float]]:
+def at_paddle_rows(model, dataset: EpisodeDataset, windows: int, seed: int, episode_ids: np.ndarray,
+                   lost_only: bool = False) -> tuple[np.ndarray | None, dict[str, float]]:
     """Per window real, dream and |difference| rows at each of the game's return-horizon steps after a real return of
     the ball off the player's paddle, dreamt open loop from the real context fed the real actions; and the share of
     windows in which the dream returns the ball too (``training.data.ball_paths.classify_ball_paths``).
     ``lost_only``: up to ``LOST_CANDIDATES`` returns are dreamt and the rows show the first ``windows`` the dream does
     not return (None where it returns them all); the share is over every return dreamt."""
     L = model.config.denoiser.context_length
-    returns = paddle_moments(dataset, np.arange(len(dataset)), L)["returns"]  # checks the game
+    returns = paddle_moments(dataset, episode_ids, L)["returns"]  # checks the game
     geometry = return_geometry(dataset.game)
     if not returns:
         raise ValueError(f"no return of the ball off the player's paddle in {dataset.root}")
@@ -205,6 +213,12 @@ DREAMS = 8  # dreams the agent plays at once
 
 
 @torch.no_grad()
+def held_out_data(data: str, checkpoint) -> tuple[EpisodeDataset, np.ndarray]:
+    """The dataset at ``data`` and the ids of its episodes ``checkpoint`` did not train on."""
+    dataset = EpisodeDataset(data, game=checkpoint.game)
+    return dataset, held_out_episodes(dataset, checkpoint.provenance)
+
+
 def agent_reward_rows(checkpoint, agent: Agent, steps: int, windows: int, seed: int, repeated_only: bool = False
                       ) -> tuple[np.ndarray | None, list[dict[str, int]]]:
     """Rows of the ``BEFORE`` frames before a dream reward and the frame it was paid on (``repeated_only``: of the
@@ -307,26 +321,26 @@ def main(argv: list[str] | None = None) -> None:
             return
         columns = f"{BEFORE} frames before a dream reward | the frame it was paid on"
     elif args.rewarded:
-        dataset = EpisodeDataset(args.data, game=checkpoint.game)
-        picture, figures = rewarded_rows(checkpoint.world_model, dataset, args.windows, args.seed)
+        dataset, held = held_out_data(args.data, checkpoint)
+        picture, figures = rewarded_rows(checkpoint.world_model, dataset, args.windows, args.seed, held)
         print(json.dumps({"checkpoint": args.checkpoint, "data": args.data, **figures}))
         columns = "frame t | real t+1, dream t+1, |difference|"
     elif args.at_paddle:
-        dataset = EpisodeDataset(args.data, game=checkpoint.game)
-        picture, figures = at_paddle_rows(checkpoint.world_model, dataset, args.windows, args.seed, args.lost)
+        dataset, held = held_out_data(args.data, checkpoint)
+        picture, figures = at_paddle_rows(checkpoint.world_model, dataset, args.windows, args.seed, held, args.lost)
         print(json.dumps({"checkpoint": args.checkpoint, "data": args.data, **figures}))
         if picture is None:
             print(f"the dream returns all {figures['returns_dreamt']} returns dreamt: no picture")
             return
         columns = "rows real, dream, |difference| at each step after the ball reaches the player's paddle"
     elif args.after_point:
-        dataset = EpisodeDataset(args.data, game=checkpoint.game)
-        picture, figures = after_point_rows(checkpoint.world_model, dataset, args.windows, args.seed)
+        dataset, held = held_out_data(args.data, checkpoint)
+        picture, figures = after_point_rows(checkpoint.world_model, dataset, args.windows, args.seed, held)
         print(json.dumps({"checkpoint": args.checkpoint, "data": args.data, **figures}))
         columns = f"rows real, dream, |difference| at every other step up to {AFTER_POINT} after a point"
     else:
-        dataset = EpisodeDataset(args.data, game=checkpoint.game)
-        picture = horizon_rows(checkpoint.world_model, dataset, args.windows, args.seed)
+        dataset, held = held_out_data(args.data, checkpoint)
+        picture = horizon_rows(checkpoint.world_model, dataset, args.windows, args.seed, held)
         columns = "real, dream, |difference| at " + ", ".join(map(str, HORIZONS)) + " steps"
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(picture).resize((picture.shape[1] * args.scale, picture.shape[0] * args.scale),

@@ -166,16 +166,17 @@ def test_lost_returns_are_the_windows_the_dream_does_not_return(tmp_path, capsys
 
     monkeypatch.setattr(dream_pictures, "imagine", redraw_or_drop)
     model = load_checkpoint(_dream(tmp_path, 0)).world_model
-    picture, figures = dream_pictures.at_paddle_rows(model, data, 4, 0, lost_only=True)
+    every_episode = np.arange(3)
+    picture, figures = dream_pictures.at_paddle_rows(model, data, 4, 0, every_episode, lost_only=True)
     assert figures == {"windows": 2, "returned_dream": 4 / 6, "returns_dreamt": 6}
     assert picture.shape[0] == 2 * 3 * 64 + dream_pictures.GAP  # the third rally's two moments only
     assert (find_objects("Pong", picture[None, :64, :64]).ball_xy[0, 1]) == 40  # the real frame of a lost window
     assert not find_objects("Pong", picture[None, 64:128, :64]).ball_visible[0]  # the dream's, without its ball
-    every, figures = dream_pictures.at_paddle_rows(model, data, 4, 0)
+    every, figures = dream_pictures.at_paddle_rows(model, data, 4, 0, every_episode)
     assert figures == {"windows": 4, "returned_dream": 0.5} and every.shape[0] == 4 * 3 * 64 + 3 * dream_pictures.GAP
     redrawn = EpisodeDataset(tmp_path / "returned", game="Pong")
     redrawn.append(data.episode(0))
-    assert dream_pictures.at_paddle_rows(model, redrawn, 4, 0, lost_only=True)[0] is None
+    assert dream_pictures.at_paddle_rows(model, redrawn, 4, 0, np.arange(1), lost_only=True)[0] is None
     with pytest.raises(SystemExit):
         dream_pictures.main(["--checkpoint", str(_dream(tmp_path, 0)), "--data", str(tmp_path / "rallies"),
                              "--out", str(tmp_path / "x.png"), "--lost"])
@@ -202,4 +203,31 @@ def test_at_paddle_rows_show_the_steps_after_a_return(tmp_path, capsys, one_thre
         still = EpisodeDataset(tmp_path / "still", game="Pong")
         still.append(Episode(np.stack([pong_frame(20)] * 12), np.zeros(11, np.int64), np.zeros(11, np.float32),
                              *(np.zeros(11, bool) for _ in range(3))))
-        dream_pictures.at_paddle_rows(load_checkpoint(_dream(tmp_path, 0)).world_model, still, 2, 0)
+        dream_pictures.at_paddle_rows(load_checkpoint(_dream(tmp_path, 0)).world_model, still, 2, 0,
+                                      np.arange(len(still)))
+
+
+def test_windows_come_from_the_episodes_the_checkpoint_did_not_train_on(tmp_path, capsys, one_thread):
+    # two episodes, rewarded in the first only; a checkpoint that records training on the first judges the second,
+    # which holds no reward: refused, where every episode would have flattered it with the one it learnt
+    rng = np.random.default_rng(1)
+    data = EpisodeDataset(tmp_path / "data", game="Pong")
+    for rewarded in (True, False):
+        rewards = np.zeros(30, np.float32)
+        rewards[12] = float(rewarded)
+        z = np.zeros(30, bool)
+        data.append(Episode(rng.integers(0, 256, (31, 64, 64, 3), dtype=np.uint8), rng.integers(0, 6, 30), rewards,
+                            z, z.copy(), z.copy()))
+    model, bank = fixed_event_dream(reward=1, terminates=False)
+    trained = {"trained_episode_fingerprints": data.fingerprints([0])}
+    checkpoint = save_checkpoint(tmp_path / "trained.safetensors", model, game="Pong", action_meanings=PONG_ACTIONS,
+                                 start_bank=bank, provenance=trained)
+    args = ["--checkpoint", str(checkpoint), "--data", str(data.root), "--out", str(tmp_path / "x.png"), "--rewarded",
+            "--device", "cpu"]
+    with pytest.warns(UserWarning, match="1 of the 2 episodes"), pytest.raises(SystemExit):
+        dream_pictures.main(args)
+    assert "no transition of the dataset" in capsys.readouterr().err
+    untrained = save_checkpoint(tmp_path / "untrained.safetensors", model, game="Pong", action_meanings=PONG_ACTIONS,
+                                start_bank=bank)
+    dream_pictures.main([*args[:1], str(untrained), *args[2:]])
+    assert json.loads(capsys.readouterr().out.splitlines()[0])["rewarded_transitions"] == 64
