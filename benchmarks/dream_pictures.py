@@ -212,13 +212,13 @@ BEFORE = 8  # frames shown before each dream reward in --agent rows
 DREAMS = 8  # dreams the agent plays at once
 
 
-@torch.no_grad()
 def held_out_data(data: str, checkpoint) -> tuple[EpisodeDataset, np.ndarray]:
     """The dataset at ``data`` and the ids of its episodes ``checkpoint`` did not train on."""
     dataset = EpisodeDataset(data, game=checkpoint.game)
     return dataset, held_out_episodes(dataset, checkpoint.provenance)
 
 
+@torch.no_grad()
 def agent_reward_rows(checkpoint, agent: Agent, steps: int, windows: int, seed: int, repeated_only: bool = False
                       ) -> tuple[np.ndarray | None, list[dict[str, int]]]:
     """Rows of the ``BEFORE`` frames before a dream reward and the frame it was paid on (``repeated_only``: of the
