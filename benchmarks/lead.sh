@@ -38,8 +38,8 @@ COLLECT_ARGS=(--game "$GAME" --steps 150000 --num-envs 8 --policy follow --epsil
 SHARED_ARGS=(--game "$GAME" --data "$DATA" --steps 20000 --model light --only-denoiser --recipe cpu
   --denoiser-return-oversampling 0.25 --denoiser-serve-oversampling 0.05 --changed-pixel-source both
   --context-erasure 1.0 --test-fraction 0.1 --fidelity-every 250 --save-every 50 --precision "$PRECISION")
-REW_END_SHARED=(--game "$GAME" --data "$DATA" --out "$RUNS/rew-end" --model light --only-rew-end --recipe cpu --reward-oversampling 0.2 --termination-oversampling 0.1 --test-fraction 0.1
-  --fidelity-every 0 --save-every 100)
+REW_END_SHARED=(--game "$GAME" --data "$DATA" --out "$RUNS/rew-end" --model light --only-rew-end --recipe cpu
+  --reward-oversampling 0.2 --termination-oversampling 0.1 --test-fraction 0.1 --fidelity-every 0 --save-every 100)
 case $GAME in
   Pong)
     # 16 context frames (Pong serves 16 steps after a point) and DIAMOND's learning rate 1e-4 since 7,426 updates
@@ -85,6 +85,12 @@ rew_end_steps() {  # the reward/termination model's updates: its finished run's 
   else lead_rew_end_steps; fi
 }
 
+run_origin() {  # where run folder $1 ($2: denoiser, rew_end) goes on from, one word a line: as it began where it
+                # has begun (the lead may have been exported since), else the lead where $3 is "yes", else nothing
+  if [ -f "$1/config.json" ]; then origin_of "$1" "$2"
+  elif [ "$3" = yes ]; then printf '%s\n' --init-from "$LEAD"; fi
+}
+
 running() { pgrep -f -- "--out $1( |$)" >/dev/null; }  # its folder last on the line, or not
 
 start() {  # start a run in the background at one thread unless it is running already
@@ -110,24 +116,13 @@ case $command in
   train)
     # the study's data (reproduced exactly by the seed; a complete dataset is left as it is)
     "$PY" -m training.data.collect "${COLLECT_ARGS[@]}" > "$RUNS/collect.log" 2>&1
-    # a run begun here resumes from where it began (the lead may have been exported since); a new one from the lead
-    if [ -f "$DENOISER/config.json" ]; then
-      mapfile -t origin < <(origin_of "$DENOISER" denoiser)
-    elif [ -f "$LEAD" ]; then
-      origin=(--init-from "$LEAD")
-    else
-      origin=()
-    fi
+    # a run begun here resumes from where it began; a new one goes on from the lead
+    mapfile -t origin < <(run_origin "$DENOISER" denoiser "$([ -f "$LEAD" ] && echo yes)")
     start "$(basename "$DENOISER")" "${DENOISER_ARGS[@]}" "${origin[@]}"
-    # the reward/termination model until REW_END_STEPS: a run here resumes; a new one goes on from the lead's
+    # the reward/termination model until REW_END_STEPS, from the lead's where it holds a trained one
     if [ "$(rew_end_steps)" -lt "$REW_END_STEPS" ]; then
-      rew_end_origin=()
-      if [ -f "$RUNS/rew-end/config.json" ]; then
-        mapfile -t rew_end_origin < <(origin_of "$RUNS/rew-end" rew_end)
-      elif [ "$(lead_rew_end_steps)" -gt 0 ]; then
-        rew_end_origin=(--init-from "$LEAD")
-      fi
-      start rew-end "${REW_END_ARGS[@]}" --steps "$REW_END_STEPS" "${rew_end_origin[@]}"
+      mapfile -t origin < <(run_origin "$RUNS/rew-end" rew_end "$([ "$(lead_rew_end_steps)" -gt 0 ] && echo yes)")
+      start rew-end "${REW_END_ARGS[@]}" --steps "$REW_END_STEPS" "${origin[@]}"
     fi
     ;;
   export)
