@@ -44,6 +44,7 @@ from __future__ import annotations
 import math
 import os
 import time
+import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -66,7 +67,7 @@ from training.agents.rollouts import (
 )
 from training.runtime.progress import progress_bar
 
-__all__ = ["RATE_FLOOR", "TOLERANCE", "ClosedLoopVerdict", "closed_loop_report", "judge_closed_loop"]
+__all__ = ["RATE_FLOOR", "TOLERANCE", "ClosedLoopVerdict", "closed_loop_report", "judge_closed_loop", "policy_seed"]
 
 TOLERANCE = 0.3
 """A dream's event rate may differ from the real game's by this share of the real rate."""
@@ -147,6 +148,19 @@ def judge_closed_loop(dream_rates: Mapping[str, Mapping[str, float]], real_rates
 
 
 # ------------------------------------------------------------------------------------------------- report
+def policy_seed(seed: int, policy: str, game: str) -> int:
+    """The seed ``policy`` plays with, in the dream and in the game, from its name alone: judging some of the
+    policies plays each on the seed the full gate gives it, so their figures compare.
+
+    A policy of the game's :func:`default_policies` keeps the seed of its place among them (``seed + 1000 * k``, the
+    seeds the gate has always used); any other name gets a place past them from a digest of the name (stable across
+    runs and machines, unlike Python's ``hash``).
+    """
+    judged = default_policies(game)
+    place = judged.index(policy) if policy in judged else len(judged) + zlib.crc32(policy.encode()) % 1000
+    return seed + 1000 * place
+
+
 def closed_loop_report(checkpoint: str | os.PathLike | Checkpoint, game: str, *, steps: int, num_envs: int,
                        seed: int = 0, policies: Sequence[str] | None = None, denoising_steps: int | None = None,
                        sampler_start: str | None = None, device: torch.device | str = "cpu",
@@ -156,7 +170,8 @@ def closed_loop_report(checkpoint: str | os.PathLike | Checkpoint, game: str, *,
 
     ``policies`` default to :func:`default_policies` of the game. ``denoising_steps`` and ``sampler_start``
     override the sampler's steps and start (None: the checkpoint's own). Each policy plays both
-    sides with the same seed. The real game ends episodes as the dream's training data did
+    sides with the same seed, from its name (:func:`policy_seed`: a subset of the policies plays the full gate's
+    seeds). The real game ends episodes as the dream's training data did
     (:func:`dream_ends_at_life_loss`), so their terminations compare too (reported, not judged). ``progress``
     shows the agent steps played, dream and real, on a bar (a plain line now and then off a terminal).
     """
@@ -189,18 +204,18 @@ def closed_loop_report(checkpoint: str | os.PathLike | Checkpoint, game: str, *,
     bar = progress_bar(total=2 * len(policies) * math.ceil(steps / num_envs) * num_envs, unit="step",
                        desc=f"closed loop {name}", disable=not progress)
     try:
-        for k, policy_name in enumerate(policies):
-            policy_seed = seed + 1000 * k
+        for policy_name in policies:
+            played_seed = policy_seed(seed, policy_name, name)
             start = time.perf_counter()
             bar.set_description(f"closed loop {name}: {policy_name} in the dream", refresh=False)
-            dream = count_events(dream_env, make_policy(policy_name, name, num_actions, policy_seed), steps, name,
-                                 seed=policy_seed, terminations_are_life_losses=terminations_are_life_losses,
+            dream = count_events(dream_env, make_policy(policy_name, name, num_actions, played_seed), steps, name,
+                                 seed=played_seed, terminations_are_life_losses=terminations_are_life_losses,
                                  progress=bar.update)
             seconds["dream"] += time.perf_counter() - start
             start = time.perf_counter()
             bar.set_description(f"closed loop {name}: {policy_name} in the game", refresh=False)
-            real = count_events(real_env, make_policy(policy_name, name, num_actions, policy_seed), steps, name,
-                                seed=policy_seed, progress=bar.update)
+            real = count_events(real_env, make_policy(policy_name, name, num_actions, played_seed), steps, name,
+                                seed=played_seed, progress=bar.update)
             seconds["real"] += time.perf_counter() - start
             results[policy_name] = {"dream": dream.to_dict(), "real": real.to_dict()}
             steps_played = min(dream.steps, real.steps)

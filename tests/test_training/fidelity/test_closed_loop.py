@@ -18,7 +18,7 @@ from training.agents.rollouts import (
     make_real_env,
 )
 from training.data.scripted import BallFollower
-from training.fidelity.closed_loop import RATE_FLOOR, closed_loop_report, judge_closed_loop
+from training.fidelity.closed_loop import RATE_FLOOR, closed_loop_report, judge_closed_loop, policy_seed
 
 # Real Pong rates per 1,000 steps, like those measured (4,000 steps of 8 games each)
 REAL_PONG = {"random": {"points_won": 1.0, "points_lost": 19.0},
@@ -347,3 +347,23 @@ def test_a_dream_that_never_scores_fails_the_report(tmp_path):
     import json
 
     assert json.loads(json.dumps(report)) == report
+
+
+def test_each_policy_plays_the_seed_of_its_name():
+    # the gate's policies keep the seeds of their places (the figures recorded with them stand); others go past them
+    assert [policy_seed(7, p, "Pong") for p in DEFAULT_POLICIES] == [7, 1007, 2007, 3007]
+    other = policy_seed(0, "follower-eps0.1", "Pong")
+    assert other >= 4000 and other % 1000 == 0 and other == policy_seed(0, "follower-eps0.1", "Breakout")
+    assert policy_seed(5, "follower-eps0.1", "Pong") == other + 5
+    assert policy_seed(0, "follower-eps0.2", "Pong") != other
+
+
+def test_a_policy_judged_alone_plays_what_it_plays_among_the_others(tmp_path):
+    model, bank = fixed_event_dream(reward=1, terminates=False)
+    path = tmp_path / "Pong.safetensors"
+    save_checkpoint(path, model, game="Pong", action_meanings=PONG_ACTIONS, start_bank=bank)
+    played = {"steps": 200, "num_envs": 2, "denoising_steps": 1}  # past the serve: the ball seen depends on the seed
+    alone = closed_loop_report(path, "Pong", seed=0, policies=("follower-eps0.5",), **played)
+    among = closed_loop_report(path, "Pong", seed=0, policies=("random", "follower-eps0.5"), **played)
+    # (played on its place in the list, seed 0 alone and 1000 among, the real game's ball differed)
+    assert alone["policies"]["follower-eps0.5"] == among["policies"]["follower-eps0.5"]
