@@ -2,6 +2,7 @@
 
 import importlib
 import importlib.util
+from functools import cache
 from pathlib import Path
 from types import ModuleType
 
@@ -121,6 +122,22 @@ def real_breakout_data(root: Path, lives: int = 3, seed: int = 3) -> EpisodeData
             obs, _ = env.reset()
             frames, actions = [obs], []
     return dataset
+
+
+@cache
+def breakout_play(steps: int = 600, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Frames (T+1, 64, 64, 3) of real Breakout played by the ball follower (epsilon 0.1: a dozen bricks in 600
+    steps, no life lost), and the reward of the step into each (0 for the first)."""
+    env = make_atari_env("Breakout", seed=seed)
+    obs, _ = env.reset(seed=seed)
+    player = rules("Breakout").make_policy("follower-eps0.1", int(env.action_space.n), seed=seed)
+    frames, rewards = [obs], [0.0]
+    for _ in range(steps):
+        obs, reward, terminated, truncated, _ = env.step(int(player.act(obs[None])[0]))
+        assert not (terminated or truncated)
+        frames.append(obs), rewards.append(reward)
+    env.close()
+    return np.stack(frames), np.array(rewards)
 
 
 class PixelCodeOracle(torch.nn.Module):

@@ -38,7 +38,9 @@ actions (``return_drawn``) or lets through instead (``return_let_through``: poin
 (``return_dropped``: no ball at the last frame; the rest it holds or sends back too slowly), and of ``misses`` the
 share it lets through as the game did (``miss_drawn``) or returns (``miss_returned``); the returns of balls faster
 than 2.5 pixels a step apart (``fast_returns``, ``fast_return_drawn``, and ``slow_return_drawn`` for the rest): a
-good player's long rallies are fast.
+good player's long rallies are fast. ``--bricks`` (Breakout) adds one on the wall (``training.fidelity.bricks``): of
+``breaks`` real steps that break bricks, the share whose one-step dream shows the real next wall brick for brick
+(``break_drawn``), and of ``steady`` steps that keep it, the share whose dream shows another (``wall_phantom``).
 """
 
 from __future__ import annotations
@@ -49,10 +51,12 @@ import json
 
 from gym_diamond import load_checkpoint, resolve_device
 from gym_diamond.acceleration import PRECISIONS
+from gym_diamond.atari import game_to_name
 from gym_diamond.config import QUANTIZATIONS, SAMPLER_STARTS
 from gym_diamond.errors import UserError
 from training.data.ball_paths import return_geometry
 from training.data.dataset import EpisodeDataset
+from training.fidelity.bricks import brick_breaks
 from training.fidelity.held_out import held_out_episodes, trained_episodes
 from training.fidelity.measures import FIDELITY_HORIZONS, event_confusion
 from training.fidelity.open_loop import dream_reward_recall, fidelity_lines
@@ -101,9 +105,15 @@ def main(argv: list[str] | None = None) -> None:
                         help="also dream --samples real returns of the ball off the player's paddle and as many "
                              "misses a few steps ahead with the real actions: does the dream bounce the ball where "
                              "the game does? (Pong, Breakout)")
+    parser.add_argument("--bricks", action="store_true",
+                        help="also dream --samples real steps that break bricks and as many that keep the wall one "
+                             "step ahead: does the dream break the bricks the game breaks, and only those? "
+                             "(Breakout)")
     args = parser.parse_args(argv)
 
     ckpt = load_checkpoint(args.checkpoint, device=resolve_device(args.device))
+    if args.bricks and game_to_name(ckpt.game) != "Breakout":
+        raise UserError(f"--bricks judges Breakout's wall: the checkpoint is a world model of {ckpt.game}")
     if args.returns:
         return_geometry(ckpt.game)  # refuse a game without a paddle line before dreaming anything
     model = ckpt.world_model.eval()
@@ -152,6 +162,12 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps({"checkpoint": args.checkpoint, "game": ckpt.game, **judged,
                           "denoising_steps": sampler.num_steps, "sampler_start": sampler.start,
                           **returns.to_dict()}), flush=True)
+    if args.bricks:
+        bricks = brick_breaks(model, dataset, test_ids, samples=args.samples, seed=args.seed)
+        print(json.dumps({"checkpoint": args.checkpoint, "game": ckpt.game, **judged,
+                          "denoising_steps": sampler.num_steps, "sampler_start": sampler.start,
+                          "breaks": bricks.breaks, "break_drawn": bricks.recall(), "steady": bricks.steady,
+                          "wall_phantom": bricks.phantom_rate()}), flush=True)
 
 
 if __name__ == "__main__":

@@ -9,8 +9,10 @@ import torch
 from torch import nn
 
 from gym_diamond import WorldModel
+from gym_diamond.atari import game_to_name
 from training.data.dataset import EpisodeDataset
 from training.data.games import rules
+from training.fidelity.bricks import brick_breaks
 from training.fidelity.measures import (
     DENOISER_SIGMAS,
     FIDELITY_HORIZONS,
@@ -57,7 +59,9 @@ def fidelity_figures(model: WorldModel, dataset: EpisodeDataset, test_ids: np.nd
     player's paddle line is known (Pong), ``ball_return_drawn``: of ``ball_returns_real`` real returns of the ball
     off the player's paddle, the share the dream returns over the next steps, ``ball_return_let_through`` the share
     it lets through instead (the rest it loses), and ``ball_miss_drawn``: of real misses, the share it lets through
-    (``training.fidelity.returns.ball_returns``). The model's
+    (``training.fidelity.returns.ball_returns``). In Breakout, ``brick_break_drawn``: of ``brick_breaks_real`` real
+    steps that break bricks, the share whose one-step dream shows the real next wall, and ``brick_wall_phantom``: the
+    share of steps that keep the wall whose dream changes it (``training.fidelity.bricks.brick_breaks``). The model's
     modes, layout and dream settings and the global random state are as they were afterwards.
     """
     from training.fidelity.open_loop import (  # imports the dream machinery: only when judged
@@ -93,6 +97,10 @@ def fidelity_figures(model: WorldModel, dataset: EpisodeDataset, test_ids: np.nd
                     row.update(ball_returns_real=returns.returns, ball_return_drawn=returns.return_recall(),
                                ball_miss_drawn=returns.miss_recall(),
                                ball_return_let_through=returns.let_through_share())
+            if dataset.game is not None and game_to_name(dataset.game) == "Breakout":
+                bricks = brick_breaks(model, dataset, test_ids, samples=samples, seed=seed)
+                row.update(brick_breaks_real=bricks.breaks, brick_break_drawn=bricks.recall(),
+                           brick_wall_phantom=bricks.phantom_rate())
             if events:
                 report = event_confusion(model, dataset, test_ids, sequence_length=sequence_length)
                 row.update(reward_recall=report.reward_recall(), reward_precision=report.reward_precision(),
@@ -130,6 +138,9 @@ def fidelity_line(update: int, seconds: float, row: dict[str, Any]) -> str:
             parts.append(f"returns drawn {figures(['ball_return_drawn'], 2)} of {row['ball_returns_real']}, "
                          f"let through {figures(['ball_return_let_through'], 2)}, misses drawn "
                          f"{figures(['ball_miss_drawn'], 2)}")
+    if "brick_break_drawn" in row:
+        parts.append(f"bricks broken as the game {figures(['brick_break_drawn'], 2)} of {row['brick_breaks_real']}, "
+                     f"walls changed on steady steps {figures(['brick_wall_phantom'], 2)}")
     if "reward_recall" in row:
         parts.append(f"reward recall/precision {figures(['reward_recall', 'reward_precision'], 2)} (recall on the "
                      f"dream's frames {figures(['dream_reward_recall'], 2)}), termination "

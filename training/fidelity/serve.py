@@ -19,12 +19,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from gym_diamond import BatchedGenerator, WorldModel, to_model_frames, to_uint8_frames
+from gym_diamond import WorldModel
 from gym_diamond.errors import UserError
 from training.data.ball_paths import SERVE_PAUSE, serve_moments
 from training.data.dataset import EpisodeDataset
 from training.data.objects import find_objects, object_game
 from training.fidelity.measures import share
+from training.fidelity.moments import one_step_dreams
 
 __all__ = ["ServeReport", "ball_serves"]
 
@@ -68,15 +69,5 @@ def ball_serves(model: WorldModel, dataset: EpisodeDataset, episode_ids: np.ndar
 def _dreamt_balls(model: WorldModel, dataset: EpisodeDataset, game: str, positions: list[tuple[int, int]],
                   seed: int, batch_size: int) -> int:
     """How many of the one-step dreams from the contexts ending at ``positions`` (episode, transition) show a ball."""
-    L, device, shown = model.config.denoiser.context_length, model.device, 0
-    for i in range(0, len(positions), batch_size):
-        batch = positions[i:i + batch_size]
-        ids = np.array([e for e, _ in batch], np.int64)
-        starts = np.array([s - L + 1 for _, s in batch], np.int64)
-        seg = dataset.get_segments(ids, starts, L)  # frames s-L+1..s+1, the actions taken at s-L+1..s
-        frames = to_model_frames(torch.as_tensor(seg.frames[:, :L], device=device))
-        actions = torch.as_tensor(seg.actions, device=device).long()
-        generator = BatchedGenerator(torch.arange(i, i + len(batch)) + seed * 1_000_003, device=device)
-        step = model.imagine_step(frames, actions, generator=generator)
-        shown += int(find_objects(game, to_uint8_frames(step.next_frame).cpu().numpy()).ball_visible.sum())
-    return shown
+    return sum(int(find_objects(game, dreamt).ball_visible.sum())
+               for _, dreamt in one_step_dreams(model, dataset, positions, seed, batch_size))
