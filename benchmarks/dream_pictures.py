@@ -5,6 +5,7 @@
     python benchmarks/dream_pictures.py --checkpoint wm.safetensors --data DATA --out serve.png --after-point
     python benchmarks/dream_pictures.py --checkpoint wm.safetensors --data DATA --out bounce.png --at-paddle
     python benchmarks/dream_pictures.py --checkpoint wm.safetensors --data DATA --out lost.png --at-paddle --lost
+    python benchmarks/dream_pictures.py --checkpoint wm.safetensors --data DATA --out bricks.png --breaks
     python benchmarks/dream_pictures.py --checkpoint wm.safetensors --agent actor_critic.safetensors --out paid.png
     python benchmarks/dream_pictures.py --checkpoint wm.safetensors --policy follower --out paid.png
     python benchmarks/dream_pictures.py --checkpoint wm.safetensors --policy follower --out twice.png --repeated
@@ -22,7 +23,10 @@ point, dreamt open loop from the real context that ends on the frame after the p
 serves again 16 or 17 steps after a point: does the dream?). ``--at-paddle`` (Pong, Breakout): the same three rows
 over the steps after a real return of the ball off the player's paddle (``training.data.ball_paths``; 4 steps in Pong,
 8 in Breakout), and the share of those windows the dream returns the ball in too; with ``--lost``, only returns the
-dream does not return (it drops the ball, holds it, or sends it back too slowly). ``--agent ACTOR_CRITIC``: closed
+dream does not return (it drops the ball, holds it, or sends it back too slowly). ``--breaks`` (Breakout): windows
+that end on a real step that breaks bricks (``training.fidelity.bricks``); a row holds the frame it starts from, the
+real next frame, the dream's (one step from the real context and actions) and their difference, and the command
+prints the share of dreamt walls that are the game's brick for brick. ``--agent ACTOR_CRITIC``: closed
 loop, the actor-critic plays the dream on its own frames (8 dreams, ``--steps`` steps in all); a row per dream reward
 holds the ``BEFORE`` frames before it and the frame it was paid on (what an agent trained in the dream may have
 learnt to exploit), and the command prints every reward's step and sign. ``--policy NAME``: the same with one of
@@ -49,12 +53,15 @@ from gym_diamond import BatchedGenerator, load_checkpoint, resolve_device, to_mo
 from training.agents.checkpoints import load_actor_critic
 from training.agents.rollouts import make_dream_env, make_policy
 from training.data.ball_paths import ball_positions, classify_ball_paths, paddle_moments, return_geometry
+from training.data.bricks import brick_wall
 from training.data.dataset import EpisodeDataset
 from training.data.objects import count_balls, find_objects, object_game
 from training.data.policies import ActorCriticAgent, Agent
 from training.data.sampling import BatchSampler
+from training.fidelity.bricks import brick_moments
 from training.fidelity.held_out import held_out_episodes
 from training.fidelity.measures import FIDELITY_HORIZONS, game_objects
+from training.fidelity.moments import one_step_dreams
 from training.fidelity.open_loop import imagine
 from training.runtime.cli import add_device_argument, user_errors
 
@@ -208,6 +215,23 @@ def at_paddle_rows(model, dataset: EpisodeDataset, windows: int, seed: int, epis
     return (np.concatenate(rows[:-1], 0) if rows else None), figures
 
 
+def break_rows(model, dataset: EpisodeDataset, windows: int, seed: int, episode_ids: np.ndarray
+               ) -> tuple[np.ndarray, dict[str, float]]:
+    """Rows of frame s | real s+1 | dream s+1 | difference at ``windows`` real steps s that break Breakout bricks, and
+    the share of them whose dreamt wall is the game's."""
+    model.eval()
+    breaks = brick_moments(dataset, episode_ids, model.config.denoiser.context_length)["breaks"]  # checks the game
+    if not breaks:
+        raise ValueError(f"no step of {dataset.root} breaks a brick")
+    chosen = [breaks[i] for i in np.sort(np.random.default_rng(seed).permutation(len(breaks))[:windows])]
+    batches = list(one_step_dreams(model, dataset, chosen, seed, batch_size=64))
+    real, dream = (np.concatenate(frames) for frames in zip(*batches, strict=True))
+    same = (brick_wall(real) == brick_wall(dream)).all((1, 2))
+    rows = [np.concatenate([dataset.episode(e).frames[s], _gap(real.shape[1]), real[i], dream[i],
+                            _difference(real[i], dream[i])], 1) for i, (e, s) in enumerate(chosen)]
+    return np.concatenate(rows, 0), {"windows": len(chosen), "break_drawn": float(same.mean())}
+
+
 BEFORE = 8  # frames shown before each dream reward in --agent rows
 DREAMS = 8  # dreams the agent plays at once
 
@@ -281,6 +305,8 @@ def main(argv: list[str] | None = None) -> None:
     kind.add_argument("--after-point", action="store_true",
                       help=f"real, dream and difference rows over the {AFTER_POINT} steps after a point, dreamt from "
                            f"the real context and actions: does the dream serve the ball again?")
+    kind.add_argument("--breaks", action="store_true",
+                      help="windows ending on a real step that breaks bricks, dreamt one step (Breakout)")
     kind.add_argument("--at-paddle", action="store_true",
                       help="real, dream and difference rows over the steps after a real return of the ball off the "
                            "player's paddle: does the dream bounce it where the game does? (Pong, Breakout)")
@@ -333,6 +359,11 @@ def main(argv: list[str] | None = None) -> None:
             print(f"the dream returns all {figures['returns_dreamt']} returns dreamt: no picture")
             return
         columns = "rows real, dream, |difference| at each step after the ball reaches the player's paddle"
+    elif args.breaks:
+        dataset, held = held_out_data(args.data, checkpoint)
+        picture, figures = break_rows(checkpoint.world_model, dataset, args.windows, args.seed, held)
+        print(json.dumps({"checkpoint": args.checkpoint, "data": args.data, **figures}))
+        columns = "frame s | real s+1, dream s+1, |difference| at steps that break bricks"
     elif args.after_point:
         dataset, held = held_out_data(args.data, checkpoint)
         picture, figures = after_point_rows(checkpoint.world_model, dataset, args.windows, args.seed, held)

@@ -231,3 +231,30 @@ def test_windows_come_from_the_episodes_the_checkpoint_did_not_train_on(tmp_path
                                 start_bank=bank)
     dream_pictures.main([*args[:1], str(untrained), *args[2:]])
     assert json.loads(capsys.readouterr().out.splitlines()[0])["rewarded_transitions"] == 64
+
+
+def test_break_rows_show_the_step_that_breaks_a_brick_and_the_dreams(tmp_path, capsys, one_thread):
+    from helpers import breakout_play, make_tiny_checkpoint
+
+    from training.data.bricks import brick_wall
+
+    frames, rewards = breakout_play()
+    data = EpisodeDataset(tmp_path / "breakout", game="Breakout")
+    for first, last in ((0, 300), (300, 600)):
+        z = np.zeros(last - first, bool)
+        data.append(Episode(frames[first:last + 1], np.zeros(last - first, np.int64),
+                            rewards[first + 1:last + 1].astype(np.float32), z, z.copy(), z.copy()))
+    checkpoint = make_tiny_checkpoint(tmp_path / "Breakout.safetensors", game="Breakout")
+    out = tmp_path / "bricks.png"
+    dream_pictures.main(["--checkpoint", str(checkpoint), "--data", str(data.root), "--out", str(out), "--breaks",
+                         "--windows", "3", "--scale", "1", "--denoising-steps", "1", "--device", "cpu"])
+    figures = json.loads(capsys.readouterr().out.splitlines()[0])
+    assert figures["windows"] == 3 and figures["break_drawn"] == 0.0  # an untrained dream draws no wall of the game
+    with Image.open(out) as picture:
+        assert picture.size == (4 * 64 + dream_pictures.GAP, 3 * 64)
+        pixels = np.asarray(picture.convert("RGB"))
+    start, real = pixels[None, :64, :64], pixels[None, :64, 64 + dream_pictures.GAP:128 + dream_pictures.GAP]
+    assert brick_wall(start).sum() == brick_wall(real).sum() + 1  # the real next frame lost the brick
+    pong = EpisodeDataset(tmp_path / "pong", game="Pong")
+    with pytest.raises(ValueError, match="bricks are Breakout's: the dataset is of Pong"):
+        dream_pictures.break_rows(load_checkpoint(checkpoint).world_model, pong, 2, 0, np.arange(0))

@@ -51,6 +51,10 @@ def brick_moments(dataset: EpisodeDataset, episode_ids: np.ndarray | list[int],
                   context_length: int) -> dict[str, list[tuple[int, int]]]:
     """The (episode, s) of every real step s -> s+1 of ``episode_ids`` with a full context (s >= context_length - 1)
     that breaks bricks (``"breaks"``: a brick of frame s gone in frame s+1) or keeps the wall (``"steady"``)."""
+    if dataset.game is None:
+        raise UserError("the dataset does not say its game: open it with EpisodeDataset(root, game=...)")
+    if game_to_name(dataset.game) != "Breakout":
+        raise UserError(f"bricks are Breakout's: the dataset is of {dataset.game}")
     found: dict[str, list[tuple[int, int]]] = {"breaks": [], "steady": []}
     for e in map(int, episode_ids):
         walls = brick_wall(dataset.episode(e).frames)
@@ -67,10 +71,6 @@ def brick_breaks(model: WorldModel, dataset: EpisodeDataset, episode_ids: np.nda
     """Up to ``samples`` real breaks and as many steady steps of ``episode_ids`` (drawn with ``seed``), each dreamt
     one step ahead from its real context and actions with the model's own sampler and precision (random streams
     from ``seed``); counts the dreamt walls that match the real next frame's (breaks) or differ from it (steady)."""
-    if dataset.game is None:
-        raise UserError("the dataset does not say its game: open it with EpisodeDataset(root, game=...)")
-    if game_to_name(dataset.game) != "Breakout":
-        raise UserError(f"bricks are Breakout's: the dataset is of {dataset.game}")
     if samples < 1 or batch_size < 1:
         raise UserError(f"samples and batch_size must be >= 1, got {samples} and {batch_size}")
     found = brick_moments(dataset, episode_ids, model.config.denoiser.context_length)

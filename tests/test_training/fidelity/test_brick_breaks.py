@@ -50,6 +50,8 @@ def test_breaks_are_the_steps_that_lose_a_brick(breakout):
         steady = [s for episode, s in found["steady"] if episode == e]
         assert len(steady) == 300 - 3 - len(breaks)  # every other step with a full context
     assert brick_moments(breakout, [0], context_length=301)["breaks"] == []  # no context that long
+    with pytest.raises(ValueError, match="bricks are Breakout's: the dataset is of Pong"):
+        brick_moments(EpisodeDataset(breakout.root.parent / "pong", game="Pong"), [], context_length=4)
 
 
 def test_a_dream_that_keeps_its_wall_breaks_nothing_one_that_draws_the_game_breaks_as_it_and_a_black_one_never(
