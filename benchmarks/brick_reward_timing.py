@@ -25,7 +25,7 @@ from gym_diamond import WorldModel, load_checkpoint, resolve_device, to_model_fr
 from training.data.bricks import brick_wall
 from training.data.dataset import EpisodeDataset
 from training.fidelity.held_out import held_out_episodes
-from training.fidelity.measures import sequence_starts
+from training.fidelity.measures import sequence_starts, share
 from training.runtime.cli import add_device_argument, user_errors
 
 SEQUENCE_LENGTH = 19  # transitions the reward/termination LSTM reads from a fresh state, as training.fidelity judges
@@ -78,10 +78,8 @@ def timing_report(dataset: EpisodeDataset, episode_ids: np.ndarray, model: World
     total = counts["shown"] + counts["unshown"]
     report: dict[str, float | int | None] = {
         "paid_bricks": total, "shown_at_once": counts["shown"], "shown_a_step_late": counts["unshown"],
-        "late_share": round(counts["unshown"] / total, 4) if total else None}
+        "late_share": share(counts["unshown"], total)}
     if model is not None:
-        def share(a: int, b: int) -> float | None:
-            return round(a / b, 4) if b else None
         report.update(read_shown=share(counts["shown_read"], counts["shown"]),
                       read_unshown=share(counts["unshown_read"], counts["unshown"]),
                       paid_on_the_step_after_unshown=share(counts["paid_after_unshown"], counts["after"]))
