@@ -57,6 +57,11 @@ def reward_reads(model: WorldModel, dataset: EpisodeDataset, episode: int) -> np
     return reads
 
 
+def _rounded_share(count: int, total: int) -> float | None:
+    value = share(count, total)
+    return None if value is None else round(value, 4)
+
+
 def timing_report(dataset: EpisodeDataset, episode_ids: np.ndarray, model: WorldModel | None = None
                   ) -> dict[str, float | int | None]:
     """How many paid bricks show at once and how many a step late; with ``model``, the share of each it reads and the
@@ -78,11 +83,11 @@ def timing_report(dataset: EpisodeDataset, episode_ids: np.ndarray, model: World
     total = counts["shown"] + counts["unshown"]
     report: dict[str, float | int | None] = {
         "paid_bricks": total, "shown_at_once": counts["shown"], "shown_a_step_late": counts["unshown"],
-        "late_share": share(counts["unshown"], total)}
+        "late_share": _rounded_share(counts["unshown"], total)}
     if model is not None:
-        report.update(read_shown=share(counts["shown_read"], counts["shown"]),
-                      read_unshown=share(counts["unshown_read"], counts["unshown"]),
-                      paid_on_the_step_after_unshown=share(counts["paid_after_unshown"], counts["after"]))
+        report.update(read_shown=_rounded_share(counts["shown_read"], counts["shown"]),
+                      read_unshown=_rounded_share(counts["unshown_read"], counts["unshown"]),
+                      paid_on_the_step_after_unshown=_rounded_share(counts["paid_after_unshown"], counts["after"]))
     return report
 
 
