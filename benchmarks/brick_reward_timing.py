@@ -19,13 +19,12 @@ import argparse
 import json
 
 import numpy as np
-import torch
 
-from gym_diamond import WorldModel, load_checkpoint, resolve_device, to_model_frames
+from gym_diamond import WorldModel, load_checkpoint, resolve_device
 from training.data.bricks import brick_wall
 from training.data.dataset import EpisodeDataset
 from training.fidelity.held_out import held_out_episodes
-from training.fidelity.measures import sequence_starts, share
+from training.fidelity.measures import rew_end_reads, share
 from training.runtime.cli import add_device_argument, user_errors
 
 SEQUENCE_LENGTH = 19  # transitions the reward/termination LSTM reads from a fresh state, as training.fidelity judges
@@ -41,19 +40,14 @@ def paid_bricks(dataset: EpisodeDataset, episode: int) -> dict[str, np.ndarray]:
     return {"shown": paid[shown], "unshown": paid[~shown]}
 
 
-@torch.no_grad()
 def reward_reads(model: WorldModel, dataset: EpisodeDataset, episode: int) -> np.ndarray:
     """The reward model's sign (-1, 0, 1) for every step of ``episode``, read over sequences of ``SEQUENCE_LENGTH``
-    real transitions, each from a fresh state."""
-    model.rew_end.eval()
+    real transitions, each from a fresh state (``training.fidelity.measures.rew_end_reads``, as ``--events`` reads)."""
     reads = np.zeros(int(dataset.lengths[episode]), np.int64)
-    for _, first in sequence_starts(dataset, [episode], SEQUENCE_LENGTH):
-        seg = dataset.get_segments(np.array([episode]), np.array([first]), SEQUENCE_LENGTH)
-        frames = to_model_frames(torch.as_tensor(seg.frames, device=model.device))
-        actions = torch.as_tensor(seg.actions, device=model.device).long()
-        out = model.rew_end(frames[:, :-1], actions, frames[:, 1:])
-        real = seg.mask[0]
-        reads[first:first + int(real.sum())] = out.reward_logits[0].argmax(-1).cpu().numpy()[real] - 1
+    for starts, seg, out in rew_end_reads(model, dataset, [episode], sequence_length=SEQUENCE_LENGTH):
+        signs = out.reward_logits.argmax(-1).cpu().numpy() - 1
+        for (_, first), sign, real in zip(starts, signs, seg.mask, strict=True):
+            reads[first:first + int(real.sum())] = sign[real]
     return reads
 
 

@@ -23,6 +23,7 @@ tells it nothing, so the ball it dreams there must come from the context and the
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,7 +33,8 @@ import torch
 from gym_diamond import WorldModel, to_model_frames, to_uint8_frames
 from gym_diamond.atari import game_to_name
 from gym_diamond.errors import UserError
-from training.data.dataset import EpisodeDataset
+from gym_diamond.nn.rew_end import RewEndOutput
+from training.data.dataset import EpisodeDataset, Segment
 from training.data.games import Located, games_with, rules
 from training.data.objects import find_objects, object_game
 
@@ -41,7 +43,7 @@ FIDELITY_HORIZONS = (1, 5, 15)
 
 __all__ = ["DENOISER_SIGMAS", "OBJECT_TOLERANCE", "EventReport", "ObjectAgreement", "ObjectScore",
            "ball_shown_by_sigma", "event_confusion", "game_objects", "locate_objects", "object_agreement",
-           "sequence_starts", "share"]
+           "rew_end_reads", "sequence_starts", "share"]
 
 OBJECT_TOLERANCE = 2.0  # pixels between the centres of a predicted and a real object for them to agree
 # noise levels ``ball_shown_by_sigma`` tries by default: from nearly clean to the sampler's sigma_max (5)
@@ -109,23 +111,36 @@ def event_confusion(model: WorldModel, dataset: EpisodeDataset, episode_ids: np.
     ``frame_noise`` > 0 adds Gaussian noise of that std (frames in [-1, 1], drawn with ``seed``) to every frame the
     reward/termination model reads: a dream's frames are a few levels off the real ones everywhere, and a model
     fitted to real frames to the pixel can miss every game end on them while its real-frame figures are perfect."""
+    report = EventReport.empty()
+    for _, seg, out in rew_end_reads(model, dataset, episode_ids, sequence_length=sequence_length,
+                                     batch_size=batch_size, frame_noise=frame_noise, seed=seed):
+        report.add(seg.rewards, seg.terminated, seg.mask, out.reward_logits, out.end_logits)
+    return report
+
+
+@torch.no_grad()
+def rew_end_reads(model: WorldModel, dataset: EpisodeDataset, episode_ids: np.ndarray | list[int], *,
+                  sequence_length: int = 19, batch_size: int = 64, frame_noise: float = 0.0,
+                  seed: int = 0) -> Iterator[tuple[list[tuple[int, int]], Segment, RewEndOutput]]:
+    """The reward/termination model's outputs over every transition of ``episode_ids``, read on the real frames
+    (with ``frame_noise``, see :func:`event_confusion`) in consecutive sequences of ``sequence_length``
+    (:func:`sequence_starts`), each from a fresh state: a batch at a time, its (episode, first transition) starts,
+    the segments read and the model's output on them."""
     if frame_noise < 0:
         raise UserError(f"frame_noise must be >= 0, got {frame_noise}")
     device = model.device
     model.rew_end.eval()
-    report = EventReport.empty()
     generator = torch.Generator(device=device).manual_seed(seed)
     starts = sequence_starts(dataset, episode_ids, sequence_length)
     for i in range(0, len(starts), batch_size):
-        ids, firsts = zip(*starts[i:i + batch_size], strict=True)
+        batch = starts[i:i + batch_size]
+        ids, firsts = zip(*batch, strict=True)
         seg = dataset.get_segments(np.array(ids), np.array(firsts), sequence_length)
         frames = to_model_frames(torch.as_tensor(seg.frames, device=device))
         if frame_noise > 0:
             frames = frames + frame_noise * torch.randn(frames.shape, generator=generator, device=device)
         actions = torch.as_tensor(seg.actions, device=device).long()
-        out = model.rew_end(frames[:, :-1], actions, frames[:, 1:])
-        report.add(seg.rewards, seg.terminated, seg.mask, out.reward_logits, out.end_logits)
-    return report
+        yield batch, seg, model.rew_end(frames[:, :-1], actions, frames[:, 1:])
 
 
 def sequence_starts(dataset: EpisodeDataset, episode_ids: np.ndarray | list[int],
