@@ -85,20 +85,26 @@ class BatchSampler:
         return self.dataset.get_segments(episode_ids, starts, num_frames - 1)
 
     def sample_ending_positions(self, batch_size: int, num_frames: int, rng: np.random.Generator, *,
-                                episode_ids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                                episode_ids: np.ndarray | None = None,
+                                lead_in: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """Like ``sample_positions(..., beyond_end=True)``, but every segment holds a termination.
 
         The episode is drawn uniformly among those of ``episode_ids`` that terminated; its last acting
-        frame sits at a uniform position among the segment's first ``num_frames - 1`` frames, so the
-        terminating transition lies inside the segment (the rest may run past the start).
+        frame sits at a uniform position among the segment's first ``num_frames - 1`` frames past the
+        first ``lead_in``, so the terminating transition lies inside the segment with at least ``lead_in``
+        transitions before it (what announces an ending may come steps before it: Breakout counts a life
+        lost 8 steps after the ball leaves the screen). The rest may run past the start.
         """
         if batch_size < 1 or num_frames < 2:
             raise UserError(f"batch_size must be >= 1 and num_frames >= 2, got {batch_size} and {num_frames}")
+        if not 0 <= lead_in < num_frames - 1:
+            raise UserError(f"lead_in must be in [0, {num_frames - 1}) for segments of {num_frames} frames, "
+                            f"got {lead_in}")
         ended = self.dataset.terminated_episodes(episode_ids)
         if ended.size == 0:
             raise UserError(f"no episode of the dataset at {self.dataset.root} terminated: nothing to oversample")
         chosen = rng.choice(ended, size=batch_size)
-        return chosen, self.dataset.lengths[chosen] - 1 - rng.integers(0, num_frames - 1, batch_size)
+        return chosen, self.dataset.lengths[chosen] - 1 - rng.integers(lead_in, num_frames - 1, batch_size)
 
     def sample_rewarded_transitions(self, batch_size: int, rng: np.random.Generator, *,
                                     episode_ids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:

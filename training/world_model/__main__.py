@@ -72,6 +72,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--termination-oversampling", type=float, default=DEFAULTS.termination_oversampling,
                         help="fraction of each reward/termination batch cut around a real termination (0, the "
                              "default: DIAMOND's uniform sampling)")
+    parser.add_argument("--termination-lead-in", type=int, default=DEFAULTS.termination_lead_in,
+                        help="transitions before the termination that each of those sequences holds at least, for "
+                             "endings announced steps before they happen (Breakout counts a life lost 8 steps "
+                             "after the ball leaves the screen); 0, the default: anywhere in the sequence")
     parser.add_argument("--reward-oversampling", type=float, default=DEFAULTS.reward_oversampling,
                         help="fraction of each reward/termination batch cut around a rewarded transition, for games "
                              "whose rewards are rare (0, the default: DIAMOND's uniform sampling)")
@@ -173,7 +177,8 @@ def main(argv: list[str] | None = None) -> None:
         context_erasure=args.context_erasure, context_ghosts=args.context_ghosts,
         dream_contexts=args.dream_contexts, dream_context_age=args.dream_context_age,
         dream_context_tolerance=args.dream_context_tolerance,
-        termination_oversampling=args.termination_oversampling, reward_oversampling=args.reward_oversampling,
+        termination_oversampling=args.termination_oversampling, termination_lead_in=args.termination_lead_in,
+        reward_oversampling=args.reward_oversampling,
         denoiser_reward_oversampling=args.denoiser_reward_oversampling,
         denoiser_return_oversampling=args.denoiser_return_oversampling,
         denoiser_serve_oversampling=args.denoiser_serve_oversampling,

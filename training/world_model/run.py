@@ -62,6 +62,7 @@ def export_checkpoint(path: str | Path, trainer: WorldModelTrainer, *, game: str
         "context_ghosts": config.context_ghosts, "dream_contexts": config.dream_contexts,
         "dream_context_age": config.dream_context_age, "dream_context_tolerance": config.dream_context_tolerance,
         "termination_oversampling": config.termination_oversampling,
+        "termination_lead_in": config.termination_lead_in,
         "reward_oversampling": config.reward_oversampling,
         "denoiser_reward_oversampling": config.denoiser_reward_oversampling,
         "denoiser_return_oversampling": config.denoiser_return_oversampling,

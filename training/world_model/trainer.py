@@ -285,7 +285,7 @@ class WorldModelTrainer:
         endings = round(self.config.termination_oversampling * len(ids))
         if endings:  # drawn for the global batch, the same on every rank
             ids[:endings], starts[:endings] = self.sampler.sample_ending_positions(
-                endings, F, self.rng, episode_ids=self.train_episode_ids())
+                endings, F, self.rng, episode_ids=self.train_episode_ids(), lead_in=self.config.termination_lead_in)
         rewarded = round(self.config.reward_oversampling * len(ids))
         if rewarded:
             ids[endings:endings + rewarded], starts[endings:endings + rewarded] = \

@@ -35,7 +35,8 @@ NOT_RUN_SETTINGS = ("precision", "compile", "fidelity_every", "fidelity_samples"
 LATER_SETTINGS = {"denoiser_return_oversampling": 0.0, "denoiser_serve_oversampling": 0.0,
                   "denoiser_opponent_oversampling": 0.0, "rew_end_input_noise": 0.0,
                   "branch_from": None, "changed_pixel_source": "target", "init_from": None, "context_erasure": 0.0,
-                  "context_ghosts": 0.0, "dream_contexts": 0.0, "dream_context_age": 100, "dream_context_tolerance": 48}
+                  "context_ghosts": 0.0, "dream_contexts": 0.0, "dream_context_age": 100, "dream_context_tolerance": 48,
+                  "termination_lead_in": 0}
 
 
 
@@ -90,6 +91,11 @@ class WorldModelTrainingConfig:
     # three holds one): this fraction of each batch's sequences is cut around the end of a terminated
     # episode instead, so the termination head sees more of them. 0: DIAMOND's sampling
     termination_oversampling: float = 0.0
+    # ... with at least this many transitions before the termination in each of those sequences: an ending may be
+    # announced steps before it happens (ALE counts Breakout's life lost 30 frames, 8 steps, after the ball leaves
+    # the screen, and the lives digit may change after the episode's last frame), so a sequence that starts after
+    # the announcement asks the model to guess. 0: anywhere in the sequence
+    termination_lead_in: int = 0
     # Rewards can be as rare (Boxing: 3% of transitions): this fraction of each batch's sequences is cut around a
     # rewarded transition instead, so the reward head sees more of them at a CPU's few thousand updates where
     # DIAMOND runs hundreds of thousands. 0: DIAMOND's sampling
@@ -206,6 +212,10 @@ class WorldModelTrainingConfig:
         if not 0 <= self.termination_oversampling < 1:
             raise UserError(f"WorldModelTrainingConfig.termination_oversampling={self.termination_oversampling} is "
                             f"invalid: expected a fraction in [0, 1)")
+        if not 0 <= self.termination_lead_in < self.rew_end_sequence_length - 1:
+            raise UserError(f"WorldModelTrainingConfig.termination_lead_in={self.termination_lead_in} is invalid: "
+                            f"expected 0 or more transitions, fewer than the rew_end_sequence_length - 1 = "
+                            f"{self.rew_end_sequence_length - 1} of a sequence")
         if not (0 <= self.reward_oversampling < 1 and self.termination_oversampling + self.reward_oversampling < 1):
             raise UserError(f"WorldModelTrainingConfig.reward_oversampling={self.reward_oversampling} is invalid: "
                             f"expected a fraction in [0, 1) that leaves room for uniform sequences beside "

@@ -278,6 +278,14 @@ def test_ending_positions_hold_the_termination_of_terminated_episodes_only(tmp_p
     assert (seg.terminated.sum(1) == 1).all()  # every segment holds exactly one termination ...
     positions = np.flatnonzero(seg.terminated.reshape(-1)) % 18
     assert set(positions.tolist()) == set(range(18))  # ... at every position of the segment's transitions
+    ids, starts = BatchSampler(ds).sample_ending_positions(400, 19, np.random.default_rng(0), lead_in=10)
+    seg = ds.get_segments(ids, starts, 18)
+    assert (seg.terminated.sum(1) == 1).all()
+    positions = np.flatnonzero(seg.terminated.reshape(-1)) % 18
+    assert set(positions.tolist()) == set(range(10, 18))  # with 10 transitions or more before it
+    for lead_in in (-1, 18):
+        with pytest.raises(ValueError, match="lead_in"):
+            BatchSampler(ds).sample_ending_positions(4, 19, np.random.default_rng(0), lead_in=lead_in)
     ids, _ = BatchSampler(ds).sample_ending_positions(20, 19, np.random.default_rng(0), episode_ids=[0, 1])
     assert set(ids.tolist()) == {0}
     with pytest.raises(ValueError, match="no episode .* terminated"):

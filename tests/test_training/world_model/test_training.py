@@ -493,8 +493,15 @@ def test_termination_oversampling_and_a_reward_model_fine_tuning(tmp_path, monke
     trainer.rew_end_step()
     assert seen["terminated"].shape == (8, 18)  # 19 frames, 18 transitions, as DIAMOND's
     assert seen["terminated"][:4].any(1).all()  # half the batch holds the termination
+    trainer = WorldModelTrainer(model, dataset, WorldModelTrainingConfig(batch_size=8, termination_oversampling=0.5,
+                                                                         termination_lead_in=12))
+    for _ in range(3):
+        trainer.rew_end_step()
+        assert (seen["terminated"][:4].float().argmax(1) >= 12).all()  # 12 transitions or more lead to it
     with pytest.raises(ValueError, match="termination_oversampling"):
         WorldModelTrainingConfig(termination_oversampling=1.0)
+    with pytest.raises(ValueError, match="termination_lead_in"):
+        WorldModelTrainingConfig(termination_oversampling=0.5, termination_lead_in=18)  # 18 transitions a sequence
 
     ended.rewards[:] = 0
     ended.rewards[30] = 1.0  # one rewarded transition in the whole dataset
