@@ -20,11 +20,11 @@ import json
 
 import numpy as np
 
-from gym_diamond import WorldModel, load_checkpoint, resolve_device
+from gym_diamond import WorldModel
 from training.data.bricks import brick_wall
 from training.data.dataset import EpisodeDataset
-from training.fidelity.held_out import held_out_episodes
-from training.fidelity.measures import rew_end_reads, share
+from training.fidelity.held_out import judged_data
+from training.fidelity.measures import rew_end_reads, rounded_share
 from training.runtime.cli import add_device_argument, user_errors
 
 SEQUENCE_LENGTH = 19  # transitions the reward/termination LSTM reads from a fresh state, as training.fidelity judges
@@ -51,11 +51,6 @@ def reward_reads(model: WorldModel, dataset: EpisodeDataset, episode: int) -> np
     return reads
 
 
-def _rounded_share(count: int, total: int) -> float | None:
-    value = share(count, total)
-    return None if value is None else round(value, 4)
-
-
 def timing_report(dataset: EpisodeDataset, episode_ids: np.ndarray, model: WorldModel | None = None
                   ) -> dict[str, float | int | None]:
     """How many paid bricks show at once and how many a step late; with ``model``, the share of each it reads and the
@@ -77,11 +72,11 @@ def timing_report(dataset: EpisodeDataset, episode_ids: np.ndarray, model: World
     total = counts["shown"] + counts["unshown"]
     report: dict[str, float | int | None] = {
         "paid_bricks": total, "shown_at_once": counts["shown"], "shown_a_step_late": counts["unshown"],
-        "late_share": _rounded_share(counts["unshown"], total)}
+        "late_share": rounded_share(counts["unshown"], total)}
     if model is not None:
-        report.update(read_shown=_rounded_share(counts["shown_read"], counts["shown"]),
-                      read_unshown=_rounded_share(counts["unshown_read"], counts["unshown"]),
-                      paid_on_the_step_after_unshown=_rounded_share(counts["paid_after_unshown"], counts["after"]))
+        report.update(read_shown=rounded_share(counts["shown_read"], counts["shown"]),
+                      read_unshown=rounded_share(counts["unshown_read"], counts["unshown"]),
+                      paid_on_the_step_after_unshown=rounded_share(counts["paid_after_unshown"], counts["after"]))
     return report
 
 
@@ -95,14 +90,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="the held-out fraction (default: the checkpoint's record, else 0.1)")
     add_device_argument(parser)
     args = parser.parse_args(argv)
-    model, provenance = None, {}
-    if args.checkpoint:
-        checkpoint = load_checkpoint(args.checkpoint, device=resolve_device(args.device))
-        model, provenance = checkpoint.world_model, checkpoint.provenance
-    dataset = EpisodeDataset(args.data, game="Breakout")
-    if not provenance and args.test_fraction is None:
-        args.test_fraction = 0.1
-    episodes = held_out_episodes(dataset, provenance, args.test_fraction)
+    model, dataset, episodes = judged_data(args.data, "Breakout", args.checkpoint, args.test_fraction, args.device)
     print(json.dumps({"data": args.data, "checkpoint": args.checkpoint, "episodes": int(len(episodes)),
                       **timing_report(dataset, episodes, model)}))
 

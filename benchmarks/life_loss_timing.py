@@ -22,11 +22,11 @@ from collections import Counter
 
 import numpy as np
 
-from gym_diamond import WorldModel, load_checkpoint, resolve_device
+from gym_diamond import WorldModel
 from training.data.dataset import EpisodeDataset
 from training.data.objects import find_objects
-from training.fidelity.held_out import held_out_episodes
-from training.fidelity.measures import rew_end_reads, share
+from training.fidelity.held_out import judged_data
+from training.fidelity.measures import rew_end_reads, rounded_share
 from training.runtime.cli import add_device_argument, user_errors
 
 SEQUENCE_LENGTH = 19  # transitions the reward/termination LSTM reads from a fresh state, as training.fidelity judges
@@ -64,11 +64,6 @@ def termination_reads(model: WorldModel, dataset: EpisodeDataset, episode: int) 
     return reads
 
 
-def _rounded_share(count: int, total: int) -> float | None:
-    value = share(count, total)
-    return None if value is None else round(value, 4)
-
-
 def timing_report(dataset: EpisodeDataset, episode_ids: np.ndarray, model: WorldModel | None = None
                   ) -> dict[str, object]:
     """How many lives lost show on the episode's last frame and how many do not, and the steps since the ball left
@@ -90,12 +85,12 @@ def timing_report(dataset: EpisodeDataset, episode_ids: np.ndarray, model: World
     total = counts["shown"] + counts["unshown"]
     report: dict[str, object] = {
         "lives_lost": total, "shown_on_the_last_frame": counts["shown"], "unshown": counts["unshown"],
-        "unshown_share": _rounded_share(counts["unshown"], total),
+        "unshown_share": rounded_share(counts["unshown"], total),
         "steps_since_the_ball": dict(sorted(gone.items(), key=lambda kv: (kv[0] == "never", int(kv[0]) if
                                                                            kv[0] != "never" else 0)))}
     if model is not None:
-        report.update(read_shown=_rounded_share(counts["shown_read"], counts["shown"]),
-                      read_unshown=_rounded_share(counts["unshown_read"], counts["unshown"]))
+        report.update(read_shown=rounded_share(counts["shown_read"], counts["shown"]),
+                      read_unshown=rounded_share(counts["unshown_read"], counts["unshown"]))
     return report
 
 
@@ -143,14 +138,7 @@ def main(argv: list[str] | None = None) -> None:
                              "ball's last sight to each life lost (60,000: ~450 lives, 10 s)")
     add_device_argument(parser)
     args = parser.parse_args(argv)
-    model, provenance = None, {}
-    if args.checkpoint:
-        checkpoint = load_checkpoint(args.checkpoint, device=resolve_device(args.device))
-        model, provenance = checkpoint.world_model, checkpoint.provenance
-    dataset = EpisodeDataset(args.data, game="Breakout")
-    if not provenance and args.test_fraction is None:
-        args.test_fraction = 0.1
-    episodes = held_out_episodes(dataset, provenance, args.test_fraction)
+    model, dataset, episodes = judged_data(args.data, "Breakout", args.checkpoint, args.test_fraction, args.device)
     line = {"data": args.data, "checkpoint": args.checkpoint, "episodes": int(len(episodes)),
             **timing_report(dataset, episodes, model)}
     if args.emulator_frames > 0:

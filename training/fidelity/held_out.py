@@ -14,14 +14,16 @@ capacity), one that draws it there and not on held-out ones has not generalised 
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from gym_diamond import WorldModel, load_checkpoint, resolve_device
 from gym_diamond.errors import UserError
 from training.data.dataset import EpisodeDataset
 
-__all__ = ["held_out_episodes", "recorded_fingerprints", "trained_episodes"]
+__all__ = ["held_out_episodes", "judged_data", "recorded_fingerprints", "trained_episodes"]
 
 
 def held_out_episodes(dataset: EpisodeDataset, provenance: dict[str, Any],
@@ -37,6 +39,22 @@ def held_out_episodes(dataset: EpisodeDataset, provenance: dict[str, Any],
     data that holds nothing else is refused.
     """
     return _never_trained_on(dataset, provenance, _split_held_out(dataset, provenance, test_fraction))
+
+
+def judged_data(data: str | Path, game: str, checkpoint: str | Path | None = None,
+                test_fraction: float | None = None, device: str | None = None
+                ) -> tuple[WorldModel | None, EpisodeDataset, np.ndarray]:
+    """A benchmark's world model (None without ``checkpoint``), its dataset and the episodes to judge: the
+    checkpoint's held-out ones (``held_out_episodes``), or without a checkpoint the split of ``test_fraction``
+    (default 0.1)."""
+    model, provenance = None, {}
+    if checkpoint:
+        loaded = load_checkpoint(checkpoint, device=resolve_device(device))
+        model, provenance = loaded.world_model, loaded.provenance
+    dataset = EpisodeDataset(data, game=game)
+    if not provenance and test_fraction is None:
+        test_fraction = 0.1
+    return model, dataset, held_out_episodes(dataset, provenance, test_fraction)
 
 
 def _split_held_out(dataset: EpisodeDataset, provenance: dict[str, Any], test_fraction: float | None) -> np.ndarray:

@@ -55,7 +55,8 @@ def share(count: int, total: int) -> float | None:
     return count / total if total else None
 
 
-def _ratio(numerator: int, denominator: int) -> float | None:
+def rounded_share(numerator: int, denominator: int) -> float | None:
+    """``share`` to 4 decimals, as the fidelity lines print it."""
     value = share(numerator, denominator)
     return None if value is None else round(value, 4)
 
@@ -81,17 +82,17 @@ class EventReport:
 
     def reward_recall(self) -> float | None:
         """Of the transitions with a reward, the fraction whose sign is predicted (None: no reward seen)."""
-        return _ratio(int(self.reward[0, 0] + self.reward[2, 2]), int(self.reward[[0, 2]].sum()))
+        return rounded_share(int(self.reward[0, 0] + self.reward[2, 2]), int(self.reward[[0, 2]].sum()))
 
     def reward_precision(self) -> float | None:
         """Of the transitions predicted to carry a reward, the fraction with that reward's sign."""
-        return _ratio(int(self.reward[0, 0] + self.reward[2, 2]), int(self.reward[:, [0, 2]].sum()))
+        return rounded_share(int(self.reward[0, 0] + self.reward[2, 2]), int(self.reward[:, [0, 2]].sum()))
 
     def termination_recall(self) -> float | None:
-        return _ratio(int(self.termination[1, 1]), int(self.termination[1].sum()))
+        return rounded_share(int(self.termination[1, 1]), int(self.termination[1].sum()))
 
     def termination_precision(self) -> float | None:
-        return _ratio(int(self.termination[1, 1]), int(self.termination[:, 1].sum()))
+        return rounded_share(int(self.termination[1, 1]), int(self.termination[:, 1].sum()))
 
     def to_dict(self) -> dict[str, Any]:
         return {"transitions": int(self.reward.sum()),
@@ -176,7 +177,8 @@ class ObjectScore:
     within: int
 
     def to_dict(self) -> dict[str, Any]:
-        return {"real": self.real, "shown": _ratio(self.shown, self.real), "within": _ratio(self.within, self.real)}
+        return {"real": self.real, "shown": rounded_share(self.shown, self.real),
+                "within": rounded_share(self.within, self.real)}
 
 
 _PREDICTORS = ("model", "repeat_last")
