@@ -24,10 +24,8 @@ from gym_diamond import WorldModel
 from training.data.bricks import brick_wall
 from training.data.dataset import EpisodeDataset
 from training.fidelity.held_out import judged_data
-from training.fidelity.measures import rew_end_reads, rounded_share
+from training.fidelity.measures import episode_calls, rounded_share
 from training.runtime.cli import add_device_argument, user_errors
-
-SEQUENCE_LENGTH = 19  # transitions the reward/termination LSTM reads from a fresh state, as training.fidelity judges
 
 
 def paid_bricks(dataset: EpisodeDataset, episode: int) -> dict[str, np.ndarray]:
@@ -38,17 +36,6 @@ def paid_bricks(dataset: EpisodeDataset, episode: int) -> dict[str, np.ndarray]:
     walls = brick_wall(steps.frames)
     shown = (walls[paid] & ~walls[paid + 1]).any((1, 2))
     return {"shown": paid[shown], "unshown": paid[~shown]}
-
-
-def reward_reads(model: WorldModel, dataset: EpisodeDataset, episode: int) -> np.ndarray:
-    """The reward model's sign (-1, 0, 1) for every step of ``episode``, read over sequences of ``SEQUENCE_LENGTH``
-    real transitions, each from a fresh state (``training.fidelity.measures.rew_end_reads``, as ``--events`` reads)."""
-    reads = np.zeros(int(dataset.lengths[episode]), np.int64)
-    for starts, seg, out in rew_end_reads(model, dataset, [episode], sequence_length=SEQUENCE_LENGTH):
-        signs = out.reward_logits.argmax(-1).cpu().numpy() - 1
-        for (_, first), sign, real in zip(starts, signs, seg.mask, strict=True):
-            reads[first:first + int(real.sum())] = sign[real]
-    return reads
 
 
 def timing_report(dataset: EpisodeDataset, episode_ids: np.ndarray, model: WorldModel | None = None
@@ -62,7 +49,7 @@ def timing_report(dataset: EpisodeDataset, episode_ids: np.ndarray, model: World
         counts["unshown"] += len(paid["unshown"])
         if model is None:
             continue
-        reads = reward_reads(model, dataset, e)
+        reads, _ = episode_calls(model, dataset, e)
         counts["shown_read"] += int((reads[paid["shown"]] == 1).sum())
         counts["unshown_read"] += int((reads[paid["unshown"]] == 1).sum())
         after = paid["unshown"][paid["unshown"] + 1 < len(reads)] + 1

@@ -26,10 +26,9 @@ from gym_diamond import WorldModel
 from training.data.dataset import EpisodeDataset
 from training.data.objects import find_objects
 from training.fidelity.held_out import judged_data
-from training.fidelity.measures import rew_end_reads, rounded_share
+from training.fidelity.measures import episode_calls, rounded_share
 from training.runtime.cli import add_device_argument, user_errors
 
-SEQUENCE_LENGTH = 19  # transitions the reward/termination LSTM reads from a fresh state, as training.fidelity judges
 LIVES_DIGIT = (slice(0, 6), slice(38, 47))  # rows and columns of the lives digit in a 64 x 64 Breakout frame
 # the emulator's own 210 x 160 screen: the ball's colour and the rows between the bricks and the paddle
 BALL_RGB = (200, 72, 72)
@@ -53,41 +52,30 @@ def steps_since_ball(dataset: EpisodeDataset, episode: int, step: int) -> int | 
     return None if seen.size == 0 else step + 1 - int(seen[-1])
 
 
-def termination_reads(model: WorldModel, dataset: EpisodeDataset, episode: int) -> np.ndarray:
-    """The termination model's call (0, 1) for every step of ``episode``, read over sequences of ``SEQUENCE_LENGTH``
-    real transitions, each from a fresh state (``training.fidelity.measures.rew_end_reads``, as ``--events`` reads)."""
-    reads = np.zeros(int(dataset.lengths[episode]), np.int64)
-    for starts, seg, out in rew_end_reads(model, dataset, [episode], sequence_length=SEQUENCE_LENGTH):
-        ends = out.end_logits.argmax(-1).cpu().numpy()
-        for (_, first), end, real in zip(starts, ends, seg.mask, strict=True):
-            reads[first:first + int(real.sum())] = end[real]
-    return reads
-
-
 def timing_report(dataset: EpisodeDataset, episode_ids: np.ndarray, model: WorldModel | None = None
                   ) -> dict[str, object]:
     """How many lives lost show on the episode's last frame and how many do not, and the steps since the ball left
     (how many endings at each count; ``never``: no frame showed the ball); with ``model``, the share of each kind its
     termination model reads."""
     counts = {"shown": 0, "unshown": 0, "shown_read": 0, "unshown_read": 0}
-    gone: Counter[str] = Counter()
+    gone: Counter[int | None] = Counter()
     for e in map(int, episode_ids):
         lost = lives_lost(dataset, e)
         for kind in ("shown", "unshown"):
             counts[kind] += len(lost[kind])
             for t in lost[kind]:
-                gone[str(steps_since_ball(dataset, e, int(t)) or "never")] += 1
+                gone[steps_since_ball(dataset, e, int(t))] += 1
         if model is None:
             continue
-        reads = termination_reads(model, dataset, e)
+        _, reads = episode_calls(model, dataset, e)
         counts["shown_read"] += int(reads[lost["shown"]].sum())
         counts["unshown_read"] += int(reads[lost["unshown"]].sum())
     total = counts["shown"] + counts["unshown"]
     report: dict[str, object] = {
         "lives_lost": total, "shown_on_the_last_frame": counts["shown"], "unshown": counts["unshown"],
         "unshown_share": rounded_share(counts["unshown"], total),
-        "steps_since_the_ball": dict(sorted(gone.items(), key=lambda kv: (kv[0] == "never", int(kv[0]) if
-                                                                           kv[0] != "never" else 0)))}
+        "steps_since_the_ball": {**{str(k): gone[k] for k in sorted(k for k in gone if k is not None)},
+                                 **({"never": gone[None]} if None in gone else {})}}
     if model is not None:
         report.update(read_shown=rounded_share(counts["shown_read"], counts["shown"]),
                       read_unshown=rounded_share(counts["unshown_read"], counts["unshown"]))
@@ -112,9 +100,9 @@ def emulator_delays(frames: int, seed: int = 0) -> dict[int, int]:
         screen, _, terminated, truncated, _ = env.step(action)
         if (screen[BALL_ROWS] == BALL_RGB).all(-1).any():
             last_seen = frame
-        if ale.lives() < lives and last_seen is not None:
-            delays[frame - last_seen] += 1
         if ale.lives() < lives:
+            if last_seen is not None:
+                delays[frame - last_seen] += 1
             last_seen = None
         lives = ale.lives()
         if terminated or truncated:

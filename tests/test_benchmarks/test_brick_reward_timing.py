@@ -25,7 +25,8 @@ def _breakout(root) -> EpisodeDataset:
 
 
 class StandInRewards(torch.nn.Module):
-    """Pays +1 on a step where ``pays(frame, next frame)`` (uint8) holds, else 0: the reward model's call signature."""
+    """Pays +1 on a step where ``pays(frame, next frame)`` (uint8) holds, else 0, and never ends: the reward/termination
+    model's call signature."""
 
     def __init__(self, pays) -> None:
         super().__init__()
@@ -34,7 +35,9 @@ class StandInRewards(torch.nn.Module):
     def forward(self, frames, actions, next_frames):
         now, then = (to_uint8_frames(f.flatten(0, 1)).numpy() for f in (frames, next_frames))
         sign = torch.as_tensor([int(self.pays(a, b)) + 1 for a, b in zip(now, then, strict=True)])
-        return SimpleNamespace(reward_logits=torch.nn.functional.one_hot(sign, 3).float().view(*frames.shape[:2], 3))
+        shape = frames.shape[:2]
+        return SimpleNamespace(reward_logits=torch.nn.functional.one_hot(sign, 3).float().view(*shape, 3),
+                               end_logits=torch.nn.functional.one_hot(torch.zeros(shape, dtype=torch.long), 2).float())
 
 
 def _model(pays) -> SimpleNamespace:

@@ -72,7 +72,8 @@ def test_a_life_lost_shows_on_the_last_frame_or_only_on_the_next_lifes_first(liv
 
 
 class StandInEnds(torch.nn.Module):
-    """Ends on a step where ``ends(frame, next frame)`` (uint8) holds: the termination model's call signature."""
+    """Ends on a step where ``ends(frame, next frame)`` (uint8) holds, and never pays: the reward/termination model's
+    call signature."""
 
     def __init__(self, ends) -> None:
         super().__init__()
@@ -81,7 +82,10 @@ class StandInEnds(torch.nn.Module):
     def forward(self, frames, actions, next_frames):
         now, then = (to_uint8_frames(f.flatten(0, 1)).numpy() for f in (frames, next_frames))
         end = torch.as_tensor([int(self.ends(a, b)) for a, b in zip(now, then, strict=True)])
-        return SimpleNamespace(end_logits=torch.nn.functional.one_hot(end, 2).float().view(*frames.shape[:2], 2))
+        shape = frames.shape[:2]
+        no_reward = torch.ones(shape, dtype=torch.long)  # class 1: reward 0
+        return SimpleNamespace(end_logits=torch.nn.functional.one_hot(end, 2).float().view(*shape, 2),
+                               reward_logits=torch.nn.functional.one_hot(no_reward, 3).float())
 
 
 def _model(ends) -> SimpleNamespace:

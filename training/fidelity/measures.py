@@ -43,7 +43,7 @@ FIDELITY_HORIZONS = (1, 5, 15)
 
 __all__ = ["DENOISER_SIGMAS", "OBJECT_TOLERANCE", "EventReport", "ObjectAgreement", "ObjectScore",
            "ball_shown_by_sigma", "event_confusion", "game_objects", "locate_objects", "object_agreement",
-           "rew_end_reads", "sequence_starts", "share"]
+           "episode_calls", "rew_end_reads", "rounded_share", "sequence_starts", "share"]
 
 OBJECT_TOLERANCE = 2.0  # pixels between the centres of a predicted and a real object for them to agree
 # noise levels ``ball_shown_by_sigma`` tries by default: from nearly clean to the sampler's sigma_max (5)
@@ -142,6 +142,23 @@ def rew_end_reads(model: WorldModel, dataset: EpisodeDataset, episode_ids: np.nd
             frames = frames + frame_noise * torch.randn(frames.shape, generator=generator, device=device)
         actions = torch.as_tensor(seg.actions, device=device).long()
         yield batch, seg, model.rew_end(frames[:, :-1], actions, frames[:, 1:])
+
+
+def episode_calls(model: WorldModel, dataset: EpisodeDataset, episode: int,
+                  sequence_length: int = 19) -> tuple[np.ndarray, np.ndarray]:
+    """The reward model's sign (-1, 0, 1) and the termination model's call (0, 1) for every step of ``episode``,
+    read as :func:`rew_end_reads` reads (sequences of ``sequence_length`` real transitions, each from a fresh
+    state, as ``--events`` judges)."""
+    length = int(dataset.lengths[episode])
+    signs, ends = np.zeros(length, np.int64), np.zeros(length, np.int64)
+    for starts, seg, out in rew_end_reads(model, dataset, [episode], sequence_length=sequence_length):
+        reward_classes = out.reward_logits.argmax(-1).cpu().numpy()
+        end_classes = out.end_logits.argmax(-1).cpu().numpy()
+        for (_, first), reward_class, end_class, real in zip(starts, reward_classes, end_classes, seg.mask,
+                                                             strict=True):
+            steps = slice(first, first + int(real.sum()))
+            signs[steps], ends[steps] = reward_class[real] - 1, end_class[real]
+    return signs, ends
 
 
 def sequence_starts(dataset: EpisodeDataset, episode_ids: np.ndarray | list[int],
