@@ -73,6 +73,7 @@ def origin(args: list[str], flag: str = "--init-from") -> str | None:
 
 
 DENOISER = "denoiser-erasure"  # the lead's denoiser run, named for its recipe
+BREAKOUT_REW_END = "rew-end-leadin-os3"  # Breakout's reward/termination run, named for its recipe
 
 
 @pytest.mark.skipif(not LEAD.exists(), reason="the committed Pong lead is what a new run starts from")
@@ -116,35 +117,41 @@ def test_the_lead_trains_in_bf16_only_where_the_cpu_has_bf16_units(tmp_path):
 
 def test_a_game_without_a_lead_starts_both_networks_from_scratch_on_its_own_data(tmp_path):
     runs = started_runs(tmp_path, tmp_path / "runs", game="Breakout", LEAD=str(tmp_path / "no-lead.safetensors"))
-    assert set(runs) == {"denoiser", "rew-end"}
+    assert set(runs) == {"denoiser", BREAKOUT_REW_END}
     for args in runs.values():
         assert origin(args) is None and origin(args, "--branch-from") is None
         assert origin(args, "--game") == "Breakout"
         assert Path(origin(args, "--data")).name == "breakout-data"
     assert origin(runs["denoiser"], "--context-length") is None  # DIAMOND's 4 frames
-    assert "--rew-end-input-noise" not in runs["rew-end"]  # noise hides a brick's few pixels
-    assert origin(runs["rew-end"], "--steps") == "6000"  # at 3,000 it read 0.6 of the bricks and lives lost
+    rew_end = runs[BREAKOUT_REW_END]
+    assert "--rew-end-input-noise" not in rew_end  # noise hides a brick's few pixels
+    assert origin(rew_end, "--steps") == "10000"  # at 3,000 it read 0.6 of the bricks and lives lost
+    # a third of the lives lost show nothing on their last frame: more sequences that end one, with the steps before
+    assert origin(rew_end, "--termination-oversampling") == "0.3" and origin(rew_end, "--termination-lead-in") == "10"
+    pong = started_runs(tmp_path, tmp_path / "pong", LEAD=str(tmp_path / "no-lead.safetensors"))
+    assert "--termination-lead-in" not in pong["rew-end"]
 
 
 def test_breakouts_reward_model_goes_on_to_its_updates_from_its_own_run_or_from_the_lead(tmp_path):
     runs = tmp_path / "runs"
-    run = runs / "rew-end"
+    run = runs / BREAKOUT_REW_END
     run.mkdir(parents=True)
     guard_run_settings(run, {"game": "Breakout"}, phase="rew_end")  # as the trainer records it
     no_lead = str(tmp_path / "no-lead.safetensors")
-    for updates, restarted in ((3000, True), (6000, False)):  # its run finished at the 3,000 of an earlier recipe
+    for updates, restarted in ((8000, True), (10000, False)):  # its run stopped at 8,000, then finished
         make_tiny_checkpoint(run / "world_model.safetensors", provenance={"rew_end_steps": updates})
         started = started_runs(tmp_path, runs, game="Breakout", LEAD=no_lead)
-        assert ("rew-end" in started) == restarted
+        assert (BREAKOUT_REW_END in started) == restarted
         if restarted:  # resumed where it stopped: from its own state, not from a checkpoint
-            assert origin(started["rew-end"], "--steps") == "6000" and origin(started["rew-end"]) is None
-    lead = make_tiny_checkpoint(tmp_path / "lead.safetensors", provenance={"rew_end_steps": 3000, "denoiser_steps": 9})
+            args = started[BREAKOUT_REW_END]
+            assert origin(args, "--steps") == "10000" and origin(args) is None
+    lead = make_tiny_checkpoint(tmp_path / "lead.safetensors", provenance={"rew_end_steps": 8000, "denoiser_steps": 9})
     fresh = started_runs(tmp_path, tmp_path / "fresh", game="Breakout", LEAD=str(lead))
-    assert origin(fresh["rew-end"]) == str(lead) and origin(fresh["denoiser"]) == str(lead)  # both go on from it
+    assert origin(fresh[BREAKOUT_REW_END]) == str(lead) and origin(fresh["denoiser"]) == str(lead)  # both from it
     begun = tmp_path / "begun"  # a run begun from the lead resumes as it began (its settings record the origin)
-    (begun / "rew-end").mkdir(parents=True)
-    guard_run_settings(begun / "rew-end", {"game": "Breakout", "init_from": str(lead)}, phase="rew_end")
-    assert origin(started_runs(tmp_path, begun, game="Breakout", LEAD=str(lead))["rew-end"]) == str(lead)
+    (begun / BREAKOUT_REW_END).mkdir(parents=True)
+    guard_run_settings(begun / BREAKOUT_REW_END, {"game": "Breakout", "init_from": str(lead)}, phase="rew_end")
+    assert origin(started_runs(tmp_path, begun, game="Breakout", LEAD=str(lead))[BREAKOUT_REW_END]) == str(lead)
 
 
 @pytest.mark.skipif(not LEAD.exists(), reason="the committed Pong lead stands in for the runs' last saves")
@@ -178,4 +185,4 @@ def test_a_run_going_on_is_not_started_again_wherever_its_folder_lies_on_its_com
     finally:
         going.kill()
         going.wait()
-    assert set(started) == {"rew-end"}
+    assert set(started) == {BREAKOUT_REW_END}
