@@ -23,13 +23,23 @@ class ImaginedStep:
     next_frame: Tensor  # (n, c, h, w), float in [-1, 1], quantised to 256 levels
     reward: Tensor  # (n,) float32 in {-1, 0, 1}
     terminated: Tensor  # (n,) bool
-    state: LSTMState  # the reward/termination model's LSTM state after this step
+    state: LSTMState  # the reward/termination model's LSTM state(s) after this step (k * n rows where k were given)
 
 
 def sample_categorical(logits: Tensor, uniform: Tensor) -> Tensor:
     """Inverse-CDF sampling: class per row of logits (n, k) from uniforms (n,), so any generator works."""
     cdf = logits.float().softmax(-1).cumsum(-1)
     return (uniform[:, None] > cdf).sum(-1).clamp(max=logits.shape[-1] - 1)
+
+
+def read_logits(logits: Tensor, read_from: Tensor | None) -> Tensor:
+    """Each environment's logits from the state it reads: logits (k * n, classes) of k states per environment
+    (state j of environment i at row j * n + i), ``read_from`` (n,) the state of each; None: k is 1."""
+    if read_from is None:
+        return logits
+    n = read_from.shape[0]
+    stacked = logits.view(-1, n, logits.shape[-1])
+    return stacked.gather(0, read_from.view(1, n, 1).expand(1, n, logits.shape[-1]))[0]
 
 
 class WorldModel(nn.Module):
@@ -98,18 +108,26 @@ class WorldModel(nn.Module):
 
     @torch.no_grad()
     def imagine_step(self, frames: Tensor, actions: Tensor, lstm_state: LSTMState | None = None,
-                     generator: Generator | None = None, sampler: SamplerConfig | None = None) -> ImaginedStep:
+                     generator: Generator | None = None, sampler: SamplerConfig | None = None,
+                     read_from: Tensor | None = None) -> ImaginedStep:
         """One imagined step for n environments: one sampler call and one reward/termination call.
 
         frames: (n, L, c, h, w) in [-1, 1], the last L frames; actions: (n, L), the action taken at each,
         the last one being the action to imagine. ``generator`` (a torch.Generator or a
-        BatchedGenerator with one stream per environment) makes the step reproducible.
+        BatchedGenerator with one stream per environment) makes the step reproducible. ``lstm_state`` may hold
+        k states per environment (k * n rows, state j of environment i at row j * n + i), all stepped in the same
+        call, with ``read_from`` (n,) naming the one each environment's reward and termination come from
+        (``gym_diamond.envs.rew_end_reading``).
         """
         self.check_inputs(frames, actions)
         n = frames.shape[0]
         actions = actions.long()
         if lstm_state is None:
             lstm_state = self.burn_in(frames, actions)
+        rows = lstm_state[0].shape[1]
+        if rows != n and (read_from is None or rows % n or tuple(read_from.shape) != (n,)):
+            raise UserError(f"lstm_state holds {rows} rows for {n} environments: give one state each, or k each "
+                            f"with read_from of shape ({n},)")
         config = sampler if sampler is not None else self.config.sampler
         # every random number is drawn here, in this order, so the step itself is a pure function
         noises = sampler_noise((n, *self.frame_shape), config, generator, self.device)
@@ -117,13 +135,14 @@ class WorldModel(nn.Module):
         if self.acceleration.cuda_graphs:
             torch.compiler.cudagraph_mark_step_begin()
         next_frame, reward, terminated, h, c = self._step(frames, actions, lstm_state[0], lstm_state[1], noises,
-                                                          uniforms, config)
+                                                          uniforms, config, read_from)
         if self.acceleration.cuda_graphs:  # the graph's outputs are overwritten by its next replay
             next_frame, reward, terminated, h, c = (t.clone() for t in (next_frame, reward, terminated, h, c))
         return ImaginedStep(next_frame, reward, terminated, (h, c))
 
     def _imagine(self, frames: Tensor, actions: Tensor, h: Tensor, c: Tensor, noises: list[Tensor],
-                 uniforms: Tensor, config: SamplerConfig) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+                 uniforms: Tensor, config: SamplerConfig,
+                 read_from: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
         """The imagined step without randomness: what ``torch.compile`` captures as one graph."""
         acceleration = self.acceleration
 
@@ -132,10 +151,14 @@ class WorldModel(nn.Module):
                                          quantization=config.quantization)
 
         next_frame = integrate(denoise, noises, config)
+        last, last_action, new = frames[:, -1:], actions[:, -1:], next_frame[:, None]
+        copies = h.shape[1] // frames.shape[0]  # LSTM states per environment, all stepped on the same transition
+        if copies > 1:
+            last, last_action, new = (t.repeat(copies, *([1] * (t.ndim - 1))) for t in (last, last_action, new))
         with acceleration.autocast(self.device):
-            out = self.rew_end(frames[:, -1:], actions[:, -1:], next_frame[:, None], (h, c))
-        reward_class = sample_categorical(out.reward_logits[:, 0], uniforms[0])
-        end_class = sample_categorical(out.end_logits[:, 0], uniforms[1])
+            out = self.rew_end(last, last_action, new, (h, c))
+        reward_class = sample_categorical(read_logits(out.reward_logits[:, 0], read_from), uniforms[0])
+        end_class = sample_categorical(read_logits(out.end_logits[:, 0], read_from), uniforms[1])
         h, c = (t.float() for t in out.state)
         return next_frame, (reward_class - 1).float(), end_class.bool(), h, c
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from gym_diamond.checkpoint import read_metadata
 from gym_diamond.config import SAMPLER_STARTS
+from gym_diamond.envs.rew_end_reading import DEFAULT_WINDOW
 from training.fidelity.closed_loop import closed_loop_report
 from training.runtime.cli import user_errors
 from training.runtime.files import write_json_atomic
@@ -26,10 +27,16 @@ BALL_FIGURES = ("ball_shown", "extra_balls_share", "rewards_at_goal_share",  # r
 FIGURES = ("repeated_rewards_share", *BALL_FIGURES)  # reported where both sides have them
 
 
+def reading(window: int | None) -> str:
+    """How the report's dream read its reward/termination LSTM, in words."""
+    return "from one state carried over each episode" if window is None else f"staggered every {window} transitions"
+
+
 def report_lines(report: dict[str, Any]) -> list[str]:
     """The report as plain lines: each policy's event rates, dream against real, its other figures, the verdict."""
     lines = [f"{report['game']}: {report['steps_per_policy']} steps per policy, {report['num_envs']} envs, "
-             f"{report['denoising_steps']} denoising steps from {report['sampler_start']} noise, seed {report['seed']} "
+             f"{report['denoising_steps']} denoising steps from {report['sampler_start']} noise, "
+             f"seed {report['seed']}, rewards and endings read {reading(report.get('rew_end_window', DEFAULT_WINDOW))} "
              f"(per 1,000 steps: dream / real)"]
     for policy, sides in report["policies"].items():
         dream, real = sides["dream"], sides["real"]
@@ -44,6 +51,19 @@ def report_lines(report: dict[str, Any]) -> list[str]:
         lines.append(f"failed ({len(report['failures'])}):")
         lines += [f"  {failure['reason']}" for failure in report["failures"]]
     return lines
+
+
+def window_or_carried(text: str) -> int | None:
+    """``--rew-end-window``: transitions between restarts, or ``carried`` (None)."""
+    if text == "carried":
+        return None
+    try:
+        window = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of transitions or 'carried', got {text!r}") from None
+    if window < 2:
+        raise argparse.ArgumentTypeError(f"a window holds at least 2 transitions, got {window}")
+    return window
 
 
 @user_errors
@@ -64,6 +84,10 @@ def main(argv: list[str] | None = None) -> None:
                              "checkpoint's)")
     parser.add_argument("--max-episode-steps", type=int, default=None,
                         help="cut a dream's episode after this many steps (default: never, as the real game)")
+    parser.add_argument("--rew-end-window", type=window_or_carried, default=DEFAULT_WINDOW,
+                        help="read rewards and endings from two LSTM states restarted in turn every this many "
+                             "transitions (default DIAMOND's 19, the dreams' default), or 'carried': one state over "
+                             "each whole episode")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None, help="write the report here as JSON")
@@ -77,7 +101,8 @@ def main(argv: list[str] | None = None) -> None:
     report = closed_loop_report(args.checkpoint, game, steps=args.steps, num_envs=args.num_envs, seed=args.seed,
                                 policies=args.policies, denoising_steps=args.denoising_steps,
                                 sampler_start=args.sampler_start, device=args.device,
-                                max_episode_steps=args.max_episode_steps, progress=True)
+                                max_episode_steps=args.max_episode_steps, progress=True,
+                                rew_end_window=args.rew_end_window)
     if args.out is not None:
         write_json_atomic(args.out, report)
     print("\n".join(report_lines(report)), flush=True)

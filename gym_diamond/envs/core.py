@@ -17,8 +17,8 @@ from torch import Tensor
 
 from gym_diamond.checkpoint import StartBank
 from gym_diamond.cpu_memory import keep_freed_memory
+from gym_diamond.envs.rew_end_reading import DEFAULT_WINDOW, check_window, reading_for
 from gym_diamond.errors import UserError
-from gym_diamond.nn.blocks import LSTMState
 from gym_diamond.rng import BatchedGenerator
 from gym_diamond.world_model import WorldModel
 
@@ -134,16 +134,22 @@ class DreamCore:
     call from a fresh start context, with the reward/termination LSTM warmed up on it (unless
     ``autoreset=False``, for a single gymnasium environment whose caller resets it).
 
+    ``rew_end_window``: the reward and termination are read from two LSTM states restarted in turn every that
+    many transitions (DIAMOND's 19 by default, the length the model was trained on), or from one state carried
+    over the whole episode where None (:mod:`gym_diamond.envs.rew_end_reading`).
+
     ``starts`` is where dreams start: a :class:`StartSource` (``BankStarts``, ``GivenStart``, real games),
     or a checkpoint's :class:`~gym_diamond.checkpoint.StartBank`, drawn from uniformly.
     """
 
     def __init__(self, world_model: WorldModel, starts: StartSource | StartBank, num_envs: int = 1,
-                 max_episode_steps: int | None = None, autoreset: bool = True) -> None:
+                 max_episode_steps: int | None = None, autoreset: bool = True,
+                 rew_end_window: int | None = DEFAULT_WINDOW) -> None:
         if not isinstance(num_envs, int) or num_envs < 1:
             raise UserError(f"num_envs must be a positive integer, got {num_envs!r}")
         if max_episode_steps is not None and (not isinstance(max_episode_steps, int) or max_episode_steps < 1):
             raise UserError(f"max_episode_steps must be a positive integer or None, got {max_episode_steps!r}")
+        check_window(rew_end_window)
         L = world_model.config.denoiser.context_length
         h = world_model.config.denoiser.image_size
         if isinstance(starts, StartBank):
@@ -164,7 +170,9 @@ class DreamCore:
         n, c = num_envs, world_model.config.denoiser.image_channels
         self.frames = torch.zeros(n, L, c, h, h, device=self.device)
         self.actions = torch.zeros(n, L, dtype=torch.long, device=self.device)
-        self.lstm_state: LSTMState = world_model.rew_end.initial_state(n, self.device)
+        # the reward/termination LSTM state(s), read within the length they were trained on (rew_end_reading)
+        self.rew_end_reading = reading_for(torch.no_grad()(world_model.rew_end.burn_in),
+                                           world_model.rew_end.initial_state(n, self.device), rew_end_window)
         self.episode_steps = torch.zeros(n, dtype=torch.long, device=self.device)
         self.generator = BatchedGenerator(torch.zeros(n, dtype=torch.long), device=self.device)
         self.needs_reset = True
@@ -240,19 +248,18 @@ class DreamCore:
                 return
             context = to_model_frames(start_frames[rows])
             actions = start_actions[rows].long()
-            state = self.model.burn_in(context, actions)
+            self.model.check_inputs(context, actions)
+            self.rew_end_reading.restart(mask, context, actions, rows)
             self.frames[rows] = context
             self.actions[rows] = actions
-            self.lstm_state = tuple(s.index_copy(1, rows, new) for s, new in zip(self.lstm_state, state, strict=True))
             self.episode_steps[rows] = 0
             return
         context = to_model_frames(start_frames)
         actions = start_actions.long()
-        state = self.model.burn_in(context, actions)
+        self.model.check_inputs(context, actions)
+        self.rew_end_reading.restart(mask, context, actions)
         self.frames = torch.where(mask.view(-1, 1, 1, 1, 1), context, self.frames)
         self.actions = torch.where(mask.view(-1, 1), actions, self.actions)
-        self.lstm_state = tuple(torch.where(mask.view(1, -1, 1), new, s)
-                                for s, new in zip(self.lstm_state, state, strict=True))
         self.episode_steps = torch.where(mask, torch.zeros_like(self.episode_steps), self.episode_steps)
 
     # ----------------------------------------------------------------- step
@@ -297,10 +304,11 @@ class DreamCore:
             raise RuntimeError("call reset() before step()")
         actions = self.check_actions(actions)
         self.actions[:, -1] = actions
-        out = self.model.imagine_step(self.frames, self.actions, self.lstm_state, self.generator)
+        state, read_from = self.rew_end_reading.before_step()
+        out = self.model.imagine_step(self.frames, self.actions, state, self.generator, read_from=read_from)
         self.frames = torch.cat([self.frames[:, 1:], out.next_frame[:, None]], dim=1)
         self.actions = torch.cat([self.actions[:, 1:], torch.zeros_like(self.actions[:, :1])], dim=1)
-        self.lstm_state = out.state
+        self.rew_end_reading.after_step(out.state)
         self.episode_steps = self.episode_steps + 1
         terminated = out.terminated
         if self.max_episode_steps is None:

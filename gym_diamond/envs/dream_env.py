@@ -12,6 +12,7 @@ from gymnasium import spaces
 
 from gym_diamond.envs.core import GivenStart, StartSource
 from gym_diamond.envs.opening import ActionMeanings, check_render_options, check_start, open_dream, start_source
+from gym_diamond.envs.rew_end_reading import DEFAULT_WINDOW
 from gym_diamond.errors import UserError
 from gym_diamond.render import HumanWindow, upscale
 
@@ -38,12 +39,13 @@ class DreamEnv(ActionMeanings, gym.Env[np.ndarray, np.int64]):
                  device: torch.device | str | None = None, render_mode: str | None = None,
                  render_size: int = 256, max_episode_steps: int | None = None, start: str = "bank",
                  denoising_steps: int | None = None, sampler_start: str | None = None, precision: str | None = None,
-                 compile: bool = False, cuda_graphs: bool = False) -> None:
+                 compile: bool = False, cuda_graphs: bool = False,
+                 rew_end_window: int | None = DEFAULT_WINDOW) -> None:
         check_render_options(render_mode, self.metadata["render_modes"], render_size)
         dream = open_dream(game, checkpoint, num_envs=1, device=device, max_episode_steps=max_episode_steps,
                            start=start, autoreset=False, denoising_steps=denoising_steps,
                            sampler_start=sampler_start, precision=precision,
-                           compile=compile, cuda_graphs=cuda_graphs)
+                           compile=compile, cuda_graphs=cuda_graphs, rew_end_window=rew_end_window)
         self.game, self.action_meanings, self.core = dream.game, dream.action_meanings, dream.core
         self._start_bank = dream.start_bank
         self.start = start

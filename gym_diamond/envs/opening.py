@@ -16,6 +16,7 @@ import torch
 
 from gym_diamond.checkpoint import StartBank
 from gym_diamond.envs.core import BankStarts, DreamCore, StartSource, check_start_bank, resolve_device
+from gym_diamond.envs.rew_end_reading import DEFAULT_WINDOW, check_window
 from gym_diamond.errors import UserError
 from gym_diamond.registration import load_dream
 from gym_diamond.render import upscale
@@ -64,20 +65,23 @@ def open_dream(game: str | None, checkpoint: str | os.PathLike | None, *, num_en
                device: torch.device | str | None = None, max_episode_steps: int | None = None,
                start: str = "bank", autoreset: bool = True, denoising_steps: int | None = None,
                sampler_start: str | None = None, precision: str | None = None, compile: bool = False,
-               cuda_graphs: bool = False) -> OpenedDream:
+               cuda_graphs: bool = False, rew_end_window: int | None = DEFAULT_WINDOW) -> OpenedDream:
     """Find and load the world model (``device`` None: CUDA when available) and build ``num_envs`` dreams in it.
 
     The loading options are ``gym_diamond.registration.load_dream``'s; ``start`` is where dreams start
-    (:data:`START_MODES`).
+    (:data:`START_MODES`); ``rew_end_window`` how the reward/termination LSTM is read over a long episode
+    (:mod:`gym_diamond.envs.rew_end_reading`).
     """
     check_start(start)
+    check_window(rew_end_window)
     ckpt = load_dream(game, checkpoint, resolve_device(device), denoising_steps=denoising_steps,
                       sampler_start=sampler_start, precision=precision, compile=compile, cuda_graphs=cuda_graphs)
     model = ckpt.world_model
     check_start_bank(ckpt.start_bank, model)
     source = start_source(start, ckpt.game, ckpt.start_bank, num_envs, model.config.denoiser.context_length,
                           model.device)
-    core = DreamCore(model, source, num_envs=num_envs, max_episode_steps=max_episode_steps, autoreset=autoreset)
+    core = DreamCore(model, source, num_envs=num_envs, max_episode_steps=max_episode_steps, autoreset=autoreset,
+                     rew_end_window=rew_end_window)
     return OpenedDream(core, ckpt.game, list(ckpt.action_meanings), ckpt.start_bank)
 
 

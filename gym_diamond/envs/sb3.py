@@ -35,6 +35,7 @@ from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices,
 
 from gym_diamond.envs.core import DreamCore
 from gym_diamond.envs.opening import ActionMeanings, open_dream
+from gym_diamond.envs.rew_end_reading import DEFAULT_WINDOW
 from gym_diamond.errors import UserError
 from gym_diamond.registration import DEFAULT_MAX_EPISODE_STEPS
 from gym_diamond.render import upscale
@@ -80,16 +81,15 @@ class DreamSB3VecEnv(ActionMeanings, VecEnv):
     def from_checkpoint(cls, path: str | os.PathLike, num_envs: int, *, device: torch.device | str | None = None,
                         max_episode_steps: int | None = DEFAULT_MAX_EPISODE_STEPS, render_size: int = 256,
                         denoising_steps: int | None = None, sampler_start: str | None = None,
-                        precision: str | None = None, compile: bool = False, cuda_graphs: bool = False
-                        ) -> DreamSB3VecEnv:
+                        precision: str | None = None, compile: bool = False, cuda_graphs: bool = False,
+                        rew_end_window: int | None = DEFAULT_WINDOW) -> DreamSB3VecEnv:
         """Load a checkpoint (``device`` None: CUDA when available) and dream ``num_envs`` environments in it.
 
         The other options are ``gym_diamond.registration.load_dream``'s.
         """
         dream = open_dream(None, path, num_envs=num_envs, device=device, max_episode_steps=max_episode_steps,
                            denoising_steps=denoising_steps, sampler_start=sampler_start, precision=precision,
-                           compile=compile,
-                           cuda_graphs=cuda_graphs)
+                           compile=compile, cuda_graphs=cuda_graphs, rew_end_window=rew_end_window)
         return cls(dream.core, action_meanings=dream.action_meanings, render_size=render_size, game=dream.game)
 
     # ------------------------------------------------------------ reset/step

@@ -13,6 +13,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from gym_diamond.envs.opening import ActionMeanings, check_render_options, open_dream
+from gym_diamond.envs.rew_end_reading import DEFAULT_WINDOW
 from gym_diamond.errors import UserError
 from gym_diamond.render import upscale
 
@@ -36,14 +37,15 @@ class DreamVectorEnv(ActionMeanings, VectorEnv):
                  device: torch.device | str | None = None, max_episode_steps: int | None = None,
                  output: str = "numpy", render_mode: str | None = None, render_size: int = 256,
                  start: str = "bank", denoising_steps: int | None = None, sampler_start: str | None = None,
-                 precision: str | None = None, compile: bool = False, cuda_graphs: bool = False) -> None:
+                 precision: str | None = None, compile: bool = False, cuda_graphs: bool = False,
+                 rew_end_window: int | None = DEFAULT_WINDOW) -> None:
         if output not in OUTPUTS:
             raise UserError(f"output must be one of {OUTPUTS}, got {output!r}")
         check_render_options(render_mode, self.metadata["render_modes"], render_size)
         dream = open_dream(game, checkpoint, num_envs=num_envs, device=device, max_episode_steps=max_episode_steps,
                            start=start, denoising_steps=denoising_steps, sampler_start=sampler_start,
-                           precision=precision, compile=compile,
-                           cuda_graphs=cuda_graphs)
+                           precision=precision, compile=compile, cuda_graphs=cuda_graphs,
+                           rew_end_window=rew_end_window)
         self.game, self.action_meanings, self.core = dream.game, dream.action_meanings, dream.core
         self.num_envs = num_envs
         self.device = self.core.device

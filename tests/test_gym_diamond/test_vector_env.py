@@ -26,9 +26,9 @@ def test_make_vec_builds_the_batched_env(pong_checkpoint):
     assert set(np.unique(rew)) <= {-1.0, 0.0, 1.0}
 
 
-@pytest.mark.parametrize("n", [1, 8, 64])
-def test_one_sampler_call_per_step_whatever_n(pong_checkpoint, n):
-    env = make(pong_checkpoint, n)
+@pytest.mark.parametrize("n, window, states", [(1, 19, 2), (8, 19, 2), (64, 19, 2), (8, None, 1)])
+def test_one_sampler_call_per_step_whatever_n(pong_checkpoint, n, window, states):
+    env = make(pong_checkpoint, n, rew_end_window=window)
     env.reset(seed=0)
     batches = []
     unet = next(m for m in env.core.model.modules() if isinstance(m, UNet))
@@ -38,8 +38,9 @@ def test_one_sampler_call_per_step_whatever_n(pong_checkpoint, n):
     env.step(np.zeros(n, dtype=np.int64))
     handle.remove(), handle2.remove()
     assert batches == [n] * env.core.model.config.sampler.num_steps
-    # one reward/termination call for the step (plus one burn-in call when some environments restarted)
-    assert rew_calls[0][:2] == (n, 1) and len(rew_calls) <= 2
+    # one reward/termination call for the step, every LSTM state of every environment in it (plus the burn-in calls
+    # when some environments restarted)
+    assert rew_calls[0][:2] == (states * n, 1) and len(rew_calls) <= 1 + states
 
 
 def test_same_step_autoreset_reports_final_obs_and_restarts(pong_checkpoint):

@@ -48,6 +48,30 @@ def test_the_sampler_may_start_from_sigma_max(never_scoring_pong, tmp_path, caps
     assert "2 denoising steps from sigma_max noise" in capsys.readouterr().out.splitlines()[0]
 
 
+def test_the_dream_reads_rewards_and_endings_as_asked(never_scoring_pong, tmp_path, capsys, monkeypatch):
+    import training.fidelity.closed_loop as closed_loop
+    from gym_diamond.envs.rew_end_reading import CarriedReading, StaggeredReading
+
+    opened = []
+
+    def make_dream_env(*args, **kwargs):
+        env = make(*args, **kwargs)
+        opened.append(env.core.rew_end_reading)
+        return env
+
+    make = closed_loop.make_dream_env
+    monkeypatch.setattr(closed_loop, "make_dream_env", make_dream_env)
+    out = tmp_path / "closed_loop.json"
+    for argv, kind, window, words in (([], StaggeredReading, 19, "staggered every 19 transitions"),
+                                      (["--rew-end-window", "7"], StaggeredReading, 7, "staggered every 7"),
+                                      (["--rew-end-window", "carried"], CarriedReading, None, "one state carried")):
+        main(["--checkpoint", str(never_scoring_pong), "--steps", "4", "--num-envs", "2", "--policies", "random",
+              "--denoising-steps", "1", "--out", str(out), *argv])
+        assert isinstance(opened[-1], kind) and getattr(opened[-1], "window", None) == window
+        assert json.loads(out.read_text())["rew_end_window"] == window
+        assert words in capsys.readouterr().out.splitlines()[0]
+
+
 def test_report_lines_of_a_passing_report_end_with_passed():
     side = {"per_1000": {"points_won": 1.0, "points_lost": 4.0}, "ball_shown": 0.9}
     report = {"game": "Pong", "steps_per_policy": 100, "num_envs": 2, "denoising_steps": 3, "sampler_start": "unit",
@@ -59,7 +83,9 @@ def test_report_lines_of_a_passing_report_end_with_passed():
 
 
 @pytest.mark.parametrize("argv, message", [(["--steps", "0"], "--steps must be >= 1"),
-                                           (["--denoising-steps", "0"], "--denoising-steps must be >= 1")])
+                                           (["--denoising-steps", "0"], "--denoising-steps must be >= 1"),
+                                           (["--rew-end-window", "1"], "at least 2 transitions"),
+                                           (["--rew-end-window", "all"], "or 'carried'")])
 def test_bad_numbers_are_refused_before_playing(never_scoring_pong, capsys, argv, message):
     with pytest.raises(SystemExit) as exit_info:
         main(["--checkpoint", str(never_scoring_pong), *argv])

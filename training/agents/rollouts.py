@@ -32,6 +32,7 @@ import torch
 
 from gym_diamond.checkpoint import Checkpoint
 from gym_diamond.envs.core import DreamCore
+from gym_diamond.envs.rew_end_reading import DEFAULT_WINDOW
 from gym_diamond.errors import UserError
 from gym_diamond.games import atari_game_name
 from training.data.games import FOLLOWER_POLICIES, rules
@@ -274,10 +275,11 @@ class _CoreVectorEnv:
     """A loaded checkpoint's dream as the vector API ``count_events`` needs (numpy out, SAME_STEP autoreset, the
     frame an episode ended on in ``infos["final_obs"]`` as gymnasium 1.x puts it)."""
 
-    def __init__(self, checkpoint: Checkpoint, num_envs: int, max_episode_steps: int | None) -> None:
+    def __init__(self, checkpoint: Checkpoint, num_envs: int, max_episode_steps: int | None,
+                 rew_end_window: int | None = DEFAULT_WINDOW) -> None:
         self.num_envs = num_envs
         self.core = DreamCore(checkpoint.world_model, checkpoint.start_bank, num_envs=num_envs,
-                              max_episode_steps=max_episode_steps)
+                              max_episode_steps=max_episode_steps, rew_end_window=rew_end_window)
 
     def reset(self, *, seed: int | None = None) -> tuple[np.ndarray, dict[str, Any]]:
         return self.core.reset(seed=seed).cpu().numpy(), {}
@@ -294,7 +296,8 @@ class _CoreVectorEnv:
 
 def make_dream_env(checkpoint: str | os.PathLike | Checkpoint, num_envs: int, *, denoising_steps: int | None = None,
                    sampler_start: str | None = None, device: torch.device | str = "cpu",
-                   max_episode_steps: int | None = None) -> VectorEnvLike:
+                   max_episode_steps: int | None = None, rew_end_window: int | None = DEFAULT_WINDOW
+                   ) -> VectorEnvLike:
     """``num_envs`` dreams stepped in one batched pass, each starting from the checkpoint's start bank.
 
     A path opens ``DreamVectorEnv`` (what ``gym.make_vec("DiamondDream/<Game>-v0", ...)`` builds) on
@@ -302,18 +305,20 @@ def make_dream_env(checkpoint: str | os.PathLike | Checkpoint, num_envs: int, *,
     (set ``denoising_steps`` and ``sampler_start`` on it with ``model.config.with_denoising_steps`` and
     ``with_sampler_start`` beforehand). No time limit by
     default (``max_episode_steps=None``), as the real game has none short of ALE's own: a dream that never
-    ends is what the measure should see.
+    ends is what the measure should see. ``rew_end_window``: how the dream reads its reward/termination LSTM over a
+    long episode (``gym_diamond.envs.rew_end_reading``).
     """
     if isinstance(checkpoint, Checkpoint):
         if denoising_steps is not None or sampler_start is not None:
             raise UserError("denoising_steps and sampler_start apply to a checkpoint path; for a loaded Checkpoint "
                             "set world_model.config = world_model.config.with_denoising_steps(n) (or "
                             ".with_sampler_start(start))")
-        return _CoreVectorEnv(checkpoint, num_envs, max_episode_steps)
+        return _CoreVectorEnv(checkpoint, num_envs, max_episode_steps, rew_end_window)
     from gym_diamond.envs.vector import DreamVectorEnv
 
     return DreamVectorEnv(num_envs, checkpoint=checkpoint, device=device, denoising_steps=denoising_steps,
-                          sampler_start=sampler_start, max_episode_steps=max_episode_steps)
+                          sampler_start=sampler_start, max_episode_steps=max_episode_steps,
+                          rew_end_window=rew_end_window)
 
 
 def make_real_env(game: str, num_envs: int, *, done_on_life_loss: bool = True, seed: int | None = None

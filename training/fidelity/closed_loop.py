@@ -53,6 +53,7 @@ import torch
 
 from gym_diamond.atari import game_to_name
 from gym_diamond.checkpoint import Checkpoint
+from gym_diamond.envs.rew_end_reading import DEFAULT_WINDOW
 from gym_diamond.errors import UserError
 from training.agents.rollouts import (
     count_events,
@@ -164,7 +165,8 @@ def policy_seed(seed: int, policy: str, game: str) -> int:
 def closed_loop_report(checkpoint: str | os.PathLike | Checkpoint, game: str, *, steps: int, num_envs: int,
                        seed: int = 0, policies: Sequence[str] | None = None, denoising_steps: int | None = None,
                        sampler_start: str | None = None, device: torch.device | str = "cpu",
-                       max_episode_steps: int | None = None, progress: bool = False) -> dict[str, Any]:
+                       max_episode_steps: int | None = None, progress: bool = False,
+                       rew_end_window: int | None = DEFAULT_WINDOW) -> dict[str, Any]:
     """Each policy plays ``steps`` agent steps in the dream and in the real game; their event rates per 1,000
     steps side by side and the verdict of :func:`judge_closed_loop` (JSON-ready).
 
@@ -174,6 +176,8 @@ def closed_loop_report(checkpoint: str | os.PathLike | Checkpoint, game: str, *,
     seeds). The real game ends episodes as the dream's training data did
     (:func:`dream_ends_at_life_loss`), so their terminations compare too (reported, not judged). ``progress``
     shows the agent steps played, dream and real, on a bar (a plain line now and then off a terminal).
+    ``rew_end_window``: how the dream reads its reward/termination LSTM over a long episode (the dreams' default,
+    ``gym_diamond.envs.rew_end_reading``).
     """
     from gym_diamond.checkpoint import read_metadata
 
@@ -194,7 +198,7 @@ def closed_loop_report(checkpoint: str | os.PathLike | Checkpoint, game: str, *,
         raise UserError(f"policies must be distinct, got {policies}")
 
     dream_env = make_dream_env(checkpoint, num_envs, denoising_steps=denoising_steps, sampler_start=sampler_start,
-                               device=device, max_episode_steps=max_episode_steps)
+                               device=device, max_episode_steps=max_episode_steps, rew_end_window=rew_end_window)
     sampler = dream_env.core.model.config.sampler  # DreamVectorEnv and _CoreVectorEnv alike
     real_env = make_real_env(name, num_envs, done_on_life_loss=life_loss_ends, seed=seed)
     results: dict[str, dict[str, Any]] = {}
@@ -234,6 +238,7 @@ def closed_loop_report(checkpoint: str | os.PathLike | Checkpoint, game: str, *,
         "denoising_steps": int(sampler.num_steps),
         "sampler_start": sampler.start,  # unit noise (DIAMOND's) or noise scaled to sigma_max
         "max_episode_steps": max_episode_steps,
+        "rew_end_window": rew_end_window,  # None: one reward/termination state carried over each episode
         "events": list(game_events(name)),
         "tolerance": TOLERANCE,
         "rate_floor_per_1000": RATE_FLOOR,

@@ -76,9 +76,15 @@ class EventReport:
             end_logits: torch.Tensor) -> None:
         """Count the transitions where ``real`` (B, S) holds: true rewards and terminations (B, S) against the
         argmax of the reward/termination model's logits (B, S, classes)."""
-        true_reward = np.sign(rewards[real]).astype(np.int64) + 1
-        np.add.at(self.reward, (true_reward, reward_logits.argmax(-1).cpu().numpy()[real]), 1)
-        np.add.at(self.termination, (terminated[real].astype(np.int64), end_logits.argmax(-1).cpu().numpy()[real]), 1)
+        self.add_calls(rewards[real], terminated[real], reward_logits.argmax(-1).cpu().numpy()[real] - 1,
+                       end_logits.argmax(-1).cpu().numpy()[real])
+
+    def add_calls(self, rewards: np.ndarray, terminated: np.ndarray, reward_signs: np.ndarray,
+                  end_calls: np.ndarray) -> None:
+        """Count transitions from the calls made on them: true rewards and terminations against the predicted
+        reward signs (-1, 0, 1) and end calls (0, 1), arrays of one shape."""
+        np.add.at(self.reward, (np.sign(rewards).astype(np.int64) + 1, np.asarray(reward_signs, np.int64) + 1), 1)
+        np.add.at(self.termination, (terminated.astype(np.int64), np.asarray(end_calls, np.int64)), 1)
 
     def reward_recall(self) -> float | None:
         """Of the transitions with a reward, the fraction whose sign is predicted (None: no reward seen)."""
