@@ -4,7 +4,7 @@ import importlib
 import importlib.util
 from functools import cache
 from pathlib import Path
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
 
 import numpy as np
 import torch
@@ -228,3 +228,33 @@ def first_denoiser_update(dataset: EpisodeDataset, monkeypatch, **config) -> tup
     monkeypatch.setattr(model.denoiser, "autoregressive_loss", spy)
     trainer.denoiser_step()
     return seen["frames"], torch.cat([p.detach().flatten() for p in model.denoiser.parameters()])
+
+
+class CountingReader(torch.nn.Module):
+    """A stand-in reward/termination model whose state counts the transitions it has read: it calls an ending once
+    that count passes ``window`` (what a reader carried past its training length does) and never a reward."""
+
+    def __init__(self, window: int) -> None:
+        super().__init__()
+        self.window = window
+
+    def initial_state(self, n, device=None):
+        return torch.zeros(1, n, 1), torch.zeros(1, n, 1)
+
+    def forward(self, frames, actions, next_frames, state=None):
+        n, t = actions.shape
+        start = state[0] if state is not None else torch.zeros(1, n, 1)
+        counts = start[0] + torch.arange(1, t + 1, dtype=torch.float32)  # (n, t): transitions read at each step
+        end_logits = torch.stack([torch.zeros_like(counts), counts - self.window - 0.5], -1)
+        reward_logits = torch.stack([torch.zeros_like(counts), torch.ones_like(counts), torch.zeros_like(counts)], -1)
+        last = counts[:, -1:].T.unsqueeze(-1)
+        return RewEndOutput(reward_logits, end_logits, (last, last.clone()))
+
+    def burn_in(self, context, actions, state=None):
+        return self(context[:, :-1], actions[:, :-1], context[:, 1:], state).state
+
+
+def counting_model(context_length: int, window: int) -> SimpleNamespace:
+    """A world model as the readers of whole episodes see it: a :class:`CountingReader` and a context length."""
+    return SimpleNamespace(rew_end=CountingReader(window), device=torch.device("cpu"),
+                           config=SimpleNamespace(denoiser=SimpleNamespace(context_length=context_length)))

@@ -18,8 +18,12 @@ PSNR), so the gates look where the game is:
    reward/termination model on the real next frames and again on the dream's own next frames
    (``training.fidelity.open_loop.dream_event_confusion``): a dream that never draws a point being scored fails
    the second. The dream's events are judged over whole held-out episodes up to ``--dream-event-steps`` and the
-   end of every other held-out episode, so each game's end is judged. A gate with no event to judge is reported
-   as such, not passed.
+   end of every other held-out episode, so each game's end is judged. On real frames the events are judged twice:
+   over fresh sequences of 19 transitions (``events``: DIAMOND's training sequences and 15-step imagination, which
+   the actor-critic's imagination reads) and over whole episodes as a gymnasium dream reads them, its LSTM states
+   restarted in turn (``whole_episode_events``, ``training.fidelity.episode_reads``): an LSTM read past its
+   training length calls endings that are not there. A gate with no event to judge is reported as such, not
+   passed.
 3. Closed loop (``training.fidelity.closed_loop``): each policy (random, ball follower at epsilon 0, 0.25, 0.5)
    plays the dream from its own start contexts and the real game; its event rates (Pong: points won and
    lost; Breakout: bricks and lives lost, per 1,000 steps) lie within 30% of the game's, and the dream
@@ -42,12 +46,14 @@ from typing import Any
 import numpy as np
 
 from gym_diamond import WorldModel, load_checkpoint
+from gym_diamond.envs.rew_end_reading import DEFAULT_WINDOW
 from training.agents.evaluate import REAL_EPISODE_CAP, against_random
 from training.agents.sb3 import train_sb3_agent
 from training.data.collect import read_collection_log
 from training.data.dataset import EpisodeDataset
 from training.data.games import rules
 from training.fidelity.closed_loop import closed_loop_report
+from training.fidelity.episode_reads import dream_reading_confusion
 from training.fidelity.held_out import held_out_episodes
 from training.fidelity.measures import FIDELITY_HORIZONS, dream_event_starts, event_confusion, game_objects
 from training.fidelity.open_loop import dream_event_confusion, fidelity_lines
@@ -147,7 +153,7 @@ def failed_gates(gates: dict[str, Any]) -> list[str]:
     for name, fidelity in gates["fidelity"].items():
         for gate in ("psnr_gate", "objects_gate"):
             failed += [f"{name} {gate}: {why}" for why in fidelity.get(gate, {}).get("failed", [])]
-    for name in ("events", "dream_events"):
+    for name in ("events", "whole_episode_events", "dream_events"):
         failed += [f"{name}: {why}" for why in gates.get(name, {}).get("failed", [])]
     failed += [f"closed_loop: {why['reason']}" for why in gates.get("closed_loop", {}).get("failures", [])]
     if "transfer" in gates and not gates["transfer"]["passed"]:
@@ -179,8 +185,10 @@ def table_row(gates: dict[str, Any]) -> str:
 
     loop = gates.get("closed_loop")
     t = gates.get("transfer")
+    whole = "" if gates.get("whole_episode_events") is None else \
+        f" (whole episodes {events(gates['whole_episode_events'])})"
     return (f"| {gates['game']} | {psnr[1]} / {psnr[5]} / {psnr[15]} | {last[1]} / {last[5]} / {last[15]} | {shown} | "
-            f"{events(gates['events'])} | {events(gates.get('dream_events'))} | "
+            f"{events(gates['events'])}{whole} | {events(gates.get('dream_events'))} | "
             f"{'-' if loop is None else ('passed' if loop['passed'] else 'failed')} | "
             f"{'-' if t is None else str(t['ppo']) + ' vs ' + str(t['random'])} | "
             f"{'passed' if gates['passed'] else 'failed'} |")
@@ -246,6 +254,9 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps({"denoising_steps": steps, **fidelity}), flush=True)
     gates["events"] = judge_events(event_confusion(model, dataset, test_ids).to_dict())
     print(json.dumps({"events": gates["events"]}), flush=True)
+    gates["whole_episode_events"] = {**judge_events(dream_reading_confusion(model, dataset, test_ids).to_dict()),
+                                     "rew_end_window": DEFAULT_WINDOW}
+    print(json.dumps({"whole_episode_events": gates["whole_episode_events"]}), flush=True)
     model.config = model.config.with_denoising_steps(samplers[0])
     if args.dream_event_steps:
         starts, whole = dream_event_starts(dataset, test_ids, args.dream_event_steps, EVENT_SEQUENCE_LENGTH)

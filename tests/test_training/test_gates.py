@@ -15,7 +15,7 @@ from training.data.dataset import Episode, EpisodeDataset
 from training.data.objects import find_objects
 from training.fidelity.measures import dream_event_starts, event_confusion, object_agreement
 from training.fidelity.open_loop import dream_event_confusion, dream_reward_recall
-from training.gates import TABLE_HEADER, judge_events, judge_objects, judge_psnr, table_row
+from training.gates import TABLE_HEADER, failed_gates, judge_events, judge_objects, judge_psnr, table_row
 
 PONG_COURT = np.array([144, 72, 17], np.uint8)
 
@@ -162,6 +162,22 @@ def test_the_table_row_names_each_object_of_the_game():
                 "objects": objects, "objects_gate": {"passed": False, "objects": ["player", "opponent"]}}
     row = table_row({"game": "Boxing", "fidelity": {"3": fidelity}, "events": None, "passed": False})
     assert "| player 1.0, 0.93 / 1.0, 0.89 / 1.0, 0.79; opponent 0.91, 0.8 / 0.91, 0.76 / 0.91, 0.66 |" in row
+    assert row.count("|") == TABLE_HEADER.count("|")
+
+
+def test_endings_called_over_whole_episodes_fail_the_gates_and_show_in_the_row():
+    """Read over whole episodes as a dream reads them, a reward/termination model may call endings that fresh
+    sequences never see: the gates judge both readings."""
+    fresh = {"reward_recall": 0.9, "reward_precision": 0.9, "termination_recall": 0.9, "termination_precision": 0.9}
+    whole = {**fresh, "termination_precision": 0.52}
+    objects = {h: {f"ball_{f}_model": 1.0 for f in ("shown", "within_2px")} for h in (1, 5, 15)}
+    gates = {"game": "Breakout", "passed": False, "events": judge_events(fresh),
+             "whole_episode_events": judge_events(whole),
+             "fidelity": {"3": {"psnr": {1: 40, 5: 36, 15: 33}, "psnr_repeat_last": {1: 33, 5: 31, 15: 29},
+                                "objects": objects, "objects_gate": {"passed": True, "objects": ["ball"]}}}}
+    assert failed_gates(gates) == ["whole_episode_events: termination_precision 0.52 < 0.8"]
+    row = table_row(gates)
+    assert "0.9 / 0.9, 0.9 / 0.9 (whole episodes 0.9 / 0.9, 0.9 / 0.52) |" in row
     assert row.count("|") == TABLE_HEADER.count("|")
 
 

@@ -59,6 +59,9 @@ def test_quality_gates_measure_fidelity_events_and_transfer(tmp_path, capsys):
     gates = json.loads((tmp_path / "g2" / "gates.json").read_text())
     assert gates["held_out"]["how"] == "collected apart" and gates["held_out"]["steps"] == 300
     assert gates["held_out"]["collection"][0]["seed"] == 5 and gates["events"]["transitions"] == 300
+    # read over whole episodes as a dream reads them: all but each episode's burn-in (3 transitions)
+    whole = gates["whole_episode_events"]
+    assert whole["transitions"] == 300 - 3 * gates["held_out"]["episodes"] and whole["rew_end_window"] == 19
     assert "transfer" not in gates and "closed_loop" not in gates and "dream_events" not in gates
     with pytest.raises(SystemExit) as both:
         gates_main(["--checkpoint", str(checkpoint), "--test-data", str(apart), "--data", str(data), "--out",
