@@ -125,7 +125,7 @@ def test_a_game_without_a_lead_starts_both_networks_from_scratch_on_its_own_data
     assert origin(runs["denoiser"], "--context-length") is None  # DIAMOND's 4 frames
     rew_end = runs[BREAKOUT_REW_END]
     assert "--rew-end-input-noise" not in rew_end  # noise hides a brick's few pixels
-    assert origin(rew_end, "--steps") == "10000"  # at 3,000 it read 0.6 of the bricks and lives lost
+    assert origin(rew_end, "--steps") == "12000"  # at 3,000 it read 0.6 of the bricks and lives lost
     # a third of the lives lost show nothing on their last frame: more sequences that end one, with the steps before
     assert origin(rew_end, "--termination-oversampling") == "0.3" and origin(rew_end, "--termination-lead-in") == "10"
     pong = started_runs(tmp_path, tmp_path / "pong", LEAD=str(tmp_path / "no-lead.safetensors"))
@@ -138,13 +138,13 @@ def test_breakouts_reward_model_goes_on_to_its_updates_from_its_own_run_or_from_
     run.mkdir(parents=True)
     guard_run_settings(run, {"game": "Breakout"}, phase="rew_end")  # as the trainer records it
     no_lead = str(tmp_path / "no-lead.safetensors")
-    for updates, restarted in ((8000, True), (10000, False)):  # its run stopped at 8,000, then finished
+    for updates, restarted in ((10000, True), (12000, False)):  # its run stopped at 10,000, then finished
         make_tiny_checkpoint(run / "world_model.safetensors", provenance={"rew_end_steps": updates})
         started = started_runs(tmp_path, runs, game="Breakout", LEAD=no_lead)
         assert (BREAKOUT_REW_END in started) == restarted
         if restarted:  # resumed where it stopped: from its own state, not from a checkpoint
             args = started[BREAKOUT_REW_END]
-            assert origin(args, "--steps") == "10000" and origin(args) is None
+            assert origin(args, "--steps") == "12000" and origin(args) is None
     lead = make_tiny_checkpoint(tmp_path / "lead.safetensors", provenance={"rew_end_steps": 8000, "denoiser_steps": 9})
     fresh = started_runs(tmp_path, tmp_path / "fresh", game="Breakout", LEAD=str(lead))
     assert origin(fresh[BREAKOUT_REW_END]) == str(lead) and origin(fresh["denoiser"]) == str(lead)  # both from it
