@@ -14,15 +14,22 @@ from gym_diamond.envs.sb3 import DreamSB3VecEnv
 LEVEL = 2 / 255  # one uint8 level in [-1, 1] frames
 
 
-def rollout(model: WorldModel, steps: int = 3, n: int = 4):
-    """A fixed-seed imagined rollout: frames (steps, n, c, h, w), rewards, terminations (on the model's device)."""
+def rollout(model: WorldModel, steps: int = 3, n: int = 4, states: int = 1):
+    """A fixed-seed imagined rollout: frames (steps, n, c, h, w), rewards, terminations (on the model's device).
+    With 2 ``states``, two reward/termination LSTM states stepped together, environments reading one each in turn
+    (as a dream's staggered reading does)."""
     g = torch.Generator().manual_seed(0)
     frames = (torch.rand(n, 4, 3, 64, 64, generator=g) * 2 - 1).to(model.device)
     actions = torch.randint(0, 3, (n, 4), generator=g).to(model.device)
     generator = BatchedGenerator(range(n), device=model.device)
     state, out_frames, rewards, ends = None, [], [], []
+    read_from = None
+    if states > 1:
+        burnt = model.burn_in(frames, actions)
+        state = tuple(torch.cat([s, torch.zeros_like(s)], dim=1) for s in burnt)
+        read_from = (torch.arange(n, device=model.device) % 2)
     for _ in range(steps):
-        out = model.imagine_step(frames, actions, state, generator)
+        out = model.imagine_step(frames, actions, state, generator, read_from=read_from)
         state = out.state
         frames = torch.cat([frames[:, 1:], out.next_frame[:, None]], 1)
         out_frames.append(out.next_frame), rewards.append(out.reward), ends.append(out.terminated)
@@ -73,11 +80,12 @@ def test_compiled_step_matches_eager(model, monkeypatch):
     monkeypatch.setattr(torch, "compile", lambda fn, **kwargs: compile_(fn, **{**kwargs, "backend": "aot_eager",
                                                                             "mode": None}))
     torch._dynamo.reset()
-    reference = rollout(model)
-    got = rollout(model.accelerate(Acceleration(compile=True)))
-    assert (got[0] - reference[0]).abs().max() <= LEVEL + 1e-6
-    assert (got[0] != reference[0]).float().mean() < 0.01
-    assert torch.equal(got[2], reference[2])
+    reference, staggered = rollout(model), rollout(model, states=2)
+    model.accelerate(Acceleration(compile=True))
+    for want, got in ((reference, rollout(model)), (staggered, rollout(model, states=2))):
+        assert (got[0] - want[0]).abs().max() <= LEVEL + 1e-6
+        assert (got[0] != want[0]).float().mean() < 0.01
+        assert torch.equal(got[2], want[2])
 
 
 def test_unsupported_switches_are_rejected(model, pong_checkpoint):
@@ -145,6 +153,9 @@ def test_cuda_fast_path_matches_fp32_eager(model):
     assert error.mean() < 0.5 * LEVEL and error.max() <= 2 * LEVEL + 1e-6
     again = rollout(model)  # replayed graphs give the same dream as their first capture
     assert torch.equal(again[0], got[0])
+    staggered = rollout(model, states=2)  # two reward/termination states a dream, captured too
+    assert (staggered[0] - got[0]).abs().max() <= LEVEL + 1e-6  # another graph: its kernels may sum otherwise
+    assert torch.equal(rollout(model, states=2)[0], staggered[0])
 
 
 def test_cpu_default_precision_follows_native_bf16_units(monkeypatch, caplog):
