@@ -93,6 +93,7 @@ class StaggeredReading(RewEndReading):
         self.offset = (window + 1) // 2
         # transitions each state (2, n) has read since it was zero; 0 or less: not begun, kept zero until it begins
         self.ages = torch.zeros(2, self.n, dtype=torch.long, device=initial_state[0].device)
+        self._restart_ages: dict[int, Tensor] = {}  # the ages a restart sets, by the context's transitions
 
     def before_step(self) -> tuple[LSTMState, Tensor]:
         self.ages = torch.where(self.ages >= self.window, torch.zeros_like(self.ages), self.ages)
@@ -117,7 +118,9 @@ class StaggeredReading(RewEndReading):
         halves = [tuple(s[:, j * self.n:(j + 1) * self.n] for s in self.state) for j in range(2)]
         self.state = tuple(torch.cat([_put(a, new_a, rows, mask), _put(b, new_b, rows, mask)], dim=1)
                            for a, b, new_a, new_b in zip(*halves, first, second, strict=True))
-        ages = torch.tensor([[transitions], [second_age]], device=self.ages.device)
+        if transitions not in self._restart_ages:  # made once: a restart on a GPU copies nothing from the host
+            self._restart_ages[transitions] = torch.tensor([[transitions], [second_age]], device=self.ages.device)
+        ages = self._restart_ages[transitions]
         self.ages = _put(self.ages, ages.expand(2, self.n if rows is None else len(rows)), rows, mask)
 
 
