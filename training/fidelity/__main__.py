@@ -20,7 +20,9 @@ accuracy are for the first imagined step. ``--events`` adds one line on every tr
 the held-out episodes: recall, precision and confusion of the reward sign and of terminations
 (training.fidelity.measures), the events that random segments rarely hold, and ``dream_reward_recall``: the
 reward recall when each next frame is the dream's, on ``--samples`` sequences around a rewarded transition
-(a dream that does not draw what earns the reward reads ~0 there while the real frames' recall is high).
+(a dream that does not draw what earns the reward reads ~0 there while the real frames' recall is high), and
+``whole_episodes``: the same confusion read over each whole episode as a gymnasium dream reads it
+(training.fidelity.episode_reads), where an LSTM read past its training length calls endings that are not there.
 ``--events-noise STD`` adds the same confusion on the real frames with Gaussian noise: a dream's frames are a few
 levels off the real ones, and a reward/termination model fitted to real frames to the pixel misses game ends on
 them (``training.world_model --rew-end-input-noise`` trains it out).
@@ -57,6 +59,7 @@ from gym_diamond.errors import UserError
 from training.data.ball_paths import return_geometry
 from training.data.dataset import EpisodeDataset
 from training.fidelity.bricks import brick_breaks
+from training.fidelity.episode_reads import dream_reading_confusion
 from training.fidelity.held_out import held_out_episodes, trained_episodes
 from training.fidelity.measures import FIDELITY_HORIZONS, event_confusion
 from training.fidelity.open_loop import dream_reward_recall, fidelity_lines
@@ -93,7 +96,10 @@ def main(argv: list[str] | None = None) -> None:
                         help="also dream in this precision (same seeds): PSNR of each against the real frames "
                              "and between the two dreams")
     parser.add_argument("--events", action="store_true",
-                        help="also score rewards and terminations on every held-out transition (confusion matrices)")
+                        help="also score rewards and terminations on every held-out transition (confusion matrices), "
+                             "read in fresh sequences of 19 (DIAMOND's training sequences) and, under "
+                             "whole_episodes, over each whole episode as a gymnasium dream reads them (as the gates "
+                             "judge both)")
     parser.add_argument("--events-noise", type=float, default=None, metavar="STD",
                         help="also score them on the real frames with Gaussian noise of this std (frames in [-1, 1]): "
                              "a reward/termination model that reads real frames to the pixel misses a dream's "
@@ -145,8 +151,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.events:
         report = event_confusion(model, dataset, test_ids)
         dream_recall = dream_reward_recall(model, dataset, test_ids, samples=args.samples, seed=args.seed)
+        whole = dream_reading_confusion(model, dataset, test_ids).to_dict()
         print(json.dumps({"checkpoint": args.checkpoint, "game": ckpt.game, **judged,
-                          **report.to_dict(), "dream_reward_recall": dream_recall}), flush=True)
+                          **report.to_dict(), "dream_reward_recall": dream_recall, "whole_episodes": whole}),
+              flush=True)
     if args.events_noise is not None:
         report = event_confusion(model, dataset, test_ids, frame_noise=args.events_noise, seed=args.seed)
         print(json.dumps({"checkpoint": args.checkpoint, "game": ckpt.game, **judged,

@@ -149,5 +149,8 @@ def test_the_fidelity_command_reports_the_reward_recall_on_the_dreams_frames(pon
     dataset = EpisodeDataset(pong_data, game="Pong")
     rewarded = dataset.rewarded_steps(dataset.split(0.5, seed=0)[1])[0].size
     assert "reward_confusion" in events
+    # read over whole episodes as a dream reads them too: every held-out transition but each episode's burn-in
+    held_out = dataset.split(0.5, seed=0)[1]
+    assert events["whole_episodes"]["transitions"] == events["transitions"] - 3 * len(held_out)
     assert (events["dream_reward_recall"] is None) == (rewarded == 0)
     assert events["dream_reward_recall"] is None or 0 <= events["dream_reward_recall"] <= 1
