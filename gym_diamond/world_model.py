@@ -42,6 +42,18 @@ def read_logits(logits: Tensor, read_from: Tensor | None) -> Tensor:
     return stacked.gather(0, read_from.view(1, n, 1).expand(1, n, logits.shape[-1]))[0]
 
 
+def read_transition(rew_end: RewEndModel, last: Tensor, action: Tensor, next_frame: Tensor, state: LSTMState,
+                    read_from: Tensor | None) -> tuple[Tensor, Tensor, LSTMState]:
+    """One transition of n environments (``last`` and ``next_frame`` (n, 1, c, h, w), ``action`` (n, 1)) read by the
+    reward/termination model from k LSTM states each (k * n rows, stepped in one call): the reward and end logits
+    (n, classes) of the state each environment reads (:func:`read_logits`) and the k states after it."""
+    copies = state[0].shape[1] // last.shape[0]
+    if copies > 1:
+        last, action, next_frame = (t.repeat(copies, *([1] * (t.ndim - 1))) for t in (last, action, next_frame))
+    out = rew_end(last, action, next_frame, state)
+    return read_logits(out.reward_logits[:, 0], read_from), read_logits(out.end_logits[:, 0], read_from), out.state
+
+
 class WorldModel(nn.Module):
     """Imagines the next frame, reward and termination for a batch of environments in one call."""
 
@@ -151,15 +163,12 @@ class WorldModel(nn.Module):
                                          quantization=config.quantization)
 
         next_frame = integrate(denoise, noises, config)
-        last, last_action, new = frames[:, -1:], actions[:, -1:], next_frame[:, None]
-        copies = h.shape[1] // frames.shape[0]  # LSTM states per environment, all stepped on the same transition
-        if copies > 1:
-            last, last_action, new = (t.repeat(copies, *([1] * (t.ndim - 1))) for t in (last, last_action, new))
         with acceleration.autocast(self.device):
-            out = self.rew_end(last, last_action, new, (h, c))
-        reward_class = sample_categorical(read_logits(out.reward_logits[:, 0], read_from), uniforms[0])
-        end_class = sample_categorical(read_logits(out.end_logits[:, 0], read_from), uniforms[1])
-        h, c = (t.float() for t in out.state)
+            reward_logits, end_logits, state = read_transition(self.rew_end, frames[:, -1:], actions[:, -1:],
+                                                               next_frame[:, None], (h, c), read_from)
+        reward_class = sample_categorical(reward_logits, uniforms[0])
+        end_class = sample_categorical(end_logits, uniforms[1])
+        h, c = (t.float() for t in state)
         return next_frame, (reward_class - 1).float(), end_class.bool(), h, c
 
     def num_parameters(self) -> dict[str, int]:

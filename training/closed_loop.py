@@ -17,7 +17,8 @@ from typing import Any
 
 from gym_diamond.checkpoint import read_metadata
 from gym_diamond.config import SAMPLER_STARTS
-from gym_diamond.envs.rew_end_reading import DEFAULT_WINDOW
+from gym_diamond.envs.rew_end_reading import DEFAULT_WINDOW, check_window
+from gym_diamond.errors import UserError
 from training.fidelity.closed_loop import closed_loop_report
 from training.runtime.cli import user_errors
 from training.runtime.files import write_json_atomic
@@ -58,12 +59,11 @@ def window_or_carried(text: str) -> int | None:
     if text == "carried":
         return None
     try:
-        window = int(text)
+        return check_window(int(text))
+    except UserError as error:  # a whole number below 2
+        raise argparse.ArgumentTypeError(str(error)) from None
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a whole number of transitions or 'carried', got {text!r}") from None
-    if window < 2:
-        raise argparse.ArgumentTypeError(f"a window holds at least 2 transitions, got {window}")
-    return window
 
 
 @user_errors

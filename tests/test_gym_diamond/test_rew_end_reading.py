@@ -9,7 +9,7 @@ from gym_diamond.envs.core import DreamCore, GivenStart
 from gym_diamond.envs.rew_end_reading import CarriedReading, StaggeredReading, check_window, reading_for
 from gym_diamond.errors import UserError
 from gym_diamond.rng import BatchedGenerator
-from gym_diamond.world_model import read_logits
+from gym_diamond.world_model import read_logits, read_transition
 
 N, L = 3, 4  # dreams; context frames (L - 1 = 3 transitions burnt in)
 
@@ -34,13 +34,12 @@ def read_along(model, reading, frames, actions, steps):
     read = []
     for t in range(steps):
         state, read_from = reading.before_step()
-        k = state[0].shape[1] // N
-        step = (frames[:, L - 1 + t:L + t], actions[:, L - 1 + t:L + t], frames[:, L + t:L + t + 1])
-        last, act, new = (x.repeat(k, *([1] * (x.ndim - 1))) for x in step)
         with torch.no_grad():
-            out = model.rew_end(last, act, new, state)
-        reading.after_step(out.state)
-        read.append(read_logits(out.end_logits[:, 0], read_from))
+            _, end_logits, state = read_transition(model.rew_end, frames[:, L - 1 + t:L + t],
+                                                   actions[:, L - 1 + t:L + t], frames[:, L + t:L + t + 1], state,
+                                                   read_from)
+        reading.after_step(state)
+        read.append(end_logits)
     return read
 
 

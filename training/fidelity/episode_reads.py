@@ -15,7 +15,7 @@ import torch
 
 from gym_diamond import WorldModel, to_model_frames
 from gym_diamond.envs.rew_end_reading import DEFAULT_WINDOW, reading_for
-from gym_diamond.world_model import read_logits
+from gym_diamond.world_model import read_transition
 from training.data.dataset import EpisodeDataset
 from training.fidelity.measures import EventReport
 
@@ -46,12 +46,11 @@ def dream_calls(model: WorldModel, dataset: EpisodeDataset, episodes: list[int],
     ends = np.zeros((len(episodes), longest), np.int64)
     for t in range(L - 1, longest):
         state, read_from = reading.before_step()
-        copies = state[0].shape[1] // len(episodes)
-        out = model.rew_end(frames[:, t:t + 1].repeat(copies, 1, 1, 1, 1), actions[:, t:t + 1].repeat(copies, 1),
-                            frames[:, t + 1:t + 2].repeat(copies, 1, 1, 1, 1), state)
-        reading.after_step(out.state)
-        signs[:, t] = read_logits(out.reward_logits[:, 0], read_from).argmax(-1).cpu().numpy() - 1
-        ends[:, t] = read_logits(out.end_logits[:, 0], read_from).argmax(-1).cpu().numpy()
+        reward_logits, end_logits, state = read_transition(model.rew_end, frames[:, t:t + 1], actions[:, t:t + 1],
+                                                           frames[:, t + 1:t + 2], state, read_from)
+        reading.after_step(state)
+        signs[:, t] = reward_logits.argmax(-1).cpu().numpy() - 1
+        ends[:, t] = end_logits.argmax(-1).cpu().numpy()
     return [(signs[i, :n], ends[i, :n]) for i, n in enumerate(lengths)]
 
 
