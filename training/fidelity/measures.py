@@ -42,8 +42,9 @@ from training.data.objects import find_objects, object_game
 FIDELITY_HORIZONS = (1, 5, 15)
 
 __all__ = ["DENOISER_SIGMAS", "OBJECT_TOLERANCE", "EventReport", "ObjectAgreement", "ObjectScore",
-           "ball_shown_by_sigma", "event_confusion", "game_objects", "locate_objects", "object_agreement",
-           "episode_calls", "rew_end_reads", "rounded_share", "sequence_starts", "share"]
+           "ball_shown_by_sigma", "checked_probe", "denoise_real_frame", "event_confusion", "game_objects",
+           "locate_objects", "object_agreement", "episode_calls", "rew_end_reads", "rounded_share", "score_object",
+           "sequence_starts", "share"]
 
 OBJECT_TOLERANCE = 2.0  # pixels between the centres of a predicted and a real object for them to agree
 # noise levels ``ball_shown_by_sigma`` tries by default: from nearly clean to the sampler's sigma_max (5)
@@ -249,7 +250,9 @@ class ObjectAgreement:
                 "horizons": {h: self.line(h) for h in self.scores}}
 
 
-def _score(real: Located, predicted: Located, tolerance: float) -> ObjectScore:
+def score_object(real: Located, predicted: Located, tolerance: float = OBJECT_TOLERANCE) -> ObjectScore:
+    """Of the frames where ``real`` shows the object, those where ``predicted`` shows it, and within ``tolerance``
+    pixels of it."""
     (seen, xy), (guessed, guess_xy) = real, predicted
     shown = seen & guessed
     within = shown & (np.nan_to_num(np.linalg.norm(guess_xy - xy, axis=1), nan=np.inf) <= tolerance)
@@ -296,7 +299,7 @@ def object_agreement(game: str, context: np.ndarray, real: np.ndarray, predicted
         ok = valid[:, h - 1]
         truth, dream = locate_objects(name, real[ok, h - 1]), locate_objects(name, predicted[ok, h - 1])
         repeat = _subset(last, ok)
-        scores[h] = {predictor: {thing: _score(truth[thing], guess[thing], tolerance) for thing in things}
+        scores[h] = {predictor: {thing: score_object(truth[thing], guess[thing], tolerance) for thing in things}
                      for predictor, guess in zip(_PREDICTORS, (dream, repeat), strict=True)}
     return ObjectAgreement(name, float(tolerance), scores)
 
@@ -329,6 +332,26 @@ def _ball_positions(dataset: EpisodeDataset, episode_ids: np.ndarray | list[int]
 
 
 @torch.no_grad()
+def checked_probe(samples: int, batch_size: int, sigmas: tuple[float, ...] | list[float]) -> tuple[float, ...]:
+    """The noise levels of a probe of the denoiser on real frames, after a clear error for a bad size or level."""
+    if samples < 1 or batch_size < 1:
+        raise UserError(f"samples and batch_size must be >= 1, got {samples} and {batch_size}")
+    levels = tuple(float(s) for s in sigmas)
+    if not levels or min(levels) <= 0:
+        raise UserError(f"sigmas must be noise levels > 0, got {levels}")
+    return levels
+
+
+def denoise_real_frame(model: WorldModel, target: torch.Tensor, noise: torch.Tensor, sigma: float,
+                       context: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    """The denoiser's estimate of the real frames ``target`` from ``target + sigma * noise``, as the sampler
+    evaluates it (the model's dream precision, clamped and quantised as the sampler quantises)."""
+    level = torch.full((len(target),), sigma, device=target.device)
+    noisy = target + sigma * noise.to(target.device)
+    return model.denoiser.denoise(noisy, level, context, actions, autocast=model.acceleration.autocast,
+                                  quantization=model.config.sampler.quantization)
+
+
 def ball_shown_by_sigma(model: WorldModel, dataset: EpisodeDataset, episode_ids: np.ndarray | list[int], *,
                         sigmas: tuple[float, ...] | list[float] = DENOISER_SIGMAS, samples: int = 32, seed: int = 0,
                         batch_size: int = 64, tolerance: float = OBJECT_TOLERANCE) -> dict[float, dict[str, Any]]:
@@ -352,16 +375,11 @@ def ball_shown_by_sigma(model: WorldModel, dataset: EpisodeDataset, episode_ids:
     if dataset.game is None:
         raise UserError("the dataset does not say its game: open it with EpisodeDataset(root, game=...)")
     game = object_game(dataset.game)
-    if samples < 1 or batch_size < 1:
-        raise UserError(f"samples and batch_size must be >= 1, got {samples} and {batch_size}")
-    sigmas = tuple(float(s) for s in sigmas)
-    if not sigmas or min(sigmas) <= 0:
-        raise UserError(f"sigmas must be noise levels > 0, got {sigmas}")
+    sigmas = checked_probe(samples, batch_size, sigmas)
     L, device, denoiser = model.config.denoiser.context_length, model.device, model.denoiser
     ids, starts = _ball_positions(dataset, episode_ids, game, L, samples, np.random.default_rng(seed))
     n = len(ids)
     noise = torch.randn((n, *model.frame_shape), generator=torch.Generator().manual_seed(seed))
-    quantization = model.config.sampler.quantization
     counts = {s: np.zeros(2, np.int64) for s in sigmas}  # shown, within
     was_training = denoiser.training
     denoiser.eval()
@@ -373,12 +391,9 @@ def ball_shown_by_sigma(model: WorldModel, dataset: EpisodeDataset, episode_ids:
             actions = torch.as_tensor(seg.actions, device=device).long()
             real = find_objects(game, seg.frames[:, L])
             for sigma in sigmas:
-                level = torch.full((len(target),), sigma, device=device)
-                noisy = target + sigma * noise[i:i + batch_size].to(device)
-                estimate = denoiser.denoise(noisy, level, context, actions, autocast=model.acceleration.autocast,
-                                            quantization=quantization)
+                estimate = denoise_real_frame(model, target, noise[i:i + batch_size], sigma, context, actions)
                 kept = find_objects(game, to_uint8_frames(estimate).cpu().numpy())
-                score = _score(real.of("ball"), kept.of("ball"), tolerance)
+                score = score_object(real.of("ball"), kept.of("ball"), tolerance)
                 counts[sigma] += (score.shown, score.within)
     finally:
         denoiser.train(was_training)
