@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from gym_diamond import BatchedGenerator, WorldModel, to_model_frames, to_uint8_frames
+from gym_diamond.errors import UserError
 from training.data.ball_paths import paddle_moments, return_geometry
 from training.data.dataset import EpisodeDataset
 from training.data.objects import find_objects
@@ -31,7 +32,7 @@ from training.fidelity.measures import (
     score_object,
 )
 
-__all__ = ["HINT_SIGMAS", "BounceStep", "BounceStepsReport", "bounce_steps"]
+__all__ = ["HINT_SIGMAS", "BounceStep", "BounceStepsReport", "HintedFrames", "bounce_steps", "hinted_frames"]
 
 HINT_SIGMAS = (5.0, 2.0, 1.0, 0.5)  # from the sampler's sigma_max (5) to noise through which the ball shows plainly
 
@@ -73,11 +74,9 @@ def bounce_steps(model: WorldModel, dataset: EpisodeDataset, episode_ids: np.nda
     ``sigmas`` (the same noise at every level and step)."""
     sigmas = checked_probe(samples, batch_size, sigmas)
     L, device, denoiser = model.config.denoiser.context_length, model.device, model.denoiser
-    found = paddle_moments(dataset, episode_ids, L)["returns"]  # checks the game
+    moments = _return_moments(dataset, episode_ids, L, samples, seed)  # checks the game
     game, horizon = dataset.game, return_geometry(dataset.game).horizon
-    picked = np.sort(np.random.default_rng(seed).permutation(len(found))[:samples])
-    moments = [found[i] for i in picked]
-    noise = torch.randn((len(moments), *model.frame_shape), generator=torch.Generator().manual_seed(seed))
+    noise = _probe_noise(model, len(moments), seed)
     dreamt = np.zeros((horizon, 3), np.int64)  # real, shown, within
     hinted = {s: np.zeros((horizon, 3), np.int64) for s in sigmas}
     was_training = denoiser.training
@@ -103,6 +102,56 @@ def bounce_steps(model: WorldModel, dataset: EpisodeDataset, episode_ids: np.nda
     return BounceStepsReport(len(moments), tuple(
         BounceStep(h + 1, ObjectScore(*map(int, dreamt[h])), {s: ObjectScore(*map(int, hinted[s][h])) for s in sigmas})
         for h in range(horizon)))
+
+
+@dataclass(frozen=True)
+class HintedFrames:
+    """Per real return, its ``frames`` (n, L + 1, 64, 64, 3) uint8: the L real frames up to a step and the real frame
+    of that step; and the denoiser's ``estimates`` of that frame from it plus noise (n, 64, 64, 3) uint8."""
+
+    frames: np.ndarray
+    estimates: np.ndarray
+
+
+@torch.no_grad()
+def hinted_frames(model: WorldModel, dataset: EpisodeDataset, episode_ids: np.ndarray | list[int], *, step: int,
+                  sigma: float, samples: int = 32, seed: int = 0, batch_size: int = 64) -> HintedFrames:
+    """The frames behind ``bounce_steps``' share at ``step`` and ``sigma`` (the same returns and noise for the same
+    ``samples`` and ``seed``), to look at before believing it."""
+    (sigma,) = checked_probe(samples, batch_size, [sigma])
+    L, horizon = model.config.denoiser.context_length, return_geometry(dataset.game).horizon
+    if not 1 <= step <= horizon:
+        raise UserError(f"step must be 1 to {horizon} (the return horizon of {dataset.game}), got {step}")
+    moments = _return_moments(dataset, episode_ids, L, samples, seed)
+    noise = _probe_noise(model, len(moments), seed)
+    frames, estimates = [np.zeros((0, L + 1, 64, 64, 3), np.uint8)], [np.zeros((0, 64, 64, 3), np.uint8)]
+    was_training = model.denoiser.training
+    model.denoiser.eval()
+    try:
+        for i in range(0, len(moments), batch_size):
+            batch = moments[i:i + batch_size]
+            seg = dataset.get_segments(np.array([e for e, _ in batch], np.int64),
+                                       np.array([s - L + step for _, s in batch], np.int64), L)
+            real = to_model_frames(torch.as_tensor(seg.frames, device=model.device))
+            actions = torch.as_tensor(seg.actions, device=model.device).long()
+            estimate = denoise_real_frame(model, real[:, L], noise[i:i + len(batch)], sigma, real[:, :L], actions)
+            frames.append(seg.frames)
+            estimates.append(to_uint8_frames(estimate).cpu().numpy())
+    finally:
+        model.denoiser.train(was_training)
+    return HintedFrames(np.concatenate(frames), np.concatenate(estimates))
+
+
+def _return_moments(dataset: EpisodeDataset, episode_ids: np.ndarray | list[int], context_length: int, samples: int,
+                    seed: int) -> list[tuple[int, int]]:
+    """Up to ``samples`` of the real returns of ``episode_ids``, drawn with ``seed``."""
+    found = paddle_moments(dataset, episode_ids, context_length)["returns"]  # checks the game
+    return [found[i] for i in np.sort(np.random.default_rng(seed).permutation(len(found))[:samples])]
+
+
+def _probe_noise(model: WorldModel, n: int, seed: int) -> torch.Tensor:
+    """The noise added to the real frames of ``n`` returns (one draw from ``seed``, at every level and step)."""
+    return torch.randn((n, *model.frame_shape), generator=torch.Generator().manual_seed(seed))
 
 
 def _ball(game: str, frames: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:

@@ -12,7 +12,8 @@ from helpers import pong_frame
 from gym_diamond import to_model_frames, to_uint8_frames
 from training.data.ball_paths import return_geometry
 from training.data.dataset import Episode, EpisodeDataset
-from training.fidelity.bounce_steps import bounce_steps
+from training.data.objects import find_objects
+from training.fidelity.bounce_steps import bounce_steps, hinted_frames
 
 PADDLE = return_geometry("Pong").paddle_line
 NEAR = 3  # the stand-in drops a ball this close to the paddle's column
@@ -81,3 +82,17 @@ def test_each_step_of_a_return_is_dreamt_from_the_real_frames_before_it(tmp_path
         bounce_steps(NearPaddleDropper(dataset, [RALLY], 2.0), dataset, [0], samples=0)
     with pytest.raises(ValueError, match="sigmas must be noise levels > 0"):
         bounce_steps(NearPaddleDropper(dataset, [RALLY], 2.0), dataset, [0], sigmas=[0.0])
+
+
+def test_the_frames_behind_a_step_are_the_ones_it_counts(tmp_path):
+    dataset = EpisodeDataset(tmp_path / "pong", game="Pong")
+    dataset.append(_episode(RALLY))
+    dropper = NearPaddleDropper(dataset, [RALLY], drops_from=2.0)
+    seen = hinted_frames(dropper, dataset, [0], step=1, sigma=5.0, samples=8)
+    assert seen.frames.shape == (2, 5, 64, 64, 3) and seen.estimates.shape == (2, 64, 64, 3)
+    real_balls = find_objects("Pong", seen.frames[:, -1]).ball_xy[:, 0]
+    assert real_balls.tolist() == [54, 50]  # step 1 of the approaches at frames 5 and 6
+    assert find_objects("Pong", seen.estimates).ball_visible.tolist() == [False, True]  # the first by the paddle
+    assert find_objects("Pong", hinted_frames(dropper, dataset, [0], step=1, sigma=0.5).estimates).ball_visible.all()
+    with pytest.raises(ValueError, match="step must be 1 to 4"):
+        hinted_frames(dropper, dataset, [0], step=5, sigma=0.5)
