@@ -39,8 +39,8 @@ HINT_SIGMAS = (5.0, 2.0, 1.0, 0.5)  # from the sampler's sigma_max (5) to noise 
 
 @dataclass(frozen=True)
 class BounceStep:
-    """Step ``step`` after the approach (1: the frame after it): the one-step dream's ball against the ``real.real``
-    real frames that show one, and per noise level the denoiser's estimate from the noisy real frame (``hinted``)."""
+    """Step ``step`` after the approach (1: the frame after it): the one-step dream's ball (``dreamt``, of the real
+    frames that show one), and per noise level the denoiser's estimate's from the noisy real frame (``hinted``)."""
 
     step: int
     dreamt: ObjectScore

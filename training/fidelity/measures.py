@@ -331,7 +331,6 @@ def _ball_positions(dataset: EpisodeDataset, episode_ids: np.ndarray | list[int]
     return np.concatenate(chosen_ids), np.concatenate(chosen_starts)
 
 
-@torch.no_grad()
 def checked_probe(samples: int, batch_size: int, sigmas: tuple[float, ...] | list[float]) -> tuple[float, ...]:
     """The noise levels of a probe of the denoiser on real frames, after a clear error for a bad size or level."""
     if samples < 1 or batch_size < 1:
@@ -352,6 +351,7 @@ def denoise_real_frame(model: WorldModel, target: torch.Tensor, noise: torch.Ten
                                   quantization=model.config.sampler.quantization)
 
 
+@torch.no_grad()
 def ball_shown_by_sigma(model: WorldModel, dataset: EpisodeDataset, episode_ids: np.ndarray | list[int], *,
                         sigmas: tuple[float, ...] | list[float] = DENOISER_SIGMAS, samples: int = 32, seed: int = 0,
                         batch_size: int = 64, tolerance: float = OBJECT_TOLERANCE) -> dict[float, dict[str, Any]]:
