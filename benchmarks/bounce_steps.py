@@ -27,7 +27,7 @@ from gym_diamond.checkpoint import read_metadata
 from training.data.objects import find_objects
 from training.fidelity.bounce_steps import HINT_SIGMAS, BounceStepsReport, bounce_steps, hinted_frames
 from training.fidelity.held_out import judged_data, trained_episodes
-from training.fidelity.measures import OBJECT_TOLERANCE
+from training.fidelity.measures import object_within
 from training.runtime.cli import add_device_argument, user_errors
 
 
@@ -58,9 +58,8 @@ def lost_ball_rows(game: str, frames: np.ndarray, estimates: np.ndarray, windows
     """Rows of crops around the real ball (context frames, real, estimate, |difference|) of the first ``windows``
     frames whose ball the estimate does not show within 2 px; None where it shows them all."""
     real = find_objects(game, frames[:, -1]).of("ball")
-    kept = find_objects(game, estimates).of("ball")
-    close = np.nan_to_num(np.linalg.norm(kept[1] - real[1], axis=1), nan=np.inf) <= OBJECT_TOLERANCE
-    lost = np.flatnonzero(real[0] & ~(kept[0] & close))[:windows]
+    kept = object_within(real, find_objects(game, estimates).of("ball"))
+    lost = np.flatnonzero(real[0] & ~kept)[:windows]
     if lost.size == 0:
         return None
     rows = []

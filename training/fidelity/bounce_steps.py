@@ -28,9 +28,11 @@ from training.fidelity.measures import (
     ObjectScore,
     checked_probe,
     denoise_real_frame,
+    probe_noise,
     rounded_share,
     score_object,
 )
+from training.runtime.modes import evaluating
 
 __all__ = ["HINT_SIGMAS", "BounceStep", "BounceStepsReport", "HintedFrames", "bounce_steps", "hinted_frames"]
 
@@ -76,12 +78,10 @@ def bounce_steps(model: WorldModel, dataset: EpisodeDataset, episode_ids: np.nda
     L, device, denoiser = model.config.denoiser.context_length, model.device, model.denoiser
     moments = _return_moments(dataset, episode_ids, L, samples, seed)  # checks the game
     game, horizon = dataset.game, return_geometry(dataset.game).horizon
-    noise = _probe_noise(model, len(moments), seed)
+    noise = probe_noise(model, len(moments), seed)
     dreamt = np.zeros((horizon, 3), np.int64)  # real, shown, within
     hinted = {s: np.zeros((horizon, 3), np.int64) for s in sigmas}
-    was_training = denoiser.training
-    denoiser.eval()
-    try:
+    with evaluating(denoiser):
         for i in range(0, len(moments), batch_size):
             batch = moments[i:i + batch_size]
             ids = np.array([e for e, _ in batch], np.int64)
@@ -97,8 +97,6 @@ def bounce_steps(model: WorldModel, dataset: EpisodeDataset, episode_ids: np.nda
                 for sigma in sigmas:
                     estimate = denoise_real_frame(model, target, noise[i:i + len(batch)], sigma, context, acts)
                     hinted[sigma][h] += _counts(real, _ball(game, estimate), tolerance)
-    finally:
-        denoiser.train(was_training)
     return BounceStepsReport(len(moments), tuple(
         BounceStep(h + 1, ObjectScore(*map(int, dreamt[h])), {s: ObjectScore(*map(int, hinted[s][h])) for s in sigmas})
         for h in range(horizon)))
@@ -123,11 +121,9 @@ def hinted_frames(model: WorldModel, dataset: EpisodeDataset, episode_ids: np.nd
     if not 1 <= step <= horizon:
         raise UserError(f"step must be 1 to {horizon} (the return horizon of {dataset.game}), got {step}")
     moments = _return_moments(dataset, episode_ids, L, samples, seed)
-    noise = _probe_noise(model, len(moments), seed)
+    noise = probe_noise(model, len(moments), seed)
     frames, estimates = [np.zeros((0, L + 1, 64, 64, 3), np.uint8)], [np.zeros((0, 64, 64, 3), np.uint8)]
-    was_training = model.denoiser.training
-    model.denoiser.eval()
-    try:
+    with evaluating(model.denoiser):
         for i in range(0, len(moments), batch_size):
             batch = moments[i:i + batch_size]
             seg = dataset.get_segments(np.array([e for e, _ in batch], np.int64),
@@ -137,8 +133,6 @@ def hinted_frames(model: WorldModel, dataset: EpisodeDataset, episode_ids: np.nd
             estimate = denoise_real_frame(model, real[:, L], noise[i:i + len(batch)], sigma, real[:, :L], actions)
             frames.append(seg.frames)
             estimates.append(to_uint8_frames(estimate).cpu().numpy())
-    finally:
-        model.denoiser.train(was_training)
     return HintedFrames(np.concatenate(frames), np.concatenate(estimates))
 
 
@@ -147,11 +141,6 @@ def _return_moments(dataset: EpisodeDataset, episode_ids: np.ndarray | list[int]
     """Up to ``samples`` of the real returns of ``episode_ids``, drawn with ``seed``."""
     found = paddle_moments(dataset, episode_ids, context_length)["returns"]  # checks the game
     return [found[i] for i in np.sort(np.random.default_rng(seed).permutation(len(found))[:samples])]
-
-
-def _probe_noise(model: WorldModel, n: int, seed: int) -> torch.Tensor:
-    """The noise added to the real frames of ``n`` returns (one draw from ``seed``, at every level and step)."""
-    return torch.randn((n, *model.frame_shape), generator=torch.Generator().manual_seed(seed))
 
 
 def _ball(game: str, frames: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:

@@ -37,14 +37,15 @@ from gym_diamond.nn.rew_end import RewEndOutput
 from training.data.dataset import EpisodeDataset, Segment
 from training.data.games import Located, games_with, rules
 from training.data.objects import find_objects, object_game
+from training.runtime.modes import evaluating
 
 # The open-loop horizons every fidelity figure and gate judges (dream steps ahead of the real context)
 FIDELITY_HORIZONS = (1, 5, 15)
 
 __all__ = ["DENOISER_SIGMAS", "OBJECT_TOLERANCE", "EventReport", "ObjectAgreement", "ObjectScore",
            "ball_shown_by_sigma", "checked_probe", "denoise_real_frame", "event_confusion", "game_objects",
-           "locate_objects", "object_agreement", "episode_calls", "rew_end_reads", "rounded_share", "score_object",
-           "sequence_starts", "share"]
+           "locate_objects", "object_agreement", "object_within", "probe_noise", "episode_calls", "rew_end_reads",
+           "rounded_share", "score_object", "sequence_starts", "share"]
 
 OBJECT_TOLERANCE = 2.0  # pixels between the centres of a predicted and a real object for them to agree
 # noise levels ``ball_shown_by_sigma`` tries by default: from nearly clean to the sampler's sigma_max (5)
@@ -253,10 +254,15 @@ class ObjectAgreement:
 def score_object(real: Located, predicted: Located, tolerance: float = OBJECT_TOLERANCE) -> ObjectScore:
     """Of the frames where ``real`` shows the object, those where ``predicted`` shows it, and within ``tolerance``
     pixels of it."""
+    seen, guessed = real[0], predicted[0]
+    within = object_within(real, predicted, tolerance)
+    return ObjectScore(int(seen.sum()), int((seen & guessed).sum()), int(within.sum()))
+
+
+def object_within(real: Located, predicted: Located, tolerance: float = OBJECT_TOLERANCE) -> np.ndarray:
+    """Per frame, whether both show the object and ``predicted``'s lies within ``tolerance`` pixels of ``real``'s."""
     (seen, xy), (guessed, guess_xy) = real, predicted
-    shown = seen & guessed
-    within = shown & (np.nan_to_num(np.linalg.norm(guess_xy - xy, axis=1), nan=np.inf) <= tolerance)
-    return ObjectScore(int(seen.sum()), int(shown.sum()), int(within.sum()))
+    return seen & guessed & (np.nan_to_num(np.linalg.norm(guess_xy - xy, axis=1), nan=np.inf) <= tolerance)
 
 
 def _check_frames(name: str, frames: np.ndarray, ndim: int) -> np.ndarray:
@@ -341,6 +347,11 @@ def checked_probe(samples: int, batch_size: int, sigmas: tuple[float, ...] | lis
     return levels
 
 
+def probe_noise(model: WorldModel, n: int, seed: int) -> torch.Tensor:
+    """The noise a probe adds to ``n`` real frames: one draw from ``seed``, the same at every level."""
+    return torch.randn((n, *model.frame_shape), generator=torch.Generator().manual_seed(seed))
+
+
 def denoise_real_frame(model: WorldModel, target: torch.Tensor, noise: torch.Tensor, sigma: float,
                        context: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
     """The denoiser's estimate of the real frames ``target`` from ``target + sigma * noise``, as the sampler
@@ -379,11 +390,9 @@ def ball_shown_by_sigma(model: WorldModel, dataset: EpisodeDataset, episode_ids:
     L, device, denoiser = model.config.denoiser.context_length, model.device, model.denoiser
     ids, starts = _ball_positions(dataset, episode_ids, game, L, samples, np.random.default_rng(seed))
     n = len(ids)
-    noise = torch.randn((n, *model.frame_shape), generator=torch.Generator().manual_seed(seed))
+    noise = probe_noise(model, n, seed)
     counts = {s: np.zeros(2, np.int64) for s in sigmas}  # shown, within
-    was_training = denoiser.training
-    denoiser.eval()
-    try:
+    with evaluating(denoiser):
         for i in range(0, n, batch_size):
             seg = dataset.get_segments(ids[i:i + batch_size], starts[i:i + batch_size], L)
             frames = to_model_frames(torch.as_tensor(seg.frames, device=device))
@@ -395,6 +404,4 @@ def ball_shown_by_sigma(model: WorldModel, dataset: EpisodeDataset, episode_ids:
                 kept = find_objects(game, to_uint8_frames(estimate).cpu().numpy())
                 score = score_object(real.of("ball"), kept.of("ball"), tolerance)
                 counts[sigma] += (score.shown, score.within)
-    finally:
-        denoiser.train(was_training)
     return {s: ObjectScore(n, int(counts[s][0]), int(counts[s][1])).to_dict() for s in sigmas}

@@ -31,6 +31,7 @@ from gym_diamond.config import SamplerConfig
 from gym_diamond.diffusion import sample
 from gym_diamond.errors import UserError
 from gym_diamond.nn.denoiser import Denoiser
+from training.runtime.modes import evaluating
 
 # a pixel parts from the real frame where one of its channels differs by more than this (frames in [-1, 1]: 32 or
 # more of 255 levels), far above the few levels of a sampler's noise
@@ -106,10 +107,8 @@ class DreamContexts:
         def denoise(x: Tensor, sigma: Tensor) -> Tensor:
             return denoiser.denoise(x, sigma, contexts, actions, autocast=autocast, quantization=sampler.quantization)
 
-        was_training = denoiser.training
-        denoiser.eval()
-        frame = sample(denoise, tuple(real_next.shape), sampler, self.noise, self.device)
-        denoiser.train(was_training)
+        with evaluating(denoiser):
+            frame = sample(denoise, tuple(real_next.shape), sampler, self.noise, self.device)
         self.contexts = torch.cat([contexts[:, 1:], frame[:, None].to(contexts.dtype)], dim=1)
         self.ages += 1
         parted = parted_pixels(frame, real_next).cpu().numpy() > self.tolerance
